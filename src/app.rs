@@ -1,0 +1,127 @@
+//! Builds the service from its configuration and serves it. Build and serve are separate so
+//! that tests and benchmarks can bind port 0, read the address, then run the real thing.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::engine::{Engine, EngineConfig};
+use crate::http::request::Limits;
+use crate::http::{AppState, auth, router};
+use crate::store;
+
+/// A bound, ready-to-serve instance.
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    grace: Duration,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot open the files root {path}: {source}")]
+    FilesRoot { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+impl App {
+    pub async fn build(config: Config) -> Result<App, StartError> {
+        let store = store::open(&config.database_url)?;
+        let engine = Engine::new(EngineConfig {
+            max_concurrency: config.max_concurrency as usize,
+            files_root: config.files_root.clone(),
+        })
+        .map_err(|source| StartError::FilesRoot { path: config.files_root.display().to_string(), source })?;
+        if !engine.has_files_root() {
+            tracing::warn!(files_root = %config.files_root.display(), "the files root does not exist: file jobs will fail with not_found");
+        }
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        let state = AppState {
+            engine,
+            store,
+            limits: Arc::new(Limits {
+                max_body_bytes: config.max_body_bytes,
+                max_jobs: config.max_jobs,
+                max_concurrency: config.max_concurrency as usize,
+                max_response_bytes: config.max_response_bytes,
+                max_file_bytes: config.max_file_bytes,
+            }),
+            tokens: config.api_token.iter().map(|t| auth::digest(t)).collect(),
+            draining: Arc::new(AtomicBool::new(false)),
+        };
+        let addr = listener.local_addr().map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        if !addr.ip().is_loopback() && state.tokens.is_empty() {
+            tracing::warn!(%addr, "LISTENING ON A NON-LOOPBACK ADDRESS WITHOUT --api-token: anyone who can reach it can make this host send requests and read files");
+        }
+        if !config.allow_net.is_empty() {
+            tracing::warn!("--allow-net is accepted but not enforced yet: this version has no outbound address guard");
+        }
+        Ok(App { router: router(state.clone()), listener, state, grace: config.shutdown_grace })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves until SIGTERM or Ctrl-C.
+    pub async fn run(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `signal` resolves, then drains: new batches get 503, running batches get
+    /// the grace period to finish, and whatever still runs after it is recorded `interrupted`.
+    pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let addr = self.local_addr();
+        tracing::info!(
+            "fanout listening on http://{addr} (API docs at http://{addr}/docs, OpenAPI at http://{addr}/openapi.json)"
+        );
+        let state = self.state.clone();
+        let grace = self.grace;
+        let draining = async move {
+            signal.await;
+            tracing::info!(grace_ms = grace.as_millis() as u64, "shutting down: draining running batches");
+            state.draining.store(true, Ordering::Relaxed);
+            let engine = state.engine.clone();
+            tokio::spawn(async move {
+                if !engine.drain(grace).await {
+                    tracing::warn!("grace period over: interrupting the batches still running");
+                    engine.shutdown().await;
+                }
+            });
+        };
+        axum::serve(self.listener, self.router).with_graceful_shutdown(draining).await?;
+        if !self.state.engine.drain(self.grace).await {
+            self.state.engine.shutdown().await;
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

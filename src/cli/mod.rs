@@ -1,0 +1,64 @@
+//! The command line: `fanout serve` and `fanout openapi`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::App;
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "fanout", version, about = "Run a batch of jobs concurrently and report every result and timing")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the HTTP service.
+    Serve(Config),
+    /// Print the OpenAPI document (YAML) that `openapi.yaml` must equal.
+    Openapi,
+}
+
+impl Cli {
+    pub fn run(self) -> ExitCode {
+        match self.command {
+            Command::Serve(config) => serve(config),
+            Command::Openapi => {
+                print!("{}", openapi_yaml());
+                ExitCode::SUCCESS
+            }
+        }
+    }
+}
+
+/// The OpenAPI document as YAML.
+pub fn openapi_yaml() -> String {
+    crate::http::openapi().to_yaml().expect("the OpenAPI document serializes")
+}
+
+fn serve(config: Config) -> ExitCode {
+    crate::telemetry::init(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    runtime.block_on(async {
+        let app = match App::build(config).await {
+            Ok(app) => app,
+            Err(e) => {
+                tracing::error!("cannot start: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        match app.run().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("server error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,121 @@
+//! The `serve` options. Every flag has a `FANOUT_*` environment twin; lists are comma-separated
+//! there.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address and port to listen on.
+    #[arg(long, env = "FANOUT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Where batches are kept. This version supports `memory://` only (kept until exit).
+    #[arg(long, env = "FANOUT_DATABASE_URL", default_value = "memory://")]
+    pub database_url: String,
+
+    /// Folder that `file` jobs read from; nothing outside it is readable.
+    #[arg(long, env = "FANOUT_FILES_ROOT", default_value = "./files")]
+    pub files_root: PathBuf,
+
+    /// CIDR, host, or address:port that HTTP jobs may reach besides public addresses
+    /// (repeatable). Accepted now; not enforced yet: this version has no outbound guard.
+    #[arg(long, env = "FANOUT_ALLOW_NET", value_delimiter = ',')]
+    pub allow_net: Vec<String>,
+
+    /// Most tasks one batch may hold; larger batches get 413.
+    #[arg(long, env = "FANOUT_MAX_JOBS", default_value_t = 100_000)]
+    pub max_jobs: usize,
+
+    /// Jobs in flight across all batches; a batch's `concurrency` is clamped to it.
+    #[arg(long, env = "FANOUT_MAX_CONCURRENCY", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrency: u32,
+
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    #[arg(long, env = "FANOUT_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Most response body bytes an HTTP job keeps (its `max_response_bytes` is capped to it).
+    #[arg(long, env = "FANOUT_MAX_RESPONSE_BYTES", default_value_t = 1024 * 1024)]
+    pub max_response_bytes: u64,
+
+    /// Most bytes a file job reads (its `max_bytes` is capped to it).
+    #[arg(long, env = "FANOUT_MAX_FILE_BYTES", default_value_t = 1024 * 1024)]
+    pub max_file_bytes: u64,
+
+    /// Bearer token required on every batch endpoint (repeatable). Without one, anyone who can
+    /// reach the listener can run jobs.
+    #[arg(long, env = "FANOUT_API_TOKEN", value_delimiter = ',', hide_env_values = true)]
+    pub api_token: Vec<String>,
+
+    /// Name of this instance in logs and stored rows (default: host name and listen address).
+    #[arg(long, env = "FANOUT_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
+    /// Log line format.
+    #[arg(long, env = "FANOUT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// On SIGTERM or Ctrl-C, how long running batches may go on before they are interrupted.
+    #[arg(long, env = "FANOUT_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl Config {
+    /// The defaults, as `fanout serve` with no flags and no environment would use, but on an
+    /// ephemeral port: what tests and benchmarks start from.
+    pub fn for_tests() -> Config {
+        Config {
+            listen: "127.0.0.1:0".parse().expect("valid address"),
+            database_url: "memory://".into(),
+            files_root: "./files".into(),
+            allow_net: Vec::new(),
+            max_jobs: 100_000,
+            max_concurrency: 10_000,
+            max_body_bytes: 8 * 1024 * 1024,
+            max_response_bytes: 1024 * 1024,
+            max_file_bytes: 1024 * 1024,
+            api_token: Vec::new(),
+            instance_id: None,
+            log_format: LogFormat::Pretty,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+
+    pub fn instance_id(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".into());
+            format!("{host}:{}", self.listen.port())
+        })
+    }
+}
+
+/// `500ms`, `10s`, `5m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("not a duration: {s:?} (try 10s, 500ms, 5m)"))?;
+    let d = match unit {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        "d" => Duration::from_secs(n * 86_400),
+        _ => return Err(format!("unknown unit in {s:?}: use ms, s, m, h or d")),
+    };
+    Ok(d)
+}

@@ -1,0 +1,516 @@
+//! A batch's live state: every task's record, the completion order, the summary accumulators
+//! and the batch's own status. The runner writes into it as tasks start and end; readers
+//! (the HTTP layer, the store) take consistent snapshots of it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use serde::{Serialize, Serializer};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::spec::{BatchSpec, Mode, ResultsMode, ReturnWhen};
+use super::summary::{Summary, SummaryAcc};
+use super::task::{
+    ErrorCode, TaskError, TaskOutput, TaskRecord, TaskStatus, Timing, micros, micros_opt, ms,
+};
+
+/// A batch's status. A batch is finished when `finished_at` is set (its last task ended);
+/// `failed` can be set before that, when gather saw a failure and answered early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchStatus {
+    Running,
+    /// Every task ended, however each ended.
+    Completed,
+    /// gather without `return_exceptions` saw a failure, or its deadline passed.
+    Failed,
+    /// Cancelled by a client.
+    Cancelled,
+    /// The process stopped while it ran.
+    Interrupted,
+}
+
+/// Why a gather batch failed: the first failure (or the deadline).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct BatchError {
+    /// The task whose failure failed the batch; null when the batch deadline passed.
+    pub index: Option<u32>,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// How far a batch has come, for whoever waits on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Running,
+    /// The answer condition is met (gather's first failure, wait's `return_when` or timeout).
+    Answered,
+    /// Every task ended.
+    Finished,
+}
+
+/// Why tasks still unfinished are being stopped, and so what they become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// fail_fast, wait's `on_timeout: cancel`, or a client's DELETE.
+    Cancelled,
+    /// gather's batch deadline passed.
+    Deadline,
+    /// The server is shutting down.
+    Interrupted,
+}
+
+/// How one task ended, as the runner reports it.
+#[derive(Debug)]
+pub struct Outcome {
+    pub attempts: u32,
+    pub output: Option<TaskOutput>,
+    pub error: Option<TaskError>,
+}
+
+/// A batch while it runs and after: the single place its state lives in memory.
+pub struct Batch {
+    pub id: Uuid,
+    pub mode: Mode,
+    pub label: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// What the answer condition and the views need from the request.
+    rules: Rules,
+    /// Cancelled to stop every unfinished task; `stop_reason` says what they become.
+    cancel: CancellationToken,
+    /// Moves forward only; watchers wake when the answer is ready and when the batch ends.
+    phase: watch::Sender<Phase>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Rules {
+    return_exceptions: bool,
+    fail_fast: bool,
+    return_when: ReturnWhen,
+    results: ResultsMode,
+}
+
+struct State {
+    status: BatchStatus,
+    /// Wall-clock and monotonic time of the batch's start; task times derive from both so that
+    /// timestamps and durations agree.
+    clock: Option<(DateTime<Utc>, Instant)>,
+    /// First task start and last task end, for `wall_ms`.
+    first_start: Option<Instant>,
+    last_end: Option<Instant>,
+    finished_at: Option<DateTime<Utc>>,
+    error: Option<BatchError>,
+    tasks: Vec<TaskRecord>,
+    /// Task indices in completion order; `seq` is a position here plus one.
+    done: Vec<u32>,
+    summary: SummaryAcc,
+    stop_reason: Option<StopReason>,
+}
+
+impl Batch {
+    pub fn new(id: Uuid, spec: &BatchSpec) -> Arc<Batch> {
+        let tasks = spec
+            .jobs
+            .iter()
+            .enumerate()
+            .map(|(index, job)| TaskRecord {
+                index: index as u32,
+                id: job.id.clone(),
+                kind: job.kind.kind(),
+                status: TaskStatus::Pending,
+                attempts: 0,
+                seq: None,
+                output: None,
+                error: None,
+                timing: Timing::default(),
+            })
+            .collect::<Vec<_>>();
+        let (phase, _) = watch::channel(Phase::Running);
+        Arc::new(Batch {
+            id,
+            mode: spec.mode,
+            label: spec.label.clone(),
+            created_at: Utc::now(),
+            rules: Rules {
+                return_exceptions: spec.return_exceptions,
+                fail_fast: spec.fail_fast,
+                return_when: spec.return_when,
+                results: spec.results,
+            },
+            cancel: CancellationToken::new(),
+            phase,
+            state: Mutex::new(State {
+                status: BatchStatus::Running,
+                clock: None,
+                first_start: None,
+                last_end: None,
+                finished_at: None,
+                error: None,
+                summary: SummaryAcc::new(tasks.len() as u64),
+                done: Vec::with_capacity(tasks.len()),
+                tasks,
+                stop_reason: None,
+            }),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.state.lock().tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    pub fn status(&self) -> BatchStatus {
+        self.state.lock().status
+    }
+
+    pub fn is_finished(&self) -> bool {
+        *self.phase.borrow() == Phase::Finished
+    }
+
+    /// Resolves once the batch's answer condition is met (or it finished).
+    pub async fn answered(&self) {
+        let mut rx = self.phase.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = rx.wait_for(|p| *p >= Phase::Answered).await;
+    }
+
+    /// Resolves once every task ended.
+    pub async fn finished(&self) {
+        let mut rx = self.phase.subscribe();
+        let _ = rx.wait_for(|p| *p == Phase::Finished).await;
+    }
+
+    /// Marks the batch started; returns the instant every task time is measured against.
+    pub(crate) fn start(&self) -> Instant {
+        let mut st = self.state.lock();
+        let now = Instant::now();
+        st.clock = Some((Utc::now(), now));
+        now
+    }
+
+    fn at(clock: (DateTime<Utc>, Instant), t: Instant) -> DateTime<Utc> {
+        clock.0 + t.saturating_duration_since(clock.1)
+    }
+
+    pub(crate) fn task_started(&self, index: usize, at: Instant) {
+        let mut st = self.state.lock();
+        let Some(clock) = st.clock else { return };
+        st.first_start.get_or_insert(at);
+        let task = &mut st.tasks[index];
+        if task.status != TaskStatus::Pending {
+            return;
+        }
+        task.status = TaskStatus::Running;
+        task.timing.queued_ms = Some(ms(at.saturating_duration_since(clock.1)));
+        task.timing.started_at = Some(Self::at(clock, at));
+    }
+
+    /// Records how a task ended and applies the batch's answer rules.
+    pub(crate) fn task_ended(&self, index: usize, started: Instant, ended: Instant, outcome: Outcome) {
+        let mut st = self.state.lock();
+        if st.tasks[index].status.is_finished() {
+            return;
+        }
+        let status = match &outcome.error {
+            None => TaskStatus::Succeeded,
+            Some(e) if e.code == ErrorCode::Timeout => TaskStatus::TimedOut,
+            Some(e) if e.code == ErrorCode::Cancelled => TaskStatus::Cancelled,
+            Some(_) => TaskStatus::Failed,
+        };
+        let error_for_batch = outcome.error.as_ref().map(|e| BatchError {
+            index: Some(index as u32),
+            code: e.code,
+            message: e.message.clone(),
+        });
+        self.end_task(&mut st, index, status, Some((started, ended)), outcome);
+
+        if status.is_failure() && self.mode == Mode::Gather && !self.rules.return_exceptions {
+            if st.status == BatchStatus::Running {
+                st.status = BatchStatus::Failed;
+                st.error = error_for_batch;
+            }
+            if self.rules.fail_fast {
+                // asyncio.TaskGroup: cancel the siblings and answer once they have ended.
+                st.stop_reason.get_or_insert(StopReason::Cancelled);
+                self.cancel.cancel();
+            } else {
+                self.advance(Phase::Answered);
+            }
+        }
+        if self.mode == Mode::Wait {
+            let met = match self.rules.return_when {
+                ReturnWhen::FirstCompleted => true,
+                ReturnWhen::FirstException => status.is_failure(),
+                ReturnWhen::AllCompleted => false,
+            };
+            if met {
+                self.advance(Phase::Answered);
+            }
+        }
+    }
+
+    fn end_task(
+        &self,
+        st: &mut State,
+        index: usize,
+        status: TaskStatus,
+        span: Option<(Instant, Instant)>,
+        outcome: Outcome,
+    ) {
+        let clock = st.clock;
+        let seq = st.done.len() as u32 + 1;
+        st.done.push(index as u32);
+        let duration = span.map(|(s, e)| e.saturating_duration_since(s));
+        if let Some((_, end)) = span {
+            st.last_end = Some(st.last_end.map_or(end, |l| l.max(end)));
+        }
+        st.summary.record(
+            status,
+            duration,
+            outcome.output.as_ref(),
+            outcome.error.as_ref().map(|e| e.code),
+        );
+        let task = &mut st.tasks[index];
+        task.status = status;
+        task.seq = Some(seq);
+        task.attempts = outcome.attempts;
+        task.output = outcome.output;
+        task.error = outcome.error;
+        if let (Some(clock), Some((_, end))) = (clock, span) {
+            task.timing.finished_at = Some(Self::at(clock, end));
+        } else if task.timing.started_at.is_some() {
+            task.timing.finished_at = Some(Utc::now());
+        }
+        task.timing.duration_ms = duration.map(ms);
+    }
+
+    /// Stops every unfinished task: the runner drops their futures; [`Batch::finish`] then
+    /// records them according to `reason`. The first reason given wins.
+    pub fn stop(&self, reason: StopReason) {
+        {
+            let mut st = self.state.lock();
+            if st.finished_at.is_some() {
+                return;
+            }
+            st.stop_reason.get_or_insert(reason);
+        }
+        self.cancel.cancel();
+    }
+
+    /// Marks the batch cancelled by a client (DELETE), then stops it.
+    pub fn cancel_by_client(&self) {
+        {
+            let mut st = self.state.lock();
+            if st.finished_at.is_some() {
+                return;
+            }
+            st.status = BatchStatus::Cancelled;
+            st.stop_reason.get_or_insert(StopReason::Cancelled);
+        }
+        self.cancel.cancel();
+    }
+
+    /// The batch's `timeout_ms` passed.
+    pub(crate) fn deadline_passed(&self, timeout: Duration, cancel_pending: bool) {
+        match self.mode {
+            Mode::Gather => {
+                {
+                    let mut st = self.state.lock();
+                    st.stop_reason.get_or_insert(StopReason::Deadline);
+                    if !self.rules.return_exceptions && st.status == BatchStatus::Running {
+                        st.status = BatchStatus::Failed;
+                        st.error = Some(BatchError {
+                            index: None,
+                            code: ErrorCode::Timeout,
+                            message: format!("the batch deadline of {} ms passed", timeout.as_millis()),
+                        });
+                    }
+                }
+                self.cancel.cancel();
+            }
+            Mode::Wait => {
+                self.advance(Phase::Answered);
+                if cancel_pending {
+                    self.stop(StopReason::Cancelled);
+                }
+            }
+        }
+    }
+
+    /// Every task ended or was dropped: record the dropped ones, close the batch.
+    pub(crate) fn finish(&self) {
+        {
+            let mut st = self.state.lock();
+            let reason = st.stop_reason;
+            let now = Instant::now();
+            let unfinished: Vec<usize> = st
+                .tasks
+                .iter()
+                .filter(|t| !t.status.is_finished())
+                .map(|t| t.index as usize)
+                .collect();
+            for index in unfinished {
+                let (status, error) = match reason {
+                    Some(StopReason::Deadline) => (
+                        TaskStatus::TimedOut,
+                        TaskError::new(ErrorCode::Timeout, "the batch deadline passed"),
+                    ),
+                    Some(StopReason::Interrupted) => (
+                        TaskStatus::Interrupted,
+                        TaskError::new(ErrorCode::Interrupted, "the server stopped"),
+                    ),
+                    _ => (
+                        TaskStatus::Cancelled,
+                        TaskError::new(ErrorCode::Cancelled, "cancelled"),
+                    ),
+                };
+                // A task that never started has no duration; one that ran is timed to now.
+                let span = st.tasks[index].timing.started_at.and_then(|started_at| {
+                    let (wall, mono) = st.clock?;
+                    let offset = (started_at - wall).to_std().ok()?;
+                    Some((mono + offset, now))
+                });
+                let attempts = st.tasks[index].attempts.max(span.is_some() as u32);
+                let outcome = Outcome { attempts, output: None, error: Some(error) };
+                self.end_task(&mut st, index, status, span, outcome);
+            }
+            st.finished_at = Some(Utc::now());
+            if st.status == BatchStatus::Running {
+                st.status = match reason {
+                    Some(StopReason::Interrupted) => BatchStatus::Interrupted,
+                    _ => BatchStatus::Completed,
+                };
+            }
+        }
+        self.advance(Phase::Finished);
+    }
+
+    fn advance(&self, to: Phase) {
+        self.phase.send_if_modified(|p| {
+            if *p < to {
+                *p = to;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Serializes the batch as the API shows it, under one lock so the view is consistent.
+    pub fn to_json(&self) -> Vec<u8> {
+        let st = self.state.lock();
+        let view = self.view(&st);
+        serde_json::to_vec(&view).expect("a batch view always serializes")
+    }
+
+    fn view<'a>(&'a self, st: &'a State) -> BatchView<'a> {
+        let wall = st.first_start.map(|first| {
+            let end = match (st.finished_at, st.last_end) {
+                (Some(_), Some(last)) => last,
+                _ => Instant::now(),
+            };
+            end.saturating_duration_since(first)
+        });
+        let filter = self.rules.results;
+        let (results, done, pending) = match self.mode {
+            Mode::Gather => (Some(TaskList { tasks: &st.tasks, order: None, filter }), None, None),
+            Mode::Wait => (
+                None,
+                Some(TaskList { tasks: &st.tasks, order: Some(&st.done), filter }),
+                Some(
+                    st.tasks
+                        .iter()
+                        .filter(|t| !t.status.is_finished())
+                        .map(|t| t.index)
+                        .collect(),
+                ),
+            ),
+        };
+        BatchView {
+            id: self.id,
+            mode: self.mode,
+            status: st.status,
+            label: self.label.as_deref(),
+            created_at: self.created_at,
+            started_at: st.clock.map(|c| c.0),
+            finished_at: st.finished_at,
+            wall_ms: wall.map(ms),
+            error: st.error.as_ref(),
+            summary: st.summary.summary(wall),
+            results,
+            done,
+            pending,
+        }
+    }
+}
+
+/// A batch as every answer shows it: `POST /batches`, `GET /batches/{id}`.
+#[derive(Serialize, ToSchema)]
+pub struct BatchView<'a> {
+    pub id: Uuid,
+    pub mode: Mode,
+    pub status: BatchStatus,
+    pub label: Option<&'a str>,
+    #[serde(serialize_with = "micros")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
+    /// When the batch started running its tasks.
+    #[serde(serialize_with = "micros_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<DateTime<Utc>>,
+    /// Set when the last task ended: the batch is finished.
+    #[serde(serialize_with = "micros_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// From the first task's start to the last task's end (to now while running).
+    pub wall_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<BatchError>)]
+    pub error: Option<&'a BatchError>,
+    pub summary: Summary,
+    /// gather: every task in input order (filtered by `results`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<TaskRecord>>)]
+    pub results: Option<TaskList<'a>>,
+    /// wait: ended tasks in completion order (filtered by `results`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<TaskRecord>>)]
+    pub done: Option<TaskList<'a>>,
+    /// wait: indices of the tasks not ended yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Vec<u32>>,
+}
+
+/// Task records, in input order or in a given order, filtered by the batch's `results`.
+pub struct TaskList<'a> {
+    tasks: &'a [TaskRecord],
+    order: Option<&'a [u32]>,
+    filter: ResultsMode,
+}
+
+impl Serialize for TaskList<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let keep = |t: &&TaskRecord| match self.filter {
+            ResultsMode::All => true,
+            ResultsMode::Errors => t.error.is_some(),
+            ResultsMode::None => false,
+        };
+        match self.order {
+            None => s.collect_seq(self.tasks.iter().filter(keep)),
+            Some(order) => s.collect_seq(order.iter().map(|&i| &self.tasks[i as usize]).filter(keep)),
+        }
+    }
+}

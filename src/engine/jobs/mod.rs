@@ -1,0 +1,62 @@
+//! The job kinds, one module each, behind one entry point: [`run_once`] runs a single attempt.
+
+mod file;
+mod http;
+mod sleep;
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::spec::JobKind;
+use super::task::{ErrorCode, TaskError, TaskOutput};
+
+/// What every job may use: the shared HTTP client and the files root.
+pub struct JobContext {
+    http: reqwest::Client,
+    files: Option<cap_std::fs::Dir>,
+}
+
+impl JobContext {
+    pub fn new(files_root: &Path) -> std::io::Result<JobContext> {
+        let files = match cap_std::fs::Dir::open_ambient_dir(files_root, cap_std::ambient_authority()) {
+            Ok(dir) => Some(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        Ok(JobContext { http: http::client(), files })
+    }
+
+    pub fn has_files_root(&self) -> bool {
+        self.files.is_some()
+    }
+}
+
+/// How one attempt failed.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: TaskError,
+    /// What the job did produce, e.g. the HTTP answer whose status was not expected.
+    pub output: Option<TaskOutput>,
+    /// Connect errors, timeouts, and HTTP 5xx or 429 answers are worth another attempt.
+    pub retryable: bool,
+}
+
+impl Failure {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Failure {
+        let retryable = matches!(code, ErrorCode::Connect | ErrorCode::Timeout);
+        Failure { error: TaskError::new(code, message), output: None, retryable }
+    }
+
+    pub fn timeout(limit: Duration) -> Failure {
+        Failure::new(ErrorCode::Timeout, format!("no answer within the job's timeout of {} ms", limit.as_millis()))
+    }
+}
+
+/// Runs one attempt of a job.
+pub async fn run_once(ctx: &JobContext, kind: &JobKind) -> Result<TaskOutput, Failure> {
+    match kind {
+        JobKind::Http(job) => http::run(&ctx.http, job).await,
+        JobKind::Sleep(job) => Ok(sleep::run(job).await),
+        JobKind::File(job) => file::run(ctx.files.as_ref(), job).await,
+    }
+}

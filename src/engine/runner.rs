@@ -1,0 +1,311 @@
+//! Runs a batch: a coordinator task per batch owns a `JoinSet` of shard drivers; each driver
+//! dispatches its share of the jobs in input order as concurrency slots free up and drives them
+//! as futures in one `FuturesUnordered`.
+//!
+//! Why not a task per job: spawning 100,000 tasks alone takes 65–85 ms on this project's
+//! two-core machines (`shared/STACK.md`), which is most of the 5 % overhead budget of a batch of
+//! one-second sleeps. A job future pushed into a driver costs an allocation and no scheduling;
+//! cancelling a batch is dropping its drivers' futures. Large batches are split across as many
+//! drivers as there are worker threads so that both cores start and finish jobs.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::Either;
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::batch::{Batch, Outcome, StopReason};
+use super::jobs::{self, JobContext};
+use super::spec::{BatchSpec, JobKind, JobSpec, OnTimeout, RetryPolicy};
+use super::task::{SleepOutput, TaskOutput, ms};
+
+/// Server-wide settings the engine needs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Jobs in flight across every batch.
+    pub max_concurrency: usize,
+    /// Where `file` jobs read; `None` when the folder does not exist (file jobs then fail).
+    pub files_root: PathBuf,
+}
+
+/// Below this many jobs a batch is driven by one driver: splitting gains nothing.
+const SHARD_MIN_JOBS: usize = 2048;
+/// Each driver of a split batch keeps at least this many of the batch's concurrency slots.
+const SHARD_MIN_SLOTS: usize = 64;
+
+/// Starts batches and keeps track of them until they end.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctx: Arc<JobContext>,
+    /// The server-wide bound on jobs in flight (`--max-concurrency`), shared by all batches.
+    global: Arc<Semaphore>,
+    max_concurrency: usize,
+    /// How many drivers a large batch is split into: one per worker thread.
+    workers: usize,
+    /// Every batch coordinator, so shutdown can wait for them.
+    tracker: TaskTracker,
+    /// Cancelled at shutdown: running batches stop and record their tasks as interrupted.
+    shutdown: CancellationToken,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> std::io::Result<Engine> {
+        let ctx = JobContext::new(&config.files_root)?;
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                ctx: Arc::new(ctx),
+                global: Arc::new(Semaphore::new(config.max_concurrency)),
+                max_concurrency: config.max_concurrency,
+                workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                tracker: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+            }),
+        })
+    }
+
+    pub fn max_concurrency(&self) -> usize {
+        self.inner.max_concurrency
+    }
+
+    /// Whether `file` jobs have a root to read from.
+    pub fn has_files_root(&self) -> bool {
+        self.inner.ctx.has_files_root()
+    }
+
+    /// Runs the batch in a task of its own, so that it outlives the request that started it:
+    /// a client hanging up cancels nobody's jobs.
+    pub fn start(&self, batch: Arc<Batch>, spec: BatchSpec) {
+        let inner = self.inner.clone();
+        let span = tracing::info_span!("batch", batch_id = %batch.id);
+        self.inner.tracker.spawn(coordinate(inner, batch, spec).instrument(span));
+    }
+
+    /// Stops every running batch (their unfinished tasks become `interrupted`) and waits for
+    /// them to record it.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+
+    /// Waits for running batches to end by themselves, for at most `grace`.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.inner.tracker.close();
+        tokio::time::timeout(grace, self.inner.tracker.wait()).await.is_ok()
+    }
+}
+
+async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
+    let jobs: Arc<[JobSpec]> = spec.jobs.into();
+    let epoch = batch.start();
+    let drivers = plan_drivers(jobs.len(), spec.concurrency, inner.workers);
+    let count = drivers.len();
+    let mut set = JoinSet::new();
+    for (k, limit) in drivers.into_iter().enumerate() {
+        let indices = (k..jobs.len()).step_by(count);
+        set.spawn(drive(
+            inner.clone(),
+            batch.clone(),
+            jobs.clone(),
+            indices,
+            limit,
+        ).in_current_span());
+    }
+    tracing::debug!(tasks = jobs.len(), drivers = count, "batch started");
+
+    let deadline = spec.timeout.map(|t| tokio::time::Instant::from_std(epoch + t));
+    let mut deadline_armed = deadline.is_some();
+    let cancel_pending = spec.on_timeout == OnTimeout::Cancel;
+    let mut shutdown_seen = false;
+    loop {
+        tokio::select! {
+            joined = set.join_next() => match joined {
+                None => break,
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    // A panicking job must not leave the batch running forever: stop the rest.
+                    tracing::error!(error = %e, "a batch driver panicked");
+                    batch.stop(StopReason::Cancelled);
+                }
+            },
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)),
+                if deadline_armed =>
+            {
+                deadline_armed = false;
+                batch.deadline_passed(spec.timeout.unwrap_or_default(), cancel_pending);
+            }
+            _ = inner.shutdown.cancelled(), if !shutdown_seen => {
+                shutdown_seen = true;
+                batch.stop(StopReason::Interrupted);
+            }
+        }
+    }
+    batch.finish();
+    tracing::debug!(status = ?batch.status(), "batch finished");
+}
+
+/// Splits a batch's concurrency among drivers: one driver unless the batch is large and its
+/// concurrency leaves every driver a useful share.
+fn plan_drivers(jobs: usize, concurrency: usize, workers: usize) -> Vec<usize> {
+    let n = if jobs >= SHARD_MIN_JOBS {
+        workers.min(concurrency / SHARD_MIN_SLOTS).max(1)
+    } else {
+        1
+    };
+    (0..n).map(|k| concurrency / n + usize::from(k < concurrency % n)).collect()
+}
+
+type Done = (usize, Instant, Outcome, OwnedSemaphorePermit);
+
+/// Drives one share of a batch: dispatches jobs in order while this driver has slots and the
+/// server has permits, and records each outcome as it arrives.
+async fn drive(
+    inner: Arc<Inner>,
+    batch: Arc<Batch>,
+    jobs: Arc<[JobSpec]>,
+    indices: impl Iterator<Item = usize>,
+    limit: usize,
+) {
+    let cancel = batch.cancel_token().clone();
+    let mut queue = indices.peekable();
+    let mut running: FuturesUnordered<Pin<Box<dyn Future<Output = Done> + Send>>> =
+        FuturesUnordered::new();
+    // Kept across loop turns so this driver keeps its place in the semaphore's queue.
+    let mut waiting: Option<Pin<Box<dyn Future<Output = OwnedSemaphorePermit> + Send>>> = None;
+
+    loop {
+        while running.len() < limit && queue.peek().is_some() && waiting.is_none() {
+            match inner.global.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let index = queue.next().expect("peeked");
+                    running.push(dispatch(&inner, &batch, &jobs, index, permit));
+                }
+                Err(_) => {
+                    let global = inner.global.clone();
+                    waiting = Some(Box::pin(async move {
+                        global.acquire_owned().await.expect("the semaphore is never closed")
+                    }));
+                }
+            }
+        }
+        if running.is_empty() && queue.peek().is_none() {
+            return;
+        }
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            Some((index, started, outcome, permit)) = running.next() => {
+                drop(permit);
+                batch.task_ended(index, started, Instant::now(), outcome);
+            }
+            permit = async { waiting.as_mut().expect("guarded").await }, if waiting.is_some() => {
+                waiting = None;
+                let index = queue.next().expect("only waits with jobs queued");
+                running.push(dispatch(&inner, &batch, &jobs, index, permit));
+            }
+        }
+    }
+}
+
+fn dispatch(
+    inner: &Arc<Inner>,
+    batch: &Batch,
+    jobs: &Arc<[JobSpec]>,
+    index: usize,
+    permit: OwnedSemaphorePermit,
+) -> Pin<Box<dyn Future<Output = Done> + Send>> {
+    let started = Instant::now();
+    batch.task_started(index, started);
+    let job = &jobs[index];
+    let fut = match (&job.kind, job.timeout) {
+        // A sleep no timeout can cut short cannot fail, so it needs no retry machinery: one
+        // timer, with its deadline fixed from this job's own start.
+        (JobKind::Sleep(sleep), timeout) if timeout.is_none_or(|t| t >= sleep.duration) => {
+            Either::Left(tokio::time::sleep_until((started + sleep.duration).into()).map(
+                move |()| Outcome {
+                    attempts: 1,
+                    output: Some(TaskOutput::Sleep(SleepOutput { slept_ms: ms(started.elapsed()) })),
+                    error: None,
+                },
+            ))
+        }
+        _ => Either::Right(Box::pin(run_job(inner.ctx.clone(), jobs.clone(), index))),
+    };
+    Box::pin(fut.map(move |outcome| (index, started, outcome, permit)))
+}
+
+/// One job with its per-attempt timeout and retries.
+async fn run_job(ctx: Arc<JobContext>, jobs: Arc<[JobSpec]>, index: usize) -> Outcome {
+    let job = &jobs[index];
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let attempt = jobs::run_once(&ctx, &job.kind);
+        let result = match job.timeout {
+            Some(limit) => tokio::time::timeout(limit, attempt)
+                .await
+                .unwrap_or_else(|_| Err(jobs::Failure::timeout(limit))),
+            None => attempt.await,
+        };
+        match result {
+            Ok(output) => return Outcome { attempts, output: Some(output), error: None },
+            Err(failure) if failure.retryable && attempts <= job.retries.max => {
+                tokio::time::sleep(backoff(&job.retries, attempts)).await;
+            }
+            Err(failure) => {
+                return Outcome { attempts, output: failure.output, error: Some(failure.error) };
+            }
+        }
+    }
+}
+
+/// Exponential backoff with "equal jitter": half the delay is fixed, half random, so retries
+/// of many tasks that failed together spread out. Capped at 30 s.
+fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
+    let exp = policy.backoff.saturating_mul(1u32 << (attempt - 1).min(16));
+    let capped = exp.min(Duration::from_secs(30));
+    let half = capped / 2;
+    half + half.mul_f64(rand::random::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_batches_get_one_driver_with_all_the_slots() {
+        assert_eq!(plan_drivers(3, 3, 2), vec![3]);
+        assert_eq!(plan_drivers(10_000, 1, 2), vec![1]);
+    }
+
+    #[test]
+    fn large_batches_split_their_concurrency_exactly() {
+        let plan = plan_drivers(100_000, 1001, 2);
+        assert_eq!(plan, vec![501, 500]);
+        assert_eq!(plan.iter().sum::<usize>(), 1001);
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_within_its_jitter_band() {
+        let policy = RetryPolicy { max: 5, backoff: Duration::from_millis(100) };
+        for attempt in 1..=4 {
+            let full = Duration::from_millis(100 * (1 << (attempt - 1)));
+            let d = backoff(&policy, attempt);
+            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
+        }
+        assert!(backoff(&policy, 30) <= Duration::from_secs(30));
+    }
+}

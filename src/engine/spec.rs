@@ -1,0 +1,196 @@
+//! Validated batch and job types: what the engine runs. Built only by parsing a request at the
+//! edge (see `http::request`), so every value here has already been checked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// How the batch answers: `asyncio.gather` or `asyncio.wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Results in input order, like `asyncio.gather`.
+    #[default]
+    Gather,
+    /// `done` in completion order and `pending`, like `asyncio.wait`.
+    Wait,
+}
+
+/// When a `wait` batch answers, as `asyncio.wait`'s `return_when`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReturnWhen {
+    #[default]
+    AllCompleted,
+    FirstCompleted,
+    FirstException,
+}
+
+/// What happens to a `wait` batch's pending tasks when its `timeout_ms` passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    /// Pending tasks keep running, as in asyncio; their outcome is recorded.
+    #[default]
+    Continue,
+    /// Pending tasks are cancelled.
+    Cancel,
+}
+
+/// Which task results an answer carries. The summary always covers every task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultsMode {
+    #[default]
+    All,
+    /// Only tasks that failed, timed out, were cancelled or interrupted.
+    Errors,
+    /// No task rows, summary only.
+    None,
+}
+
+/// A whole batch, validated.
+#[derive(Debug, Clone)]
+pub struct BatchSpec {
+    pub mode: Mode,
+    pub jobs: Vec<JobSpec>,
+    /// Jobs in flight for this batch; already clamped to the server-wide bound.
+    pub concurrency: usize,
+    /// gather: deadline for the whole batch; wait: when to answer.
+    pub timeout: Option<Duration>,
+    pub return_exceptions: bool,
+    pub fail_fast: bool,
+    pub return_when: ReturnWhen,
+    pub on_timeout: OnTimeout,
+    pub results: ResultsMode,
+    pub label: Option<String>,
+}
+
+/// One job: what to run, and how to retry and time it out.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    /// The client's label, echoed back.
+    pub id: Option<String>,
+    /// Per attempt.
+    pub timeout: Option<Duration>,
+    pub retries: RetryPolicy,
+    pub kind: JobKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt: `max + 1` attempts at most.
+    pub max: u32,
+    /// Base of the exponential backoff.
+    pub backoff: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum JobKind {
+    /// Boxed: an HTTP job is much larger than the others, and a batch may hold 100,000 sleeps.
+    Http(Box<HttpJob>),
+    Sleep(SleepJob),
+    File(Arc<FileJob>),
+}
+
+/// The `kind` names of the job kinds, as they appear in requests and results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Http,
+    Sleep,
+    File,
+}
+
+impl JobKind {
+    pub fn kind(&self) -> Kind {
+        match self {
+            JobKind::Http(_) => Kind::Http,
+            JobKind::Sleep(_) => Kind::Sleep,
+            JobKind::File(_) => Kind::File,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpJob {
+    pub method: http::Method,
+    pub url: url::Url,
+    pub headers: http::HeaderMap,
+    pub body: bytes::Bytes,
+    pub expect_status: ExpectStatus,
+    pub max_response_bytes: u64,
+    pub follow_redirects: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SleepJob {
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct FileJob {
+    /// Relative to the files root; the file guard still resolves it beneath the root.
+    pub path: String,
+    pub max_bytes: u64,
+    pub encoding: FileEncoding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FileEncoding {
+    /// The content as text (`content`), when it is valid UTF-8; otherwise the job fails `invalid`.
+    #[default]
+    Utf8,
+    /// The content as base64 (`content`).
+    Base64,
+    /// Size and SHA-256 only.
+    None,
+}
+
+/// Which HTTP statuses count as success. Default: 200–399, as k6 counts failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpectStatus {
+    Any,
+    /// Inclusive ranges; a code like `404` is `404..=404`, a class like `"2xx"` is `200..=299`.
+    Ranges(Vec<(u16, u16)>),
+}
+
+impl Default for ExpectStatus {
+    fn default() -> Self {
+        ExpectStatus::Ranges(vec![(200, 399)])
+    }
+}
+
+impl ExpectStatus {
+    pub fn accepts(&self, status: u16) -> bool {
+        match self {
+            ExpectStatus::Any => true,
+            ExpectStatus::Ranges(ranges) => {
+                ranges.iter().any(|&(lo, hi)| (lo..=hi).contains(&status))
+            }
+        }
+    }
+
+    /// For messages: `200-399`, `201, 4xx`.
+    pub fn describe(&self) -> String {
+        match self {
+            ExpectStatus::Any => "any".to_owned(),
+            ExpectStatus::Ranges(ranges) => ranges
+                .iter()
+                .map(|&(lo, hi)| {
+                    if lo == hi {
+                        lo.to_string()
+                    } else if lo % 100 == 0 && hi == lo + 99 {
+                        format!("{}xx", lo / 100)
+                    } else {
+                        format!("{lo}-{hi}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}

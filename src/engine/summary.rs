@@ -1,0 +1,183 @@
+//! A batch's summary, accumulated as tasks end: counts, HDR histograms of durations (bounded
+//! memory whatever the number of tasks), HTTP status counts and error counts by code.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::task::{ErrorCode, TaskOutput, TaskStatus};
+
+/// The latency distribution of a set of tasks, in milliseconds.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Percentiles {
+    pub min: f64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+/// Counts and distributions over every task of the batch (whatever `results` returns).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Summary {
+    pub tasks: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    pub cancelled: u64,
+    pub interrupted: u64,
+    /// Tasks not ended yet (waiting or running).
+    pub pending: u64,
+    /// `duration_ms` of every ended task that started; null before any did.
+    pub duration_ms: Option<Percentiles>,
+    /// Ended tasks per second of `wall_ms`.
+    pub throughput_per_s: f64,
+    /// HTTP answers by status code.
+    #[schema(value_type = BTreeMap<String, u64>)]
+    pub http_status: BTreeMap<u16, u64>,
+    /// Tasks that did not succeed, by `error.code`.
+    #[schema(value_type = BTreeMap<String, u64>)]
+    pub errors: BTreeMap<ErrorCode, u64>,
+}
+
+/// The running totals behind a [`Summary`].
+#[derive(Debug)]
+pub struct SummaryAcc {
+    tasks: u64,
+    by_status: [u64; 7],
+    durations: Histogram<u64>,
+    duration_sum_us: u128,
+    http_status: BTreeMap<u16, u64>,
+    errors: BTreeMap<ErrorCode, u64>,
+}
+
+fn status_slot(status: TaskStatus) -> usize {
+    status as usize
+}
+
+impl SummaryAcc {
+    pub fn new(tasks: u64) -> Self {
+        SummaryAcc {
+            tasks,
+            by_status: [0; 7],
+            // Auto-resizing, so a batch of short tasks keeps a small histogram; 3 significant
+            // digits, as oha and wrk report.
+            durations: Histogram::new(3).expect("3 significant digits is valid"),
+            duration_sum_us: 0,
+            http_status: BTreeMap::new(),
+            errors: BTreeMap::new(),
+        }
+    }
+
+    /// Counts one ended task.
+    pub fn record(
+        &mut self,
+        status: TaskStatus,
+        duration: Option<Duration>,
+        output: Option<&TaskOutput>,
+        error: Option<ErrorCode>,
+    ) {
+        self.by_status[status_slot(status)] += 1;
+        if let Some(d) = duration {
+            let us = (d.as_micros() as u64).max(1);
+            // Auto-resizing grows the histogram to fit; past its hard limit, count at the top.
+            if self.durations.record(us).is_err() {
+                self.durations.saturating_record(us);
+            }
+            self.duration_sum_us += us as u128;
+        }
+        if let Some(TaskOutput::Http(out)) = output {
+            *self.http_status.entry(out.status).or_default() += 1;
+        }
+        if let Some(code) = error {
+            *self.errors.entry(code).or_default() += 1;
+        }
+    }
+
+    pub fn ended(&self) -> u64 {
+        self.by_status
+            .iter()
+            .enumerate()
+            .filter(|(slot, _)| {
+                *slot != status_slot(TaskStatus::Pending) && *slot != status_slot(TaskStatus::Running)
+            })
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    pub fn summary(&self, wall: Option<Duration>) -> Summary {
+        let count = |s: TaskStatus| self.by_status[status_slot(s)];
+        let ended = self.ended();
+        let h = &self.durations;
+        let duration_ms = (!h.is_empty()).then(|| {
+            let q = |quantile: f64| h.value_at_quantile(quantile) as f64 / 1000.0;
+            Percentiles {
+                min: h.min() as f64 / 1000.0,
+                mean: (self.duration_sum_us as f64 / h.len() as f64 / 1000.0 * 1000.0).round()
+                    / 1000.0,
+                p50: q(0.50),
+                p90: q(0.90),
+                p95: q(0.95),
+                p99: q(0.99),
+                p999: q(0.999),
+                max: h.max() as f64 / 1000.0,
+            }
+        });
+        let throughput_per_s = match wall {
+            Some(w) if !w.is_zero() => {
+                ((ended as f64 / w.as_secs_f64()) * 10.0).round() / 10.0
+            }
+            _ => 0.0,
+        };
+        Summary {
+            tasks: self.tasks,
+            succeeded: count(TaskStatus::Succeeded),
+            failed: count(TaskStatus::Failed),
+            timed_out: count(TaskStatus::TimedOut),
+            cancelled: count(TaskStatus::Cancelled),
+            interrupted: count(TaskStatus::Interrupted),
+            pending: self.tasks - ended,
+            duration_ms,
+            throughput_per_s,
+            http_status: self.http_status.clone(),
+            errors: self.errors.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_follow_the_recorded_durations() {
+        let mut acc = SummaryAcc::new(100);
+        for ms in 1..=100u64 {
+            acc.record(TaskStatus::Succeeded, Some(Duration::from_millis(ms)), None, None);
+        }
+        let s = acc.summary(Some(Duration::from_secs(1)));
+        let d = s.duration_ms.expect("durations recorded");
+        assert_eq!(d.min, 1.0);
+        assert!((d.p50 - 50.0).abs() < 0.1, "p50 {}", d.p50);
+        assert!((d.p99 - 99.0).abs() < 0.1, "p99 {}", d.p99);
+        assert!((d.max - 100.0).abs() < 0.1, "max {}", d.max);
+        assert!((d.mean - 50.5).abs() < 0.01, "mean {}", d.mean);
+        assert_eq!(s.throughput_per_s, 100.0);
+        assert_eq!(s.pending, 0);
+    }
+
+    #[test]
+    fn unended_tasks_count_as_pending_and_errors_by_code() {
+        let mut acc = SummaryAcc::new(3);
+        acc.record(TaskStatus::TimedOut, Some(Duration::from_millis(5)), None, Some(ErrorCode::Timeout));
+        let s = acc.summary(None);
+        assert_eq!((s.timed_out, s.pending), (1, 2));
+        assert_eq!(s.errors.get(&ErrorCode::Timeout), Some(&1));
+    }
+}

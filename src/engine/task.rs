@@ -1,0 +1,197 @@
+//! What a task is while it runs and after it ends: statuses, outputs, errors and timings, in the
+//! shape the API reports them.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Serialize, Serializer};
+use utoipa::ToSchema;
+
+use super::spec::Kind;
+
+/// A task's status. `pending`: waiting for a concurrency slot; `running`: started, not ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+    Interrupted,
+}
+
+impl TaskStatus {
+    pub fn is_finished(self) -> bool {
+        !matches!(self, TaskStatus::Pending | TaskStatus::Running)
+    }
+
+    /// A failure in `asyncio.gather`'s sense: the job raised (or timed out).
+    pub fn is_failure(self) -> bool {
+        matches!(self, TaskStatus::Failed | TaskStatus::TimedOut)
+    }
+}
+
+/// The stable machine-readable reason a task did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The attempt (or, in gather mode, the batch deadline) ran out of time.
+    Timeout,
+    /// The connection could not be made or broke.
+    Connect,
+    /// The host name did not resolve.
+    Dns,
+    /// The TLS handshake or certificate check failed.
+    Tls,
+    /// The HTTP answer's status is outside `expect_status`.
+    Status,
+    /// Reading failed for another reason.
+    Io,
+    /// The file does not exist.
+    NotFound,
+    /// Refused by a guard: outside the files root, or (later) a forbidden address.
+    Forbidden,
+    /// The target is not what the job can read (not a regular file, not UTF-8, ...).
+    Invalid,
+    /// Cancelled before it ended (fail_fast, wait's `on_timeout: cancel`, DELETE).
+    Cancelled,
+    /// The server stopped while the task ran.
+    Interrupted,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Connect => "connect",
+            ErrorCode::Dns => "dns",
+            ErrorCode::Tls => "tls",
+            ErrorCode::Status => "status",
+            ErrorCode::Io => "io",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::Cancelled => "cancelled",
+            ErrorCode::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Why a task did not succeed.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct TaskError {
+    pub code: ErrorCode,
+    /// For people; not stable.
+    pub message: String,
+}
+
+impl TaskError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        TaskError { code, message: message.into() }
+    }
+}
+
+/// What a job produced, by kind.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum TaskOutput {
+    Http(HttpOutput),
+    Sleep(SleepOutput),
+    File(FileOutput),
+}
+
+/// The answer to an `http` job.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct HttpOutput {
+    pub status: u16,
+    /// Response headers; repeated headers are joined with `, `.
+    pub headers: BTreeMap<String, String>,
+    /// The body as text, when it is UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The body in base64, when it is not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+    /// Body bytes read (at most `max_response_bytes`).
+    pub bytes: u64,
+    /// True when `max_response_bytes` cut the body. Not an error.
+    pub truncated: bool,
+    /// From the start of the last attempt to the response headers.
+    pub ttfb_ms: f64,
+}
+
+/// The answer to a `sleep` job.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct SleepOutput {
+    /// Measured; never less than `duration_ms`.
+    pub slept_ms: f64,
+}
+
+/// The answer to a `file` job.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct FileOutput {
+    /// Bytes read (at most `max_bytes`).
+    pub bytes: u64,
+    /// SHA-256 of the bytes read, hex.
+    pub sha256: String,
+    /// The bytes read as text (`utf8`) or base64 (`base64`); absent with `encoding: none`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// True when the file is longer than `max_bytes`. Not an error.
+    pub truncated: bool,
+}
+
+/// One task's result, as every answer reports it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TaskRecord {
+    /// Position in the request's `jobs`.
+    pub index: u32,
+    /// The job's `id`, echoed back.
+    pub id: Option<String>,
+    pub kind: Kind,
+    pub status: TaskStatus,
+    /// Attempts made (1 + retries used); 0 when the task never started.
+    pub attempts: u32,
+    /// Order of completion within the batch, from 1; null until the task ends.
+    pub seq: Option<u32>,
+    /// Present when the job produced an answer; with `error.code: "status"` both are present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<TaskOutput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<TaskError>,
+    pub timing: Timing,
+}
+
+/// When a task waited, started and ended.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct Timing {
+    /// From the batch's start to this task's start: time spent waiting for a slot.
+    pub queued_ms: Option<f64>,
+    #[serde(serialize_with = "micros_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "micros_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// From start to end, all attempts and backoff included.
+    pub duration_ms: Option<f64>,
+}
+
+/// RFC 3339 with microseconds: enough to show which tasks overlapped.
+pub fn micros<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&t.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
+}
+
+pub fn micros_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => micros(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// Milliseconds with microsecond resolution, the unit every `_ms` field uses.
+pub fn ms(d: std::time::Duration) -> f64 {
+    (d.as_micros() as f64) / 1000.0
+}

@@ -1,0 +1,159 @@
+//! The API's one error type. Every error answers `application/problem+json` (RFC 9457) with a
+//! stable machine-readable `code`; 5xx details are logged, never sent.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// Where, as a path into the request: `jobs[1].url`.
+    #[schema(example = "jobs[1].url")]
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { field: field.into(), message: message.into() }
+    }
+}
+
+/// A problem details body (RFC 9457).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`: `code` is the machine-readable kind.
+    #[serde(rename = "type")]
+    #[schema(example = "about:blank")]
+    pub kind: &'static str,
+    #[schema(example = "Invalid batch")]
+    pub title: &'static str,
+    #[schema(example = 422)]
+    pub status: u16,
+    #[schema(example = "the batch has 1 invalid field")]
+    pub detail: String,
+    /// Stable across versions; switch on this.
+    #[schema(example = "invalid_batch")]
+    pub code: &'static str,
+    /// With `invalid_batch`: every invalid field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `malformed_json`: the body is not JSON.
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// 422 `invalid_batch`: well-formed JSON that is not a valid batch.
+    #[error("the batch has {} invalid field{}", .0.len(), if .0.len() == 1 { "" } else { "s" })]
+    Invalid(Vec<FieldError>),
+    /// 413 `body_too_large`.
+    #[error("the body is larger than the server's limit of {0} bytes")]
+    BodyTooLarge(usize),
+    /// 413 `too_many_jobs`.
+    #[error("the batch has {jobs} tasks; the server's limit is {limit}")]
+    TooManyJobs { jobs: usize, limit: usize },
+    /// 404 `batch_not_found`.
+    #[error("no batch with id {0}")]
+    BatchNotFound(String),
+    /// 404 `not_found`: no such route.
+    #[error("no such endpoint")]
+    RouteNotFound,
+    /// 405 `method_not_allowed`.
+    #[error("this endpoint does not take that method")]
+    MethodNotAllowed,
+    /// 401 `unauthorized`.
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    /// 503 `shutting_down`.
+    #[error("the server is shutting down and takes no new batches")]
+    ShuttingDown,
+    /// 500 `internal`: logged with its details, answered without them.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BodyTooLarge(_) | ApiError::TooManyJobs { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BatchNotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::Invalid(_) => "invalid_batch",
+            ApiError::BodyTooLarge(_) => "body_too_large",
+            ApiError::TooManyJobs { .. } => "too_many_jobs",
+            ApiError::BatchNotFound(_) => "batch_not_found",
+            ApiError::RouteNotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::ShuttingDown => "shutting_down",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::MalformedJson(_) => "Malformed JSON",
+            ApiError::Invalid(_) => "Invalid batch",
+            ApiError::BodyTooLarge(_) => "Body too large",
+            ApiError::TooManyJobs { .. } => "Too many jobs",
+            ApiError::BatchNotFound(_) => "Batch not found",
+            ApiError::RouteNotFound => "Not found",
+            ApiError::MethodNotAllowed => "Method not allowed",
+            ApiError::Unauthorized => "Unauthorized",
+            ApiError::ShuttingDown => "Shutting down",
+            ApiError::Internal(_) => "Internal error",
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(details) = &self {
+            tracing::error!(error = %details, "internal error");
+        }
+        let status = self.status();
+        let problem = Problem {
+            kind: "about:blank",
+            title: self.title(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            code: self.code(),
+            errors: match self {
+                ApiError::Invalid(errors) => errors,
+                _ => Vec::new(),
+            },
+        };
+        let body = serde_json::to_vec(&problem).expect("a problem always serializes");
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"fanout\""));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}

@@ -1,0 +1,531 @@
+//! The `POST /batches` body as clients send it, and its parsing into the engine's validated
+//! [`BatchSpec`]. Every check happens here, once; each invalid field is reported with its path.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::{Deserialize, Deserializer};
+use utoipa::ToSchema;
+
+use super::error::{ApiError, FieldError};
+use crate::engine::spec::{
+    BatchSpec, ExpectStatus, FileEncoding, FileJob, HttpJob, JobKind, JobSpec, Mode, OnTimeout,
+    ResultsMode, RetryPolicy, ReturnWhen, SleepJob,
+};
+
+/// Server limits that requests are checked and clamped against.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_jobs: usize,
+    pub max_concurrency: usize,
+    pub max_response_bytes: u64,
+    pub max_file_bytes: u64,
+}
+
+/// Longest `timeout_ms` or `duration_ms` accepted: one day.
+const MAX_MS: u64 = 86_400_000;
+const MAX_RETRIES: u32 = 10;
+const MAX_BACKOFF_MS: u64 = 60_000;
+const MAX_REDIRECTS: u32 = 20;
+const MAX_LABEL: usize = 256;
+
+/// A batch of jobs to run concurrently.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "mode": "gather",
+    "label": "try it out",
+    "jobs": [
+        { "kind": "sleep", "id": "slow", "duration_ms": 300 },
+        { "kind": "sleep", "id": "fast", "duration_ms": 100 },
+        { "kind": "sleep", "id": "medium", "duration_ms": 200 }
+    ],
+    "concurrency": 3,
+    "timeout_ms": 5000,
+    "return_exceptions": true
+}))]
+pub struct BatchRequest {
+    /// `gather` (default): results in input order. `wait`: `done` in completion order and
+    /// `pending`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The jobs; at least one.
+    #[schema(value_type = Vec<JobRequest>, min_items = 1)]
+    pub jobs: Vec<JobSlot>,
+    /// Jobs in flight for this batch. Default: all at once (clamped to the server's bound).
+    #[schema(minimum = 1)]
+    pub concurrency: Option<u64>,
+    /// gather: deadline for the whole batch (unfinished tasks end `timed_out`). wait: when to
+    /// answer with what is done. Absent: only server caps apply.
+    #[schema(minimum = 1, maximum = 86_400_000)]
+    pub timeout_ms: Option<u64>,
+    /// gather: report failures as results instead of failing the batch at the first one.
+    #[serde(default)]
+    pub return_exceptions: bool,
+    /// gather: cancel the other tasks at the first failure (asyncio.TaskGroup).
+    #[serde(default)]
+    pub fail_fast: bool,
+    /// wait: when to answer.
+    #[serde(default)]
+    pub return_when: ReturnWhen,
+    /// wait: what happens to pending tasks when `timeout_ms` passes.
+    #[serde(default)]
+    pub on_timeout: OnTimeout,
+    /// Which task results answers carry; the summary always covers every task.
+    #[serde(default)]
+    pub results: ResultsMode,
+    /// A name for people.
+    pub label: Option<String>,
+}
+
+/// One job, parsed on its own so that every invalid job is reported, not only the first.
+#[derive(Debug)]
+pub struct JobSlot(Result<JobRequest, FieldError>);
+
+impl<'de> Deserialize<'de> for JobSlot {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        Ok(JobSlot(serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            FieldError::new(field_of(&path, &message), message)
+        })))
+    }
+}
+
+/// Where an error inside one job points, relative to the job: serde names the field in the
+/// message when the path cannot (missing, unknown, or tag fields).
+fn field_of(path: &str, message: &str) -> String {
+    let quoted = |prefix: &str| {
+        message.strip_prefix(prefix).and_then(|rest| rest.split('`').next()).map(str::to_owned)
+    };
+    let named = quoted("missing field `").or_else(|| quoted("unknown field `"));
+    let base = if path == "." { String::new() } else { format!(".{path}") };
+    match named {
+        Some(name) => format!("{base}.{name}"),
+        None if message.contains("variant") || message.contains("`kind`") => ".kind".to_owned(),
+        None => base,
+    }
+}
+
+/// A job: `kind` says which.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobRequest {
+    Http(HttpJobRequest),
+    Sleep(SleepJobRequest),
+    File(FileJobRequest),
+}
+
+/// Retries after the first attempt, with exponential backoff and jitter. Retried: connect
+/// errors, timeouts, and HTTP 5xx or 429 answers outside `expect_status`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetriesRequest {
+    /// Up to this many retries: `max + 1` attempts.
+    #[schema(maximum = 10)]
+    pub max: u32,
+    /// Delay before the first retry; doubles each time (with jitter).
+    #[serde(default = "default_backoff_ms")]
+    #[schema(default = 100, maximum = 60_000)]
+    pub backoff_ms: u64,
+}
+
+fn default_backoff_ms() -> u64 {
+    100
+}
+
+/// An HTTP request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpJobRequest {
+    /// Echoed back in the result.
+    pub id: Option<String>,
+    /// Per attempt.
+    pub timeout_ms: Option<u64>,
+    pub retries: Option<RetriesRequest>,
+    /// Default `GET`.
+    #[schema(example = "GET")]
+    pub method: Option<String>,
+    /// `http` or `https`.
+    #[schema(example = "http://127.0.0.1:3000/health")]
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Request body as text.
+    pub body: Option<String>,
+    /// Request body as base64 (instead of `body`).
+    pub body_base64: Option<String>,
+    /// Statuses that count as success: codes (`201`), classes (`"2xx"`), or `"any"`.
+    /// Default 200–399.
+    #[schema(value_type = Option<Vec<Object>>, example = json!(["2xx", 304]))]
+    pub expect_status: Option<ExpectStatusRequest>,
+    /// Most body bytes kept; the rest is dropped and `truncated` set. Capped by the server.
+    pub max_response_bytes: Option<u64>,
+    /// Redirect hops to follow. Default 0: a 3xx is the answer.
+    #[serde(default)]
+    #[schema(maximum = 20)]
+    pub follow_redirects: u32,
+}
+
+/// `expect_status`: one matcher or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ExpectStatusRequest {
+    One(StatusMatcher),
+    Many(Vec<StatusMatcher>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StatusMatcher {
+    Code(u64),
+    Text(String),
+}
+
+/// Waits `duration_ms`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SleepJobRequest {
+    pub id: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub retries: Option<RetriesRequest>,
+    #[schema(maximum = 86_400_000, example = 100)]
+    pub duration_ms: u64,
+}
+
+/// Reads a file beneath the server's files root.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileJobRequest {
+    pub id: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub retries: Option<RetriesRequest>,
+    /// Relative to the files root; absolute paths and escapes are refused (`forbidden`).
+    #[schema(example = "hello.txt")]
+    pub path: String,
+    /// Most bytes read. Capped by the server.
+    pub max_bytes: Option<u64>,
+    #[serde(default)]
+    pub encoding: FileEncoding,
+}
+
+/// Parses and validates a request body.
+pub fn parse_batch(body: &[u8], limits: &Limits) -> Result<BatchSpec, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let request: BatchRequest = match serde_path_to_error::deserialize(&mut de) {
+        Ok(r) => r,
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            return Err(match inner.classify() {
+                serde_json::error::Category::Data => {
+                    let message = inner.to_string();
+                    let field = field_of(&path, &message);
+                    ApiError::Invalid(vec![FieldError::new(field.trim_start_matches('.'), message)])
+                }
+                _ => ApiError::MalformedJson(inner.to_string()),
+            });
+        }
+    };
+    de.end().map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    request.validate(limits)
+}
+
+impl BatchRequest {
+    fn validate(self, limits: &Limits) -> Result<BatchSpec, ApiError> {
+        let mut errors = Vec::new();
+        if self.jobs.is_empty() {
+            errors.push(FieldError::new("jobs", "a batch needs at least one job"));
+        }
+        if self.jobs.len() > limits.max_jobs {
+            return Err(ApiError::TooManyJobs { jobs: self.jobs.len(), limit: limits.max_jobs });
+        }
+        let concurrency = match self.concurrency {
+            Some(0) => {
+                errors.push(FieldError::new("concurrency", "must be at least 1"));
+                1
+            }
+            Some(n) => (n.min(usize::MAX as u64) as usize).min(limits.max_concurrency),
+            None => limits.max_concurrency,
+        };
+        let timeout = ms_field(&mut errors, "timeout_ms", self.timeout_ms, 1);
+        if self.fail_fast && self.return_exceptions {
+            errors.push(FieldError::new(
+                "fail_fast",
+                "fail_fast cancels the other tasks at the first failure; it cannot be combined with return_exceptions",
+            ));
+        }
+        if self.label.as_ref().is_some_and(|l| l.chars().count() > MAX_LABEL) {
+            errors.push(FieldError::new("label", format!("at most {MAX_LABEL} characters")));
+        }
+        let mut jobs = Vec::with_capacity(self.jobs.len());
+        for (i, slot) in self.jobs.into_iter().enumerate() {
+            let at = format!("jobs[{i}]");
+            match slot.0 {
+                Err(e) => errors.push(FieldError::new(format!("{at}{}", e.field), e.message)),
+                Ok(job) => {
+                    if let Some(job) = job.validate(&at, limits, &mut errors) {
+                        jobs.push(job);
+                    }
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::Invalid(errors));
+        }
+        Ok(BatchSpec {
+            mode: self.mode,
+            jobs,
+            concurrency: concurrency.max(1),
+            timeout,
+            return_exceptions: self.return_exceptions,
+            fail_fast: self.fail_fast,
+            return_when: self.return_when,
+            on_timeout: self.on_timeout,
+            results: self.results,
+            label: self.label,
+        })
+    }
+}
+
+fn ms_field(errors: &mut Vec<FieldError>, field: &str, value: Option<u64>, min: u64) -> Option<Duration> {
+    let v = value?;
+    if !(min..=MAX_MS).contains(&v) {
+        errors.push(FieldError::new(field, format!("must be between {min} and {MAX_MS} (one day)")));
+        return None;
+    }
+    Some(Duration::from_millis(v))
+}
+
+impl JobRequest {
+    fn validate(self, at: &str, limits: &Limits, errors: &mut Vec<FieldError>) -> Option<JobSpec> {
+        let before = errors.len();
+        let (id, timeout_ms, retries, kind) = match self {
+            JobRequest::Http(j) => {
+                let kind = j.kind(at, limits, errors).map(|h| JobKind::Http(Box::new(h)));
+                (j.id, j.timeout_ms, j.retries, kind)
+            }
+            JobRequest::Sleep(j) => {
+                let kind = ms_field(errors, &format!("{at}.duration_ms"), Some(j.duration_ms), 0)
+                    .map(|duration| JobKind::Sleep(SleepJob { duration }));
+                (j.id, j.timeout_ms, j.retries, kind)
+            }
+            JobRequest::File(j) => {
+                if j.path.is_empty() {
+                    errors.push(FieldError::new(format!("{at}.path"), "must not be empty"));
+                }
+                let kind = JobKind::File(Arc::new(FileJob {
+                    path: j.path,
+                    max_bytes: j.max_bytes.unwrap_or(limits.max_file_bytes).min(limits.max_file_bytes),
+                    encoding: j.encoding,
+                }));
+                (j.id, j.timeout_ms, j.retries, Some(kind))
+            }
+        };
+        if id.as_ref().is_some_and(|i| i.chars().count() > MAX_LABEL) {
+            errors.push(FieldError::new(format!("{at}.id"), format!("at most {MAX_LABEL} characters")));
+        }
+        let timeout = ms_field(errors, &format!("{at}.timeout_ms"), timeout_ms, 1);
+        let retries = match retries {
+            None => RetryPolicy::default(),
+            Some(r) => {
+                if r.max > MAX_RETRIES {
+                    errors.push(FieldError::new(format!("{at}.retries.max"), format!("at most {MAX_RETRIES}")));
+                }
+                if r.backoff_ms > MAX_BACKOFF_MS {
+                    errors.push(FieldError::new(
+                        format!("{at}.retries.backoff_ms"),
+                        format!("at most {MAX_BACKOFF_MS}"),
+                    ));
+                }
+                RetryPolicy { max: r.max, backoff: Duration::from_millis(r.backoff_ms) }
+            }
+        };
+        if errors.len() > before {
+            return None;
+        }
+        Some(JobSpec { id, timeout, retries, kind: kind? })
+    }
+}
+
+impl HttpJobRequest {
+    fn kind(&self, at: &str, limits: &Limits, errors: &mut Vec<FieldError>) -> Option<HttpJob> {
+        let before = errors.len();
+        let mut err = |field: &str, message: String| {
+            errors.push(FieldError::new(format!("{at}.{field}"), message));
+        };
+        let method = match &self.method {
+            None => http::Method::GET,
+            Some(m) => match http::Method::from_str(&m.to_ascii_uppercase()) {
+                Ok(m) => m,
+                Err(_) => {
+                    err("method", format!("not an HTTP method: {m:?}"));
+                    http::Method::GET
+                }
+            },
+        };
+        let url = match url::Url::parse(&self.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                err("url", format!("scheme must be http or https, not {:?}", u.scheme()));
+                None
+            }
+            Ok(_) => {
+                err("url", "the URL has no host".into());
+                None
+            }
+            Err(e) => {
+                err("url", format!("not a valid URL: {e}"));
+                None
+            }
+        };
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in &self.headers {
+            match (
+                http::HeaderName::from_str(name),
+                http::HeaderValue::from_str(value),
+            ) {
+                (Ok(n), Ok(v)) => {
+                    headers.append(n, v);
+                }
+                (Err(_), _) => err(&format!("headers.{name}"), "not a valid header name".into()),
+                (_, Err(_)) => err(&format!("headers.{name}"), "not a valid header value".into()),
+            }
+        }
+        let body = match (&self.body, &self.body_base64) {
+            (Some(_), Some(_)) => {
+                err("body_base64", "give body or body_base64, not both".into());
+                bytes::Bytes::new()
+            }
+            (Some(text), None) => bytes::Bytes::from(text.clone()),
+            (None, Some(b64)) => match base64::engine::general_purpose::STANDARD.decode(b64) {
+                Ok(raw) => bytes::Bytes::from(raw),
+                Err(e) => {
+                    err("body_base64", format!("not valid base64: {e}"));
+                    bytes::Bytes::new()
+                }
+            },
+            (None, None) => bytes::Bytes::new(),
+        };
+        let expect_status = match &self.expect_status {
+            None => ExpectStatus::default(),
+            Some(ExpectStatusRequest::One(m)) => parse_expect(std::slice::from_ref(m)).unwrap_or_else(|m| {
+                err("expect_status", m);
+                ExpectStatus::default()
+            }),
+            Some(ExpectStatusRequest::Many(ms)) => parse_expect(ms).unwrap_or_else(|m| {
+                err("expect_status", m);
+                ExpectStatus::default()
+            }),
+        };
+        if self.follow_redirects > MAX_REDIRECTS {
+            err("follow_redirects", format!("at most {MAX_REDIRECTS}"));
+        }
+        if errors.len() > before {
+            return None;
+        }
+        Some(HttpJob {
+            method,
+            url: url?,
+            headers,
+            body,
+            expect_status,
+            max_response_bytes: self
+                .max_response_bytes
+                .unwrap_or(limits.max_response_bytes)
+                .min(limits.max_response_bytes),
+            follow_redirects: self.follow_redirects,
+        })
+    }
+}
+
+fn parse_expect(matchers: &[StatusMatcher]) -> Result<ExpectStatus, String> {
+    if matchers.is_empty() {
+        return Err("give at least one status, class (\"2xx\") or \"any\"".into());
+    }
+    let mut ranges = Vec::new();
+    for m in matchers {
+        match m {
+            StatusMatcher::Code(c) if (100..=599).contains(c) => ranges.push((*c as u16, *c as u16)),
+            StatusMatcher::Code(c) => return Err(format!("{c} is not an HTTP status (100-599)")),
+            StatusMatcher::Text(t) if t.eq_ignore_ascii_case("any") => return Ok(ExpectStatus::Any),
+            StatusMatcher::Text(t) => {
+                let lower = t.to_ascii_lowercase();
+                let class = lower.strip_suffix("xx").and_then(|d| d.parse::<u16>().ok());
+                match class {
+                    Some(d @ 1..=5) if lower.len() == 3 => ranges.push((d * 100, d * 100 + 99)),
+                    _ => match t.parse::<u16>() {
+                        Ok(c) if (100..=599).contains(&c) => ranges.push((c, c)),
+                        _ => return Err(format!("{t:?} is not a status, a class like \"2xx\", or \"any\"")),
+                    },
+                }
+            }
+        }
+    }
+    Ok(ExpectStatus::Ranges(ranges))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits { max_body_bytes: 1000, max_jobs: 10, max_concurrency: 100, max_response_bytes: 1000, max_file_bytes: 1000 }
+    }
+
+    fn invalid_fields(body: &str) -> Vec<String> {
+        match parse_batch(body.as_bytes(), &limits()) {
+            Err(ApiError::Invalid(errors)) => errors.into_iter().map(|e| e.field).collect(),
+            other => panic!("expected a 422, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_invalid_job_is_reported_with_its_path() {
+        let fields = invalid_fields(
+            r#"{"jobs":[{"kind":"sleep","duration_ms":1},{"kind":"teleport"},{"kind":"http"},
+                {"kind":"sleep","duration_ms":1,"colour":"red"},{"kind":"http","url":"ftp://x"}]}"#,
+        );
+        assert_eq!(fields, vec!["jobs[1].kind", "jobs[2].url", "jobs[3].colour", "jobs[4].url"]);
+    }
+
+    #[test]
+    fn wrong_types_at_the_top_level_point_at_the_field() {
+        assert_eq!(invalid_fields(r#"{"jobs":[{"kind":"sleep","duration_ms":1}],"concurrency":"x"}"#), vec!["concurrency"]);
+        assert_eq!(invalid_fields(r#"{"jobs":[]}"#), vec!["jobs"]);
+        assert_eq!(invalid_fields(r#"{"jbos":[]}"#), vec!["jbos"]);
+    }
+
+    #[test]
+    fn broken_json_is_malformed_not_invalid() {
+        assert!(matches!(parse_batch(b"{\"jobs\": [", &limits()), Err(ApiError::MalformedJson(_))));
+        assert!(matches!(parse_batch(b"{} x", &limits()), Err(ApiError::MalformedJson(_))));
+    }
+
+    #[test]
+    fn expect_status_takes_codes_classes_and_any() {
+        let e = parse_expect(&[StatusMatcher::Code(201), StatusMatcher::Text("4XX".into())]).unwrap();
+        assert!(e.accepts(201) && e.accepts(404) && !e.accepts(200));
+        assert_eq!(parse_expect(&[StatusMatcher::Text("any".into())]).unwrap(), ExpectStatus::Any);
+        assert!(parse_expect(&[StatusMatcher::Text("6xx".into())]).is_err());
+        assert!(parse_expect(&[StatusMatcher::Code(99)]).is_err());
+    }
+
+    #[test]
+    fn concurrency_is_clamped_to_the_server_bound() {
+        let spec = parse_batch(br#"{"jobs":[{"kind":"sleep","duration_ms":1}],"concurrency":1000000}"#, &limits()).unwrap();
+        assert_eq!(spec.concurrency, 100);
+    }
+
+    #[test]
+    fn too_many_jobs_is_413() {
+        let jobs = vec![r#"{"kind":"sleep","duration_ms":1}"#; 11].join(",");
+        let body = format!(r#"{{"jobs":[{jobs}]}}"#);
+        assert!(matches!(parse_batch(body.as_bytes(), &limits()), Err(ApiError::TooManyJobs { jobs: 11, limit: 10 })));
+    }
+}
