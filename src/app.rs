@@ -28,9 +28,15 @@ pub struct App {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot open the files root {path}: {source}")]
-    FilesRoot { path: String, source: std::io::Error },
+    FilesRoot {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] store::StoreError),
 }
@@ -42,13 +48,20 @@ impl App {
             max_concurrency: config.max_concurrency as usize,
             files_root: config.files_root.clone(),
         })
-        .map_err(|source| StartError::FilesRoot { path: config.files_root.display().to_string(), source })?;
+        .map_err(|source| StartError::FilesRoot {
+            path: config.files_root.display().to_string(),
+            source,
+        })?;
         if !engine.has_files_root() {
             tracing::warn!(files_root = %config.files_root.display(), "the files root does not exist: file jobs will fail with not_found");
         }
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
         let state = AppState {
             engine,
             store,
@@ -62,18 +75,30 @@ impl App {
             tokens: config.api_token.iter().map(|t| auth::digest(t)).collect(),
             draining: Arc::new(AtomicBool::new(false)),
         };
-        let addr = listener.local_addr().map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
         if !addr.ip().is_loopback() && state.tokens.is_empty() {
             tracing::warn!(%addr, "LISTENING ON A NON-LOOPBACK ADDRESS WITHOUT --api-token: anyone who can reach it can make this host send requests and read files");
         }
         if !config.allow_net.is_empty() {
-            tracing::warn!("--allow-net is accepted but not enforced yet: this version has no outbound address guard");
+            tracing::warn!(
+                "--allow-net is accepted but not enforced yet: this version has no outbound address guard"
+            );
         }
-        Ok(App { router: router(state.clone()), listener, state, grace: config.shutdown_grace })
+        Ok(App {
+            router: router(state.clone()),
+            listener,
+            state,
+            grace: config.shutdown_grace,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// Serves until SIGTERM or Ctrl-C.
@@ -83,7 +108,10 @@ impl App {
 
     /// Serves until `signal` resolves, then drains: new batches get 503, running batches get
     /// the grace period to finish, and whatever still runs after it is recorded `interrupted`.
-    pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let addr = self.local_addr();
         tracing::info!(
             "fanout listening on http://{addr} (API docs at http://{addr}/docs, OpenAPI at http://{addr}/openapi.json)"
@@ -92,7 +120,10 @@ impl App {
         let grace = self.grace;
         let draining = async move {
             signal.await;
-            tracing::info!(grace_ms = grace.as_millis() as u64, "shutting down: draining running batches");
+            tracing::info!(
+                grace_ms = grace.as_millis() as u64,
+                "shutting down: draining running batches"
+            );
             state.draining.store(true, Ordering::Relaxed);
             let engine = state.engine.clone();
             tokio::spawn(async move {
@@ -102,7 +133,9 @@ impl App {
                 }
             });
         };
-        axum::serve(self.listener, self.router).with_graceful_shutdown(draining).await?;
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(draining)
+            .await?;
         if !self.state.engine.drain(self.grace).await {
             self.state.engine.shutdown().await;
         }

@@ -48,7 +48,12 @@ pub struct Config {
 
     /// Bearer token required on every batch endpoint (repeatable). Without one, anyone who can
     /// reach the listener can run jobs.
-    #[arg(long, env = "FANOUT_API_TOKEN", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long,
+        env = "FANOUT_API_TOKEN",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub api_token: Vec<String>,
 
     /// Name of this instance in logs and stored rows (default: host name and listen address).
@@ -108,7 +113,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("not a duration: {s:?} (try 10s, 500ms, 5m)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("not a duration: {s:?} (try 10s, 500ms, 5m)"))?;
     let d = match unit {
         "" | "s" => Duration::from_secs(n),
         "ms" => Duration::from_millis(n),

@@ -8,7 +8,11 @@ use crate::app::App;
 use crate::config::Config;
 
 #[derive(Debug, Parser)]
-#[command(name = "fanout", version, about = "Run a batch of jobs concurrently and report every result and timing")]
+#[command(
+    name = "fanout",
+    version,
+    about = "Run a batch of jobs concurrently and report every result and timing"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -17,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start the HTTP service.
-    Serve(Config),
+    Serve(Box<Config>),
     /// Print the OpenAPI document (YAML) that `openapi.yaml` must equal.
     Openapi,
 }
@@ -25,7 +29,7 @@ enum Command {
 impl Cli {
     pub fn run(self) -> ExitCode {
         match self.command {
-            Command::Serve(config) => serve(config),
+            Command::Serve(config) => serve(*config),
             Command::Openapi => {
                 print!("{}", openapi_yaml());
                 ExitCode::SUCCESS
@@ -36,7 +40,9 @@ impl Cli {
 
 /// The OpenAPI document as YAML.
 pub fn openapi_yaml() -> String {
-    crate::http::openapi().to_yaml().expect("the OpenAPI document serializes")
+    crate::http::openapi()
+        .to_yaml()
+        .expect("the OpenAPI document serializes")
 }
 
 fn serve(config: Config) -> ExitCode {

@@ -219,7 +219,13 @@ impl Batch {
     }
 
     /// Records how a task ended and applies the batch's answer rules.
-    pub(crate) fn task_ended(&self, index: usize, started: Instant, ended: Instant, outcome: Outcome) {
+    pub(crate) fn task_ended(
+        &self,
+        index: usize,
+        started: Instant,
+        ended: Instant,
+        outcome: Outcome,
+    ) {
         let mut st = self.state.lock();
         if st.tasks[index].status.is_finished() {
             return;
@@ -335,7 +341,10 @@ impl Batch {
                         st.error = Some(BatchError {
                             index: None,
                             code: ErrorCode::Timeout,
-                            message: format!("the batch deadline of {} ms passed", timeout.as_millis()),
+                            message: format!(
+                                "the batch deadline of {} ms passed",
+                                timeout.as_millis()
+                            ),
                         });
                     }
                 }
@@ -384,7 +393,11 @@ impl Batch {
                     Some((mono + offset, now))
                 });
                 let attempts = st.tasks[index].attempts.max(span.is_some() as u32);
-                let outcome = Outcome { attempts, output: None, error: Some(error) };
+                let outcome = Outcome {
+                    attempts,
+                    output: None,
+                    error: Some(error),
+                };
                 self.end_task(&mut st, index, status, span, outcome);
             }
             st.finished_at = Some(Utc::now());
@@ -426,10 +439,22 @@ impl Batch {
         });
         let filter = self.rules.results;
         let (results, done, pending) = match self.mode {
-            Mode::Gather => (Some(TaskList { tasks: &st.tasks, order: None, filter }), None, None),
+            Mode::Gather => (
+                Some(TaskList {
+                    tasks: &st.tasks,
+                    order: None,
+                    filter,
+                }),
+                None,
+                None,
+            ),
             Mode::Wait => (
                 None,
-                Some(TaskList { tasks: &st.tasks, order: Some(&st.done), filter }),
+                Some(TaskList {
+                    tasks: &st.tasks,
+                    order: Some(&st.done),
+                    filter,
+                }),
                 Some(
                     st.tasks
                         .iter()
@@ -510,7 +535,9 @@ impl Serialize for TaskList<'_> {
         };
         match self.order {
             None => s.collect_seq(self.tasks.iter().filter(keep)),
-            Some(order) => s.collect_seq(order.iter().map(|&i| &self.tasks[i as usize]).filter(keep)),
+            Some(order) => {
+                s.collect_seq(order.iter().map(|&i| &self.tasks[i as usize]).filter(keep))
+            }
         }
     }
 }

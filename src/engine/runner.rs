@@ -14,9 +14,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use futures::future::Either;
 use futures::stream::{FuturesUnordered, StreamExt};
-use futures::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -90,7 +90,9 @@ impl Engine {
     pub fn start(&self, batch: Arc<Batch>, spec: BatchSpec) {
         let inner = self.inner.clone();
         let span = tracing::info_span!("batch", batch_id = %batch.id);
-        self.inner.tracker.spawn(coordinate(inner, batch, spec).instrument(span));
+        self.inner
+            .tracker
+            .spawn(coordinate(inner, batch, spec).instrument(span));
     }
 
     /// Stops every running batch (their unfinished tasks become `interrupted`) and waits for
@@ -104,7 +106,9 @@ impl Engine {
     /// Waits for running batches to end by themselves, for at most `grace`.
     pub async fn drain(&self, grace: Duration) -> bool {
         self.inner.tracker.close();
-        tokio::time::timeout(grace, self.inner.tracker.wait()).await.is_ok()
+        tokio::time::timeout(grace, self.inner.tracker.wait())
+            .await
+            .is_ok()
     }
 }
 
@@ -116,17 +120,15 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
     let mut set = JoinSet::new();
     for (k, limit) in drivers.into_iter().enumerate() {
         let indices = (k..jobs.len()).step_by(count);
-        set.spawn(drive(
-            inner.clone(),
-            batch.clone(),
-            jobs.clone(),
-            indices,
-            limit,
-        ).in_current_span());
+        set.spawn(
+            drive(inner.clone(), batch.clone(), jobs.clone(), indices, limit).in_current_span(),
+        );
     }
     tracing::debug!(tasks = jobs.len(), drivers = count, "batch started");
 
-    let deadline = spec.timeout.map(|t| tokio::time::Instant::from_std(epoch + t));
+    let deadline = spec
+        .timeout
+        .map(|t| tokio::time::Instant::from_std(epoch + t));
     let mut deadline_armed = deadline.is_some();
     let cancel_pending = spec.on_timeout == OnTimeout::Cancel;
     let mut shutdown_seen = false;
@@ -165,7 +167,9 @@ fn plan_drivers(jobs: usize, concurrency: usize, workers: usize) -> Vec<usize> {
     } else {
         1
     };
-    (0..n).map(|k| concurrency / n + usize::from(k < concurrency % n)).collect()
+    (0..n)
+        .map(|k| concurrency / n + usize::from(k < concurrency % n))
+        .collect()
 }
 
 type Done = (usize, Instant, Outcome, OwnedSemaphorePermit);
@@ -187,6 +191,9 @@ async fn drive(
     let mut waiting: Option<Pin<Box<dyn Future<Output = OwnedSemaphorePermit> + Send>>> = None;
 
     loop {
+        if cancel.is_cancelled() {
+            return;
+        }
         while running.len() < limit && queue.peek().is_some() && waiting.is_none() {
             match inner.global.clone().try_acquire_owned() {
                 Ok(permit) => {
@@ -196,7 +203,10 @@ async fn drive(
                 Err(_) => {
                     let global = inner.global.clone();
                     waiting = Some(Box::pin(async move {
-                        global.acquire_owned().await.expect("the semaphore is never closed")
+                        global
+                            .acquire_owned()
+                            .await
+                            .expect("the semaphore is never closed")
                     }));
                 }
             }
@@ -234,13 +244,17 @@ fn dispatch(
         // A sleep no timeout can cut short cannot fail, so it needs no retry machinery: one
         // timer, with its deadline fixed from this job's own start.
         (JobKind::Sleep(sleep), timeout) if timeout.is_none_or(|t| t >= sleep.duration) => {
-            Either::Left(tokio::time::sleep_until((started + sleep.duration).into()).map(
-                move |()| Outcome {
-                    attempts: 1,
-                    output: Some(TaskOutput::Sleep(SleepOutput { slept_ms: ms(started.elapsed()) })),
-                    error: None,
-                },
-            ))
+            Either::Left(
+                tokio::time::sleep_until((started + sleep.duration).into()).map(move |()| {
+                    Outcome {
+                        attempts: 1,
+                        output: Some(TaskOutput::Sleep(SleepOutput {
+                            slept_ms: ms(started.elapsed()),
+                        })),
+                        error: None,
+                    }
+                }),
+            )
         }
         _ => Either::Right(Box::pin(run_job(inner.ctx.clone(), jobs.clone(), index))),
     };
@@ -261,12 +275,22 @@ async fn run_job(ctx: Arc<JobContext>, jobs: Arc<[JobSpec]>, index: usize) -> Ou
             None => attempt.await,
         };
         match result {
-            Ok(output) => return Outcome { attempts, output: Some(output), error: None },
+            Ok(output) => {
+                return Outcome {
+                    attempts,
+                    output: Some(output),
+                    error: None,
+                };
+            }
             Err(failure) if failure.retryable && attempts <= job.retries.max => {
                 tokio::time::sleep(backoff(&job.retries, attempts)).await;
             }
             Err(failure) => {
-                return Outcome { attempts, output: failure.output, error: Some(failure.error) };
+                return Outcome {
+                    attempts,
+                    output: failure.output.map(|o| *o),
+                    error: Some(failure.error),
+                };
             }
         }
     }
@@ -300,7 +324,10 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_stays_within_its_jitter_band() {
-        let policy = RetryPolicy { max: 5, backoff: Duration::from_millis(100) };
+        let policy = RetryPolicy {
+            max: 5,
+            backoff: Duration::from_millis(100),
+        };
         for attempt in 1..=4 {
             let full = Duration::from_millis(100 * (1 << (attempt - 1)));
             let d = backoff(&policy, attempt);

@@ -105,7 +105,8 @@ impl SummaryAcc {
             .iter()
             .enumerate()
             .filter(|(slot, _)| {
-                *slot != status_slot(TaskStatus::Pending) && *slot != status_slot(TaskStatus::Running)
+                *slot != status_slot(TaskStatus::Pending)
+                    && *slot != status_slot(TaskStatus::Running)
             })
             .map(|(_, n)| n)
             .sum()
@@ -130,9 +131,7 @@ impl SummaryAcc {
             }
         });
         let throughput_per_s = match wall {
-            Some(w) if !w.is_zero() => {
-                ((ended as f64 / w.as_secs_f64()) * 10.0).round() / 10.0
-            }
+            Some(w) if !w.is_zero() => ((ended as f64 / w.as_secs_f64()) * 10.0).round() / 10.0,
             _ => 0.0,
         };
         Summary {
@@ -159,7 +158,12 @@ mod tests {
     fn percentiles_follow_the_recorded_durations() {
         let mut acc = SummaryAcc::new(100);
         for ms in 1..=100u64 {
-            acc.record(TaskStatus::Succeeded, Some(Duration::from_millis(ms)), None, None);
+            acc.record(
+                TaskStatus::Succeeded,
+                Some(Duration::from_millis(ms)),
+                None,
+                None,
+            );
         }
         let s = acc.summary(Some(Duration::from_secs(1)));
         let d = s.duration_ms.expect("durations recorded");
@@ -175,7 +179,12 @@ mod tests {
     #[test]
     fn unended_tasks_count_as_pending_and_errors_by_code() {
         let mut acc = SummaryAcc::new(3);
-        acc.record(TaskStatus::TimedOut, Some(Duration::from_millis(5)), None, Some(ErrorCode::Timeout));
+        acc.record(
+            TaskStatus::TimedOut,
+            Some(Duration::from_millis(5)),
+            None,
+            Some(ErrorCode::Timeout),
+        );
         let s = acc.summary(None);
         assert_eq!((s.timed_out, s.pending), (1, 2));
         assert_eq!(s.errors.get(&ErrorCode::Timeout), Some(&1));

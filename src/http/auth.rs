@@ -22,7 +22,11 @@ pub fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-pub async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     if state.tokens.is_empty() || is_open(request.uri().path()) {
         return next.run(request).await;
     }
@@ -30,11 +34,18 @@ pub async fn require_token(State(state): State<AppState>, request: Request, next
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(|t| digest(t.trim()));
     let ok = presented.is_some_and(|p| {
         // Check every configured token so the time taken does not say which one matched.
-        state.tokens.iter().fold(0u8, |hit, t| hit | t.ct_eq(&p).unwrap_u8()) == 1
+        state
+            .tokens
+            .iter()
+            .fold(0u8, |hit, t| hit | t.ct_eq(&p).unwrap_u8())
+            == 1
     });
     if ok {
         next.run(request).await

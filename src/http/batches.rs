@@ -21,13 +21,16 @@ impl FromRequest<AppState> for Body {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        Bytes::from_request(req, state).await.map(Body).map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::BodyTooLarge(state.limits.max_body_bytes)
-            } else {
-                ApiError::MalformedJson(rejection.body_text())
-            }
-        })
+        Bytes::from_request(req, state)
+            .await
+            .map(Body)
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::BodyTooLarge(state.limits.max_body_bytes)
+                } else {
+                    ApiError::MalformedJson(rejection.body_text())
+                }
+            })
     }
 }
 
@@ -72,7 +75,10 @@ pub async fn create_batch(
 
     if prefers_async(&headers) {
         let mut response = answer(StatusCode::ACCEPTED, &batch);
-        response.headers_mut().insert("preference-applied", HeaderValue::from_static("respond-async"));
+        response.headers_mut().insert(
+            "preference-applied",
+            HeaderValue::from_static("respond-async"),
+        );
         return Ok(response);
     }
     // If the client hangs up here, only this wait is dropped: the batch runs on.
@@ -92,7 +98,10 @@ pub async fn create_batch(
         (status = 404, description = "No such batch (`batch_not_found`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_batch(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn get_batch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let batch = find(&state, &id).await?;
     Ok(answer(StatusCode::OK, &batch))
 }
@@ -104,18 +113,29 @@ async fn find(state: &AppState, id: &str) -> Result<Arc<Batch>, ApiError> {
 }
 
 fn prefers_async(headers: &HeaderMap) -> bool {
-    headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()).any(|v| {
-        v.split(',').any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
-    })
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+        })
 }
 
 fn answer(status: StatusCode, batch: &Batch) -> Response {
     let location = format!("/batches/{}", batch.id);
     let mut response = (status, batch.to_json()).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if status != StatusCode::OK {
-        headers.insert(header::LOCATION, HeaderValue::from_str(&location).expect("a UUID path is a valid header"));
+        headers.insert(
+            header::LOCATION,
+            HeaderValue::from_str(&location).expect("a UUID path is a valid header"),
+        );
     }
     response
 }

@@ -89,11 +89,13 @@ pub struct JobSlot(Result<JobRequest, FieldError>);
 impl<'de> Deserialize<'de> for JobSlot {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = serde_json::Value::deserialize(d)?;
-        Ok(JobSlot(serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            let message = e.into_inner().to_string();
-            FieldError::new(field_of(&path, &message), message)
-        })))
+        Ok(JobSlot(serde_path_to_error::deserialize(value).map_err(
+            |e| {
+                let path = e.path().to_string();
+                let message = e.into_inner().to_string();
+                FieldError::new(field_of(&path, &message), message)
+            },
+        )))
     }
 }
 
@@ -101,11 +103,20 @@ impl<'de> Deserialize<'de> for JobSlot {
 /// message when the path cannot (missing, unknown, or tag fields).
 fn field_of(path: &str, message: &str) -> String {
     let quoted = |prefix: &str| {
-        message.strip_prefix(prefix).and_then(|rest| rest.split('`').next()).map(str::to_owned)
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
     };
     let named = quoted("missing field `").or_else(|| quoted("unknown field `"));
-    let base = if path == "." { String::new() } else { format!(".{path}") };
+    let base = if path == "." {
+        String::new()
+    } else {
+        format!(".{path}")
+    };
     match named {
+        // serde_path_to_error already ends the path with an unknown field's name.
+        Some(name) if base.ends_with(&format!(".{name}")) => base,
         Some(name) => format!("{base}.{name}"),
         None if message.contains("variant") || message.contains("`kind`") => ".kind".to_owned(),
         None => base,
@@ -216,6 +227,9 @@ pub struct FileJobRequest {
 
 /// Parses and validates a request body.
 pub fn parse_batch(body: &[u8], limits: &Limits) -> Result<BatchSpec, ApiError> {
+    // Syntax first, so that broken JSON is always a 400 whatever its content says.
+    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     let mut de = serde_json::Deserializer::from_slice(body);
     let request: BatchRequest = match serde_path_to_error::deserialize(&mut de) {
         Ok(r) => r,
@@ -226,13 +240,17 @@ pub fn parse_batch(body: &[u8], limits: &Limits) -> Result<BatchSpec, ApiError> 
                 serde_json::error::Category::Data => {
                     let message = inner.to_string();
                     let field = field_of(&path, &message);
-                    ApiError::Invalid(vec![FieldError::new(field.trim_start_matches('.'), message)])
+                    ApiError::Invalid(vec![FieldError::new(
+                        field.trim_start_matches('.'),
+                        message,
+                    )])
                 }
                 _ => ApiError::MalformedJson(inner.to_string()),
             });
         }
     };
-    de.end().map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    de.end()
+        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     request.validate(limits)
 }
 
@@ -243,7 +261,10 @@ impl BatchRequest {
             errors.push(FieldError::new("jobs", "a batch needs at least one job"));
         }
         if self.jobs.len() > limits.max_jobs {
-            return Err(ApiError::TooManyJobs { jobs: self.jobs.len(), limit: limits.max_jobs });
+            return Err(ApiError::TooManyJobs {
+                jobs: self.jobs.len(),
+                limit: limits.max_jobs,
+            });
         }
         let concurrency = match self.concurrency {
             Some(0) => {
@@ -260,8 +281,15 @@ impl BatchRequest {
                 "fail_fast cancels the other tasks at the first failure; it cannot be combined with return_exceptions",
             ));
         }
-        if self.label.as_ref().is_some_and(|l| l.chars().count() > MAX_LABEL) {
-            errors.push(FieldError::new("label", format!("at most {MAX_LABEL} characters")));
+        if self
+            .label
+            .as_ref()
+            .is_some_and(|l| l.chars().count() > MAX_LABEL)
+        {
+            errors.push(FieldError::new(
+                "label",
+                format!("at most {MAX_LABEL} characters"),
+            ));
         }
         let mut jobs = Vec::with_capacity(self.jobs.len());
         for (i, slot) in self.jobs.into_iter().enumerate() {
@@ -293,10 +321,18 @@ impl BatchRequest {
     }
 }
 
-fn ms_field(errors: &mut Vec<FieldError>, field: &str, value: Option<u64>, min: u64) -> Option<Duration> {
+fn ms_field(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    value: Option<u64>,
+    min: u64,
+) -> Option<Duration> {
     let v = value?;
     if !(min..=MAX_MS).contains(&v) {
-        errors.push(FieldError::new(field, format!("must be between {min} and {MAX_MS} (one day)")));
+        errors.push(FieldError::new(
+            field,
+            format!("must be between {min} and {MAX_MS} (one day)"),
+        ));
         return None;
     }
     Some(Duration::from_millis(v))
@@ -307,7 +343,9 @@ impl JobRequest {
         let before = errors.len();
         let (id, timeout_ms, retries, kind) = match self {
             JobRequest::Http(j) => {
-                let kind = j.kind(at, limits, errors).map(|h| JobKind::Http(Box::new(h)));
+                let kind = j
+                    .kind(at, limits, errors)
+                    .map(|h| JobKind::Http(Box::new(h)));
                 (j.id, j.timeout_ms, j.retries, kind)
             }
             JobRequest::Sleep(j) => {
@@ -321,21 +359,30 @@ impl JobRequest {
                 }
                 let kind = JobKind::File(Arc::new(FileJob {
                     path: j.path,
-                    max_bytes: j.max_bytes.unwrap_or(limits.max_file_bytes).min(limits.max_file_bytes),
+                    max_bytes: j
+                        .max_bytes
+                        .unwrap_or(limits.max_file_bytes)
+                        .min(limits.max_file_bytes),
                     encoding: j.encoding,
                 }));
                 (j.id, j.timeout_ms, j.retries, Some(kind))
             }
         };
         if id.as_ref().is_some_and(|i| i.chars().count() > MAX_LABEL) {
-            errors.push(FieldError::new(format!("{at}.id"), format!("at most {MAX_LABEL} characters")));
+            errors.push(FieldError::new(
+                format!("{at}.id"),
+                format!("at most {MAX_LABEL} characters"),
+            ));
         }
         let timeout = ms_field(errors, &format!("{at}.timeout_ms"), timeout_ms, 1);
         let retries = match retries {
             None => RetryPolicy::default(),
             Some(r) => {
                 if r.max > MAX_RETRIES {
-                    errors.push(FieldError::new(format!("{at}.retries.max"), format!("at most {MAX_RETRIES}")));
+                    errors.push(FieldError::new(
+                        format!("{at}.retries.max"),
+                        format!("at most {MAX_RETRIES}"),
+                    ));
                 }
                 if r.backoff_ms > MAX_BACKOFF_MS {
                     errors.push(FieldError::new(
@@ -343,13 +390,21 @@ impl JobRequest {
                         format!("at most {MAX_BACKOFF_MS}"),
                     ));
                 }
-                RetryPolicy { max: r.max, backoff: Duration::from_millis(r.backoff_ms) }
+                RetryPolicy {
+                    max: r.max,
+                    backoff: Duration::from_millis(r.backoff_ms),
+                }
             }
         };
         if errors.len() > before {
             return None;
         }
-        Some(JobSpec { id, timeout, retries, kind: kind? })
+        Some(JobSpec {
+            id,
+            timeout,
+            retries,
+            kind: kind?,
+        })
     }
 }
 
@@ -372,7 +427,10 @@ impl HttpJobRequest {
         let url = match url::Url::parse(&self.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
             Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-                err("url", format!("scheme must be http or https, not {:?}", u.scheme()));
+                err(
+                    "url",
+                    format!("scheme must be http or https, not {:?}", u.scheme()),
+                );
                 None
             }
             Ok(_) => {
@@ -394,7 +452,10 @@ impl HttpJobRequest {
                     headers.append(n, v);
                 }
                 (Err(_), _) => err(&format!("headers.{name}"), "not a valid header name".into()),
-                (_, Err(_)) => err(&format!("headers.{name}"), "not a valid header value".into()),
+                (_, Err(_)) => err(
+                    &format!("headers.{name}"),
+                    "not a valid header value".into(),
+                ),
             }
         }
         let body = match (&self.body, &self.body_base64) {
@@ -414,10 +475,11 @@ impl HttpJobRequest {
         };
         let expect_status = match &self.expect_status {
             None => ExpectStatus::default(),
-            Some(ExpectStatusRequest::One(m)) => parse_expect(std::slice::from_ref(m)).unwrap_or_else(|m| {
-                err("expect_status", m);
-                ExpectStatus::default()
-            }),
+            Some(ExpectStatusRequest::One(m)) => parse_expect(std::slice::from_ref(m))
+                .unwrap_or_else(|m| {
+                    err("expect_status", m);
+                    ExpectStatus::default()
+                }),
             Some(ExpectStatusRequest::Many(ms)) => parse_expect(ms).unwrap_or_else(|m| {
                 err("expect_status", m);
                 ExpectStatus::default()
@@ -451,9 +513,13 @@ fn parse_expect(matchers: &[StatusMatcher]) -> Result<ExpectStatus, String> {
     let mut ranges = Vec::new();
     for m in matchers {
         match m {
-            StatusMatcher::Code(c) if (100..=599).contains(c) => ranges.push((*c as u16, *c as u16)),
+            StatusMatcher::Code(c) if (100..=599).contains(c) => {
+                ranges.push((*c as u16, *c as u16))
+            }
             StatusMatcher::Code(c) => return Err(format!("{c} is not an HTTP status (100-599)")),
-            StatusMatcher::Text(t) if t.eq_ignore_ascii_case("any") => return Ok(ExpectStatus::Any),
+            StatusMatcher::Text(t) if t.eq_ignore_ascii_case("any") => {
+                return Ok(ExpectStatus::Any);
+            }
             StatusMatcher::Text(t) => {
                 let lower = t.to_ascii_lowercase();
                 let class = lower.strip_suffix("xx").and_then(|d| d.parse::<u16>().ok());
@@ -461,7 +527,11 @@ fn parse_expect(matchers: &[StatusMatcher]) -> Result<ExpectStatus, String> {
                     Some(d @ 1..=5) if lower.len() == 3 => ranges.push((d * 100, d * 100 + 99)),
                     _ => match t.parse::<u16>() {
                         Ok(c) if (100..=599).contains(&c) => ranges.push((c, c)),
-                        _ => return Err(format!("{t:?} is not a status, a class like \"2xx\", or \"any\"")),
+                        _ => {
+                            return Err(format!(
+                                "{t:?} is not a status, a class like \"2xx\", or \"any\""
+                            ));
+                        }
                     },
                 }
             }
@@ -475,7 +545,13 @@ mod tests {
     use super::*;
 
     fn limits() -> Limits {
-        Limits { max_body_bytes: 1000, max_jobs: 10, max_concurrency: 100, max_response_bytes: 1000, max_file_bytes: 1000 }
+        Limits {
+            max_body_bytes: 1000,
+            max_jobs: 10,
+            max_concurrency: 100,
+            max_response_bytes: 1000,
+            max_file_bytes: 1000,
+        }
     }
 
     fn invalid_fields(body: &str) -> Vec<String> {
@@ -491,41 +567,72 @@ mod tests {
             r#"{"jobs":[{"kind":"sleep","duration_ms":1},{"kind":"teleport"},{"kind":"http"},
                 {"kind":"sleep","duration_ms":1,"colour":"red"},{"kind":"http","url":"ftp://x"}]}"#,
         );
-        assert_eq!(fields, vec!["jobs[1].kind", "jobs[2].url", "jobs[3].colour", "jobs[4].url"]);
+        assert_eq!(
+            fields,
+            vec![
+                "jobs[1].kind",
+                "jobs[2].url",
+                "jobs[3].colour",
+                "jobs[4].url"
+            ]
+        );
     }
 
     #[test]
     fn wrong_types_at_the_top_level_point_at_the_field() {
-        assert_eq!(invalid_fields(r#"{"jobs":[{"kind":"sleep","duration_ms":1}],"concurrency":"x"}"#), vec!["concurrency"]);
+        assert_eq!(
+            invalid_fields(r#"{"jobs":[{"kind":"sleep","duration_ms":1}],"concurrency":"x"}"#),
+            vec!["concurrency"]
+        );
         assert_eq!(invalid_fields(r#"{"jobs":[]}"#), vec!["jobs"]);
         assert_eq!(invalid_fields(r#"{"jbos":[]}"#), vec!["jbos"]);
     }
 
     #[test]
     fn broken_json_is_malformed_not_invalid() {
-        assert!(matches!(parse_batch(b"{\"jobs\": [", &limits()), Err(ApiError::MalformedJson(_))));
-        assert!(matches!(parse_batch(b"{} x", &limits()), Err(ApiError::MalformedJson(_))));
+        assert!(matches!(
+            parse_batch(b"{\"jobs\": [", &limits()),
+            Err(ApiError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            parse_batch(b"{} x", &limits()),
+            Err(ApiError::MalformedJson(_))
+        ));
     }
 
     #[test]
     fn expect_status_takes_codes_classes_and_any() {
-        let e = parse_expect(&[StatusMatcher::Code(201), StatusMatcher::Text("4XX".into())]).unwrap();
+        let e =
+            parse_expect(&[StatusMatcher::Code(201), StatusMatcher::Text("4XX".into())]).unwrap();
         assert!(e.accepts(201) && e.accepts(404) && !e.accepts(200));
-        assert_eq!(parse_expect(&[StatusMatcher::Text("any".into())]).unwrap(), ExpectStatus::Any);
+        assert_eq!(
+            parse_expect(&[StatusMatcher::Text("any".into())]).unwrap(),
+            ExpectStatus::Any
+        );
         assert!(parse_expect(&[StatusMatcher::Text("6xx".into())]).is_err());
         assert!(parse_expect(&[StatusMatcher::Code(99)]).is_err());
     }
 
     #[test]
     fn concurrency_is_clamped_to_the_server_bound() {
-        let spec = parse_batch(br#"{"jobs":[{"kind":"sleep","duration_ms":1}],"concurrency":1000000}"#, &limits()).unwrap();
+        let spec = parse_batch(
+            br#"{"jobs":[{"kind":"sleep","duration_ms":1}],"concurrency":1000000}"#,
+            &limits(),
+        )
+        .unwrap();
         assert_eq!(spec.concurrency, 100);
     }
 
     #[test]
     fn too_many_jobs_is_413() {
-        let jobs = vec![r#"{"kind":"sleep","duration_ms":1}"#; 11].join(",");
+        let jobs = [r#"{"kind":"sleep","duration_ms":1}"#; 11].join(",");
         let body = format!(r#"{{"jobs":[{jobs}]}}"#);
-        assert!(matches!(parse_batch(body.as_bytes(), &limits()), Err(ApiError::TooManyJobs { jobs: 11, limit: 10 })));
+        assert!(matches!(
+            parse_batch(body.as_bytes(), &limits()),
+            Err(ApiError::TooManyJobs {
+                jobs: 11,
+                limit: 10
+            })
+        ));
     }
 }

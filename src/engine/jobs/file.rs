@@ -5,8 +5,8 @@
 //! paths, `..` escapes and symlinks that lead outside all fail inside the open itself, so there
 //! is no window between a check and the use.
 
-use std::io::Read;
 use cap_std::fs::OpenOptionsExt as _;
+use std::io::Read;
 
 use base64::Engine as _;
 use cap_std::fs::{Dir, OpenOptions};
@@ -18,9 +18,14 @@ use crate::engine::task::{ErrorCode, FileOutput, TaskOutput};
 
 pub async fn run(root: Option<&Dir>, job: &FileJob) -> Result<TaskOutput, Failure> {
     let Some(root) = root else {
-        return Err(Failure::new(ErrorCode::NotFound, "the server has no files root"));
+        return Err(Failure::new(
+            ErrorCode::NotFound,
+            "the server has no files root",
+        ));
     };
-    let root = root.try_clone().map_err(|e| Failure::new(ErrorCode::Io, e.to_string()))?;
+    let root = root
+        .try_clone()
+        .map_err(|e| Failure::new(ErrorCode::Io, e.to_string()))?;
     let path = job.path.clone();
     let max_bytes = job.max_bytes;
     let encoding = job.encoding;
@@ -29,15 +34,29 @@ pub async fn run(root: Option<&Dir>, job: &FileJob) -> Result<TaskOutput, Failur
         .map_err(|_| Failure::new(ErrorCode::Io, "the read was aborted"))?
 }
 
-fn read(root: &Dir, path: &str, max_bytes: u64, encoding: FileEncoding) -> Result<TaskOutput, Failure> {
+fn read(
+    root: &Dir,
+    path: &str,
+    max_bytes: u64,
+    encoding: FileEncoding,
+) -> Result<TaskOutput, Failure> {
     if path.contains('\0') {
-        return Err(Failure::new(ErrorCode::Invalid, "the path contains a NUL byte"));
+        return Err(Failure::new(
+            ErrorCode::Invalid,
+            "the path contains a NUL byte",
+        ));
     }
     let mut options = OpenOptions::new();
     // Non-blocking, so that opening a FIFO does not wait for a writer; no controlling tty.
-    options.read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
-    let file = root.open_with(path, &options).map_err(|e| open_failure(&e))?;
-    let meta = file.metadata().map_err(|e| Failure::new(ErrorCode::Io, e.to_string()))?;
+    options
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    let file = root
+        .open_with(path, &options)
+        .map_err(|e| open_failure(&e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Failure::new(ErrorCode::Io, e.to_string()))?;
     if !meta.is_file() {
         return Err(Failure::new(ErrorCode::Invalid, "not a regular file"));
     }
@@ -66,7 +85,12 @@ fn read(root: &Dir, path: &str, max_bytes: u64, encoding: FileEncoding) -> Resul
             }
         }),
     };
-    Ok(TaskOutput::File(FileOutput { bytes: buf.len() as u64, sha256, content, truncated }))
+    Ok(TaskOutput::File(FileOutput {
+        bytes: buf.len() as u64,
+        sha256,
+        content,
+        truncated,
+    }))
 }
 
 /// Messages name the rule, never the server's own paths.
@@ -74,14 +98,18 @@ fn open_failure(e: &std::io::Error) -> Failure {
     use std::io::ErrorKind::*;
     match e.kind() {
         NotFound | NotADirectory => Failure::new(ErrorCode::NotFound, "no such file"),
-        PermissionDenied => Failure::new(ErrorCode::Forbidden, "the path leads outside the files root or is not readable"),
+        PermissionDenied => Failure::new(
+            ErrorCode::Forbidden,
+            "the path leads outside the files root or is not readable",
+        ),
         InvalidInput | InvalidFilename => Failure::new(ErrorCode::Invalid, "not a valid path"),
         _ if e.raw_os_error() == Some(libc::ELOOP) => {
             Failure::new(ErrorCode::Invalid, "too many levels of symbolic links")
         }
-        _ if e.raw_os_error() == Some(libc::EXDEV) => {
-            Failure::new(ErrorCode::Forbidden, "the path leads outside the files root")
-        }
+        _ if e.raw_os_error() == Some(libc::EXDEV) => Failure::new(
+            ErrorCode::Forbidden,
+            "the path leads outside the files root",
+        ),
         _ => Failure::new(ErrorCode::Io, e.to_string()),
     }
 }

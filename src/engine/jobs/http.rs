@@ -39,7 +39,10 @@ pub async fn run(client: &reqwest::Client, job: &HttpJob) -> Result<TaskOutput, 
             .await
             .map_err(|e| failure_from(&e))?;
         let status = response.status();
-        let location = response.headers().get(header::LOCATION).and_then(|l| l.to_str().ok());
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok());
         let next = match location {
             Some(location) if status.is_redirection() => url.join(location).ok(),
             _ => None,
@@ -66,9 +69,12 @@ pub async fn run(client: &reqwest::Client, job: &HttpJob) -> Result<TaskOutput, 
                 return Err(Failure {
                     error: crate::engine::task::TaskError::new(
                         ErrorCode::Status,
-                        format!("stopped after {} redirects (follow_redirects)", job.follow_redirects),
+                        format!(
+                            "stopped after {} redirects (follow_redirects)",
+                            job.follow_redirects
+                        ),
                     ),
-                    output: Some(TaskOutput::Http(out)),
+                    output: Some(Box::new(TaskOutput::Http(out))),
                     retryable: false,
                 });
             }
@@ -85,7 +91,7 @@ pub async fn run(client: &reqwest::Client, job: &HttpJob) -> Result<TaskOutput, 
                 ErrorCode::Status,
                 format!("status {status}, expected {}", job.expect_status.describe()),
             ),
-            output: Some(TaskOutput::Http(out)),
+            output: Some(Box::new(TaskOutput::Http(out))),
             retryable: status >= 500 || status == 429,
         })
     }
@@ -94,7 +100,8 @@ pub async fn run(client: &reqwest::Client, job: &HttpJob) -> Result<TaskOutput, 
 /// 303 always, and 301/302 after a POST, turn into a GET without a body (as browsers do).
 fn changes_to_get(status: StatusCode, method: &Method) -> bool {
     status == StatusCode::SEE_OTHER
-        || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND) && *method == Method::POST)
+        || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
+            && *method == Method::POST)
 }
 
 /// Reads the answer's body up to the job's cap, never buffering more than the cap.
@@ -133,12 +140,24 @@ async fn read_answer(
     let (body, body_base64) = match std::str::from_utf8(&buf) {
         Ok(text) => (Some(text.to_owned()), None),
         // The cap cut a character in two: the text up to it is still text.
-        Err(e) if truncated && e.error_len().is_none() => {
-            (Some(String::from_utf8_lossy(&buf[..e.valid_up_to()]).into_owned()), None)
-        }
-        Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(&buf))),
+        Err(e) if truncated && e.error_len().is_none() => (
+            Some(String::from_utf8_lossy(&buf[..e.valid_up_to()]).into_owned()),
+            None,
+        ),
+        Err(_) => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(&buf)),
+        ),
     };
-    Ok(HttpOutput { status, headers, body, body_base64, bytes, truncated, ttfb_ms: ms(ttfb) })
+    Ok(HttpOutput {
+        status,
+        headers,
+        body,
+        body_base64,
+        bytes,
+        truncated,
+        ttfb_ms: ms(ttfb),
+    })
 }
 
 fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {

@@ -18,12 +18,16 @@ pub struct JobContext {
 
 impl JobContext {
     pub fn new(files_root: &Path) -> std::io::Result<JobContext> {
-        let files = match cap_std::fs::Dir::open_ambient_dir(files_root, cap_std::ambient_authority()) {
-            Ok(dir) => Some(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        Ok(JobContext { http: http::client(), files })
+        let files =
+            match cap_std::fs::Dir::open_ambient_dir(files_root, cap_std::ambient_authority()) {
+                Ok(dir) => Some(dir),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            };
+        Ok(JobContext {
+            http: http::client(),
+            files,
+        })
     }
 
     pub fn has_files_root(&self) -> bool {
@@ -36,7 +40,7 @@ impl JobContext {
 pub struct Failure {
     pub error: TaskError,
     /// What the job did produce, e.g. the HTTP answer whose status was not expected.
-    pub output: Option<TaskOutput>,
+    pub output: Option<Box<TaskOutput>>,
     /// Connect errors, timeouts, and HTTP 5xx or 429 answers are worth another attempt.
     pub retryable: bool,
 }
@@ -44,11 +48,21 @@ pub struct Failure {
 impl Failure {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Failure {
         let retryable = matches!(code, ErrorCode::Connect | ErrorCode::Timeout);
-        Failure { error: TaskError::new(code, message), output: None, retryable }
+        Failure {
+            error: TaskError::new(code, message),
+            output: None,
+            retryable,
+        }
     }
 
     pub fn timeout(limit: Duration) -> Failure {
-        Failure::new(ErrorCode::Timeout, format!("no answer within the job's timeout of {} ms", limit.as_millis()))
+        Failure::new(
+            ErrorCode::Timeout,
+            format!(
+                "no answer within the job's timeout of {} ms",
+                limit.as_millis()
+            ),
+        )
     }
 }
 

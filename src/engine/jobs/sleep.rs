@@ -9,5 +9,7 @@ pub async fn run(job: &SleepJob) -> TaskOutput {
     let started = Instant::now();
     // tokio's timers never fire early, so `slept_ms` is never below `duration_ms`.
     tokio::time::sleep_until((started + job.duration).into()).await;
-    TaskOutput::Sleep(SleepOutput { slept_ms: ms(started.elapsed()) })
+    TaskOutput::Sleep(SleepOutput {
+        slept_ms: ms(started.elapsed()),
+    })
 }

@@ -1,0 +1,164 @@
+use serde_json::{Value, json};
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+fn assert_problem(res: &crate::helpers::Answer, status: u16, code: &str) {
+    assert_eq!(res.status, status, "{}", res.json);
+    assert_eq!(res.headers["content-type"], "application/problem+json");
+    assert_eq!(res.json["code"], code);
+    assert_eq!(res.json["status"], status);
+    assert!(res.json["title"].is_string() && res.json["detail"].is_string());
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_400_problem() {
+    let app = spawn_app().await;
+
+    let res = app.post_raw("{\"jobs\": [", &[]).await;
+
+    assert_problem(&res, 400, "malformed_json");
+}
+
+#[tokio::test]
+async fn an_invalid_batch_is_a_422_listing_every_bad_field() {
+    let app = spawn_app().await;
+
+    let res = app
+        .post(&json!({ "concurrency": 0, "jobs": [
+            { "kind": "sleep", "duration_ms": 10 },
+            { "kind": "teleport" },
+            { "kind": "http", "url": "not a url" },
+            { "kind": "sleep" }
+        ]}))
+        .await;
+
+    assert_problem(&res, 422, "invalid_batch");
+    let fields: Vec<&str> = res.json["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            "concurrency",
+            "jobs[1].kind",
+            "jobs[2].url",
+            "jobs[3].duration_ms"
+        ]
+    );
+    for e in res.json["errors"].as_array().unwrap() {
+        assert!(!e["message"].as_str().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn an_empty_job_list_is_a_422_not_a_silent_success() {
+    let app = spawn_app().await;
+
+    let res = app.post(&json!({ "jobs": [] })).await;
+
+    assert_problem(&res, 422, "invalid_batch");
+    assert_eq!(res.json["errors"][0]["field"], "jobs");
+}
+
+#[tokio::test]
+async fn the_body_is_read_as_json_whatever_the_content_type() {
+    let app = spawn_app().await;
+    let body = json!({ "jobs": [{ "kind": "sleep", "duration_ms": 1 }] }).to_string();
+
+    let form = app
+        .post_raw(
+            body.clone(),
+            &[("content-type", "application/x-www-form-urlencoded")],
+        )
+        .await;
+    let none = app.post_raw(body, &[]).await;
+
+    assert_eq!(form.status, 201);
+    assert_eq!(none.status, 201);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_a_413_problem() {
+    let app = spawn_app_with(|c| c.max_body_bytes = 1024).await;
+    let jobs: Vec<Value> = (0..100)
+        .map(|_| json!({ "kind": "sleep", "duration_ms": 1 }))
+        .collect();
+
+    let res = app.post(&json!({ "jobs": jobs })).await;
+
+    assert_problem(&res, 413, "body_too_large");
+}
+
+#[tokio::test]
+async fn too_many_jobs_is_a_413_problem() {
+    let app = spawn_app_with(|c| c.max_jobs = 3).await;
+    let jobs: Vec<Value> = (0..4)
+        .map(|_| json!({ "kind": "sleep", "duration_ms": 1 }))
+        .collect();
+
+    let res = app.post(&json!({ "jobs": jobs })).await;
+
+    assert_problem(&res, 413, "too_many_jobs");
+}
+
+#[tokio::test]
+async fn an_unknown_batch_is_a_404_problem() {
+    let app = spawn_app().await;
+
+    let unknown = app
+        .get("/batches/01a212db-e7e5-7596-900b-c796ce0bc979")
+        .await;
+    let garbage = app.get("/batches/not-an-id").await;
+
+    assert_problem(&unknown, 404, "batch_not_found");
+    assert_problem(&garbage, 404, "batch_not_found");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_problems() {
+    let app = spawn_app().await;
+
+    let route = app.get("/nothing").await;
+    let method = crate::helpers::Answer::from(
+        app.client
+            .delete(format!("{}/healthz", app.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+
+    assert_problem(&route, 404, "not_found");
+    assert_problem(&method, 405, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn with_tokens_configured_batch_endpoints_need_one() {
+    let app = spawn_app_with(|c| c.api_token = vec!["s3cret".into()]).await;
+    let batch = json!({ "jobs": [{ "kind": "sleep", "duration_ms": 1 }] }).to_string();
+
+    let missing = app.post_raw(batch.clone(), &[]).await;
+    let wrong = app
+        .post_raw(batch.clone(), &[("authorization", "Bearer nope")])
+        .await;
+    let right = app
+        .post_raw(batch, &[("authorization", "Bearer s3cret")])
+        .await;
+    let health = app.get("/healthz").await;
+    let docs = app.get("/openapi.json").await;
+
+    assert_problem(&missing, 401, "unauthorized");
+    assert!(
+        missing.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    assert_problem(&wrong, 401, "unauthorized");
+    assert_eq!(right.status, 201);
+    assert_eq!(health.status, 200);
+    assert_eq!(docs.status, 200);
+}

@@ -1,0 +1,207 @@
+//! Test helpers: the real app on port 0, and a local HTTP server standing in for every target.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{any, get};
+use chrono::{DateTime, Utc};
+use fanout::app::App;
+use fanout::config::Config;
+use serde_json::Value;
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub files: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub json: Value,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let files = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::for_tests();
+    config.files_root = files.path().join("root");
+    std::fs::create_dir(&config.files_root).expect("files root");
+    configure(&mut config);
+    let app = App::build(config).await.expect("app builds");
+    let base = format!("http://{}", app.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        app.run_until(async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("app runs");
+    });
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        files,
+        stop: Some(stop),
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    pub fn root(&self) -> std::path::PathBuf {
+        self.files.path().join("root")
+    }
+
+    pub async fn post(&self, body: &Value) -> Answer {
+        self.post_raw(body.to_string(), &[]).await
+    }
+
+    pub async fn post_raw(
+        &self,
+        body: impl Into<reqwest::Body>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut req = self
+            .client
+            .post(format!("{}/batches", self.base))
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        answer(req.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        answer(
+            self.client
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await
+                .expect("request sent"),
+        )
+        .await
+    }
+
+    /// Polls a batch until it is finished (`finished_at` set), for up to 20 s.
+    pub async fn finished(&self, id: &str) -> Value {
+        for _ in 0..400 {
+            let b = self.get(&format!("/batches/{id}")).await.json;
+            if !b["finished_at"].is_null() {
+                return b;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("batch {id} did not finish");
+    }
+
+    /// Stops the server (as SIGTERM would) and waits for it to exit.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("server task");
+        }
+    }
+}
+
+impl Answer {
+    pub async fn from(res: reqwest::Response) -> Answer {
+        answer(res).await
+    }
+}
+
+async fn answer(res: reqwest::Response) -> Answer {
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let bytes = res.bytes().await.expect("body read");
+    let json = serde_json::from_slice(&bytes)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+    Answer {
+        status,
+        headers,
+        json,
+    }
+}
+
+pub fn ts(v: &Value) -> DateTime<Utc> {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a timestamp: {v}"))
+}
+
+/// A local server standing in for the sites HTTP jobs fetch.
+pub struct Target {
+    pub base: String,
+    pub hits: Arc<AtomicUsize>,
+}
+
+#[derive(Clone)]
+struct TargetState {
+    hits: Arc<AtomicUsize>,
+    flaky: Arc<AtomicUsize>,
+}
+
+pub async fn spawn_target() -> Target {
+    let state = TargetState {
+        hits: Arc::default(),
+        flaky: Arc::default(),
+    };
+    let hits = state.hits.clone();
+    let app = Router::new()
+        .route("/hello", get(|| async { ([("x-target", "yes")], "hello") }))
+        .route("/status/{code}", get(|Path(code): Path<u16>| async move {
+            (StatusCode::from_u16(code).unwrap(), format!("status {code}"))
+        }))
+        .route("/bytes/{n}", get(|Path(n): Path<usize>| async move { "a".repeat(n) }))
+        .route("/binary", get(|| async { vec![0xffu8, 0xfe, 0x00, 0x80] }))
+        .route("/slow/{ms}", get(|Path(ms): Path<u64>| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            "slow"
+        }))
+        .route("/redirect/{n}", get(|Path(n): Path<u32>| async move {
+            if n == 0 { Redirect::to("/hello").into_response() } else { Redirect::to(&format!("/redirect/{}", n - 1)).into_response() }
+        }))
+        .route("/echo", any(|method: axum::http::Method, headers: HeaderMap, body: String| async move {
+            let h: serde_json::Map<String, Value> = headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::String(v.to_str().unwrap_or("").into())))
+                .collect();
+            axum::Json(serde_json::json!({ "method": method.as_str(), "headers": h, "body": body }))
+        }))
+        // Fails with 503 twice, then answers 200.
+        .route("/flaky", get(|State(s): State<TargetState>| async move {
+            if s.flaky.fetch_add(1, Ordering::SeqCst) < 2 {
+                (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()
+            } else {
+                "recovered".into_response()
+            }
+        }))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count_hits))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind target");
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Target { base, hits }
+}
+
+async fn count_hits(
+    State(s): State<TargetState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    s.hits.fetch_add(1, Ordering::SeqCst);
+    next.run(req).await
+}

@@ -1,0 +1,13 @@
+//! Black-box tests: the real server on port 0, local servers as HTTP targets, no internet.
+//! Time is asserted through what the service records (timestamps, completion order), with
+//! generous margins.
+
+mod helpers;
+
+mod docs;
+mod errors;
+mod file_jobs;
+mod gather;
+mod http_jobs;
+mod lifecycle;
+mod wait;
