@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::runner::Ended;
 use super::spec::{BatchSpec, Mode, ResultsMode, ReturnWhen};
 use super::summary::{Summary, SummaryAcc};
 use super::task::{
@@ -205,28 +206,38 @@ impl Batch {
         clock.0 + t.saturating_duration_since(clock.1)
     }
 
-    pub(crate) fn task_started(&self, index: usize, at: Instant) {
+    /// Records tasks that just started, under one lock.
+    pub(crate) fn tasks_started(&self, started: &[(usize, Instant)]) {
         let mut st = self.state.lock();
         let Some(clock) = st.clock else { return };
-        st.first_start.get_or_insert(at);
-        let task = &mut st.tasks[index];
-        if task.status != TaskStatus::Pending {
-            return;
+        for &(index, at) in started {
+            st.first_start.get_or_insert(at);
+            let task = &mut st.tasks[index];
+            if task.status != TaskStatus::Pending {
+                continue;
+            }
+            task.status = TaskStatus::Running;
+            task.timing.queued_ms = Some(ms(at.saturating_duration_since(clock.1)));
+            task.timing.started_at = Some(Self::at(clock, at));
         }
-        task.status = TaskStatus::Running;
-        task.timing.queued_ms = Some(ms(at.saturating_duration_since(clock.1)));
-        task.timing.started_at = Some(Self::at(clock, at));
     }
 
-    /// Records how a task ended and applies the batch's answer rules.
-    pub(crate) fn task_ended(
+    /// Records tasks that ended, under one lock, and applies the batch's answer rules.
+    pub(crate) fn tasks_ended(&self, ended: &mut Vec<Ended>) {
+        let mut st = self.state.lock();
+        for e in ended.drain(..) {
+            self.task_ended(&mut st, e.index, e.started, e.ended, e.outcome);
+        }
+    }
+
+    fn task_ended(
         &self,
+        st: &mut State,
         index: usize,
         started: Instant,
         ended: Instant,
         outcome: Outcome,
     ) {
-        let mut st = self.state.lock();
         if st.tasks[index].status.is_finished() {
             return;
         }
@@ -236,18 +247,24 @@ impl Batch {
             Some(e) if e.code == ErrorCode::Cancelled => TaskStatus::Cancelled,
             Some(_) => TaskStatus::Failed,
         };
-        let error_for_batch = outcome.error.as_ref().map(|e| BatchError {
-            index: Some(index as u32),
-            code: e.code,
-            message: e.message.clone(),
-        });
-        self.end_task(&mut st, index, status, Some((started, ended)), outcome);
+        let error_for_batch = || {
+            outcome.error.as_ref().map(|e| BatchError {
+                index: Some(index as u32),
+                code: e.code,
+                message: e.message.clone(),
+            })
+        };
+        if status.is_failure()
+            && self.mode == Mode::Gather
+            && !self.rules.return_exceptions
+            && st.status == BatchStatus::Running
+        {
+            st.status = BatchStatus::Failed;
+            st.error = error_for_batch();
+        }
+        self.end_task(st, index, status, Some((started, ended)), outcome);
 
         if status.is_failure() && self.mode == Mode::Gather && !self.rules.return_exceptions {
-            if st.status == BatchStatus::Running {
-                st.status = BatchStatus::Failed;
-                st.error = error_for_batch;
-            }
             if self.rules.fail_fast {
                 // asyncio.TaskGroup: cancel the siblings and answer once they have ended.
                 st.stop_reason.get_or_insert(StopReason::Cancelled);

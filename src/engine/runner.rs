@@ -14,10 +14,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
 use futures::future::Either;
 use futures::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -120,9 +119,11 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
     let mut set = JoinSet::new();
     for (k, limit) in drivers.into_iter().enumerate() {
         let indices = (k..jobs.len()).step_by(count);
-        set.spawn(
-            drive(inner.clone(), batch.clone(), jobs.clone(), indices, limit).in_current_span(),
-        );
+        // Out of tokio's cooperative budget: a driver polls thousands of timers per turn, and
+        // with the budget each turn would stop after 128 of them and rescan its ready queue.
+        // The driver yields by itself after every burst instead (see `drive`).
+        let driver = drive(inner.clone(), batch.clone(), jobs.clone(), indices, limit);
+        set.spawn(tokio::task::unconstrained(driver).in_current_span());
     }
     tracing::debug!(tasks = jobs.len(), drivers = count, "batch started");
 
@@ -172,10 +173,12 @@ fn plan_drivers(jobs: usize, concurrency: usize, workers: usize) -> Vec<usize> {
         .collect()
 }
 
-type Done = (usize, Instant, Outcome, OwnedSemaphorePermit);
+/// Most completions recorded under one lock of the batch state.
+const BURST: usize = 4096;
 
 /// Drives one share of a batch: dispatches jobs in order while this driver has slots and the
-/// server has permits, and records each outcome as it arrives.
+/// server has permits, and records outcomes as they arrive, a burst at a time, so that
+/// 100,000 timers firing together cost one lock per burst rather than one per task.
 async fn drive(
     inner: Arc<Inner>,
     batch: Arc<Batch>,
@@ -185,31 +188,43 @@ async fn drive(
 ) {
     let cancel = batch.cancel_token().clone();
     let mut queue = indices.peekable();
-    let mut running: FuturesUnordered<Pin<Box<dyn Future<Output = Done> + Send>>> =
-        FuturesUnordered::new();
+    let mut running: FuturesUnordered<TaskFuture> = FuturesUnordered::new();
+    // Server-wide permits this driver holds, one per running task; given back in bulk.
+    let mut permits = Permits {
+        semaphore: &inner.global,
+        held: 0,
+    };
     // Kept across loop turns so this driver keeps its place in the semaphore's queue.
-    let mut waiting: Option<Pin<Box<dyn Future<Output = OwnedSemaphorePermit> + Send>>> = None;
+    let mut waiting: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
+    let mut started = Vec::new();
+    let mut ended = Vec::new();
 
     loop {
         if cancel.is_cancelled() {
             return;
         }
         while running.len() < limit && queue.peek().is_some() && waiting.is_none() {
-            match inner.global.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    let index = queue.next().expect("peeked");
-                    running.push(dispatch(&inner, &batch, &jobs, index, permit));
-                }
-                Err(_) => {
-                    let global = inner.global.clone();
-                    waiting = Some(Box::pin(async move {
-                        global
-                            .acquire_owned()
-                            .await
-                            .expect("the semaphore is never closed")
-                    }));
-                }
+            if let Ok(permit) = inner.global.try_acquire() {
+                permit.forget();
+                permits.held += 1;
+                let index = queue.next().expect("peeked");
+                let at = Instant::now();
+                running.push(TaskFuture::new(&inner.ctx, &jobs, index, at));
+                started.push((index, at));
+            } else {
+                let global = &inner.global;
+                waiting = Some(Box::pin(async move {
+                    global
+                        .acquire()
+                        .await
+                        .expect("the semaphore is never closed")
+                        .forget();
+                }));
             }
+        }
+        if !started.is_empty() {
+            batch.tasks_started(&started);
+            started.clear();
         }
         if running.is_empty() && queue.peek().is_none() {
             return;
@@ -217,48 +232,133 @@ async fn drive(
         tokio::select! {
             biased;
             _ = cancel.cancelled() => return,
-            Some((index, started, outcome, permit)) = running.next() => {
-                drop(permit);
-                batch.task_ended(index, started, Instant::now(), outcome);
+            () = next_burst(&mut running, &mut ended), if !running.is_empty() => {
+                permits.release(ended.len());
+                batch.tasks_ended(&mut ended);
+                // Unconstrained by the budget, so share the worker after each burst.
+                tokio::task::yield_now().await;
             }
-            permit = async { waiting.as_mut().expect("guarded").await }, if waiting.is_some() => {
+            _ = async { waiting.as_mut().expect("guarded").await }, if waiting.is_some() => {
                 waiting = None;
+                permits.held += 1;
                 let index = queue.next().expect("only waits with jobs queued");
-                running.push(dispatch(&inner, &batch, &jobs, index, permit));
+                let at = Instant::now();
+                running.push(TaskFuture::new(&inner.ctx, &jobs, index, at));
+                batch.tasks_started(&[(index, at)]);
             }
         }
     }
 }
 
-fn dispatch(
-    inner: &Arc<Inner>,
-    batch: &Batch,
-    jobs: &Arc<[JobSpec]>,
-    index: usize,
-    permit: OwnedSemaphorePermit,
-) -> Pin<Box<dyn Future<Output = Done> + Send>> {
-    let started = Instant::now();
-    batch.task_started(index, started);
-    let job = &jobs[index];
-    let fut = match (&job.kind, job.timeout) {
-        // A sleep no timeout can cut short cannot fail, so it needs no retry machinery: one
-        // timer, with its deadline fixed from this job's own start.
-        (JobKind::Sleep(sleep), timeout) if timeout.is_none_or(|t| t >= sleep.duration) => {
-            Either::Left(
-                tokio::time::sleep_until((started + sleep.duration).into()).map(move |()| {
-                    Outcome {
-                        attempts: 1,
-                        output: Some(TaskOutput::Sleep(SleepOutput {
-                            slept_ms: ms(started.elapsed()),
-                        })),
-                        error: None,
-                    }
-                }),
-            )
+/// Waits for at least one task to end, then takes every other one that has ended too, up to
+/// [`BURST`].
+fn next_burst<'a>(
+    running: &'a mut FuturesUnordered<TaskFuture>,
+    ended: &'a mut Vec<Ended>,
+) -> impl Future<Output = ()> + 'a {
+    std::future::poll_fn(move |cx| {
+        while ended.len() < BURST {
+            match running.poll_next_unpin(cx) {
+                std::task::Poll::Ready(Some(done)) => ended.push(done),
+                std::task::Poll::Ready(None) | std::task::Poll::Pending => break,
+            }
         }
-        _ => Either::Right(Box::pin(run_job(inner.ctx.clone(), jobs.clone(), index))),
-    };
-    Box::pin(fut.map(move |outcome| (index, started, outcome, permit)))
+        if ended.is_empty() {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+}
+
+/// Server-wide permits held by a driver; whatever is still held when the driver stops (its
+/// futures dropped by a cancel, or a panic) goes back to the semaphore.
+struct Permits<'a> {
+    semaphore: &'a Semaphore,
+    held: usize,
+}
+
+impl Permits<'_> {
+    fn release(&mut self, n: usize) {
+        self.held -= n;
+        self.semaphore.add_permits(n);
+    }
+}
+
+impl Drop for Permits<'_> {
+    fn drop(&mut self) {
+        self.semaphore.add_permits(self.held);
+    }
+}
+
+/// A task as its driver sees it: which job, when it started, and when it ended.
+pub(crate) struct Ended {
+    pub index: usize,
+    pub started: Instant,
+    pub ended: Instant,
+    pub outcome: Outcome,
+}
+
+pin_project_lite::pin_project! {
+    /// One running task. A concrete type, so the driver's `FuturesUnordered` holds it inline
+    /// (one allocation per task) rather than behind another box.
+    struct TaskFuture {
+        index: usize,
+        started: Instant,
+        #[pin]
+        run: Either<tokio::time::Sleep, Pin<Box<dyn Future<Output = Outcome> + Send>>>,
+    }
+}
+
+impl TaskFuture {
+    fn new(
+        ctx: &Arc<JobContext>,
+        jobs: &Arc<[JobSpec]>,
+        index: usize,
+        started: Instant,
+    ) -> TaskFuture {
+        let job = &jobs[index];
+        let run = match (&job.kind, job.timeout) {
+            // A sleep that no timeout can cut short cannot fail, so it needs no retry
+            // machinery: one timer, its deadline fixed from this job's own start.
+            (JobKind::Sleep(sleep), timeout) if timeout.is_none_or(|t| t >= sleep.duration) => {
+                Either::Left(tokio::time::sleep_until((started + sleep.duration).into()))
+            }
+            _ => Either::Right(Box::pin(run_job(ctx.clone(), jobs.clone(), index)) as Pin<Box<_>>),
+        };
+        TaskFuture {
+            index,
+            started,
+            run,
+        }
+    }
+}
+
+impl Future for TaskFuture {
+    type Output = Ended;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Ended> {
+        let this = self.project();
+        let outcome = match this.run.as_pin_mut() {
+            Either::Left(sleep) => {
+                std::task::ready!(sleep.poll(cx));
+                Outcome {
+                    attempts: 1,
+                    output: Some(TaskOutput::Sleep(SleepOutput {
+                        slept_ms: ms(this.started.elapsed()),
+                    })),
+                    error: None,
+                }
+            }
+            Either::Right(job) => std::task::ready!(job.poll(cx)),
+        };
+        std::task::Poll::Ready(Ended {
+            index: *this.index,
+            started: *this.started,
+            ended: Instant::now(),
+            outcome,
+        })
+    }
 }
 
 /// One job with its per-attempt timeout and retries.

@@ -48,14 +48,14 @@ const MAX_LABEL: usize = 256;
     "timeout_ms": 5000,
     "return_exceptions": true
 }))]
-pub struct BatchRequest {
+pub struct BatchRequest<J = JobSlot> {
     /// `gather` (default): results in input order. `wait`: `done` in completion order and
     /// `pending`.
     #[serde(default)]
     pub mode: Mode,
     /// The jobs; at least one.
     #[schema(value_type = Vec<JobRequest>, min_items = 1)]
-    pub jobs: Vec<JobSlot>,
+    pub jobs: Vec<J>,
     /// Jobs in flight for this batch. Default: all at once (clamped to the server's bound).
     #[schema(minimum = 1)]
     pub concurrency: Option<u64>,
@@ -85,6 +85,28 @@ pub struct BatchRequest {
 /// One job, parsed on its own so that every invalid job is reported, not only the first.
 #[derive(Debug)]
 pub struct JobSlot(Result<JobRequest, FieldError>);
+
+/// Documented as the job it holds.
+impl utoipa::PartialSchema for JobSlot {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::Ref::from_schema_name("JobRequest").into()
+    }
+}
+
+impl ToSchema for JobSlot {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            "JobRequest".into(),
+            <JobRequest as utoipa::PartialSchema>::schema(),
+        ));
+        <JobRequest as ToSchema>::schemas(schemas);
+    }
+}
 
 impl<'de> Deserialize<'de> for JobSlot {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -227,9 +249,16 @@ pub struct FileJobRequest {
 
 /// Parses and validates a request body.
 pub fn parse_batch(body: &[u8], limits: &Limits) -> Result<BatchSpec, ApiError> {
-    // Syntax first, so that broken JSON is always a 400 whatever its content says.
-    serde_json::from_slice::<serde::de::IgnoredAny>(body)
-        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    // Fast path: a well-formed batch parses in one pass, straight into typed jobs.
+    match serde_json::from_slice::<BatchRequest<JobRequest>>(body) {
+        Ok(request) => return request.map_jobs(|job| JobSlot(Ok(job))).validate(limits),
+        Err(e) if e.is_syntax() || e.is_eof() => {
+            return Err(ApiError::MalformedJson(e.to_string()));
+        }
+        Err(_) => {}
+    }
+    // Slow path, for a body that is wrong somewhere: parse each job on its own so that every
+    // invalid field is reported, each with its path.
     let mut de = serde_json::Deserializer::from_slice(body);
     let request: BatchRequest = match serde_path_to_error::deserialize(&mut de) {
         Ok(r) => r,
@@ -252,6 +281,23 @@ pub fn parse_batch(body: &[u8], limits: &Limits) -> Result<BatchSpec, ApiError> 
     de.end()
         .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     request.validate(limits)
+}
+
+impl<J> BatchRequest<J> {
+    fn map_jobs<K>(self, f: impl FnMut(J) -> K) -> BatchRequest<K> {
+        BatchRequest {
+            mode: self.mode,
+            jobs: self.jobs.into_iter().map(f).collect(),
+            concurrency: self.concurrency,
+            timeout_ms: self.timeout_ms,
+            return_exceptions: self.return_exceptions,
+            fail_fast: self.fail_fast,
+            return_when: self.return_when,
+            on_timeout: self.on_timeout,
+            results: self.results,
+            label: self.label,
+        }
+    }
 }
 
 impl BatchRequest {
