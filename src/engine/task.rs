@@ -211,6 +211,11 @@ pub fn micros_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::O
     }
 }
 
+/// Milliseconds with microsecond resolution, the unit every `_ms` field uses.
+pub fn ms(d: std::time::Duration) -> f64 {
+    (d.as_micros() as f64) / 1000.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,9 +232,4 @@ mod tests {
         let formatted = t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
         assert!(json.contains(&formatted));
     }
-}
-
-/// Milliseconds with microsecond resolution, the unit every `_ms` field uses.
-pub fn ms(d: std::time::Duration) -> f64 {
-    (d.as_micros() as f64) / 1000.0
 }

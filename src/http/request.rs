@@ -257,8 +257,11 @@ pub fn parse_batch(body: &[u8], limits: &Limits) -> Result<BatchSpec, ApiError> 
         }
         Err(_) => {}
     }
-    // Slow path, for a body that is wrong somewhere: parse each job on its own so that every
-    // invalid field is reported, each with its path.
+    // Slow path, for a body that is wrong somewhere. Syntax first, so that broken JSON is a 400
+    // whatever its content says; then each job on its own, so that every invalid field is
+    // reported, each with its path.
+    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     let mut de = serde_json::Deserializer::from_slice(body);
     let request: BatchRequest = match serde_path_to_error::deserialize(&mut de) {
         Ok(r) => r,
