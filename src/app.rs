@@ -15,6 +15,8 @@ use crate::engine::{Engine, EngineConfig};
 use crate::http::request::Limits;
 use crate::http::{AppState, auth, router};
 use crate::store;
+use crate::store::Batches;
+use tokio_util::sync::CancellationToken;
 
 /// A bound, ready-to-serve instance.
 pub struct App {
@@ -22,6 +24,8 @@ pub struct App {
     router: Router,
     state: AppState,
     grace: Duration,
+    /// Stops the heartbeat and retention loops.
+    background: CancellationToken,
 }
 
 /// Why the service could not start.
@@ -43,7 +47,7 @@ pub enum StartError {
 
 impl App {
     pub async fn build(config: Config) -> Result<App, StartError> {
-        let store = store::open(&config.database_url)?;
+        let store = store::open(&config.database_url, config.sqlite_sync).await?;
         let engine = Engine::new(EngineConfig {
             max_concurrency: config.max_concurrency as usize,
             files_root: config.files_root.clone(),
@@ -62,9 +66,18 @@ impl App {
                     addr: config.listen,
                     source,
                 })?;
+        let batches = Batches::new(engine, store, config.instance_id());
+        let recovered = batches.recover(config.stale_after).await?;
+        if recovered > 0 {
+            tracing::warn!(
+                batches = recovered,
+                "marked interrupted: batches left unfinished by a stopped instance"
+            );
+        }
+        let background = CancellationToken::new();
+        batches.start_background(config.stale_after / 3, config.retention, background.clone());
         let state = AppState {
-            engine,
-            store,
+            batches,
             limits: Arc::new(Limits {
                 max_body_bytes: config.max_body_bytes,
                 max_jobs: config.max_jobs,
@@ -88,6 +101,7 @@ impl App {
             );
         }
         Ok(App {
+            background,
             router: router(state.clone()),
             listener,
             state,
@@ -125,7 +139,7 @@ impl App {
                 "shutting down: draining running batches"
             );
             state.draining.store(true, Ordering::Relaxed);
-            let engine = state.engine.clone();
+            let engine = state.batches.engine().clone();
             tokio::spawn(async move {
                 if !engine.drain(grace).await {
                     tracing::warn!("grace period over: interrupting the batches still running");
@@ -136,9 +150,13 @@ impl App {
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(draining)
             .await?;
-        if !self.state.engine.drain(self.grace).await {
-            self.state.engine.shutdown().await;
+        let engine = self.state.batches.engine();
+        if !engine.drain(self.grace).await {
+            engine.shutdown().await;
         }
+        // Every batch has ended (or been interrupted); wait for their last writes.
+        self.state.batches.flush().await;
+        self.background.cancel();
         tracing::info!("stopped");
         Ok(())
     }

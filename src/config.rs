@@ -7,15 +7,36 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::store::SqliteSync;
+
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address and port to listen on.
     #[arg(long, env = "FANOUT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Where batches are kept. This version supports `memory://` only (kept until exit).
-    #[arg(long, env = "FANOUT_DATABASE_URL", default_value = "memory://")]
+    /// Where batches are kept: `sqlite://FILE` (created if missing), `postgres://...` (several
+    /// instances may share one), or `memory://` (nothing kept after exit).
+    #[arg(
+        long,
+        env = "FANOUT_DATABASE_URL",
+        default_value = "sqlite://fanout.db"
+    )]
     pub database_url: String,
+
+    /// SQLite durability: `normal` (a commit survives a process crash) or `full` (it also
+    /// survives a power loss, at some cost per commit).
+    #[arg(long, env = "FANOUT_SQLITE_SYNC", value_enum, default_value_t = SqliteSync::Normal)]
+    pub sqlite_sync: SqliteSync,
+
+    /// Delete finished batches older than this (e.g. `7d`, `12h`); default: keep them.
+    #[arg(long, env = "FANOUT_RETENTION", value_parser = parse_duration)]
+    pub retention: Option<Duration>,
+
+    /// An instance whose heartbeat is older than this is taken for dead: at start-up, its
+    /// unfinished batches are marked interrupted.
+    #[arg(long, env = "FANOUT_STALE_AFTER", default_value = "30s", value_parser = parse_duration)]
+    pub stale_after: Duration,
 
     /// Folder that `file` jobs read from; nothing outside it is readable.
     #[arg(long, env = "FANOUT_FILES_ROOT", default_value = "./files")]
@@ -82,6 +103,9 @@ impl Config {
         Config {
             listen: "127.0.0.1:0".parse().expect("valid address"),
             database_url: "memory://".into(),
+            sqlite_sync: SqliteSync::Normal,
+            retention: None,
+            stale_after: Duration::from_secs(30),
             files_root: "./files".into(),
             allow_net: Vec::new(),
             max_jobs: 100_000,

@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::runner::Ended;
-use super::spec::{BatchSpec, Mode, ResultsMode, ReturnWhen};
+use super::spec::{BatchSpec, Mode, OnTimeout, ResultsMode, ReturnWhen};
 use super::summary::{Summary, SummaryAcc};
 use super::task::{
     ErrorCode, TaskError, TaskOutput, TaskRecord, TaskStatus, Timing, micros, micros_opt, ms,
@@ -22,7 +22,7 @@ use super::task::{
 
 /// A batch's status. A batch is finished when `finished_at` is set (its last task ended);
 /// `failed` can be set before that, when gather saw a failure and answered early.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BatchStatus {
     Running,
@@ -37,7 +37,7 @@ pub enum BatchStatus {
 }
 
 /// Why a gather batch failed: the first failure (or the deadline).
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BatchError {
     /// The task whose failure failed the batch; null when the batch deadline passed.
     pub index: Option<u32>,
@@ -89,12 +89,54 @@ pub struct Batch {
     state: Mutex<State>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Rules {
-    return_exceptions: bool,
-    fail_fast: bool,
-    return_when: ReturnWhen,
-    results: ResultsMode,
+/// The request's rules for a batch, as stored beside it so that a stored batch reads back with
+/// the same shape.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Rules {
+    pub return_exceptions: bool,
+    pub fail_fast: bool,
+    pub return_when: ReturnWhen,
+    pub on_timeout: OnTimeout,
+    pub results: ResultsMode,
+    pub concurrency: usize,
+    pub timeout_ms: Option<u64>,
+}
+
+/// A batch as read back from storage: what [`Batch::restore`] needs.
+#[derive(Debug)]
+pub struct BatchRecord {
+    pub id: Uuid,
+    pub mode: Mode,
+    pub label: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub rules: Rules,
+    pub status: BatchStatus,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub wall_ms: Option<f64>,
+    pub error: Option<BatchError>,
+    pub tasks_total: usize,
+    /// Stored when the batch ended; rebuilt from the task rows before that.
+    pub summary: Option<Summary>,
+    /// Every task in index order; tasks without a stored row are `pending` placeholders.
+    pub tasks: Vec<TaskRecord>,
+}
+
+/// The batch-level fields storage writes, taken under one lock.
+#[derive(Debug, Clone)]
+pub struct BatchMeta {
+    pub status: BatchStatus,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub wall_ms: Option<f64>,
+    pub error: Option<BatchError>,
+    pub summary: Summary,
+}
+
+enum SummaryState {
+    Live(SummaryAcc),
+    /// Read back from storage, with the batch's stored `wall_ms`.
+    Stored(Summary, Option<f64>),
 }
 
 struct State {
@@ -110,7 +152,7 @@ struct State {
     tasks: Vec<TaskRecord>,
     /// Task indices in completion order; `seq` is a position here plus one.
     done: Vec<u32>,
-    summary: SummaryAcc,
+    summary: SummaryState,
     stop_reason: Option<StopReason>,
 }
 
@@ -142,7 +184,10 @@ impl Batch {
                 return_exceptions: spec.return_exceptions,
                 fail_fast: spec.fail_fast,
                 return_when: spec.return_when,
+                on_timeout: spec.on_timeout,
                 results: spec.results,
+                concurrency: spec.concurrency,
+                timeout_ms: spec.timeout.map(|t| t.as_millis() as u64),
             },
             cancel: CancellationToken::new(),
             phase,
@@ -153,7 +198,7 @@ impl Batch {
                 last_end: None,
                 finished_at: None,
                 error: None,
-                summary: SummaryAcc::new(tasks.len() as u64),
+                summary: SummaryState::Live(SummaryAcc::new(tasks.len() as u64)),
                 done: Vec::with_capacity(tasks.len()),
                 tasks,
                 stop_reason: None,
@@ -300,12 +345,14 @@ impl Batch {
         if let Some((_, end)) = span {
             st.last_end = Some(st.last_end.map_or(end, |l| l.max(end)));
         }
-        st.summary.record(
-            status,
-            duration,
-            outcome.output.as_ref(),
-            outcome.error.as_ref().map(|e| e.code),
-        );
+        if let SummaryState::Live(acc) = &mut st.summary {
+            acc.record(
+                status,
+                duration,
+                outcome.output.as_ref(),
+                outcome.error.as_ref().map(|e| e.code),
+            );
+        }
         let task = &mut st.tasks[index];
         task.status = status;
         task.seq = Some(seq);
@@ -439,6 +486,131 @@ impl Batch {
         });
     }
 
+    /// First task start to last task end (to now while running).
+    fn wall(st: &State) -> Option<Duration> {
+        st.first_start.map(|first| {
+            let end = match (st.finished_at, st.last_end) {
+                (Some(_), Some(last)) => last,
+                _ => Instant::now(),
+            };
+            end.saturating_duration_since(first)
+        })
+    }
+
+    fn summary_of(st: &State, wall: Option<Duration>) -> Summary {
+        match &st.summary {
+            SummaryState::Live(acc) => acc.summary(wall),
+            SummaryState::Stored(summary, _) => summary.clone(),
+        }
+    }
+
+    pub fn rules(&self) -> Rules {
+        self.rules
+    }
+
+    /// The batch-level fields as they are now.
+    pub fn meta(&self) -> BatchMeta {
+        let st = self.state.lock();
+        let wall = Self::wall(&st);
+        BatchMeta {
+            status: st.status,
+            started_at: st.clock.map(|c| c.0),
+            finished_at: st.finished_at,
+            wall_ms: match &st.summary {
+                SummaryState::Stored(_, wall_ms) => *wall_ms,
+                SummaryState::Live(_) => wall.map(ms),
+            },
+            error: st.error.clone(),
+            summary: Self::summary_of(&st, wall),
+        }
+    }
+
+    /// Tasks that ended since the first `from` of them (in completion order), and the new count:
+    /// what a storage writer has not written yet.
+    pub fn ended_since(&self, from: usize) -> (Vec<TaskRecord>, usize) {
+        let st = self.state.lock();
+        let tasks = st.done[from.min(st.done.len())..]
+            .iter()
+            .map(|&i| st.tasks[i as usize].clone())
+            .collect();
+        (tasks, st.done.len())
+    }
+
+    /// A batch read back from storage. Finished batches are complete; one still running
+    /// elsewhere shows what has been stored of it so far.
+    pub fn restore(record: BatchRecord) -> Arc<Batch> {
+        let finished = record.finished_at.is_some();
+        let mut done: Vec<u32> = record
+            .tasks
+            .iter()
+            .filter(|t| t.seq.is_some())
+            .map(|t| t.index)
+            .collect();
+        done.sort_by_key(|&i| record.tasks[i as usize].seq);
+        let summary = match record.summary {
+            Some(summary) => SummaryState::Stored(summary, record.wall_ms),
+            None => {
+                let mut acc = SummaryAcc::new(record.tasks_total as u64);
+                for t in record.tasks.iter().filter(|t| t.status.is_finished()) {
+                    let duration = t
+                        .timing
+                        .duration_ms
+                        .map(|d| Duration::from_micros((d * 1000.0) as u64));
+                    acc.record(
+                        t.status,
+                        duration,
+                        t.output.as_ref(),
+                        t.error.as_ref().map(|e| e.code),
+                    );
+                }
+                SummaryState::Stored(
+                    acc.summary(
+                        record
+                            .wall_ms
+                            .map(|w| Duration::from_micros((w * 1000.0) as u64)),
+                    ),
+                    record.wall_ms,
+                )
+            }
+        };
+        let (phase, _) = watch::channel(if finished {
+            Phase::Finished
+        } else {
+            Phase::Answered
+        });
+        Arc::new(Batch {
+            id: record.id,
+            mode: record.mode,
+            label: record.label,
+            created_at: record.created_at,
+            rules: record.rules,
+            cancel: CancellationToken::new(),
+            phase,
+            state: Mutex::new(State {
+                status: record.status,
+                clock: record.started_at.map(|s| (s, Instant::now())),
+                first_start: None,
+                last_end: None,
+                finished_at: record.finished_at,
+                error: record.error,
+                tasks: record.tasks,
+                done,
+                summary,
+                stop_reason: None,
+            }),
+        })
+    }
+
+    /// The batch without its task results, as `GET /batches` lists it.
+    pub fn to_summary_json(&self) -> Vec<u8> {
+        let st = self.state.lock();
+        let mut view = self.view(&st);
+        view.results = None;
+        view.done = None;
+        view.pending = None;
+        serde_json::to_vec(&view).expect("a batch view always serializes")
+    }
+
     /// Serializes the batch as the API shows it, under one lock so the view is consistent.
     pub fn to_json(&self) -> Vec<u8> {
         let st = self.state.lock();
@@ -447,13 +619,7 @@ impl Batch {
     }
 
     fn view<'a>(&'a self, st: &'a State) -> BatchView<'a> {
-        let wall = st.first_start.map(|first| {
-            let end = match (st.finished_at, st.last_end) {
-                (Some(_), Some(last)) => last,
-                _ => Instant::now(),
-            };
-            end.saturating_duration_since(first)
-        });
+        let wall = Self::wall(st);
         let filter = self.rules.results;
         let (results, done, pending) = match self.mode {
             Mode::Gather => (
@@ -489,9 +655,12 @@ impl Batch {
             created_at: self.created_at,
             started_at: st.clock.map(|c| c.0),
             finished_at: st.finished_at,
-            wall_ms: wall.map(ms),
+            wall_ms: match &st.summary {
+                SummaryState::Stored(_, wall_ms) => *wall_ms,
+                SummaryState::Live(_) => wall.map(ms),
+            },
             error: st.error.as_ref(),
-            summary: st.summary.summary(wall),
+            summary: Self::summary_of(st, wall),
             results,
             done,
             pending,

@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::task::{ErrorCode, TaskOutput, TaskStatus};
 
 /// The latency distribution of a set of tasks, in milliseconds.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Percentiles {
     pub min: f64,
     pub mean: f64,
@@ -24,7 +24,7 @@ pub struct Percentiles {
 }
 
 /// Counts and distributions over every task of the batch (whatever `results` returns).
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Summary {
     pub tasks: u64,
     pub succeeded: u64,

@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use utoipa::ToSchema;
 
 use super::spec::Kind;
 
 /// A task's status. `pending`: waiting for a concurrency slot; `running`: started, not ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     Pending,
@@ -34,7 +34,9 @@ impl TaskStatus {
 }
 
 /// The stable machine-readable reason a task did not succeed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The attempt (or, in gather mode, the batch deadline) ran out of time.
@@ -97,7 +99,7 @@ impl TaskError {
 }
 
 /// What a job produced, by kind.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum TaskOutput {
     Http(HttpOutput),
@@ -106,7 +108,7 @@ pub enum TaskOutput {
 }
 
 /// The answer to an `http` job.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HttpOutput {
     pub status: u16,
     /// Response headers; repeated headers are joined with `, `.
@@ -126,14 +128,14 @@ pub struct HttpOutput {
 }
 
 /// The answer to a `sleep` job.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SleepOutput {
     /// Measured; never less than `duration_ms`.
     pub slept_ms: f64,
 }
 
 /// The answer to a `file` job.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FileOutput {
     /// Bytes read (at most `max_bytes`).
     pub bytes: u64,
@@ -184,8 +186,9 @@ pub struct Timing {
 
 /// RFC 3339 with microseconds (`2026-11-25T13:18:51.365214Z`): enough to show which tasks
 /// overlapped. Written digit by digit: a 100,000-task answer holds 200,000 of these, and
-/// chrono's format strings made them a visible share of the answer time.
-pub fn micros<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+/// chrono's format strings made them a visible share of the answer time. Fixed width, so the
+/// text sorts as the time does (storage relies on that).
+pub fn format_micros(t: &DateTime<Utc>) -> String {
     use chrono::{Datelike, Timelike};
     let mut buf = *b"0000-00-00T00:00:00.000000Z";
     let mut put = |at: usize, width: usize, mut v: u32| {
@@ -201,7 +204,11 @@ pub fn micros<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error>
     put(14, 2, t.minute());
     put(17, 2, t.second());
     put(20, 6, t.timestamp_subsec_micros().min(999_999));
-    s.serialize_str(std::str::from_utf8(&buf).expect("ASCII digits"))
+    String::from_utf8(buf.to_vec()).expect("ASCII digits")
+}
+
+pub fn micros<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_micros(t))
 }
 
 pub fn micros_opt<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {

@@ -1,17 +1,22 @@
-//! `/batches`: run a batch, read it back.
+//! `/batches`: run a batch, read it back, list, cancel.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::AppState;
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, FieldError, Problem};
 use super::request::{BatchRequest, parse_batch};
-use crate::engine::{Batch, BatchView};
+use crate::engine::{Batch, BatchStatus, BatchView};
+use crate::store::{Found, ListFilter, Submitted};
 
 /// The request body, read whatever its `Content-Type` says (so `curl -d @batch.json` works),
 /// with the size limit reported as a problem.
@@ -38,14 +43,18 @@ impl FromRequest<AppState> for Body {
 ///
 /// gather: when every task ended, or (without `return_exceptions`) at the first failure.
 /// wait: when `return_when` is met or `timeout_ms` passes. With `Prefer: respond-async` the
-/// answer is `202 Accepted` at once; follow `Location` to see the batch progress.
+/// answer is `202 Accepted` at once; follow `Location` to see the batch progress. The batch
+/// row is committed before either answer.
 #[utoipa::path(
     post,
     path = "/batches",
     tag = "batches",
     request_body(content = BatchRequest, content_type = "application/json",
         description = "Read as JSON whatever the Content-Type says."),
-    params(("Prefer" = Option<String>, Header, description = "`respond-async` answers 202 at once")),
+    params(
+        ("Prefer" = Option<String>, Header, description = "`respond-async` answers 202 at once"),
+        ("Idempotency-Key" = Option<String>, Header, description = "A repeat with the same key and the same JSON answers the first batch without running it again; another body with that key is a 422 `idempotency_key_reused`"),
+    ),
     responses(
         (status = 201, description = "The batch answered (whatever its jobs did)", body = BatchView,
             headers(("Location" = String, description = "Where to read the batch again"))),
@@ -54,7 +63,7 @@ impl FromRequest<AppState> for Body {
         (status = 400, description = "The body is not JSON (`malformed_json`)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body or task count over the server's limits (`body_too_large`, `too_many_jobs`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Not a valid batch (`invalid_batch`), every invalid field listed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a valid batch (`invalid_batch`, every invalid field listed), or an Idempotency-Key reused with another body (`idempotency_key_reused`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Shutting down (`shutting_down`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -67,13 +76,38 @@ pub async fn create_batch(
         return Err(ApiError::ShuttingDown);
     }
     let spec = parse_batch(&body, &state.limits)?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(k) if !k.is_empty() && k.len() <= 255 => Some(k.to_owned()),
+            _ => {
+                return Err(ApiError::Invalid(vec![FieldError::new(
+                    "Idempotency-Key",
+                    "must be 1 to 255 visible ASCII characters",
+                )]));
+            }
+        },
+    };
+    let asynchronous = prefers_async(&headers);
+    let status = if asynchronous {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::CREATED
+    };
+    let submitted = state
+        .batches
+        .submit(spec, &body, key, status.as_u16())
+        .await?;
     drop(body);
-    let batch = Batch::new(Uuid::now_v7(), &spec);
-    state.store.insert(batch.clone()).await?;
-    tracing::info!(batch_id = %batch.id, tasks = spec.jobs.len(), mode = ?spec.mode, "batch accepted");
-    state.engine.start(batch.clone(), spec);
-
-    if prefers_async(&headers) {
+    let (batch, status) = match submitted {
+        Submitted::New(batch) => (batch, status),
+        Submitted::Replay(batch, first) => (
+            batch,
+            StatusCode::from_u16(first).unwrap_or(StatusCode::CREATED),
+        ),
+        Submitted::KeyReused => return Err(ApiError::IdempotencyKeyReused),
+    };
+    if status == StatusCode::ACCEPTED {
         let mut response = answer(StatusCode::ACCEPTED, &batch);
         response.headers_mut().insert(
             "preference-applied",
@@ -102,14 +136,175 @@ pub async fn get_batch(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let batch = find(&state, &id).await?;
+    let uuid = parse_id(&id)?;
+    let batch = state
+        .batches
+        .get(uuid)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     Ok(answer(StatusCode::OK, &batch))
 }
 
-async fn find(state: &AppState, id: &str) -> Result<Arc<Batch>, ApiError> {
-    let not_found = || ApiError::BatchNotFound(id.chars().take(64).collect());
-    let uuid = Uuid::parse_str(id).map_err(|_| not_found())?;
-    state.store.get(uuid).await?.ok_or_else(not_found)
+/// Cancels what is still running of a batch and answers the batch.
+///
+/// Unfinished tasks end `cancelled` and the batch `cancelled`. A batch that another instance
+/// (sharing the database) runs is flagged, and that instance cancels it within seconds: the
+/// answer is then `202` with the batch as stored.
+#[utoipa::path(
+    delete,
+    path = "/batches/{id}",
+    tag = "batches",
+    params(("id" = String, Path, description = "The batch id")),
+    responses(
+        (status = 200, description = "Cancelled; every task has ended", body = BatchView),
+        (status = 202, description = "Running on another instance, which was asked to cancel it", body = BatchView),
+        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such batch (`batch_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The batch already finished (`batch_finished`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_batch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let uuid = parse_id(&id)?;
+    match state.batches.cancel(uuid).await? {
+        Found::Cancelled(batch) => Ok(answer(StatusCode::OK, &batch)),
+        Found::CancelRequested(batch) => Ok(answer(StatusCode::ACCEPTED, &batch)),
+        Found::Finished(_) => Err(ApiError::BatchFinished(uuid.to_string())),
+        Found::Missing => Err(not_found(&id)),
+    }
+}
+
+/// `GET /batches` query parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only batches with this status.
+    status: Option<String>,
+    /// Items per page, 1 to 100 (default 20).
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A page of batches, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct BatchPage {
+    /// Batches without their task results.
+    items: Vec<BatchView<'static>>,
+    /// Opaque and URL-safe; null on the last page.
+    next_cursor: Option<String>,
+}
+
+/// Lists batches, newest first (ties broken by id), without their task results.
+///
+/// Pages are keyed on the last item seen, so batches created while paging never shift a page:
+/// every batch that existed at the first page is visited exactly once.
+#[utoipa::path(
+    get,
+    path = "/batches",
+    tag = "batches",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of batches", body = BatchPage),
+        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad `status`, `limit` or `cursor` (`invalid_query`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_batches(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let mut errors = Vec::new();
+    let status = q.status.as_deref().filter(|s| !s.is_empty()).and_then(|s| {
+        let parsed =
+            serde_json::from_value::<BatchStatus>(serde_json::Value::String(s.to_owned())).ok();
+        if parsed.is_none() {
+            errors.push(FieldError::new(
+                "status",
+                "one of running, completed, failed, cancelled, interrupted",
+            ));
+        }
+        parsed
+    });
+    let limit = match q.limit.as_deref().filter(|s| !s.is_empty()) {
+        None => 20,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=100).contains(&n) => n,
+            _ => {
+                errors.push(FieldError::new("limit", "a whole number from 1 to 100"));
+                20
+            }
+        },
+    };
+    let before = q.cursor.as_deref().filter(|s| !s.is_empty()).and_then(|c| {
+        let parsed = decode_cursor(c);
+        if parsed.is_none() {
+            errors.push(FieldError::new(
+                "cursor",
+                "not a cursor this server gave out",
+            ));
+        }
+        parsed
+    });
+    if !errors.is_empty() {
+        return Err(ApiError::InvalidQuery(errors));
+    }
+    // One more than asked tells whether there is a next page.
+    let mut batches = state
+        .batches
+        .list(ListFilter {
+            status,
+            before,
+            limit: limit + 1,
+        })
+        .await?;
+    let more = batches.len() > limit;
+    batches.truncate(limit);
+    let next_cursor = if more {
+        batches.last().map(|b| encode_cursor(b.created_at, b.id))
+    } else {
+        None
+    };
+    let mut body = b"{\"items\":[".to_vec();
+    for (i, b) in batches.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&b.to_summary_json());
+    }
+    body.extend_from_slice(b"],\"next_cursor\":");
+    body.extend_from_slice(&serde_json::to_vec(&next_cursor).expect("a cursor serializes"));
+    body.push(b'}');
+    let mut response = (StatusCode::OK, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+fn encode_cursor(created_at: DateTime<Utc>, id: Uuid) -> String {
+    let raw = format!("{}|{id}", crate::engine::task::format_micros(&created_at));
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (t, id) = text.split_once('|')?;
+    Some((t.parse().ok()?, Uuid::parse_str(id).ok()?))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::BatchNotFound(id.chars().take(64).collect())
+}
+
+fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| not_found(id))
 }
 
 fn prefers_async(headers: &HeaderMap) -> bool {
@@ -123,7 +318,7 @@ fn prefers_async(headers: &HeaderMap) -> bool {
         })
 }
 
-fn answer(status: StatusCode, batch: &Batch) -> Response {
+fn answer(status: StatusCode, batch: &Arc<Batch>) -> Response {
     let location = format!("/batches/{}", batch.id);
     let mut response = (status, batch.to_json()).into_response();
     let headers = response.headers_mut();
@@ -131,7 +326,7 @@ fn answer(status: StatusCode, batch: &Batch) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if status != StatusCode::OK {
+    if matches!(status, StatusCode::CREATED | StatusCode::ACCEPTED) {
         headers.insert(
             header::LOCATION,
             HeaderValue::from_str(&location).expect("a UUID path is a valid header"),

@@ -53,6 +53,18 @@ pub enum ApiError {
     /// 422 `invalid_batch`: well-formed JSON that is not a valid batch.
     #[error("the batch has {} invalid field{}", .0.len(), if .0.len() == 1 { "" } else { "s" })]
     Invalid(Vec<FieldError>),
+    /// 422 `idempotency_key_reused`: the key belongs to a batch with another body.
+    #[error("this Idempotency-Key was used for a batch with another body")]
+    IdempotencyKeyReused,
+    /// 422 `invalid_query`: bad query parameters.
+    #[error("invalid query parameter {}", .0.first().map(|e| e.field.as_str()).unwrap_or(""))]
+    InvalidQuery(Vec<FieldError>),
+    /// 409 `batch_finished`: the batch has already finished; nothing to cancel.
+    #[error("batch {0} has already finished")]
+    BatchFinished(String),
+    /// 503 `not_ready`: the store does not answer.
+    #[error("the store does not answer")]
+    NotReady,
     /// 413 `body_too_large`.
     #[error("the body is larger than the server's limit of {0} bytes")]
     BodyTooLarge(usize),
@@ -83,7 +95,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
-            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid(_) | ApiError::IdempotencyKeyReused | ApiError::InvalidQuery(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::BatchFinished(_) => StatusCode::CONFLICT,
+            ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTooLarge(_) | ApiError::TooManyJobs { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -99,6 +115,10 @@ impl ApiError {
         match self {
             ApiError::MalformedJson(_) => "malformed_json",
             ApiError::Invalid(_) => "invalid_batch",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::BatchFinished(_) => "batch_finished",
+            ApiError::NotReady => "not_ready",
             ApiError::BodyTooLarge(_) => "body_too_large",
             ApiError::TooManyJobs { .. } => "too_many_jobs",
             ApiError::BatchNotFound(_) => "batch_not_found",
@@ -114,6 +134,10 @@ impl ApiError {
         match self {
             ApiError::MalformedJson(_) => "Malformed JSON",
             ApiError::Invalid(_) => "Invalid batch",
+            ApiError::IdempotencyKeyReused => "Idempotency key reused",
+            ApiError::InvalidQuery(_) => "Invalid query",
+            ApiError::BatchFinished(_) => "Batch finished",
+            ApiError::NotReady => "Not ready",
             ApiError::BodyTooLarge(_) => "Body too large",
             ApiError::TooManyJobs { .. } => "Too many jobs",
             ApiError::BatchNotFound(_) => "Batch not found",
@@ -145,7 +169,7 @@ impl IntoResponse for ApiError {
             detail: self.to_string(),
             code: self.code(),
             errors: match self {
-                ApiError::Invalid(errors) => errors,
+                ApiError::Invalid(errors) | ApiError::InvalidQuery(errors) => errors,
                 _ => Vec::new(),
             },
         };

@@ -20,16 +20,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::engine::Engine;
-use crate::store::Store;
+use crate::store::Batches;
 use error::ApiError;
 use request::Limits;
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub engine: Engine,
-    pub store: Arc<dyn Store>,
+    pub batches: Arc<Batches>,
     pub limits: Arc<Limits>,
     /// SHA-256 digests of the accepted bearer tokens; empty means no authentication.
     pub tokens: Arc<[[u8; 32]]>,
@@ -53,7 +51,7 @@ Errors are `application/problem+json` with a stable `code`."
     ),
     tags(
         (name = "batches", description = "Run batches and read their results"),
-        (name = "operations", description = "Health")
+        (name = "operations", description = "Health and readiness")
     ),
     components(schemas(error::Problem))
 )]
@@ -66,11 +64,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 fn api_router() -> OpenApiRouter<AppState> {
     let batches = OpenApiRouter::new()
-        .routes(routes!(batches::create_batch))
-        .routes(routes!(batches::get_batch));
+        .routes(routes!(batches::create_batch, batches::list_batches))
+        .routes(routes!(batches::get_batch, batches::delete_batch));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(batches)
         .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
 }
 
 /// The whole application router.

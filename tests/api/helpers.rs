@@ -17,7 +17,8 @@ use serde_json::Value;
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
-    pub files: tempfile::TempDir,
+    pub files: Arc<tempfile::TempDir>,
+    pub config: Config,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
 }
@@ -28,17 +29,64 @@ pub struct Answer {
     pub json: Value,
 }
 
+/// Which store the suite runs on: `FANOUT_TEST_BACKEND` = `sqlite` (default), `postgres`
+/// (needs `FANOUT_TEST_POSTGRES_URL`), or `memory`.
+pub fn backend() -> String {
+    std::env::var("FANOUT_TEST_BACKEND").unwrap_or_else(|_| "sqlite".into())
+}
+
+/// The PostgreSQL server URL for tests, if one was given.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("FANOUT_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// A fresh, empty database for one test, on the backend under test.
+pub async fn fresh_database(files: &std::path::Path) -> String {
+    match backend().as_str() {
+        "memory" => "memory://".into(),
+        "postgres" => fresh_postgres()
+            .await
+            .expect("FANOUT_TEST_BACKEND=postgres needs FANOUT_TEST_POSTGRES_URL"),
+        _ => format!("sqlite://{}", files.join("fanout.db").display()),
+    }
+}
+
+/// Creates an empty PostgreSQL database (named `fanout_t_...`) and returns its URL.
+pub async fn fresh_postgres() -> Option<String> {
+    use sqlx::Executor;
+    let admin = postgres_url()?;
+    sqlx::any::install_default_drivers();
+    let name = format!("fanout_t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .expect("connect to PostgreSQL");
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .expect("create database");
+    let mut url = url::Url::parse(&admin).expect("PostgreSQL URL");
+    url.set_path(&name);
+    Some(url.to_string())
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
-    let files = tempfile::tempdir().expect("temp dir");
+    let files = Arc::new(tempfile::tempdir().expect("temp dir"));
     let mut config = Config::for_tests();
     config.files_root = files.path().join("root");
     std::fs::create_dir(&config.files_root).expect("files root");
+    config.database_url = fresh_database(files.path()).await;
+    config.instance_id = Some(format!("test-{}", uuid::Uuid::new_v4().simple()));
     configure(&mut config);
-    let app = App::build(config).await.expect("app builds");
+    start(config, files).await
+}
+
+async fn start(config: Config, files: Arc<tempfile::TempDir>) -> TestApp {
+    let app = App::build(config.clone()).await.expect("app builds");
     let base = format!("http://{}", app.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
@@ -52,6 +100,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         base,
         client: reqwest::Client::new(),
         files,
+        config,
         stop: Some(stop),
         handle: Some(handle),
     }
@@ -102,6 +151,39 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("batch {id} did not finish");
+    }
+
+    /// Stops the server gracefully and starts it again on the same database.
+    pub async fn restart(self) -> TestApp {
+        let (config, files) = (self.config.clone(), self.files.clone());
+        self.stop().await;
+        start(config, files).await
+    }
+
+    /// Another instance on the same database, with its own id and address.
+    pub async fn sibling(&self, instance_id: &str) -> TestApp {
+        let mut config = self.config.clone();
+        config.instance_id = Some(instance_id.into());
+        start(config, self.files.clone()).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        answer(
+            self.client
+                .delete(format!("{}{path}", self.base))
+                .send()
+                .await
+                .expect("request sent"),
+        )
+        .await
+    }
+
+    /// Stops serving at once, as a crash would: no drain, no last writes.
+    pub fn abandon(mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+        }
+        self.stop.take();
     }
 
     /// Stops the server (as SIGTERM would) and waits for it to exit.

@@ -10,4 +10,5 @@ mod file_jobs;
 mod gather;
 mod http_jobs;
 mod lifecycle;
+mod storage;
 mod wait;

@@ -1,0 +1,479 @@
+//! [`Batches`]: the batches this instance runs, kept in memory while they run, and written
+//! through to the store (if any) by one writer task per batch.
+//!
+//! With `memory://` there is no store: batches stay in the map until retention drops them, and
+//! nothing survives the process. With SQL, a batch leaves the map once its last write is
+//! committed; reads of it then come from the database.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use parking_lot::{Mutex, RwLock};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use super::{Inserted, KeyHolder, ListFilter, NewBatch, Store, StoreError};
+use crate::engine::spec::BatchSpec;
+use crate::engine::{Batch, BatchStatus, Engine};
+
+/// How often a running batch's ended tasks are written, at most.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+pub struct Batches {
+    engine: Engine,
+    /// `None` for `memory://`.
+    store: Option<Arc<dyn Store>>,
+    instance_id: String,
+    /// Batches this instance runs, and (for `memory://`) every batch it kept.
+    live: RwLock<HashMap<Uuid, Arc<Batch>>>,
+    /// Idempotency keys of `memory://` batches: key → (batch, request hash, answer status).
+    memory_keys: Mutex<HashMap<String, KeyHolder>>,
+    /// One lock per idempotency key being accepted, so a repeat waits for the first.
+    key_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The writer tasks, so shutdown can wait for their last commit.
+    writers: TaskTracker,
+}
+
+/// What `submit` did.
+pub enum Submitted {
+    /// A new batch, now running.
+    New(Arc<Batch>),
+    /// The idempotency key's first batch, with the status code it was first answered with.
+    Replay(Arc<Batch>, u16),
+    /// The idempotency key belongs to a batch with another body.
+    KeyReused,
+}
+
+/// What `cancel` found.
+pub enum Found {
+    /// Cancelled here; every task has ended.
+    Cancelled(Arc<Batch>),
+    /// Running on another instance, which was asked to cancel it.
+    CancelRequested(Arc<Batch>),
+    /// Already finished: nothing to cancel.
+    Finished(Arc<Batch>),
+    Missing,
+}
+
+impl Batches {
+    pub fn new(engine: Engine, store: Option<Arc<dyn Store>>, instance_id: String) -> Arc<Batches> {
+        Arc::new(Batches {
+            engine,
+            store,
+            instance_id,
+            live: RwLock::default(),
+            memory_keys: Mutex::default(),
+            key_locks: Mutex::default(),
+            writers: TaskTracker::new(),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// Accepts a batch: stores it (committed before this returns) and starts it.
+    pub async fn submit(
+        self: &Arc<Self>,
+        spec: BatchSpec,
+        body: &[u8],
+        key: Option<String>,
+        answer_status: u16,
+    ) -> Result<Submitted, StoreError> {
+        let Some(key) = key else {
+            return self
+                .create(spec, body, None, answer_status)
+                .await
+                .map(|b| Submitted::New(b.expect("no key, no conflict")));
+        };
+        let hash = request_hash(body);
+        let lock = self
+            .key_locks
+            .lock()
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let _held = lock.lock().await;
+        let result = async {
+            // Twice at most: a conflict on insert means another instance took the key meanwhile.
+            for _ in 0..2 {
+                if let Some((id, first_hash, status)) = self.find_key(&key).await? {
+                    if first_hash != hash {
+                        return Ok(Submitted::KeyReused);
+                    }
+                    return match self.get(id).await? {
+                        Some(batch) => Ok(Submitted::Replay(batch, status)),
+                        None => Err(StoreError(format!(
+                            "batch {id} of an idempotency key is gone"
+                        ))),
+                    };
+                }
+                if let Some(batch) = self
+                    .create(
+                        spec.clone(),
+                        body,
+                        Some((key.clone(), hash.clone())),
+                        answer_status,
+                    )
+                    .await?
+                {
+                    return Ok(Submitted::New(batch));
+                }
+            }
+            Err(StoreError(
+                "idempotency key conflict did not resolve".into(),
+            ))
+        }
+        .await;
+        drop(_held);
+        self.key_locks.lock().remove(&key);
+        result
+    }
+
+    async fn find_key(&self, key: &str) -> Result<Option<KeyHolder>, StoreError> {
+        match &self.store {
+            Some(store) => store.find_key(key.to_owned()).await,
+            None => Ok(self.memory_keys.lock().get(key).cloned()),
+        }
+    }
+
+    /// Stores and starts a batch; `None` when its idempotency key was taken meanwhile.
+    async fn create(
+        self: &Arc<Self>,
+        spec: BatchSpec,
+        body: &[u8],
+        key: Option<(String, String)>,
+        answer_status: u16,
+    ) -> Result<Option<Arc<Batch>>, StoreError> {
+        let batch = Batch::new(Uuid::now_v7(), &spec);
+        match &self.store {
+            Some(store) => {
+                let row = NewBatch {
+                    id: batch.id,
+                    mode: batch.mode,
+                    label: batch.label.clone(),
+                    rules: batch.rules(),
+                    request: String::from_utf8_lossy(body).into_owned(),
+                    tasks_total: spec.jobs.len(),
+                    created_at: batch.created_at,
+                    idempotency_key: key.as_ref().map(|k| k.0.clone()),
+                    request_hash: key.as_ref().map(|k| k.1.clone()),
+                    answer_status,
+                    instance_id: self.instance_id.clone(),
+                };
+                if store.insert(row).await? == Inserted::KeyTaken {
+                    return Ok(None);
+                }
+            }
+            None => {
+                if let Some((k, hash)) = key {
+                    self.memory_keys
+                        .lock()
+                        .insert(k, (batch.id, hash, answer_status));
+                }
+            }
+        }
+        self.live.write().insert(batch.id, batch.clone());
+        tracing::info!(batch_id = %batch.id, tasks = spec.jobs.len(), mode = ?spec.mode, "batch accepted");
+        self.engine.start(batch.clone(), spec);
+        if let Some(store) = &self.store {
+            self.writers
+                .spawn(persist(self.clone(), store.clone(), batch.clone()));
+        }
+        Ok(Some(batch))
+    }
+
+    /// A batch as it is now: from memory when this instance runs it, else from the store.
+    pub async fn get(&self, id: Uuid) -> Result<Option<Arc<Batch>>, StoreError> {
+        if let Some(b) = self.live.read().get(&id) {
+            return Ok(Some(b.clone()));
+        }
+        match &self.store {
+            Some(store) => Ok(store.load(id).await?.map(Batch::restore)),
+            None => Ok(None),
+        }
+    }
+
+    /// Batches newest first, without their tasks.
+    pub async fn list(&self, filter: ListFilter) -> Result<Vec<Arc<Batch>>, StoreError> {
+        match &self.store {
+            Some(store) => {
+                let records = store.list(filter.clone()).await?;
+                // The batches this instance runs are more up to date in memory than in the
+                // database (whose status lags by up to a flush): judge those by memory.
+                let mut all = self.live_matching(&filter);
+                let live = self.live.read();
+                all.extend(
+                    records
+                        .into_iter()
+                        .filter(|r| !live.contains_key(&r.id))
+                        .map(Batch::restore),
+                );
+                drop(live);
+                all.sort_by_key(|b| std::cmp::Reverse((b.created_at, b.id)));
+                all.truncate(filter.limit);
+                Ok(all)
+            }
+            None => {
+                let mut all = self.live_matching(&filter);
+                all.sort_by_key(|b| std::cmp::Reverse((b.created_at, b.id)));
+                all.truncate(filter.limit);
+                Ok(all)
+            }
+        }
+    }
+
+    fn live_matching(&self, filter: &ListFilter) -> Vec<Arc<Batch>> {
+        self.live
+            .read()
+            .values()
+            .filter(|b| filter.status.is_none_or(|s| b.status() == s))
+            .filter(|b| {
+                filter
+                    .before
+                    .is_none_or(|(t, id)| (b.created_at, b.id) < (t, id))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Cancels what still runs of a batch (DELETE).
+    pub async fn cancel(&self, id: Uuid) -> Result<Found, StoreError> {
+        let live = self.live.read().get(&id).cloned();
+        if let Some(batch) = live {
+            if batch.is_finished() {
+                return Ok(Found::Finished(batch));
+            }
+            batch.cancel_by_client();
+            // Cancelling drops the task futures; the batch records them at once.
+            let _ = tokio::time::timeout(Duration::from_secs(5), batch.finished()).await;
+            return Ok(Found::Cancelled(batch));
+        }
+        let Some(store) = &self.store else {
+            return Ok(Found::Missing);
+        };
+        let Some(record) = store.load(id).await? else {
+            return Ok(Found::Missing);
+        };
+        let batch = Batch::restore(record);
+        if batch.is_finished() {
+            return Ok(Found::Finished(batch));
+        }
+        store.request_cancel(id).await?;
+        Ok(Found::CancelRequested(batch))
+    }
+
+    /// Whether the store answers (always, for `memory://`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match &self.store {
+            Some(store) => store.ping().await,
+            None => Ok(()),
+        }
+    }
+
+    /// At start-up: marks interrupted what this instance (in a previous life) left unfinished,
+    /// and what instances that stopped heart-beating left.
+    pub async fn recover(&self, stale_after: Duration) -> Result<u64, StoreError> {
+        let Some(store) = &self.store else {
+            return Ok(0);
+        };
+        let stale_before = Utc::now() - chrono::Duration::from_std(stale_after).unwrap_or_default();
+        let ids = store
+            .recover(self.instance_id.clone(), stale_before)
+            .await?;
+        // Give each its summary now, so that lists show what ended and what was interrupted.
+        for &id in &ids {
+            if let Some(record) = store.load(id).await? {
+                let meta = Batch::restore(record).meta();
+                store.save(id, meta, Vec::new(), true).await?;
+            }
+        }
+        Ok(ids.len() as u64)
+    }
+
+    /// Heartbeat (and remote cancel requests) and retention, until `stop` is cancelled.
+    pub fn start_background(
+        self: &Arc<Self>,
+        heartbeat_every: Duration,
+        retention: Option<Duration>,
+        stop: CancellationToken,
+    ) {
+        let this = self.clone();
+        let stop2 = stop.clone();
+        if self.store.is_some() {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(heartbeat_every);
+                loop {
+                    tokio::select! {
+                        _ = stop2.cancelled() => return,
+                        _ = tick.tick() => this.heartbeat().await,
+                    }
+                }
+            });
+        }
+        if let Some(retention) = retention {
+            let this = self.clone();
+            let every = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(600));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tick.tick() => this.purge(retention).await,
+                    }
+                }
+            });
+        }
+    }
+
+    async fn heartbeat(&self) {
+        let Some(store) = &self.store else { return };
+        match store.heartbeat(self.instance_id.clone()).await {
+            Ok(cancelled) => {
+                for id in cancelled {
+                    if let Some(b) = self.live.read().get(&id) {
+                        tracing::info!(batch_id = %id, "cancelled at another instance's request");
+                        b.cancel_by_client();
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+    }
+
+    async fn purge(&self, retention: Duration) {
+        let cutoff = Utc::now() - chrono::Duration::from_std(retention).unwrap_or_default();
+        match &self.store {
+            Some(store) => match store.purge(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "retention: deleted finished batches"),
+                Err(e) => tracing::warn!(error = %e, "retention failed"),
+            },
+            None => {
+                let mut live = self.live.write();
+                let before = live.len();
+                live.retain(|_, b| b.meta().finished_at.is_none_or(|f| f >= cutoff));
+                let kept: std::collections::HashSet<Uuid> = live.keys().copied().collect();
+                drop(live);
+                self.memory_keys
+                    .lock()
+                    .retain(|_, (id, _, _)| kept.contains(id));
+                let n = before - kept.len();
+                if n > 0 {
+                    tracing::info!(deleted = n, "retention: dropped finished batches");
+                }
+            }
+        }
+    }
+
+    /// Waits for every writer's last commit (after the engine stopped the batches).
+    pub async fn flush(&self) {
+        self.writers.close();
+        self.writers.wait().await;
+    }
+}
+
+/// Writes a batch's ended tasks as they come, grouped, then its final state; then lets the
+/// database serve it.
+async fn persist(batches: Arc<Batches>, store: Arc<dyn Store>, batch: Arc<Batch>) {
+    let mut written = 0;
+    let mut finished = false;
+    let mut last_status: Option<BatchStatus> = None;
+    while !finished {
+        tokio::select! {
+            _ = batch.finished() => finished = true,
+            _ = tokio::time::sleep(FLUSH_EVERY) => {}
+        }
+        let (tasks, upto) = batch.ended_since(written);
+        let meta = batch.meta();
+        if tasks.is_empty() && !finished && last_status == Some(meta.status) {
+            continue;
+        }
+        let status = meta.status;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match store
+                .save(batch.id, meta.clone(), tasks.clone(), finished)
+                .await
+            {
+                Ok(()) => break,
+                Err(e) => {
+                    // Keep what ended in memory and try again: the store may come back.
+                    tracing::error!(batch_id = %batch.id, error = %e, "writing the batch failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        written = upto;
+        last_status = Some(status);
+    }
+    batches.live.write().remove(&batch.id);
+}
+
+/// SHA-256 of the request's JSON with object keys sorted: the same JSON, however spelled,
+/// hashes the same.
+pub fn request_hash(body: &[u8]) -> String {
+    fn canonical(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                    out.push(':');
+                    canonical(&map[k], out);
+                }
+                out.push('}');
+            }
+            serde_json::Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    canonical(item, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut text = String::new();
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => canonical(&v, &mut text),
+        Err(_) => text = String::from_utf8_lossy(body).into_owned(),
+    }
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_hash;
+
+    #[test]
+    fn the_same_json_spelled_differently_hashes_the_same() {
+        let a = request_hash(br#"{"jobs":[{"kind":"sleep","duration_ms":1}],"label":"x"}"#);
+        let b = request_hash(
+            b"{ \"label\": \"x\",\n \"jobs\": [ {\"duration_ms\": 1, \"kind\": \"sleep\"} ] }",
+        );
+        let c = request_hash(br#"{"jobs":[{"kind":"sleep","duration_ms":2}],"label":"x"}"#);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+}

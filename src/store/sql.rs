@@ -1,0 +1,535 @@
+//! SQL storage for SQLite (the embedded default) and PostgreSQL (shared by several instances),
+//! through sqlx's `Any` driver: one portable schema in `migrations/`, one set of queries.
+//!
+//! Writes are grouped: the batch row is committed before the server answers; task rows are
+//! written as they end, many per transaction (multi-row upserts), and the summary when the
+//! batch ends.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+// Dynamic SQL here is built from constants and numbered placeholders only; values are bound.
+use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
+use uuid::Uuid;
+
+use super::{Inserted, KeyHolder, ListFilter, NewBatch, Store, StoreError};
+use crate::engine::batch::{BatchMeta, BatchRecord, Rules};
+use crate::engine::spec::Kind;
+use crate::engine::task::{ErrorCode, TaskError, TaskRecord, TaskStatus, Timing, format_micros};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Rows per multi-row INSERT: 15 columns each stays well under both backends' bind limits.
+const ROWS_PER_INSERT: usize = 500;
+
+/// How hard SQLite should try to keep a commit across a power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqliteSync {
+    /// WAL with `synchronous=NORMAL`: a commit survives a crash of the process; the last
+    /// commits before a power loss may be lost.
+    Normal,
+    /// WAL with `synchronous=FULL`: every commit is on disk before the answer.
+    Full,
+}
+
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: &'static str,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError(format!("migrations: {e}"))
+    }
+}
+
+impl SqlStore {
+    /// Connects, creating an SQLite file if missing, and brings the schema up to date.
+    pub async fn open(url: &str, sync: SqliteSync) -> Result<SqlStore, StoreError> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        let url = if sqlite && !url.contains("mode=") {
+            format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+        } else {
+            url.to_owned()
+        };
+        let pragmas = match sync {
+            SqliteSync::Normal => {
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;"
+            }
+            SqliteSync::Full => {
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;"
+            }
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 4 } else { 10 })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+                        conn.execute(pragmas).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(SqlStore {
+            pool,
+            backend: if sqlite { "sqlite" } else { "postgres" },
+        })
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+}
+
+fn ts(t: &DateTime<Utc>) -> String {
+    format_micros(t)
+}
+
+fn parse_ts(s: Option<String>) -> Option<DateTime<Utc>> {
+    s.and_then(|s| DateTime::from_str(&s).ok())
+}
+
+/// Reads a snake_case enum name stored as text.
+fn named<T: DeserializeOwned>(s: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+}
+
+fn name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("stored values serialize")
+}
+
+const BATCH_COLUMNS: &str = "id, mode, status, label, options, tasks_total, created_at, started_at, \
+     finished_at, wall_ms, error, summary";
+
+fn batch_record(row: &AnyRow, tasks: Vec<TaskRecord>) -> Result<BatchRecord, StoreError> {
+    let bad = |what: &str| StoreError(format!("stored batch has an unreadable {what}"));
+    let id: String = row.try_get("id")?;
+    let rules: Rules =
+        serde_json::from_str(&row.try_get::<String, _>("options")?).map_err(|_| bad("options"))?;
+    Ok(BatchRecord {
+        id: Uuid::parse_str(&id).map_err(|_| bad("id"))?,
+        mode: named(&row.try_get::<String, _>("mode")?).ok_or_else(|| bad("mode"))?,
+        label: row.try_get("label")?,
+        created_at: parse_ts(row.try_get("created_at")?).ok_or_else(|| bad("created_at"))?,
+        rules,
+        status: named(&row.try_get::<String, _>("status")?).ok_or_else(|| bad("status"))?,
+        started_at: parse_ts(row.try_get("started_at")?),
+        finished_at: parse_ts(row.try_get("finished_at")?),
+        wall_ms: row.try_get("wall_ms")?,
+        error: row
+            .try_get::<Option<String>, _>("error")?
+            .and_then(|e| serde_json::from_str(&e).ok()),
+        tasks_total: row.try_get::<i64, _>("tasks_total")? as usize,
+        summary: row
+            .try_get::<Option<String>, _>("summary")?
+            .and_then(|s| serde_json::from_str(&s).ok()),
+        tasks,
+    })
+}
+
+fn task_record(row: &AnyRow) -> Result<TaskRecord, StoreError> {
+    let bad = |what: &str| StoreError(format!("stored task has an unreadable {what}"));
+    let code: Option<String> = row.try_get("error_code")?;
+    let message: Option<String> = row.try_get("error_message")?;
+    Ok(TaskRecord {
+        index: row.try_get::<i64, _>("idx")? as u32,
+        id: row.try_get("job_id")?,
+        kind: named(&row.try_get::<String, _>("kind")?).ok_or_else(|| bad("kind"))?,
+        status: named(&row.try_get::<String, _>("status")?).ok_or_else(|| bad("status"))?,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        seq: row.try_get::<Option<i64>, _>("seq")?.map(|s| s as u32),
+        output: row
+            .try_get::<Option<String>, _>("output")?
+            .and_then(|o| serde_json::from_str(&o).ok()),
+        error: match code {
+            Some(code) => Some(TaskError::new(
+                named::<ErrorCode>(&code).ok_or_else(|| bad("error code"))?,
+                message.unwrap_or_default(),
+            )),
+            None => None,
+        },
+        timing: Timing {
+            queued_ms: row.try_get("queued_ms")?,
+            started_at: parse_ts(row.try_get("started_at")?),
+            finished_at: parse_ts(row.try_get("finished_at")?),
+            duration_ms: row.try_get("duration_ms")?,
+        },
+    })
+}
+
+/// Placeholders for tasks that have no row: from the stored request, their kind and id.
+fn placeholders(request: &str, total: usize) -> Vec<TaskRecord> {
+    let jobs: Vec<serde_json::Value> = serde_json::from_str::<serde_json::Value>(request)
+        .ok()
+        .and_then(|v| v.get("jobs").cloned())
+        .and_then(|j| serde_json::from_value(j).ok())
+        .unwrap_or_default();
+    (0..total)
+        .map(|i| {
+            let job = jobs.get(i);
+            TaskRecord {
+                index: i as u32,
+                id: job
+                    .and_then(|j| j.get("id"))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned),
+                kind: job
+                    .and_then(|j| j.get("kind"))
+                    .and_then(|v| v.as_str())
+                    .and_then(named::<Kind>)
+                    .unwrap_or(Kind::Sleep),
+                status: TaskStatus::Pending,
+                attempts: 0,
+                seq: None,
+                output: None,
+                error: None,
+                timing: Timing::default(),
+            }
+        })
+        .collect()
+}
+
+impl Store for SqlStore {
+    fn insert(&self, b: NewBatch) -> BoxFuture<'_, Result<Inserted, StoreError>> {
+        Box::pin(async move {
+            let now = ts(&Utc::now());
+            let result = sqlx::query(
+                "INSERT INTO batches (id, mode, status, label, options, request, tasks_total, created_at, \
+                 idempotency_key, request_hash, answer_status, instance_id, heartbeat_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(b.id.to_string())
+            .bind(name(&b.mode))
+            .bind("running")
+            .bind(b.label)
+            .bind(json(&b.rules))
+            .bind(b.request)
+            .bind(b.tasks_total as i64)
+            .bind(ts(&b.created_at))
+            .bind(b.idempotency_key.clone())
+            .bind(b.request_hash)
+            .bind(b.answer_status as i64)
+            .bind(b.instance_id)
+            .bind(now)
+            .execute(&self.pool)
+            .await;
+            match result {
+                Ok(_) => Ok(Inserted::New),
+                Err(sqlx::Error::Database(e))
+                    if e.is_unique_violation() && b.idempotency_key.is_some() =>
+                {
+                    Ok(Inserted::KeyTaken)
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    fn save(
+        &self,
+        id: Uuid,
+        meta: BatchMeta,
+        tasks: Vec<TaskRecord>,
+        finished: bool,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let id = id.to_string();
+            let mut tx = self.pool.begin().await?;
+            for chunk in tasks.chunks(ROWS_PER_INSERT) {
+                let mut sql = String::from(
+                    "INSERT INTO tasks (batch_id, idx, job_id, kind, status, attempts, seq, output, error_code, \
+                     error_message, queued_ms, started_at, finished_at, duration_ms, run_attempt) VALUES ",
+                );
+                for r in 0..chunk.len() {
+                    let b = r * 15;
+                    if r > 0 {
+                        sql.push(',');
+                    }
+                    sql.push('(');
+                    for c in 1..=15 {
+                        if c > 1 {
+                            sql.push(',');
+                        }
+                        sql.push('$');
+                        sql.push_str(&(b + c).to_string());
+                    }
+                    sql.push(')');
+                }
+                sql.push_str(
+                    " ON CONFLICT (batch_id, idx) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, \
+                     seq = excluded.seq, output = excluded.output, error_code = excluded.error_code, \
+                     error_message = excluded.error_message, queued_ms = excluded.queued_ms, \
+                     started_at = excluded.started_at, finished_at = excluded.finished_at, \
+                     duration_ms = excluded.duration_ms, run_attempt = excluded.run_attempt \
+                     WHERE tasks.run_attempt <= excluded.run_attempt",
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for t in chunk {
+                    q = q
+                        .bind(id.clone())
+                        .bind(t.index as i64)
+                        .bind(t.id.clone())
+                        .bind(name(&t.kind))
+                        .bind(name(&t.status))
+                        .bind(t.attempts as i64)
+                        .bind(t.seq.map(|s| s as i64))
+                        .bind(t.output.as_ref().map(json))
+                        .bind(t.error.as_ref().map(|e| e.code.as_str().to_owned()))
+                        .bind(t.error.as_ref().map(|e| e.message.clone()))
+                        .bind(t.timing.queued_ms)
+                        .bind(t.timing.started_at.as_ref().map(ts))
+                        .bind(t.timing.finished_at.as_ref().map(ts))
+                        .bind(t.timing.duration_ms)
+                        .bind(1i64);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            let now = ts(&Utc::now());
+            if finished {
+                sqlx::query(
+                    "UPDATE batches SET status = $1, started_at = $2, finished_at = $3, wall_ms = $4, error = $5, \
+                     summary = $6, heartbeat_at = $7 WHERE id = $8",
+                )
+                .bind(name(&meta.status))
+                .bind(meta.started_at.as_ref().map(ts))
+                .bind(meta.finished_at.as_ref().map(ts))
+                .bind(meta.wall_ms)
+                .bind(meta.error.as_ref().map(json))
+                .bind(json(&meta.summary))
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                sqlx::query("UPDATE batches SET status = $1, started_at = $2, error = $3, heartbeat_at = $4 WHERE id = $5")
+                    .bind(name(&meta.status))
+                    .bind(meta.started_at.as_ref().map(ts))
+                    .bind(meta.error.as_ref().map(json))
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<BatchRecord>, StoreError>> {
+        Box::pin(async move {
+            let id = id.to_string();
+            let Some(row) = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {BATCH_COLUMNS}, request FROM batches WHERE id = $1"
+            )))
+            .bind(id.clone())
+            .fetch_optional(&self.pool)
+            .await?
+            else {
+                return Ok(None);
+            };
+            let total = row.try_get::<i64, _>("tasks_total")? as usize;
+            let rows = sqlx::query(
+                "SELECT idx, job_id, kind, status, attempts, seq, output, error_code, error_message, queued_ms, \
+                 started_at, finished_at, duration_ms FROM tasks WHERE batch_id = $1 ORDER BY idx",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut tasks = if rows.len() < total {
+                placeholders(&row.try_get::<String, _>("request")?, total)
+            } else {
+                Vec::with_capacity(total)
+            };
+            let fill = !tasks.is_empty();
+            for r in &rows {
+                let t = task_record(r)?;
+                if fill {
+                    let i = t.index as usize;
+                    if i < tasks.len() {
+                        tasks[i] = t;
+                    }
+                } else {
+                    tasks.push(t);
+                }
+            }
+            let mut record = batch_record(&row, tasks)?;
+            if record.status == crate::engine::BatchStatus::Interrupted {
+                // What had not ended when the process stopped ends as interrupted.
+                for t in record.tasks.iter_mut().filter(|t| !t.status.is_finished()) {
+                    t.status = TaskStatus::Interrupted;
+                    t.error = Some(TaskError::new(
+                        ErrorCode::Interrupted,
+                        "the server stopped while the task ran",
+                    ));
+                }
+            }
+            Ok(Some(record))
+        })
+    }
+
+    fn list(&self, filter: ListFilter) -> BoxFuture<'_, Result<Vec<BatchRecord>, StoreError>> {
+        Box::pin(async move {
+            let mut sql = format!("SELECT {BATCH_COLUMNS} FROM batches WHERE 1 = 1");
+            let mut n = 0;
+            let mut arg = || {
+                n += 1;
+                format!("${n}")
+            };
+            if filter.status.is_some() {
+                sql.push_str(&format!(" AND status = {}", arg()));
+            }
+            if filter.before.is_some() {
+                let (a, b, c) = (arg(), arg(), arg());
+                sql.push_str(&format!(
+                    " AND (created_at < {a} OR (created_at = {b} AND id < {c}))"
+                ));
+            }
+            sql.push_str(&format!(
+                " ORDER BY created_at DESC, id DESC LIMIT {}",
+                arg()
+            ));
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            if let Some(status) = &filter.status {
+                q = q.bind(name(status));
+            }
+            if let Some((created, id)) = &filter.before {
+                q = q.bind(ts(created)).bind(ts(created)).bind(id.to_string());
+            }
+            q = q.bind(filter.limit as i64);
+            let rows = q.fetch_all(&self.pool).await?;
+            rows.iter().map(|r| batch_record(r, Vec::new())).collect()
+        })
+    }
+
+    fn find_key(
+        &self,
+        key: String,
+    ) -> BoxFuture<'_, Result<Option<(Uuid, String, u16)>, StoreError>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT id, request_hash, answer_status FROM batches WHERE idempotency_key = $1",
+            )
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row.and_then(|r| {
+                let id: String = r.try_get("id").ok()?;
+                let hash: Option<String> = r.try_get("request_hash").ok()?;
+                let status: i64 = r.try_get("answer_status").ok()?;
+                Some((
+                    Uuid::parse_str(&id).ok()?,
+                    hash.unwrap_or_default(),
+                    status as u16,
+                ))
+            }))
+        })
+    }
+
+    fn heartbeat(&self, instance: String) -> BoxFuture<'_, Result<Vec<Uuid>, StoreError>> {
+        Box::pin(async move {
+            sqlx::query("UPDATE batches SET heartbeat_at = $1 WHERE instance_id = $2 AND finished_at IS NULL")
+                .bind(ts(&Utc::now()))
+                .bind(instance.clone())
+                .execute(&self.pool)
+                .await?;
+            let rows = sqlx::query(
+                "SELECT id FROM batches WHERE instance_id = $1 AND finished_at IS NULL AND cancel_requested = 1",
+            )
+            .bind(instance)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| r.try_get::<String, _>("id").ok())
+                .filter_map(|id| Uuid::parse_str(&id).ok())
+                .collect())
+        })
+    }
+
+    fn request_cancel(&self, id: Uuid) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE batches SET cancel_requested = 1 WHERE id = $1 AND finished_at IS NULL",
+            )
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn recover(
+        &self,
+        instance: String,
+        stale_before: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Vec<Uuid>, StoreError>> {
+        Box::pin(async move {
+            let now = ts(&Utc::now());
+            let rows = sqlx::query(
+                "UPDATE batches SET status = 'interrupted', finished_at = $1, interrupted_at = $1 \
+                 WHERE finished_at IS NULL AND (instance_id = $2 OR heartbeat_at < $3) RETURNING id",
+            )
+            .bind(now)
+            .bind(instance)
+            .bind(ts(&stale_before))
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| r.try_get::<String, _>("id").ok())
+                .filter_map(|id| Uuid::parse_str(&id).ok())
+                .collect())
+        })
+    }
+
+    fn purge(&self, finished_before: DateTime<Utc>) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let cutoff = ts(&finished_before);
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "DELETE FROM tasks WHERE batch_id IN \
+                 (SELECT id FROM batches WHERE finished_at IS NOT NULL AND finished_at < $1)",
+            )
+            .bind(cutoff.clone())
+            .execute(&mut *tx)
+            .await?;
+            let done = sqlx::query(
+                "DELETE FROM batches WHERE finished_at IS NOT NULL AND finished_at < $1",
+            )
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,449 @@
+//! Storage and lifecycle: on the backend under test (SQLite by default; PostgreSQL with
+//! `FANOUT_TEST_BACKEND=postgres`). Tests that need a durable store skip on `memory`.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, backend, spawn_app, spawn_app_with, spawn_target};
+
+fn durable() -> bool {
+    if backend() == "memory" {
+        eprintln!("skipped: needs a durable store (FANOUT_TEST_BACKEND=memory)");
+        return false;
+    }
+    true
+}
+
+async fn submit_async(app: &TestApp, batch: Value) -> String {
+    let res = app
+        .post_raw(batch.to_string(), &[("prefer", "respond-async")])
+        .await;
+    assert_eq!(res.status, 202, "{}", res.json);
+    res.json["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_batch_and_all_its_results_survive_a_restart() {
+    if !durable() {
+        return;
+    }
+    let app = spawn_app().await;
+    let posted = app
+        .post(
+            &json!({ "label": "keep me", "return_exceptions": true, "jobs": [
+                { "kind": "sleep", "id": "a", "duration_ms": 30 },
+                { "kind": "file", "id": "b", "path": "missing.txt" },
+                { "kind": "sleep", "id": "c", "duration_ms": 10 }
+            ]}),
+        )
+        .await;
+    let id = posted.json["id"].as_str().unwrap().to_owned();
+
+    let app = app.restart().await;
+    let got = app.get(&format!("/batches/{id}")).await;
+
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        got.json, posted.json,
+        "the stored batch reads back exactly as it was answered"
+    );
+}
+
+#[tokio::test]
+async fn get_shows_progress_counts_while_a_batch_runs() {
+    let app = spawn_app().await;
+    let id = submit_async(
+        &app,
+        json!({ "jobs": [
+            { "kind": "sleep", "duration_ms": 10 },
+            { "kind": "sleep", "duration_ms": 3000 }
+        ]}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let b = app.get(&format!("/batches/{id}")).await.json;
+
+    assert_eq!(b["status"], "running");
+    assert_eq!(b["summary"]["succeeded"], 1);
+    assert_eq!(b["summary"]["pending"], 1);
+    assert_eq!(b["results"][1]["status"], "running");
+}
+
+#[tokio::test]
+async fn delete_cancels_a_running_batch_and_refuses_a_finished_one() {
+    let app = spawn_app().await;
+    let id = submit_async(
+        &app,
+        json!({ "concurrency": 1, "jobs": [
+            { "kind": "sleep", "duration_ms": 20 },
+            { "kind": "sleep", "duration_ms": 5000 },
+            { "kind": "sleep", "duration_ms": 5000 }
+        ]}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let cancelled = app.delete(&format!("/batches/{id}")).await;
+    let again = app.delete(&format!("/batches/{id}")).await;
+    let unknown = app
+        .delete("/batches/01a212db-e7e5-7596-900b-c796ce0bc979")
+        .await;
+
+    assert_eq!(cancelled.status, 200, "{}", cancelled.json);
+    let b = &cancelled.json;
+    assert_eq!(b["status"], "cancelled");
+    assert!(!b["finished_at"].is_null());
+    assert_eq!(b["results"][0]["status"], "succeeded");
+    assert_eq!(b["results"][1]["status"], "cancelled");
+    assert_eq!(b["results"][2]["status"], "cancelled");
+    assert_eq!(b["summary"]["cancelled"], 2);
+    assert_eq!(again.status, 409);
+    assert_eq!(again.json["code"], "batch_finished");
+    assert_eq!(unknown.status, 404);
+    let stored = app.finished(&id).await;
+    assert_eq!(stored["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_and_body_answer_the_first_batch_without_running_it_again() {
+    let app = spawn_app().await;
+    let target = spawn_target().await;
+    let url = format!("{}/hello", target.base);
+    let body = format!(r#"{{"jobs":[{{"kind":"http","url":"{url}"}}],"label":"once"}}"#);
+    let respelled = format!(
+        "{{ \"label\": \"once\",\n  \"jobs\": [ {{ \"url\": \"{url}\", \"kind\": \"http\" }} ] }}"
+    );
+
+    let first = app.post_raw(body, &[("idempotency-key", "k-1")]).await;
+    let second = app.post_raw(respelled, &[("idempotency-key", "k-1")]).await;
+
+    assert_eq!(first.status, 201);
+    assert_eq!(second.status, 201);
+    assert_eq!(second.json["id"], first.json["id"]);
+    assert_eq!(second.headers["location"], first.headers["location"]);
+    assert_eq!(target.hits.load(Ordering::SeqCst), 1, "the batch ran once");
+}
+
+#[tokio::test]
+async fn concurrent_repeats_of_an_idempotency_key_share_one_batch() {
+    let app = spawn_app().await;
+    let body = json!({ "jobs": [{ "kind": "sleep", "duration_ms": 200 }] }).to_string();
+
+    let (a, b) = tokio::join!(
+        app.post_raw(body.clone(), &[("idempotency-key", "same")]),
+        app.post_raw(body.clone(), &[("idempotency-key", "same")])
+    );
+
+    assert_eq!(a.json["id"], b.json["id"]);
+    assert_eq!((a.status, b.status), (201, 201));
+    assert_eq!(
+        b.json["status"], "completed",
+        "the repeat waited for the first answer"
+    );
+}
+
+#[tokio::test]
+async fn an_idempotency_key_reused_with_another_body_is_a_422() {
+    let app = spawn_app().await;
+
+    let first = app
+        .post_raw(
+            json!({ "jobs": [{ "kind": "sleep", "duration_ms": 1 }] }).to_string(),
+            &[("idempotency-key", "k-2")],
+        )
+        .await;
+    let other = app
+        .post_raw(
+            json!({ "jobs": [{ "kind": "sleep", "duration_ms": 2 }] }).to_string(),
+            &[("idempotency-key", "k-2")],
+        )
+        .await;
+
+    assert_eq!(first.status, 201);
+    assert_eq!(other.status, 422);
+    assert_eq!(other.json["code"], "idempotency_key_reused");
+    assert_eq!(other.headers["content-type"], "application/problem+json");
+}
+
+#[tokio::test]
+async fn an_async_first_answer_is_replayed_as_202() {
+    let app = spawn_app().await;
+    let body = json!({ "jobs": [{ "kind": "sleep", "duration_ms": 300 }] }).to_string();
+
+    let first = app
+        .post_raw(
+            body.clone(),
+            &[("idempotency-key", "k-3"), ("prefer", "respond-async")],
+        )
+        .await;
+    let again = app.post_raw(body, &[("idempotency-key", "k-3")]).await;
+
+    assert_eq!(first.status, 202);
+    assert_eq!(
+        again.status, 202,
+        "the first answer's status code is replayed"
+    );
+    assert_eq!(again.json["id"], first.json["id"]);
+}
+
+#[tokio::test]
+async fn listing_visits_every_batch_exactly_once_while_new_ones_arrive() {
+    let app = spawn_app().await;
+    let mut created = HashSet::new();
+    for i in 0..23 {
+        let res = app.post(&json!({ "label": format!("old {i}"), "jobs": [{ "kind": "sleep", "duration_ms": 0 }] })).await;
+        created.insert(res.json["id"].as_str().unwrap().to_owned());
+    }
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut newer = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/batches?limit=5&cursor={c}"),
+            None => "/batches?limit=5".to_owned(),
+        };
+        let page = app.get(&path).await;
+        assert_eq!(page.status, 200, "{}", page.json);
+        for item in page.json["items"].as_array().unwrap() {
+            assert!(
+                item.get("results").is_none(),
+                "list items carry no task results"
+            );
+            seen.push(item["id"].as_str().unwrap().to_owned());
+        }
+        // New batches arrive between pages.
+        app.post(&json!({ "label": format!("new {newer}"), "jobs": [{ "kind": "sleep", "duration_ms": 0 }] })).await;
+        newer += 1;
+        match page.json["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no batch listed twice");
+    for id in &created {
+        assert!(unique.contains(id), "batch {id} was never listed");
+    }
+    assert_eq!(
+        seen.len(),
+        created.len(),
+        "batches created while paging come before the first page"
+    );
+}
+
+#[tokio::test]
+async fn listing_filters_by_status_and_checks_its_parameters() {
+    let app = spawn_app().await;
+    app.post(&json!({ "jobs": [{ "kind": "sleep", "duration_ms": 0 }] }))
+        .await;
+    app.post(&json!({ "jobs": [{ "kind": "file", "path": "nope" }] }))
+        .await;
+
+    let failed = app.get("/batches?status=failed").await;
+    let bad = app.get("/batches?status=weird&limit=0&cursor=%%%").await;
+
+    let items = failed.json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["status"], "failed");
+    assert_eq!(bad.status, 422);
+    assert_eq!(bad.json["code"], "invalid_query");
+    let fields: Vec<&str> = bad.json["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, vec!["status", "limit", "cursor"]);
+}
+
+#[tokio::test]
+async fn another_instances_restart_leaves_a_running_batch_alone_and_interrupts_its_own() {
+    if !durable() {
+        return;
+    }
+    let a = spawn_app().await;
+    let b = a.sibling("instance-b").await;
+    let a_batch = submit_async(
+        &a,
+        json!({ "jobs": [{ "kind": "sleep", "duration_ms": 1500 }] }),
+    )
+    .await;
+    let b_batch = submit_async(
+        &b,
+        json!({ "jobs": [{ "kind": "sleep", "duration_ms": 60000 }] }),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // B stops hard (its batch left unfinished in the store), then comes back.
+    let b_config = b.config.clone();
+    b.abandon();
+    let b = a.sibling(b_config.instance_id.as_deref().unwrap()).await;
+
+    let seen_by_b = b.get(&format!("/batches/{a_batch}")).await.json;
+    assert_eq!(
+        seen_by_b["status"], "running",
+        "A's live batch is not B's to interrupt"
+    );
+    let own = b.get(&format!("/batches/{b_batch}")).await.json;
+    assert_eq!(
+        own["status"], "interrupted",
+        "B's own unfinished batch is interrupted"
+    );
+    assert_eq!(own["results"][0]["status"], "interrupted");
+    let done = a.finished(&a_batch).await;
+    assert_eq!(done["status"], "completed");
+}
+
+#[tokio::test]
+async fn retention_deletes_finished_batches_only() {
+    let app = spawn_app_with(|c| c.retention = Some(Duration::from_millis(300))).await;
+    let old = app
+        .post(&json!({ "jobs": [{ "kind": "sleep", "duration_ms": 0 }] }))
+        .await
+        .json["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let running = submit_async(
+        &app,
+        json!({ "jobs": [{ "kind": "sleep", "duration_ms": 4000 }] }),
+    )
+    .await;
+
+    let mut gone = false;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if app.get(&format!("/batches/{old}")).await.status == 404 {
+            gone = true;
+            break;
+        }
+    }
+
+    assert!(gone, "the finished batch outlived its retention");
+    assert_eq!(
+        app.get(&format!("/batches/{running}")).await.status,
+        200,
+        "a running batch is kept"
+    );
+}
+
+#[tokio::test]
+async fn migrations_apply_to_an_empty_database_and_again_harmlessly() {
+    let app = spawn_app().await;
+    let id = app
+        .post(&json!({ "jobs": [{ "kind": "sleep", "duration_ms": 0 }] }))
+        .await
+        .json["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Restarting runs the migrations again on the same database.
+    let app = app.restart().await;
+    let app = app.restart().await;
+
+    assert_eq!(app.get("/readyz").await.status, 200);
+    if durable() {
+        assert_eq!(app.get(&format!("/batches/{id}")).await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn kill_9_mid_batch_leaves_it_interrupted_with_its_finished_tasks() {
+    if backend() != "sqlite" {
+        eprintln!("skipped: the kill -9 test runs the binary on SQLite");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    let (mut child, base) = start_binary(&db);
+    let client = reqwest::Client::new();
+    let res = client
+        .post(format!("{base}/batches"))
+        .header("prefer", "respond-async")
+        .body(
+            json!({ "jobs": [
+                { "kind": "sleep", "id": "quick", "duration_ms": 10 },
+                { "kind": "sleep", "id": "long", "duration_ms": 60000 }
+            ]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let id = res.json_value().await["id"].as_str().unwrap().to_owned();
+    // Long enough for the quick task's row to be written (writes are grouped every 100 ms).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (mut child, base) = start_binary(&db);
+    let b = client
+        .get(format!("{base}/batches/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json_value()
+        .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert_eq!(b["status"], "interrupted", "{b}");
+    assert!(!b["finished_at"].is_null());
+    assert_eq!(b["results"][0]["status"], "succeeded");
+    assert!(b["results"][0]["output"]["slept_ms"].as_f64().unwrap() >= 10.0);
+    assert_eq!(b["results"][1]["status"], "interrupted");
+    assert_eq!(b["summary"]["interrupted"], 1);
+}
+
+/// Starts the real binary on an ephemeral port and reads the port from its first log lines.
+fn start_binary(db: &str) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            db,
+            "--instance-id",
+            "killed",
+            "--log-format",
+            "json",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let base = loop {
+        let line = lines.next().expect("the server logs its address").unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            let addr: String = rest.chars().take_while(|c| *c != ' ').collect();
+            break format!("http://{addr}");
+        }
+    };
+    // Keep draining its log so the pipe never fills.
+    std::thread::spawn(move || for _ in lines {});
+    (child, base)
+}
+
+trait JsonValue {
+    async fn json_value(self) -> Value;
+}
+
+impl JsonValue for reqwest::Response {
+    async fn json_value(self) -> Value {
+        serde_json::from_slice(&self.bytes().await.unwrap()).unwrap()
+    }
+}
