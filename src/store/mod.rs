@@ -101,10 +101,7 @@ pub trait Store: Send + Sync + 'static {
     fn list(&self, filter: ListFilter) -> BoxFuture<'_, Result<Vec<BatchRecord>, StoreError>>;
 
     /// The batch holding an idempotency key: its id, request hash and first answer status.
-    fn find_key(
-        &self,
-        key: String,
-    ) -> BoxFuture<'_, Result<Option<(Uuid, String, u16)>, StoreError>>;
+    fn find_key(&self, key: String) -> BoxFuture<'_, Result<Option<KeyHolder>, StoreError>>;
 
     /// Renews this instance's heartbeat on its unfinished batches; returns those whose
     /// cancellation another instance requested.

@@ -423,10 +423,7 @@ impl Store for SqlStore {
         })
     }
 
-    fn find_key(
-        &self,
-        key: String,
-    ) -> BoxFuture<'_, Result<Option<(Uuid, String, u16)>, StoreError>> {
+    fn find_key(&self, key: String) -> BoxFuture<'_, Result<Option<KeyHolder>, StoreError>> {
         Box::pin(async move {
             let row = sqlx::query(
                 "SELECT id, request_hash, answer_status FROM batches WHERE idempotency_key = $1",
