@@ -44,9 +44,10 @@ def peak_rss_mb(pid):
     return float("nan")
 
 
-def start_server(binary, port):
+def start_server(binary, port, database_url="memory://"):
     proc = subprocess.Popen(
-        [binary, "serve", "--listen", f"127.0.0.1:{port}", "--max-jobs", "100000",
+        [binary, "serve", "--listen", f"127.0.0.1:{port}", "--database-url", database_url,
+         "--max-jobs", "100000",
          "--max-concurrency", "100000", "--max-body-bytes", "16777216"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={**os.environ, "RUST_LOG": "warn"},
@@ -63,9 +64,9 @@ def start_server(binary, port):
     sys.exit("fanout did not start")
 
 
-def run_fanout(binary, n, ms):
+def run_fanout(binary, n, ms, database_url="memory://"):
     port = free_port()
-    proc = start_server(binary, port)
+    proc = start_server(binary, port, database_url)
     try:
         body = json.dumps({"jobs": [{"kind": "sleep", "duration_ms": ms}] * n,
                            "return_exceptions": True}).encode()

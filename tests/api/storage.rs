@@ -447,3 +447,26 @@ impl JsonValue for reqwest::Response {
         serde_json::from_slice(&self.bytes().await.unwrap()).unwrap()
     }
 }
+
+#[tokio::test]
+async fn a_delete_sent_to_another_instance_cancels_the_batch_where_it_runs() {
+    if !durable() {
+        return;
+    }
+    // Heartbeats every second (a third of stale_after), so the request is seen quickly.
+    let a = spawn_app_with(|c| c.stale_after = Duration::from_secs(3)).await;
+    let b = a.sibling("instance-b").await;
+    let id = submit_async(
+        &a,
+        json!({ "jobs": [{ "kind": "sleep", "duration_ms": 30000 }] }),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let asked = b.delete(&format!("/batches/{id}")).await;
+
+    assert_eq!(asked.status, 202, "{}", asked.json);
+    let done = a.finished(&id).await;
+    assert_eq!(done["status"], "cancelled");
+    assert_eq!(done["results"][0]["status"], "cancelled");
+}
