@@ -64,6 +64,24 @@ pub struct NewBatch {
     pub instance_id: String,
 }
 
+/// What one transaction writes: every batch accepted since the last one, and what ended in
+/// every running batch since then.
+#[derive(Debug, Default)]
+pub struct Writes {
+    pub inserts: Vec<NewBatch>,
+    pub saves: Vec<Save>,
+}
+
+/// A running batch's progress: the tasks that ended since the last save, and its fields;
+/// `finished` also writes the final status, summary and `finished_at`.
+#[derive(Debug)]
+pub struct Save {
+    pub id: Uuid,
+    pub meta: BatchMeta,
+    pub tasks: Vec<TaskRecord>,
+    pub finished: bool,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Inserted {
     New,
@@ -82,18 +100,9 @@ pub struct ListFilter {
 
 /// A durable backend. One implementation covers SQLite and PostgreSQL ([`sql::SqlStore`]).
 pub trait Store: Send + Sync + 'static {
-    /// Inserts a new batch row (committed when this returns).
-    fn insert(&self, batch: NewBatch) -> BoxFuture<'_, Result<Inserted, StoreError>>;
-
-    /// Writes ended tasks and the batch's fields, in one transaction; `finished` also writes
-    /// the final status, summary and `finished_at`.
-    fn save(
-        &self,
-        id: Uuid,
-        meta: BatchMeta,
-        tasks: Vec<TaskRecord>,
-        finished: bool,
-    ) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Applies a group of writes in one transaction: new batch rows (one [`Inserted`] each, in
+    /// order), then ended tasks and batch fields. All or nothing.
+    fn write(&self, writes: Writes) -> BoxFuture<'_, Result<Vec<Inserted>, StoreError>>;
 
     fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<BatchRecord>, StoreError>>;
 

@@ -12,11 +12,12 @@ use std::time::Duration;
 use chrono::Utc;
 use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use super::{Inserted, KeyHolder, ListFilter, NewBatch, Store, StoreError};
+use super::{Inserted, KeyHolder, ListFilter, NewBatch, Save, Store, StoreError, Writes};
 use crate::engine::spec::BatchSpec;
 use crate::engine::{Batch, BatchStatus, Engine};
 
@@ -34,8 +35,19 @@ pub struct Batches {
     memory_keys: Mutex<HashMap<String, KeyHolder>>,
     /// One lock per idempotency key being accepted, so a repeat waits for the first.
     key_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// The writer tasks, so shutdown can wait for their last commit.
-    writers: TaskTracker,
+    /// The one writer task's queue (none for `memory://`).
+    writer: Option<mpsc::UnboundedSender<Command>>,
+    /// Cancelled at shutdown: the writer ends once every batch it tracks is written.
+    closing: CancellationToken,
+    writer_done: TaskTracker,
+}
+
+/// What the writer is asked to do.
+enum Command {
+    /// Insert a batch row; answer once it is committed.
+    Insert(Box<NewBatch>, oneshot::Sender<Result<Inserted, StoreError>>),
+    /// Write this batch's progress until it has finished.
+    Track(Arc<Batch>),
 }
 
 /// What `submit` did.
@@ -61,15 +73,24 @@ pub enum Found {
 
 impl Batches {
     pub fn new(engine: Engine, store: Option<Arc<dyn Store>>, instance_id: String) -> Arc<Batches> {
-        Arc::new(Batches {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let batches = Arc::new(Batches {
             engine,
-            store,
+            writer: store.as_ref().map(|_| tx),
+            store: store.clone(),
             instance_id,
             live: RwLock::default(),
             memory_keys: Mutex::default(),
             key_locks: Mutex::default(),
-            writers: TaskTracker::new(),
-        })
+            closing: CancellationToken::new(),
+            writer_done: TaskTracker::new(),
+        });
+        if let Some(store) = store {
+            let writer = write_loop(Arc::downgrade(&batches), store, rx, batches.closing.clone());
+            batches.writer_done.spawn(writer);
+        }
+        batches.writer_done.close();
+        batches
     }
 
     pub fn engine(&self) -> &Engine {
@@ -169,7 +190,13 @@ impl Batches {
                     answer_status,
                     instance_id: self.instance_id.clone(),
                 };
-                if store.insert(row).await? == Inserted::KeyTaken {
+                let _ = store;
+                let (done, answer) = oneshot::channel();
+                self.send(Command::Insert(Box::new(row), done))?;
+                let inserted = answer
+                    .await
+                    .map_err(|_| StoreError("the writer stopped".into()))??;
+                if inserted == Inserted::KeyTaken {
                     return Ok(None);
                 }
             }
@@ -184,11 +211,20 @@ impl Batches {
         self.live.write().insert(batch.id, batch.clone());
         tracing::info!(batch_id = %batch.id, tasks = spec.jobs.len(), mode = ?spec.mode, "batch accepted");
         self.engine.start(batch.clone(), spec);
-        if let Some(store) = &self.store {
-            self.writers
-                .spawn(persist(self.clone(), store.clone(), batch.clone()));
+        if self.writer.is_some() {
+            self.send(Command::Track(batch.clone()))?;
         }
         Ok(Some(batch))
+    }
+
+    fn send(&self, command: Command) -> Result<(), StoreError> {
+        let writer = self
+            .writer
+            .as_ref()
+            .ok_or_else(|| StoreError("no writer".into()))?;
+        writer
+            .send(command)
+            .map_err(|_| StoreError("the writer stopped".into()))
     }
 
     /// A batch as it is now: from memory when this instance runs it, else from the store.
@@ -293,7 +329,17 @@ impl Batches {
         for &id in &ids {
             if let Some(record) = store.load(id).await? {
                 let meta = Batch::restore(record).meta();
-                store.save(id, meta, Vec::new(), true).await?;
+                let save = Save {
+                    id,
+                    meta,
+                    tasks: Vec::new(),
+                    finished: true,
+                };
+                let writes = Writes {
+                    inserts: Vec::new(),
+                    saves: vec![save],
+                };
+                store.write(writes).await?;
             }
         }
         Ok(ids.len() as u64)
@@ -374,49 +420,129 @@ impl Batches {
         }
     }
 
-    /// Waits for every writer's last commit (after the engine stopped the batches).
+    /// Waits for the writer's last commit (after the engine stopped the batches).
     pub async fn flush(&self) {
-        self.writers.close();
-        self.writers.wait().await;
+        self.closing.cancel();
+        self.writer_done.wait().await;
     }
 }
 
-/// Writes a batch's ended tasks as they come, grouped, then its final state; then lets the
-/// database serve it.
-async fn persist(batches: Arc<Batches>, store: Arc<dyn Store>, batch: Arc<Batch>) {
-    let mut written = 0;
-    let mut finished = false;
-    let mut last_status: Option<BatchStatus> = None;
-    while !finished {
+/// A batch the writer keeps writing, and how far it got.
+struct Tracked {
+    batch: Arc<Batch>,
+    /// How many of its ended tasks (in completion order) are written.
+    written: usize,
+    status: Option<BatchStatus>,
+}
+
+type Waiter = oneshot::Sender<Result<Inserted, StoreError>>;
+
+/// The one writer: every turn (at most every [`FLUSH_EVERY`], or at once when a new batch
+/// waits for its commit) it writes, in one transaction, every batch accepted since the last
+/// turn and every task that ended since then in every batch it tracks. Under load a commit
+/// carries many batches, so the database sees far fewer transactions than requests.
+async fn write_loop(
+    batches: std::sync::Weak<Batches>,
+    store: Arc<dyn Store>,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+    closing: CancellationToken,
+) {
+    let mut tracked: Vec<Tracked> = Vec::new();
+    let mut inserts: Vec<(NewBatch, Waiter)> = Vec::new();
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
         tokio::select! {
-            _ = batch.finished() => finished = true,
-            _ = tokio::time::sleep(FLUSH_EVERY) => {}
+            command = rx.recv() => match command {
+                Some(c) => take(c, &mut tracked, &mut inserts),
+                None => return,
+            },
+            _ = tick.tick() => {}
+            _ = closing.cancelled(), if tracked.is_empty() => {}
         }
-        let (tasks, upto) = batch.ended_since(written);
-        let meta = batch.meta();
-        if tasks.is_empty() && !finished && last_status == Some(meta.status) {
+        while let Ok(c) = rx.try_recv() {
+            take(c, &mut tracked, &mut inserts);
+        }
+        if closing.is_cancelled() && tracked.is_empty() && inserts.is_empty() {
+            return;
+        }
+
+        let mut saves = Vec::new();
+        let mut marks = Vec::new();
+        for (i, t) in tracked.iter().enumerate() {
+            // Finished first: then every task it reports has ended and is in `ended_since`.
+            let finished = t.batch.is_finished();
+            let (tasks, upto) = t.batch.ended_since(t.written);
+            let meta = t.batch.meta();
+            if tasks.is_empty() && !finished && t.status == Some(meta.status) {
+                continue;
+            }
+            marks.push((i, upto, meta.status, finished));
+            saves.push(Save {
+                id: t.batch.id,
+                meta,
+                tasks,
+                finished,
+            });
+        }
+        if saves.is_empty() && inserts.is_empty() {
             continue;
         }
-        let status = meta.status;
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match store
-                .save(batch.id, meta.clone(), tasks.clone(), finished)
-                .await
-            {
-                Ok(()) => break,
-                Err(e) => {
-                    // Keep what ended in memory and try again: the store may come back.
-                    tracing::error!(batch_id = %batch.id, error = %e, "writing the batch failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+        let rows: usize = saves.iter().map(|s| s.tasks.len()).sum();
+        let (new, began) = (inserts.len(), std::time::Instant::now());
+        let (rows_in, waiters): (Vec<NewBatch>, Vec<Waiter>) = inserts.drain(..).unzip();
+        match store
+            .write(Writes {
+                inserts: rows_in,
+                saves,
+            })
+            .await
+        {
+            Ok(results) => {
+                let took_ms = began.elapsed().as_millis() as u64;
+                tracing::debug!(new, rows, took_ms, "written");
+                for (done, result) in waiters.into_iter().zip(results) {
+                    let _ = done.send(Ok(result));
+                }
+                let mut finished_ids = Vec::new();
+                for (i, upto, status, finished) in marks {
+                    tracked[i].written = upto;
+                    tracked[i].status = Some(status);
+                    if finished {
+                        finished_ids.push(tracked[i].batch.id);
+                    }
+                }
+                tracked.retain(|t| !finished_ids.contains(&t.batch.id));
+                if let Some(batches) = batches.upgrade() {
+                    // Written for good: from now on the database serves these.
+                    let mut live = batches.live.write();
+                    for id in &finished_ids {
+                        live.remove(id);
+                    }
                 }
             }
+            Err(e) => {
+                // New batches are refused (their clients get a 500); progress stays in memory
+                // and is written again next turn.
+                tracing::error!(error = %e, "writing to the store failed; retrying");
+                for done in waiters {
+                    let _ = done.send(Err(StoreError(e.0.clone())));
+                }
+                tokio::time::sleep(FLUSH_EVERY).await;
+            }
         }
-        written = upto;
-        last_status = Some(status);
     }
-    batches.live.write().remove(&batch.id);
+}
+
+fn take(command: Command, tracked: &mut Vec<Tracked>, inserts: &mut Vec<(NewBatch, Waiter)>) {
+    match command {
+        Command::Insert(row, done) => inserts.push((*row, done)),
+        Command::Track(batch) => tracked.push(Tracked {
+            batch,
+            written: 0,
+            status: None,
+        }),
+    }
 }
 
 /// SHA-256 of the request's JSON with object keys sorted: the same JSON, however spelled,
