@@ -48,6 +48,8 @@ enum Command {
     Insert(Box<NewBatch>, oneshot::Sender<Result<Inserted, StoreError>>),
     /// Write this batch's progress until it has finished.
     Track(Arc<Batch>),
+    /// A tracked batch finished: write now.
+    Flush,
 }
 
 /// What `submit` did.
@@ -211,8 +213,14 @@ impl Batches {
         self.live.write().insert(batch.id, batch.clone());
         tracing::info!(batch_id = %batch.id, tasks = spec.jobs.len(), mode = ?spec.mode, "batch accepted");
         self.engine.start(batch.clone(), spec);
-        if self.writer.is_some() {
+        if let Some(writer) = &self.writer {
             self.send(Command::Track(batch.clone()))?;
+            // Write the end of a batch at once rather than at the writer's next tick.
+            let (batch, writer) = (batch.clone(), writer.clone());
+            tokio::spawn(async move {
+                batch.finished().await;
+                let _ = writer.send(Command::Flush);
+            });
         }
         Ok(Some(batch))
     }
@@ -542,6 +550,7 @@ fn take(command: Command, tracked: &mut Vec<Tracked>, inserts: &mut Vec<(NewBatc
             written: 0,
             status: None,
         }),
+        Command::Flush => {}
     }
 }
 
