@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::engine::{Engine, EngineConfig};
+use crate::guard::{Dialer, Lookup, NetGuard, NetPolicy};
 use crate::http::request::Limits;
 use crate::http::{AppState, auth, router};
 use crate::store;
@@ -43,14 +44,81 @@ pub enum StartError {
     },
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The accepted tokens' digests: `--api-token` values and `--api-token-file` lines.
+fn tokens(config: &Config) -> Result<Vec<[u8; 32]>, StartError> {
+    let mut digests: Vec<[u8; 32]> = config
+        .api_token
+        .iter()
+        .filter(|t| !t.is_empty())
+        .map(|t| auth::digest(t))
+        .collect();
+    if let Some(path) = &config.api_token_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            StartError::Config(format!(
+                "cannot read --api-token-file {}: {e}",
+                path.display()
+            ))
+        })?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let bytes: Option<Vec<u8>> = (line.len() == 64)
+                .then(|| {
+                    (0..32)
+                        .map(|i| u8::from_str_radix(&line[2 * i..2 * i + 2], 16).ok())
+                        .collect()
+                })
+                .flatten();
+            match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+                Some(d) => digests.push(d),
+                None => {
+                    return Err(StartError::Config(format!(
+                        "--api-token-file line {}: not a SHA-256 hex digest (64 hex digits)",
+                        n + 1
+                    )));
+                }
+            }
+        }
+    }
+    Ok(digests)
+}
+
+/// Test seams: stand-ins for name lookups and for dialling, so that tests can resolve names
+/// to chosen addresses and see what would be dialled without connecting anywhere.
+#[derive(Default, Clone)]
+pub struct Hooks {
+    pub lookup: Option<Arc<dyn Lookup>>,
+    pub dialer: Option<Arc<dyn Dialer>>,
 }
 
 impl App {
     pub async fn build(config: Config) -> Result<App, StartError> {
+        App::build_with(config, Hooks::default()).await
+    }
+
+    pub async fn build_with(config: Config, hooks: Hooks) -> Result<App, StartError> {
+        let policy = NetPolicy::parse(&config.allow_net).map_err(StartError::Config)?;
+        let mut guard = NetGuard::new(policy);
+        if let Some(lookup) = hooks.lookup {
+            guard.lookup = lookup;
+        }
+        if let Some(dialer) = hooks.dialer {
+            guard.dialer = dialer;
+        }
+        let tokens = tokens(&config)?;
         let store = store::open(&config.database_url, config.sqlite_sync).await?;
         let engine = Engine::new(EngineConfig {
             max_concurrency: config.max_concurrency as usize,
+            max_queue: config.max_queue,
+            max_batch_duration: config.max_batch_duration,
             files_root: config.files_root.clone(),
+            guard,
         })
         .map_err(|source| StartError::FilesRoot {
             path: config.files_root.display().to_string(),
@@ -84,8 +152,10 @@ impl App {
                 max_concurrency: config.max_concurrency as usize,
                 max_response_bytes: config.max_response_bytes,
                 max_file_bytes: config.max_file_bytes,
+                max_job_timeout: config.max_job_timeout,
+                max_batch_duration: config.max_batch_duration,
             }),
-            tokens: config.api_token.iter().map(|t| auth::digest(t)).collect(),
+            tokens: tokens.into(),
             draining: Arc::new(AtomicBool::new(false)),
         };
         let addr = listener.local_addr().map_err(|source| StartError::Listen {
@@ -96,9 +166,7 @@ impl App {
             tracing::warn!(%addr, "LISTENING ON A NON-LOOPBACK ADDRESS WITHOUT --api-token: anyone who can reach it can make this host send requests and read files");
         }
         if !config.allow_net.is_empty() {
-            tracing::warn!(
-                "--allow-net is accepted but not enforced yet: this version has no outbound address guard"
-            );
+            tracing::info!(allow_net = ?config.allow_net, "HTTP jobs may reach public addresses and these");
         }
         Ok(App {
             background,

@@ -42,8 +42,9 @@ pub struct Config {
     #[arg(long, env = "FANOUT_FILES_ROOT", default_value = "./files")]
     pub files_root: PathBuf,
 
-    /// CIDR, host, or address:port that HTTP jobs may reach besides public addresses
-    /// (repeatable). Accepted now; not enforced yet: this version has no outbound guard.
+    /// What HTTP jobs may reach besides public addresses (repeatable): a CIDR (`10.0.0.0/8`),
+    /// an address (`127.0.0.1`), an address and port (`127.0.0.1:3000`), or a host name with or
+    /// without a port (`localhost:3000`). Everything else that is not public is refused.
     #[arg(long, env = "FANOUT_ALLOW_NET", value_delimiter = ',')]
     pub allow_net: Vec<String>,
 
@@ -54,6 +55,21 @@ pub struct Config {
     /// Jobs in flight across all batches; a batch's `concurrency` is clamped to it.
     #[arg(long, env = "FANOUT_MAX_CONCURRENCY", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrency: u32,
+
+    /// Tasks that may wait for a slot server-wide, beyond those running; a batch that would
+    /// exceed it gets 429 with Retry-After.
+    #[arg(long, env = "FANOUT_MAX_QUEUE", default_value_t = 100_000)]
+    pub max_queue: usize,
+
+    /// Longest a job attempt may run: the default `timeout_ms` of every job, and its upper
+    /// bound (a larger `timeout_ms` is a 422).
+    #[arg(long, env = "FANOUT_MAX_JOB_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub max_job_timeout: Duration,
+
+    /// Longest a batch may run; what still runs then ends `timed_out` (a larger `timeout_ms`
+    /// is a 422).
+    #[arg(long, env = "FANOUT_MAX_BATCH_DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub max_batch_duration: Duration,
 
     /// Largest request body accepted, in bytes; larger bodies get 413.
     #[arg(long, env = "FANOUT_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
@@ -76,6 +92,11 @@ pub struct Config {
         hide_env_values = true
     )]
     pub api_token: Vec<String>,
+
+    /// A file of accepted tokens as SHA-256 hex digests, one per line (`#` starts a comment),
+    /// so the tokens themselves need not be stored on the server.
+    #[arg(long, env = "FANOUT_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
 
     /// Name of this instance in logs and stored rows (default: host name and listen address).
     #[arg(long, env = "FANOUT_INSTANCE_ID")]
@@ -110,10 +131,14 @@ impl Config {
             allow_net: Vec::new(),
             max_jobs: 100_000,
             max_concurrency: 10_000,
+            max_queue: 100_000,
+            max_job_timeout: Duration::from_secs(300),
+            max_batch_duration: Duration::from_secs(3600),
             max_body_bytes: 8 * 1024 * 1024,
             max_response_bytes: 1024 * 1024,
             max_file_bytes: 1024 * 1024,
             api_token: Vec::new(),
+            api_token_file: None,
             instance_id: None,
             log_format: LogFormat::Pretty,
             shutdown_grace: Duration::from_secs(10),

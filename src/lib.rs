@@ -13,6 +13,8 @@
 //!   [`engine::runner`] drives a batch's jobs under its concurrency bounds, [`engine::batch`]
 //!   holds a batch's live state (task records, completion order, summary accumulators) and
 //!   [`engine::jobs`] has one module per job kind.
+//! - [`guard`]: what jobs may reach: the outbound address policy and its resolver, and the
+//!   files-root sandbox.
 //! - [`store`]: where batches live once accepted: a trait and one module per backend.
 //! - [`http`]: the axum API: one module per resource, the JSON extractor that reports bad input
 //!   as problem details, the single [`http::error::ApiError`] type, and the OpenAPI document.
@@ -25,6 +27,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod guard;
 pub mod http;
 pub mod store;
 pub mod telemetry;

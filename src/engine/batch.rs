@@ -423,6 +423,22 @@ impl Batch {
         }
     }
 
+    /// The server's `--max-batch-duration` passed: whatever still runs ends `timed_out`, in
+    /// either mode.
+    pub(crate) fn server_limit_passed(&self, limit: Duration) {
+        match self.mode {
+            Mode::Gather => self.deadline_passed(limit, false),
+            Mode::Wait => {
+                self.state
+                    .lock()
+                    .stop_reason
+                    .get_or_insert(StopReason::Deadline);
+                self.advance(Phase::Answered);
+                self.cancel.cancel();
+            }
+        }
+    }
+
     /// Every task ended or was dropped: record the dropped ones, close the batch.
     pub(crate) fn finish(&self) {
         {

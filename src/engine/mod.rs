@@ -9,4 +9,4 @@ pub mod summary;
 pub mod task;
 
 pub use batch::{Batch, BatchStatus, BatchView, StopReason};
-pub use runner::{Engine, EngineConfig};
+pub use runner::{Admission, Busy, Engine, EngineConfig};

@@ -12,6 +12,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::future::Either;
@@ -26,14 +27,21 @@ use super::batch::{Batch, Outcome, StopReason};
 use super::jobs::{self, JobContext};
 use super::spec::{BatchSpec, JobKind, JobSpec, OnTimeout, RetryPolicy};
 use super::task::{SleepOutput, TaskOutput, ms};
+use crate::guard::NetGuard;
 
 /// Server-wide settings the engine needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineConfig {
     /// Jobs in flight across every batch.
     pub max_concurrency: usize,
-    /// Where `file` jobs read; `None` when the folder does not exist (file jobs then fail).
+    /// Tasks that may wait for a slot beyond those in flight, across every batch.
+    pub max_queue: usize,
+    /// Longest a batch may run, whatever it asked for.
+    pub max_batch_duration: Duration,
+    /// Where `file` jobs read; when the folder does not exist, file jobs fail `not_found`.
     pub files_root: PathBuf,
+    /// What HTTP jobs may reach.
+    pub guard: NetGuard,
 }
 
 /// Below this many jobs a batch is driven by one driver: splitting gains nothing.
@@ -52,6 +60,10 @@ struct Inner {
     /// The server-wide bound on jobs in flight (`--max-concurrency`), shared by all batches.
     global: Arc<Semaphore>,
     max_concurrency: usize,
+    max_batch_duration: Duration,
+    /// Tasks of unfinished batches, against `capacity`: what bounds memory and the queue.
+    outstanding: Arc<AtomicUsize>,
+    capacity: usize,
     /// How many drivers a large batch is split into: one per worker thread.
     workers: usize,
     /// Every batch coordinator, so shutdown can wait for them.
@@ -62,12 +74,15 @@ struct Inner {
 
 impl Engine {
     pub fn new(config: EngineConfig) -> std::io::Result<Engine> {
-        let ctx = JobContext::new(&config.files_root)?;
+        let ctx = JobContext::new(&config.files_root, config.guard)?;
         Ok(Engine {
             inner: Arc::new(Inner {
                 ctx: Arc::new(ctx),
                 global: Arc::new(Semaphore::new(config.max_concurrency)),
                 max_concurrency: config.max_concurrency,
+                max_batch_duration: config.max_batch_duration,
+                outstanding: Arc::default(),
+                capacity: config.max_concurrency.saturating_add(config.max_queue),
                 workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
                 tracker: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
@@ -84,14 +99,49 @@ impl Engine {
         self.inner.ctx.has_files_root()
     }
 
+    /// Reserves room for a batch of `tasks`: its tasks count against the server's bound on
+    /// running plus waiting tasks until the batch ends.
+    pub fn admit(&self, tasks: usize) -> Result<Admission, Busy> {
+        if tasks > self.inner.capacity {
+            return Err(Busy::Never {
+                capacity: self.inner.capacity,
+            });
+        }
+        let outstanding = &self.inner.outstanding;
+        let mut now = outstanding.load(Ordering::Relaxed);
+        loop {
+            if now + tasks > self.inner.capacity {
+                return Err(Busy::Full);
+            }
+            match outstanding.compare_exchange_weak(
+                now,
+                now + tasks,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Ok(Admission {
+                        outstanding: outstanding.clone(),
+                        tasks,
+                    });
+                }
+                Err(seen) => now = seen,
+            }
+        }
+    }
+
     /// Runs the batch in a task of its own, so that it outlives the request that started it:
     /// a client hanging up cancels nobody's jobs.
-    pub fn start(&self, batch: Arc<Batch>, spec: BatchSpec) {
+    pub fn start(&self, batch: Arc<Batch>, spec: BatchSpec, admission: Admission) {
         let inner = self.inner.clone();
         let span = tracing::info_span!("batch", batch_id = %batch.id);
-        self.inner
-            .tracker
-            .spawn(coordinate(inner, batch, spec).instrument(span));
+        self.inner.tracker.spawn(
+            async move {
+                coordinate(inner, batch, spec).await;
+                drop(admission);
+            }
+            .instrument(span),
+        );
     }
 
     /// Stops every running batch (their unfinished tasks become `interrupted`) and waits for
@@ -109,6 +159,27 @@ impl Engine {
             .await
             .is_ok()
     }
+}
+
+/// Room reserved for a batch's tasks; given back when dropped.
+pub struct Admission {
+    outstanding: Arc<AtomicUsize>,
+    tasks: usize,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.outstanding.fetch_sub(self.tasks, Ordering::AcqRel);
+    }
+}
+
+/// Why a batch was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// Running and waiting tasks are at the bound; try again shortly.
+    Full,
+    /// The batch alone is larger than the bound.
+    Never { capacity: usize },
 }
 
 async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
@@ -131,6 +202,12 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
         .timeout
         .map(|t| tokio::time::Instant::from_std(epoch + t));
     let mut deadline_armed = deadline.is_some();
+    // The server's own cap on a batch's life, whatever it asked for.
+    let hard_stop = tokio::time::sleep_until(tokio::time::Instant::from_std(
+        epoch + inner.max_batch_duration,
+    ));
+    tokio::pin!(hard_stop);
+    let mut hard_armed = true;
     let cancel_pending = spec.on_timeout == OnTimeout::Cancel;
     let mut shutdown_seen = false;
     loop {
@@ -149,6 +226,12 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
             {
                 deadline_armed = false;
                 batch.deadline_passed(spec.timeout.unwrap_or_default(), cancel_pending);
+            }
+            _ = &mut hard_stop, if hard_armed => {
+                hard_armed = false;
+                let limit_ms = inner.max_batch_duration.as_millis() as u64;
+                tracing::warn!(limit_ms, "batch reached --max-batch-duration");
+                batch.server_limit_passed(inner.max_batch_duration);
             }
             _ = inner.shutdown.cancelled(), if !shutdown_seen => {
                 shutdown_seen = true;

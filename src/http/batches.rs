@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::{ApiError, FieldError, Problem};
 use super::request::{BatchRequest, parse_batch};
-use crate::engine::{Batch, BatchStatus, BatchView};
+use crate::engine::{Batch, BatchStatus, BatchView, Busy};
 use crate::store::{Found, ListFilter, Submitted};
 
 /// The request body, read whatever its `Content-Type` says (so `curl -d @batch.json` works),
@@ -63,6 +63,8 @@ impl FromRequest<AppState> for Body {
         (status = 400, description = "The body is not JSON (`malformed_json`)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body or task count over the server's limits (`body_too_large`, `too_many_jobs`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The server's queue is full (`queue_full`); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
         (status = 422, description = "Not a valid batch (`invalid_batch`, every invalid field listed), or an Idempotency-Key reused with another body (`idempotency_key_reused`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Shutting down (`shutting_down`)", body = Problem, content_type = "application/problem+json"),
     )
@@ -76,6 +78,7 @@ pub async fn create_batch(
         return Err(ApiError::ShuttingDown);
     }
     let spec = parse_batch(&body, &state.limits)?;
+    let spec_len = spec.jobs.len();
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => match v.to_str() {
@@ -106,6 +109,18 @@ pub async fn create_batch(
             StatusCode::from_u16(first).unwrap_or(StatusCode::CREATED),
         ),
         Submitted::KeyReused => return Err(ApiError::IdempotencyKeyReused),
+        Submitted::Busy(Busy::Full) => return Err(ApiError::QueueFull),
+        Submitted::Busy(Busy::Never { capacity }) => {
+            return Err(ApiError::TooManyJobs {
+                jobs: spec_len,
+                limit: capacity,
+            });
+        }
+        Submitted::KeyTaken => {
+            return Err(ApiError::Internal(
+                "an idempotency key race did not resolve".into(),
+            ));
+        }
     };
     if status == StatusCode::ACCEPTED {
         let mut response = answer(StatusCode::ACCEPTED, &batch);

@@ -83,6 +83,9 @@ pub enum ApiError {
     /// 401 `unauthorized`.
     #[error("a valid bearer token is required")]
     Unauthorized,
+    /// 429 `queue_full`: running and waiting tasks are at the server's bound.
+    #[error("the server's queue is full; retry shortly")]
+    QueueFull,
     /// 503 `shutting_down`.
     #[error("the server is shutting down and takes no new batches")]
     ShuttingDown,
@@ -106,6 +109,7 @@ impl ApiError {
             ApiError::BatchNotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::QueueFull => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -125,6 +129,7 @@ impl ApiError {
             ApiError::RouteNotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::QueueFull => "queue_full",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Internal(_) => "internal",
         }
@@ -144,6 +149,7 @@ impl ApiError {
             ApiError::RouteNotFound => "Not found",
             ApiError::MethodNotAllowed => "Method not allowed",
             ApiError::Unauthorized => "Unauthorized",
+            ApiError::QueueFull => "Queue full",
             ApiError::ShuttingDown => "Shutting down",
             ApiError::Internal(_) => "Internal error",
         }
@@ -185,6 +191,9 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"fanout\""),
             );
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

@@ -24,6 +24,10 @@ pub struct Limits {
     pub max_concurrency: usize,
     pub max_response_bytes: u64,
     pub max_file_bytes: u64,
+    /// Default and upper bound of a job's `timeout_ms`.
+    pub max_job_timeout: Duration,
+    /// Upper bound of a batch's `timeout_ms`.
+    pub max_batch_duration: Duration,
 }
 
 /// Longest `timeout_ms` or `duration_ms` accepted: one day.
@@ -324,6 +328,15 @@ impl BatchRequest {
             None => limits.max_concurrency,
         };
         let timeout = ms_field(&mut errors, "timeout_ms", self.timeout_ms, 1);
+        if timeout.is_some_and(|t| t > limits.max_batch_duration) {
+            errors.push(FieldError::new(
+                "timeout_ms",
+                format!(
+                    "at most {} (the server's --max-batch-duration)",
+                    limits.max_batch_duration.as_millis()
+                ),
+            ));
+        }
         if self.fail_fast && self.return_exceptions {
             errors.push(FieldError::new(
                 "fail_fast",
@@ -424,6 +437,17 @@ impl JobRequest {
             ));
         }
         let timeout = ms_field(errors, &format!("{at}.timeout_ms"), timeout_ms, 1);
+        if timeout.is_some_and(|t| t > limits.max_job_timeout) {
+            errors.push(FieldError::new(
+                format!("{at}.timeout_ms"),
+                format!(
+                    "at most {} (the server's --max-job-timeout)",
+                    limits.max_job_timeout.as_millis()
+                ),
+            ));
+        }
+        // Without its own, a job gets the server's cap: nothing runs unbounded.
+        let timeout = timeout.or(Some(limits.max_job_timeout));
         let retries = match retries {
             None => RetryPolicy::default(),
             Some(r) => {
@@ -595,6 +619,8 @@ mod tests {
 
     fn limits() -> Limits {
         Limits {
+            max_job_timeout: Duration::from_secs(60),
+            max_batch_duration: Duration::from_secs(600),
             max_body_bytes: 1000,
             max_jobs: 10,
             max_concurrency: 100,

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::{Inserted, KeyHolder, ListFilter, NewBatch, Save, Store, StoreError, Writes};
 use crate::engine::spec::BatchSpec;
-use crate::engine::{Batch, BatchStatus, Engine};
+use crate::engine::{Batch, BatchStatus, Busy, Engine};
 
 /// How often a running batch's ended tasks are written, at most.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -60,6 +60,10 @@ pub enum Submitted {
     Replay(Arc<Batch>, u16),
     /// The idempotency key belongs to a batch with another body.
     KeyReused,
+    /// The server's bound on running and waiting tasks has no room for it.
+    Busy(Busy),
+    /// Another instance took the idempotency key meanwhile (handled inside `submit`).
+    KeyTaken,
 }
 
 /// What `cancel` found.
@@ -112,10 +116,7 @@ impl Batches {
         answer_status: u16,
     ) -> Result<Submitted, StoreError> {
         let Some(key) = key else {
-            return self
-                .create(spec, body, None, answer_status)
-                .await
-                .map(|b| Submitted::New(b.expect("no key, no conflict")));
+            return self.create(spec, body, None, answer_status).await;
         };
         let hash = request_hash(body);
         let lock = self
@@ -139,16 +140,13 @@ impl Batches {
                         ))),
                     };
                 }
-                if let Some(batch) = self
-                    .create(
-                        spec.clone(),
-                        body,
-                        Some((key.clone(), hash.clone())),
-                        answer_status,
-                    )
+                let keyed = Some((key.clone(), hash.clone()));
+                match self
+                    .create(spec.clone(), body, keyed, answer_status)
                     .await?
                 {
-                    return Ok(Submitted::New(batch));
+                    Submitted::KeyTaken => continue,
+                    other => return Ok(other),
                 }
             }
             Err(StoreError(
@@ -175,7 +173,11 @@ impl Batches {
         body: &[u8],
         key: Option<(String, String)>,
         answer_status: u16,
-    ) -> Result<Option<Arc<Batch>>, StoreError> {
+    ) -> Result<Submitted, StoreError> {
+        let admission = match self.engine.admit(spec.jobs.len()) {
+            Ok(a) => a,
+            Err(busy) => return Ok(Submitted::Busy(busy)),
+        };
         let batch = Batch::new(Uuid::now_v7(), &spec);
         match &self.store {
             Some(store) => {
@@ -199,7 +201,7 @@ impl Batches {
                     .await
                     .map_err(|_| StoreError("the writer stopped".into()))??;
                 if inserted == Inserted::KeyTaken {
-                    return Ok(None);
+                    return Ok(Submitted::KeyTaken);
                 }
             }
             None => {
@@ -212,7 +214,7 @@ impl Batches {
         }
         self.live.write().insert(batch.id, batch.clone());
         tracing::info!(batch_id = %batch.id, tasks = spec.jobs.len(), mode = ?spec.mode, "batch accepted");
-        self.engine.start(batch.clone(), spec);
+        self.engine.start(batch.clone(), spec, admission);
         if let Some(writer) = &self.writer {
             self.send(Command::Track(batch.clone()))?;
             // Write the end of a batch at once rather than at the writer's next tick.
@@ -222,7 +224,7 @@ impl Batches {
                 let _ = writer.send(Command::Flush);
             });
         }
-        Ok(Some(batch))
+        Ok(Submitted::New(batch))
     }
 
     fn send(&self, command: Command) -> Result<(), StoreError> {

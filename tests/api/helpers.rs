@@ -81,6 +81,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     std::fs::create_dir(&config.files_root).expect("files root");
     config.database_url = fresh_database(files.path()).await;
     config.instance_id = Some(format!("test-{}", uuid::Uuid::new_v4().simple()));
+    // The local targets these tests fetch from; everything else stays refused.
+    config.allow_net = vec!["127.0.0.1".into()];
     configure(&mut config);
     start(config, files).await
 }

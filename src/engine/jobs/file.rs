@@ -1,20 +1,16 @@
-//! `file`: reads a regular file beneath the files root, up to a byte cap.
-//!
-//! The path is resolved by the kernel relative to a handle on the root (cap-std uses `openat2`
-//! with `RESOLVE_BENEATH` where Linux has it), not checked as a string and then opened: absolute
-//! paths, `..` escapes and symlinks that lead outside all fail inside the open itself, so there
-//! is no window between a check and the use.
+//! `file`: reads a regular file beneath the files root (opened through
+//! [`crate::guard::files`]), up to a byte cap.
 
-use cap_std::fs::OpenOptionsExt as _;
 use std::io::Read;
 
 use base64::Engine as _;
-use cap_std::fs::{Dir, OpenOptions};
+use cap_std::fs::Dir;
 use sha2::{Digest, Sha256};
 
 use super::Failure;
 use crate::engine::spec::{FileEncoding, FileJob};
 use crate::engine::task::{ErrorCode, FileOutput, TaskOutput};
+use crate::guard::files::{self, OpenError};
 
 pub async fn run(root: Option<&Dir>, job: &FileJob) -> Result<TaskOutput, Failure> {
     let Some(root) = root else {
@@ -40,27 +36,14 @@ fn read(
     max_bytes: u64,
     encoding: FileEncoding,
 ) -> Result<TaskOutput, Failure> {
-    if path.contains('\0') {
-        return Err(Failure::new(
-            ErrorCode::Invalid,
-            "the path contains a NUL byte",
-        ));
-    }
-    let mut options = OpenOptions::new();
-    // Non-blocking, so that opening a FIFO does not wait for a writer; no controlling tty.
-    options
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
-    let file = root
-        .open_with(path, &options)
-        .map_err(|e| open_failure(&e))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| Failure::new(ErrorCode::Io, e.to_string()))?;
-    if !meta.is_file() {
-        return Err(Failure::new(ErrorCode::Invalid, "not a regular file"));
-    }
-    let mut buf = Vec::with_capacity(meta.len().min(max_bytes) as usize);
+    let file = files::open(root, path).map_err(|e| match e {
+        OpenError::Forbidden(why) => Failure::new(ErrorCode::Forbidden, why),
+        OpenError::NotFound => Failure::new(ErrorCode::NotFound, "no such file"),
+        OpenError::Invalid(why) => Failure::new(ErrorCode::Invalid, why),
+        OpenError::Io(e) => Failure::new(ErrorCode::Io, e.to_string()),
+    })?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut buf = Vec::with_capacity(len.min(max_bytes) as usize);
     // One byte past the cap tells whether the file was longer.
     file.take(max_bytes + 1)
         .read_to_end(&mut buf)
@@ -71,11 +54,11 @@ fn read(
     let content = match encoding {
         FileEncoding::None => None,
         FileEncoding::Base64 => Some(base64::engine::general_purpose::STANDARD.encode(&buf)),
-        FileEncoding::Utf8 => Some(match String::from_utf8(buf.clone()) {
-            Ok(text) => text,
+        FileEncoding::Utf8 => Some(match std::str::from_utf8(&buf) {
+            Ok(text) => text.to_owned(),
             // The cap cut a character in two: the text up to it is still text.
-            Err(e) if truncated && e.utf8_error().error_len().is_none() => {
-                String::from_utf8_lossy(&buf[..e.utf8_error().valid_up_to()]).into_owned()
+            Err(e) if truncated && e.error_len().is_none() => {
+                String::from_utf8_lossy(&buf[..e.valid_up_to()]).into_owned()
             }
             Err(_) => {
                 return Err(Failure::new(
@@ -91,27 +74,6 @@ fn read(
         content,
         truncated,
     }))
-}
-
-/// Messages name the rule, never the server's own paths.
-fn open_failure(e: &std::io::Error) -> Failure {
-    use std::io::ErrorKind::*;
-    match e.kind() {
-        NotFound | NotADirectory => Failure::new(ErrorCode::NotFound, "no such file"),
-        PermissionDenied => Failure::new(
-            ErrorCode::Forbidden,
-            "the path leads outside the files root or is not readable",
-        ),
-        InvalidInput | InvalidFilename => Failure::new(ErrorCode::Invalid, "not a valid path"),
-        _ if e.raw_os_error() == Some(libc::ELOOP) => {
-            Failure::new(ErrorCode::Invalid, "too many levels of symbolic links")
-        }
-        _ if e.raw_os_error() == Some(libc::EXDEV) => Failure::new(
-            ErrorCode::Forbidden,
-            "the path leads outside the files root",
-        ),
-        _ => Failure::new(ErrorCode::Io, e.to_string()),
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -7,13 +7,18 @@ use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, StatusCode, header};
 
+use std::sync::Arc;
+
 use super::Failure;
 use crate::engine::spec::HttpJob;
 use crate::engine::task::{ErrorCode, HttpOutput, TaskOutput, ms};
+use crate::guard::{GuardedResolver, NetGuard, Refusal, TARGET};
 
 /// The one client every HTTP job shares, so connections are pooled across jobs and batches.
-pub fn client() -> reqwest::Client {
+/// Every name it looks up goes through the guard's resolver.
+pub fn client(guard: &NetGuard) -> reqwest::Client {
     reqwest::Client::builder()
+        .dns_resolver(Arc::new(GuardedResolver(guard.clone())))
         // A proxy from the environment must not carry jobs past our own address checks.
         .no_proxy()
         // Redirects are followed here, hop by hop, so each hop can be checked and counted.
@@ -23,7 +28,11 @@ pub fn client() -> reqwest::Client {
         .expect("the HTTP client's TLS back end initialises")
 }
 
-pub async fn run(client: &reqwest::Client, job: &HttpJob) -> Result<TaskOutput, Failure> {
+pub async fn run(
+    client: &reqwest::Client,
+    guard: &NetGuard,
+    job: &HttpJob,
+) -> Result<TaskOutput, Failure> {
     let started = Instant::now();
     let mut url = job.url.clone();
     let mut method = job.method.clone();
@@ -31,11 +40,17 @@ pub async fn run(client: &reqwest::Client, job: &HttpJob) -> Result<TaskOutput, 
     let mut headers = job.headers.clone();
     let mut hops = 0;
     let response = loop {
-        let response = client
+        // Every hop is judged anew: a redirect to a private address is refused like a request.
+        let target = guard
+            .preflight(&url)
+            .map_err(|r| Failure::new(ErrorCode::Forbidden, r.0))?;
+        let request = client
             .request(method.clone(), url.clone())
             .headers(headers.clone())
             .body(body.clone())
-            .send()
+            .send();
+        let response = TARGET
+            .scope(target, request)
             .await
             .map_err(|e| failure_from(&e))?;
         let status = response.status();
@@ -183,6 +198,13 @@ fn failure_from(e: &reqwest::Error) -> Failure {
         source = s.source();
     }
     let text = chain.join(": ").to_lowercase();
+    let mut cause: Option<&dyn std::error::Error> = Some(e);
+    while let Some(c) = cause {
+        if let Some(refusal) = c.downcast_ref::<Refusal>() {
+            return Failure::new(ErrorCode::Forbidden, refusal.0.clone());
+        }
+        cause = c.source();
+    }
     let code = if e.is_timeout() {
         ErrorCode::Timeout
     } else if text.contains("dns error") || text.contains("failed to lookup address") {

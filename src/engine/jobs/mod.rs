@@ -9,15 +9,17 @@ use std::time::Duration;
 
 use super::spec::JobKind;
 use super::task::{ErrorCode, TaskError, TaskOutput};
+use crate::guard::NetGuard;
 
-/// What every job may use: the shared HTTP client and the files root.
+/// What every job may use: the shared HTTP client, the outbound guard, and the files root.
 pub struct JobContext {
     http: reqwest::Client,
+    guard: NetGuard,
     files: Option<cap_std::fs::Dir>,
 }
 
 impl JobContext {
-    pub fn new(files_root: &Path) -> std::io::Result<JobContext> {
+    pub fn new(files_root: &Path, guard: NetGuard) -> std::io::Result<JobContext> {
         let files =
             match cap_std::fs::Dir::open_ambient_dir(files_root, cap_std::ambient_authority()) {
                 Ok(dir) => Some(dir),
@@ -25,7 +27,8 @@ impl JobContext {
                 Err(e) => return Err(e),
             };
         Ok(JobContext {
-            http: http::client(),
+            http: http::client(&guard),
+            guard,
             files,
         })
     }
@@ -69,7 +72,7 @@ impl Failure {
 /// Runs one attempt of a job.
 pub async fn run_once(ctx: &JobContext, kind: &JobKind) -> Result<TaskOutput, Failure> {
     match kind {
-        JobKind::Http(job) => http::run(&ctx.http, job).await,
+        JobKind::Http(job) => http::run(&ctx.http, &ctx.guard, job).await,
         JobKind::Sleep(job) => Ok(sleep::run(job).await),
         JobKind::File(job) => file::run(ctx.files.as_ref(), job).await,
     }
