@@ -1,5 +1,6 @@
 //! Test helpers: the real app on port 0, and a local HTTP server standing in for every target.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -10,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get};
 use chrono::{DateTime, Utc};
-use fanout::app::App;
+use fanout::app::{App, Hooks};
 use fanout::config::Config;
 use serde_json::Value;
 
@@ -75,6 +76,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_hooked(configure, Hooks::default()).await
+}
+
+/// With stand-ins for name lookups and dialling (see `fanout::app::Hooks`).
+pub async fn spawn_app_hooked(configure: impl FnOnce(&mut Config), hooks: Hooks) -> TestApp {
     let files = Arc::new(tempfile::tempdir().expect("temp dir"));
     let mut config = Config::for_tests();
     config.files_root = files.path().join("root");
@@ -84,11 +90,17 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     // The local targets these tests fetch from; everything else stays refused.
     config.allow_net = vec!["127.0.0.1".into()];
     configure(&mut config);
-    start(config, files).await
+    start_hooked(config, files, hooks).await
 }
 
 async fn start(config: Config, files: Arc<tempfile::TempDir>) -> TestApp {
-    let app = App::build(config.clone()).await.expect("app builds");
+    start_hooked(config, files, Hooks::default()).await
+}
+
+async fn start_hooked(config: Config, files: Arc<tempfile::TempDir>, hooks: Hooks) -> TestApp {
+    let app = App::build_with(config.clone(), hooks)
+        .await
+        .expect("app builds");
     let base = format!("http://{}", app.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
@@ -263,6 +275,10 @@ pub async fn spawn_target() -> Target {
                 .collect();
             axum::Json(serde_json::json!({ "method": method.as_str(), "headers": h, "body": body }))
         }))
+        .route("/redirect-to", get(|axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>| async move {
+            Redirect::to(&q["url"])
+        }))
+        .route("/loop", get(|| async { Redirect::to("/loop") }))
         // Fails with 503 twice, then answers 200.
         .route("/flaky", get(|State(s): State<TargetState>| async move {
             if s.flaky.fetch_add(1, Ordering::SeqCst) < 2 {

@@ -10,5 +10,6 @@ mod file_jobs;
 mod gather;
 mod http_jobs;
 mod lifecycle;
+mod ssrf;
 mod storage;
 mod wait;
