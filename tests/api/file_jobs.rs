@@ -172,3 +172,98 @@ async fn directories_and_fifos_are_invalid_and_do_not_hang() {
     assert_eq!(dir["error"]["code"], "invalid");
     assert_eq!(pipe["error"]["code"], "invalid", "{pipe}");
 }
+
+/// Every way out of the root, and every kind of thing that is not a regular file: the table
+/// says what each must end as; nothing outside the root is ever read.
+#[tokio::test]
+async fn the_path_suite_never_reads_outside_the_root() {
+    let app = spawn_app().await;
+    let root = app.root();
+    let outside = app.files.path();
+    std::fs::write(outside.join("secret.txt"), "top secret").unwrap();
+    std::fs::create_dir_all(root.join("a/b/c")).unwrap();
+    std::fs::write(root.join("ok.txt"), "fine").unwrap();
+    std::fs::write(root.join("a/b/c/deep.txt"), "deep").unwrap();
+    symlink(outside.join("secret.txt"), root.join("abs-out")).unwrap();
+    symlink("../secret.txt", root.join("rel-out")).unwrap();
+    symlink(outside, root.join("dir-out")).unwrap();
+    symlink("/proc/self/environ", root.join("environ")).unwrap();
+    symlink("/dev/zero", root.join("zero")).unwrap();
+    symlink("/etc", root.join("etc")).unwrap();
+    symlink(root.join("ok.txt"), root.join("abs-in")).unwrap();
+    symlink("a/b/c/deep.txt", root.join("rel-in")).unwrap();
+    symlink("loop2", root.join("loop1")).unwrap();
+    symlink("loop1", root.join("loop2")).unwrap();
+    symlink("rel-out", root.join("chain-out")).unwrap();
+    let fifo = root.join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let long = "x".repeat(300);
+    let deep_long = vec!["y"; 3000].join("/");
+    let secret = outside.join("secret.txt").display().to_string();
+
+    let table: Vec<(String, &str)> = vec![
+        (secret.clone(), "forbidden"),
+        ("/etc/passwd".into(), "forbidden"),
+        ("/proc/self/environ".into(), "forbidden"),
+        ("//etc/passwd".into(), "forbidden"),
+        ("../secret.txt".into(), "forbidden"),
+        ("a/../../secret.txt".into(), "forbidden"),
+        ("a/b/c/../../../../secret.txt".into(), "forbidden"),
+        ("./../secret.txt".into(), "forbidden"),
+        ("abs-out".into(), "forbidden"),
+        ("rel-out".into(), "forbidden"),
+        ("chain-out".into(), "forbidden"),
+        ("dir-out/secret.txt".into(), "forbidden"),
+        ("environ".into(), "forbidden"),
+        ("zero".into(), "forbidden"),
+        ("etc/passwd".into(), "forbidden"),
+        ("abs-in".into(), "forbidden"),
+        ("fifo".into(), "invalid"),
+        ("a".into(), "invalid"),
+        (".".into(), "invalid"),
+        ("ok.txt\0.png".into(), "invalid"),
+        (long.clone(), "invalid"),
+        (deep_long, "invalid"),
+        ("loop1".into(), "invalid"),
+        ("ok.txt/".into(), "not_found"),
+        ("%2e%2e/secret.txt".into(), "not_found"),
+        ("..%2fsecret.txt".into(), "not_found"),
+        ("...".into(), "not_found"),
+        ("a/b/c/../../../ok.txt".into(), "succeeded"),
+        ("rel-in".into(), "succeeded"),
+        ("./a/./b/c/deep.txt".into(), "succeeded"),
+    ];
+    assert!(table.len() >= 25);
+    let jobs: Vec<Value> = table
+        .iter()
+        .map(|(path, _)| json!({ "kind": "file", "path": path, "timeout_ms": 5000 }))
+        .collect();
+
+    let res = app
+        .post(&json!({ "return_exceptions": true, "jobs": jobs }))
+        .await;
+
+    assert_eq!(res.status, 201, "{}", res.json);
+    for ((path, want), r) in table.iter().zip(res.json["results"].as_array().unwrap()) {
+        let shown: String = path.chars().take(60).collect();
+        let got = if r["status"] == "succeeded" {
+            "succeeded"
+        } else {
+            r["error"]["code"].as_str().unwrap()
+        };
+        assert_eq!(got, *want, "{shown:?}: {r}");
+        let text = r.to_string();
+        assert!(!text.contains("top secret"), "{shown:?} read the secret");
+        assert!(
+            !text.contains(&secret),
+            "{shown:?}: a server path in the answer"
+        );
+        assert!(!text.contains("PATH="), "{shown:?} read an environment");
+    }
+}
