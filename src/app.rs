@@ -200,6 +200,10 @@ impl App {
         );
         let state = self.state.clone();
         let grace = self.grace;
+        // While draining the listener stays open: new batches get 503, /readyz says 503 so a
+        // load balancer stops sending, and clients can still read their batches. Once every
+        // batch has ended (or the grace period is over and the rest are interrupted), the
+        // server stops accepting and finishes the requests in flight.
         let draining = async move {
             signal.await;
             tracing::info!(
@@ -207,19 +211,17 @@ impl App {
                 "shutting down: draining running batches"
             );
             state.draining.store(true, Ordering::Relaxed);
-            let engine = state.batches.engine().clone();
-            tokio::spawn(async move {
-                if !engine.drain(grace).await {
-                    tracing::warn!("grace period over: interrupting the batches still running");
-                    engine.shutdown().await;
-                }
-            });
+            let engine = state.batches.engine();
+            if !engine.drain(grace).await {
+                tracing::warn!("grace period over: interrupting the batches still running");
+                engine.shutdown().await;
+            }
         };
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(draining)
             .await?;
         let engine = self.state.batches.engine();
-        if !engine.drain(self.grace).await {
+        if !engine.drain(Duration::ZERO).await {
             engine.shutdown().await;
         }
         // Every batch has ended (or been interrupted); wait for their last writes.

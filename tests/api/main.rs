@@ -10,6 +10,7 @@ mod file_jobs;
 mod gather;
 mod http_jobs;
 mod lifecycle;
+mod limits;
 mod ssrf;
 mod storage;
 mod wait;
