@@ -83,6 +83,7 @@ pub struct BatchRequest<J = JobSlot> {
     #[serde(default)]
     pub results: ResultsMode,
     /// A name for people.
+    #[schema(max_length = 256)]
     pub label: Option<String>,
 }
 
@@ -150,12 +151,63 @@ fn field_of(path: &str, message: &str) -> String {
 }
 
 /// A job: `kind` says which.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JobRequest {
     Http(HttpJobRequest),
     Sleep(SleepJobRequest),
     File(FileJobRequest),
+}
+
+/// Documented by hand: one closed object per kind, each with its `kind` among its properties.
+/// (Derived, the kind would sit in an `allOf` beside a variant that forbids unknown fields,
+/// which no value satisfies.)
+impl utoipa::PartialSchema for JobRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{Discriminator, ObjectBuilder, OneOfBuilder, Schema, Type};
+        let variant = |kind: &str, schema: RefOr<Schema>| -> RefOr<Schema> {
+            let RefOr::T(Schema::Object(mut object)) = schema else {
+                return schema;
+            };
+            let tag = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([kind]))
+                .build();
+            object.properties.insert("kind".into(), tag.into());
+            object.required.insert(0, "kind".into());
+            RefOr::T(Schema::Object(object))
+        };
+        OneOfBuilder::new()
+            .item(variant(
+                "http",
+                <HttpJobRequest as utoipa::PartialSchema>::schema(),
+            ))
+            .item(variant(
+                "sleep",
+                <SleepJobRequest as utoipa::PartialSchema>::schema(),
+            ))
+            .item(variant(
+                "file",
+                <FileJobRequest as utoipa::PartialSchema>::schema(),
+            ))
+            .discriminator(Some(Discriminator::new("kind")))
+            .description(Some("A job: `kind` says which."))
+            .into()
+    }
+}
+
+impl ToSchema for JobRequest {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <HttpJobRequest as ToSchema>::schemas(schemas);
+        <SleepJobRequest as ToSchema>::schemas(schemas);
+        <FileJobRequest as ToSchema>::schemas(schemas);
+    }
 }
 
 /// Retries after the first attempt, with exponential backoff and jitter. Retried: connect
@@ -181,15 +233,20 @@ fn default_backoff_ms() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct HttpJobRequest {
     /// Echoed back in the result.
+    #[schema(max_length = 256)]
     pub id: Option<String>,
-    /// Per attempt.
+    /// Per attempt; default and upper bound: the server's `--max-job-timeout`.
+    #[schema(minimum = 1)]
     pub timeout_ms: Option<u64>,
     pub retries: Option<RetriesRequest>,
     /// Default `GET`.
     #[schema(example = "GET")]
     pub method: Option<String>,
     /// `http` or `https`.
-    #[schema(example = "http://127.0.0.1:3000/health")]
+    #[schema(
+        example = "http://127.0.0.1:3000/health",
+        pattern = "^[hH][tT][tT][pP][sS]?://[^/?#@]+"
+    )]
     pub url: String,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -228,7 +285,11 @@ pub enum StatusMatcher {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SleepJobRequest {
+    /// Echoed back in the result.
+    #[schema(max_length = 256)]
     pub id: Option<String>,
+    /// Per attempt; default and upper bound: the server's `--max-job-timeout`.
+    #[schema(minimum = 1)]
     pub timeout_ms: Option<u64>,
     pub retries: Option<RetriesRequest>,
     #[schema(maximum = 86_400_000, example = 100)]
@@ -239,11 +300,15 @@ pub struct SleepJobRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileJobRequest {
+    /// Echoed back in the result.
+    #[schema(max_length = 256)]
     pub id: Option<String>,
+    /// Per attempt; default and upper bound: the server's `--max-job-timeout`.
+    #[schema(minimum = 1)]
     pub timeout_ms: Option<u64>,
     pub retries: Option<RetriesRequest>,
     /// Relative to the files root; absolute paths and escapes are refused (`forbidden`).
-    #[schema(example = "hello.txt")]
+    #[schema(example = "hello.txt", min_length = 1)]
     pub path: String,
     /// Most bytes read. Capped by the server.
     pub max_bytes: Option<u64>,

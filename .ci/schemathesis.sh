@@ -1,0 +1,24 @@
+#!/bin/sh
+# Schemathesis against openapi.yaml and a live server with tight caps (short sleeps and
+# timeouts, small batches). Meant to run inside a network namespace with loopback only:
+#   unshare -n sh .ci/schemathesis.sh BINARY ST
+# Fails on any server error or any answer that breaks the documented schema.
+set -eu
+binary=$1
+st=$2
+ip link set lo up
+work=$(mktemp -d)
+cd "$work"
+"$binary" serve --listen 127.0.0.1:18181 --database-url "sqlite://$work/st.db" \
+  --max-jobs 20 --max-job-timeout 1s --max-batch-duration 1s --max-body-bytes 65536 \
+  --max-concurrency 50 --max-queue 200 --shutdown-grace 1s --max-response-bytes 4096 \
+  > "$work/server.log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 50); do
+  if curl -sf http://127.0.0.1:18181/healthz >/dev/null; then break; fi
+  sleep 0.2
+done
+"$st" run "$OLDPWD/openapi.yaml" --url http://127.0.0.1:18181 \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
+  --max-examples 40 --request-timeout 10 --no-color
