@@ -48,6 +48,13 @@ pub enum StartError {
     Config(String),
 }
 
+/// Docker and Podman leave these behind; Kubernetes and others set `container`.
+fn in_container() -> bool {
+    std::path::Path::new("/.dockerenv").exists()
+        || std::path::Path::new("/run/.containerenv").exists()
+        || std::env::var_os("container").is_some()
+}
+
 /// The accepted tokens' digests: `--api-token` values and `--api-token-file` lines.
 fn tokens(config: &Config) -> Result<Vec<[u8; 32]>, StartError> {
     let mut digests: Vec<[u8; 32]> = config
@@ -162,6 +169,12 @@ impl App {
             addr: config.listen,
             source,
         })?;
+        if !addr.ip().is_loopback() && state.tokens.is_empty() && in_container() {
+            return Err(StartError::Config(format!(
+                "refusing to listen on {addr} inside a container without a token: set FANOUT_API_TOKEN \
+                 (or --api-token / --api-token-file), or listen on 127.0.0.1"
+            )));
+        }
         if !addr.ip().is_loopback() && state.tokens.is_empty() {
             tracing::warn!(%addr, "LISTENING ON A NON-LOOPBACK ADDRESS WITHOUT --api-token: anyone who can reach it can make this host send requests and read files");
         }
