@@ -1,4 +1,6 @@
-//! The command line: `fanout serve` and `fanout openapi`.
+//! The command line: `fanout serve`, `fanout run` and `fanout openapi`.
+
+pub mod run;
 
 use std::process::ExitCode;
 
@@ -22,6 +24,9 @@ pub struct Cli {
 enum Command {
     /// Start the HTTP service.
     Serve(Box<Config>),
+    /// Run a batch file (in-process, or on a server) and exit 0 when it passed, 1 when a
+    /// threshold failed (or a task did, without thresholds), 2 when the input was invalid.
+    Run(Box<run::RunArgs>),
     /// Print the OpenAPI document (YAML) that `openapi.yaml` must equal.
     Openapi,
 }
@@ -30,6 +35,7 @@ impl Cli {
     pub fn run(self) -> ExitCode {
         match self.command {
             Command::Serve(config) => serve(*config),
+            Command::Run(args) => run::run(*args),
             Command::Openapi => {
                 print!("{}", openapi_yaml());
                 ExitCode::SUCCESS

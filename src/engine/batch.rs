@@ -14,11 +14,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::runner::Ended;
-use super::spec::{BatchSpec, Mode, OnTimeout, ResultsMode, ReturnWhen};
+use super::spec::{BatchSpec, Mode, OnTimeout, ResultsMode, ReturnWhen, Thresholds};
 use super::summary::{Summary, SummaryAcc};
 use super::task::{
     ErrorCode, TaskError, TaskOutput, TaskRecord, TaskStatus, Timing, micros, micros_opt, ms,
 };
+use super::verdict::{Verdict, judge};
 
 /// A batch's status. A batch is finished when `finished_at` is set (its last task ended);
 /// `failed` can be set before that, when gather saw a failure and answered early.
@@ -91,7 +92,7 @@ pub struct Batch {
 
 /// The request's rules for a batch, as stored beside it so that a stored batch reads back with
 /// the same shape.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rules {
     pub return_exceptions: bool,
     pub fail_fast: bool,
@@ -100,6 +101,8 @@ pub struct Rules {
     pub results: ResultsMode,
     pub concurrency: usize,
     pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub thresholds: Option<Thresholds>,
 }
 
 /// A batch as read back from storage: what [`Batch::restore`] needs.
@@ -158,20 +161,20 @@ struct State {
 
 impl Batch {
     pub fn new(id: Uuid, spec: &BatchSpec) -> Arc<Batch> {
-        let tasks = spec
-            .jobs
-            .iter()
-            .enumerate()
-            .map(|(index, job)| TaskRecord {
-                index: index as u32,
-                id: job.id.clone(),
-                kind: job.kind.kind(),
-                status: TaskStatus::Pending,
-                attempts: 0,
-                seq: None,
-                output: None,
-                error: None,
-                timing: Timing::default(),
+        let tasks = (0..spec.tasks())
+            .map(|index| {
+                let job = spec.job(index);
+                TaskRecord {
+                    index: index as u32,
+                    id: job.id.clone(),
+                    kind: job.kind.kind(),
+                    status: TaskStatus::Pending,
+                    attempts: 0,
+                    seq: None,
+                    output: None,
+                    error: None,
+                    timing: Timing::default(),
+                }
             })
             .collect::<Vec<_>>();
         let (phase, _) = watch::channel(Phase::Running);
@@ -188,6 +191,7 @@ impl Batch {
                 results: spec.results,
                 concurrency: spec.concurrency,
                 timeout_ms: spec.timeout.map(|t| t.as_millis() as u64),
+                thresholds: spec.thresholds.clone(),
             },
             cancel: CancellationToken::new(),
             phase,
@@ -521,7 +525,7 @@ impl Batch {
     }
 
     pub fn rules(&self) -> Rules {
-        self.rules
+        self.rules.clone()
     }
 
     /// The batch-level fields as they are now.
@@ -637,6 +641,11 @@ impl Batch {
     fn view<'a>(&'a self, st: &'a State) -> BatchView<'a> {
         let wall = Self::wall(st);
         let filter = self.rules.results;
+        let summary = Self::summary_of(st, wall);
+        let verdict = match (&self.rules.thresholds, st.finished_at) {
+            (Some(t), Some(_)) => Some(judge(t, &summary)),
+            _ => None,
+        };
         let (results, done, pending) = match self.mode {
             Mode::Gather => (
                 Some(TaskList {
@@ -676,7 +685,8 @@ impl Batch {
                 SummaryState::Live(_) => wall.map(ms),
             },
             error: st.error.as_ref(),
-            summary: Self::summary_of(st, wall),
+            summary,
+            verdict,
             results,
             done,
             pending,
@@ -708,6 +718,9 @@ pub struct BatchView<'a> {
     #[schema(value_type = Option<BatchError>)]
     pub error: Option<&'a BatchError>,
     pub summary: Summary,
+    /// With `thresholds`, once the batch has finished: whether it met them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
     /// gather: every task in input order (filtered by `results`).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<TaskRecord>>)]

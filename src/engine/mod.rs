@@ -7,6 +7,7 @@ pub mod runner;
 pub mod spec;
 pub mod summary;
 pub mod task;
+pub mod verdict;
 
 pub use batch::{Batch, BatchStatus, BatchView, StopReason};
 pub use runner::{Admission, Busy, Engine, EngineConfig};

@@ -183,20 +183,21 @@ pub enum Busy {
 }
 
 async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
+    let total = spec.tasks();
     let jobs: Arc<[JobSpec]> = spec.jobs.into();
     let epoch = batch.start();
-    let drivers = plan_drivers(jobs.len(), spec.concurrency, inner.workers);
+    let drivers = plan_drivers(total, spec.concurrency, inner.workers);
     let count = drivers.len();
     let mut set = JoinSet::new();
     for (k, limit) in drivers.into_iter().enumerate() {
-        let indices = (k..jobs.len()).step_by(count);
+        let indices = (k..total).step_by(count);
         // Out of tokio's cooperative budget: a driver polls thousands of timers per turn, and
         // with the budget each turn would stop after 128 of them and rescan its ready queue.
         // The driver yields by itself after every burst instead (see `drive`).
         let driver = drive(inner.clone(), batch.clone(), jobs.clone(), indices, limit);
         set.spawn(tokio::task::unconstrained(driver).in_current_span());
     }
-    tracing::debug!(tasks = jobs.len(), drivers = count, "batch started");
+    tracing::debug!(tasks = total, drivers = count, "batch started");
 
     let deadline = spec
         .timeout
@@ -400,7 +401,7 @@ impl TaskFuture {
         index: usize,
         started: Instant,
     ) -> TaskFuture {
-        let job = &jobs[index];
+        let job = &jobs[index % jobs.len()];
         let run = match (&job.kind, job.timeout) {
             // A sleep that no timeout can cut short cannot fail, so it needs no retry
             // machinery: one timer, its deadline fixed from this job's own start.
@@ -446,7 +447,8 @@ impl Future for TaskFuture {
 
 /// One job with its per-attempt timeout and retries.
 async fn run_job(ctx: Arc<JobContext>, jobs: Arc<[JobSpec]>, index: usize) -> Outcome {
-    let job = &jobs[index];
+    // A load run repeats the job list: task `index` runs job `index % len`.
+    let job = &jobs[index % jobs.len()];
     let mut attempts = 0;
     loop {
         attempts += 1;

@@ -55,7 +55,13 @@ pub enum ResultsMode {
 #[derive(Debug, Clone)]
 pub struct BatchSpec {
     pub mode: Mode,
+    /// The job list; a load run repeats it (`repeat` times), and task `i` runs job
+    /// `i % jobs.len()`.
     pub jobs: Vec<JobSpec>,
+    /// How many times the job list runs (`load.repeat`; 1 for a plain batch).
+    pub repeat: usize,
+    /// Pass/fail limits on the summary; their checks form the batch's verdict.
+    pub thresholds: Option<Thresholds>,
     /// Jobs in flight for this batch; already clamped to the server-wide bound.
     pub concurrency: usize,
     /// gather: deadline for the whole batch; wait: when to answer.
@@ -67,6 +73,45 @@ pub struct BatchSpec {
     pub results: ResultsMode,
     pub label: Option<String>,
 }
+
+impl BatchSpec {
+    /// How many tasks the batch runs.
+    pub fn tasks(&self) -> usize {
+        self.jobs.len() * self.repeat
+    }
+
+    /// The job task `index` runs.
+    pub fn job(&self, index: usize) -> &JobSpec {
+        &self.jobs[index % self.jobs.len()]
+    }
+}
+
+/// A summary figure a threshold can limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Threshold {
+    P50Ms,
+    P90Ms,
+    P95Ms,
+    P99Ms,
+    P999Ms,
+    MaxMs,
+    MeanMs,
+    /// (failed + timed_out) / tasks that ended.
+    MaxErrorRate,
+    MinThroughputPerS,
+}
+
+impl Threshold {
+    /// A lower bound (`min_...`): the figure must reach the limit; the others must not pass it.
+    pub fn is_minimum(self) -> bool {
+        matches!(self, Threshold::MinThroughputPerS)
+    }
+}
+
+/// The limits a batch was given, in a fixed order (p50 ... max, mean, error rate, throughput).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds(pub Vec<(Threshold, f64)>);
 
 /// One job: what to run, and how to retry and time it out.
 #[derive(Debug, Clone)]

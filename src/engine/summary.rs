@@ -36,6 +36,10 @@ pub struct Summary {
     pub pending: u64,
     /// `duration_ms` of every ended task that started; null before any did.
     pub duration_ms: Option<Percentiles>,
+    /// `duration_ms` of the tasks that succeeded.
+    pub duration_ms_succeeded: Option<Percentiles>,
+    /// Time to first byte of the HTTP answers (the last attempt of each task).
+    pub ttfb_ms: Option<Percentiles>,
     /// Ended tasks per second of `wall_ms`.
     pub throughput_per_s: f64,
     /// HTTP answers by status code.
@@ -51,8 +55,9 @@ pub struct Summary {
 pub struct SummaryAcc {
     tasks: u64,
     by_status: [u64; 7],
-    durations: Histogram<u64>,
-    duration_sum_us: u128,
+    durations: Timings,
+    succeeded: Timings,
+    ttfb: Timings,
     http_status: BTreeMap<u16, u64>,
     errors: BTreeMap<ErrorCode, u64>,
 }
@@ -68,8 +73,9 @@ impl SummaryAcc {
             by_status: [0; 7],
             // Auto-resizing, so a batch of short tasks keeps a small histogram; 3 significant
             // digits, as oha and wrk report.
-            durations: Histogram::new(3).expect("3 significant digits is valid"),
-            duration_sum_us: 0,
+            durations: Timings::new(),
+            succeeded: Timings::new(),
+            ttfb: Timings::new(),
             http_status: BTreeMap::new(),
             errors: BTreeMap::new(),
         }
@@ -85,15 +91,15 @@ impl SummaryAcc {
     ) {
         self.by_status[status_slot(status)] += 1;
         if let Some(d) = duration {
-            let us = (d.as_micros() as u64).max(1);
-            // Auto-resizing grows the histogram to fit; past its hard limit, count at the top.
-            if self.durations.record(us).is_err() {
-                self.durations.saturating_record(us);
+            self.durations.record(d);
+            if status == TaskStatus::Succeeded {
+                self.succeeded.record(d);
             }
-            self.duration_sum_us += us as u128;
         }
         if let Some(TaskOutput::Http(out)) = output {
             *self.http_status.entry(out.status).or_default() += 1;
+            self.ttfb
+                .record(Duration::from_micros((out.ttfb_ms * 1000.0) as u64));
         }
         if let Some(code) = error {
             *self.errors.entry(code).or_default() += 1;
@@ -115,21 +121,7 @@ impl SummaryAcc {
     pub fn summary(&self, wall: Option<Duration>) -> Summary {
         let count = |s: TaskStatus| self.by_status[status_slot(s)];
         let ended = self.ended();
-        let h = &self.durations;
-        let duration_ms = (!h.is_empty()).then(|| {
-            let q = |quantile: f64| h.value_at_quantile(quantile) as f64 / 1000.0;
-            Percentiles {
-                min: h.min() as f64 / 1000.0,
-                mean: (self.duration_sum_us as f64 / h.len() as f64 / 1000.0 * 1000.0).round()
-                    / 1000.0,
-                p50: q(0.50),
-                p90: q(0.90),
-                p95: q(0.95),
-                p99: q(0.99),
-                p999: q(0.999),
-                max: h.max() as f64 / 1000.0,
-            }
-        });
+        let duration_ms = self.durations.percentiles();
         let throughput_per_s = match wall {
             Some(w) if !w.is_zero() => ((ended as f64 / w.as_secs_f64()) * 10.0).round() / 10.0,
             _ => 0.0,
@@ -143,10 +135,57 @@ impl SummaryAcc {
             interrupted: count(TaskStatus::Interrupted),
             pending: self.tasks - ended,
             duration_ms,
+            duration_ms_succeeded: self.succeeded.percentiles(),
+            ttfb_ms: self.ttfb.percentiles(),
             throughput_per_s,
             http_status: self.http_status.clone(),
             errors: self.errors.clone(),
         }
+    }
+}
+
+/// An HDR histogram of durations in microseconds, with their exact sum for the mean.
+#[derive(Debug)]
+struct Timings {
+    histogram: Histogram<u64>,
+    sum_us: u128,
+}
+
+impl Timings {
+    fn new() -> Timings {
+        Timings {
+            // Auto-resizing, so a batch of short tasks keeps a small histogram; 3 significant
+            // digits, as oha and wrk report.
+            histogram: Histogram::new(3).expect("3 significant digits is valid"),
+            sum_us: 0,
+        }
+    }
+
+    fn record(&mut self, d: Duration) {
+        let us = (d.as_micros() as u64).max(1);
+        // Auto-resizing grows the histogram to fit; past its hard limit, count at the top.
+        if self.histogram.record(us).is_err() {
+            self.histogram.saturating_record(us);
+        }
+        self.sum_us += us as u128;
+    }
+
+    fn percentiles(&self) -> Option<Percentiles> {
+        let h = &self.histogram;
+        if h.is_empty() {
+            return None;
+        }
+        let q = |quantile: f64| h.value_at_quantile(quantile) as f64 / 1000.0;
+        Some(Percentiles {
+            min: h.min() as f64 / 1000.0,
+            mean: (self.sum_us as f64 / h.len() as f64).round() / 1000.0,
+            p50: q(0.50),
+            p90: q(0.90),
+            p95: q(0.95),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: h.max() as f64 / 1000.0,
+        })
     }
 }
 

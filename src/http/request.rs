@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::error::{ApiError, FieldError};
 use crate::engine::spec::{
     BatchSpec, ExpectStatus, FileEncoding, FileJob, HttpJob, JobKind, JobSpec, Mode, OnTimeout,
-    ResultsMode, RetryPolicy, ReturnWhen, SleepJob,
+    ResultsMode, RetryPolicy, ReturnWhen, SleepJob, Threshold, Thresholds,
 };
 
 /// Server limits that requests are checked and clamped against.
@@ -85,6 +85,94 @@ pub struct BatchRequest<J = JobSlot> {
     /// A name for people.
     #[schema(max_length = 256)]
     pub label: Option<String>,
+    /// Run the job list as a load: `repeat` times. With `load` or `thresholds`, every task runs
+    /// to the end (`return_exceptions` is implied).
+    pub load: Option<LoadRequest>,
+    /// Limits on the summary; the answer then carries a `verdict` (the HTTP status stays 201).
+    pub thresholds: Option<ThresholdsRequest>,
+}
+
+/// A load run's shape.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoadRequest {
+    /// Run the job list this many times; every repetition is a task of its own.
+    #[schema(minimum = 1, example = 100)]
+    pub repeat: Option<u64>,
+    /// Keep cycling the job list until this much time has passed. Not available yet: only
+    /// null is accepted.
+    #[schema(value_type = Option<u64>)]
+    pub duration_ms: Option<u64>,
+    /// Open model: the batch's arrival rate. Not available yet: only null is accepted.
+    #[schema(value_type = Option<f64>)]
+    pub rate_per_s: Option<f64>,
+    /// Requests in this first stretch are left out of the summary. Not available yet: only 0
+    /// or null is accepted.
+    pub warmup_ms: Option<u64>,
+}
+
+/// Pass/fail limits. Durations are in milliseconds over every task's `duration_ms`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({ "p95_ms": 200, "max_error_rate": 0.01 }))]
+pub struct ThresholdsRequest {
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub p999_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    pub mean_ms: Option<f64>,
+    /// Most (failed + timed_out) / tasks that ended, from 0 to 1.
+    #[schema(minimum = 0, maximum = 1)]
+    pub max_error_rate: Option<f64>,
+    /// Fewest tasks ended per second of `wall_ms`.
+    pub min_throughput_per_s: Option<f64>,
+}
+
+impl ThresholdsRequest {
+    fn validate(&self, errors: &mut Vec<FieldError>) -> Thresholds {
+        let all = [
+            (Threshold::P50Ms, "p50_ms", self.p50_ms),
+            (Threshold::P90Ms, "p90_ms", self.p90_ms),
+            (Threshold::P95Ms, "p95_ms", self.p95_ms),
+            (Threshold::P99Ms, "p99_ms", self.p99_ms),
+            (Threshold::P999Ms, "p999_ms", self.p999_ms),
+            (Threshold::MaxMs, "max_ms", self.max_ms),
+            (Threshold::MeanMs, "mean_ms", self.mean_ms),
+            (
+                Threshold::MaxErrorRate,
+                "max_error_rate",
+                self.max_error_rate,
+            ),
+            (
+                Threshold::MinThroughputPerS,
+                "min_throughput_per_s",
+                self.min_throughput_per_s,
+            ),
+        ];
+        let mut checks = Vec::new();
+        for (which, key, value) in all {
+            let Some(v) = value else { continue };
+            let bad = !v.is_finite() || v < 0.0 || (which == Threshold::MaxErrorRate && v > 1.0);
+            if bad {
+                let range = if which == Threshold::MaxErrorRate {
+                    "from 0 to 1"
+                } else {
+                    "a number, 0 or more"
+                };
+                errors.push(FieldError::new(
+                    format!("thresholds.{key}"),
+                    format!("must be {range}"),
+                ));
+            }
+            checks.push((which, v));
+        }
+        if checks.is_empty() {
+            errors.push(FieldError::new("thresholds", "give at least one threshold"));
+        }
+        Thresholds(checks)
+    }
 }
 
 /// One job, parsed on its own so that every invalid job is reported, not only the first.
@@ -368,6 +456,8 @@ impl<J> BatchRequest<J> {
             on_timeout: self.on_timeout,
             results: self.results,
             label: self.label,
+            load: self.load,
+            thresholds: self.thresholds,
         }
     }
 }
@@ -378,11 +468,49 @@ impl BatchRequest {
         if self.jobs.is_empty() {
             errors.push(FieldError::new("jobs", "a batch needs at least one job"));
         }
-        if self.jobs.len() > limits.max_jobs {
+        let repeat = match self.load.as_ref().and_then(|l| l.repeat) {
+            None => 1,
+            Some(0) => {
+                errors.push(FieldError::new("load.repeat", "must be at least 1"));
+                1
+            }
+            Some(n) => n.min(usize::MAX as u64) as usize,
+        };
+        if let Some(load) = &self.load {
+            if load.duration_ms.is_some() {
+                errors.push(FieldError::new(
+                    "load.duration_ms",
+                    "not available in this version: use load.repeat",
+                ));
+            }
+            if load.rate_per_s.is_some() {
+                errors.push(FieldError::new(
+                    "load.rate_per_s",
+                    "not available in this version (closed model only)",
+                ));
+            }
+            if load.warmup_ms.is_some_and(|w| w > 0) {
+                errors.push(FieldError::new(
+                    "load.warmup_ms",
+                    "not available in this version: only 0",
+                ));
+            }
+        }
+        let tasks = self.jobs.len().saturating_mul(repeat);
+        if tasks > limits.max_jobs {
             return Err(ApiError::TooManyJobs {
-                jobs: self.jobs.len(),
+                jobs: tasks,
                 limit: limits.max_jobs,
             });
+        }
+        let thresholds = self.thresholds.as_ref().map(|t| t.validate(&mut errors));
+        // A load run or a verdict needs every task's outcome: nothing stops at a failure.
+        let run_all = self.load.is_some() || self.thresholds.is_some();
+        if run_all && self.fail_fast {
+            errors.push(FieldError::new(
+                "fail_fast",
+                "with load or thresholds every task runs to the end; fail_fast cannot apply",
+            ));
         }
         let concurrency = match self.concurrency {
             Some(0) => {
@@ -438,8 +566,10 @@ impl BatchRequest {
             jobs,
             concurrency: concurrency.max(1),
             timeout,
-            return_exceptions: self.return_exceptions,
+            return_exceptions: self.return_exceptions || run_all,
             fail_fast: self.fail_fast,
+            repeat,
+            thresholds,
             return_when: self.return_when,
             on_timeout: self.on_timeout,
             results: self.results,

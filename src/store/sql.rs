@@ -259,7 +259,12 @@ fn placeholders(request: &str, total: usize) -> Vec<TaskRecord> {
         .unwrap_or_default();
     (0..total)
         .map(|i| {
-            let job = jobs.get(i);
+            // A load run repeats the job list.
+            let job = if jobs.is_empty() {
+                None
+            } else {
+                jobs.get(i % jobs.len())
+            };
             TaskRecord {
                 index: i as u32,
                 id: job

@@ -240,20 +240,26 @@ pub fn ts(v: &Value) -> DateTime<Utc> {
 pub struct Target {
     pub base: String,
     pub hits: Arc<AtomicUsize>,
+    /// The most requests it served at once.
+    pub peak: Arc<AtomicUsize>,
 }
 
 #[derive(Clone)]
 struct TargetState {
     hits: Arc<AtomicUsize>,
     flaky: Arc<AtomicUsize>,
+    in_flight: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
 }
 
 pub async fn spawn_target() -> Target {
     let state = TargetState {
         hits: Arc::default(),
         flaky: Arc::default(),
+        in_flight: Arc::default(),
+        peak: Arc::default(),
     };
-    let hits = state.hits.clone();
+    let (hits, peak) = (state.hits.clone(), state.peak.clone());
     let app = Router::new()
         .route("/hello", get(|| async { ([("x-target", "yes")], "hello") }))
         .route("/status/{code}", get(|Path(code): Path<u16>| async move {
@@ -294,7 +300,7 @@ pub async fn spawn_target() -> Target {
         .expect("bind target");
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Target { base, hits }
+    Target { base, hits, peak }
 }
 
 async fn count_hits(
@@ -303,5 +309,9 @@ async fn count_hits(
     next: axum::middleware::Next,
 ) -> Response {
     s.hits.fetch_add(1, Ordering::SeqCst);
-    next.run(req).await
+    let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    s.peak.fetch_max(now, Ordering::SeqCst);
+    let response = next.run(req).await;
+    s.in_flight.fetch_sub(1, Ordering::SeqCst);
+    response
 }

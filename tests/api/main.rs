@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod cli;
 mod docs;
 mod errors;
 mod file_jobs;

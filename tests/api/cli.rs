@@ -1,0 +1,204 @@
+//! `fanout run`: the binary as a CI job calls it, against local targets.
+
+use std::process::{Command, Output};
+use std::sync::atomic::Ordering;
+
+use serde_json::{Value, json};
+
+use crate::helpers::spawn_target;
+
+fn port(base: &str) -> String {
+    base.rsplit(':').next().unwrap().to_owned()
+}
+
+/// Writes the batch to a file and runs `fanout run` on it (in-process, the target allowed).
+async fn fanout_run(batch: &Value, target: &str, extra: &[&str]) -> (Output, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("batch.json");
+    std::fs::write(&file, batch.to_string()).unwrap();
+    let allow = format!("127.0.0.1:{}", port(target));
+    let mut args = vec![
+        "run".to_owned(),
+        file.display().to_string(),
+        "--allow-net".into(),
+        allow,
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_fanout"))
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (out, dir)
+}
+
+#[tokio::test]
+async fn a_passing_load_exits_0_and_its_percentiles_follow_the_targets_latency() {
+    let target = spawn_target().await;
+    let batch = json!({
+        "jobs": [{ "kind": "http", "url": format!("{}/slow/50", target.base) }],
+        "load": { "repeat": 24 }, "concurrency": 4,
+        "thresholds": { "p50_ms": 1000, "max_error_rate": 0 }
+    });
+
+    let (out, _dir) = fanout_run(&batch, &target.base, &["--format", "json"]).await;
+
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let b: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(b["summary"]["tasks"], 24);
+    assert_eq!(b["summary"]["succeeded"], 24);
+    let p50 = b["summary"]["duration_ms"]["p50"].as_f64().unwrap();
+    assert!(
+        (50.0..400.0).contains(&p50),
+        "p50 {p50} ms for a 50 ms target"
+    );
+    assert!(b["summary"]["ttfb_ms"]["p50"].as_f64().unwrap() >= 50.0);
+    assert_eq!(b["verdict"]["passed"], true);
+    assert_eq!(
+        target.hits.load(Ordering::SeqCst),
+        24,
+        "every repetition is a request"
+    );
+    assert!(
+        target.peak.load(Ordering::SeqCst) <= 4,
+        "concurrency 4 was exceeded: {}",
+        target.peak.load(Ordering::SeqCst)
+    );
+}
+
+#[tokio::test]
+async fn a_failed_threshold_exits_1_and_junit_names_it() {
+    let target = spawn_target().await;
+    let batch = json!({
+        "label": "ci <check>",
+        "jobs": [
+            { "kind": "http", "url": format!("{}/hello", target.base) },
+            { "kind": "http", "url": format!("{}/status/500", target.base) }
+        ],
+        "load": { "repeat": 5 },
+        "thresholds": { "p99_ms": 10000, "max_error_rate": 0.1 }
+    });
+
+    let report = std::env::temp_dir().join(format!("fanout-report-{}.xml", uuid::Uuid::new_v4()));
+    let report_arg = report.display().to_string();
+    let (out, _dir) = fanout_run(
+        &batch,
+        &target.base,
+        &["--format", "junit", "--out", &report_arg],
+    )
+    .await;
+
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let xml = std::fs::read_to_string(&report).unwrap();
+    std::fs::remove_file(&report).unwrap();
+    let doc = roxmltree::Document::parse(&xml).expect("valid XML");
+    let cases: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    assert_eq!(cases.len(), 2);
+    assert_eq!(cases[0].attribute("name"), Some("p99_ms"));
+    assert!(cases[0].children().all(|c| !c.has_tag_name("failure")));
+    assert_eq!(cases[1].attribute("name"), Some("max_error_rate"));
+    let failure = cases[1]
+        .children()
+        .find(|c| c.has_tag_name("failure"))
+        .expect("a failure");
+    assert!(failure.attribute("message").unwrap().contains("0.5"));
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .unwrap();
+    assert_eq!(suite.attribute("name"), Some("ci <check>"));
+    assert_eq!(suite.attribute("failures"), Some("1"));
+    // The text summary still reaches the person watching the job.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FAILED"));
+}
+
+#[tokio::test]
+async fn without_thresholds_a_failed_task_exits_1() {
+    let target = spawn_target().await;
+    let batch = json!({ "return_exceptions": true, "jobs": [
+        { "kind": "http", "url": format!("{}/hello", target.base) },
+        { "kind": "http", "url": format!("{}/status/503", target.base) }
+    ]});
+
+    let (out, _dir) = fanout_run(&batch, &target.base, &[]).await;
+
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("503: 1"), "{text}");
+}
+
+#[tokio::test]
+async fn invalid_input_and_an_unreachable_server_exit_2() {
+    let target = spawn_target().await;
+    let bad = json!({ "jobs": [{ "kind": "teleport" }] });
+    let (invalid, _d1) = fanout_run(&bad, &target.base, &[]).await;
+    let ok = json!({ "jobs": [{ "kind": "sleep", "duration_ms": 1 }] });
+    let (unreachable, _d2) =
+        fanout_run(&ok, &target.base, &["--server", "http://127.0.0.1:1"]).await;
+    let (missing, _d3) = {
+        let out = tokio::task::spawn_blocking(|| {
+            Command::new(env!("CARGO_BIN_EXE_fanout"))
+                .args(["run", "/nonexistent/batch.json"])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        (out, ())
+    };
+
+    assert_eq!(invalid.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&invalid.stderr).contains("jobs[0].kind"));
+    assert_eq!(unreachable.status.code(), Some(2));
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn results_none_answers_carry_no_task_rows() {
+    let target = spawn_target().await;
+    let batch = json!({ "results": "none", "load": { "repeat": 10 }, "jobs": [{ "kind": "http", "url": format!("{}/hello", target.base) }] });
+
+    let (out, _dir) = fanout_run(&batch, &target.base, &["--format", "json"]).await;
+
+    let b: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(b["results"], json!([]));
+    assert_eq!(b["summary"]["tasks"], 10);
+    assert_eq!(b["summary"]["http_status"]["200"], 10);
+}
+
+#[tokio::test]
+async fn the_examples_are_valid_batches() {
+    for example in ["smoke.json", "load.json", "gather.json"] {
+        let path = format!("{}/examples/{example}", env!("CARGO_MANIFEST_DIR"));
+        let body = std::fs::read(&path).unwrap();
+        let limits = fanout::http::request::Limits {
+            max_body_bytes: usize::MAX,
+            max_jobs: 1_000_000,
+            max_concurrency: 10_000,
+            max_response_bytes: 1 << 20,
+            max_file_bytes: 1 << 20,
+            max_job_timeout: std::time::Duration::from_secs(300),
+            max_batch_duration: std::time::Duration::from_secs(3600),
+        };
+        assert!(
+            fanout::http::request::parse_batch(&body, &limits).is_ok(),
+            "{example}"
+        );
+    }
+}
