@@ -17,7 +17,7 @@ use super::runner::Ended;
 use super::spec::{BatchSpec, Mode, OnTimeout, ResultsMode, ReturnWhen, Thresholds};
 use super::summary::{Summary, SummaryAcc};
 use super::task::{
-    ErrorCode, TaskError, TaskOutput, TaskRecord, TaskStatus, Timing, micros, micros_opt, ms,
+    ErrorCode, TaskError, TaskOutput, TaskRecord, TaskStatus, micros, micros_opt, ms,
 };
 use super::verdict::{Verdict, judge};
 
@@ -164,17 +164,7 @@ impl Batch {
         let tasks = (0..spec.tasks())
             .map(|index| {
                 let job = spec.job(index);
-                TaskRecord {
-                    index: index as u32,
-                    id: job.id.clone(),
-                    kind: job.kind.kind(),
-                    status: TaskStatus::Pending,
-                    attempts: 0,
-                    seq: None,
-                    output: None,
-                    error: None,
-                    timing: Timing::default(),
-                }
+                TaskRecord::pending(index as u32, job.id.clone(), job.kind.kind())
             })
             .collect::<Vec<_>>();
         let (phase, _) = watch::channel(Phase::Running);

@@ -169,6 +169,23 @@ pub struct TaskRecord {
     pub timing: Timing,
 }
 
+impl TaskRecord {
+    /// A task that has not started.
+    pub fn pending(index: u32, id: Option<String>, kind: Kind) -> TaskRecord {
+        TaskRecord {
+            index,
+            id,
+            kind,
+            status: TaskStatus::Pending,
+            attempts: 0,
+            seq: None,
+            output: None,
+            error: None,
+            timing: Timing::default(),
+        }
+    }
+}
+
 /// When a task waited, started and ended.
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct Timing {

@@ -97,11 +97,14 @@ pub async fn create_batch(
     } else {
         StatusCode::CREATED
     };
-    let submitted = state
-        .batches
-        .submit(spec, &body, key, status.as_u16())
-        .await?;
-    drop(body);
+    // Accepting runs in a task of its own: a client that hangs up while its batch is being
+    // stored must not leave a stored batch that never starts.
+    let batches = state.batches.clone();
+    let accept =
+        tokio::spawn(async move { batches.submit(spec, &body, key, status.as_u16()).await });
+    let submitted = accept
+        .await
+        .map_err(|e| ApiError::Internal(format!("accepting a batch failed: {e}")))??;
     let (batch, status) = match submitted {
         Submitted::New(batch) => (batch, status),
         Submitted::Replay(batch, first) => (

@@ -90,38 +90,32 @@ impl SqlStore {
     /// The bulk upsert of task rows: `$1` the batch id, `$2` a JSON array of rows. The two
     /// databases differ only in how a JSON array becomes rows.
     fn upsert_tasks_sql(&self) -> &'static str {
+        /// The statement around the one clause that differs: how a JSON array becomes rows.
+        macro_rules! upsert_from {
+            ($rows:literal) => {
+                concat!(
+                    "INSERT INTO tasks (batch_id, idx, job_id, kind, status, attempts, seq, output, error_code, ",
+                    "error_message, queued_ms, started_at, finished_at, duration_ms, run_attempt) ",
+                    "SELECT $1, CAST(value ->> 0 AS BIGINT), value ->> 1, value ->> 2, value ->> 3, ",
+                    "CAST(value ->> 4 AS BIGINT), CAST(value ->> 5 AS BIGINT), value ->> 6, value ->> 7, value ->> 8, ",
+                    "CAST(value ->> 9 AS DOUBLE PRECISION), value ->> 10, value ->> 11, ",
+                    "CAST(value ->> 12 AS DOUBLE PRECISION), CAST(value ->> 13 AS BIGINT) ",
+                    $rows,
+                    " ON CONFLICT (batch_id, idx) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, ",
+                    "seq = excluded.seq, output = excluded.output, error_code = excluded.error_code, ",
+                    "error_message = excluded.error_message, queued_ms = excluded.queued_ms, ",
+                    "started_at = excluded.started_at, finished_at = excluded.finished_at, ",
+                    "duration_ms = excluded.duration_ms, run_attempt = excluded.run_attempt ",
+                    "WHERE tasks.run_attempt <= excluded.run_attempt"
+                )
+            };
+        }
         if self.backend == "sqlite" {
-            concat!(
-                "INSERT INTO tasks (batch_id, idx, job_id, kind, status, attempts, seq, output, error_code, ",
-                "error_message, queued_ms, started_at, finished_at, duration_ms, run_attempt) ",
-                "SELECT $1, CAST(value ->> 0 AS BIGINT), value ->> 1, value ->> 2, value ->> 3, ",
-                "CAST(value ->> 4 AS BIGINT), CAST(value ->> 5 AS BIGINT), value ->> 6, value ->> 7, value ->> 8, ",
-                "CAST(value ->> 9 AS DOUBLE PRECISION), value ->> 10, value ->> 11, ",
-                "CAST(value ->> 12 AS DOUBLE PRECISION), CAST(value ->> 13 AS BIGINT) ",
-                "FROM jsonb_each($2) WHERE true ",
-                "ON CONFLICT (batch_id, idx) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, ",
-                "seq = excluded.seq, output = excluded.output, error_code = excluded.error_code, ",
-                "error_message = excluded.error_message, queued_ms = excluded.queued_ms, ",
-                "started_at = excluded.started_at, finished_at = excluded.finished_at, ",
-                "duration_ms = excluded.duration_ms, run_attempt = excluded.run_attempt ",
-                "WHERE tasks.run_attempt <= excluded.run_attempt"
-            )
+            // JSONB rows: `->>` then reads each column without parsing the row's text again.
+            // (`WHERE true` keeps SQLite's parser from reading ON CONFLICT as part of a join.)
+            upsert_from!("FROM jsonb_each($2) WHERE true")
         } else {
-            concat!(
-                "INSERT INTO tasks (batch_id, idx, job_id, kind, status, attempts, seq, output, error_code, ",
-                "error_message, queued_ms, started_at, finished_at, duration_ms, run_attempt) ",
-                "SELECT $1, CAST(value ->> 0 AS BIGINT), value ->> 1, value ->> 2, value ->> 3, ",
-                "CAST(value ->> 4 AS BIGINT), CAST(value ->> 5 AS BIGINT), value ->> 6, value ->> 7, value ->> 8, ",
-                "CAST(value ->> 9 AS DOUBLE PRECISION), value ->> 10, value ->> 11, ",
-                "CAST(value ->> 12 AS DOUBLE PRECISION), CAST(value ->> 13 AS BIGINT) ",
-                "FROM jsonb_array_elements(CAST($2 AS jsonb)) ",
-                "ON CONFLICT (batch_id, idx) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, ",
-                "seq = excluded.seq, output = excluded.output, error_code = excluded.error_code, ",
-                "error_message = excluded.error_message, queued_ms = excluded.queued_ms, ",
-                "started_at = excluded.started_at, finished_at = excluded.finished_at, ",
-                "duration_ms = excluded.duration_ms, run_attempt = excluded.run_attempt ",
-                "WHERE tasks.run_attempt <= excluded.run_attempt"
-            )
+            upsert_from!("FROM jsonb_array_elements(CAST($2 AS jsonb))")
         }
     }
 
@@ -265,24 +259,16 @@ fn placeholders(request: &str, total: usize) -> Vec<TaskRecord> {
             } else {
                 jobs.get(i % jobs.len())
             };
-            TaskRecord {
-                index: i as u32,
-                id: job
-                    .and_then(|j| j.get("id"))
+            TaskRecord::pending(
+                i as u32,
+                job.and_then(|j| j.get("id"))
                     .and_then(|v| v.as_str())
                     .map(str::to_owned),
-                kind: job
-                    .and_then(|j| j.get("kind"))
+                job.and_then(|j| j.get("kind"))
                     .and_then(|v| v.as_str())
                     .and_then(named::<Kind>)
                     .unwrap_or(Kind::Sleep),
-                status: TaskStatus::Pending,
-                attempts: 0,
-                seq: None,
-                output: None,
-                error: None,
-                timing: Timing::default(),
-            }
+            )
         })
         .collect()
 }

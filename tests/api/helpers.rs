@@ -315,3 +315,42 @@ async fn count_hits(
     s.in_flight.fetch_sub(1, Ordering::SeqCst);
     response
 }
+
+/// Starts the real binary on an ephemeral port; returns it, its base URL (read from its log),
+/// and its log lines as they come.
+pub fn start_binary(
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fanout"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("the binary starts");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let base = loop {
+        let line = lines.next().expect("the server logs its address").unwrap();
+        let _ = tx.send(line.clone());
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break format!(
+                "http://{}",
+                rest.chars().take_while(|c| *c != ' ').collect::<String>()
+            );
+        }
+    };
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, base, rx)
+}

@@ -1,15 +1,13 @@
 //! Limits and authentication as a client meets them, and the binary's own behaviour: token
 //! files, tokens kept out of logs, proxies in the environment ignored.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{spawn_app_with, spawn_target};
+use crate::helpers::{spawn_app_with, spawn_target, start_binary};
 
 #[tokio::test]
 async fn a_batch_beyond_the_servers_queue_gets_429_with_retry_after() {
@@ -133,53 +131,6 @@ async fn while_draining_new_batches_get_503_and_running_ones_stay_readable() {
     );
 }
 
-/// Starts the real binary; returns it and its base URL, read from its log.
-fn start_binary(
-    args: &[&str],
-    envs: &[(&str, &str)],
-) -> (
-    std::process::Child,
-    String,
-    std::sync::mpsc::Receiver<String>,
-) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fanout"));
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--database-url",
-        "memory://",
-        "--log-format",
-        "json",
-    ])
-    .args(args)
-    .env("RUST_LOG", "trace")
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("the binary starts");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("the server logs its address").unwrap();
-        let _ = tx.send(line.clone());
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break format!(
-                "http://{}",
-                rest.chars().take_while(|c| *c != ' ').collect::<String>()
-            );
-        }
-    };
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (child, base, rx)
-}
-
 #[tokio::test]
 async fn tokens_from_a_digest_file_work_and_no_token_reaches_the_logs() {
     let dir = tempfile::tempdir().unwrap();
@@ -191,12 +142,14 @@ async fn tokens_from_a_digest_file_work_and_no_token_reaches_the_logs() {
     std::fs::write(&path, format!("# ops team\n{digest}\n")).unwrap();
     let (mut child, base, logs) = start_binary(
         &[
+            "--database-url",
+            "memory://",
             "--api-token-file",
             path.to_str().unwrap(),
             "--api-token",
             "flag-token-456",
         ],
-        &[],
+        &[("RUST_LOG", "trace")],
     );
     let client = reqwest::Client::new();
     let batch = json!({ "jobs": [{ "kind": "sleep", "duration_ms": 1 }] }).to_string();
@@ -242,7 +195,12 @@ async fn proxy_variables_in_the_environment_are_ignored() {
     let port = target.base.rsplit(':').next().unwrap().to_owned();
     let proxy_url = proxy.base.clone();
     let (mut child, base, _logs) = start_binary(
-        &["--allow-net", &format!("127.0.0.1:{port}")],
+        &[
+            "--database-url",
+            "memory://",
+            "--allow-net",
+            &format!("127.0.0.1:{port}"),
+        ],
         &[
             ("HTTP_PROXY", &proxy_url),
             ("http_proxy", &proxy_url),

@@ -2,14 +2,12 @@
 //! `FANOUT_TEST_BACKEND=postgres`). Tests that need a durable store skip on `memory`.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, backend, spawn_app, spawn_app_with, spawn_target};
+use crate::helpers::{TestApp, backend, spawn_app, spawn_app_with, spawn_target, start_binary};
 
 fn durable() -> bool {
     if backend() == "memory" {
@@ -365,7 +363,8 @@ async fn kill_9_mid_batch_leaves_it_interrupted_with_its_finished_tasks() {
     }
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("k.db").display());
-    let (mut child, base) = start_binary(&db);
+    let (mut child, base, _logs) =
+        start_binary(&["--database-url", &db, "--instance-id", "killed"], &[]);
     let client = reqwest::Client::new();
     let res = client
         .post(format!("{base}/batches"))
@@ -387,7 +386,8 @@ async fn kill_9_mid_batch_leaves_it_interrupted_with_its_finished_tasks() {
 
     child.kill().unwrap();
     child.wait().unwrap();
-    let (mut child, base) = start_binary(&db);
+    let (mut child, base, _logs) =
+        start_binary(&["--database-url", &db, "--instance-id", "killed"], &[]);
     let b = client
         .get(format!("{base}/batches/{id}"))
         .send()
@@ -404,38 +404,6 @@ async fn kill_9_mid_batch_leaves_it_interrupted_with_its_finished_tasks() {
     assert!(b["results"][0]["output"]["slept_ms"].as_f64().unwrap() >= 10.0);
     assert_eq!(b["results"][1]["status"], "interrupted");
     assert_eq!(b["summary"]["interrupted"], 1);
-}
-
-/// Starts the real binary on an ephemeral port and reads the port from its first log lines.
-fn start_binary(db: &str) -> (std::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fanout"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            db,
-            "--instance-id",
-            "killed",
-            "--log-format",
-            "json",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let base = loop {
-        let line = lines.next().expect("the server logs its address").unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            let addr: String = rest.chars().take_while(|c| *c != ' ').collect();
-            break format!("http://{addr}");
-        }
-    };
-    // Keep draining its log so the pipe never fills.
-    std::thread::spawn(move || for _ in lines {});
-    (child, base)
 }
 
 trait JsonValue {

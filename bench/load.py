@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Load benchmark: fanout against oha and asyncio + aiohttp, one local nginx target, same run.
+
+Usage: bench/load.py [--requests 20000] [--concurrency 64] [--rounds 3] [--million]
+         [--python PYTHON_WITH_AIOHTTP]
+
+Starts nginx (Debian's nginx-light, one worker, `return 200`, no access log) on a loopback
+port, then for each round runs: oha; `fanout run` in-process; fanout through its HTTP API
+(memory://); and ../shared/bench/aiohttp_load.py. Throughput is requests per second of the
+run's wall time; p99 is each tool's own figure. `--million` adds 1,000,000 requests with
+`results: "none"` through `fanout run` and reports its peak RSS. Loopback only.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import re
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FANOUT = os.path.join(ROOT, "target", "release", "fanout")
+AIOHTTP = os.path.join(ROOT, "..", "shared", "bench", "aiohttp_load.py")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_nginx(tmp):
+    port = free_port()
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp};
+  proxy_temp_path {tmp};
+  fastcgi_temp_path {tmp};
+  uwsgi_temp_path {tmp};
+  scgi_temp_path {tmp};
+  server {{ listen 127.0.0.1:{port}; location / {{ return 200 "ok"; }} }}
+}}
+""")
+    subprocess.run(["nginx", "-c", conf], check=True)
+    time.sleep(0.3)
+    return port, conf
+
+
+def oha(url, n, c):
+    out = subprocess.run(["oha", "-n", str(n), "-c", str(c), "--no-tui", "--output-format", "json", url],
+                         capture_output=True, text=True, check=True).stdout
+    r = json.loads(out)
+    return r["summary"]["requestsPerSec"], r["latencyPercentiles"]["p99"] * 1000, None
+
+
+def batch(url, n, c, results="none"):
+    return {"jobs": [{"kind": "http", "url": url}], "load": {"repeat": n}, "concurrency": c, "results": results}
+
+
+def fanout_run(url, port, n, c):
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(batch(url, n, c), f)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    out = subprocess.run([FANOUT, "run", f.name, "--allow-net", f"127.0.0.1:{port}", "--format", "json",
+                          "--max-jobs", str(max(n, 1000000))], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    b = json.loads(out.stdout)
+    s = b["summary"]
+    if s["succeeded"] != n:
+        sys.exit(f"fanout run: {s['succeeded']} of {n} succeeded: {s['errors']}")
+    return s["throughput_per_s"], s["duration_ms"]["p99"], {"process_wall_s": wall, "rss_mb": rss if rss > before / 1024 else rss}
+
+
+def fanout_server(url, port, n, c):
+    api = free_port()
+    proc = subprocess.Popen([FANOUT, "serve", "--listen", f"127.0.0.1:{api}", "--database-url", "memory://",
+                             "--allow-net", f"127.0.0.1:{port}", "--max-jobs", "1000000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+    try:
+        for _ in range(100):
+            try:
+                h = http.client.HTTPConnection("127.0.0.1", api, timeout=1)
+                h.request("GET", "/healthz")
+                if h.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.05)
+        h = http.client.HTTPConnection("127.0.0.1", api, timeout=600)
+        h.request("POST", "/batches", body=json.dumps(batch(url, n, c)))
+        b = json.loads(h.getresponse().read())
+        s = b["summary"]
+        if s["succeeded"] != n:
+            sys.exit(f"fanout server: {s['succeeded']} of {n} succeeded: {s['errors']}")
+        return s["throughput_per_s"], s["duration_ms"]["p99"], None
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def aiohttp(python, url, n, c):
+    out = subprocess.run([python, AIOHTTP, url, str(n), str(c)], capture_output=True, text=True, check=True).stdout
+    m = re.search(r"rps=(\d+) p50=([\d.]+)ms p99=([\d.]+)ms", out)
+    return float(m.group(1)), float(m.group(3)), None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=20000)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--million", action="store_true")
+    ap.add_argument("--python", default=sys.executable)
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp()
+    port, conf = start_nginx(tmp)
+    url = f"http://127.0.0.1:{port}/"
+    n, c = args.requests, args.concurrency
+    try:
+        rows = []
+        for r in range(args.rounds):
+            got = {
+                "oha": oha(url, n, c),
+                "fanout run (in-process)": fanout_run(url, port, n, c),
+                "fanout (HTTP API)": fanout_server(url, port, n, c),
+                "asyncio + aiohttp": aiohttp(args.python, url, n, c),
+            }
+            rows.append(got)
+            print(f"# round {r + 1}: " + ", ".join(f"{k} {v[0]:,.0f}/s p99 {v[1]:.2f} ms" for k, v in got.items()), file=sys.stderr)
+        print(f"| round | tool | requests/s | p99 ms | × oha (throughput) |")
+        print("|---:|---|---:|---:|---:|")
+        for i, got in enumerate(rows):
+            base = got["oha"][0]
+            for tool, (rps, p99, _) in got.items():
+                print(f"| {i + 1} | {tool} | {rps:,.0f} | {p99:.2f} | {rps / base:.2f} |")
+        if args.million:
+            rps, p99, extra = fanout_run(url, port, 1_000_000, c)
+            print()
+            print("| 1,000,000 requests, `results: none`, `fanout run` | requests/s | p99 ms | peak RSS |")
+            print("|---|---:|---:|---:|")
+            print(f"| | {rps:,.0f} | {p99:.2f} | {extra['rss_mb']:.0f} MB |")
+    finally:
+        subprocess.run(["nginx", "-c", conf, "-s", "stop"])
+
+
+if __name__ == "__main__":
+    main()
