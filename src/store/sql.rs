@@ -214,6 +214,14 @@ fn batch_record(row: &AnyRow, tasks: Vec<TaskRecord>) -> Result<BatchRecord, Sto
     })
 }
 
+/// The batch ids of `SELECT id` / `RETURNING id` rows.
+fn ids(rows: &[AnyRow]) -> Vec<Uuid> {
+    rows.iter()
+        .filter_map(|r| r.try_get::<String, _>("id").ok())
+        .filter_map(|id| Uuid::parse_str(&id).ok())
+        .collect()
+}
+
 fn task_record(row: &AnyRow) -> Result<TaskRecord, StoreError> {
     let bad = |what: &str| StoreError(format!("stored task has an unreadable {what}"));
     let code: Option<String> = row.try_get("error_code")?;
@@ -465,11 +473,7 @@ impl Store for SqlStore {
             .bind(instance)
             .fetch_all(&self.pool)
             .await?;
-            Ok(rows
-                .iter()
-                .filter_map(|r| r.try_get::<String, _>("id").ok())
-                .filter_map(|id| Uuid::parse_str(&id).ok())
-                .collect())
+            Ok(ids(&rows))
         })
     }
 
@@ -501,11 +505,7 @@ impl Store for SqlStore {
             .bind(ts(&stale_before))
             .fetch_all(&self.pool)
             .await?;
-            Ok(rows
-                .iter()
-                .filter_map(|r| r.try_get::<String, _>("id").ok())
-                .filter_map(|id| Uuid::parse_str(&id).ok())
-                .collect())
+            Ok(ids(&rows))
         })
     }
 
