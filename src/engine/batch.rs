@@ -347,12 +347,18 @@ impl Batch {
                 outcome.error.as_ref().map(|e| e.code),
             );
         }
+        // A task that `results` will never show keeps its status and timing, not its payload
+        // (headers, bodies, file contents): a load run of a million requests would hold
+        // them all.
+        let shown = self.rules.results.shows(outcome.error.is_some());
         let task = &mut st.tasks[index];
         task.status = status;
         task.seq = Some(seq);
         task.attempts = outcome.attempts;
-        task.output = outcome.output;
-        task.error = outcome.error;
+        if shown {
+            task.output = outcome.output;
+            task.error = outcome.error;
+        }
         if let (Some(clock), Some((_, end))) = (clock, span) {
             task.timing.finished_at = Some(Self::at(clock, end));
         } else if task.timing.started_at.is_some() {
@@ -539,9 +545,13 @@ impl Batch {
     /// what a storage writer has not written yet.
     pub fn ended_since(&self, from: usize) -> (Vec<TaskRecord>, usize) {
         let st = self.state.lock();
+        let results = self.rules.results;
         let tasks = st.done[from.min(st.done.len())..]
             .iter()
-            .map(|&i| st.tasks[i as usize].clone())
+            .map(|&i| &st.tasks[i as usize])
+            // Only what `results` shows is stored ("errors": the failed tasks only).
+            .filter(|t| results.shows(t.error.is_some()))
+            .cloned()
             .collect();
         (tasks, st.done.len())
     }
@@ -550,13 +560,11 @@ impl Batch {
     /// elsewhere shows what has been stored of it so far.
     pub fn restore(record: BatchRecord) -> Arc<Batch> {
         let finished = record.finished_at.is_some();
-        let mut done: Vec<u32> = record
-            .tasks
-            .iter()
-            .filter(|t| t.seq.is_some())
-            .map(|t| t.index)
+        // Positions in `tasks` (the stored rows may be only some of the tasks).
+        let mut done: Vec<u32> = (0..record.tasks.len() as u32)
+            .filter(|&p| record.tasks[p as usize].seq.is_some())
             .collect();
-        done.sort_by_key(|&i| record.tasks[i as usize].seq);
+        done.sort_by_key(|&p| record.tasks[p as usize].seq);
         let summary = match record.summary {
             Some(summary) => SummaryState::Stored(summary, record.wall_ms),
             None => {

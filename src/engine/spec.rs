@@ -51,6 +51,17 @@ pub enum ResultsMode {
     None,
 }
 
+impl ResultsMode {
+    /// Whether answers show a task that ended with (or without) an error.
+    pub fn shows(self, failed: bool) -> bool {
+        match self {
+            ResultsMode::All => true,
+            ResultsMode::Errors => failed,
+            ResultsMode::None => false,
+        }
+    }
+}
+
 /// A whole batch, validated.
 #[derive(Debug, Clone)]
 pub struct BatchSpec {

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::{Inserted, KeyHolder, ListFilter, Store, StoreError, Writes};
 use crate::engine::batch::{BatchRecord, Rules};
-use crate::engine::spec::Kind;
+use crate::engine::spec::{Kind, ResultsMode};
 use crate::engine::task::{ErrorCode, TaskError, TaskRecord, TaskStatus, Timing, format_micros};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -373,7 +373,12 @@ impl Store for SqlStore {
             .bind(id)
             .fetch_all(&self.pool)
             .await?;
-            let mut tasks = if rows.len() < total {
+            // With `results: errors` or `none` only the shown tasks were stored; the others
+            // are counted by the summary and need no placeholder.
+            let every_task_shown =
+                serde_json::from_str::<Rules>(&row.try_get::<String, _>("options")?)
+                    .is_ok_and(|r| r.results == ResultsMode::All);
+            let mut tasks = if rows.len() < total && every_task_shown {
                 placeholders(&row.try_get::<String, _>("request")?, total)
             } else {
                 Vec::with_capacity(total)

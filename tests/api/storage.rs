@@ -438,3 +438,38 @@ async fn a_delete_sent_to_another_instance_cancels_the_batch_where_it_runs() {
     assert_eq!(done["status"], "cancelled");
     assert_eq!(done["results"][0]["status"], "cancelled");
 }
+
+#[tokio::test]
+async fn results_errors_stores_only_failed_tasks_and_reads_back_the_same() {
+    if !durable() {
+        return;
+    }
+    let app = spawn_app().await;
+    let posted = app
+        .post(
+            &json!({ "results": "errors", "load": { "repeat": 3 }, "jobs": [
+                { "kind": "sleep", "duration_ms": 1 },
+                { "kind": "file", "path": "missing.txt" }
+            ]}),
+        )
+        .await;
+    let id = posted.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(posted.json["results"].as_array().unwrap().len(), 3);
+
+    let app = app.restart().await;
+    let got = app.get(&format!("/batches/{id}")).await.json;
+
+    assert_eq!(
+        got, posted.json,
+        "the stored batch reads back as it was answered"
+    );
+    let indices: Vec<u64> = got["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(indices, vec![1, 3, 5]);
+    assert_eq!(got["summary"]["tasks"], 6);
+    assert_eq!(got["summary"]["succeeded"], 3);
+}
