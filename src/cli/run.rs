@@ -158,8 +158,39 @@ async fn local(args: &RunArgs, body: &[u8]) -> Result<Value, Unusable> {
         Ok(_) => return Err(Unusable("the batch was not accepted".into())),
         Err(e) => return Err(Unusable(e.to_string())),
     };
+    let bar = progress_bar(&batch);
     batch.finished().await;
+    if let Some(bar) = bar {
+        bar.abort();
+        eprint!("\r\x1b[2K");
+    }
     serde_json::from_slice(&batch.to_json()).map_err(|e| Unusable(e.to_string()))
+}
+
+/// A progress bar on stderr while the batch runs, when stderr is a terminal (nothing extra in
+/// a CI log).
+fn progress_bar(batch: &Arc<crate::engine::Batch>) -> Option<tokio::task::JoinHandle<()>> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let batch = batch.clone();
+    Some(tokio::spawn(async move {
+        let (_, total) = batch.progress();
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(total as u64),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} tasks  {per_sec}  {elapsed}",
+        ) {
+            bar.set_style(style);
+        }
+        loop {
+            bar.set_position(batch.progress().0 as u64);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }))
 }
 
 async fn remote(server: &str, token: Option<&str>, body: Vec<u8>) -> Result<Value, Unusable> {

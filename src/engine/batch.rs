@@ -541,6 +541,12 @@ impl Batch {
         }
     }
 
+    /// Tasks ended so far, and tasks in all.
+    pub fn progress(&self) -> (usize, usize) {
+        let st = self.state.lock();
+        (st.done.len(), st.tasks.len())
+    }
+
     /// Tasks that ended since the first `from` of them (in completion order), and the new count:
     /// what a storage writer has not written yet.
     pub fn ended_since(&self, from: usize) -> (Vec<TaskRecord>, usize) {
