@@ -133,7 +133,8 @@ pub struct BatchMeta {
     pub finished_at: Option<DateTime<Utc>>,
     pub wall_ms: Option<f64>,
     pub error: Option<BatchError>,
-    pub summary: Summary,
+    /// Set once the batch has finished.
+    pub summary: Option<Summary>,
 }
 
 enum SummaryState {
@@ -198,14 +199,6 @@ impl Batch {
                 stop_reason: None,
             }),
         })
-    }
-
-    pub fn len(&self) -> usize {
-        self.state.lock().tasks.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     pub fn cancel_token(&self) -> &CancellationToken {
@@ -286,24 +279,20 @@ impl Batch {
             Some(e) if e.code == ErrorCode::Cancelled => TaskStatus::Cancelled,
             Some(_) => TaskStatus::Failed,
         };
-        let error_for_batch = || {
-            outcome.error.as_ref().map(|e| BatchError {
+        // asyncio.gather without return_exceptions: the first failure fails the batch.
+        let fails_batch =
+            status.is_failure() && self.mode == Mode::Gather && !self.rules.return_exceptions;
+        if fails_batch && st.status == BatchStatus::Running {
+            st.status = BatchStatus::Failed;
+            st.error = outcome.error.as_ref().map(|e| BatchError {
                 index: Some(index as u32),
                 code: e.code,
                 message: e.message.clone(),
-            })
-        };
-        if status.is_failure()
-            && self.mode == Mode::Gather
-            && !self.rules.return_exceptions
-            && st.status == BatchStatus::Running
-        {
-            st.status = BatchStatus::Failed;
-            st.error = error_for_batch();
+            });
         }
         self.end_task(st, index, status, Some((started, ended)), outcome);
 
-        if status.is_failure() && self.mode == Mode::Gather && !self.rules.return_exceptions {
+        if fails_batch {
             if self.rules.fail_fast {
                 // asyncio.TaskGroup: cancel the siblings and answer once they have ended.
                 st.stop_reason.get_or_insert(StopReason::Cancelled);
@@ -429,12 +418,8 @@ impl Batch {
         match self.mode {
             Mode::Gather => self.deadline_passed(limit, false),
             Mode::Wait => {
-                self.state
-                    .lock()
-                    .stop_reason
-                    .get_or_insert(StopReason::Deadline);
                 self.advance(Phase::Answered);
-                self.cancel.cancel();
+                self.stop(StopReason::Deadline);
             }
         }
     }
@@ -513,6 +498,14 @@ impl Batch {
         })
     }
 
+    /// `wall_ms` as shown: measured while the batch lives here, as stored once read back.
+    fn wall_ms(st: &State, wall: Option<Duration>) -> Option<f64> {
+        match &st.summary {
+            SummaryState::Stored(_, wall_ms) => *wall_ms,
+            SummaryState::Live(_) => wall.map(ms),
+        }
+    }
+
     fn summary_of(st: &State, wall: Option<Duration>) -> Summary {
         match &st.summary {
             SummaryState::Live(acc) => acc.summary(wall),
@@ -524,21 +517,27 @@ impl Batch {
         self.rules.clone()
     }
 
-    /// The batch-level fields as they are now.
+    /// The batch-level fields as they are now (the summary once the batch has finished).
     pub fn meta(&self) -> BatchMeta {
-        let st = self.state.lock();
-        let wall = Self::wall(&st);
+        Self::meta_of(&self.state.lock())
+    }
+
+    fn meta_of(st: &State) -> BatchMeta {
+        let wall = Self::wall(st);
         BatchMeta {
             status: st.status,
             started_at: st.clock.map(|c| c.0),
             finished_at: st.finished_at,
-            wall_ms: match &st.summary {
-                SummaryState::Stored(_, wall_ms) => *wall_ms,
-                SummaryState::Live(_) => wall.map(ms),
-            },
+            wall_ms: Self::wall_ms(st, wall),
             error: st.error.clone(),
-            summary: Self::summary_of(&st, wall),
+            // Only a finished batch's summary is stored; computing it on every write of a
+            // running batch would be work thrown away.
+            summary: st.finished_at.map(|_| Self::summary_of(st, wall)),
         }
+    }
+
+    pub fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.state.lock().finished_at
     }
 
     /// Tasks ended so far, and tasks in all.
@@ -547,19 +546,20 @@ impl Batch {
         (st.done.len(), st.tasks.len())
     }
 
-    /// Tasks that ended since the first `from` of them (in completion order), and the new count:
-    /// what a storage writer has not written yet.
-    pub fn ended_since(&self, from: usize) -> (Vec<TaskRecord>, usize) {
+    /// What a storage writer has not written yet, under one lock: the tasks that ended since
+    /// the first `from` of them (in completion order; only those `results` shows — "errors":
+    /// the failed ones), the new count, and the batch's fields. When `meta.finished_at` is
+    /// set, every task has ended and is included.
+    pub fn changes_since(&self, from: usize) -> (Vec<TaskRecord>, usize, BatchMeta) {
         let st = self.state.lock();
         let results = self.rules.results;
         let tasks = st.done[from.min(st.done.len())..]
             .iter()
             .map(|&i| &st.tasks[i as usize])
-            // Only what `results` shows is stored ("errors": the failed tasks only).
             .filter(|t| results.shows(t.error.is_some()))
             .cloned()
             .collect();
-        (tasks, st.done.len())
+        (tasks, st.done.len(), Self::meta_of(&st))
     }
 
     /// A batch read back from storage. Finished batches are complete; one still running
@@ -628,21 +628,18 @@ impl Batch {
     /// The batch without its task results, as `GET /batches` lists it.
     pub fn to_summary_json(&self) -> Vec<u8> {
         let st = self.state.lock();
-        let mut view = self.view(&st);
-        view.results = None;
-        view.done = None;
-        view.pending = None;
+        let view = self.view(&st, false);
         serde_json::to_vec(&view).expect("a batch view always serializes")
     }
 
     /// Serializes the batch as the API shows it, under one lock so the view is consistent.
     pub fn to_json(&self) -> Vec<u8> {
         let st = self.state.lock();
-        let view = self.view(&st);
+        let view = self.view(&st, true);
         serde_json::to_vec(&view).expect("a batch view always serializes")
     }
 
-    fn view<'a>(&'a self, st: &'a State) -> BatchView<'a> {
+    fn view<'a>(&'a self, st: &'a State, with_tasks: bool) -> BatchView<'a> {
         let wall = Self::wall(st);
         let filter = self.rules.results;
         let summary = Self::summary_of(st, wall);
@@ -651,6 +648,7 @@ impl Batch {
             _ => None,
         };
         let (results, done, pending) = match self.mode {
+            _ if !with_tasks => (None, None, None),
             Mode::Gather => (
                 Some(TaskList {
                     tasks: &st.tasks,
@@ -684,10 +682,7 @@ impl Batch {
             created_at: self.created_at,
             started_at: st.clock.map(|c| c.0),
             finished_at: st.finished_at,
-            wall_ms: match &st.summary {
-                SummaryState::Stored(_, wall_ms) => *wall_ms,
-                SummaryState::Live(_) => wall.map(ms),
-            },
+            wall_ms: Self::wall_ms(st, wall),
             error: st.error.as_ref(),
             summary,
             verdict,
@@ -747,11 +742,7 @@ pub struct TaskList<'a> {
 
 impl Serialize for TaskList<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let keep = |t: &&TaskRecord| match self.filter {
-            ResultsMode::All => true,
-            ResultsMode::Errors => t.error.is_some(),
-            ResultsMode::None => false,
-        };
+        let keep = |t: &&TaskRecord| self.filter.shows(t.error.is_some());
         match self.order {
             None => s.collect_seq(self.tasks.iter().filter(keep)),
             Some(order) => {

@@ -59,7 +59,6 @@ struct Inner {
     ctx: Arc<JobContext>,
     /// The server-wide bound on jobs in flight (`--max-concurrency`), shared by all batches.
     global: Arc<Semaphore>,
-    max_concurrency: usize,
     max_batch_duration: Duration,
     /// Tasks of unfinished batches, against `capacity`: what bounds memory and the queue.
     outstanding: Arc<AtomicUsize>,
@@ -79,7 +78,6 @@ impl Engine {
             inner: Arc::new(Inner {
                 ctx: Arc::new(ctx),
                 global: Arc::new(Semaphore::new(config.max_concurrency)),
-                max_concurrency: config.max_concurrency,
                 max_batch_duration: config.max_batch_duration,
                 outstanding: Arc::default(),
                 capacity: config.max_concurrency.saturating_add(config.max_queue),
@@ -88,10 +86,6 @@ impl Engine {
                 shutdown: CancellationToken::new(),
             }),
         })
-    }
-
-    pub fn max_concurrency(&self) -> usize {
-        self.inner.max_concurrency
     }
 
     /// Whether `file` jobs have a root to read from.

@@ -72,14 +72,13 @@ pub struct Writes {
     pub saves: Vec<Save>,
 }
 
-/// A running batch's progress: the tasks that ended since the last save, and its fields;
-/// `finished` also writes the final status, summary and `finished_at`.
+/// A batch's progress: the tasks that ended since the last save, and its fields; a finished
+/// batch's (`meta.summary` set) also writes its summary, `wall_ms` and `finished_at`.
 #[derive(Debug)]
 pub struct Save {
     pub id: Uuid,
     pub meta: BatchMeta,
     pub tasks: Vec<TaskRecord>,
-    pub finished: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]

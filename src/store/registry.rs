@@ -103,10 +103,6 @@ impl Batches {
         &self.engine
     }
 
-    pub fn instance_id(&self) -> &str {
-        &self.instance_id
-    }
-
     /// Accepts a batch: stores it (committed before this returns) and starts it.
     pub async fn submit(
         self: &Arc<Self>,
@@ -166,7 +162,8 @@ impl Batches {
         }
     }
 
-    /// Stores and starts a batch; `None` when its idempotency key was taken meanwhile.
+    /// Stores and starts a batch (`KeyTaken` when another instance took its idempotency key
+    /// meanwhile, `Busy` when the server has no room for it).
     async fn create(
         self: &Arc<Self>,
         spec: BatchSpec,
@@ -180,7 +177,7 @@ impl Batches {
         };
         let batch = Batch::new(Uuid::now_v7(), &spec);
         match &self.store {
-            Some(store) => {
+            Some(_) => {
                 let row = NewBatch {
                     id: batch.id,
                     mode: batch.mode,
@@ -194,7 +191,6 @@ impl Batches {
                     answer_status,
                     instance_id: self.instance_id.clone(),
                 };
-                let _ = store;
                 let (done, answer) = oneshot::channel();
                 self.send(Command::Insert(Box::new(row), done))?;
                 let inserted = answer
@@ -343,7 +339,6 @@ impl Batches {
                     id,
                     meta,
                     tasks: Vec::new(),
-                    finished: true,
                 };
                 let writes = Writes {
                     inserts: Vec::new(),
@@ -416,7 +411,7 @@ impl Batches {
             None => {
                 let mut live = self.live.write();
                 let before = live.len();
-                live.retain(|_, b| b.meta().finished_at.is_none_or(|f| f >= cutoff));
+                live.retain(|_, b| b.finished_at().is_none_or(|f| f >= cutoff));
                 let kept: std::collections::HashSet<Uuid> = live.keys().copied().collect();
                 drop(live);
                 self.memory_keys
@@ -480,10 +475,8 @@ async fn write_loop(
         let mut saves = Vec::new();
         let mut marks = Vec::new();
         for (i, t) in tracked.iter().enumerate() {
-            // Finished first: then every task it reports has ended and is in `ended_since`.
-            let finished = t.batch.is_finished();
-            let (tasks, upto) = t.batch.ended_since(t.written);
-            let meta = t.batch.meta();
+            let (tasks, upto, meta) = t.batch.changes_since(t.written);
+            let finished = meta.finished_at.is_some();
             if tasks.is_empty() && !finished && t.status == Some(meta.status) {
                 continue;
             }
@@ -492,7 +485,6 @@ async fn write_loop(
                 id: t.batch.id,
                 meta,
                 tasks,
-                finished,
             });
         }
         if saves.is_empty() && inserts.is_empty() {

@@ -327,7 +327,7 @@ impl Store for SqlStore {
                         .await?;
                 }
                 let meta = &save.meta;
-                let common = sqlx::query(if save.finished {
+                let common = sqlx::query(if meta.summary.is_some() {
                     "UPDATE batches SET status = $1, started_at = $2, error = $3, heartbeat_at = $4, \
                      finished_at = $5, wall_ms = $6, summary = $7 WHERE id = $8"
                 } else {
@@ -337,14 +337,13 @@ impl Store for SqlStore {
                 .bind(meta.started_at.as_ref().map(ts))
                 .bind(meta.error.as_ref().map(json))
                 .bind(now.clone());
-                let query = if save.finished {
-                    common
+                let query = match &meta.summary {
+                    Some(summary) => common
                         .bind(meta.finished_at.as_ref().map(ts))
                         .bind(meta.wall_ms)
-                        .bind(json(&meta.summary))
-                        .bind(id)
-                } else {
-                    common.bind(id)
+                        .bind(json(summary))
+                        .bind(id),
+                    None => common.bind(id),
                 };
                 query.execute(&mut *tx).await?;
             }
