@@ -47,8 +47,9 @@ pub struct RunArgs {
     #[arg(long, env = "FANOUT_FILES_ROOT", default_value = "./files")]
     pub files_root: PathBuf,
 
-    /// In-process: most tasks in the batch (after `load` expansion).
-    #[arg(long, default_value_t = 1_000_000)]
+    /// In-process: most tasks in the batch (after `load` expansion, warm-up included; a run
+    /// for a duration stops there). With `results: none` a task costs a few bytes.
+    #[arg(long, default_value_t = 10_000_000)]
     pub max_jobs: usize,
 
     /// In-process: most jobs in flight.
@@ -187,7 +188,10 @@ fn progress_bar(batch: &Arc<crate::engine::Batch>) -> Option<tokio::task::JoinHa
             bar.set_style(style);
         }
         loop {
-            bar.set_position(batch.progress().0 as u64);
+            // A load run for a duration makes its tasks as it goes: the length grows.
+            let (done, total) = batch.progress();
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }))
@@ -287,6 +291,21 @@ pub fn text(b: &Value) -> String {
         num(&b["wall_ms"]),
         num(&s["throughput_per_s"])
     );
+    if s["warmup_tasks"].as_u64().is_some_and(|n| n > 0) {
+        let _ = writeln!(
+            out,
+            "  warm-up     {} tasks, left out of every figure below",
+            num(&s["warmup_tasks"])
+        );
+    }
+    if s["late"].is_object() {
+        let _ = writeln!(
+            out,
+            "  late        {} tasks started behind schedule (most by {} ms); latency counts from the intended start",
+            num(&s["late"]["count"]),
+            num(&s["late"]["max_ms"])
+        );
+    }
     for (name, key) in [
         ("duration", "duration_ms"),
         ("succeeded", "duration_ms_succeeded"),

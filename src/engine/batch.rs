@@ -2,6 +2,7 @@
 //! and the batch's own status. The runner writes into it as tasks start and end; readers
 //! (the HTTP layer, the store) take consistent snapshots of it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::runner::Ended;
-use super::spec::{BatchSpec, Mode, OnTimeout, ResultsMode, ReturnWhen, Thresholds};
+use super::spec::{BatchSpec, Kind, Mode, OnTimeout, ResultsMode, ReturnWhen, Thresholds};
 use super::summary::{Summary, SummaryAcc};
 use super::task::{
     ErrorCode, TaskError, TaskOutput, TaskRecord, TaskStatus, micros, micros_opt, ms,
@@ -83,6 +84,12 @@ pub struct Batch {
     pub created_at: DateTime<Utc>,
     /// What the answer condition and the views need from the request.
     rules: Rules,
+    /// Each job's `id` and kind, for the records of tasks made as they start (empty for a
+    /// batch read back from storage, which makes none).
+    jobs: Box<[(Option<String>, Kind)]>,
+    /// Tasks are made as they start (a load run for a duration, or with a warm-up), rather
+    /// than all at the start.
+    dynamic: bool,
     /// Cancelled to stop every unfinished task; `stop_reason` says what they become.
     cancel: CancellationToken,
     /// Moves forward only; watchers wake when the answer is ready and when the batch ends.
@@ -125,6 +132,18 @@ pub struct BatchRecord {
     pub tasks: Vec<TaskRecord>,
 }
 
+/// A task that just started, as its driver reports it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Started {
+    pub index: usize,
+    /// When it started; for an open model run, when it was meant to (its latency counts
+    /// from there).
+    pub at: Instant,
+    /// How long after its intended time it actually started (open model only).
+    pub lag: Option<Duration>,
+    pub warmup: bool,
+}
+
 /// The batch-level fields storage writes, taken under one lock.
 #[derive(Debug, Clone)]
 pub struct BatchMeta {
@@ -133,6 +152,8 @@ pub struct BatchMeta {
     pub finished_at: Option<DateTime<Utc>>,
     pub wall_ms: Option<f64>,
     pub error: Option<BatchError>,
+    /// Tasks so far (a load run for a duration makes them as it goes).
+    pub tasks_total: usize,
     /// Set once the batch has finished.
     pub summary: Option<Summary>,
 }
@@ -153,7 +174,9 @@ struct State {
     last_end: Option<Instant>,
     finished_at: Option<DateTime<Utc>>,
     error: Option<BatchError>,
-    tasks: Vec<TaskRecord>,
+    /// First start of a task outside the warm-up: where throughput is counted from.
+    measured_from: Option<Instant>,
+    tasks: Tasks,
     /// Task indices in completion order; `seq` is a position here plus one.
     done: Vec<u32>,
     summary: SummaryState,
@@ -162,12 +185,18 @@ struct State {
 
 impl Batch {
     pub fn new(id: Uuid, spec: &BatchSpec) -> Arc<Batch> {
-        let tasks = (0..spec.tasks())
-            .map(|index| {
-                let job = spec.job(index);
-                TaskRecord::pending(index as u32, job.id.clone(), job.kind.kind())
-            })
-            .collect::<Vec<_>>();
+        let jobs: Box<[(Option<String>, Kind)]> = spec
+            .jobs
+            .iter()
+            .map(|j| (j.id.clone(), j.kind.kind()))
+            .collect();
+        let fixed = spec.tasks();
+        let mut tasks = Tasks::new(spec.results);
+        tasks.grow(fixed.unwrap_or(0), &jobs);
+        let mut acc = SummaryAcc::new(fixed.unwrap_or(0) as u64);
+        if spec.load.is_open() {
+            acc = acc.open();
+        }
         let (phase, _) = watch::channel(Phase::Running);
         Arc::new(Batch {
             id,
@@ -184,6 +213,8 @@ impl Batch {
                 timeout_ms: spec.timeout.map(|t| t.as_millis() as u64),
                 thresholds: spec.thresholds.clone(),
             },
+            jobs,
+            dynamic: fixed.is_none(),
             cancel: CancellationToken::new(),
             phase,
             state: Mutex::new(State {
@@ -193,8 +224,9 @@ impl Batch {
                 last_end: None,
                 finished_at: None,
                 error: None,
-                summary: SummaryState::Live(SummaryAcc::new(tasks.len() as u64)),
-                done: Vec::with_capacity(tasks.len()),
+                measured_from: None,
+                summary: SummaryState::Live(acc),
+                done: Vec::with_capacity(fixed.unwrap_or(0)),
                 tasks,
                 stop_reason: None,
             }),
@@ -239,18 +271,35 @@ impl Batch {
     }
 
     /// Records tasks that just started, under one lock.
-    pub(crate) fn tasks_started(&self, started: &[(usize, Instant)]) {
+    pub(crate) fn tasks_started(&self, started: &[Started]) {
         let mut st = self.state.lock();
         let Some(clock) = st.clock else { return };
-        for &(index, at) in started {
-            st.first_start.get_or_insert(at);
-            let task = &mut st.tasks[index];
-            if task.status != TaskStatus::Pending {
+        let st = &mut *st;
+        for s in started {
+            st.first_start.get_or_insert(s.at);
+            if st.tasks.len() <= s.index {
+                st.tasks.grow(s.index + 1, &self.jobs);
+            }
+            if st.tasks.status(s.index) != TaskStatus::Pending {
                 continue;
             }
-            task.status = TaskStatus::Running;
-            task.timing.queued_ms = Some(ms(at.saturating_duration_since(clock.1)));
-            task.timing.started_at = Some(Self::at(clock, at));
+            if let SummaryState::Live(acc) = &mut st.summary {
+                match (self.dynamic, s.warmup) {
+                    (true, true) => acc.add_warmup_task(),
+                    (true, false) => acc.add_task(),
+                    (false, _) => {}
+                }
+                if let (false, Some(lag)) = (s.warmup, s.lag) {
+                    acc.started_after(lag);
+                }
+            }
+            if !s.warmup {
+                st.measured_from.get_or_insert(s.at);
+            }
+            let task = st.tasks.start(s.index, &self.jobs);
+            task.warmup = s.warmup;
+            task.timing.queued_ms = Some(ms(s.at.saturating_duration_since(clock.1)));
+            task.timing.started_at = Some(Self::at(clock, s.at));
         }
     }
 
@@ -270,7 +319,7 @@ impl Batch {
         ended: Instant,
         outcome: Outcome,
     ) {
-        if st.tasks[index].status.is_finished() {
+        if st.tasks.status(index).is_finished() {
             return;
         }
         let status = match &outcome.error {
@@ -328,7 +377,14 @@ impl Batch {
         if let Some((_, end)) = span {
             st.last_end = Some(st.last_end.map_or(end, |l| l.max(end)));
         }
-        if let SummaryState::Live(acc) = &mut st.summary {
+        // A task that `results` will never show keeps its status and timing, not its payload
+        // (headers, bodies, file contents): a load run of a million requests would hold
+        // them all.
+        let shown = self.rules.results.shows(outcome.error.is_some());
+        let task = st.tasks.start(index, &self.jobs);
+        if let SummaryState::Live(acc) = &mut st.summary
+            && !task.warmup
+        {
             acc.record(
                 status,
                 duration,
@@ -336,11 +392,6 @@ impl Batch {
                 outcome.error.as_ref().map(|e| e.code),
             );
         }
-        // A task that `results` will never show keeps its status and timing, not its payload
-        // (headers, bodies, file contents): a load run of a million requests would hold
-        // them all.
-        let shown = self.rules.results.shows(outcome.error.is_some());
-        let task = &mut st.tasks[index];
         task.status = status;
         task.seq = Some(seq);
         task.attempts = outcome.attempts;
@@ -354,6 +405,7 @@ impl Batch {
             task.timing.finished_at = Some(Utc::now());
         }
         task.timing.duration_ms = duration.map(ms);
+        st.tasks.ended(index, status, shown);
     }
 
     /// Stops every unfinished task: the runner drops their futures; [`Batch::finish`] then
@@ -430,12 +482,7 @@ impl Batch {
             let mut st = self.state.lock();
             let reason = st.stop_reason;
             let now = Instant::now();
-            let unfinished: Vec<usize> = st
-                .tasks
-                .iter()
-                .filter(|t| !t.status.is_finished())
-                .map(|t| t.index as usize)
-                .collect();
+            let unfinished = st.tasks.unfinished();
             for index in unfinished {
                 let (status, error) = match reason {
                     Some(StopReason::Deadline) => (
@@ -452,12 +499,16 @@ impl Batch {
                     ),
                 };
                 // A task that never started has no duration; one that ran is timed to now.
-                let span = st.tasks[index].timing.started_at.and_then(|started_at| {
+                let (started_at, attempts) = st
+                    .tasks
+                    .get(index)
+                    .map_or((None, 0), |t| (t.timing.started_at, t.attempts));
+                let span = started_at.and_then(|started_at| {
                     let (wall, mono) = st.clock?;
                     let offset = (started_at - wall).to_std().ok()?;
                     Some((mono + offset, now))
                 });
-                let attempts = st.tasks[index].attempts.max(span.is_some() as u32);
+                let attempts = attempts.max(span.is_some() as u32);
                 let outcome = Outcome {
                     attempts,
                     output: None,
@@ -506,9 +557,18 @@ impl Batch {
         }
     }
 
+    /// The summary; its throughput counts from the first task after the warm-up.
     fn summary_of(st: &State, wall: Option<Duration>) -> Summary {
         match &st.summary {
-            SummaryState::Live(acc) => acc.summary(wall),
+            SummaryState::Live(acc) => {
+                let measured = match (st.measured_from, st.first_start) {
+                    (Some(from), Some(first)) if from > first => {
+                        wall.map(|w| w.saturating_sub(from - first))
+                    }
+                    _ => wall,
+                };
+                acc.summary(measured)
+            }
             SummaryState::Stored(summary, _) => summary.clone(),
         }
     }
@@ -530,6 +590,7 @@ impl Batch {
             finished_at: st.finished_at,
             wall_ms: Self::wall_ms(st, wall),
             error: st.error.clone(),
+            tasks_total: st.tasks.len(),
             // Only a finished batch's summary is stored; computing it on every write of a
             // running batch would be work thrown away.
             summary: st.finished_at.map(|_| Self::summary_of(st, wall)),
@@ -555,7 +616,7 @@ impl Batch {
         let results = self.rules.results;
         let tasks = st.done[from.min(st.done.len())..]
             .iter()
-            .map(|&i| &st.tasks[i as usize])
+            .filter_map(|&i| st.tasks.get(i as usize))
             .filter(|t| results.shows(t.error.is_some()))
             .cloned()
             .collect();
@@ -575,7 +636,11 @@ impl Batch {
             Some(summary) => SummaryState::Stored(summary, record.wall_ms),
             None => {
                 let mut acc = SummaryAcc::new(record.tasks_total as u64);
-                for t in record.tasks.iter().filter(|t| t.status.is_finished()) {
+                for t in record
+                    .tasks
+                    .iter()
+                    .filter(|t| t.status.is_finished() && !t.warmup)
+                {
                     let duration = t
                         .timing
                         .duration_ms
@@ -608,6 +673,8 @@ impl Batch {
             label: record.label,
             created_at: record.created_at,
             rules: record.rules,
+            jobs: Box::default(),
+            dynamic: false,
             cancel: CancellationToken::new(),
             phase,
             state: Mutex::new(State {
@@ -617,7 +684,8 @@ impl Batch {
                 last_end: None,
                 finished_at: record.finished_at,
                 error: record.error,
-                tasks: record.tasks,
+                measured_from: None,
+                tasks: Tasks::All(record.tasks),
                 done,
                 summary,
                 stop_reason: None,
@@ -667,9 +735,9 @@ impl Batch {
                 }),
                 Some(
                     st.tasks
-                        .iter()
-                        .filter(|t| !t.status.is_finished())
-                        .map(|t| t.index)
+                        .unfinished()
+                        .into_iter()
+                        .map(|i| i as u32)
                         .collect(),
                 ),
             ),
@@ -735,7 +803,7 @@ pub struct BatchView<'a> {
 
 /// Task records, in input order or in a given order, filtered by the batch's `results`.
 pub struct TaskList<'a> {
-    tasks: &'a [TaskRecord],
+    tasks: &'a Tasks,
     order: Option<&'a [u32]>,
     filter: ResultsMode,
 }
@@ -744,10 +812,137 @@ impl Serialize for TaskList<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let keep = |t: &&TaskRecord| self.filter.shows(t.error.is_some());
         match self.order {
-            None => s.collect_seq(self.tasks.iter().filter(keep)),
-            Some(order) => {
-                s.collect_seq(order.iter().map(|&i| &self.tasks[i as usize]).filter(keep))
+            None => s.collect_seq(self.tasks.records().filter(keep)),
+            Some(order) => s.collect_seq(
+                order
+                    .iter()
+                    .filter_map(|&i| self.tasks.get(i as usize))
+                    .filter(keep),
+            ),
+        }
+    }
+}
+
+/// The batch's tasks. With `results: all`, every task's record (in index order; for a batch
+/// read back from storage, in stored order). Otherwise each task's status, and records only
+/// for the tasks that run now or that answers show: a million-request load run with
+/// `results: none` keeps a byte per request.
+enum Tasks {
+    All(Vec<TaskRecord>),
+    Sparse {
+        status: Vec<TaskStatus>,
+        kept: BTreeMap<u32, TaskRecord>,
+    },
+}
+
+impl Tasks {
+    fn new(results: ResultsMode) -> Tasks {
+        match results {
+            ResultsMode::All => Tasks::All(Vec::new()),
+            _ => Tasks::Sparse {
+                status: Vec::new(),
+                kept: BTreeMap::new(),
+            },
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Tasks::All(all) => all.len(),
+            Tasks::Sparse { status, .. } => status.len(),
+        }
+    }
+
+    /// Adds pending tasks up to `len`.
+    fn grow(&mut self, len: usize, jobs: &[(Option<String>, Kind)]) {
+        match self {
+            Tasks::All(all) => {
+                all.reserve(len.saturating_sub(all.len()));
+                while all.len() < len {
+                    all.push(pending(all.len(), jobs));
+                }
+            }
+            Tasks::Sparse { status, .. } => {
+                status.resize(len.max(status.len()), TaskStatus::Pending)
             }
         }
     }
+
+    fn status(&self, index: usize) -> TaskStatus {
+        match self {
+            Tasks::All(all) => all[index].status,
+            Tasks::Sparse { status, .. } => status[index],
+        }
+    }
+
+    fn get(&self, index: usize) -> Option<&TaskRecord> {
+        match self {
+            Tasks::All(all) => all.get(index),
+            Tasks::Sparse { kept, .. } => kept.get(&(index as u32)),
+        }
+    }
+
+    /// The task's record, made if it had none; the task counts as running until [`ended`].
+    fn start(&mut self, index: usize, jobs: &[(Option<String>, Kind)]) -> &mut TaskRecord {
+        match self {
+            Tasks::All(all) => {
+                let task = &mut all[index];
+                if task.status == TaskStatus::Pending {
+                    task.status = TaskStatus::Running;
+                }
+                task
+            }
+            Tasks::Sparse { status, kept } => {
+                if status[index] == TaskStatus::Pending {
+                    status[index] = TaskStatus::Running;
+                }
+                kept.entry(index as u32).or_insert_with(|| {
+                    let mut task = pending(index, jobs);
+                    task.status = TaskStatus::Running;
+                    task
+                })
+            }
+        }
+    }
+
+    /// The task ended: a record that answers will not show is dropped.
+    fn ended(&mut self, index: usize, to: TaskStatus, shown: bool) {
+        if let Tasks::Sparse { status, kept } = self {
+            status[index] = to;
+            if !shown {
+                kept.remove(&(index as u32));
+            }
+        }
+    }
+
+    /// Records in index order: every task, or the running and shown ones.
+    fn records(&self) -> Box<dyn Iterator<Item = &TaskRecord> + '_> {
+        match self {
+            Tasks::All(all) => Box::new(all.iter()),
+            Tasks::Sparse { kept, .. } => Box::new(kept.values()),
+        }
+    }
+
+    /// Indices of the tasks not ended yet.
+    fn unfinished(&self) -> Vec<usize> {
+        match self {
+            Tasks::All(all) => all
+                .iter()
+                .filter(|t| !t.status.is_finished())
+                .map(|t| t.index as usize)
+                .collect(),
+            Tasks::Sparse { status, .. } => (0..status.len())
+                .filter(|&i| !status[i].is_finished())
+                .collect(),
+        }
+    }
+}
+
+/// Task `index` before it starts: it runs job `index % jobs.len()`.
+fn pending(index: usize, jobs: &[(Option<String>, Kind)]) -> TaskRecord {
+    let (id, kind) = jobs
+        .get(index % jobs.len().max(1))
+        .cloned()
+        .unwrap_or((None, Kind::Sleep));
+    TaskRecord::pending(index as u32, id, kind)
 }

@@ -23,9 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::batch::{Batch, Outcome, StopReason};
+use super::batch::{Batch, Outcome, Started, StopReason};
 use super::jobs::{self, JobContext};
-use super::spec::{BatchSpec, JobKind, JobSpec, OnTimeout, RetryPolicy};
+use super::spec::{BatchSpec, JobKind, JobSpec, LoadPlan, OnTimeout, RetryPolicy};
 use super::task::{SleepOutput, TaskOutput, ms};
 use crate::guard::NetGuard;
 
@@ -177,21 +177,28 @@ pub enum Busy {
 }
 
 async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
-    let total = spec.tasks();
     let jobs: Arc<[JobSpec]> = spec.jobs.into();
     let epoch = batch.start();
-    let drivers = plan_drivers(total, spec.concurrency, inner.workers);
+    let issuer = Arc::new(Issuer::new(&spec.load, epoch));
+    // A large or long batch is split among drivers; one that is short gains nothing by it.
+    let large = spec.load.fixed_tasks().is_none_or(|n| n >= SHARD_MIN_JOBS);
+    let drivers = plan_drivers(large, spec.concurrency, inner.workers);
     let count = drivers.len();
     let mut set = JoinSet::new();
-    for (k, limit) in drivers.into_iter().enumerate() {
-        let indices = (k..total).step_by(count);
+    for limit in drivers {
         // Out of tokio's cooperative budget: a driver polls thousands of timers per turn, and
         // with the budget each turn would stop after 128 of them and rescan its ready queue.
         // The driver yields by itself after every burst instead (see `drive`).
-        let driver = drive(inner.clone(), batch.clone(), jobs.clone(), indices, limit);
+        let driver = drive(
+            inner.clone(),
+            batch.clone(),
+            jobs.clone(),
+            issuer.clone(),
+            limit,
+        );
         set.spawn(tokio::task::unconstrained(driver).in_current_span());
     }
-    tracing::debug!(tasks = total, drivers = count, "batch started");
+    tracing::debug!(tasks = ?spec.load.fixed_tasks(), drivers = count, "batch started");
 
     let deadline = spec
         .timeout
@@ -240,8 +247,8 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
 
 /// Splits a batch's concurrency among drivers: one driver unless the batch is large and its
 /// concurrency leaves every driver a useful share.
-fn plan_drivers(jobs: usize, concurrency: usize, workers: usize) -> Vec<usize> {
-    let n = if jobs >= SHARD_MIN_JOBS {
+fn plan_drivers(large: bool, concurrency: usize, workers: usize) -> Vec<usize> {
+    let n = if large {
         workers.min(concurrency / SHARD_MIN_SLOTS).max(1)
     } else {
         1
@@ -251,45 +258,178 @@ fn plan_drivers(jobs: usize, concurrency: usize, workers: usize) -> Vec<usize> {
         .collect()
 }
 
+/// Hands out task numbers to a batch's drivers, in order, and says when each may start:
+/// as soon as a slot is free (closed model), or at its place in the schedule (open model).
+/// Also decides which tasks belong to the warm-up and when the run is over.
+struct Issuer {
+    next: AtomicUsize,
+    /// Measured (non-warm-up) tasks handed out, closed model.
+    measured: AtomicUsize,
+    epoch: Instant,
+    /// Measured tasks at most.
+    count: Option<usize>,
+    /// Tasks at most, warm-up included.
+    max_tasks: usize,
+    warmup_end: Instant,
+    /// No measured task starts at or after this.
+    end: Option<Instant>,
+    rate: Option<f64>,
+    /// Open model: how many of the first tasks are the warm-up.
+    open_warmup: usize,
+}
+
+/// A task number handed out.
+#[derive(Debug, Clone, Copy)]
+struct Claim {
+    index: usize,
+    /// Open model: when it should start.
+    due: Option<Instant>,
+    warmup: bool,
+}
+
+impl Issuer {
+    fn new(plan: &LoadPlan, epoch: Instant) -> Issuer {
+        let warmup_end = epoch + plan.warmup;
+        Issuer {
+            next: AtomicUsize::new(0),
+            measured: AtomicUsize::new(0),
+            epoch,
+            count: plan.count,
+            max_tasks: plan.max_tasks,
+            warmup_end,
+            end: plan.duration.map(|d| warmup_end + d),
+            rate: plan.rate_per_s,
+            open_warmup: plan.open_warmup_tasks(),
+        }
+    }
+
+    /// The next task, or `None` when the run has no more to start.
+    fn claim(&self) -> Option<Claim> {
+        match self.rate {
+            Some(rate) => self.claim_scheduled(rate),
+            None => self.claim_now(),
+        }
+    }
+
+    /// Open model: task `i` is due at `i / rate` seconds after the start.
+    fn claim_scheduled(&self, rate: f64) -> Option<Claim> {
+        let total = self.open_warmup + self.count?;
+        let index = self
+            .next
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |i| {
+                (i < total.min(self.max_tasks)).then_some(i + 1)
+            })
+            .ok()?;
+        let due = self.epoch + Duration::from_secs_f64(index as f64 / rate);
+        let warmup = index < self.open_warmup;
+        if !warmup && self.end.is_some_and(|end| due >= end) {
+            return None;
+        }
+        Some(Claim {
+            index,
+            due: Some(due),
+            warmup,
+        })
+    }
+
+    /// Closed model: a task whenever a driver has a free slot, until the count or the time
+    /// is up. Tasks handed out before the warm-up ends are the warm-up.
+    fn claim_now(&self) -> Option<Claim> {
+        let now = Instant::now();
+        let warmup = now < self.warmup_end;
+        if !warmup {
+            if self.end.is_some_and(|end| now >= end) {
+                return None;
+            }
+            let n = self.measured.fetch_add(1, Ordering::AcqRel);
+            if self.count.is_some_and(|count| n >= count) {
+                return None;
+            }
+        }
+        let index = self
+            .next
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |i| {
+                (i < self.max_tasks).then_some(i + 1)
+            })
+            .ok();
+        let Some(index) = index else {
+            if self.end.is_some() {
+                tracing::warn!(
+                    limit = self.max_tasks,
+                    "a load run for a duration reached --max-jobs tasks and stops early"
+                );
+            }
+            return None;
+        };
+        Some(Claim {
+            index,
+            due: None,
+            warmup,
+        })
+    }
+}
+
 /// Most completions recorded under one lock of the batch state.
 const BURST: usize = 4096;
 
-/// Drives one share of a batch: dispatches jobs in order while this driver has slots and the
-/// server has permits, and records outcomes as they arrive, a burst at a time, so that
-/// 100,000 timers firing together cost one lock per burst rather than one per task.
+/// Drives one share of a batch: takes tasks from the issuer while this driver has slots and
+/// the server has permits (and, in the open model, when each is due), and records outcomes as
+/// they arrive, a burst at a time, so that 100,000 timers firing together cost one lock per
+/// burst rather than one per task.
 async fn drive(
     inner: Arc<Inner>,
     batch: Arc<Batch>,
     jobs: Arc<[JobSpec]>,
-    indices: impl Iterator<Item = usize>,
+    issuer: Arc<Issuer>,
     limit: usize,
 ) {
     let cancel = batch.cancel_token().clone();
-    let mut queue = indices.peekable();
     let mut running: FuturesUnordered<TaskFuture> = FuturesUnordered::new();
     // Server-wide permits this driver holds, one per running task; given back in bulk.
     let mut permits = Permits {
         semaphore: &inner.global,
         held: 0,
     };
+    // A task taken from the issuer that waits for its time or for a permit.
+    let mut held: Option<Claim> = None;
+    let mut exhausted = false;
     // Kept across loop turns so this driver keeps its place in the semaphore's queue.
     let mut waiting: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut started = Vec::new();
     let mut ended = Vec::new();
+    let start = |claim: Claim, running: &mut FuturesUnordered<TaskFuture>| {
+        let now = Instant::now();
+        let at = claim.due.unwrap_or(now);
+        running.push(TaskFuture::new(&inner.ctx, &jobs, claim.index, at, now));
+        Started {
+            index: claim.index,
+            at,
+            lag: claim.due.map(|due| now.saturating_duration_since(due)),
+            warmup: claim.warmup,
+        }
+    };
 
     loop {
         if cancel.is_cancelled() {
             return;
         }
-        while running.len() < limit && queue.peek().is_some() && waiting.is_none() {
+        while running.len() < limit && waiting.is_none() && timer.is_none() && !exhausted {
+            let Some(claim) = held.take().or_else(|| issuer.claim()) else {
+                exhausted = true;
+                break;
+            };
+            if let Some(due) = claim.due.filter(|&due| due > Instant::now()) {
+                held = Some(claim);
+                timer = Some(Box::pin(tokio::time::sleep_until(due.into())));
+                break;
+            }
             if let Ok(permit) = inner.global.try_acquire() {
                 permit.forget();
                 permits.held += 1;
-                let index = queue.next().expect("peeked");
-                let at = Instant::now();
-                running.push(TaskFuture::new(&inner.ctx, &jobs, index, at));
-                started.push((index, at));
+                started.push(start(claim, &mut running));
             } else {
+                held = Some(claim);
                 let global = &inner.global;
                 waiting = Some(Box::pin(async move {
                     global
@@ -304,7 +444,7 @@ async fn drive(
             batch.tasks_started(&started);
             started.clear();
         }
-        if running.is_empty() && queue.peek().is_none() {
+        if running.is_empty() && held.is_none() && exhausted {
             return;
         }
         tokio::select! {
@@ -319,10 +459,11 @@ async fn drive(
             _ = async { waiting.as_mut().expect("guarded").await }, if waiting.is_some() => {
                 waiting = None;
                 permits.held += 1;
-                let index = queue.next().expect("only waits with jobs queued");
-                let at = Instant::now();
-                running.push(TaskFuture::new(&inner.ctx, &jobs, index, at));
-                batch.tasks_started(&[(index, at)]);
+                let claim = held.take().expect("only waits with a task held");
+                batch.tasks_started(&[start(claim, &mut running)]);
+            }
+            _ = async { timer.as_mut().expect("guarded").await }, if timer.is_some() => {
+                timer = None;
             }
         }
     }
@@ -382,7 +523,10 @@ pin_project_lite::pin_project! {
     /// (one allocation per task) rather than behind another box.
     struct TaskFuture {
         index: usize,
+        // Where its latency counts from: its start, or in the open model its intended start.
         started: Instant,
+        // When it actually began.
+        began: Instant,
         #[pin]
         run: Either<tokio::time::Sleep, Pin<Box<dyn Future<Output = Outcome> + Send>>>,
     }
@@ -394,19 +538,21 @@ impl TaskFuture {
         jobs: &Arc<[JobSpec]>,
         index: usize,
         started: Instant,
+        began: Instant,
     ) -> TaskFuture {
         let job = &jobs[index % jobs.len()];
         let run = match (&job.kind, job.timeout) {
             // A sleep that no timeout can cut short cannot fail, so it needs no retry
             // machinery: one timer, its deadline fixed from this job's own start.
             (JobKind::Sleep(sleep), timeout) if timeout.is_none_or(|t| t >= sleep.duration) => {
-                Either::Left(tokio::time::sleep_until((started + sleep.duration).into()))
+                Either::Left(tokio::time::sleep_until((began + sleep.duration).into()))
             }
             _ => Either::Right(Box::pin(run_job(ctx.clone(), jobs.clone(), index)) as Pin<Box<_>>),
         };
         TaskFuture {
             index,
             started,
+            began,
             run,
         }
     }
@@ -423,7 +569,7 @@ impl Future for TaskFuture {
                 Outcome {
                     attempts: 1,
                     output: Some(TaskOutput::Sleep(SleepOutput {
-                        slept_ms: ms(this.started.elapsed()),
+                        slept_ms: ms(this.began.elapsed()),
                     })),
                     error: None,
                 }
@@ -490,13 +636,13 @@ mod tests {
 
     #[test]
     fn small_batches_get_one_driver_with_all_the_slots() {
-        assert_eq!(plan_drivers(3, 3, 2), vec![3]);
-        assert_eq!(plan_drivers(10_000, 1, 2), vec![1]);
+        assert_eq!(plan_drivers(false, 3, 2), vec![3]);
+        assert_eq!(plan_drivers(true, 1, 2), vec![1]);
     }
 
     #[test]
     fn large_batches_split_their_concurrency_exactly() {
-        let plan = plan_drivers(100_000, 1001, 2);
+        let plan = plan_drivers(true, 1001, 2);
         assert_eq!(plan, vec![501, 500]);
         assert_eq!(plan.iter().sum::<usize>(), 1001);
     }

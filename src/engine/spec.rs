@@ -66,11 +66,10 @@ impl ResultsMode {
 #[derive(Debug, Clone)]
 pub struct BatchSpec {
     pub mode: Mode,
-    /// The job list; a load run repeats it (`repeat` times), and task `i` runs job
-    /// `i % jobs.len()`.
+    /// The job list; a load run cycles through it: task `i` runs job `i % jobs.len()`.
     pub jobs: Vec<JobSpec>,
-    /// How many times the job list runs (`load.repeat`; 1 for a plain batch).
-    pub repeat: usize,
+    /// How many tasks run, and when: the job list once, or a load run's shape.
+    pub load: LoadPlan,
     /// Pass/fail limits on the summary; their checks form the batch's verdict.
     pub thresholds: Option<Thresholds>,
     /// Jobs in flight for this batch; already clamped to the server-wide bound.
@@ -86,14 +85,79 @@ pub struct BatchSpec {
 }
 
 impl BatchSpec {
-    /// How many tasks the batch runs.
-    pub fn tasks(&self) -> usize {
-        self.jobs.len() * self.repeat
+    /// How many tasks the batch runs, when that is known before it starts (not for a closed
+    /// model run for a duration, nor with a warm-up, whose length only the run decides).
+    pub fn tasks(&self) -> Option<usize> {
+        self.load.fixed_tasks()
     }
 
     /// The job task `index` runs.
     pub fn job(&self, index: usize) -> &JobSpec {
         &self.jobs[index % self.jobs.len()]
+    }
+}
+
+/// How many tasks a batch runs and when they start: `load` as validated. A plain batch is
+/// the job list once, as fast as `concurrency` allows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadPlan {
+    /// Measured tasks at most (the job list's length times `repeat`, or what `rate_per_s` sends
+    /// in `duration_ms`); `None`: as many as `duration` leaves time for, up to `max_tasks`.
+    pub count: Option<usize>,
+    /// Stop starting measured tasks this long after the warm-up.
+    pub duration: Option<Duration>,
+    /// Open model: tasks start at this total rate, whatever the target's pace.
+    pub rate_per_s: Option<f64>,
+    /// A first stretch whose tasks run as the rest but are left out of the summary.
+    pub warmup: Duration,
+    /// The server's bound on tasks, warm-up included (`--max-jobs`).
+    pub max_tasks: usize,
+    /// The request had `load`: tasks waiting for a slot are only a count, not records.
+    pub is_load: bool,
+}
+
+impl LoadPlan {
+    /// The job list once.
+    pub fn once(jobs: usize) -> LoadPlan {
+        LoadPlan {
+            count: Some(jobs),
+            duration: None,
+            rate_per_s: None,
+            warmup: Duration::ZERO,
+            max_tasks: jobs,
+            is_load: false,
+        }
+    }
+
+    /// Tasks started at their intended times rather than as slots free up.
+    pub fn is_open(&self) -> bool {
+        self.rate_per_s.is_some()
+    }
+
+    /// Warm-up tasks of an open model run: those intended to start within the warm-up.
+    pub fn open_warmup_tasks(&self) -> usize {
+        match self.rate_per_s {
+            Some(rate) => (rate * self.warmup.as_secs_f64()).ceil() as usize,
+            None => 0,
+        }
+    }
+
+    /// Every task, known up front: no warm-up and a measured count that time cannot cut short.
+    pub fn fixed_tasks(&self) -> Option<usize> {
+        if !self.warmup.is_zero() || self.duration.is_some() && !self.is_open() {
+            return None;
+        }
+        self.count
+    }
+
+    /// What the batch takes of the server's room for running and waiting tasks: every task of
+    /// a plain batch; for a load run, whose waiting tasks are only a count, its concurrency.
+    pub fn reserve(&self, concurrency: usize) -> usize {
+        match self.fixed_tasks() {
+            Some(n) if !self.is_load => n,
+            Some(n) => n.min(concurrency),
+            None => concurrency,
+        }
     }
 }
 

@@ -48,7 +48,27 @@ pub struct Summary {
     /// Tasks that did not succeed, by `error.code`.
     #[schema(value_type = BTreeMap<String, u64>)]
     pub errors: BTreeMap<ErrorCode, u64>,
+    /// Open model (`load.rate_per_s`) only: tasks that started behind their intended time.
+    #[serde(default)]
+    pub late: Option<Late>,
+    /// Tasks of the load run's warm-up, left out of every other figure here.
+    #[serde(default)]
+    pub warmup_tasks: u64,
 }
+
+/// How far an open model run fell behind its schedule. A task counts as late when it started
+/// more than [`LATE_AFTER_MS`] ms after its intended time (tokio's timers tick in whole
+/// milliseconds, so smaller lags are the clock, not the sender); its latency still counts from
+/// the intended time.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Late {
+    pub count: u64,
+    /// The largest lag of any task, late or not.
+    pub max_ms: f64,
+}
+
+/// Lag beyond which an open model task counts as late.
+pub const LATE_AFTER_MS: f64 = 2.0;
 
 /// The running totals behind a [`Summary`].
 #[derive(Debug)]
@@ -60,6 +80,9 @@ pub struct SummaryAcc {
     ttfb: Timings,
     http_status: BTreeMap<u16, u64>,
     errors: BTreeMap<ErrorCode, u64>,
+    /// Open model runs: late starts and the largest lag.
+    late: Option<(u64, Duration)>,
+    warmup_tasks: u64,
 }
 
 fn status_slot(status: TaskStatus) -> usize {
@@ -78,6 +101,34 @@ impl SummaryAcc {
             ttfb: Timings::new(),
             http_status: BTreeMap::new(),
             errors: BTreeMap::new(),
+            late: None,
+            warmup_tasks: 0,
+        }
+    }
+
+    /// An open model run's accumulator: it reports `late`.
+    pub fn open(mut self) -> Self {
+        self.late = Some((0, Duration::ZERO));
+        self
+    }
+
+    /// A measured task made as it started (a load run whose count only the run decides).
+    pub fn add_task(&mut self) {
+        self.tasks += 1;
+    }
+
+    /// A warm-up task made as it started: counted apart, and nowhere else.
+    pub fn add_warmup_task(&mut self) {
+        self.warmup_tasks += 1;
+    }
+
+    /// An open model task started `lag` after its intended time.
+    pub fn started_after(&mut self, lag: Duration) {
+        if let Some((count, max)) = &mut self.late {
+            if lag.as_secs_f64() * 1000.0 > LATE_AFTER_MS {
+                *count += 1;
+            }
+            *max = (*max).max(lag);
         }
     }
 
@@ -140,6 +191,11 @@ impl SummaryAcc {
             throughput_per_s,
             http_status: self.http_status.clone(),
             errors: self.errors.clone(),
+            late: self.late.map(|(count, max)| Late {
+                count,
+                max_ms: (max.as_micros() as f64).round() / 1000.0,
+            }),
+            warmup_tasks: self.warmup_tasks,
         }
     }
 }

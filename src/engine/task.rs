@@ -151,7 +151,8 @@ pub struct FileOutput {
 /// One task's result, as every answer reports it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TaskRecord {
-    /// Position in the request's `jobs`.
+    /// The task's number: its position in `jobs`, or in a load run, the repetition (task `i`
+    /// runs job `i % jobs.len()`).
     pub index: u32,
     /// The job's `id`, echoed back.
     pub id: Option<String>,
@@ -167,6 +168,9 @@ pub struct TaskRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<TaskError>,
     pub timing: Timing,
+    /// Started during the load run's warm-up: left out of the summary and the verdict.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub warmup: bool,
 }
 
 impl TaskRecord {
@@ -182,6 +186,7 @@ impl TaskRecord {
             output: None,
             error: None,
             timing: Timing::default(),
+            warmup: false,
         }
     }
 }

@@ -12,8 +12,8 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, FieldError};
 use crate::engine::spec::{
-    BatchSpec, ExpectStatus, FileEncoding, FileJob, HttpJob, JobKind, JobSpec, Mode, OnTimeout,
-    ResultsMode, RetryPolicy, ReturnWhen, SleepJob, Threshold, Thresholds,
+    BatchSpec, ExpectStatus, FileEncoding, FileJob, HttpJob, JobKind, JobSpec, LoadPlan, Mode,
+    OnTimeout, ResultsMode, RetryPolicy, ReturnWhen, SleepJob, Threshold, Thresholds,
 };
 
 /// Server limits that requests are checked and clamped against.
@@ -85,8 +85,9 @@ pub struct BatchRequest<J = JobSlot> {
     /// A name for people.
     #[schema(max_length = 256)]
     pub label: Option<String>,
-    /// Run the job list as a load: `repeat` times. With `load` or `thresholds`, every task runs
-    /// to the end (`return_exceptions` is implied).
+    /// Run the job list as a load: `repeat` times, for `duration_ms`, at `rate_per_s`, after a
+    /// warm-up. With `load` or `thresholds`, every task runs to the end (`return_exceptions` is
+    /// implied).
     pub load: Option<LoadRequest>,
     /// Limits on the summary; the answer then carries a `verdict` (the HTTP status stays 201).
     pub thresholds: Option<ThresholdsRequest>,
@@ -99,16 +100,78 @@ pub struct LoadRequest {
     /// Run the job list this many times; every repetition is a task of its own.
     #[schema(minimum = 1, example = 100)]
     pub repeat: Option<u64>,
-    /// Keep cycling the job list until this much time has passed. Not available yet: only
-    /// null is accepted.
-    #[schema(value_type = Option<u64>)]
+    /// Keep cycling the job list until this much time has passed (after the warm-up); with
+    /// `repeat` too, whichever comes first ends the run. Tasks still running then finish.
+    #[schema(minimum = 1, example = json!(null))]
     pub duration_ms: Option<u64>,
-    /// Open model: the batch's arrival rate. Not available yet: only null is accepted.
-    #[schema(value_type = Option<f64>)]
+    /// Open model: the batch's total arrival rate, kept whatever the target's pace; latency
+    /// counts from each task's intended start and `summary.late` says how far starts fell
+    /// behind. `concurrency` still bounds tasks in flight. Without `repeat` or `duration_ms`
+    /// the job list runs once at this rate.
+    #[schema(exclusive_minimum = 0, maximum = 1000000, example = json!(null))]
     pub rate_per_s: Option<f64>,
-    /// Requests in this first stretch are left out of the summary. Not available yet: only 0
-    /// or null is accepted.
+    /// A first stretch, before the measured run, whose tasks run like the others but are left
+    /// out of the summary and the verdict (they are marked `warmup` in results).
+    #[schema(example = 0)]
     pub warmup_ms: Option<u64>,
+}
+
+/// Highest `load.rate_per_s` accepted.
+const MAX_RATE_PER_S: f64 = 1_000_000.0;
+
+impl LoadRequest {
+    fn validate(&self, jobs: usize, limits: &Limits, errors: &mut Vec<FieldError>) -> LoadPlan {
+        let repeat = match self.repeat {
+            Some(0) => {
+                errors.push(FieldError::new("load.repeat", "must be at least 1"));
+                None
+            }
+            Some(n) => Some(n.min(usize::MAX as u64) as usize),
+            None => None,
+        };
+        let duration = ms_field(errors, "load.duration_ms", self.duration_ms, 1);
+        let warmup = ms_field(errors, "load.warmup_ms", self.warmup_ms, 0).unwrap_or_default();
+        if duration.unwrap_or_default() + warmup > limits.max_batch_duration {
+            errors.push(FieldError::new(
+                "load.duration_ms",
+                format!(
+                    "with warmup_ms, at most {} (the server's --max-batch-duration)",
+                    limits.max_batch_duration.as_millis()
+                ),
+            ));
+        }
+        let rate = match self.rate_per_s {
+            Some(r) if !(r > 0.0 && r <= MAX_RATE_PER_S) => {
+                errors.push(FieldError::new(
+                    "load.rate_per_s",
+                    format!("must be above 0 and at most {MAX_RATE_PER_S}"),
+                ));
+                None
+            }
+            r => r,
+        };
+        let repeated = repeat.map(|r| jobs.saturating_mul(r));
+        let count = match (repeated, rate, duration) {
+            (Some(n), Some(rate), Some(d)) => Some(n.min(arrivals(rate, d))),
+            (Some(n), _, _) => Some(n),
+            (None, Some(rate), Some(d)) => Some(arrivals(rate, d)),
+            (None, None, Some(_)) => None,
+            (None, _, None) => Some(jobs),
+        };
+        LoadPlan {
+            count,
+            duration,
+            rate_per_s: rate,
+            warmup,
+            max_tasks: limits.max_jobs,
+            is_load: true,
+        }
+    }
+}
+
+/// Tasks intended to start within `d` at `rate` per second (the first at once).
+fn arrivals(rate: f64, d: Duration) -> usize {
+    ((rate * d.as_secs_f64()).ceil() as usize).max(1)
 }
 
 /// Pass/fail limits. Durations are in milliseconds over every task's `duration_ms`.
@@ -468,36 +531,15 @@ impl BatchRequest {
         if self.jobs.is_empty() {
             errors.push(FieldError::new("jobs", "a batch needs at least one job"));
         }
-        let repeat = match self.load.as_ref().and_then(|l| l.repeat) {
-            None => 1,
-            Some(0) => {
-                errors.push(FieldError::new("load.repeat", "must be at least 1"));
-                1
-            }
-            Some(n) => n.min(usize::MAX as u64) as usize,
+        let load = match &self.load {
+            None => LoadPlan::once(self.jobs.len()),
+            Some(load) => load.validate(self.jobs.len(), limits, &mut errors),
         };
-        if let Some(load) = &self.load {
-            if load.duration_ms.is_some() {
-                errors.push(FieldError::new(
-                    "load.duration_ms",
-                    "not available in this version: use load.repeat",
-                ));
-            }
-            if load.rate_per_s.is_some() {
-                errors.push(FieldError::new(
-                    "load.rate_per_s",
-                    "not available in this version (closed model only)",
-                ));
-            }
-            if load.warmup_ms.is_some_and(|w| w > 0) {
-                errors.push(FieldError::new(
-                    "load.warmup_ms",
-                    "not available in this version: only 0",
-                ));
-            }
-        }
-        let tasks = self.jobs.len().saturating_mul(repeat);
-        if tasks > limits.max_jobs {
+        let fixed = match (load.count, load.is_open()) {
+            (Some(n), true) => Some(n.saturating_add(load.open_warmup_tasks())),
+            (count, _) => count,
+        };
+        if let Some(tasks) = fixed.filter(|&n| n > limits.max_jobs) {
             return Err(ApiError::TooManyJobs {
                 jobs: tasks,
                 limit: limits.max_jobs,
@@ -568,7 +610,7 @@ impl BatchRequest {
             timeout,
             return_exceptions: self.return_exceptions || run_all,
             fail_fast: self.fail_fast,
-            repeat,
+            load,
             thresholds,
             return_when: self.return_when,
             on_timeout: self.on_timeout,

@@ -171,7 +171,7 @@ impl Batches {
         key: Option<(String, String)>,
         answer_status: u16,
     ) -> Result<Submitted, StoreError> {
-        let admission = match self.engine.admit(spec.tasks()) {
+        let admission = match self.engine.admit(spec.load.reserve(spec.concurrency)) {
             Ok(a) => a,
             Err(busy) => return Ok(Submitted::Busy(busy)),
         };
@@ -184,7 +184,7 @@ impl Batches {
                     label: batch.label.clone(),
                     rules: batch.rules(),
                     request: String::from_utf8_lossy(body).into_owned(),
-                    tasks_total: spec.tasks(),
+                    tasks_total: spec.tasks().unwrap_or(0),
                     created_at: batch.created_at,
                     idempotency_key: key.as_ref().map(|k| k.0.clone()),
                     request_hash: key.as_ref().map(|k| k.1.clone()),
@@ -209,7 +209,7 @@ impl Batches {
             }
         }
         self.live.write().insert(batch.id, batch.clone());
-        tracing::info!(batch_id = %batch.id, tasks = spec.tasks(), mode = ?spec.mode, "batch accepted");
+        tracing::info!(batch_id = %batch.id, tasks = ?spec.tasks(), mode = ?spec.mode, "batch accepted");
         self.engine.start(batch.clone(), spec, admission);
         if let Some(writer) = &self.writer {
             self.send(Command::Track(batch.clone()))?;

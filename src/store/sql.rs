@@ -64,7 +64,7 @@ fn task_rows_json(tasks: &[TaskRecord]) -> String {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             use serde::ser::SerializeTuple;
             let t = self.0;
-            let mut row = s.serialize_tuple(14)?;
+            let mut row = s.serialize_tuple(15)?;
             row.serialize_element(&t.index)?;
             row.serialize_element(&t.id)?;
             row.serialize_element(&t.kind)?;
@@ -79,6 +79,7 @@ fn task_rows_json(tasks: &[TaskRecord]) -> String {
             row.serialize_element(&t.timing.finished_at.as_ref().map(ts))?;
             row.serialize_element(&t.timing.duration_ms)?;
             row.serialize_element(&1)?;
+            row.serialize_element(&i64::from(t.warmup))?;
             row.end()
         }
     }
@@ -95,17 +96,17 @@ impl SqlStore {
             ($rows:literal) => {
                 concat!(
                     "INSERT INTO tasks (batch_id, idx, job_id, kind, status, attempts, seq, output, error_code, ",
-                    "error_message, queued_ms, started_at, finished_at, duration_ms, run_attempt) ",
+                    "error_message, queued_ms, started_at, finished_at, duration_ms, run_attempt, warmup) ",
                     "SELECT $1, CAST(value ->> 0 AS BIGINT), value ->> 1, value ->> 2, value ->> 3, ",
                     "CAST(value ->> 4 AS BIGINT), CAST(value ->> 5 AS BIGINT), value ->> 6, value ->> 7, value ->> 8, ",
                     "CAST(value ->> 9 AS DOUBLE PRECISION), value ->> 10, value ->> 11, ",
-                    "CAST(value ->> 12 AS DOUBLE PRECISION), CAST(value ->> 13 AS BIGINT) ",
+                    "CAST(value ->> 12 AS DOUBLE PRECISION), CAST(value ->> 13 AS BIGINT), CAST(value ->> 14 AS BIGINT) ",
                     $rows,
                     " ON CONFLICT (batch_id, idx) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, ",
                     "seq = excluded.seq, output = excluded.output, error_code = excluded.error_code, ",
                     "error_message = excluded.error_message, queued_ms = excluded.queued_ms, ",
                     "started_at = excluded.started_at, finished_at = excluded.finished_at, ",
-                    "duration_ms = excluded.duration_ms, run_attempt = excluded.run_attempt ",
+                    "duration_ms = excluded.duration_ms, run_attempt = excluded.run_attempt, warmup = excluded.warmup ",
                     "WHERE tasks.run_attempt <= excluded.run_attempt"
                 )
             };
@@ -249,6 +250,7 @@ fn task_record(row: &AnyRow) -> Result<TaskRecord, StoreError> {
             finished_at: parse_ts(row.try_get("finished_at")?),
             duration_ms: row.try_get("duration_ms")?,
         },
+        warmup: row.try_get::<i64, _>("warmup")? != 0,
     })
 }
 
@@ -327,16 +329,19 @@ impl Store for SqlStore {
                         .await?;
                 }
                 let meta = &save.meta;
+                // `tasks_total` too: a load run for a duration counts its tasks as it goes.
                 let common = sqlx::query(if meta.summary.is_some() {
                     "UPDATE batches SET status = $1, started_at = $2, error = $3, heartbeat_at = $4, \
-                     finished_at = $5, wall_ms = $6, summary = $7 WHERE id = $8"
+                     tasks_total = $5, finished_at = $6, wall_ms = $7, summary = $8 WHERE id = $9"
                 } else {
-                    "UPDATE batches SET status = $1, started_at = $2, error = $3, heartbeat_at = $4 WHERE id = $5"
+                    "UPDATE batches SET status = $1, started_at = $2, error = $3, heartbeat_at = $4, \
+                     tasks_total = $5 WHERE id = $6"
                 })
                 .bind(name(&meta.status))
                 .bind(meta.started_at.as_ref().map(ts))
                 .bind(meta.error.as_ref().map(json))
-                .bind(now.clone());
+                .bind(now.clone())
+                .bind(meta.tasks_total as i64);
                 let query = match &meta.summary {
                     Some(summary) => common
                         .bind(meta.finished_at.as_ref().map(ts))
@@ -367,7 +372,7 @@ impl Store for SqlStore {
             let total = row.try_get::<i64, _>("tasks_total")? as usize;
             let rows = sqlx::query(
                 "SELECT idx, job_id, kind, status, attempts, seq, output, error_code, error_message, queued_ms, \
-                 started_at, finished_at, duration_ms FROM tasks WHERE batch_id = $1 ORDER BY idx",
+                 started_at, finished_at, duration_ms, warmup FROM tasks WHERE batch_id = $1 ORDER BY idx",
             )
             .bind(id)
             .fetch_all(&self.pool)

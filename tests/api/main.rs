@@ -12,6 +12,7 @@ mod gather;
 mod http_jobs;
 mod lifecycle;
 mod limits;
+mod load;
 mod ssrf;
 mod storage;
 mod wait;
