@@ -94,6 +94,11 @@ pub struct Batch {
     cancel: CancellationToken,
     /// Moves forward only; watchers wake when the answer is ready and when the batch ends.
     phase: watch::Sender<Phase>,
+    /// Tasks ended so far, sent after each burst: event streams wake on it.
+    ended: watch::Sender<usize>,
+    /// Read back from storage rather than run here: its `done` list holds positions among the
+    /// stored rows, not task numbers.
+    restored: bool,
     state: Mutex<State>,
 }
 
@@ -217,6 +222,8 @@ impl Batch {
             dynamic: fixed.is_none(),
             cancel: CancellationToken::new(),
             phase,
+            ended: watch::channel(0).0,
+            restored: false,
             state: Mutex::new(State {
                 status: BatchStatus::Running,
                 clock: None,
@@ -309,6 +316,7 @@ impl Batch {
         for e in ended.drain(..) {
             self.task_ended(&mut st, e.index, e.started, e.ended, e.outcome);
         }
+        self.ended.send_replace(st.done.len());
     }
 
     fn task_ended(
@@ -517,6 +525,7 @@ impl Batch {
                 self.end_task(&mut st, index, status, span, outcome);
             }
             st.finished_at = Some(Utc::now());
+            self.ended.send_replace(st.done.len());
             if st.status == BatchStatus::Running {
                 st.status = match reason {
                     Some(StopReason::Interrupted) => BatchStatus::Interrupted,
@@ -623,6 +632,55 @@ impl Batch {
         (tasks, st.done.len(), Self::meta_of(&st))
     }
 
+    /// Run by this process (not read back from storage): it tells its followers as tasks end.
+    pub fn is_live(&self) -> bool {
+        !self.restored
+    }
+
+    /// Wakes when tasks end (or the batch finishes): for streams that follow the batch.
+    pub fn subscribe(&self) -> (watch::Receiver<usize>, watch::Receiver<Phase>) {
+        (self.ended.subscribe(), self.phase.subscribe())
+    }
+
+    /// The next ended tasks after completion number `after` (0 for the start), looking at no
+    /// more than `max` of them: those that `results` shows, in completion order, under one
+    /// lock. A slow reader holds nothing of the batch between calls.
+    pub fn events_after(&self, after: u32, max: usize) -> Events {
+        let st = self.state.lock();
+        let results = self.rules.results;
+        // A batch run here: `seq` n is `done[n - 1]`. One read back from storage holds only
+        // its stored rows, in `seq` order.
+        let from = if self.restored {
+            st.done
+                .partition_point(|&p| st.tasks.get(p as usize).and_then(|t| t.seq) <= Some(after))
+        } else {
+            (after as usize).min(st.done.len())
+        };
+        let to = st.done.len().min(from + max);
+        let mut last = after;
+        let mut tasks = Vec::new();
+        for &i in &st.done[from..to] {
+            let task = st.tasks.get(i as usize);
+            if let (true, Some(seq)) = (self.restored, task.and_then(|t| t.seq)) {
+                last = seq;
+            }
+            if let Some(t) = task.filter(|t| results.shows(t.error.is_some())) {
+                tasks.push(t.clone());
+            }
+        }
+        if !self.restored {
+            last = to as u32;
+        }
+        Events {
+            tasks,
+            last,
+            caught_up: to == st.done.len(),
+            finished: st.finished_at.is_some(),
+            ended: st.done.len(),
+            total: st.tasks.len(),
+        }
+    }
+
     /// A batch read back from storage. Finished batches are complete; one still running
     /// elsewhere shows what has been stored of it so far.
     pub fn restore(record: BatchRecord) -> Arc<Batch> {
@@ -677,6 +735,8 @@ impl Batch {
             dynamic: false,
             cancel: CancellationToken::new(),
             phase,
+            ended: watch::channel(0).0,
+            restored: true,
             state: Mutex::new(State {
                 status: record.status,
                 clock: record.started_at.map(|s| (s, Instant::now())),
@@ -759,6 +819,22 @@ impl Batch {
             pending,
         }
     }
+}
+
+/// A stretch of a batch's completions, for an event stream.
+#[derive(Debug)]
+pub struct Events {
+    /// Ended tasks that `results` shows, in completion order.
+    pub tasks: Vec<TaskRecord>,
+    /// The completion number read up to: where the next call starts.
+    pub last: u32,
+    /// Nothing ended after `last` (yet).
+    pub caught_up: bool,
+    /// The batch has finished: with `caught_up`, there will be no more.
+    pub finished: bool,
+    /// Tasks ended, and tasks in all.
+    pub ended: usize,
+    pub total: usize,
 }
 
 /// A batch as every answer shows it: `POST /batches`, `GET /batches/{id}`.

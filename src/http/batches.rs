@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -100,8 +101,10 @@ pub async fn create_batch(
     // Accepting runs in a task of its own: a client that hangs up while its batch is being
     // stored must not leave a stored batch that never starts.
     let batches = state.batches.clone();
-    let accept =
-        tokio::spawn(async move { batches.submit(spec, &body, key, status.as_u16()).await });
+    // In the request's span, so the batch's log lines carry the request id too.
+    let accept = tokio::spawn(
+        async move { batches.submit(spec, &body, key, status.as_u16()).await }.in_current_span(),
+    );
     let submitted = accept
         .await
         .map_err(|e| ApiError::Internal(format!("accepting a batch failed: {e}")))??;

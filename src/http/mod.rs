@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod batches;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod request;
 
@@ -53,7 +54,7 @@ Errors are `application/problem+json` with a stable `code`."
         (name = "batches", description = "Run batches and read their results"),
         (name = "operations", description = "Health and readiness")
     ),
-    components(schemas(error::Problem))
+    components(schemas(error::Problem, events::Progress))
 )]
 struct ApiDoc;
 
@@ -65,7 +66,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 fn api_router() -> OpenApiRouter<AppState> {
     let batches = OpenApiRouter::new()
         .routes(routes!(batches::create_batch, batches::list_batches))
-        .routes(routes!(batches::get_batch, batches::delete_batch));
+        .routes(routes!(batches::get_batch, batches::delete_batch))
+        .routes(routes!(events::batch_events));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(batches)
         .routes(routes!(health::healthz))

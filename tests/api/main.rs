@@ -7,6 +7,7 @@ mod helpers;
 mod cli;
 mod docs;
 mod errors;
+mod events;
 mod file_jobs;
 mod gather;
 mod http_jobs;

@@ -1,0 +1,191 @@
+//! `GET /batches/{id}/events`: a batch's tasks as they finish, as server-sent events — the API's
+//! `asyncio.as_completed`.
+//!
+//! The stream pulls from the batch's completion list with a cursor (the last `seq` sent), a
+//! bounded stretch at a time, and waits for the batch to say that more tasks ended. A reader
+//! that never reads holds a cursor and nothing else: it cannot slow the batch or make it keep
+//! more in memory.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use serde::Serialize;
+use tokio::time::Instant;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::{ApiError, Problem};
+use crate::engine::Batch;
+
+/// Completions read from the batch per turn: what a stream holds at most.
+const STRETCH: usize = 256;
+/// Least time between two `progress` events.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// How often a batch that another instance runs is read again from the store.
+const REMOTE_POLL: Duration = Duration::from_secs(1);
+
+/// The `data` of a `progress` event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Progress {
+    /// Tasks ended so far.
+    pub ended: usize,
+    /// Tasks in all so far (a load run for a duration makes them as it goes).
+    pub tasks: usize,
+}
+
+/// Follows a batch: its tasks as they finish, then the batch.
+///
+/// Server-sent events, like `asyncio.as_completed`:
+/// - `event: task` for each finished task, in completion order; `data` is the task result and
+///   `id` its `seq`. With `results: "errors"` only failed tasks are sent, with `"none"` none.
+/// - `event: progress` now and then while the batch runs: `{"ended": n, "tasks": m}`.
+/// - `event: batch` last, with the batch (its summary and verdict, without the task lists);
+///   then the stream closes.
+///
+/// Reconnect with `Last-Event-ID` (the last `id` received) to go on where it stopped, with no
+/// task sent twice and none skipped. A finished batch replays its tasks, then closes.
+#[utoipa::path(
+    get,
+    path = "/batches/{id}/events",
+    tag = "batches",
+    params(
+        ("id" = String, Path, description = "The batch id"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this task `seq`"),
+    ),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such batch (`batch_not_found`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn batch_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::BatchNotFound(id.chars().take(64).collect());
+    let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let batch = state.batches.get(uuid).await?.ok_or_else(not_found)?;
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    tracing::debug!(batch_id = %uuid, after, "event stream opened");
+    let follow = Follow {
+        state,
+        id: uuid,
+        batch,
+        after,
+        queue: VecDeque::new(),
+        closed: false,
+        progress_sent: None,
+        progress_at: None,
+    };
+    let mut response = Sse::new(follow.into_stream())
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    // Proxies that buffer (nginx) would hold events back until the stream ends.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// One stream's place in one batch.
+struct Follow {
+    state: AppState,
+    id: Uuid,
+    batch: Arc<Batch>,
+    /// The last completion number read.
+    after: u32,
+    queue: VecDeque<Event>,
+    closed: bool,
+    progress_sent: Option<(usize, usize)>,
+    progress_at: Option<Instant>,
+}
+
+impl Follow {
+    fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> {
+        futures::stream::unfold(self, |mut f| async move {
+            loop {
+                if let Some(event) = f.queue.pop_front() {
+                    return Some((Ok(event), f));
+                }
+                if f.closed {
+                    return None;
+                }
+                f.fill().await;
+            }
+        })
+    }
+
+    /// Queues what ended since the last turn, or waits until something does.
+    async fn fill(&mut self) {
+        let (mut ended_rx, mut phase_rx) = self.batch.subscribe();
+        let read = self.batch.events_after(self.after, STRETCH);
+        self.after = read.last;
+        for task in &read.tasks {
+            let event = Event::default()
+                .event("task")
+                .id(task.seq.unwrap_or_default().to_string())
+                .json_data(task)
+                .expect("a task record always serializes");
+            self.queue.push_back(event);
+        }
+        if !read.caught_up {
+            return;
+        }
+        if read.finished {
+            let batch =
+                String::from_utf8(self.batch.to_summary_json()).expect("serde_json writes UTF-8");
+            self.queue
+                .push_back(Event::default().event("batch").data(batch));
+            self.closed = true;
+            return;
+        }
+        let now = Instant::now();
+        let progress = (read.ended, read.total);
+        let changed = self.progress_sent != Some(progress);
+        let due = self.progress_at.map_or(now, |at| at + PROGRESS_EVERY);
+        if changed && due <= now {
+            let data = Progress {
+                ended: read.ended,
+                tasks: read.total,
+            };
+            self.queue.push_back(
+                Event::default()
+                    .event("progress")
+                    .json_data(&data)
+                    .expect("progress serializes"),
+            );
+            self.progress_sent = Some(progress);
+            self.progress_at = Some(now);
+        }
+        if !self.queue.is_empty() {
+            return;
+        }
+        if !self.batch.is_live() {
+            // Run by another instance: read it again from the store now and then.
+            tokio::time::sleep(REMOTE_POLL).await;
+            if let Ok(Some(batch)) = self.state.batches.get(self.id).await {
+                self.batch = batch;
+            }
+            return;
+        }
+        let progress_timer = tokio::time::sleep_until(due);
+        tokio::select! {
+            _ = ended_rx.changed() => {}
+            _ = phase_rx.changed() => {}
+            _ = progress_timer, if changed => {}
+        }
+    }
+}
