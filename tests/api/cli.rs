@@ -202,3 +202,43 @@ async fn the_examples_are_valid_batches() {
         );
     }
 }
+
+#[tokio::test]
+async fn against_a_server_the_run_follows_the_batch_and_exits_by_its_verdict() {
+    let app = crate::helpers::spawn_app().await;
+    let target = spawn_target().await;
+    let url = format!("{}/slow/20", target.base);
+    let passing = json!({
+        "jobs": [{ "kind": "http", "url": url }],
+        "load": { "repeat": 30 }, "concurrency": 3,
+        "thresholds": { "max_error_rate": 0, "p50_ms": 5000 }
+    });
+    let failing = json!({
+        "jobs": [{ "kind": "http", "url": url }],
+        "load": { "repeat": 6 }, "concurrency": 3,
+        "thresholds": { "p50_ms": 1 }
+    });
+
+    let (pass, _d1) = fanout_run(
+        &passing,
+        &target.base,
+        &["--server", &app.base, "--format", "json"],
+    )
+    .await;
+    let (fail, _d2) = fanout_run(&failing, &target.base, &["--server", &app.base]).await;
+
+    assert_eq!(
+        pass.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&pass.stderr)
+    );
+    let b: Value = serde_json::from_slice(&pass.stdout).unwrap();
+    // The finished batch, read from the server after following its events.
+    assert_eq!(b["summary"]["succeeded"], 30);
+    assert_eq!(b["results"].as_array().unwrap().len(), 30);
+    assert_eq!(b["verdict"]["passed"], true);
+    assert_eq!(fail.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&fail.stdout).contains("p50_ms"));
+    assert_eq!(target.hits.load(Ordering::SeqCst), 36);
+}
