@@ -119,6 +119,9 @@ impl App {
             guard.dialer = dialer;
         }
         let tokens = tokens(&config)?;
+        // Before anything records: the engine's handles bind to the recorder at first use.
+        let metrics_handle = crate::metrics::install();
+        crate::metrics::spawn_upkeep(metrics_handle.clone());
         let store = store::open(&config.database_url, config.sqlite_sync).await?;
         let engine = Engine::new(EngineConfig {
             max_concurrency: config.max_concurrency as usize,
@@ -163,6 +166,12 @@ impl App {
                 max_batch_duration: config.max_batch_duration,
             }),
             tokens: tokens.into(),
+            metrics_token: config
+                .metrics_token
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .map(auth::digest),
+            metrics: metrics_handle,
             draining: Arc::new(AtomicBool::new(false)),
         };
         let addr = listener.local_addr().map_err(|source| StartError::Listen {

@@ -98,6 +98,10 @@ pub struct Config {
     #[arg(long, env = "FANOUT_API_TOKEN_FILE")]
     pub api_token_file: Option<PathBuf>,
 
+    /// Bearer token for `GET /metrics` (open without one, whatever `--api-token` says).
+    #[arg(long, env = "FANOUT_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
     /// Name of this instance in logs and stored rows (default: host name and listen address).
     #[arg(long, env = "FANOUT_INSTANCE_ID")]
     pub instance_id: Option<String>,
@@ -139,6 +143,7 @@ impl Config {
             max_file_bytes: 1024 * 1024,
             api_token: Vec::new(),
             api_token_file: None,
+            metrics_token: None,
             instance_id: None,
             log_format: LogFormat::Pretty,
             shutdown_grace: Duration::from_secs(10),

@@ -29,5 +29,6 @@ pub mod config;
 pub mod engine;
 pub mod guard;
 pub mod http;
+pub mod metrics;
 pub mod store;
 pub mod telemetry;

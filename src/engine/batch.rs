@@ -270,6 +270,7 @@ impl Batch {
         let mut st = self.state.lock();
         let now = Instant::now();
         st.clock = Some((Utc::now(), now));
+        crate::metrics::meters().batches_in_flight.increment(1.0);
         now
     }
 
@@ -282,6 +283,7 @@ impl Batch {
         let mut st = self.state.lock();
         let Some(clock) = st.clock else { return };
         let st = &mut *st;
+        let mut running = 0;
         for s in started {
             st.first_start.get_or_insert(s.at);
             if st.tasks.len() <= s.index {
@@ -303,11 +305,15 @@ impl Batch {
             if !s.warmup {
                 st.measured_from.get_or_insert(s.at);
             }
+            running += 1;
             let task = st.tasks.start(s.index, &self.jobs);
             task.warmup = s.warmup;
             task.timing.queued_ms = Some(ms(s.at.saturating_duration_since(clock.1)));
             task.timing.started_at = Some(Self::at(clock, s.at));
         }
+        crate::metrics::meters()
+            .tasks_in_flight
+            .increment(running as f64);
     }
 
     /// Records tasks that ended, under one lock, and applies the batch's answer rules.
@@ -413,6 +419,11 @@ impl Batch {
             task.timing.finished_at = Some(Utc::now());
         }
         task.timing.duration_ms = duration.map(ms);
+        let meters = crate::metrics::meters();
+        meters.task_ended(task.kind, status, duration);
+        if span.is_some() {
+            meters.tasks_in_flight.decrement(1.0);
+        }
         st.tasks.ended(index, status, shown);
     }
 
@@ -531,6 +542,9 @@ impl Batch {
                     Some(StopReason::Interrupted) => BatchStatus::Interrupted,
                     _ => BatchStatus::Completed,
                 };
+            }
+            if st.clock.is_some() {
+                crate::metrics::meters().batch_finished(self.mode, st.status);
             }
         }
         self.advance(Phase::Finished);

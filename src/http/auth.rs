@@ -13,13 +13,35 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use super::error::ApiError;
 
-/// Paths that stay open whatever the tokens: health, the docs and the OpenAPI document.
+/// Paths that stay open whatever the API tokens: health, the docs and the OpenAPI document,
+/// and `/metrics` (which has a token of its own, `--metrics-token`).
 fn is_open(path: &str) -> bool {
-    path == "/healthz" || path == "/readyz" || path == "/openapi.json" || path.starts_with("/docs")
+    path == "/healthz"
+        || path == "/readyz"
+        || path == "/metrics"
+        || path == "/openapi.json"
+        || path.starts_with("/docs")
 }
 
 pub fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// The digest of the request's bearer token, if it has one.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<[u8; 32]> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| digest(t.trim()))
+}
+
+/// Whether the request carries the token whose digest is `expected`, compared in constant time.
+pub fn presents(headers: &axum::http::HeaderMap, expected: &[u8; 32]) -> bool {
+    bearer(headers).is_some_and(|p| p.ct_eq(expected).unwrap_u8() == 1)
 }
 
 pub async fn require_token(
@@ -30,15 +52,7 @@ pub async fn require_token(
     if state.tokens.is_empty() || is_open(request.uri().path()) {
         return next.run(request).await;
     }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|t| digest(t.trim()));
+    let presented = bearer(request.headers());
     let ok = presented.is_some_and(|p| {
         // Check every configured token so the time taken does not say which one matched.
         state

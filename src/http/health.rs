@@ -1,4 +1,4 @@
-//! Liveness.
+//! Liveness, readiness and metrics.
 
 use axum::Json;
 use serde_json::{Value, json};
@@ -38,4 +38,36 @@ pub async fn readyz(
         }
         Err(_) => Err(super::error::ApiError::NotReady),
     }
+}
+
+/// Prometheus metrics, in the text exposition format.
+///
+/// Batches by mode and status, tasks by kind and status, task durations by kind, tasks and
+/// batches in flight, API requests by route, method and status with their latency. Open unless
+/// the server has `--metrics-token`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Metrics", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 401, description = "`--metrics-token` is set and the request lacks it (`unauthorized`)", body = super::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn metrics(
+    axum::extract::State(state): axum::extract::State<super::AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, super::error::ApiError> {
+    if let Some(expected) = &state.metrics_token
+        && !super::auth::presents(&headers, expected)
+    {
+        return Err(super::error::ApiError::Unauthorized);
+    }
+    Ok(axum::response::IntoResponse::into_response((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )))
 }

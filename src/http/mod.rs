@@ -14,8 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderName;
+use axum::http::Method;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -32,6 +35,9 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// SHA-256 digests of the accepted bearer tokens; empty means no authentication.
     pub tokens: Arc<[[u8; 32]]>,
+    /// SHA-256 digest of the token `GET /metrics` requires; `None`: open.
+    pub metrics_token: Option<[u8; 32]>,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Set at shutdown: new batches get 503 while running ones drain.
     pub draining: Arc<AtomicBool>,
 }
@@ -52,7 +58,7 @@ Errors are `application/problem+json` with a stable `code`."
     ),
     tags(
         (name = "batches", description = "Run batches and read their results"),
-        (name = "operations", description = "Health and readiness")
+        (name = "operations", description = "Health, readiness and metrics")
     ),
     components(schemas(error::Problem, events::Progress))
 )]
@@ -72,6 +78,43 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(batches)
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+}
+
+/// Counts an API request and times it to its response head, by its route (never the raw path:
+/// ids would make a series per batch).
+async fn count_request(request: Request, next: axum::middleware::Next) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!(
+        "fanout_http_request_duration_seconds",
+        "route" => route.clone(),
+        "method" => method
+    )
+    .record(started.elapsed().as_secs_f64());
+    metrics::counter!(
+        "fanout_http_requests_total",
+        "route" => route,
+        "method" => method,
+        "status" => status
+    )
+    .increment(1);
+    response
 }
 
 /// The whole application router.
@@ -88,14 +131,33 @@ pub fn router(state: AppState) -> Router {
             state.limits.max_body_bytes,
         ))
         .with_state(state)
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let route = req
-                .extensions()
-                .get::<MatchedPath>()
-                .map(MatchedPath::as_str)
-                .unwrap_or("unmatched");
-            tracing::info_span!("request", method = %req.method(), route, uri = %req.uri())
-        }))
+        .layer(axum::middleware::from_fn(count_request))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let route = req
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map(MatchedPath::as_str)
+                        .unwrap_or("unmatched");
+                    let request_id = req
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!(
+                        "request",
+                        request_id,
+                        method = %req.method(),
+                        route,
+                        path = %req.uri().path()
+                    )
+                })
+                // One access line per request, at info, inside the request's span.
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
+                .on_failure(()),
+        )
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
                 axum::response::IntoResponse::into_response(ApiError::Internal(
@@ -103,4 +165,30 @@ pub fn router(state: AppState) -> Router {
                 ))
             },
         ))
+        // Outermost: every answer, even a panic's, carries the request's id.
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::from_fn(drop_unfit_request_id))
+}
+
+/// The request id header: taken from the client when it is fit for a log line, else made.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Drops a client's `X-Request-Id` that is too long or has characters a log line should not
+/// carry; one is then generated.
+async fn drop_unfit_request_id(
+    mut request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let fit = |v: &axum::http::HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= 128
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.:/+=".contains(c))
+    };
+    if request.headers().get(REQUEST_ID).is_some_and(|v| !fit(v)) {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    next.run(request).await
 }

@@ -209,7 +209,7 @@ impl Batches {
             }
         }
         self.live.write().insert(batch.id, batch.clone());
-        tracing::info!(batch_id = %batch.id, tasks = ?spec.tasks(), mode = ?spec.mode, "batch accepted");
+        tracing::info!(batch_id = %batch.id, tasks = spec.tasks(), mode = ?spec.mode, "batch accepted");
         self.engine.start(batch.clone(), spec, admission);
         if let Some(writer) = &self.writer {
             self.send(Command::Track(batch.clone()))?;

@@ -14,6 +14,7 @@ mod http_jobs;
 mod lifecycle;
 mod limits;
 mod load;
+mod operations;
 mod ssrf;
 mod storage;
 mod wait;

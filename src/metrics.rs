@@ -1,0 +1,138 @@
+//! Prometheus metrics: one process-wide recorder, rendered by `GET /metrics`.
+//!
+//! Names follow Prometheus conventions (`fanout_` prefix, `_total` counters, `_seconds`
+//! durations). The engine's per-task figures go through handles looked up once ([`meters`]),
+//! so a task costs a few atomic additions, not a registry lookup per label set.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::engine::BatchStatus;
+use crate::engine::spec::{Kind, Mode};
+use crate::engine::task::TaskStatus;
+
+/// Bucket bounds (seconds) for task and request durations: 1 ms to 5 minutes.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder (once; later calls return the same handle).
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(BUCKETS)
+                .expect("the bucket list is not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "fanout_batches_total",
+        "Batches finished, by mode and final status"
+    );
+    describe_gauge!("fanout_batches_in_flight", "Batches running now");
+    describe_counter!("fanout_tasks_total", "Tasks ended, by job kind and status");
+    describe_gauge!("fanout_tasks_in_flight", "Tasks running now");
+    describe_histogram!(
+        "fanout_task_duration_seconds",
+        Unit::Seconds,
+        "Task duration (all attempts), by job kind"
+    );
+    describe_counter!(
+        "fanout_http_requests_total",
+        "API requests answered, by route, method and status"
+    );
+    describe_histogram!(
+        "fanout_http_request_duration_seconds",
+        Unit::Seconds,
+        "API request latency to the response head, by route and method"
+    );
+}
+
+const KINDS: [Kind; 3] = [Kind::Http, Kind::Sleep, Kind::File];
+const ENDED: [TaskStatus; 5] = [
+    TaskStatus::Succeeded,
+    TaskStatus::Failed,
+    TaskStatus::TimedOut,
+    TaskStatus::Cancelled,
+    TaskStatus::Interrupted,
+];
+
+/// The engine's metric handles.
+pub struct Meters {
+    tasks: [[Counter; 5]; 3],
+    durations: [Histogram; 3],
+    pub tasks_in_flight: Gauge,
+    pub batches_in_flight: Gauge,
+}
+
+fn name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::from("unknown"),
+    }
+}
+
+/// The handles, registered with whatever recorder is installed at the first call (none in a
+/// process that never serves: they then record nothing).
+pub fn meters() -> &'static Meters {
+    static METERS: OnceLock<Meters> = OnceLock::new();
+    METERS.get_or_init(|| Meters {
+        tasks: KINDS.map(|k| {
+            ENDED.map(|s| {
+                metrics::counter!("fanout_tasks_total", "kind" => name(&k), "status" => name(&s))
+            })
+        }),
+        durations: KINDS
+            .map(|k| metrics::histogram!("fanout_task_duration_seconds", "kind" => name(&k))),
+        tasks_in_flight: metrics::gauge!("fanout_tasks_in_flight"),
+        batches_in_flight: metrics::gauge!("fanout_batches_in_flight"),
+    })
+}
+
+impl Meters {
+    /// A task ended (`duration` when it had started).
+    pub fn task_ended(&self, kind: Kind, status: TaskStatus, duration: Option<Duration>) {
+        let k = KINDS.iter().position(|&x| x == kind).unwrap_or(0);
+        if let Some(s) = ENDED.iter().position(|&x| x == status) {
+            self.tasks[k][s].increment(1);
+        }
+        if let Some(d) = duration {
+            self.durations[k].record(d.as_secs_f64());
+        }
+    }
+
+    /// A batch finished.
+    pub fn batch_finished(&self, mode: Mode, status: BatchStatus) {
+        self.batches_in_flight.decrement(1.0);
+        metrics::counter!("fanout_batches_total", "mode" => name(&mode), "status" => name(&status))
+            .increment(1);
+    }
+}
+
+/// Drains recorded samples into the histograms now and then, so that a server nobody scrapes
+/// keeps bounded memory.
+pub fn spawn_upkeep(handle: PrometheusHandle) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    });
+}
