@@ -1,4 +1,4 @@
-//! The command line: `fanout serve`, `fanout run` and `fanout openapi`.
+//! The command line: `fanout serve`, `fanout run`, `fanout healthcheck` and `fanout openapi`.
 
 pub mod run;
 
@@ -27,8 +27,22 @@ enum Command {
     /// Run a batch file (in-process, or on a server) and exit 0 when it passed, 1 when a
     /// threshold failed (or a task did, without thresholds), 2 when the input was invalid.
     Run(Box<run::RunArgs>),
+    /// Probe a local server's `/healthz`: exit 0 when it answers 200, 1 otherwise (for a
+    /// container's HEALTHCHECK, which then needs no curl in the image).
+    Healthcheck(HealthcheckArgs),
     /// Print the OpenAPI document (YAML) that `openapi.yaml` must equal.
     Openapi,
+}
+
+#[derive(Debug, clap::Args)]
+struct HealthcheckArgs {
+    /// The server's listen address, as `serve` takes it; an unspecified address (0.0.0.0, ::)
+    /// is probed on loopback.
+    #[arg(long, env = "FANOUT_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 3)]
+    timeout_s: u64,
 }
 
 impl Cli {
@@ -36,6 +50,7 @@ impl Cli {
         match self.command {
             Command::Serve(config) => serve(*config),
             Command::Run(args) => run::run(*args),
+            Command::Healthcheck(args) => healthcheck(args),
             Command::Openapi => {
                 print!("{}", openapi_yaml());
                 ExitCode::SUCCESS
@@ -49,6 +64,47 @@ pub fn openapi_yaml() -> String {
     crate::http::openapi()
         .to_yaml()
         .expect("the OpenAPI document serializes")
+}
+
+fn healthcheck(args: HealthcheckArgs) -> ExitCode {
+    let mut addr = args.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let url = format!("http://{addr}/healthz");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    let answer = runtime.block_on(async {
+        reqwest::Client::builder()
+            .no_proxy()
+            .timeout(std::time::Duration::from_secs(args.timeout_s))
+            .build()?
+            .get(&url)
+            .send()
+            .await
+    });
+    match answer {
+        Ok(r) if r.status() == reqwest::StatusCode::OK => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("{url} answered {}", r.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            let mut why = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                why = format!("{why}: {cause}");
+                source = cause.source();
+            }
+            eprintln!("{why}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn serve(config: Config) -> ExitCode {

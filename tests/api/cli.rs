@@ -242,3 +242,26 @@ async fn against_a_server_the_run_follows_the_batch_and_exits_by_its_verdict() {
     assert!(String::from_utf8_lossy(&fail.stdout).contains("p50_ms"));
     assert_eq!(target.hits.load(Ordering::SeqCst), 36);
 }
+
+#[tokio::test]
+async fn healthcheck_exits_0_for_a_healthy_server_and_1_otherwise() {
+    let app = crate::helpers::spawn_app().await;
+    let port = port(&app.base);
+    let probe = |listen: String| {
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_fanout"))
+                .args(["healthcheck", "--listen", &listen])
+                .env_remove("FANOUT_LISTEN")
+                .output()
+                .unwrap()
+        })
+    };
+
+    // As the image runs it: the listen address is 0.0.0.0, the probe goes to loopback.
+    let healthy = probe(format!("0.0.0.0:{port}")).await.unwrap();
+    let nobody = probe("127.0.0.1:1".into()).await.unwrap();
+
+    assert_eq!(healthy.status.code(), Some(0));
+    assert_eq!(nobody.status.code(), Some(1));
+    assert!(!nobody.stderr.is_empty());
+}
