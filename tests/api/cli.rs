@@ -184,7 +184,7 @@ async fn results_none_answers_carry_no_task_rows() {
 
 #[tokio::test]
 async fn the_examples_are_valid_batches() {
-    for example in ["smoke.json", "load.json", "gather.json"] {
+    for example in ["smoke.json", "load.json", "throughput.json", "gather.json"] {
         let path = format!("{}/examples/{example}", env!("CARGO_MANIFEST_DIR"));
         let body = std::fs::read(&path).unwrap();
         let limits = fanout::http::request::Limits {
@@ -264,4 +264,30 @@ async fn healthcheck_exits_0_for_a_healthy_server_and_1_otherwise() {
     assert_eq!(healthy.status.code(), Some(0));
     assert_eq!(nobody.status.code(), Some(1));
     assert!(!nobody.stderr.is_empty());
+}
+
+#[tokio::test]
+async fn the_smoke_example_runs_as_the_readme_shows_against_a_local_app() {
+    // The README's CI step, with the app under test on a port of the test's own choosing.
+    let target = spawn_target().await;
+    let path = format!("{}/examples/smoke.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap().replace(
+        "http://127.0.0.1:3000/health",
+        &format!("{}/hello", target.base),
+    );
+    let batch: Value = serde_json::from_str(&text).unwrap();
+
+    let (out, _dir) = fanout_run(&batch, &target.base, &["--format", "junit"]).await;
+
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(target.hits.load(Ordering::SeqCst), 200);
+    let junit = String::from_utf8(out.stdout).unwrap();
+    let doc = roxmltree::Document::parse(&junit).unwrap();
+    assert!(doc.descendants().any(|n| n.has_tag_name("testcase")));
+    assert!(!doc.descendants().any(|n| n.has_tag_name("failure")));
 }
