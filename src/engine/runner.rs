@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::batch::{Batch, Outcome, Started, StopReason};
+use super::jobs::lean::LeanPool;
 use super::jobs::{self, JobContext};
 use super::spec::{BatchSpec, JobKind, JobSpec, LoadPlan, OnTimeout, RetryPolicy};
 use super::task::{SleepOutput, TaskOutput, ms};
@@ -180,6 +181,12 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
     let jobs: Arc<[JobSpec]> = spec.jobs.into();
     let epoch = batch.start();
     let issuer = Arc::new(Issuer::new(&spec.load, epoch));
+    // A load run's plain-HTTP requests go on connections of its own (see `jobs::lean`).
+    let lean = (spec.load.is_load
+        && jobs
+            .iter()
+            .any(|j| matches!(&j.kind, JobKind::Http(h) if LeanPool::takes(h))))
+    .then(|| Arc::new(LeanPool::new(inner.ctx.guard.clone(), spec.results)));
     // A large or long batch is split among drivers; one that is short gains nothing by it.
     let large = spec.load.fixed_tasks().is_none_or(|n| n >= SHARD_MIN_JOBS);
     let drivers = plan_drivers(large, spec.concurrency, inner.workers);
@@ -194,6 +201,7 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
             batch.clone(),
             jobs.clone(),
             issuer.clone(),
+            lean.clone(),
             limit,
         );
         set.spawn(tokio::task::unconstrained(driver).in_current_span());
@@ -381,6 +389,7 @@ async fn drive(
     batch: Arc<Batch>,
     jobs: Arc<[JobSpec]>,
     issuer: Arc<Issuer>,
+    lean: Option<Arc<LeanPool>>,
     limit: usize,
 ) {
     let cancel = batch.cancel_token().clone();
@@ -401,7 +410,14 @@ async fn drive(
     let start = |claim: Claim, running: &mut FuturesUnordered<TaskFuture>| {
         let now = Instant::now();
         let at = claim.due.unwrap_or(now);
-        running.push(TaskFuture::new(&inner.ctx, &jobs, claim.index, at, now));
+        running.push(TaskFuture::new(
+            &inner.ctx,
+            &jobs,
+            &lean,
+            claim.index,
+            at,
+            now,
+        ));
         Started {
             index: claim.index,
             at,
@@ -536,6 +552,7 @@ impl TaskFuture {
     fn new(
         ctx: &Arc<JobContext>,
         jobs: &Arc<[JobSpec]>,
+        lean: &Option<Arc<LeanPool>>,
         index: usize,
         started: Instant,
         began: Instant,
@@ -547,7 +564,9 @@ impl TaskFuture {
             (JobKind::Sleep(sleep), timeout) if timeout.is_none_or(|t| t >= sleep.duration) => {
                 Either::Left(tokio::time::sleep_until((began + sleep.duration).into()))
             }
-            _ => Either::Right(Box::pin(run_job(ctx.clone(), jobs.clone(), index)) as Pin<Box<_>>),
+            _ => Either::Right(
+                Box::pin(run_job(ctx.clone(), jobs.clone(), lean.clone(), index)) as Pin<Box<_>>,
+            ),
         };
         TaskFuture {
             index,
@@ -586,13 +605,18 @@ impl Future for TaskFuture {
 }
 
 /// One job with its per-attempt timeout and retries.
-async fn run_job(ctx: Arc<JobContext>, jobs: Arc<[JobSpec]>, index: usize) -> Outcome {
+async fn run_job(
+    ctx: Arc<JobContext>,
+    jobs: Arc<[JobSpec]>,
+    lean: Option<Arc<LeanPool>>,
+    index: usize,
+) -> Outcome {
     // A load run repeats the job list: task `index` runs job `index % len`.
     let job = &jobs[index % jobs.len()];
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let attempt = jobs::run_once(&ctx, &job.kind);
+        let attempt = jobs::run_once(&ctx, &job.kind, lean.as_deref());
         let result = match job.timeout {
             Some(limit) => tokio::time::timeout(limit, attempt)
                 .await

@@ -127,36 +127,84 @@ impl Resolve for GuardedResolver {
         let target = TARGET.try_with(|t| *t).ok();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let port = target.map_or(0, |t| t.port);
-            let host_allowed = target.is_some_and(|t| t.host_allowed);
-            let found = guard.lookup.lookup(&host).await?;
-            if found.is_empty() {
-                return Err(format!("dns error: {host} has no address").into());
+            let target = target.unwrap_or(Target {
+                port: 0,
+                host_allowed: false,
+            });
+            match guard.allowed_addresses(&host, target).await {
+                Ok(addrs) => Ok(Box::new(addrs.into_iter()) as Addrs),
+                Err(Unreachable::Refused(r)) => Err(Box::new(r) as Box<_>),
+                Err(Unreachable::Lookup(e)) => Err(e.into()),
             }
-            let mut refusals = Vec::new();
-            let allowed: Vec<SocketAddr> = found
-                .into_iter()
-                .filter(|ip| {
-                    host_allowed
-                        || match guard.policy.check(*ip, port) {
-                            Ok(()) => true,
-                            Err(r) => {
-                                refusals.push(r.0);
-                                false
-                            }
-                        }
-                })
-                .map(|ip| SocketAddr::new(ip, port))
-                .collect();
-            if allowed.is_empty() {
-                let why = refusals.into_iter().next().unwrap_or_default();
-                return Err(Box::new(Refusal(format!("{host} resolves to {why}"))) as Box<_>);
-            }
-            let approved = guard
-                .dialer
-                .approve(&host, allowed)
-                .map_err(|r| Box::new(r) as Box<_>)?;
-            Ok(Box::new(approved.into_iter()) as Addrs)
         })
+    }
+}
+
+/// Why a name gave no address to dial.
+#[derive(Debug)]
+pub enum Unreachable {
+    /// Every address it has is refused by the policy (or the dialer).
+    Refused(Refusal),
+    /// The lookup failed or found nothing.
+    Lookup(String),
+}
+
+impl NetGuard {
+    /// Looks `host` up and keeps the addresses the policy allows for `target`, then asks the
+    /// dialer: what a connection to `host` may use.
+    pub async fn allowed_addresses(
+        &self,
+        host: &str,
+        target: Target,
+    ) -> Result<Vec<SocketAddr>, Unreachable> {
+        let found = self
+            .lookup
+            .lookup(host)
+            .await
+            .map_err(|e| Unreachable::Lookup(format!("dns error: {host}: {e}")))?;
+        if found.is_empty() {
+            return Err(Unreachable::Lookup(format!(
+                "dns error: {host} has no address"
+            )));
+        }
+        let mut refusals = Vec::new();
+        let allowed: Vec<SocketAddr> = found
+            .into_iter()
+            .filter(|ip| {
+                target.host_allowed
+                    || match self.policy.check(*ip, target.port) {
+                        Ok(()) => true,
+                        Err(r) => {
+                            refusals.push(r.0);
+                            false
+                        }
+                    }
+            })
+            .map(|ip| SocketAddr::new(ip, target.port))
+            .collect();
+        if allowed.is_empty() {
+            let why = refusals.into_iter().next().unwrap_or_default();
+            return Err(Unreachable::Refused(Refusal(format!(
+                "{host} resolves to {why}"
+            ))));
+        }
+        self.dialer
+            .approve(host, allowed)
+            .map_err(Unreachable::Refused)
+    }
+
+    /// Every address a request to `url` may be sent to: the URL checked as [`preflight`]
+    /// does, then an IP literal as it is, or a name through [`allowed_addresses`].
+    ///
+    /// [`preflight`]: NetGuard::preflight
+    /// [`allowed_addresses`]: NetGuard::allowed_addresses
+    pub async fn addresses(&self, url: &url::Url) -> Result<Vec<SocketAddr>, Unreachable> {
+        let target = self.preflight(url).map_err(Unreachable::Refused)?;
+        match url.host() {
+            Some(url::Host::Ipv4(ip)) => Ok(vec![SocketAddr::new(IpAddr::V4(ip), target.port)]),
+            Some(url::Host::Ipv6(ip)) => Ok(vec![SocketAddr::new(IpAddr::V6(ip), target.port)]),
+            Some(url::Host::Domain(name)) => self.allowed_addresses(name, target).await,
+            None => Err(Unreachable::Refused(Refusal("the URL has no host".into()))),
+        }
     }
 }

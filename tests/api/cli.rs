@@ -291,3 +291,126 @@ async fn the_smoke_example_runs_as_the_readme_shows_against_a_local_app() {
     assert!(doc.descendants().any(|n| n.has_tag_name("testcase")));
     assert!(!doc.descendants().any(|n| n.has_tag_name("failure")));
 }
+
+/// Checks `value` against an OpenAPI 3.1 schema (the parts this API's document uses: `$ref`,
+/// `oneOf`/`anyOf`/`allOf`, `type` lists, `enum`, `required`, `properties`,
+/// `additionalProperties`, `items`).
+fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        let name = r.trim_start_matches("#/components/schemas/");
+        return conforms(doc, &doc["components"]["schemas"][name], value, at);
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(options) = schema.get(key).and_then(Value::as_array) {
+            let fits = options
+                .iter()
+                .filter(|o| conforms(doc, o, value, at).is_ok())
+                .count();
+            if fits == 0 {
+                return Err(format!("{at}: fits none of {key}: {value}"));
+            }
+        }
+    }
+    for part in schema
+        .get("allOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        conforms(doc, part, value, at)?;
+    }
+    if let Some(types) = schema.get("type") {
+        let types: Vec<&str> = match types {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let is = |t: &str| match t {
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            "string" => value.is_string(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "number" => value.is_number(),
+            "boolean" => value.is_boolean(),
+            "null" => value.is_null(),
+            _ => false,
+        };
+        if !types.iter().any(|t| is(t)) {
+            return Err(format!("{at}: {value} is not {types:?}"));
+        }
+    }
+    if let Some(options) = schema.get("enum").and_then(Value::as_array)
+        && !options.contains(value)
+    {
+        return Err(format!("{at}: {value} not in {options:?}"));
+    }
+    if let Some(object) = value.as_object() {
+        for name in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = name.as_str().unwrap();
+            if !object.contains_key(name) {
+                return Err(format!("{at}: missing {name}"));
+            }
+        }
+        let properties = schema.get("properties").and_then(Value::as_object);
+        for (k, v) in object {
+            match properties.and_then(|p| p.get(k)) {
+                Some(s) => conforms(doc, s, v, &format!("{at}.{k}"))?,
+                None => match schema.get("additionalProperties") {
+                    Some(Value::Bool(false)) => return Err(format!("{at}: unexpected {k}")),
+                    Some(s) if s.is_object() => conforms(doc, s, v, &format!("{at}.{k}"))?,
+                    _ if properties.is_some() => return Err(format!("{at}: undocumented {k}")),
+                    _ => {}
+                },
+            }
+        }
+    }
+    if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
+        for (i, v) in array.iter().enumerate() {
+            conforms(doc, items, v, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn json_output_matches_the_documented_batch_schema() {
+    let target = spawn_target().await;
+    let batch = json!({
+        "jobs": [
+            { "kind": "http", "url": format!("{}/hello", target.base) },
+            { "kind": "http", "url": format!("{}/status/503", target.base) },
+            { "kind": "sleep", "duration_ms": 2 }
+        ],
+        "load": { "repeat": 4, "rate_per_s": 400, "warmup_ms": 20 },
+        "thresholds": { "p95_ms": 1000, "max_error_rate": 0.5 }
+    });
+
+    let (out, _dir) = fanout_run(&batch, &target.base, &["--format", "json"]).await;
+
+    let b: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc: Value = serde_json::from_str(&fanout::http::openapi().to_json().unwrap()).unwrap();
+    let schema = json!({ "$ref": "#/components/schemas/BatchView" });
+    conforms(&doc, &schema, &b, "batch").unwrap();
+    // The parts this test means to cover are there.
+    assert!(b["summary"]["late"].is_object(), "{}", b["summary"]);
+    assert!(b["verdict"].is_object());
+    assert!(
+        b["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["warmup"] == true)
+    );
+    assert!(
+        b["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["output"]["status"] == 503)
+    );
+}

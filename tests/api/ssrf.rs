@@ -101,6 +101,35 @@ async fn guarded_app(allow: &[&str]) -> (TestApp, Arc<Recorder>) {
     (app, recorder)
 }
 
+/// As [`run_all`], then again as a load run (whose plain-HTTP requests take the lean path,
+/// with its own lookups and connections): both must judge every URL alike.
+async fn run_all_both_ways(app: &TestApp, urls: &[String]) -> Vec<Value> {
+    let plain = run_all(app, urls).await;
+    let jobs: Vec<Value> = urls
+        .iter()
+        .map(|u| json!({ "kind": "http", "url": u }))
+        .collect();
+    let res = app
+        .post(&json!({ "load": { "repeat": 1 }, "concurrency": 1, "jobs": jobs }))
+        .await;
+    assert_eq!(res.status, 201, "{}", res.json);
+    let lean = res.json["results"].as_array().unwrap();
+    for ((url, p), l) in urls.iter().zip(&plain).zip(lean) {
+        assert_eq!(p["status"], l["status"], "{url}: {p} / load run: {l}");
+        assert_eq!(
+            p["error"]["code"], l["error"]["code"],
+            "{url}: {p} / load run: {l}"
+        );
+        let recorded = |v: &Value| {
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("recorded"))
+        };
+        assert_eq!(recorded(p), recorded(l), "{url}: {p} / load run: {l}");
+    }
+    plain
+}
+
 async fn run_all(app: &TestApp, urls: &[String]) -> Vec<Value> {
     let jobs: Vec<Value> = urls
         .iter()
@@ -192,7 +221,7 @@ async fn every_spelling_of_a_non_public_address_is_forbidden() {
     .to_vec();
     assert!(urls.len() >= 60, "{} inputs", urls.len());
 
-    let results = run_all(&app, &urls).await;
+    let results = run_all_both_ways(&app, &urls).await;
 
     for (url, r) in urls.iter().zip(&results) {
         assert_eq!(r["status"], "failed", "{url}: {r}");
@@ -247,7 +276,7 @@ async fn public_addresses_are_allowed_and_only_they_are_dialled() {
     .map(|s| s.to_string())
     .collect();
 
-    let results = run_all(&app, &urls).await;
+    let results = run_all_both_ways(&app, &urls).await;
 
     for (url, r) in urls.iter().zip(&results) {
         let message = r["error"]["message"].as_str().unwrap_or("");
@@ -362,6 +391,18 @@ async fn redirects_are_judged_hop_by_hop() {
     );
     assert_eq!(r[5]["status"], "succeeded");
     assert_eq!(recorder.seen.lock().len(), 1);
+
+    // A load run sends the first hop on its own connections; the hops after it are judged the
+    // same way.
+    let load = app
+        .post(&json!({ "load": { "repeat": 1 }, "concurrency": 1, "jobs": jobs }))
+        .await;
+    let l = &load.json["results"];
+    for i in 0..6 {
+        assert_eq!(l[i]["status"], r[i]["status"], "{i}: {} / {}", l[i], r[i]);
+        assert_eq!(l[i]["error"]["code"], r[i]["error"]["code"], "{i}: {}", l[i]);
+    }
+    assert_eq!(recorder.seen.lock().len(), 2);
 }
 
 #[tokio::test]

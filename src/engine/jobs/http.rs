@@ -33,21 +33,71 @@ pub async fn run(
     guard: &NetGuard,
     job: &HttpJob,
 ) -> Result<TaskOutput, Failure> {
-    let started = Instant::now();
-    let mut url = job.url.clone();
-    let mut method = job.method.clone();
-    let mut body = job.body.clone();
-    let mut headers = job.headers.clone();
-    let mut hops = 0;
+    follow(client, guard, job, Hop::first(job), Instant::now()).await
+}
+
+/// One request of a job's chain of redirects: where it goes and what it sends.
+pub struct Hop {
+    url: url::Url,
+    method: Method,
+    body: Bytes,
+    headers: HeaderMap,
+    /// Redirects followed before this request.
+    hops: u32,
+}
+
+impl Hop {
+    /// The job's own request.
+    pub fn first(job: &HttpJob) -> Hop {
+        Hop {
+            url: job.url.clone(),
+            method: job.method.clone(),
+            body: job.body.clone(),
+            headers: job.headers.clone(),
+            hops: 0,
+        }
+    }
+
+    /// The request a redirect to `location` asks for, or `None` when it names no URL.
+    pub fn next(mut self, status: StatusCode, location: &str) -> Option<Hop> {
+        let next = self.url.join(location).ok()?;
+        if changes_to_get(status, &self.method) {
+            self.method = Method::GET;
+            self.body = Bytes::new();
+            self.headers.remove(header::CONTENT_TYPE);
+            self.headers.remove(header::CONTENT_LENGTH);
+        }
+        if next.origin() != self.url.origin() {
+            // As browsers and curl do: credentials stay with the origin they were for.
+            self.headers.remove(header::AUTHORIZATION);
+            self.headers.remove(header::COOKIE);
+            self.headers.remove(header::PROXY_AUTHORIZATION);
+        }
+        self.url = next;
+        self.hops += 1;
+        Some(self)
+    }
+}
+
+/// Sends `hop` and the redirects that follow it (as many as the job allows), and reads the
+/// last answer. `started` is when the job's first request went out (time to first byte counts
+/// from there).
+pub async fn follow(
+    client: &reqwest::Client,
+    guard: &NetGuard,
+    job: &HttpJob,
+    mut hop: Hop,
+    started: Instant,
+) -> Result<TaskOutput, Failure> {
     let response = loop {
         // Every hop is judged anew: a redirect to a private address is refused like a request.
         let target = guard
-            .preflight(&url)
+            .preflight(&hop.url)
             .map_err(|r| Failure::new(ErrorCode::Forbidden, r.0))?;
         let request = client
-            .request(method.clone(), url.clone())
-            .headers(headers.clone())
-            .body(body.clone())
+            .request(hop.method.clone(), hop.url.clone())
+            .headers(hop.headers.clone())
+            .body(hop.body.clone())
             .send();
         let response = TARGET
             .scope(target, request)
@@ -57,29 +107,17 @@ pub async fn run(
         let location = response
             .headers()
             .get(header::LOCATION)
-            .and_then(|l| l.to_str().ok());
-        let next = match location {
-            Some(location) if status.is_redirection() => url.join(location).ok(),
-            _ => None,
-        };
-        match next {
-            Some(next) if hops < job.follow_redirects => {
-                hops += 1;
-                if changes_to_get(status, &method) {
-                    method = Method::GET;
-                    body = Bytes::new();
-                    headers.remove(header::CONTENT_TYPE);
-                    headers.remove(header::CONTENT_LENGTH);
+            .and_then(|l| l.to_str().ok())
+            .filter(|_| status.is_redirection())
+            .map(str::to_owned);
+        match location {
+            Some(location) if hop.hops < job.follow_redirects => {
+                match hop.next(status, &location) {
+                    Some(next) => hop = next,
+                    None => break response,
                 }
-                if next.origin() != url.origin() {
-                    // As browsers and curl do: credentials stay with the origin they were for.
-                    headers.remove(header::AUTHORIZATION);
-                    headers.remove(header::COOKIE);
-                    headers.remove(header::PROXY_AUTHORIZATION);
-                }
-                url = next;
             }
-            Some(_) if job.follow_redirects > 0 => {
+            Some(location) if job.follow_redirects > 0 && hop.url.join(&location).is_ok() => {
                 let out = read_answer(response, job, started).await?;
                 return Err(Failure {
                     error: crate::engine::task::TaskError::new(
@@ -97,6 +135,12 @@ pub async fn run(
         }
     };
     let out = read_answer(response, job, started).await?;
+    outcome(job, out)
+}
+
+/// The answer as the job's result: a failure when its status is not one `expect_status`
+/// accepts.
+pub fn outcome(job: &HttpJob, out: HttpOutput) -> Result<TaskOutput, Failure> {
     if job.expect_status.accepts(out.status) {
         Ok(TaskOutput::Http(out))
     } else {
@@ -127,7 +171,7 @@ async fn read_answer(
 ) -> Result<HttpOutput, Failure> {
     let ttfb = started.elapsed();
     let status = response.status().as_u16();
-    let headers = header_map(response.headers());
+    let headers = response.headers().clone();
     let cap = job.max_response_bytes as usize;
     let mut buf = BytesMut::new();
     let mut truncated = false;
@@ -151,8 +195,25 @@ async fn read_answer(
             break;
         }
     }
-    let bytes = buf.len() as u64;
-    let (body, body_base64) = match std::str::from_utf8(&buf) {
+    Ok(answer_output(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        &headers,
+        &buf,
+        truncated,
+        ttfb,
+    ))
+}
+
+/// An answer as a result: its body as text when it is UTF-8 (up to a character the cap cut in
+/// two), else as base64.
+pub fn answer_output(
+    status: StatusCode,
+    headers: &HeaderMap,
+    buf: &[u8],
+    truncated: bool,
+    ttfb: std::time::Duration,
+) -> HttpOutput {
+    let (body, body_base64) = match std::str::from_utf8(buf) {
         Ok(text) => (Some(text.to_owned()), None),
         // The cap cut a character in two: the text up to it is still text.
         Err(e) if truncated && e.error_len().is_none() => (
@@ -161,18 +222,18 @@ async fn read_answer(
         ),
         Err(_) => (
             None,
-            Some(base64::engine::general_purpose::STANDARD.encode(&buf)),
+            Some(base64::engine::general_purpose::STANDARD.encode(buf)),
         ),
     };
-    Ok(HttpOutput {
-        status,
-        headers,
+    HttpOutput {
+        status: status.as_u16(),
+        headers: header_map(headers),
         body,
         body_base64,
-        bytes,
+        bytes: buf.len() as u64,
         truncated,
         ttfb_ms: ms(ttfb),
-    })
+    }
 }
 
 fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {

@@ -2,6 +2,7 @@
 
 mod file;
 mod http;
+pub mod lean;
 mod sleep;
 
 use std::path::Path;
@@ -14,7 +15,7 @@ use crate::guard::NetGuard;
 /// What every job may use: the shared HTTP client, the outbound guard, and the files root.
 pub struct JobContext {
     http: reqwest::Client,
-    guard: NetGuard,
+    pub guard: NetGuard,
     files: Option<cap_std::fs::Dir>,
 }
 
@@ -69,9 +70,16 @@ impl Failure {
     }
 }
 
-/// Runs one attempt of a job.
-pub async fn run_once(ctx: &JobContext, kind: &JobKind) -> Result<TaskOutput, Failure> {
+/// Runs one attempt of a job; a load run's plain-HTTP requests take its lean path.
+pub async fn run_once(
+    ctx: &JobContext,
+    kind: &JobKind,
+    lean: Option<&lean::LeanPool>,
+) -> Result<TaskOutput, Failure> {
     match kind {
+        JobKind::Http(job) if lean.is_some() && lean::LeanPool::takes(job) => {
+            lean::run(lean.expect("checked"), &ctx.http, job).await
+        }
         JobKind::Http(job) => http::run(&ctx.http, &ctx.guard, job).await,
         JobKind::Sleep(job) => Ok(sleep::run(job).await),
         JobKind::File(job) => file::run(ctx.files.as_ref(), job).await,
