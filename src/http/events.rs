@@ -41,6 +41,28 @@ pub struct Progress {
     pub tasks: usize,
 }
 
+/// The kinds of event a stream sends.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamEventKind {
+    Task,
+    Progress,
+    Batch,
+}
+
+/// One server-sent event of `GET /batches/{id}/events`, field by field.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamEvent {
+    pub event: StreamEventKind,
+    /// `task` events only: the task's `seq`, what `Last-Event-ID` takes to resume.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// JSON text: a task result (`task`), `{ended, tasks}` (`progress`), or the batch without
+    /// its task lists (`batch`).
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
 /// Follows a batch: its tasks as they finish, then the batch.
 ///
 /// Server-sent events, like `asyncio.as_completed`:
@@ -61,7 +83,7 @@ pub struct Progress {
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this task `seq`"),
     ),
     responses(
-        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The event stream: `task` events, `progress` events, and `batch` last", content_type = "text/event-stream", body = StreamEvent),
         (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such batch (`batch_not_found`)", body = Problem, content_type = "application/problem+json"),
     )

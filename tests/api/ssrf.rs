@@ -400,7 +400,11 @@ async fn redirects_are_judged_hop_by_hop() {
     let l = &load.json["results"];
     for i in 0..6 {
         assert_eq!(l[i]["status"], r[i]["status"], "{i}: {} / {}", l[i], r[i]);
-        assert_eq!(l[i]["error"]["code"], r[i]["error"]["code"], "{i}: {}", l[i]);
+        assert_eq!(
+            l[i]["error"]["code"], r[i]["error"]["code"],
+            "{i}: {}",
+            l[i]
+        );
     }
     assert_eq!(recorder.seen.lock().len(), 2);
 }
