@@ -2,7 +2,7 @@
 //! and the batch's own status. The runner writes into it as tasks start and end; readers
 //! (the HTTP layer, the store) take consistent snapshots of it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -306,10 +306,7 @@ impl Batch {
                 st.measured_from.get_or_insert(s.at);
             }
             running += 1;
-            let task = st.tasks.start(s.index, &self.jobs);
-            task.warmup = s.warmup;
-            task.timing.queued_ms = Some(ms(s.at.saturating_duration_since(clock.1)));
-            task.timing.started_at = Some(Self::at(clock, s.at));
+            st.tasks.start(s.index, s.at, s.warmup, clock);
         }
         crate::metrics::meters()
             .tasks_in_flight
@@ -395,9 +392,9 @@ impl Batch {
         // (headers, bodies, file contents): a load run of a million requests would hold
         // them all.
         let shown = self.rules.results.shows(outcome.error.is_some());
-        let task = st.tasks.start(index, &self.jobs);
+        let warmup = st.tasks.is_warmup(index);
         if let SummaryState::Live(acc) = &mut st.summary
-            && !task.warmup
+            && !warmup
         {
             acc.record(
                 status,
@@ -406,6 +403,20 @@ impl Batch {
                 outcome.error.as_ref().map(|e| e.code),
             );
         }
+        let meters = crate::metrics::meters();
+        meters.task_ended(
+            self.jobs
+                .get(index % self.jobs.len().max(1))
+                .map_or(Kind::Sleep, |j| j.1),
+            status,
+            duration,
+        );
+        if span.is_some() {
+            meters.tasks_in_flight.decrement(1.0);
+        }
+        let Some(task) = st.tasks.ended(index, status, shown, &self.jobs, clock) else {
+            return;
+        };
         task.status = status;
         task.seq = Some(seq);
         task.attempts = outcome.attempts;
@@ -419,12 +430,6 @@ impl Batch {
             task.timing.finished_at = Some(Utc::now());
         }
         task.timing.duration_ms = duration.map(ms);
-        let meters = crate::metrics::meters();
-        meters.task_ended(task.kind, status, duration);
-        if span.is_some() {
-            meters.tasks_in_flight.decrement(1.0);
-        }
-        st.tasks.ended(index, status, shown);
     }
 
     /// Stops every unfinished task: the runner drops their futures; [`Batch::finish`] then
@@ -518,16 +523,11 @@ impl Batch {
                     ),
                 };
                 // A task that never started has no duration; one that ran is timed to now.
-                let (started_at, attempts) = st
-                    .tasks
-                    .get(index)
-                    .map_or((None, 0), |t| (t.timing.started_at, t.attempts));
-                let span = started_at.and_then(|started_at| {
-                    let (wall, mono) = st.clock?;
-                    let offset = (started_at - wall).to_std().ok()?;
-                    Some((mono + offset, now))
-                });
-                let attempts = attempts.max(span.is_some() as u32);
+                let span = st
+                    .clock
+                    .and_then(|clock| st.tasks.started_at(index, clock))
+                    .map(|started| (started, now));
+                let attempts = u32::from(span.is_some());
                 let outcome = Outcome {
                     attempts,
                     output: None,
@@ -914,15 +914,23 @@ impl Serialize for TaskList<'_> {
 }
 
 /// The batch's tasks. With `results: all`, every task's record (in index order; for a batch
-/// read back from storage, in stored order). Otherwise each task's status, and records only
-/// for the tasks that run now or that answers show: a million-request load run with
-/// `results: none` keeps a byte per request.
+/// read back from storage, in stored order). Otherwise each task's status, when the running
+/// ones started, and records only for the tasks that answers show: a million-request load run
+/// with `results: none` keeps a byte per request.
 enum Tasks {
     All(Vec<TaskRecord>),
     Sparse {
         status: Vec<TaskStatus>,
+        running: HashMap<u32, Run>,
         kept: BTreeMap<u32, TaskRecord>,
     },
+}
+
+/// A running task of a sparse list.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    at: Instant,
+    warmup: bool,
 }
 
 impl Tasks {
@@ -931,6 +939,7 @@ impl Tasks {
             ResultsMode::All => Tasks::All(Vec::new()),
             _ => Tasks::Sparse {
                 status: Vec::new(),
+                running: HashMap::new(),
                 kept: BTreeMap::new(),
             },
         }
@@ -972,40 +981,78 @@ impl Tasks {
         }
     }
 
-    /// The task's record, made if it had none; the task counts as running until [`ended`].
-    fn start(&mut self, index: usize, jobs: &[(Option<String>, Kind)]) -> &mut TaskRecord {
+    /// A pending task started at `at`.
+    fn start(&mut self, index: usize, at: Instant, warmup: bool, clock: (DateTime<Utc>, Instant)) {
         match self {
             Tasks::All(all) => {
                 let task = &mut all[index];
-                if task.status == TaskStatus::Pending {
-                    task.status = TaskStatus::Running;
-                }
-                task
+                task.status = TaskStatus::Running;
+                task.warmup = warmup;
+                task.timing.queued_ms = Some(ms(at.saturating_duration_since(clock.1)));
+                task.timing.started_at = Some(Batch::at(clock, at));
             }
-            Tasks::Sparse { status, kept } => {
-                if status[index] == TaskStatus::Pending {
-                    status[index] = TaskStatus::Running;
-                }
-                kept.entry(index as u32).or_insert_with(|| {
-                    let mut task = pending(index, jobs);
-                    task.status = TaskStatus::Running;
-                    task
-                })
+            Tasks::Sparse {
+                status, running, ..
+            } => {
+                status[index] = TaskStatus::Running;
+                running.insert(index as u32, Run { at, warmup });
             }
         }
     }
 
-    /// The task ended: a record that answers will not show is dropped.
-    fn ended(&mut self, index: usize, to: TaskStatus, shown: bool) {
-        if let Tasks::Sparse { status, kept } = self {
-            status[index] = to;
-            if !shown {
-                kept.remove(&(index as u32));
+    fn is_warmup(&self, index: usize) -> bool {
+        match self {
+            Tasks::All(all) => all[index].warmup,
+            Tasks::Sparse { running, .. } => running.get(&(index as u32)).is_some_and(|r| r.warmup),
+        }
+    }
+
+    /// When a running task started.
+    fn started_at(&self, index: usize, clock: (DateTime<Utc>, Instant)) -> Option<Instant> {
+        match self {
+            Tasks::All(all) => {
+                let offset = (all[index].timing.started_at? - clock.0).to_std().ok()?;
+                Some(clock.1 + offset)
+            }
+            Tasks::Sparse { running, .. } => running.get(&(index as u32)).map(|r| r.at),
+        }
+    }
+
+    /// The task ended `to`: its record to fill in, when it keeps one (every task with
+    /// `results: all`; otherwise the shown ones, made now).
+    fn ended(
+        &mut self,
+        index: usize,
+        to: TaskStatus,
+        shown: bool,
+        jobs: &[(Option<String>, Kind)],
+        clock: Option<(DateTime<Utc>, Instant)>,
+    ) -> Option<&mut TaskRecord> {
+        match self {
+            Tasks::All(all) => all.get_mut(index),
+            Tasks::Sparse {
+                status,
+                running,
+                kept,
+            } => {
+                status[index] = to;
+                let run = running.remove(&(index as u32));
+                if !shown {
+                    return None;
+                }
+                let mut task = pending(index, jobs);
+                if let (Some(run), Some(clock)) = (run, clock) {
+                    task.warmup = run.warmup;
+                    task.timing.queued_ms = Some(ms(run.at.saturating_duration_since(clock.1)));
+                    task.timing.started_at = Some(Batch::at(clock, run.at));
+                }
+                let slot = kept.entry(index as u32).insert_entry(task);
+                Some(slot.into_mut())
             }
         }
     }
 
-    /// Records in index order: every task, or the running and shown ones.
+    /// Records in index order: every task, or the shown ones.
     fn records(&self) -> Box<dyn Iterator<Item = &TaskRecord> + '_> {
         match self {
             Tasks::All(all) => Box::new(all.iter()),
