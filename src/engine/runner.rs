@@ -49,6 +49,8 @@ pub struct EngineConfig {
 const SHARD_MIN_JOBS: usize = 2048;
 /// Each driver of a split batch keeps at least this many of the batch's concurrency slots.
 const SHARD_MIN_SLOTS: usize = 64;
+/// The same for a load run on the lean path, whose drivers also do its network I/O.
+const LEAN_MIN_SLOTS: usize = 8;
 
 /// Starts batches and keeps track of them until they end.
 #[derive(Clone)]
@@ -189,7 +191,14 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
     .then(|| Arc::new(LeanPool::new(inner.ctx.guard.clone(), spec.results)));
     // A large or long batch is split among drivers; one that is short gains nothing by it.
     let large = spec.load.fixed_tasks().is_none_or(|n| n >= SHARD_MIN_JOBS);
-    let drivers = plan_drivers(large, spec.concurrency, inner.workers);
+    // The lean path drives its connections inside the driver: its I/O is the driver's, so
+    // even a few slots are worth a driver per worker thread.
+    let min_slots = if lean.is_some() {
+        LEAN_MIN_SLOTS
+    } else {
+        SHARD_MIN_SLOTS
+    };
+    let drivers = plan_drivers(large, spec.concurrency, inner.workers, min_slots);
     let count = drivers.len();
     let mut set = JoinSet::new();
     for limit in drivers {
@@ -255,9 +264,9 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
 
 /// Splits a batch's concurrency among drivers: one driver unless the batch is large and its
 /// concurrency leaves every driver a useful share.
-fn plan_drivers(large: bool, concurrency: usize, workers: usize) -> Vec<usize> {
+fn plan_drivers(large: bool, concurrency: usize, workers: usize, min_slots: usize) -> Vec<usize> {
     let n = if large {
-        workers.min(concurrency / SHARD_MIN_SLOTS).max(1)
+        workers.min(concurrency / min_slots).max(1)
     } else {
         1
     };
@@ -660,13 +669,13 @@ mod tests {
 
     #[test]
     fn small_batches_get_one_driver_with_all_the_slots() {
-        assert_eq!(plan_drivers(false, 3, 2), vec![3]);
-        assert_eq!(plan_drivers(true, 1, 2), vec![1]);
+        assert_eq!(plan_drivers(false, 3, 2, SHARD_MIN_SLOTS), vec![3]);
+        assert_eq!(plan_drivers(true, 1, 2, SHARD_MIN_SLOTS), vec![1]);
     }
 
     #[test]
     fn large_batches_split_their_concurrency_exactly() {
-        let plan = plan_drivers(true, 1001, 2);
+        let plan = plan_drivers(true, 1001, 2, SHARD_MIN_SLOTS);
         assert_eq!(plan, vec![501, 500]);
         assert_eq!(plan.iter().sum::<usize>(), 1001);
     }

@@ -77,6 +77,14 @@ pub enum Found {
     Missing,
 }
 
+/// Whether a batch belongs on a list page.
+fn matches(filter: &ListFilter, b: &Batch) -> bool {
+    filter.status.is_none_or(|s| b.status() == s)
+        && filter
+            .before
+            .is_none_or(|(t, id)| (b.created_at, b.id) < (t, id))
+}
+
 impl Batches {
     pub fn new(engine: Engine, store: Option<Arc<dyn Store>>, instance_id: String) -> Arc<Batches> {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -248,18 +256,23 @@ impl Batches {
     pub async fn list(&self, filter: ListFilter) -> Result<Vec<Arc<Batch>>, StoreError> {
         match &self.store {
             Some(store) => {
-                let records = store.list(filter.clone()).await?;
                 // The batches this instance runs are more up to date in memory than in the
-                // database (whose status lags by up to a flush): judge those by memory.
-                let mut all = self.live_matching(&filter);
-                let live = self.live.read();
+                // database (whose status lags by up to a flush): judge those by memory. The
+                // snapshot comes first: a batch that leaves memory after it has had its last
+                // write, so one missing from the snapshot is up to date in the query below.
+                let live: HashMap<Uuid, Arc<Batch>> = self.live.read().clone();
+                let records = store.list(filter.clone()).await?;
+                let mut all: Vec<Arc<Batch>> = live
+                    .values()
+                    .filter(|b| matches(&filter, b))
+                    .cloned()
+                    .collect();
                 all.extend(
                     records
                         .into_iter()
                         .filter(|r| !live.contains_key(&r.id))
                         .map(Batch::restore),
                 );
-                drop(live);
                 all.sort_by_key(|b| std::cmp::Reverse((b.created_at, b.id)));
                 all.truncate(filter.limit);
                 Ok(all)
@@ -277,12 +290,7 @@ impl Batches {
         self.live
             .read()
             .values()
-            .filter(|b| filter.status.is_none_or(|s| b.status() == s))
-            .filter(|b| {
-                filter
-                    .before
-                    .is_none_or(|(t, id)| (b.created_at, b.id) < (t, id))
-            })
+            .filter(|b| matches(filter, b))
             .cloned()
             .collect()
     }

@@ -11,7 +11,9 @@
 //! HTTPS, and the hops after a redirect, go through the general path.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,6 +33,42 @@ use crate::guard::{NetGuard, Unreachable};
 /// Idle connections kept per origin at most (more than any batch's concurrency needs).
 const MAX_IDLE: usize = 16_384;
 
+type Io = TokioIo<tokio::net::TcpStream>;
+
+/// One HTTP/1 connection: the half that sends requests, and the connection itself, which the
+/// request's own future drives while it waits (no task of its own, so an answer wakes the
+/// driver that waits for it, not a connection task that then wakes the driver).
+struct Conn {
+    send: SendRequest<Full<Bytes>>,
+    driver: http1::Connection<Io, Full<Bytes>>,
+    /// The connection ended (the peer closed it, or it failed).
+    closed: bool,
+}
+
+impl Conn {
+    /// Runs `work` (which sends on this connection) while driving the connection.
+    async fn drive<'a, T>(
+        &'a mut self,
+        work: impl FnOnce(
+            &'a mut SendRequest<Full<Bytes>>,
+        ) -> Pin<Box<dyn Future<Output = T> + Send + 'a>>,
+    ) -> T {
+        let Conn {
+            send,
+            driver,
+            closed,
+        } = self;
+        let mut work = work(send);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut work => return out,
+                _ = &mut *driver, if !*closed => *closed = true,
+            }
+        }
+    }
+}
+
 /// A batch's connections and approved addresses, per origin.
 pub struct LeanPool {
     guard: NetGuard,
@@ -42,7 +80,7 @@ pub struct LeanPool {
 struct Origin {
     /// What the guard approved for this origin, looked up once.
     addrs: Option<Arc<[SocketAddr]>>,
-    idle: Vec<SendRequest<Full<Bytes>>>,
+    idle: Vec<Conn>,
 }
 
 impl LeanPool {
@@ -59,45 +97,42 @@ impl LeanPool {
         job.url.scheme() == "http"
     }
 
-    /// An open connection to the URL's origin: an idle one, or a new one to an approved
-    /// address. `reused` says which.
-    async fn checkout(
-        &self,
-        origin: &str,
-        url: &url::Url,
-    ) -> Result<(SendRequest<Full<Bytes>>, bool), Failure> {
-        let addrs = {
-            let mut origins = self.origins.lock();
-            let entry = origins.entry(origin.to_owned()).or_default();
-            while let Some(conn) = entry.idle.pop() {
-                if !conn.is_closed() {
-                    return Ok((conn, true));
-                }
-            }
-            entry.addrs.clone()
+    /// The addresses the guard approved for the URL's origin, looked up on first use.
+    async fn addresses(&self, origin: &str, url: &url::Url) -> Result<Arc<[SocketAddr]>, Failure> {
+        if let Some(addrs) = self
+            .origins
+            .lock()
+            .get(origin)
+            .and_then(|o| o.addrs.clone())
+        {
+            return Ok(addrs);
+        }
+        let approved: Arc<[SocketAddr]> = match self.guard.addresses(url).await {
+            Ok(a) => a.into(),
+            Err(Unreachable::Refused(r)) => return Err(Failure::new(ErrorCode::Forbidden, r.0)),
+            Err(Unreachable::Lookup(why)) => return Err(Failure::new(ErrorCode::Dns, why)),
         };
-        let addrs = match addrs {
-            Some(addrs) => addrs,
-            None => {
-                let approved: Arc<[SocketAddr]> = match self.guard.addresses(url).await {
-                    Ok(a) => a.into(),
-                    Err(Unreachable::Refused(r)) => {
-                        return Err(Failure::new(ErrorCode::Forbidden, r.0));
-                    }
-                    Err(Unreachable::Lookup(why)) => return Err(Failure::new(ErrorCode::Dns, why)),
-                };
-                self.origins
-                    .lock()
-                    .entry(origin.to_owned())
-                    .or_default()
-                    .addrs = Some(approved.clone());
-                approved
-            }
-        };
-        Ok((dial(&addrs).await?, false))
+        self.origins
+            .lock()
+            .entry(origin.to_owned())
+            .or_default()
+            .addrs = Some(approved.clone());
+        Ok(approved)
     }
 
-    fn checkin(&self, origin: &str, conn: SendRequest<Full<Bytes>>) {
+    /// An idle connection to the origin, if one is left.
+    fn idle(&self, origin: &str) -> Option<Conn> {
+        let mut origins = self.origins.lock();
+        let idle = &mut origins.get_mut(origin)?.idle;
+        while let Some(conn) = idle.pop() {
+            if !conn.closed {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, origin: &str, conn: Conn) {
         let mut origins = self.origins.lock();
         let entry = origins.entry(origin.to_owned()).or_default();
         if entry.idle.len() < MAX_IDLE {
@@ -106,20 +141,21 @@ impl LeanPool {
     }
 }
 
-/// Connects to the first address that answers, and hands the connection to a task of its own.
-async fn dial(addrs: &[SocketAddr]) -> Result<SendRequest<Full<Bytes>>, Failure> {
+/// Connects to the first approved address that answers.
+async fn dial(addrs: &[SocketAddr]) -> Result<Conn, Failure> {
     let mut last = None;
     for addr in addrs {
         match tokio::net::TcpStream::connect(addr).await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                let (sender, conn) = http1::handshake(TokioIo::new(stream))
+                let (send, driver) = http1::handshake(TokioIo::new(stream))
                     .await
                     .map_err(|e| connect_failure(&e))?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
+                return Ok(Conn {
+                    send,
+                    driver,
+                    closed: false,
                 });
-                return Ok(sender);
             }
             Err(e) => last = Some(format!("connecting to {addr}: {e}")),
         }
@@ -143,6 +179,100 @@ fn connect_failure(e: &hyper::Error) -> Failure {
     Failure::new(ErrorCode::Connect, text)
 }
 
+/// How one exchange on a connection went.
+enum Exchange {
+    /// The request never left: the connection was closed (a stale idle one).
+    NotSent,
+    Failed(Failure),
+    /// A redirect the job follows: the general path takes it from here.
+    Redirect(http::StatusCode, String),
+    Answer(Answer),
+}
+
+struct Answer {
+    status: http::StatusCode,
+    /// Kept when the answer will be shown.
+    headers: Option<http::HeaderMap>,
+    kept: BytesMut,
+    bytes: usize,
+    truncated: bool,
+    /// Read to its end: the connection can carry the next request.
+    complete: bool,
+    ttfb: std::time::Duration,
+}
+
+/// Sends the job's request and reads its answer (keeping the body only when `results` will
+/// show it).
+async fn exchange(
+    send: &mut SendRequest<Full<Bytes>>,
+    job: &HttpJob,
+    results: ResultsMode,
+    started: Instant,
+) -> Exchange {
+    if send.ready().await.is_err() {
+        return Exchange::NotSent;
+    }
+    let request = match request(job) {
+        Ok(r) => r,
+        Err(f) => return Exchange::Failed(f),
+    };
+    let response = match send.send_request(request).await {
+        Ok(r) => r,
+        Err(e) if e.is_canceled() => return Exchange::NotSent,
+        Err(e) => return Exchange::Failed(connect_failure(&e)),
+    };
+    let ttfb = started.elapsed();
+    let status = response.status();
+    if status.is_redirection() && job.follow_redirects > 0 {
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok());
+        if let Some(location) = location {
+            return Exchange::Redirect(status, location.to_owned());
+        }
+    }
+    let shown = results.shows(!job.expect_status.accepts(status.as_u16()));
+    let headers = shown.then(|| response.headers().clone());
+    let cap = job.max_response_bytes as usize;
+    let mut body = response.into_body();
+    let mut answer = Answer {
+        status,
+        headers,
+        kept: BytesMut::new(),
+        bytes: 0,
+        truncated: false,
+        complete: false,
+        ttfb,
+    };
+    loop {
+        match body.frame().await {
+            None => {
+                answer.complete = true;
+                return Exchange::Answer(answer);
+            }
+            Some(Err(e)) => return Exchange::Failed(connect_failure(&e)),
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if answer.bytes + data.len() > cap {
+                    if shown {
+                        answer.kept.extend_from_slice(&data[..cap - answer.bytes]);
+                    }
+                    answer.bytes = cap;
+                    answer.truncated = true;
+                    return Exchange::Answer(answer);
+                }
+                answer.bytes += data.len();
+                if shown {
+                    answer.kept.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+}
+
 /// One attempt of an HTTP job on the lean path.
 pub async fn run(
     pool: &LeanPool,
@@ -156,117 +286,67 @@ pub async fn run(
         url.host_str().unwrap_or_default(),
         url.port_or_known_default().unwrap_or(80)
     );
-    // A reused connection the server closed meanwhile fails before the request is sent: then
+    let results = pool.results;
+    // An idle connection the server closed meanwhile fails before the request is sent: then
     // once more on a new connection, as HTTP clients do.
-    let mut fresh_only = false;
-    let (mut conn, response) = loop {
-        let (mut conn, reused) = if fresh_only {
-            (dial_for(pool, &origin, url).await?, false)
-        } else {
-            pool.checkout(&origin, url).await?
+    let mut idle = pool.idle(&origin);
+    let (conn, answer) = loop {
+        let reused = idle.is_some();
+        let mut conn = match idle.take() {
+            Some(conn) => conn,
+            None => dial(&pool.addresses(&origin, url).await?).await?,
         };
-        if conn.ready().await.is_err() {
-            if reused {
-                fresh_only = true;
-                continue;
+        let exchanged = conn
+            .drive(|send| Box::pin(exchange(send, job, results, started)))
+            .await;
+        match exchanged {
+            Exchange::Answer(answer) => break (conn, answer),
+            Exchange::NotSent if reused => continue,
+            Exchange::NotSent => {
+                return Err(Failure::new(
+                    ErrorCode::Connect,
+                    "the connection closed before the request was sent",
+                ));
             }
-            return Err(Failure::new(
-                ErrorCode::Connect,
-                "the connection closed before the request",
-            ));
-        }
-        match conn.send_request(request(job)?).await {
-            Ok(response) => break (conn, response),
-            Err(e) if reused && e.is_canceled() => fresh_only = true,
-            Err(e) => return Err(connect_failure(&e)),
+            Exchange::Failed(failure) => return Err(failure),
+            Exchange::Redirect(status, location) => {
+                // The next hops go the general way, each checked by the guard again.
+                match Hop::first(job).next(status, &location) {
+                    Some(hop) => return follow(client, &pool.guard, job, hop, started).await,
+                    None => {
+                        return Err(Failure::new(
+                            ErrorCode::Status,
+                            format!("status {status} with an unusable Location"),
+                        ));
+                    }
+                }
+            }
         }
     };
-    let ttfb = started.elapsed();
-    let status = response.status();
-    if status.is_redirection() && job.follow_redirects > 0 {
-        // The next hops go the general way, each checked by the guard again.
-        let location = response
-            .headers()
-            .get(header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .map(str::to_owned);
-        if let Some(location) = location {
-            let hop = Hop::first(job).next(status, &location);
-            if let Some(hop) = hop {
-                return follow(client, &pool.guard, job, hop, started).await;
-            }
-        }
-    }
-    let shown = pool
-        .results
-        .shows(!job.expect_status.accepts(status.as_u16()));
-    let headers = shown.then(|| response.headers().clone());
-    let cap = job.max_response_bytes as usize;
-    let mut body = response.into_body();
-    let mut kept = BytesMut::new();
-    let mut bytes = 0usize;
-    let mut truncated = false;
-    let mut complete = false;
-    loop {
-        match body.frame().await {
-            None => {
-                complete = true;
-                break;
-            }
-            Some(Err(e)) => return Err(connect_failure(&e)),
-            Some(Ok(frame)) => {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                if bytes + data.len() > cap {
-                    if shown {
-                        kept.extend_from_slice(&data[..cap - bytes]);
-                    }
-                    bytes = cap;
-                    truncated = true;
-                    break;
-                }
-                bytes += data.len();
-                if shown {
-                    kept.extend_from_slice(&data);
-                }
-            }
-        }
-    }
-    if complete {
-        // Read to its end: the connection can carry the next request.
-        let _ = conn.ready().await;
+    if answer.complete && !conn.closed {
         pool.checkin(&origin, conn);
+    } else {
+        drop(conn.send);
     }
-    let out = match headers {
-        Some(headers) => answer_output(status, &headers, &kept, truncated, ttfb),
+    let out = match answer.headers {
+        Some(headers) => answer_output(
+            answer.status,
+            &headers,
+            &answer.kept,
+            answer.truncated,
+            answer.ttfb,
+        ),
         None => HttpOutput {
-            status: status.as_u16(),
+            status: answer.status.as_u16(),
             headers: Default::default(),
             body: None,
             body_base64: None,
-            bytes: bytes as u64,
-            truncated,
-            ttfb_ms: ms(ttfb),
+            bytes: answer.bytes as u64,
+            truncated: answer.truncated,
+            ttfb_ms: ms(answer.ttfb),
         },
     };
     outcome(job, out)
-}
-
-async fn dial_for(
-    pool: &LeanPool,
-    origin: &str,
-    url: &url::Url,
-) -> Result<SendRequest<Full<Bytes>>, Failure> {
-    let addrs = pool
-        .origins
-        .lock()
-        .get(origin)
-        .and_then(|o| o.addrs.clone());
-    match addrs {
-        Some(addrs) => dial(&addrs).await,
-        None => pool.checkout(origin, url).await.map(|(c, _)| c),
-    }
 }
 
 /// The job's request in origin form, with the headers the general path sends too.
