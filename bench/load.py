@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Load benchmark: fanout against oha and asyncio + aiohttp, one local nginx target, same run.
 
-Usage: bench/load.py [--requests 20000] [--concurrency 64] [--rounds 3] [--million]
+Usage: bench/load.py [--requests 20000] [--concurrency 64] [--rounds 5] [--million]
          [--python PYTHON_WITH_AIOHTTP]
 
 Starts nginx (Debian's nginx-light, one worker, `return 200`, no access log) on a loopback
 port, then for each round runs: oha; `fanout run` in-process; fanout through its HTTP API
 (memory://); and ../shared/bench/aiohttp_load.py. Throughput is requests per second of the
-run's wall time; p99 is each tool's own figure. `--million` adds 1,000,000 requests with
-`results: "none"` through `fanout run` and reports its peak RSS. Loopback only.
+run's wall time; p99 is each tool's own figure; ratios are taken within a round, then their
+median over the rounds. `--million` adds 1,000,000 requests with `results: "none"` through
+`fanout run` and reports its peak RSS (that process's own, from wait4). Loopback only.
 """
 
 import argparse
@@ -18,6 +19,7 @@ import os
 import re
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,17 +74,20 @@ def batch(url, n, c, results="none"):
 def fanout_run(url, port, n, c):
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(batch(url, n, c), f)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t0 = time.perf_counter()
-    out = subprocess.run([FANOUT, "run", f.name, "--allow-net", f"127.0.0.1:{port}", "--format", "json",
-                          "--max-jobs", str(max(n, 1000000))], capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    b = json.loads(out.stdout)
+    with tempfile.TemporaryFile("w+") as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([FANOUT, "run", f.name, "--allow-net", f"127.0.0.1:{port}", "--format", "json",
+                                 "--max-jobs", str(max(n, 1000000))], stdout=out, stderr=subprocess.DEVNULL)
+        # This process's own peak RSS (wait4), not the largest of every child so far (oha's).
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        out.seek(0)
+        b = json.loads(out.read())
     s = b["summary"]
     if s["succeeded"] != n:
         sys.exit(f"fanout run: {s['succeeded']} of {n} succeeded: {s['errors']}")
-    return s["throughput_per_s"], s["duration_ms"]["p99"], {"process_wall_s": wall, "rss_mb": rss if rss > before / 1024 else rss}
+    return s["throughput_per_s"], s["duration_ms"]["p99"], {"process_wall_s": wall, "rss_mb": usage.ru_maxrss / 1024}
 
 
 def fanout_server(url, port, n, c):
@@ -121,7 +126,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--concurrency", type=int, default=64)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--million", action="store_true")
     ap.add_argument("--python", default=sys.executable)
     args = ap.parse_args()
@@ -140,12 +145,21 @@ def main():
             }
             rows.append(got)
             print(f"# round {r + 1}: " + ", ".join(f"{k} {v[0]:,.0f}/s p99 {v[1]:.2f} ms" for k, v in got.items()), file=sys.stderr)
-        print(f"| round | tool | requests/s | p99 ms | × oha (throughput) |")
-        print("|---:|---|---:|---:|---:|")
+        print("| round | tool | requests/s | p99 ms | × oha | × aiohttp |")
+        print("|---:|---|---:|---:|---:|---:|")
         for i, got in enumerate(rows):
-            base = got["oha"][0]
+            base, slow = got["oha"][0], got["asyncio + aiohttp"][0]
             for tool, (rps, p99, _) in got.items():
-                print(f"| {i + 1} | {tool} | {rps:,.0f} | {p99:.2f} | {rps / base:.2f} |")
+                print(f"| {i + 1} | {tool} | {rps:,.0f} | {p99:.2f} | {rps / base:.2f} | {rps / slow:.1f} |")
+        print()
+        print("| tool | median requests/s | median p99 ms | median × oha | median × aiohttp |")
+        print("|---|---:|---:|---:|---:|")
+        for tool in rows[0]:
+            rps = statistics.median(g[tool][0] for g in rows)
+            p99 = statistics.median(g[tool][1] for g in rows)
+            x_oha = statistics.median(g[tool][0] / g["oha"][0] for g in rows)
+            x_aio = statistics.median(g[tool][0] / g["asyncio + aiohttp"][0] for g in rows)
+            print(f"| {tool} | {rps:,.0f} | {p99:.2f} | {x_oha:.2f} | {x_aio:.1f} |")
         if args.million:
             rps, p99, extra = fanout_run(url, port, 1_000_000, c)
             print()

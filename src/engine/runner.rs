@@ -183,17 +183,17 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
     let jobs: Arc<[JobSpec]> = spec.jobs.into();
     let epoch = batch.start();
     let issuer = Arc::new(Issuer::new(&spec.load, epoch));
-    // A load run's plain-HTTP requests go on connections of its own (see `jobs::lean`).
-    let lean = (spec.load.is_load
+    // A load run's plain-HTTP requests go on connections of its own (see `jobs::lean`), each
+    // driver its own, so that drivers on different threads share no connection list.
+    let lean = spec.load.is_load
         && jobs
             .iter()
-            .any(|j| matches!(&j.kind, JobKind::Http(h) if LeanPool::takes(h))))
-    .then(|| Arc::new(LeanPool::new(inner.ctx.guard.clone(), spec.results)));
+            .any(|j| matches!(&j.kind, JobKind::Http(h) if LeanPool::takes(h)));
     // A large or long batch is split among drivers; one that is short gains nothing by it.
     let large = spec.load.fixed_tasks().is_none_or(|n| n >= SHARD_MIN_JOBS);
     // The lean path drives its connections inside the driver: its I/O is the driver's, so
     // even a few slots are worth a driver per worker thread.
-    let min_slots = if lean.is_some() {
+    let min_slots = if lean {
         LEAN_MIN_SLOTS
     } else {
         SHARD_MIN_SLOTS
@@ -210,7 +210,7 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
             batch.clone(),
             jobs.clone(),
             issuer.clone(),
-            lean.clone(),
+            lean.then(|| Arc::new(LeanPool::new(inner.ctx.guard.clone(), spec.results))),
             limit,
         );
         set.spawn(tokio::task::unconstrained(driver).in_current_span());

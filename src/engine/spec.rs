@@ -238,6 +238,8 @@ impl JobKind {
 pub struct HttpJob {
     pub method: http::Method,
     pub url: url::Url,
+    /// `host:port` of the URL, as connection pools key it.
+    pub origin: String,
     pub headers: http::HeaderMap,
     pub body: bytes::Bytes,
     pub expect_status: ExpectStatus,

@@ -801,9 +801,15 @@ impl HttpJobRequest {
         if errors.len() > before {
             return None;
         }
+        let url = url?;
         Some(HttpJob {
+            origin: format!(
+                "{}:{}",
+                url.host_str().unwrap_or_default(),
+                url.port_or_known_default().unwrap_or(80)
+            ),
             method,
-            url: url?,
+            url,
             headers,
             body,
             expect_status,

@@ -13,7 +13,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -45,26 +44,19 @@ struct Conn {
     closed: bool,
 }
 
-impl Conn {
-    /// Runs `work` (which sends on this connection) while driving the connection.
-    async fn drive<'a, T>(
-        &'a mut self,
-        work: impl FnOnce(
-            &'a mut SendRequest<Full<Bytes>>,
-        ) -> Pin<Box<dyn Future<Output = T> + Send + 'a>>,
-    ) -> T {
-        let Conn {
-            send,
-            driver,
-            closed,
-        } = self;
-        let mut work = work(send);
-        loop {
-            tokio::select! {
-                biased;
-                out = &mut work => return out,
-                _ = &mut *driver, if !*closed => *closed = true,
-            }
+/// Runs `work` (which sends on the connection whose driver this is) while driving the
+/// connection.
+async fn driving<T>(
+    driver: &mut http1::Connection<Io, Full<Bytes>>,
+    closed: &mut bool,
+    work: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            _ = &mut *driver, if !*closed => *closed = true,
         }
     }
 }
@@ -281,24 +273,23 @@ pub async fn run(
 ) -> Result<crate::engine::task::TaskOutput, Failure> {
     let started = Instant::now();
     let url = &job.url;
-    let origin = format!(
-        "{}:{}",
-        url.host_str().unwrap_or_default(),
-        url.port_or_known_default().unwrap_or(80)
-    );
+    let origin = job.origin.as_str();
     let results = pool.results;
     // An idle connection the server closed meanwhile fails before the request is sent: then
     // once more on a new connection, as HTTP clients do.
-    let mut idle = pool.idle(&origin);
+    let mut idle = pool.idle(origin);
     let (conn, answer) = loop {
         let reused = idle.is_some();
         let mut conn = match idle.take() {
             Some(conn) => conn,
-            None => dial(&pool.addresses(&origin, url).await?).await?,
+            None => dial(&pool.addresses(origin, url).await?).await?,
         };
-        let exchanged = conn
-            .drive(|send| Box::pin(exchange(send, job, results, started)))
-            .await;
+        let exchanged = driving(
+            &mut conn.driver,
+            &mut conn.closed,
+            exchange(&mut conn.send, job, results, started),
+        )
+        .await;
         match exchanged {
             Exchange::Answer(answer) => break (conn, answer),
             Exchange::NotSent if reused => continue,
@@ -324,7 +315,7 @@ pub async fn run(
         }
     };
     if answer.complete && !conn.closed {
-        pool.checkin(&origin, conn);
+        pool.checkin(origin, conn);
     } else {
         drop(conn.send);
     }
