@@ -19,7 +19,8 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --user-group --home-dir /var/lib/fanout --create-home fanout \
+    && groupadd --system --gid 10001 fanout \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/fanout --create-home fanout \
     && mkdir -p /var/lib/fanout/files /var/lib/fanout/data \
     && chown 10001:10001 /var/lib/fanout/files /var/lib/fanout/data
 COPY --from=build /src/target/release/fanout /usr/local/bin/fanout

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use clap::{Args, ValueEnum};
 use serde_json::Value;
 
+use crate::engine::spec::ResultsMode;
 use crate::engine::{Engine, EngineConfig};
 use crate::guard::{NetGuard, NetPolicy};
 use crate::http::error::ApiError;
@@ -48,9 +49,11 @@ pub struct RunArgs {
     pub files_root: PathBuf,
 
     /// In-process: most tasks in the batch (after `load` expansion, warm-up included; a run
-    /// for a duration stops there). With `results: none` a task costs a few bytes.
-    #[arg(long, default_value_t = 10_000_000)]
-    pub max_jobs: usize,
+    /// for a duration stops there). Default: 10,000,000 with `results: errors` or `none`
+    /// (a task costs a few bytes), 1,000,000 with `results: all` (every task keeps its
+    /// record, a few hundred bytes).
+    #[arg(long)]
+    pub max_jobs: Option<usize>,
 
     /// In-process: most jobs in flight.
     #[arg(long, default_value_t = 10_000)]
@@ -133,21 +136,37 @@ async fn obtain(args: &RunArgs) -> Result<Value, Unusable> {
     }
 }
 
+/// `--max-jobs` by default with `results: errors` or `none`.
+const SPARSE_MAX_JOBS: usize = 10_000_000;
+/// `--max-jobs` by default with `results: all`.
+const FULL_MAX_JOBS: usize = 1_000_000;
+
 async fn local(args: &RunArgs, body: &[u8]) -> Result<Value, Unusable> {
     let policy = NetPolicy::parse(&args.allow_net).map_err(Unusable)?;
-    let limits = Limits {
+    let max_jobs = args.max_jobs.unwrap_or(SPARSE_MAX_JOBS);
+    let mut limits = Limits {
         max_body_bytes: usize::MAX,
-        max_jobs: args.max_jobs,
+        max_jobs,
         max_concurrency: args.max_concurrency,
         max_response_bytes: 1024 * 1024,
         max_file_bytes: 1024 * 1024,
         max_job_timeout: std::time::Duration::from_secs(300),
         max_batch_duration: std::time::Duration::from_secs(24 * 3600),
     };
-    let spec = parse_batch(body, &limits).map_err(|e| Unusable(describe(&e)))?;
+    let mut spec = parse_batch(body, &limits).map_err(|e| Unusable(describe(&e)))?;
+    if args.max_jobs.is_none() && spec.results == ResultsMode::All {
+        // Every task keeps its whole record: a lower default bound on memory.
+        limits.max_jobs = FULL_MAX_JOBS;
+        spec = parse_batch(body, &limits).map_err(|e| {
+            Unusable(format!(
+                "{}\n  (with results \"all\" the default is {FULL_MAX_JOBS} tasks: use results \"errors\" or \"none\", or --max-jobs)",
+                describe(&e)
+            ))
+        })?;
+    }
     let engine = Engine::new(EngineConfig {
         max_concurrency: args.max_concurrency,
-        max_queue: args.max_jobs,
+        max_queue: limits.max_jobs,
         max_batch_duration: limits.max_batch_duration,
         files_root: args.files_root.clone(),
         guard: NetGuard::new(policy),
@@ -262,7 +281,8 @@ async fn follow(request: reqwest::RequestBuilder) -> Result<(), String> {
         let Some(end) = buffer.find("\n\n") else {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
-                    buffer.push_str(&String::from_utf8_lossy(&chunk));
+                    // Lines may end in CRLF (a proxy's rewrite): read them as LF.
+                    buffer.push_str(&String::from_utf8_lossy(&chunk).replace('\r', ""));
                     continue;
                 }
                 Ok(None) => break Err("the event stream ended early".to_owned()),

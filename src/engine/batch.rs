@@ -99,6 +99,8 @@ pub struct Batch {
     /// Read back from storage rather than run here: its `done` list holds positions among the
     /// stored rows, not task numbers.
     restored: bool,
+    /// A restored batch's task count as stored (its rows may be only the shown tasks).
+    stored_total: usize,
     state: Mutex<State>,
 }
 
@@ -224,6 +226,7 @@ impl Batch {
             phase,
             ended: watch::channel(0).0,
             restored: false,
+            stored_total: 0,
             state: Mutex::new(State {
                 status: BatchStatus::Running,
                 clock: None,
@@ -339,9 +342,13 @@ impl Batch {
             Some(e) if e.code == ErrorCode::Cancelled => TaskStatus::Cancelled,
             Some(_) => TaskStatus::Failed,
         };
+        // A warm-up task's end answers nothing: it is not part of the measured run.
+        let counts = !st.tasks.is_warmup(index);
         // asyncio.gather without return_exceptions: the first failure fails the batch.
-        let fails_batch =
-            status.is_failure() && self.mode == Mode::Gather && !self.rules.return_exceptions;
+        let fails_batch = counts
+            && status.is_failure()
+            && self.mode == Mode::Gather
+            && !self.rules.return_exceptions;
         if fails_batch && st.status == BatchStatus::Running {
             st.status = BatchStatus::Failed;
             st.error = outcome.error.as_ref().map(|e| BatchError {
@@ -361,7 +368,7 @@ impl Batch {
                 self.advance(Phase::Answered);
             }
         }
-        if self.mode == Mode::Wait {
+        if self.mode == Mode::Wait && counts {
             let met = match self.rules.return_when {
                 ReturnWhen::FirstCompleted => true,
                 ReturnWhen::FirstException => status.is_failure(),
@@ -396,6 +403,11 @@ impl Batch {
         if let SummaryState::Live(acc) = &mut st.summary
             && !warmup
         {
+            if self.dynamic && span.is_none() {
+                // A task made as it starts that was stopped before it started (another
+                // driver had already made a later one): it is a task all the same.
+                acc.add_task();
+            }
             acc.record(
                 status,
                 duration,
@@ -627,7 +639,15 @@ impl Batch {
     /// Tasks ended so far, and tasks in all.
     pub fn progress(&self) -> (usize, usize) {
         let st = self.state.lock();
-        (st.done.len(), st.tasks.len())
+        (st.done.len(), self.total(&st))
+    }
+
+    fn total(&self, st: &State) -> usize {
+        if self.restored {
+            self.stored_total.max(st.tasks.len())
+        } else {
+            st.tasks.len()
+        }
     }
 
     /// What a storage writer has not written yet, under one lock: the tasks that ended since
@@ -691,7 +711,7 @@ impl Batch {
             caught_up: to == st.done.len(),
             finished: st.finished_at.is_some(),
             ended: st.done.len(),
-            total: st.tasks.len(),
+            total: self.total(&st),
         }
     }
 
@@ -751,6 +771,7 @@ impl Batch {
             phase,
             ended: watch::channel(0).0,
             restored: true,
+            stored_total: record.tasks_total,
             state: Mutex::new(State {
                 status: record.status,
                 clock: record.started_at.map(|s| (s, Instant::now())),

@@ -353,7 +353,15 @@ impl Issuer {
     /// is up. Tasks handed out before the warm-up ends are the warm-up.
     fn claim_now(&self) -> Option<Claim> {
         let now = Instant::now();
-        let warmup = now < self.warmup_end;
+        let mut warmup = now < self.warmup_end;
+        // The warm-up leaves room under --max-jobs for the whole measured run: past that, the
+        // next task is a measured one that waits for the warm-up to end.
+        let room = self.max_tasks.saturating_sub(self.count.unwrap_or(0));
+        let mut due = None;
+        if warmup && self.next.load(Ordering::Acquire) >= room {
+            warmup = false;
+            due = Some(self.warmup_end);
+        }
         if !warmup {
             if self.end.is_some_and(|end| now >= end) {
                 return None;
@@ -378,11 +386,7 @@ impl Issuer {
             }
             return None;
         };
-        Some(Claim {
-            index,
-            due: None,
-            warmup,
-        })
+        Some(Claim { index, due, warmup })
     }
 }
 

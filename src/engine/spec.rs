@@ -150,11 +150,14 @@ impl LoadPlan {
         self.count
     }
 
-    /// What the batch takes of the server's room for running and waiting tasks: every task of
-    /// a plain batch; for a load run, whose waiting tasks are only a count, its concurrency.
-    pub fn reserve(&self, concurrency: usize) -> usize {
+    /// What the batch takes of the server's room for running and waiting tasks (what bounds
+    /// memory): every task of a plain batch, or of a load run whose answers keep every task's
+    /// record (`results: all`: as many as it may make); for a load run that keeps a byte per
+    /// task, only its concurrency.
+    pub fn reserve(&self, concurrency: usize, results: ResultsMode) -> usize {
         match self.fixed_tasks() {
-            Some(n) if !self.is_load => n,
+            Some(n) if !self.is_load || results == ResultsMode::All => n,
+            None if results == ResultsMode::All => self.max_tasks,
             Some(n) => n.min(concurrency),
             None => concurrency,
         }

@@ -184,7 +184,7 @@ impl SummaryAcc {
             timed_out: count(TaskStatus::TimedOut),
             cancelled: count(TaskStatus::Cancelled),
             interrupted: count(TaskStatus::Interrupted),
-            pending: self.tasks - ended,
+            pending: self.tasks.saturating_sub(ended),
             duration_ms,
             duration_ms_succeeded: self.succeeded.percentiles(),
             ttfb_ms: self.ttfb.percentiles(),

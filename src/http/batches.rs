@@ -79,7 +79,7 @@ pub async fn create_batch(
         return Err(ApiError::ShuttingDown);
     }
     let spec = parse_batch(&body, &state.limits)?;
-    let spec_len = spec.load.reserve(spec.concurrency);
+    let spec_len = spec.load.reserve(spec.concurrency, spec.results);
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => match v.to_str() {

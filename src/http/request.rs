@@ -108,7 +108,7 @@ pub struct LoadRequest {
     /// counts from each task's intended start and `summary.late` says how far starts fell
     /// behind. `concurrency` still bounds tasks in flight. Without `repeat` or `duration_ms`
     /// the job list runs once at this rate.
-    #[schema(exclusive_minimum = 0, maximum = 1000000, example = json!(null))]
+    #[schema(minimum = 0.001, maximum = 1000000, example = json!(null))]
     pub rate_per_s: Option<f64>,
     /// A first stretch, before the measured run, whose tasks run like the others but are left
     /// out of the summary and the verdict (they are marked `warmup` in results).
@@ -118,6 +118,8 @@ pub struct LoadRequest {
 
 /// Highest `load.rate_per_s` accepted.
 const MAX_RATE_PER_S: f64 = 1_000_000.0;
+/// Lowest `load.rate_per_s` accepted: one task every 1,000 s.
+const MIN_RATE_PER_S: f64 = 0.001;
 
 impl LoadRequest {
     fn validate(&self, jobs: usize, limits: &Limits, errors: &mut Vec<FieldError>) -> LoadPlan {
@@ -141,10 +143,10 @@ impl LoadRequest {
             ));
         }
         let rate = match self.rate_per_s {
-            Some(r) if !(r > 0.0 && r <= MAX_RATE_PER_S) => {
+            Some(r) if !(MIN_RATE_PER_S..=MAX_RATE_PER_S).contains(&r) => {
                 errors.push(FieldError::new(
                     "load.rate_per_s",
-                    format!("must be above 0 and at most {MAX_RATE_PER_S}"),
+                    format!("must be between {MIN_RATE_PER_S} and {MAX_RATE_PER_S}"),
                 ));
                 None
             }
@@ -158,14 +160,29 @@ impl LoadRequest {
             (None, None, Some(_)) => None,
             (None, _, None) => Some(jobs),
         };
-        LoadPlan {
+        let plan = LoadPlan {
             count,
             duration,
             rate_per_s: rate,
             warmup,
             max_tasks: limits.max_jobs,
             is_load: true,
+        };
+        // The open model's schedule must fit in the server's limit on a batch's life.
+        if let (Some(rate), Some(count)) = (rate, count) {
+            let schedule_s = (count + plan.open_warmup_tasks()) as f64 / rate;
+            if schedule_s > limits.max_batch_duration.as_secs_f64() {
+                errors.push(FieldError::new(
+                    "load.rate_per_s",
+                    format!(
+                        "{count} tasks at this rate take {schedule_s:.0} s, longer than the \
+                         server's --max-batch-duration ({} s)",
+                        limits.max_batch_duration.as_secs()
+                    ),
+                ));
+            }
         }
+        plan
     }
 }
 

@@ -179,7 +179,10 @@ impl Batches {
         key: Option<(String, String)>,
         answer_status: u16,
     ) -> Result<Submitted, StoreError> {
-        let admission = match self.engine.admit(spec.load.reserve(spec.concurrency)) {
+        let admission = match self
+            .engine
+            .admit(spec.load.reserve(spec.concurrency, spec.results))
+        {
             Ok(a) => a,
             Err(busy) => return Ok(Submitted::Busy(busy)),
         };

@@ -250,3 +250,46 @@ async fn an_unknown_batch_is_a_404_problem() {
     assert_eq!(res.status, 404);
     assert_eq!(res.json["code"], "batch_not_found");
 }
+
+#[tokio::test]
+async fn with_results_errors_a_stored_batch_resumes_across_the_gaps_in_seq() {
+    if crate::helpers::backend() == "memory" {
+        return; // nothing survives a restart on memory://
+    }
+    let app = spawn_app().await;
+    // Files that do not exist fail; sleeps succeed and are not sent (results: errors).
+    let jobs: Vec<Value> = (0..12)
+        .map(|i| {
+            if i % 3 == 0 {
+                json!({ "kind": "file", "path": format!("missing-{i}.txt") })
+            } else {
+                json!({ "kind": "sleep", "duration_ms": 1 + i })
+            }
+        })
+        .collect();
+    let res = app
+        .post(&json!({ "jobs": jobs, "return_exceptions": true, "results": "errors", "concurrency": 2 }))
+        .await;
+    let id = res.json["id"].as_str().unwrap().to_owned();
+    let live = Stream::open(&app, &id, None).await.all().await;
+    let live_ids: Vec<String> = tasks(&live).iter().map(|e| e.id.clone().unwrap()).collect();
+    assert_eq!(live_ids.len(), 4, "{live:?}");
+
+    let app = app.restart().await;
+    let replay = Stream::open(&app, &id, None).await.all().await;
+    let replay_ids: Vec<String> = tasks(&replay)
+        .iter()
+        .map(|e| e.id.clone().unwrap())
+        .collect();
+    assert_eq!(replay_ids, live_ids);
+    let resumed = Stream::open(&app, &id, Some(&live_ids[1]))
+        .await
+        .all()
+        .await;
+    let resumed_ids: Vec<String> = tasks(&resumed)
+        .iter()
+        .map(|e| e.id.clone().unwrap())
+        .collect();
+    assert_eq!(resumed_ids, live_ids[2..].to_vec());
+    assert_eq!(resumed.last().unwrap().event, "batch");
+}

@@ -164,6 +164,11 @@ async fn an_open_model_run_for_a_duration_sends_rate_times_duration() {
 
     assert_eq!(res.status, 201, "{}", res.json);
     assert_eq!(res.json["summary"]["tasks"], 20, "{}", res.json["summary"]);
+    assert_eq!(
+        res.json["summary"]["succeeded"], 20,
+        "{}",
+        res.json["summary"]
+    );
     let wall = res.json["wall_ms"].as_f64().unwrap();
     assert!((400.0..2000.0).contains(&wall), "wall {wall}");
 }
@@ -212,7 +217,11 @@ async fn warm_up_tasks_run_first_and_stay_out_of_the_summary() {
 
 #[tokio::test]
 async fn load_shapes_are_validated() {
-    let app = spawn_app_with(|c| c.max_jobs = 1000).await;
+    let app = spawn_app_with(|c| {
+        c.max_jobs = 1000;
+        c.max_batch_duration = std::time::Duration::from_secs(600);
+    })
+    .await;
     let sleep = json!([{ "kind": "sleep", "duration_ms": 1 }]);
 
     for (load, field) in [
@@ -222,6 +231,12 @@ async fn load_shapes_are_validated() {
         (json!({ "duration_ms": 0 }), "load.duration_ms"),
         (json!({ "warmup_ms": -1 }), "load.warmup_ms"),
         (json!({ "repeat": 0 }), "load.repeat"),
+        (json!({ "rate_per_s": 1e-300 }), "load.rate_per_s"),
+        // 100 tasks at one a minute: longer than the server lets a batch run.
+        (
+            json!({ "repeat": 100, "rate_per_s": 0.0167 }),
+            "load.rate_per_s",
+        ),
     ] {
         let res = app.post(&json!({ "jobs": sleep, "load": load })).await;
         assert_eq!(res.status, 422, "{load}: {}", res.json);
@@ -237,4 +252,64 @@ async fn load_shapes_are_validated() {
         .await;
     assert_eq!(res.status, 413, "{}", res.json);
     assert_eq!(res.json["code"], "too_many_jobs");
+}
+
+#[tokio::test]
+async fn cancelling_a_run_for_a_duration_accounts_for_every_task() {
+    let app = spawn_app().await;
+    let res = app
+        .post_raw(
+            json!({
+                "jobs": [{ "kind": "sleep", "duration_ms": 15 }],
+                "load": { "duration_ms": 60_000, "warmup_ms": 100 }, "concurrency": 16
+            })
+            .to_string(),
+            &[("prefer", "respond-async")],
+        )
+        .await;
+    let id = res.json["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+
+    let cancelled = app.delete(&format!("/batches/{id}")).await;
+
+    assert_eq!(cancelled.status, 200, "{}", cancelled.json);
+    let s = &cancelled.json["summary"];
+    assert_eq!(cancelled.json["status"], "cancelled");
+    assert_eq!(s["pending"], 0, "{s}");
+    let ended: u64 = [
+        "succeeded",
+        "failed",
+        "timed_out",
+        "cancelled",
+        "interrupted",
+    ]
+    .iter()
+    .map(|k| s[k].as_u64().unwrap())
+    .sum();
+    assert_eq!(s["tasks"].as_u64(), Some(ended), "{s}");
+    assert!(s["succeeded"].as_u64().unwrap() > 50, "{s}");
+    assert!(s["cancelled"].as_u64().unwrap() >= 1, "{s}");
+    assert!(s["warmup_tasks"].as_u64().unwrap() > 10, "{s}");
+    // Every task listed is accounted for: measured ones in the summary, warm-up ones apart.
+    let listed = cancelled.json["results"].as_array().unwrap().len() as u64;
+    assert_eq!(listed, ended + s["warmup_tasks"].as_u64().unwrap());
+}
+
+#[tokio::test]
+async fn a_warm_up_never_eats_into_the_measured_run_under_max_jobs() {
+    // 30 measured tasks of 30 allowed... plus a warm-up that would make hundreds.
+    let app = spawn_app_with(|c| c.max_jobs = 40).await;
+
+    let res = app
+        .post(&json!({
+            "jobs": [{ "kind": "sleep", "duration_ms": 1 }],
+            "load": { "repeat": 30, "warmup_ms": 150 }, "concurrency": 4
+        }))
+        .await;
+
+    assert_eq!(res.status, 201, "{}", res.json);
+    let s = &res.json["summary"];
+    assert_eq!(s["tasks"], 30, "{s}");
+    assert_eq!(s["succeeded"], 30, "{s}");
+    assert_eq!(s["warmup_tasks"], 10, "{s}");
 }

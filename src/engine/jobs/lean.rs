@@ -4,9 +4,10 @@
 //! The general path (`reqwest`) pays per request for a pool checkout behind a lock shared by
 //! every batch, a header map and a body kept for the answer, and a name lookup through the
 //! guard. A load run sends the same few requests a million times: here each origin is looked
-//! up and judged by the guard **once per batch** (the approved addresses are then the only
-//! ones dialled, so a name cannot rebind mid-run), connections are kept in the batch's own
-//! idle list, and an answer that `results` will not show is counted, not kept.
+//! up and judged by the guard once per batch driver (the approved addresses are then the only
+//! ones dialled, so a name cannot rebind mid-run; an origin the policy refuses stays refused),
+//! connections are kept in the driver's own idle list, and an answer that `results` will not
+//! show is counted, not kept.
 //!
 //! HTTPS, and the hops after a redirect, go through the general path.
 
@@ -72,6 +73,9 @@ pub struct LeanPool {
 struct Origin {
     /// What the guard approved for this origin, looked up once.
     addrs: Option<Arc<[SocketAddr]>>,
+    /// The policy's refusal of this origin, kept so that a million refused requests cost one
+    /// lookup. (A failed lookup is not kept: it may be passing.)
+    refused: Option<String>,
     idle: Vec<Conn>,
 }
 
@@ -91,17 +95,24 @@ impl LeanPool {
 
     /// The addresses the guard approved for the URL's origin, looked up on first use.
     async fn addresses(&self, origin: &str, url: &url::Url) -> Result<Arc<[SocketAddr]>, Failure> {
-        if let Some(addrs) = self
-            .origins
-            .lock()
-            .get(origin)
-            .and_then(|o| o.addrs.clone())
-        {
-            return Ok(addrs);
+        if let Some(o) = self.origins.lock().get(origin) {
+            if let Some(addrs) = &o.addrs {
+                return Ok(addrs.clone());
+            }
+            if let Some(why) = &o.refused {
+                return Err(Failure::new(ErrorCode::Forbidden, why.clone()));
+            }
         }
         let approved: Arc<[SocketAddr]> = match self.guard.addresses(url).await {
             Ok(a) => a.into(),
-            Err(Unreachable::Refused(r)) => return Err(Failure::new(ErrorCode::Forbidden, r.0)),
+            Err(Unreachable::Refused(r)) => {
+                self.origins
+                    .lock()
+                    .entry(origin.to_owned())
+                    .or_default()
+                    .refused = Some(r.0.clone());
+                return Err(Failure::new(ErrorCode::Forbidden, r.0));
+            }
             Err(Unreachable::Lookup(why)) => return Err(Failure::new(ErrorCode::Dns, why)),
         };
         self.origins
@@ -219,7 +230,8 @@ async fn exchange(
         let location = response
             .headers()
             .get(header::LOCATION)
-            .and_then(|l| l.to_str().ok());
+            .and_then(|l| l.to_str().ok())
+            .filter(|l| job.url.join(l).is_ok());
         if let Some(location) = location {
             return Exchange::Redirect(status, location.to_owned());
         }
