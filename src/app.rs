@@ -172,6 +172,9 @@ impl App {
                 .filter(|t| !t.is_empty())
                 .map(auth::digest),
             metrics: metrics_handle,
+            event_streams: Arc::new(tokio::sync::Semaphore::new(
+                crate::http::events::MAX_STREAMS,
+            )),
             draining: Arc::new(AtomicBool::new(false)),
         };
         let addr = listener.local_addr().map_err(|source| StartError::Listen {

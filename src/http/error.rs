@@ -86,6 +86,9 @@ pub enum ApiError {
     /// 429 `queue_full`: running and waiting tasks are at the server's bound.
     #[error("the server's queue is full; retry shortly")]
     QueueFull,
+    /// 429 `too_many_streams`: the server follows as many event streams as it will.
+    #[error("the server is serving as many event streams as it allows; retry shortly")]
+    TooManyStreams,
     /// 503 `shutting_down`.
     #[error("the server is shutting down and takes no new batches")]
     ShuttingDown,
@@ -109,7 +112,7 @@ impl ApiError {
             ApiError::BatchNotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::QueueFull => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::QueueFull | ApiError::TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -130,6 +133,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Unauthorized => "unauthorized",
             ApiError::QueueFull => "queue_full",
+            ApiError::TooManyStreams => "too_many_streams",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Internal(_) => "internal",
         }
@@ -150,6 +154,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "Method not allowed",
             ApiError::Unauthorized => "Unauthorized",
             ApiError::QueueFull => "Queue full",
+            ApiError::TooManyStreams => "Too many event streams",
             ApiError::ShuttingDown => "Shutting down",
             ApiError::Internal(_) => "Internal error",
         }

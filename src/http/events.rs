@@ -25,8 +25,14 @@ use super::AppState;
 use super::error::{ApiError, Problem};
 use crate::engine::Batch;
 
-/// Completions read from the batch per turn: what a stream holds at most.
-const STRETCH: usize = 256;
+/// Completions read from the batch per turn.
+const STRETCH: usize = 64;
+/// Event data queued per turn, at most (beyond one event): with `STRETCH`, what a stream
+/// whose reader stalls holds besides its batch.
+const QUEUED_BYTES: usize = 256 * 1024;
+/// Event streams open at once, server-wide: each holds its batch while it lives, whether or
+/// not its reader reads.
+pub const MAX_STREAMS: usize = 1024;
 /// Least time between two `progress` events.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// How often a batch that another instance runs is read again from the store.
@@ -86,6 +92,8 @@ pub struct StreamEvent {
         (status = 200, description = "The event stream: `task` events, `progress` events, and `batch` last", content_type = "text/event-stream", body = StreamEvent),
         (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such batch (`batch_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The server follows as many streams as it allows (`too_many_streams`)", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
 )]
 pub async fn batch_events(
@@ -95,6 +103,11 @@ pub async fn batch_events(
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::BatchNotFound(id.chars().take(64).collect());
     let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let permit = state
+        .event_streams
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::TooManyStreams)?;
     let batch = state.batches.get(uuid).await?.ok_or_else(not_found)?;
     let after = headers
         .get("last-event-id")
@@ -103,6 +116,7 @@ pub async fn batch_events(
         .unwrap_or(0);
     tracing::debug!(batch_id = %uuid, after, "event stream opened");
     let follow = Follow {
+        _permit: permit,
         state,
         id: uuid,
         batch,
@@ -124,6 +138,8 @@ pub async fn batch_events(
 
 /// One stream's place in one batch.
 struct Follow {
+    /// Its place among the server's event streams, given back when the stream ends.
+    _permit: tokio::sync::OwnedSemaphorePermit,
     state: AppState,
     id: Uuid,
     batch: Arc<Batch>,
@@ -154,15 +170,29 @@ impl Follow {
     async fn fill(&mut self) {
         let (mut ended_rx, mut phase_rx) = self.batch.subscribe();
         let read = self.batch.events_after(self.after, STRETCH);
-        self.after = read.last;
+        let mut queued = 0;
         for task in &read.tasks {
-            let event = Event::default()
-                .event("task")
-                .id(task.seq.unwrap_or_default().to_string())
-                .json_data(task)
-                .expect("a task record always serializes");
-            self.queue.push_back(event);
+            if queued > QUEUED_BYTES {
+                // The rest is read again next turn.
+                self.after = task
+                    .seq
+                    .unwrap_or(self.after)
+                    .saturating_sub(1)
+                    .max(self.after);
+                return;
+            }
+            let data = serde_json::to_string(task).expect("a task record always serializes");
+            queued += data.len();
+            let seq = task.seq.unwrap_or_default();
+            self.queue.push_back(
+                Event::default()
+                    .event("task")
+                    .id(seq.to_string())
+                    .data(data),
+            );
+            self.after = self.after.max(seq);
         }
+        self.after = read.last;
         if !read.caught_up {
             return;
         }

@@ -38,6 +38,8 @@ pub struct AppState {
     /// SHA-256 digest of the token `GET /metrics` requires; `None`: open.
     pub metrics_token: Option<[u8; 32]>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Event streams open at once, server-wide (each may hold a batch in memory).
+    pub event_streams: Arc<tokio::sync::Semaphore>,
     /// Set at shutdown: new batches get 503 while running ones drain.
     pub draining: Arc<AtomicBool>,
 }

@@ -293,3 +293,30 @@ async fn with_results_errors_a_stored_batch_resumes_across_the_gaps_in_seq() {
     assert_eq!(resumed_ids, live_ids[2..].to_vec());
     assert_eq!(resumed.last().unwrap().event, "batch");
 }
+
+#[tokio::test]
+async fn large_results_arrive_whole_and_once_a_stretch_at_a_time() {
+    let app = spawn_app().await;
+    let target = crate::helpers::spawn_target().await;
+    // 12 answers of 100 KiB: more than one turn's worth of queued event data.
+    let res = app
+        .post(&json!({
+            "jobs": [{ "kind": "http", "url": format!("{}/bytes/102400", target.base) }],
+            "load": { "repeat": 12 }, "concurrency": 3
+        }))
+        .await;
+    let id = res.json["id"].as_str().unwrap().to_owned();
+
+    let events = Stream::open(&app, &id, None).await.all().await;
+
+    let ids: Vec<u32> = tasks(&events)
+        .iter()
+        .map(|e| e.id.as_ref().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=12).collect::<Vec<u32>>());
+    for e in tasks(&events) {
+        assert_eq!(e.data["output"]["bytes"], 102400);
+        assert_eq!(e.data["output"]["body"].as_str().unwrap().len(), 102400);
+    }
+    assert_eq!(events.last().unwrap().event, "batch");
+}
