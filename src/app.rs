@@ -154,7 +154,7 @@ impl App {
         }
         let background = CancellationToken::new();
         batches.start_background(config.stale_after / 3, config.retention, background.clone());
-        let state = AppState {
+        let state = AppState::new(crate::http::Shared {
             batches,
             limits: Arc::new(Limits {
                 max_body_bytes: config.max_body_bytes,
@@ -176,7 +176,7 @@ impl App {
                 crate::http::events::MAX_STREAMS,
             )),
             draining: Arc::new(AtomicBool::new(false)),
-        };
+        });
         let addr = listener.local_addr().map_err(|source| StartError::Listen {
             addr: config.listen,
             source,

@@ -73,8 +73,17 @@ const ENDED: [TaskStatus; 5] = [
     TaskStatus::Interrupted,
 ];
 
+const MODES: [Mode; 2] = [Mode::Gather, Mode::Wait];
+const FINAL: [BatchStatus; 4] = [
+    BatchStatus::Completed,
+    BatchStatus::Failed,
+    BatchStatus::Cancelled,
+    BatchStatus::Interrupted,
+];
+
 /// The engine's metric handles.
 pub struct Meters {
+    batches: [[Counter; 4]; 2],
     tasks: [[Counter; 5]; 3],
     durations: [Histogram; 3],
     pub tasks_in_flight: Gauge,
@@ -93,6 +102,11 @@ fn name<T: serde::Serialize>(v: &T) -> String {
 pub fn meters() -> &'static Meters {
     static METERS: OnceLock<Meters> = OnceLock::new();
     METERS.get_or_init(|| Meters {
+        batches: MODES.map(|m| {
+            FINAL.map(|s| {
+                metrics::counter!("fanout_batches_total", "mode" => name(&m), "status" => name(&s))
+            })
+        }),
         tasks: KINDS.map(|k| {
             ENDED.map(|s| {
                 metrics::counter!("fanout_tasks_total", "kind" => name(&k), "status" => name(&s))
@@ -120,8 +134,10 @@ impl Meters {
     /// A batch finished.
     pub fn batch_finished(&self, mode: Mode, status: BatchStatus) {
         self.batches_in_flight.decrement(1.0);
-        metrics::counter!("fanout_batches_total", "mode" => name(&mode), "status" => name(&status))
-            .increment(1);
+        let m = MODES.iter().position(|&x| x == mode).unwrap_or(0);
+        if let Some(s) = FINAL.iter().position(|&x| x == status) {
+            self.batches[m][s].increment(1);
+        }
     }
 }
 

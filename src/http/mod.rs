@@ -28,9 +28,27 @@ use crate::store::Batches;
 use error::ApiError;
 use request::Limits;
 
-/// Everything a handler needs; cheap to clone.
+/// Everything a handler needs; cheap to clone (one reference count: every middleware and
+/// extractor clones it per request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
     pub batches: Arc<Batches>,
     pub limits: Arc<Limits>,
     /// SHA-256 digests of the accepted bearer tokens; empty means no authentication.
