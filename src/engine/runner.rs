@@ -210,7 +210,7 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
             batch.clone(),
             jobs.clone(),
             issuer.clone(),
-            lean.then(|| Arc::new(LeanPool::new(inner.ctx.guard.clone(), spec.results))),
+            lean.then(|| Arc::new(LeanPool::new(inner.ctx.guard.clone(), spec.results, &jobs))),
             limit,
         );
         set.spawn(tokio::task::unconstrained(driver).in_current_span());
@@ -629,7 +629,11 @@ async fn run_job(
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let attempt = jobs::run_once(&ctx, &job.kind, lean.as_deref());
+        let attempt = jobs::run_once(
+            &ctx,
+            &job.kind,
+            lean.as_deref().map(|pool| (pool, index % jobs.len())),
+        );
         let result = match job.timeout {
             Some(limit) => tokio::time::timeout(limit, attempt)
                 .await

@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 
 use super::Failure;
 use super::http::{Hop, answer_output, follow, outcome};
-use crate::engine::spec::{HttpJob, ResultsMode};
+use crate::engine::spec::{HttpJob, JobKind, JobSpec, ResultsMode};
 use crate::engine::task::{ErrorCode, HttpOutput, ms};
 use crate::guard::{NetGuard, Unreachable};
 
@@ -67,6 +67,14 @@ pub struct LeanPool {
     guard: NetGuard,
     results: ResultsMode,
     origins: Mutex<HashMap<String, Origin>>,
+    /// Each job's request line and headers, built once (`None` for jobs not sent here).
+    templates: Vec<Option<Template>>,
+}
+
+/// What every request of a job starts from: the target in origin form and the headers.
+struct Template {
+    uri: http::Uri,
+    headers: http::HeaderMap,
 }
 
 #[derive(Default)]
@@ -80,11 +88,19 @@ struct Origin {
 }
 
 impl LeanPool {
-    pub fn new(guard: NetGuard, results: ResultsMode) -> LeanPool {
+    pub fn new(guard: NetGuard, results: ResultsMode, jobs: &[JobSpec]) -> LeanPool {
+        let templates = jobs
+            .iter()
+            .map(|j| match &j.kind {
+                JobKind::Http(h) if LeanPool::takes(h) => template(h).ok(),
+                _ => None,
+            })
+            .collect();
         LeanPool {
             guard,
             results,
             origins: Mutex::default(),
+            templates,
         }
     }
 
@@ -209,16 +225,17 @@ struct Answer {
 async fn exchange(
     send: &mut SendRequest<Full<Bytes>>,
     job: &HttpJob,
+    template: &Template,
     results: ResultsMode,
     started: Instant,
 ) -> Exchange {
     if send.ready().await.is_err() {
         return Exchange::NotSent;
     }
-    let request = match request(job) {
-        Ok(r) => r,
-        Err(f) => return Exchange::Failed(f),
-    };
+    let mut request = Request::new(Full::new(job.body.clone()));
+    *request.method_mut() = job.method.clone();
+    *request.uri_mut() = template.uri.clone();
+    *request.headers_mut() = template.headers.clone();
     let response = match send.send_request(request).await {
         Ok(r) => r,
         Err(e) if e.is_canceled() => return Exchange::NotSent,
@@ -277,12 +294,19 @@ async fn exchange(
     }
 }
 
-/// One attempt of an HTTP job on the lean path.
+/// One attempt of an HTTP job (number `job_index` of the batch's list) on the lean path.
 pub async fn run(
     pool: &LeanPool,
     client: &reqwest::Client,
     job: &HttpJob,
+    job_index: usize,
 ) -> Result<crate::engine::task::TaskOutput, Failure> {
+    let Some(template) = pool.templates.get(job_index).and_then(Option::as_ref) else {
+        return Err(Failure::new(
+            ErrorCode::Invalid,
+            "the request cannot be written as HTTP/1 (host or path)",
+        ));
+    };
     let started = Instant::now();
     let url = &job.url;
     let origin = job.origin.as_str();
@@ -299,7 +323,7 @@ pub async fn run(
         let exchanged = driving(
             &mut conn.driver,
             &mut conn.closed,
-            exchange(&mut conn.send, job, results, started),
+            exchange(&mut conn.send, job, template, results, started),
         )
         .await;
         match exchanged {
@@ -352,29 +376,22 @@ pub async fn run(
     outcome(job, out)
 }
 
-/// The job's request in origin form, with the headers the general path sends too.
-fn request(job: &HttpJob) -> Result<Request<Full<Bytes>>, Failure> {
+/// The job's request line in origin form and its headers, with the ones the general path
+/// sends too.
+fn template(job: &HttpJob) -> Result<Template, http::Error> {
     let url = &job.url;
     let path = match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_owned(),
     };
-    let mut request = Request::builder()
-        .method(job.method.clone())
-        .uri(path)
-        .body(Full::new(job.body.clone()))
-        .map_err(|e| Failure::new(ErrorCode::Invalid, e.to_string()))?;
-    let headers = request.headers_mut();
+    let uri = http::Uri::try_from(path)?;
+    let mut headers = http::HeaderMap::with_capacity(3 + job.headers.len());
     // The Host header as the URL writes it (no default port).
     let host = match url.port() {
         Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
         None => url.host_str().unwrap_or_default().to_owned(),
     };
-    headers.insert(
-        header::HOST,
-        HeaderValue::from_str(&host)
-            .map_err(|e| Failure::new(ErrorCode::Invalid, e.to_string()))?,
-    );
+    headers.insert(header::HOST, HeaderValue::from_str(&host)?);
     headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
     headers.insert(
         header::USER_AGENT,
@@ -387,5 +404,5 @@ fn request(job: &HttpJob) -> Result<Request<Full<Bytes>>, Failure> {
     for (name, value) in &job.headers {
         headers.append(name, value.clone());
     }
-    Ok(request)
+    Ok(Template { uri, headers })
 }

@@ -74,11 +74,12 @@ impl Failure {
 pub async fn run_once(
     ctx: &JobContext,
     kind: &JobKind,
-    lean: Option<&lean::LeanPool>,
+    lean: Option<(&lean::LeanPool, usize)>,
 ) -> Result<TaskOutput, Failure> {
     match kind {
         JobKind::Http(job) if lean.is_some() && lean::LeanPool::takes(job) => {
-            lean::run(lean.expect("checked"), &ctx.http, job).await
+            let (pool, job_index) = lean.expect("checked");
+            lean::run(pool, &ctx.http, job, job_index).await
         }
         JobKind::Http(job) => http::run(&ctx.http, &ctx.guard, job).await,
         JobKind::Sleep(job) => Ok(sleep::run(job).await),
