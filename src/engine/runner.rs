@@ -198,7 +198,10 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
     } else {
         SHARD_MIN_SLOTS
     };
-    let drivers = plan_drivers(large, spec.concurrency, inner.workers, min_slots);
+    // Lean drivers are split twice as fine as the worker threads: with one each, a worker
+    // whose driver waits on the network sits idle while the other's has answers to read.
+    let split = inner.workers * if lean { 2 } else { 1 };
+    let drivers = plan_drivers(large, spec.concurrency, split, min_slots);
     let count = drivers.len();
     let mut set = JoinSet::new();
     for limit in drivers {
