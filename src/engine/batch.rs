@@ -2,7 +2,9 @@
 //! and the batch's own status. The runner writes into it as tasks start and end; readers
 //! (the HTTP layer, the store) take consistent snapshots of it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -942,7 +944,7 @@ enum Tasks {
     All(Vec<TaskRecord>),
     Sparse {
         status: Vec<TaskStatus>,
-        running: HashMap<u32, Run>,
+        running: FxHashMap<u32, Run>,
         kept: BTreeMap<u32, TaskRecord>,
     },
 }
@@ -960,7 +962,7 @@ impl Tasks {
             ResultsMode::All => Tasks::All(Vec::new()),
             _ => Tasks::Sparse {
                 status: Vec::new(),
-                running: HashMap::new(),
+                running: FxHashMap::default(),
                 kept: BTreeMap::new(),
             },
         }

@@ -11,7 +11,6 @@
 //!
 //! HTTPS, and the hops after a redirect, go through the general path.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,7 +65,7 @@ async fn driving<T>(
 pub struct LeanPool {
     guard: NetGuard,
     results: ResultsMode,
-    origins: Mutex<HashMap<String, Origin>>,
+    origins: Mutex<rustc_hash::FxHashMap<String, Origin>>,
     /// Each job's request line and headers, built once (`None` for jobs not sent here).
     templates: Vec<Option<Template>>,
 }
