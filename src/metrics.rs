@@ -13,6 +13,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use crate::engine::BatchStatus;
 use crate::engine::spec::{Kind, Mode};
 use crate::engine::task::TaskStatus;
+use crate::engine::wire_name as name;
 
 /// Bucket bounds (seconds) for task and request durations: 1 ms to 5 minutes.
 const BUCKETS: &[f64] = &[
@@ -88,13 +89,6 @@ pub struct Meters {
     durations: [Histogram; 3],
     pub tasks_in_flight: Gauge,
     pub batches_in_flight: Gauge,
-}
-
-fn name<T: serde::Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::from("unknown"),
-    }
 }
 
 /// The handles, registered with whatever recorder is installed at the first call (none in a

@@ -196,16 +196,7 @@ fn progress_bar(batch: &Arc<crate::engine::Batch>) -> Option<tokio::task::JoinHa
     }
     let batch = batch.clone();
     Some(tokio::spawn(async move {
-        let (_, total) = batch.progress();
-        let bar = indicatif::ProgressBar::with_draw_target(
-            Some(total as u64),
-            indicatif::ProgressDrawTarget::stderr(),
-        );
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} tasks  {per_sec}  {elapsed}",
-        ) {
-            bar.set_style(style);
-        }
+        let bar = tasks_bar();
         loop {
             // A load run for a duration makes its tasks as it goes: the length grows.
             let (done, total) = batch.progress();
@@ -217,6 +208,18 @@ fn progress_bar(batch: &Arc<crate::engine::Batch>) -> Option<tokio::task::JoinHa
 }
 
 /// Against a server: starts the batch with `Prefer: respond-async`, follows its event stream
+/// The progress bar both ways of running draw on stderr; its length is set as tasks appear.
+fn tasks_bar() -> indicatif::ProgressBar {
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} tasks  {per_sec}  {elapsed}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
 /// (a progress bar on stderr when it is a terminal), then reads the finished batch.
 async fn remote(server: &str, token: Option<&str>, body: Vec<u8>) -> Result<Value, Unusable> {
     let base = server.trim_end_matches('/');
@@ -266,16 +269,7 @@ async fn follow(request: reqwest::RequestBuilder) -> Result<(), String> {
     if !response.status().is_success() {
         return Err(format!("events answered {}", response.status()));
     }
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar =
-            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} tasks  {per_sec}  {elapsed}",
-        ) {
-            bar.set_style(style);
-        }
-        bar
-    });
+    let bar = std::io::stderr().is_terminal().then(tasks_bar);
     let mut buffer = String::new();
     let result = loop {
         let Some(end) = buffer.find("\n\n") else {

@@ -129,14 +129,9 @@ pub struct BatchRecord {
     pub label: Option<String>,
     pub created_at: DateTime<Utc>,
     pub rules: Rules,
-    pub status: BatchStatus,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub wall_ms: Option<f64>,
-    pub error: Option<BatchError>,
-    pub tasks_total: usize,
-    /// Stored when the batch ended; rebuilt from the task rows before that.
-    pub summary: Option<Summary>,
+    /// The batch-level fields as last written; `summary` only once it ended (before that it
+    /// is rebuilt from the task rows).
+    pub meta: BatchMeta,
     /// Every task in index order; tasks without a stored row are `pending` placeholders.
     pub tasks: Vec<TaskRecord>,
 }
@@ -321,10 +316,16 @@ impl Batch {
     /// Records tasks that ended, under one lock, and applies the batch's answer rules.
     pub(crate) fn tasks_ended(&self, ended: &mut Vec<Ended>) {
         let mut st = self.state.lock();
+        let mut recorded = 0;
         for e in ended.drain(..) {
-            self.task_ended(&mut st, e.index, e.started, e.ended, e.outcome);
+            recorded +=
+                usize::from(self.task_ended(&mut st, e.index, e.started, e.ended, e.outcome));
         }
         self.ended.send_replace(st.done.len());
+        // Once per burst: the gauge is shared by every thread.
+        crate::metrics::meters()
+            .tasks_in_flight
+            .decrement(recorded as f64);
     }
 
     fn task_ended(
@@ -334,9 +335,9 @@ impl Batch {
         started: Instant,
         ended: Instant,
         outcome: Outcome,
-    ) {
+    ) -> bool {
         if st.tasks.status(index).is_finished() {
-            return;
+            return false;
         }
         let status = match &outcome.error {
             None => TaskStatus::Succeeded,
@@ -345,7 +346,8 @@ impl Batch {
             Some(_) => TaskStatus::Failed,
         };
         // A warm-up task's end answers nothing: it is not part of the measured run.
-        let counts = !st.tasks.is_warmup(index);
+        let warmup = st.tasks.is_warmup(index);
+        let counts = !warmup;
         // asyncio.gather without return_exceptions: the first failure fails the batch.
         let fails_batch = counts
             && status.is_failure()
@@ -359,7 +361,7 @@ impl Batch {
                 message: e.message.clone(),
             });
         }
-        self.end_task(st, index, status, Some((started, ended)), outcome);
+        self.end_task(st, index, status, Some((started, ended)), warmup, outcome);
 
         if fails_batch {
             if self.rules.fail_fast {
@@ -380,14 +382,18 @@ impl Batch {
                 self.advance(Phase::Answered);
             }
         }
+        true
     }
 
+    /// Records how a task ended (`span`: when it ran, if it started). The caller counts it
+    /// out of the in-flight gauge.
     fn end_task(
         &self,
         st: &mut State,
         index: usize,
         status: TaskStatus,
         span: Option<(Instant, Instant)>,
+        warmup: bool,
         outcome: Outcome,
     ) {
         let clock = st.clock;
@@ -401,7 +407,6 @@ impl Batch {
         // (headers, bodies, file contents): a load run of a million requests would hold
         // them all.
         let shown = self.rules.results.shows(outcome.error.is_some());
-        let warmup = st.tasks.is_warmup(index);
         if let SummaryState::Live(acc) = &mut st.summary
             && !warmup
         {
@@ -417,17 +422,13 @@ impl Batch {
                 outcome.error.as_ref().map(|e| e.code),
             );
         }
-        let meters = crate::metrics::meters();
-        meters.task_ended(
+        crate::metrics::meters().task_ended(
             self.jobs
                 .get(index % self.jobs.len().max(1))
                 .map_or(Kind::Sleep, |j| j.1),
             status,
             duration,
         );
-        if span.is_some() {
-            meters.tasks_in_flight.decrement(1.0);
-        }
         let Some(task) = st.tasks.ended(index, status, shown, &self.jobs, clock) else {
             return;
         };
@@ -521,6 +522,7 @@ impl Batch {
             let reason = st.stop_reason;
             let now = Instant::now();
             let unfinished = st.tasks.unfinished();
+            let mut were_running = 0;
             for index in unfinished {
                 let (status, error) = match reason {
                     Some(StopReason::Deadline) => (
@@ -542,13 +544,18 @@ impl Batch {
                     .and_then(|clock| st.tasks.started_at(index, clock))
                     .map(|started| (started, now));
                 let attempts = u32::from(span.is_some());
+                were_running += attempts as usize;
                 let outcome = Outcome {
                     attempts,
                     output: None,
                     error: Some(error),
                 };
-                self.end_task(&mut st, index, status, span, outcome);
+                let warmup = st.tasks.is_warmup(index);
+                self.end_task(&mut st, index, status, span, warmup, outcome);
             }
+            crate::metrics::meters()
+                .tasks_in_flight
+                .decrement(were_running as f64);
             st.finished_at = Some(Utc::now());
             self.ended.send_replace(st.done.len());
             if st.status == BatchStatus::Running {
@@ -720,16 +727,17 @@ impl Batch {
     /// A batch read back from storage. Finished batches are complete; one still running
     /// elsewhere shows what has been stored of it so far.
     pub fn restore(record: BatchRecord) -> Arc<Batch> {
-        let finished = record.finished_at.is_some();
+        let meta = record.meta;
+        let finished = meta.finished_at.is_some();
         // Positions in `tasks` (the stored rows may be only some of the tasks).
         let mut done: Vec<u32> = (0..record.tasks.len() as u32)
             .filter(|&p| record.tasks[p as usize].seq.is_some())
             .collect();
         done.sort_by_key(|&p| record.tasks[p as usize].seq);
-        let summary = match record.summary {
-            Some(summary) => SummaryState::Stored(summary, record.wall_ms),
+        let summary = match meta.summary {
+            Some(summary) => SummaryState::Stored(summary, meta.wall_ms),
             None => {
-                let mut acc = SummaryAcc::new(record.tasks_total as u64);
+                let mut acc = SummaryAcc::new(meta.tasks_total as u64);
                 for t in record
                     .tasks
                     .iter()
@@ -748,11 +756,10 @@ impl Batch {
                 }
                 SummaryState::Stored(
                     acc.summary(
-                        record
-                            .wall_ms
+                        meta.wall_ms
                             .map(|w| Duration::from_micros((w * 1000.0) as u64)),
                     ),
-                    record.wall_ms,
+                    meta.wall_ms,
                 )
             }
         };
@@ -773,14 +780,14 @@ impl Batch {
             phase,
             ended: watch::channel(0).0,
             restored: true,
-            stored_total: record.tasks_total,
+            stored_total: meta.tasks_total,
             state: Mutex::new(State {
-                status: record.status,
-                clock: record.started_at.map(|s| (s, Instant::now())),
+                status: meta.status,
+                clock: meta.started_at.map(|s| (s, Instant::now())),
                 first_start: None,
                 last_end: None,
-                finished_at: record.finished_at,
-                error: record.error,
+                finished_at: meta.finished_at,
+                error: meta.error,
                 measured_from: None,
                 tasks: Tasks::All(record.tasks),
                 done,

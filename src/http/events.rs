@@ -22,6 +22,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
+use super::batches::{not_found, parse_id};
 use super::error::{ApiError, Problem};
 use crate::engine::Batch;
 
@@ -101,14 +102,17 @@ pub async fn batch_events(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let not_found = || ApiError::BatchNotFound(id.chars().take(64).collect());
-    let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let uuid = parse_id(&id)?;
     let permit = state
         .event_streams
         .clone()
         .try_acquire_owned()
         .map_err(|_| ApiError::TooManyStreams)?;
-    let batch = state.batches.get(uuid).await?.ok_or_else(not_found)?;
+    let batch = state
+        .batches
+        .get(uuid)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -173,12 +177,7 @@ impl Follow {
         let mut queued = 0;
         for task in &read.tasks {
             if queued > QUEUED_BYTES {
-                // The rest is read again next turn.
-                self.after = task
-                    .seq
-                    .unwrap_or(self.after)
-                    .saturating_sub(1)
-                    .max(self.after);
+                // `after` is the last task queued: the rest is read again next turn.
                 return;
             }
             let data = serde_json::to_string(task).expect("a task record always serializes");

@@ -17,9 +17,10 @@ use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 use uuid::Uuid;
 
 use super::{Inserted, KeyHolder, ListFilter, Store, StoreError, Writes};
-use crate::engine::batch::{BatchRecord, Rules};
+use crate::engine::batch::{BatchMeta, BatchRecord, Rules};
 use crate::engine::spec::{Kind, ResultsMode};
 use crate::engine::task::{ErrorCode, TaskError, TaskRecord, TaskStatus, Timing, format_micros};
+use crate::engine::wire_name as name;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -175,13 +176,6 @@ fn named<T: DeserializeOwned>(s: &str) -> Option<T> {
     serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
 }
 
-fn name<T: serde::Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
-    }
-}
-
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("stored values serialize")
 }
@@ -200,17 +194,19 @@ fn batch_record(row: &AnyRow, tasks: Vec<TaskRecord>) -> Result<BatchRecord, Sto
         label: row.try_get("label")?,
         created_at: parse_ts(row.try_get("created_at")?).ok_or_else(|| bad("created_at"))?,
         rules,
-        status: named(&row.try_get::<String, _>("status")?).ok_or_else(|| bad("status"))?,
-        started_at: parse_ts(row.try_get("started_at")?),
-        finished_at: parse_ts(row.try_get("finished_at")?),
-        wall_ms: row.try_get("wall_ms")?,
-        error: row
-            .try_get::<Option<String>, _>("error")?
-            .and_then(|e| serde_json::from_str(&e).ok()),
-        tasks_total: row.try_get::<i64, _>("tasks_total")? as usize,
-        summary: row
-            .try_get::<Option<String>, _>("summary")?
-            .and_then(|s| serde_json::from_str(&s).ok()),
+        meta: BatchMeta {
+            status: named(&row.try_get::<String, _>("status")?).ok_or_else(|| bad("status"))?,
+            started_at: parse_ts(row.try_get("started_at")?),
+            finished_at: parse_ts(row.try_get("finished_at")?),
+            wall_ms: row.try_get("wall_ms")?,
+            error: row
+                .try_get::<Option<String>, _>("error")?
+                .and_then(|e| serde_json::from_str(&e).ok()),
+            tasks_total: row.try_get::<i64, _>("tasks_total")? as usize,
+            summary: row
+                .try_get::<Option<String>, _>("summary")?
+                .and_then(|s| serde_json::from_str(&s).ok()),
+        },
         tasks,
     })
 }
@@ -400,7 +396,7 @@ impl Store for SqlStore {
                 }
             }
             let mut record = batch_record(&row, tasks)?;
-            if record.status == crate::engine::BatchStatus::Interrupted {
+            if record.meta.status == crate::engine::BatchStatus::Interrupted {
                 // What had not ended when the process stopped ends as interrupted.
                 for t in record.tasks.iter_mut().filter(|t| !t.status.is_finished()) {
                     t.status = TaskStatus::Interrupted;

@@ -252,12 +252,7 @@ fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
 
 /// Sorts a client error into the stable codes, reading its whole chain of causes.
 fn failure_from(e: &reqwest::Error) -> Failure {
-    let mut chain = Vec::new();
-    let mut source: Option<&dyn std::error::Error> = Some(e);
-    while let Some(s) = source {
-        chain.push(s.to_string());
-        source = s.source();
-    }
+    let chain = causes(e);
     let text = chain.join(": ").to_lowercase();
     let mut cause: Option<&dyn std::error::Error> = Some(e);
     while let Some(c) = cause {
@@ -278,6 +273,22 @@ fn failure_from(e: &reqwest::Error) -> Failure {
         ErrorCode::Io
     };
     Failure::new(code, dedup_chain(chain))
+}
+
+/// An error's text and its causes' texts, outermost first.
+fn causes(e: &dyn std::error::Error) -> Vec<String> {
+    let mut chain = Vec::new();
+    let mut source = Some(e);
+    while let Some(s) = source {
+        chain.push(s.to_string());
+        source = s.source();
+    }
+    chain
+}
+
+/// An error and its causes as one message, each piece once.
+pub(super) fn error_text(e: &dyn std::error::Error) -> String {
+    dedup_chain(causes(e))
 }
 
 /// reqwest and hyper repeat a cause's text in its parent's; keep each piece once.

@@ -24,7 +24,7 @@ use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 
 use super::Failure;
-use super::http::{Hop, answer_output, follow, outcome};
+use super::http::{Hop, answer_output, error_text, follow, outcome};
 use crate::engine::spec::{HttpJob, JobKind, JobSpec, ResultsMode};
 use crate::engine::task::{ErrorCode, HttpOutput, ms};
 use crate::guard::{NetGuard, Unreachable};
@@ -185,16 +185,7 @@ async fn dial(addrs: &[SocketAddr]) -> Result<Conn, Failure> {
 }
 
 fn connect_failure(e: &hyper::Error) -> Failure {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text = format!("{text}: {part}");
-        }
-        source = cause.source();
-    }
-    Failure::new(ErrorCode::Connect, text)
+    Failure::new(ErrorCode::Connect, error_text(e))
 }
 
 /// How one exchange on a connection went.
@@ -203,7 +194,7 @@ enum Exchange {
     NotSent,
     Failed(Failure),
     /// A redirect the job follows: the general path takes it from here.
-    Redirect(http::StatusCode, String),
+    Redirect(Hop),
     Answer(Answer),
 }
 
@@ -243,13 +234,15 @@ async fn exchange(
     let ttfb = started.elapsed();
     let status = response.status();
     if status.is_redirection() && job.follow_redirects > 0 {
-        let location = response
+        // A Location that names no URL leaves the redirect as the answer, as on the general
+        // path.
+        let next = response
             .headers()
             .get(header::LOCATION)
             .and_then(|l| l.to_str().ok())
-            .filter(|l| job.url.join(l).is_ok());
-        if let Some(location) = location {
-            return Exchange::Redirect(status, location.to_owned());
+            .and_then(|l| Hop::first(job).next(status, l));
+        if let Some(hop) = next {
+            return Exchange::Redirect(hop);
         }
     }
     let shown = results.shows(!job.expect_status.accepts(status.as_u16()));
@@ -335,17 +328,9 @@ pub async fn run(
                 ));
             }
             Exchange::Failed(failure) => return Err(failure),
-            Exchange::Redirect(status, location) => {
+            Exchange::Redirect(hop) => {
                 // The next hops go the general way, each checked by the guard again.
-                match Hop::first(job).next(status, &location) {
-                    Some(hop) => return follow(client, &pool.guard, job, hop, started).await,
-                    None => {
-                        return Err(Failure::new(
-                            ErrorCode::Status,
-                            format!("status {status} with an unusable Location"),
-                        ));
-                    }
-                }
+                return follow(client, &pool.guard, job, hop, started).await;
             }
         }
     };
