@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::batch::{Batch, Outcome, Started, StopReason};
-use super::jobs::lean::LeanPool;
+use super::jobs::lean::{Lean, LeanPool, Slot};
 use super::jobs::{self, JobContext};
 use super::spec::{BatchSpec, JobKind, JobSpec, LoadPlan, OnTimeout, RetryPolicy};
 use super::task::{SleepOutput, TaskOutput, ms};
@@ -208,14 +208,14 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
         // Out of tokio's cooperative budget: a driver polls thousands of timers per turn, and
         // with the budget each turn would stop after 128 of them and rescan its ready queue.
         // The driver yields by itself after every burst instead (see `drive`).
-        let driver = drive(
-            inner.clone(),
-            batch.clone(),
-            jobs.clone(),
-            issuer.clone(),
-            lean.then(|| Arc::new(LeanPool::new(inner.ctx.guard.clone(), spec.results, &jobs))),
-            limit,
-        );
+        let (inner, batch, jobs, issuer) =
+            (inner.clone(), batch.clone(), jobs.clone(), issuer.clone());
+        let driver = if lean {
+            let pool = LeanPool::new(inner.ctx.guard.clone(), spec.results, &jobs);
+            Either::Left(drive_slots(inner, batch, jobs, issuer, pool, limit))
+        } else {
+            Either::Right(drive(inner, batch, jobs, issuer, limit))
+        };
         set.spawn(tokio::task::unconstrained(driver).in_current_span());
     }
     tracing::debug!(tasks = ?spec.load.fixed_tasks(), drivers = count, "batch started");
@@ -305,6 +305,18 @@ struct Claim {
     /// Open model: when it should start.
     due: Option<Instant>,
     warmup: bool,
+}
+
+impl Claim {
+    /// The task's start, begun `now`; its latency counts from `at`.
+    fn started(&self, at: Instant, now: Instant) -> Started {
+        Started {
+            index: self.index,
+            at,
+            lag: self.due.map(|due| now.saturating_duration_since(due)),
+            warmup: self.warmup,
+        }
+    }
 }
 
 impl Issuer {
@@ -405,7 +417,6 @@ async fn drive(
     batch: Arc<Batch>,
     jobs: Arc<[JobSpec]>,
     issuer: Arc<Issuer>,
-    lean: Option<Arc<LeanPool>>,
     limit: usize,
 ) {
     let cancel = batch.cancel_token().clone();
@@ -426,20 +437,8 @@ async fn drive(
     let start = |claim: Claim, running: &mut FuturesUnordered<TaskFuture>| {
         let now = Instant::now();
         let at = claim.due.unwrap_or(now);
-        running.push(TaskFuture::new(
-            &inner.ctx,
-            &jobs,
-            &lean,
-            claim.index,
-            at,
-            now,
-        ));
-        Started {
-            index: claim.index,
-            at,
-            lag: claim.due.map(|due| now.saturating_duration_since(due)),
-            warmup: claim.warmup,
-        }
+        running.push(TaskFuture::new(&inner.ctx, &jobs, claim.index, at, now));
+        claim.started(at, now)
     };
 
     loop {
@@ -498,6 +497,116 @@ async fn drive(
                 timer = None;
             }
         }
+    }
+}
+
+/// Starts and ends of tasks that a lean driver's slots noted since the driver last recorded.
+#[derive(Default)]
+struct Noted {
+    started: Vec<Started>,
+    ended: Vec<Ended>,
+}
+
+/// Drives one share of a load run on the lean path: `limit` slots, each a loop that takes the
+/// next task from the issuer, runs it (an HTTP job on the slot's own connection) and notes its
+/// start and end. The driver records what its slots noted after each turn, so a request costs
+/// no future, allocation or connection checkout of its own.
+async fn drive_slots(
+    inner: Arc<Inner>,
+    batch: Arc<Batch>,
+    jobs: Arc<[JobSpec]>,
+    issuer: Arc<Issuer>,
+    pool: LeanPool,
+    limit: usize,
+) {
+    let cancel = batch.cancel_token().clone();
+    // Only this driver's slots lock it, all on the thread that polls the driver.
+    let noted = parking_lot::Mutex::new(Noted::default());
+    let mut slots: FuturesUnordered<_> = (0..limit)
+        .map(|_| slot(&inner, &jobs, &issuer, &pool, &noted))
+        .collect();
+    let mut taken = Noted::default();
+    loop {
+        // Runs the slots until they have noted something, or all of them have run out of
+        // tasks.
+        let turn = std::future::poll_fn(|cx| {
+            let done = match slots.poll_next_unpin(cx) {
+                std::task::Poll::Ready(None) => true,
+                // A slot that ran out of tasks ends; the others go on.
+                std::task::Poll::Ready(Some(())) => false,
+                std::task::Poll::Pending => {
+                    let n = noted.lock();
+                    if n.started.is_empty() && n.ended.is_empty() {
+                        return std::task::Poll::Pending;
+                    }
+                    false
+                }
+            };
+            std::task::Poll::Ready(done)
+        });
+        let done = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            done = turn => done,
+        };
+        std::mem::swap(&mut *noted.lock(), &mut taken);
+        if !taken.started.is_empty() {
+            batch.tasks_started(&taken.started);
+            taken.started.clear();
+        }
+        if !taken.ended.is_empty() {
+            batch.tasks_ended(&mut taken.ended);
+        }
+        if done {
+            return;
+        }
+        // Unconstrained by the budget, so share the worker after each turn.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// One slot of a lean driver: runs tasks one after another until the issuer has no more.
+async fn slot(
+    inner: &Inner,
+    jobs: &[JobSpec],
+    issuer: &Issuer,
+    pool: &LeanPool,
+    noted: &parking_lot::Mutex<Noted>,
+) {
+    let semaphore = &inner.global;
+    let acquire = || async {
+        semaphore
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
+    };
+    // Closed model: the slot always has a task in flight, so it holds its server-wide permit
+    // throughout. Open model: only while a task runs, not while it waits for the next one's
+    // time.
+    let closed = issuer.rate.is_none();
+    let _held = if closed { Some(acquire().await) } else { None };
+    let mut conn = Slot::default();
+    while let Some(claim) = issuer.claim() {
+        if let Some(due) = claim.due.filter(|&due| due > Instant::now()) {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let _permit = if closed { None } else { Some(acquire().await) };
+        let now = Instant::now();
+        let at = claim.due.unwrap_or(now);
+        noted.lock().started.push(claim.started(at, now));
+        let job_index = claim.index % jobs.len();
+        let lean = Lean {
+            pool,
+            slot: &mut conn,
+            job_index,
+        };
+        let outcome = run_job(&inner.ctx, &jobs[job_index], Some(lean)).await;
+        noted.lock().ended.push(Ended {
+            index: claim.index,
+            started: at,
+            ended: Instant::now(),
+            outcome,
+        });
     }
 }
 
@@ -568,7 +677,6 @@ impl TaskFuture {
     fn new(
         ctx: &Arc<JobContext>,
         jobs: &Arc<[JobSpec]>,
-        lean: &Option<Arc<LeanPool>>,
         index: usize,
         started: Instant,
         began: Instant,
@@ -580,9 +688,12 @@ impl TaskFuture {
             (JobKind::Sleep(sleep), timeout) if timeout.is_none_or(|t| t >= sleep.duration) => {
                 Either::Left(tokio::time::sleep_until((began + sleep.duration).into()))
             }
-            _ => Either::Right(
-                Box::pin(run_job(ctx.clone(), jobs.clone(), lean.clone(), index)) as Pin<Box<_>>,
-            ),
+            _ => {
+                let (ctx, jobs) = (ctx.clone(), jobs.clone());
+                // A load run repeats the job list: task `index` runs job `index % len`.
+                let run = async move { run_job(&ctx, &jobs[index % jobs.len()], None).await };
+                Either::Right(Box::pin(run) as Pin<Box<_>>)
+            }
         };
         TaskFuture {
             index,
@@ -621,22 +732,11 @@ impl Future for TaskFuture {
 }
 
 /// One job with its per-attempt timeout and retries.
-async fn run_job(
-    ctx: Arc<JobContext>,
-    jobs: Arc<[JobSpec]>,
-    lean: Option<Arc<LeanPool>>,
-    index: usize,
-) -> Outcome {
-    // A load run repeats the job list: task `index` runs job `index % len`.
-    let job = &jobs[index % jobs.len()];
+async fn run_job(ctx: &JobContext, job: &JobSpec, mut lean: Option<Lean<'_>>) -> Outcome {
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let attempt = jobs::run_once(
-            &ctx,
-            &job.kind,
-            lean.as_deref().map(|pool| (pool, index % jobs.len())),
-        );
+        let attempt = jobs::run_once(ctx, &job.kind, lean.as_mut().map(Lean::reborrow));
         let result = match job.timeout {
             Some(limit) => tokio::time::timeout(limit, attempt)
                 .await

@@ -285,6 +285,8 @@ pub async fn spawn_target() -> Target {
             Redirect::to(&q["url"])
         }))
         .route("/loop", get(|| async { Redirect::to("/loop") }))
+        // Answers, then closes the connection.
+        .route("/close", get(|| async { ([("connection", "close")], "bye") }))
         // Fails with 503 twice, then answers 200.
         .route("/flaky", get(|State(s): State<TargetState>| async move {
             if s.flaky.fetch_add(1, Ordering::SeqCst) < 2 {

@@ -88,6 +88,34 @@ async fn a_duration_run_with_results_none_counts_everything_and_stores_its_total
 }
 
 #[tokio::test]
+async fn a_load_run_over_two_origins_and_closing_connections_sends_every_request() {
+    let app = spawn_app().await;
+    let (a, b) = (spawn_target().await, spawn_target().await);
+
+    // Jobs alternate between two servers, and one of them closes its connection after every
+    // answer: each request still goes to the right one, on a live connection.
+    let res = app
+        .post(&json!({
+            "jobs": [
+                { "kind": "http", "url": format!("{}/hello", a.base) },
+                { "kind": "http", "url": format!("{}/close", b.base) },
+                { "kind": "http", "url": format!("{}/status/201", a.base) }
+            ],
+            "load": { "repeat": 100 }, "concurrency": 8, "results": "errors"
+        }))
+        .await;
+
+    assert_eq!(res.status, 201, "{}", res.json);
+    let s = &res.json["summary"];
+    assert_eq!(s["tasks"], 300, "{s}");
+    assert_eq!(s["succeeded"], 300, "{s}");
+    assert_eq!(s["http_status"]["200"], 200, "{s}");
+    assert_eq!(s["http_status"]["201"], 100, "{s}");
+    assert_eq!(a.hits.load(std::sync::atomic::Ordering::SeqCst), 200);
+    assert_eq!(b.hits.load(std::sync::atomic::Ordering::SeqCst), 100);
+}
+
+#[tokio::test]
 async fn the_open_model_keeps_its_rate_when_the_target_slows() {
     let app = spawn_app().await;
     let target = spawn_target().await;

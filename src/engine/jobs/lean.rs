@@ -152,9 +152,45 @@ impl LeanPool {
 
     fn checkin(&self, origin: &str, conn: Conn) {
         let mut origins = self.origins.lock();
-        let entry = origins.entry(origin.to_owned()).or_default();
-        if entry.idle.len() < MAX_IDLE {
+        // The origin is known by now (its addresses were looked up): no key to allocate.
+        if let Some(entry) = origins.get_mut(origin)
+            && entry.idle.len() < MAX_IDLE
+        {
             entry.idle.push(conn);
+        }
+    }
+}
+
+/// The connection a driver's slot keeps between its requests. A slot runs one task after
+/// another; while they go to one origin it sends them all on its own connection, with no
+/// pool in between (as oha's workers do). A task for another origin puts it back in the pool.
+#[derive(Default)]
+pub struct Slot {
+    held: Option<(String, Conn)>,
+}
+
+impl Slot {
+    /// The slot's connection, if it goes to `origin` and is still open.
+    fn take(&mut self, origin: &str) -> Option<Conn> {
+        match self.held.take() {
+            Some((o, conn)) if o == origin => (!conn.closed).then_some(conn),
+            other => {
+                self.held = other;
+                None
+            }
+        }
+    }
+
+    /// Keeps `conn` for the slot's next request; a connection it held to another origin goes
+    /// to the pool.
+    fn keep(&mut self, pool: &LeanPool, origin: &str, conn: Conn) {
+        match &mut self.held {
+            Some((o, held)) if o == origin => *held = conn,
+            held => {
+                if let Some((o, old)) = held.replace((origin.to_owned(), conn)) {
+                    pool.checkin(&o, old);
+                }
+            }
         }
     }
 }
@@ -286,13 +322,36 @@ async fn exchange(
     }
 }
 
-/// One attempt of an HTTP job (number `job_index` of the batch's list) on the lean path.
+/// Where a task on the lean path sends: the batch's pool, the slot that runs it, and which of
+/// the batch's jobs it is.
+pub struct Lean<'a> {
+    pub pool: &'a LeanPool,
+    pub slot: &'a mut Slot,
+    pub job_index: usize,
+}
+
+impl Lean<'_> {
+    /// The same, for one attempt of several.
+    pub fn reborrow(&mut self) -> Lean<'_> {
+        Lean {
+            pool: self.pool,
+            slot: self.slot,
+            job_index: self.job_index,
+        }
+    }
+}
+
+/// One attempt of an HTTP job on the lean path.
 pub async fn run(
-    pool: &LeanPool,
+    lean: Lean<'_>,
     client: &reqwest::Client,
     job: &HttpJob,
-    job_index: usize,
 ) -> Result<crate::engine::task::TaskOutput, Failure> {
+    let Lean {
+        pool,
+        slot,
+        job_index,
+    } = lean;
     let Some(template) = pool.templates.get(job_index).and_then(Option::as_ref) else {
         return Err(Failure::new(
             ErrorCode::Invalid,
@@ -305,7 +364,7 @@ pub async fn run(
     let results = pool.results;
     // An idle connection the server closed meanwhile fails before the request is sent: then
     // once more on a new connection, as HTTP clients do.
-    let mut idle = pool.idle(origin);
+    let mut idle = slot.take(origin).or_else(|| pool.idle(origin));
     let (conn, answer) = loop {
         let reused = idle.is_some();
         let mut conn = match idle.take() {
@@ -335,7 +394,7 @@ pub async fn run(
         }
     };
     if answer.complete && !conn.closed {
-        pool.checkin(origin, conn);
+        slot.keep(pool, origin, conn);
     } else {
         drop(conn.send);
     }

@@ -74,12 +74,11 @@ impl Failure {
 pub async fn run_once(
     ctx: &JobContext,
     kind: &JobKind,
-    lean: Option<(&lean::LeanPool, usize)>,
+    lean: Option<lean::Lean<'_>>,
 ) -> Result<TaskOutput, Failure> {
     match kind {
         JobKind::Http(job) if lean.is_some() && lean::LeanPool::takes(job) => {
-            let (pool, job_index) = lean.expect("checked");
-            lean::run(pool, &ctx.http, job, job_index).await
+            lean::run(lean.expect("checked"), &ctx.http, job).await
         }
         JobKind::Http(job) => http::run(&ctx.http, &ctx.guard, job).await,
         JobKind::Sleep(job) => Ok(sleep::run(job).await),
