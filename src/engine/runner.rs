@@ -586,6 +586,7 @@ async fn slot(
     let closed = issuer.rate.is_none();
     let _held = if closed { Some(acquire().await) } else { None };
     let mut conn = Slot::default();
+    let mut timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
     while let Some(claim) = issuer.claim() {
         if let Some(due) = claim.due.filter(|&due| due > Instant::now()) {
             tokio::time::sleep_until(due.into()).await;
@@ -600,7 +601,7 @@ async fn slot(
             slot: &mut conn,
             job_index,
         };
-        let outcome = run_job(&inner.ctx, &jobs[job_index], Some(lean)).await;
+        let outcome = run_job(&inner.ctx, &jobs[job_index], Some(lean), timer.as_mut()).await;
         noted.lock().ended.push(Ended {
             index: claim.index,
             started: at,
@@ -691,7 +692,10 @@ impl TaskFuture {
             _ => {
                 let (ctx, jobs) = (ctx.clone(), jobs.clone());
                 // A load run repeats the job list: task `index` runs job `index % len`.
-                let run = async move { run_job(&ctx, &jobs[index % jobs.len()], None).await };
+                let run = async move {
+                    let timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+                    run_job(&ctx, &jobs[index % jobs.len()], None, timer).await
+                };
                 Either::Right(Box::pin(run) as Pin<Box<_>>)
             }
         };
@@ -731,18 +735,26 @@ impl Future for TaskFuture {
     }
 }
 
-/// One job with its per-attempt timeout and retries.
-async fn run_job(ctx: &JobContext, job: &JobSpec, mut lean: Option<Lean<'_>>) -> Outcome {
+/// One job with its per-attempt timeout and retries, timed by `timer` (which a lean slot
+/// keeps from task to task: moving a registered timer's deadline later costs an atomic
+/// update, where a new timer per request is an allocation and two trips into the timer
+/// wheel).
+async fn run_job(
+    ctx: &JobContext,
+    job: &JobSpec,
+    mut lean: Option<Lean<'_>>,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+) -> Outcome {
     let mut attempts = 0;
     loop {
         attempts += 1;
         let attempt = jobs::run_once(ctx, &job.kind, lean.as_mut().map(Lean::reborrow));
-        let result = match job.timeout {
-            Some(limit) => tokio::time::timeout(limit, attempt)
-                .await
-                .unwrap_or_else(|_| Err(jobs::Failure::timeout(limit))),
-            None => attempt.await,
-        };
+        // One await point for both cases: the attempt's future is stored (and copied) once.
+        let limit = job.timeout.map(|limit| {
+            timer.as_mut().reset((Instant::now() + limit).into());
+            (limit, timer.as_mut())
+        });
+        let result = Limited { attempt, limit }.await;
         match result {
             Ok(output) => {
                 return Outcome {
@@ -752,7 +764,9 @@ async fn run_job(ctx: &JobContext, job: &JobSpec, mut lean: Option<Lean<'_>>) ->
                 };
             }
             Err(failure) if failure.retryable && attempts <= job.retries.max => {
-                tokio::time::sleep(backoff(&job.retries, attempts)).await;
+                let wait = backoff(&job.retries, attempts);
+                timer.as_mut().reset((Instant::now() + wait).into());
+                timer.as_mut().await;
             }
             Err(failure) => {
                 return Outcome {
@@ -762,6 +776,32 @@ async fn run_job(ctx: &JobContext, job: &JobSpec, mut lean: Option<Lean<'_>>) ->
                 };
             }
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An attempt cut short by the job's timeout, if it has one.
+    struct Limited<'t, F> {
+        #[pin]
+        attempt: F,
+        limit: Option<(Duration, Pin<&'t mut tokio::time::Sleep>)>,
+    }
+}
+
+impl<F: Future<Output = Result<TaskOutput, jobs::Failure>>> Future for Limited<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        if let std::task::Poll::Ready(out) = this.attempt.poll(cx) {
+            return std::task::Poll::Ready(out);
+        }
+        if let Some((limit, timer)) = this.limit
+            && timer.as_mut().poll(cx).is_ready()
+        {
+            return std::task::Poll::Ready(Err(jobs::Failure::timeout(*limit)));
+        }
+        std::task::Poll::Pending
     }
 }
 

@@ -13,7 +13,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -44,19 +46,31 @@ struct Conn {
     closed: bool,
 }
 
-/// Runs `work` (which sends on the connection whose driver this is) while driving the
-/// connection.
-async fn driving<T>(
-    driver: &mut http1::Connection<Io, Full<Bytes>>,
-    closed: &mut bool,
-    work: impl Future<Output = T>,
-) -> T {
-    tokio::pin!(work);
-    loop {
-        tokio::select! {
-            biased;
-            out = &mut work => return out,
-            _ = &mut *driver, if !*closed => *closed = true,
+pin_project_lite::pin_project! {
+    /// Runs `work` (which sends on the connection whose driver this is) while driving the
+    /// connection. (A struct rather than an `async fn`, which would store `work` twice.)
+    struct Driving<'a, W> {
+        #[pin]
+        work: W,
+        driver: &'a mut http1::Connection<Io, Full<Bytes>>,
+        closed: &'a mut bool,
+    }
+}
+
+impl<W: Future> Future for Driving<'_, W> {
+    type Output = W::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<W::Output> {
+        let mut this = self.project();
+        loop {
+            if let Poll::Ready(out) = this.work.as_mut().poll(cx) {
+                return Poll::Ready(out);
+            }
+            if **this.closed || Pin::new(&mut **this.driver).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // The connection ended: the work sees it on its next poll.
+            **this.closed = true;
         }
     }
 }
@@ -83,7 +97,9 @@ struct Origin {
     /// The policy's refusal of this origin, kept so that a million refused requests cost one
     /// lookup. (A failed lookup is not kept: it may be passing.)
     refused: Option<String>,
-    idle: Vec<Conn>,
+    // Boxed: connections move between here and the slots, a pointer rather than 700 bytes.
+    #[allow(clippy::vec_box)]
+    idle: Vec<Box<Conn>>,
 }
 
 impl LeanPool {
@@ -138,8 +154,13 @@ impl LeanPool {
         Ok(approved)
     }
 
+    /// A new connection to the origin, at an address the guard approved.
+    async fn connect(&self, origin: &str, url: &url::Url) -> Result<Box<Conn>, Failure> {
+        dial(&self.addresses(origin, url).await?).await
+    }
+
     /// An idle connection to the origin, if one is left.
-    fn idle(&self, origin: &str) -> Option<Conn> {
+    fn idle(&self, origin: &str) -> Option<Box<Conn>> {
         let mut origins = self.origins.lock();
         let idle = &mut origins.get_mut(origin)?.idle;
         while let Some(conn) = idle.pop() {
@@ -150,7 +171,7 @@ impl LeanPool {
         None
     }
 
-    fn checkin(&self, origin: &str, conn: Conn) {
+    fn checkin(&self, origin: &str, conn: Box<Conn>) {
         let mut origins = self.origins.lock();
         // The origin is known by now (its addresses were looked up): no key to allocate.
         if let Some(entry) = origins.get_mut(origin)
@@ -166,37 +187,38 @@ impl LeanPool {
 /// pool in between (as oha's workers do). A task for another origin puts it back in the pool.
 #[derive(Default)]
 pub struct Slot {
-    held: Option<(String, Conn)>,
+    /// The origin of the connection it holds, or held last (kept, so that taking the
+    /// connection and keeping it again allocates nothing).
+    origin: String,
+    conn: Option<Box<Conn>>,
 }
 
 impl Slot {
     /// The slot's connection, if it goes to `origin` and is still open.
-    fn take(&mut self, origin: &str) -> Option<Conn> {
-        match self.held.take() {
-            Some((o, conn)) if o == origin => (!conn.closed).then_some(conn),
-            other => {
-                self.held = other;
-                None
-            }
+    fn take(&mut self, origin: &str) -> Option<Box<Conn>> {
+        if self.origin != origin {
+            return None;
         }
+        self.conn.take().filter(|conn| !conn.closed)
     }
 
     /// Keeps `conn` for the slot's next request; a connection it held to another origin goes
     /// to the pool.
-    fn keep(&mut self, pool: &LeanPool, origin: &str, conn: Conn) {
-        match &mut self.held {
-            Some((o, held)) if o == origin => *held = conn,
-            held => {
-                if let Some((o, old)) = held.replace((origin.to_owned(), conn)) {
-                    pool.checkin(&o, old);
-                }
+    fn keep(&mut self, pool: &LeanPool, origin: &str, conn: Box<Conn>) {
+        if self.origin != origin {
+            if let Some(old) = self.conn.take() {
+                pool.checkin(&self.origin, old);
             }
+            origin.clone_into(&mut self.origin);
         }
+        self.conn = Some(conn);
     }
 }
 
 /// Connects to the first approved address that answers.
-async fn dial(addrs: &[SocketAddr]) -> Result<Conn, Failure> {
+/// Boxed: a connection's state is large, and it moves between a slot, the pool and each
+/// request's future.
+async fn dial(addrs: &[SocketAddr]) -> Result<Box<Conn>, Failure> {
     let mut last = None;
     for addr in addrs {
         match tokio::net::TcpStream::connect(addr).await {
@@ -205,11 +227,11 @@ async fn dial(addrs: &[SocketAddr]) -> Result<Conn, Failure> {
                 let (send, driver) = http1::handshake(TokioIo::new(stream))
                     .await
                     .map_err(|e| connect_failure(&e))?;
-                return Ok(Conn {
+                return Ok(Box::new(Conn {
                     send,
                     driver,
                     closed: false,
-                });
+                }));
             }
             Err(e) => last = Some(format!("connecting to {addr}: {e}")),
         }
@@ -369,13 +391,14 @@ pub async fn run(
         let reused = idle.is_some();
         let mut conn = match idle.take() {
             Some(conn) => conn,
-            None => dial(&pool.addresses(origin, url).await?).await?,
+            // Once per slot and origin: boxed, to keep every request's future small.
+            None => Box::pin(pool.connect(origin, url)).await?,
         };
-        let exchanged = driving(
-            &mut conn.driver,
-            &mut conn.closed,
-            exchange(&mut conn.send, job, template, results, started),
-        )
+        let exchanged = Driving {
+            work: exchange(&mut conn.send, job, template, results, started),
+            driver: &mut conn.driver,
+            closed: &mut conn.closed,
+        }
         .await;
         match exchanged {
             Exchange::Answer(answer) => break (conn, answer),
@@ -389,7 +412,7 @@ pub async fn run(
             Exchange::Failed(failure) => return Err(failure),
             Exchange::Redirect(hop) => {
                 // The next hops go the general way, each checked by the guard again.
-                return follow(client, &pool.guard, job, hop, started).await;
+                return Box::pin(follow(client, &pool.guard, job, hop, started)).await;
             }
         }
     };

@@ -80,7 +80,9 @@ pub async fn run_once(
         JobKind::Http(job) if lean.is_some() && lean::LeanPool::takes(job) => {
             lean::run(lean.expect("checked"), &ctx.http, job).await
         }
-        JobKind::Http(job) => http::run(&ctx.http, &ctx.guard, job).await,
+        // Boxed: the general path's future is large, and every task's future would be as
+        // large as the largest arm (and copied whole as it is set up), lean ones included.
+        JobKind::Http(job) => Box::pin(http::run(&ctx.http, &ctx.guard, job)).await,
         JobKind::Sleep(job) => Ok(sleep::run(job).await),
         JobKind::File(job) => file::run(ctx.files.as_ref(), job).await,
     }
