@@ -116,6 +116,49 @@ async fn a_load_run_over_two_origins_and_closing_connections_sends_every_request
 }
 
 #[tokio::test]
+async fn load_runs_time_out_and_retry_each_request_on_its_own() {
+    let app = spawn_app().await;
+    let target = spawn_target().await;
+
+    // Two slots run every job in turn: a slow one cut short by its timeout, a quick one after
+    // it on the same slot, and a flaky one that recovers on a retry.
+    let res = app
+        .post(&json!({
+            "jobs": [
+                { "kind": "http", "url": format!("{}/slow/2000", target.base), "timeout_ms": 100 },
+                { "kind": "http", "url": format!("{}/hello", target.base) },
+                { "kind": "http", "url": format!("{}/flaky", target.base),
+                  "retries": { "max": 3, "backoff_ms": 5 } }
+            ],
+            "load": { "repeat": 4 }, "concurrency": 2
+        }))
+        .await;
+
+    assert_eq!(res.status, 201, "{}", res.json);
+    let s = &res.json["summary"];
+    assert_eq!(s["tasks"], 12, "{s}");
+    assert_eq!(s["timed_out"], 4, "{s}");
+    assert_eq!(s["succeeded"], 8, "{s}");
+    for t in res.json["results"].as_array().unwrap() {
+        let took = t["timing"]["duration_ms"].as_f64().unwrap();
+        match t["index"].as_u64().unwrap() % 3 {
+            // Cut at 100 ms, far from the target's 2 s.
+            0 => assert!(t["status"] == "timed_out" && took < 1500.0, "{t}"),
+            1 => assert_eq!(t["output"]["body"], "hello", "{t}"),
+            _ => assert_eq!(t["output"]["body"], "recovered", "{t}"),
+        }
+    }
+    // The flaky route failed twice in all: the retries of whichever task met it first.
+    let attempts: u64 = res.json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["attempts"].as_u64().unwrap())
+        .sum();
+    assert_eq!(attempts, 12 + 2);
+}
+
+#[tokio::test]
 async fn the_open_model_keeps_its_rate_when_the_target_slows() {
     let app = spawn_app().await;
     let target = spawn_target().await;
