@@ -586,10 +586,12 @@ async fn slot(
     let closed = issuer.rate.is_none();
     let _held = if closed { Some(acquire().await) } else { None };
     let mut conn = Slot::default();
+    // For the open model's waits and for the tasks' timeouts.
     let mut timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
     while let Some(claim) = issuer.claim() {
         if let Some(due) = claim.due.filter(|&due| due > Instant::now()) {
-            tokio::time::sleep_until(due.into()).await;
+            timer.as_mut().reset(due.into());
+            timer.as_mut().await;
         }
         let _permit = if closed { None } else { Some(acquire().await) };
         let now = Instant::now();
