@@ -21,6 +21,8 @@ use crate::helpers::{TestApp, spawn_app_hooked, spawn_target};
 struct TableLookup {
     table: HashMap<&'static str, Vec<IpAddr>>,
     rebinds: AtomicUsize,
+    /// Lookups that found nothing.
+    misses: AtomicUsize,
 }
 
 impl Lookup for TableLookup {
@@ -38,6 +40,9 @@ impl Lookup for TableLookup {
         } else {
             self.table.get(host).cloned().unwrap_or_default()
         };
+        if found.is_empty() {
+            self.misses.fetch_add(1, Ordering::SeqCst);
+        }
         Box::pin(async move {
             if found.is_empty() {
                 Err(std::io::Error::new(
@@ -87,18 +92,27 @@ fn lookup() -> Arc<TableLookup> {
     Arc::new(TableLookup {
         table,
         rebinds: AtomicUsize::new(0),
+        misses: AtomicUsize::new(0),
     })
 }
 
 async fn guarded_app(allow: &[&str]) -> (TestApp, Arc<Recorder>) {
+    let (app, recorder, _) = guarded_app_with(allow, lookup()).await;
+    (app, recorder)
+}
+
+async fn guarded_app_with(
+    allow: &[&str],
+    lookup: Arc<TableLookup>,
+) -> (TestApp, Arc<Recorder>, Arc<TableLookup>) {
     let recorder = Arc::new(Recorder::default());
     let hooks = Hooks {
-        lookup: Some(lookup()),
+        lookup: Some(lookup.clone()),
         dialer: Some(recorder.clone()),
     };
     let allow: Vec<String> = allow.iter().map(|s| s.to_string()).collect();
     let app = spawn_app_hooked(|c| c.allow_net = allow, hooks).await;
-    (app, recorder)
+    (app, recorder, lookup)
 }
 
 /// As [`run_all`], then again as a load run (whose plain-HTTP requests take the lean path,
@@ -315,6 +329,27 @@ async fn a_name_that_does_not_resolve_fails_dns_without_retry() {
     let r = &res.json["results"][0];
     assert_eq!(r["error"]["code"], "dns", "{r}");
     assert_eq!(r["attempts"], 1);
+}
+
+#[tokio::test]
+async fn a_load_run_to_a_name_that_does_not_resolve_looks_it_up_about_once_a_second() {
+    let (app, _, lookup) = guarded_app_with(&[], lookup()).await;
+
+    let res = app
+        .post(&json!({
+            "jobs": [{ "kind": "http", "url": "http://nowhere.test/" }],
+            "load": { "repeat": 500 }, "concurrency": 4, "results": "none"
+        }))
+        .await;
+
+    assert_eq!(res.status, 201, "{}", res.json);
+    let s = &res.json["summary"];
+    assert_eq!(s["failed"], 500, "{s}");
+    assert_eq!(s["errors"]["dns"], 500, "{s}");
+    // Every request failed as `dns`, but the name was looked up once per driver (and again
+    // only after a second), not 500 times.
+    let misses = lookup.misses.load(Ordering::SeqCst);
+    assert!((1..=8).contains(&misses), "{misses} lookups");
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@
 //! every batch, a header map and a body kept for the answer, and a name lookup through the
 //! guard. A load run sends the same few requests a million times: here each origin is looked
 //! up and judged by the guard once per batch driver (the approved addresses are then the only
-//! ones dialled, so a name cannot rebind mid-run; an origin the policy refuses stays refused),
+//! ones dialled, so a name cannot rebind mid-run; an origin the policy refuses stays refused;
+//! a name that does not resolve is tried again at most once a second),
 //! connections are kept in the driver's own idle list, and an answer that `results` will not
 //! show is counted, not kept.
 //!
@@ -33,6 +34,8 @@ use crate::guard::{NetGuard, Unreachable};
 
 /// Idle connections kept per origin at most (more than any batch's concurrency needs).
 const MAX_IDLE: usize = 16_384;
+/// How long a failed lookup of an origin's name stands before it is tried again.
+const LOOKUP_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 type Io = TokioIo<tokio::net::TcpStream>;
 
@@ -95,8 +98,12 @@ struct Origin {
     /// What the guard approved for this origin, looked up once.
     addrs: Option<Arc<[SocketAddr]>>,
     /// The policy's refusal of this origin, kept so that a million refused requests cost one
-    /// lookup. (A failed lookup is not kept: it may be passing.)
+    /// lookup.
     refused: Option<String>,
+    /// A failed lookup, kept for [`LOOKUP_RETRY`]: a name that does not resolve costs a
+    /// lookup a second rather than one per request, and one that starts resolving is picked
+    /// up within a second.
+    lookup_failed: Option<(Instant, String)>,
     // Boxed: connections move between here and the slots, a pointer rather than 700 bytes.
     #[allow(clippy::vec_box)]
     idle: Vec<Box<Conn>>,
@@ -133,6 +140,11 @@ impl LeanPool {
             if let Some(why) = &o.refused {
                 return Err(Failure::new(ErrorCode::Forbidden, why.clone()));
             }
+            if let Some((at, why)) = &o.lookup_failed
+                && at.elapsed() < LOOKUP_RETRY
+            {
+                return Err(Failure::new(ErrorCode::Dns, why.clone()));
+            }
         }
         let approved: Arc<[SocketAddr]> = match self.guard.addresses(url).await {
             Ok(a) => a.into(),
@@ -144,7 +156,14 @@ impl LeanPool {
                     .refused = Some(r.0.clone());
                 return Err(Failure::new(ErrorCode::Forbidden, r.0));
             }
-            Err(Unreachable::Lookup(why)) => return Err(Failure::new(ErrorCode::Dns, why)),
+            Err(Unreachable::Lookup(why)) => {
+                self.origins
+                    .lock()
+                    .entry(origin.to_owned())
+                    .or_default()
+                    .lookup_failed = Some((Instant::now(), why.clone()));
+                return Err(Failure::new(ErrorCode::Dns, why));
+            }
         };
         self.origins
             .lock()
