@@ -90,20 +90,27 @@ def fanout_run(url, port, n, c):
     return s["throughput_per_s"], s["duration_ms"]["p99"], {"process_wall_s": wall, "rss_mb": usage.ru_maxrss / 1024}
 
 
-def fanout_server(url, port, n, c):
+def start_server(port, prefix=()):
+    """A `fanout serve` on memory:// that may reach the target's port, once it answers /healthz:
+    (process, API port)."""
     api = free_port()
-    proc = subprocess.Popen([FANOUT, "serve", "--listen", f"127.0.0.1:{api}", "--database-url", "memory://",
+    proc = subprocess.Popen([*prefix, FANOUT, "serve", "--listen", f"127.0.0.1:{api}", "--database-url", "memory://",
                              "--allow-net", f"127.0.0.1:{port}", "--max-jobs", "1000000"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+    for _ in range(100):
+        try:
+            h = http.client.HTTPConnection("127.0.0.1", api, timeout=1)
+            h.request("GET", "/healthz")
+            if h.getresponse().status == 200:
+                break
+        except OSError:
+            time.sleep(0.05)
+    return proc, api
+
+
+def fanout_server(url, port, n, c):
+    proc, api = start_server(port)
     try:
-        for _ in range(100):
-            try:
-                h = http.client.HTTPConnection("127.0.0.1", api, timeout=1)
-                h.request("GET", "/healthz")
-                if h.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(0.05)
         h = http.client.HTTPConnection("127.0.0.1", api, timeout=600)
         h.request("POST", "/batches", body=json.dumps(batch(url, n, c)))
         b = json.loads(h.getresponse().read())

@@ -19,7 +19,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import load  # noqa: E402  (nginx set-up and paths shared with the load benchmark)
@@ -48,15 +47,7 @@ def main():
     spec = os.path.join(tmp, "batch.json")
     with open(spec, "w") as f:
         json.dump(load.batch(url, n, c), f)
-    server, api = None, None
-    if args.api:
-        api = load.free_port()
-        server = subprocess.Popen(pin("1") + [load.FANOUT, "serve", "--listen", f"127.0.0.1:{api}",
-                                              "--database-url", "memory://", "--allow-net", f"127.0.0.1:{port}",
-                                              "--max-jobs", "1000000"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  env={**os.environ, "RUST_LOG": "warn"})
-        time.sleep(1)
+    server, api = load.start_server(port, pin("1")) if args.api else (None, None)
     ratios = []
     try:
         for i in range(args.pairs):

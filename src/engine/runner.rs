@@ -7,6 +7,10 @@
 //! one-second sleeps. A job future pushed into a driver costs an allocation and no scheduling;
 //! cancelling a batch is dropping its drivers' futures. Large batches are split across as many
 //! drivers as there are worker threads so that both cores start and finish jobs.
+//!
+//! A load run on the lean HTTP path is driven differently (`drive_slots`): its drivers run a
+//! fixed set of slots, each running one task after another on a connection it keeps, so that
+//! a request costs no future of its own.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -207,7 +211,8 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
     for limit in drivers {
         // Out of tokio's cooperative budget: a driver polls thousands of timers per turn, and
         // with the budget each turn would stop after 128 of them and rescan its ready queue.
-        // The driver yields by itself after every burst instead (see `drive`).
+        // The driver yields by itself after every burst or turn instead (see `drive` and
+        // `drive_slots`).
         let (inner, batch, jobs, issuer) =
             (inner.clone(), batch.clone(), jobs.clone(), issuer.clone());
         let driver = if lean {

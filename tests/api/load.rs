@@ -139,7 +139,8 @@ async fn load_runs_time_out_and_retry_each_request_on_its_own() {
     assert_eq!(s["tasks"], 12, "{s}");
     assert_eq!(s["timed_out"], 4, "{s}");
     assert_eq!(s["succeeded"], 8, "{s}");
-    for t in res.json["results"].as_array().unwrap() {
+    let results = res.json["results"].as_array().unwrap();
+    for t in results {
         let took = t["timing"]["duration_ms"].as_f64().unwrap();
         match t["index"].as_u64().unwrap() % 3 {
             // Cut at 100 ms, far from the target's 2 s.
@@ -149,9 +150,7 @@ async fn load_runs_time_out_and_retry_each_request_on_its_own() {
         }
     }
     // The flaky route failed twice in all: the retries of whichever task met it first.
-    let attempts: u64 = res.json["results"]
-        .as_array()
-        .unwrap()
+    let attempts: u64 = results
         .iter()
         .map(|t| t["attempts"].as_u64().unwrap())
         .sum();

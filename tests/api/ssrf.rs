@@ -97,14 +97,13 @@ fn lookup() -> Arc<TableLookup> {
 }
 
 async fn guarded_app(allow: &[&str]) -> (TestApp, Arc<Recorder>) {
-    let (app, recorder, _) = guarded_app_with(allow, lookup()).await;
+    let (app, recorder, _) = guarded_app_and_lookup(allow).await;
     (app, recorder)
 }
 
-async fn guarded_app_with(
-    allow: &[&str],
-    lookup: Arc<TableLookup>,
-) -> (TestApp, Arc<Recorder>, Arc<TableLookup>) {
+/// As [`guarded_app`], with the name table, to count its lookups.
+async fn guarded_app_and_lookup(allow: &[&str]) -> (TestApp, Arc<Recorder>, Arc<TableLookup>) {
+    let lookup = lookup();
     let recorder = Arc::new(Recorder::default());
     let hooks = Hooks {
         lookup: Some(lookup.clone()),
@@ -333,7 +332,7 @@ async fn a_name_that_does_not_resolve_fails_dns_without_retry() {
 
 #[tokio::test]
 async fn a_load_run_to_a_name_that_does_not_resolve_looks_it_up_about_once_a_second() {
-    let (app, _, lookup) = guarded_app_with(&[], lookup()).await;
+    let (app, _, lookup) = guarded_app_and_lookup(&[]).await;
 
     let res = app
         .post(&json!({

@@ -95,18 +95,25 @@ struct Template {
 
 #[derive(Default)]
 struct Origin {
-    /// What the guard approved for this origin, looked up once.
-    addrs: Option<Arc<[SocketAddr]>>,
-    /// The policy's refusal of this origin, kept so that a million refused requests cost one
-    /// lookup.
-    refused: Option<String>,
-    /// A failed lookup, kept for [`LOOKUP_RETRY`]: a name that does not resolve costs a
-    /// lookup a second rather than one per request, and one that starts resolving is picked
-    /// up within a second.
-    lookup_failed: Option<(Instant, String)>,
+    /// What the guard made of the origin's name when it was last looked up.
+    judged: Option<Judged>,
     // Boxed: connections move between here and the slots, a pointer rather than 700 bytes.
     #[allow(clippy::vec_box)]
     idle: Vec<Box<Conn>>,
+}
+
+/// The outcome of an origin's lookup, kept for the batch so that a million requests cost one
+/// lookup.
+#[derive(Clone)]
+enum Judged {
+    /// The addresses the guard approved: the only ones dialled from then on.
+    Approved(Arc<[SocketAddr]>),
+    /// The policy refused the origin.
+    Refused(String),
+    /// The name did not resolve (at this moment). Kept for [`LOOKUP_RETRY`] only: a name
+    /// that does not resolve costs a lookup a second rather than one per request, and one
+    /// that starts resolving is picked up within a second.
+    Unresolved(Instant, String),
 }
 
 impl LeanPool {
@@ -133,44 +140,36 @@ impl LeanPool {
 
     /// The addresses the guard approved for the URL's origin, looked up on first use.
     async fn addresses(&self, origin: &str, url: &url::Url) -> Result<Arc<[SocketAddr]>, Failure> {
-        if let Some(o) = self.origins.lock().get(origin) {
-            if let Some(addrs) = &o.addrs {
-                return Ok(addrs.clone());
-            }
-            if let Some(why) = &o.refused {
-                return Err(Failure::new(ErrorCode::Forbidden, why.clone()));
-            }
-            if let Some((at, why)) = &o.lookup_failed
-                && at.elapsed() < LOOKUP_RETRY
-            {
-                return Err(Failure::new(ErrorCode::Dns, why.clone()));
-            }
-        }
-        let approved: Arc<[SocketAddr]> = match self.guard.addresses(url).await {
-            Ok(a) => a.into(),
-            Err(Unreachable::Refused(r)) => {
+        let known = self
+            .origins
+            .lock()
+            .get(origin)
+            .and_then(|o| o.judged.clone());
+        let judged = match known {
+            Some(Judged::Unresolved(at, _)) if at.elapsed() >= LOOKUP_RETRY => None,
+            known => known,
+        };
+        let judged = match judged {
+            Some(judged) => judged,
+            None => {
+                let judged = match self.guard.addresses(url).await {
+                    Ok(a) => Judged::Approved(a.into()),
+                    Err(Unreachable::Refused(r)) => Judged::Refused(r.0),
+                    Err(Unreachable::Lookup(why)) => Judged::Unresolved(Instant::now(), why),
+                };
                 self.origins
                     .lock()
                     .entry(origin.to_owned())
                     .or_default()
-                    .refused = Some(r.0.clone());
-                return Err(Failure::new(ErrorCode::Forbidden, r.0));
-            }
-            Err(Unreachable::Lookup(why)) => {
-                self.origins
-                    .lock()
-                    .entry(origin.to_owned())
-                    .or_default()
-                    .lookup_failed = Some((Instant::now(), why.clone()));
-                return Err(Failure::new(ErrorCode::Dns, why));
+                    .judged = Some(judged.clone());
+                judged
             }
         };
-        self.origins
-            .lock()
-            .entry(origin.to_owned())
-            .or_default()
-            .addrs = Some(approved.clone());
-        Ok(approved)
+        match judged {
+            Judged::Approved(addrs) => Ok(addrs),
+            Judged::Refused(why) => Err(Failure::new(ErrorCode::Forbidden, why)),
+            Judged::Unresolved(_, why) => Err(Failure::new(ErrorCode::Dns, why)),
+        }
     }
 
     /// A new connection to the origin, at an address the guard approved.
