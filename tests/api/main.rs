@@ -18,3 +18,4 @@ mod operations;
 mod ssrf;
 mod storage;
 mod wait;
+mod wire;

@@ -286,11 +286,6 @@ fn causes(e: &dyn std::error::Error) -> Vec<String> {
     chain
 }
 
-/// An error and its causes as one message, each piece once.
-pub(super) fn error_text(e: &dyn std::error::Error) -> String {
-    dedup_chain(causes(e))
-}
-
 /// reqwest and hyper repeat a cause's text in its parent's; keep each piece once.
 fn dedup_chain(chain: Vec<String>) -> String {
     let mut out: Vec<String> = Vec::new();

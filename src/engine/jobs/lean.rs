@@ -1,5 +1,5 @@
 //! The lean path for load runs: plain-HTTP requests sent on HTTP/1 connections the batch owns,
-//! driven with hyper directly.
+//! written and read here, on tokio's `TcpStream`, with `httparse` reading the answers' heads.
 //!
 //! The general path (`reqwest`) pays per request for a pool checkout behind a lock shared by
 //! every batch, a header map and a body kept for the answer, and a name lookup through the
@@ -7,27 +7,35 @@
 //! up and judged by the guard once per batch driver (the approved addresses are then the only
 //! ones dialled, so a name cannot rebind mid-run; an origin the policy refuses stays refused;
 //! a name that does not resolve is tried again at most once a second),
-//! connections are kept in the driver's own idle list, and an answer that `results` will not
-//! show is counted, not kept.
+//! connections are kept in the driver's own idle list, each job's request is written out once
+//! and sent as the same bytes every time, and an answer that `results` will not show is
+//! counted, not kept.
 //!
-//! HTTPS, and the hops after a redirect, go through the general path.
+//! Why not hyper's client connection, which this path used before: it hands each request to
+//! the connection through a channel and each answer's body back through another, and builds a
+//! header map per answer; measured, that was the largest part of a request's cost in user
+//! space (`bench/instructions.py`). What is written here is the HTTP/1.1 message framing of
+//! RFC 9112 for a client that sends one request at a time: the answer's length from
+//! `Transfer-Encoding`, `Content-Length`, or the connection's end; no body for HEAD, 1xx, 204
+//! and 304; interim 1xx answers skipped; keep-alive by version and `Connection`.
+//!
+//! HTTPS, the hops after a redirect, and requests whose own headers set the message's framing
+//! or the connection's use (`Content-Length`, `Transfer-Encoding`, `Connection`, `Upgrade`,
+//! `TE`, `Expect`) go through the general path.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
-use http::{HeaderValue, Request, header};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use bytes::{Buf, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use super::Failure;
-use super::http::{Hop, answer_output, error_text, follow, outcome};
+use super::http::{Hop, answer_output, follow, outcome};
 use crate::engine::spec::{HttpJob, JobKind, JobSpec, ResultsMode};
 use crate::engine::task::{ErrorCode, HttpOutput, ms};
 use crate::guard::{NetGuard, Unreachable};
@@ -36,45 +44,62 @@ use crate::guard::{NetGuard, Unreachable};
 const MAX_IDLE: usize = 16_384;
 /// How long a failed lookup of an origin's name stands before it is tried again.
 const LOOKUP_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Room made in a connection's buffer before each read.
+const READ_SIZE: usize = 8 * 1024;
+/// The longest answer head (status line and headers) read, as hyper allows.
+const MAX_HEAD: usize = 64 * 1024;
+/// The most headers an answer head may have.
+const MAX_HEADERS: usize = 100;
+/// The longest line a chunked body's size may take (with its extensions).
+const MAX_CHUNK_LINE: usize = 4 * 1024;
 
-type Io = TokioIo<tokio::net::TcpStream>;
+/// Request headers that set how the message is framed or how the connection is used: a job
+/// that sends one of its own takes the general path.
+const FRAMING: [HeaderName; 6] = [
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    header::CONNECTION,
+    header::UPGRADE,
+    header::TE,
+    header::EXPECT,
+];
 
-/// One HTTP/1 connection: the half that sends requests, and the connection itself, which the
-/// request's own future drives while it waits (no task of its own, so an answer wakes the
-/// driver that waits for it, not a connection task that then wakes the driver).
+/// One HTTP/1 connection: the stream, and what was read from it and not yet used.
 struct Conn {
-    send: SendRequest<Full<Bytes>>,
-    driver: http1::Connection<Io, Full<Bytes>>,
-    /// The connection ended (the peer closed it, or it failed).
-    closed: bool,
+    stream: TcpStream,
+    buf: BytesMut,
 }
 
-pin_project_lite::pin_project! {
-    /// Runs `work` (which sends on the connection whose driver this is) while driving the
-    /// connection. (A struct rather than an `async fn`, which would store `work` twice.)
-    struct Driving<'a, W> {
-        #[pin]
-        work: W,
-        driver: &'a mut http1::Connection<Io, Full<Bytes>>,
-        closed: &'a mut bool,
-    }
-}
-
-impl<W: Future> Future for Driving<'_, W> {
-    type Output = W::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<W::Output> {
-        let mut this = self.project();
-        loop {
-            if let Poll::Ready(out) = this.work.as_mut().poll(cx) {
-                return Poll::Ready(out);
-            }
-            if **this.closed || Pin::new(&mut **this.driver).poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            // The connection ended: the work sees it on its next poll.
-            **this.closed = true;
+impl Conn {
+    fn new(stream: TcpStream) -> Conn {
+        Conn {
+            stream,
+            buf: BytesMut::with_capacity(READ_SIZE),
         }
+    }
+
+    /// Whether an idle connection can no longer carry a request: the peer closed it, or sent
+    /// something unasked. Costs a read only when the socket has signalled something since the
+    /// last answer was read.
+    fn stale(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return true;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => false,
+            Poll::Ready(Err(_)) => true,
+            Poll::Ready(Ok(())) => !matches!(
+                self.stream.try_read(&mut [0u8; 1]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+            ),
+        }
+    }
+
+    /// Reads what the peer sent next onto the buffer: the count read, 0 at its end.
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        self.buf.reserve(READ_SIZE);
+        self.stream.read_buf(&mut self.buf).await
     }
 }
 
@@ -87,19 +112,16 @@ pub struct LeanPool {
     templates: Vec<Option<Template>>,
 }
 
-/// What every request of a job starts from: the target in origin form and the headers.
+/// A job's request as it goes on the wire, written once for all its repetitions.
 struct Template {
-    uri: http::Uri,
-    headers: http::HeaderMap,
+    request: Vec<u8>,
 }
 
 #[derive(Default)]
 struct Origin {
     /// What the guard made of the origin's name when it was last looked up.
     judged: Option<Judged>,
-    // Boxed: connections move between here and the slots, a pointer rather than 700 bytes.
-    #[allow(clippy::vec_box)]
-    idle: Vec<Box<Conn>>,
+    idle: Vec<Conn>,
 }
 
 /// The outcome of an origin's lookup, kept for the batch so that a million requests cost one
@@ -136,6 +158,8 @@ impl LeanPool {
     /// Whether this job's requests can take the lean path.
     pub fn takes(job: &HttpJob) -> bool {
         job.url.scheme() == "http"
+            && job.method != Method::CONNECT
+            && !FRAMING.iter().any(|name| job.headers.contains_key(name))
     }
 
     /// The addresses the guard approved for the URL's origin, looked up on first use.
@@ -173,23 +197,16 @@ impl LeanPool {
     }
 
     /// A new connection to the origin, at an address the guard approved.
-    async fn connect(&self, origin: &str, url: &url::Url) -> Result<Box<Conn>, Failure> {
+    async fn connect(&self, origin: &str, url: &url::Url) -> Result<Conn, Failure> {
         dial(&self.addresses(origin, url).await?).await
     }
 
     /// An idle connection to the origin, if one is left.
-    fn idle(&self, origin: &str) -> Option<Box<Conn>> {
-        let mut origins = self.origins.lock();
-        let idle = &mut origins.get_mut(origin)?.idle;
-        while let Some(conn) = idle.pop() {
-            if !conn.closed {
-                return Some(conn);
-            }
-        }
-        None
+    fn idle(&self, origin: &str) -> Option<Conn> {
+        self.origins.lock().get_mut(origin)?.idle.pop()
     }
 
-    fn checkin(&self, origin: &str, conn: Box<Conn>) {
+    fn checkin(&self, origin: &str, conn: Conn) {
         let mut origins = self.origins.lock();
         // The origin is known by now (its addresses were looked up): no key to allocate.
         if let Some(entry) = origins.get_mut(origin)
@@ -208,21 +225,21 @@ pub struct Slot {
     /// The origin of the connection it holds, or held last (kept, so that taking the
     /// connection and keeping it again allocates nothing).
     origin: String,
-    conn: Option<Box<Conn>>,
+    conn: Option<Conn>,
 }
 
 impl Slot {
-    /// The slot's connection, if it goes to `origin` and is still open.
-    fn take(&mut self, origin: &str) -> Option<Box<Conn>> {
+    /// The slot's connection, if it goes to `origin`.
+    fn take(&mut self, origin: &str) -> Option<Conn> {
         if self.origin != origin {
             return None;
         }
-        self.conn.take().filter(|conn| !conn.closed)
+        self.conn.take()
     }
 
     /// Keeps `conn` for the slot's next request; a connection it held to another origin goes
     /// to the pool.
-    fn keep(&mut self, pool: &LeanPool, origin: &str, conn: Box<Conn>) {
+    fn keep(&mut self, pool: &LeanPool, origin: &str, conn: Conn) {
         if self.origin != origin {
             if let Some(old) = self.conn.take() {
                 pool.checkin(&self.origin, old);
@@ -234,22 +251,13 @@ impl Slot {
 }
 
 /// Connects to the first approved address that answers.
-/// Boxed: a connection's state is large, and it moves between a slot, the pool and each
-/// request's future.
-async fn dial(addrs: &[SocketAddr]) -> Result<Box<Conn>, Failure> {
+async fn dial(addrs: &[SocketAddr]) -> Result<Conn, Failure> {
     let mut last = None;
     for addr in addrs {
-        match tokio::net::TcpStream::connect(addr).await {
+        match TcpStream::connect(addr).await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                let (send, driver) = http1::handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(|e| connect_failure(&e))?;
-                return Ok(Box::new(Conn {
-                    send,
-                    driver,
-                    closed: false,
-                }));
+                return Ok(Conn::new(stream));
             }
             Err(e) => last = Some(format!("connecting to {addr}: {e}")),
         }
@@ -260,14 +268,21 @@ async fn dial(addrs: &[SocketAddr]) -> Result<Box<Conn>, Failure> {
     ))
 }
 
-fn connect_failure(e: &hyper::Error) -> Failure {
-    Failure::new(ErrorCode::Connect, error_text(e))
+/// The exchange failed before the answer's head was read (as the general path sorts it).
+fn broken(why: impl Into<String>) -> Failure {
+    Failure::new(ErrorCode::Connect, why)
+}
+
+/// The answer's body could not be read to its end (as the general path sorts it).
+fn cut(why: impl Into<String>) -> Failure {
+    Failure::new(ErrorCode::Io, why)
 }
 
 /// How one exchange on a connection went.
 enum Exchange {
-    /// The request never left: the connection was closed (a stale idle one).
-    NotSent,
+    /// The connection turned out closed before any of the answer came: the request was not
+    /// sent, or (when it is idempotent) can be sent again. Only for a reused connection.
+    Unsent,
     Failed(Failure),
     /// A redirect the job follows: the general path takes it from here.
     Redirect(Hop),
@@ -275,90 +290,350 @@ enum Exchange {
 }
 
 struct Answer {
-    status: http::StatusCode,
+    status: StatusCode,
     /// Kept when the answer will be shown.
-    headers: Option<http::HeaderMap>,
-    kept: BytesMut,
-    bytes: usize,
-    truncated: bool,
-    /// Read to its end: the connection can carry the next request.
-    complete: bool,
+    headers: Option<HeaderMap>,
+    body: Body,
+    /// Read to its end, and the connection may carry the next request.
+    reusable: bool,
     ttfb: std::time::Duration,
 }
 
-/// Sends the job's request and reads its answer (keeping the body only when `results` will
-/// show it).
+/// An answer's body as it is read: counted, and kept up to the job's cap when it will be shown.
+struct Body {
+    shown: bool,
+    cap: usize,
+    kept: Vec<u8>,
+    bytes: usize,
+    truncated: bool,
+}
+
+impl Body {
+    /// Takes the next piece of the body; `false` once the body is longer than the cap.
+    fn take(&mut self, data: &[u8]) -> bool {
+        let room = self.cap - self.bytes;
+        if data.len() > room {
+            if self.shown {
+                self.kept.extend_from_slice(&data[..room]);
+            }
+            self.bytes = self.cap;
+            self.truncated = true;
+            return false;
+        }
+        self.bytes += data.len();
+        if self.shown {
+            self.kept.extend_from_slice(data);
+        }
+        true
+    }
+}
+
+/// How an answer's body is delimited (RFC 9112, section 6.3).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// What an answer's head says, taken out of the connection's buffer.
+struct Head {
+    /// Its length in the buffer.
+    len: usize,
+    status: StatusCode,
+    framing: Framing,
+    keep_alive: bool,
+    /// Where a redirect the job follows points.
+    location: Option<String>,
+    /// Every header, when the answer will be shown.
+    headers: Option<HeaderMap>,
+}
+
+/// Reads an answer's head from the front of `buf`: `None` while it is incomplete.
+fn parse_head(
+    buf: &[u8],
+    method: &Method,
+    job: &HttpJob,
+    results: ResultsMode,
+) -> Result<Option<Head>, String> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut slots);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+            return Err(format!("the answer's head is longer than {MAX_HEAD} bytes"));
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("not a valid HTTP/1 answer: {e}")),
+    };
+    let code = response.code.unwrap_or_default();
+    let status = StatusCode::from_u16(code)
+        .map_err(|_| format!("not a valid HTTP/1 answer: status {code}"))?;
+    let http11 = response.version == Some(1);
+    let (mut close, mut keep) = (false, false);
+    let mut length: Option<u64> = None;
+    // Whether the last transfer coding named is chunked, when any is.
+    let mut chunked: Option<bool> = None;
+    let mut location = None;
+    for h in response.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let text = std::str::from_utf8(h.value).unwrap_or("?");
+            for part in text.split(',') {
+                let n = part
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("the answer's Content-Length is not a number: {text:?}"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err("the answer has differing Content-Length values".into());
+                }
+                length = Some(n);
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            let text = String::from_utf8_lossy(h.value);
+            if let Some(last) = text.split(',').map(str::trim).rfind(|c| !c.is_empty()) {
+                chunked = Some(last.eq_ignore_ascii_case("chunked"));
+            }
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for token in String::from_utf8_lossy(h.value).split(',').map(str::trim) {
+                close |= token.eq_ignore_ascii_case("close");
+                keep |= token.eq_ignore_ascii_case("keep-alive");
+            }
+        } else if h.name.eq_ignore_ascii_case("location")
+            && status.is_redirection()
+            && job.follow_redirects > 0
+        {
+            location = std::str::from_utf8(h.value).ok().map(str::to_owned);
+        }
+    }
+    let mut keep_alive = !close && (http11 || keep);
+    let no_body = *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let framing = match (chunked, length) {
+        _ if no_body => Framing::Empty,
+        (Some(chunked), length) => {
+            // Both framings given: the coding wins, and the connection is not trusted after.
+            keep_alive &= length.is_none();
+            if chunked {
+                Framing::Chunked
+            } else {
+                Framing::UntilClose
+            }
+        }
+        (None, Some(n)) => Framing::Length(n),
+        (None, None) => Framing::UntilClose,
+    };
+    if framing == Framing::UntilClose || status == StatusCode::SWITCHING_PROTOCOLS {
+        keep_alive = false;
+    }
+    let shown = results.shows(!job.expect_status.accepts(status.as_u16()));
+    let headers = shown.then(|| {
+        let mut map = HeaderMap::with_capacity(response.headers.len());
+        for h in response.headers.iter() {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(h.name.as_bytes()),
+                HeaderValue::from_bytes(h.value),
+            ) {
+                map.append(name, value);
+            }
+        }
+        map
+    });
+    Ok(Some(Head {
+        len,
+        status,
+        framing,
+        keep_alive,
+        location,
+        headers,
+    }))
+}
+
+/// Sends the job's request on `conn` and reads its answer (keeping the body only when
+/// `results` will show it).
 async fn exchange(
-    send: &mut SendRequest<Full<Bytes>>,
+    conn: &mut Conn,
     job: &HttpJob,
     template: &Template,
     results: ResultsMode,
     started: Instant,
+    reused: bool,
 ) -> Exchange {
-    if send.ready().await.is_err() {
-        return Exchange::NotSent;
+    if reused && conn.stale() {
+        return Exchange::Unsent;
     }
-    let mut request = Request::new(Full::new(job.body.clone()));
-    *request.method_mut() = job.method.clone();
-    *request.uri_mut() = template.uri.clone();
-    *request.headers_mut() = template.headers.clone();
-    let response = match send.send_request(request).await {
-        Ok(r) => r,
-        Err(e) if e.is_canceled() => return Exchange::NotSent,
-        Err(e) => return Exchange::Failed(connect_failure(&e)),
-    };
-    let ttfb = started.elapsed();
-    let status = response.status();
-    if status.is_redirection() && job.follow_redirects > 0 {
-        // A Location that names no URL leaves the redirect as the answer, as on the general
-        // path.
-        let next = response
-            .headers()
-            .get(header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .and_then(|l| Hop::first(job).next(status, l));
-        if let Some(hop) = next {
-            return Exchange::Redirect(hop);
+    if let Err(e) = conn.stream.write_all(&template.request).await {
+        // A reused connection the peer closed meanwhile: nothing of the request was taken.
+        return if reused {
+            Exchange::Unsent
+        } else {
+            Exchange::Failed(broken(format!("sending the request: {e}")))
+        };
+    }
+    let mut ttfb = None;
+    let head = loop {
+        if !conn.buf.is_empty() {
+            match parse_head(&conn.buf, &job.method, job, results) {
+                Err(why) => return Exchange::Failed(broken(why)),
+                // An interim answer (100 Continue, 103 Early Hints): the final one follows.
+                Ok(Some(head))
+                    if head.status.is_informational()
+                        && head.status != StatusCode::SWITCHING_PROTOCOLS =>
+                {
+                    conn.buf.advance(head.len);
+                    continue;
+                }
+                Ok(Some(head)) => break head,
+                Ok(None) => {}
+            }
         }
+        match conn.fill().await {
+            Ok(0) if reused && ttfb.is_none() && idempotent(&job.method) => {
+                return Exchange::Unsent;
+            }
+            Ok(0) => {
+                return Exchange::Failed(broken(
+                    "the connection closed before the answer's head was complete",
+                ));
+            }
+            Ok(_) => {
+                ttfb.get_or_insert_with(|| started.elapsed());
+            }
+            Err(e) if reused && ttfb.is_none() && idempotent(&job.method) => {
+                let _ = e;
+                return Exchange::Unsent;
+            }
+            Err(e) => return Exchange::Failed(broken(format!("reading the answer: {e}"))),
+        }
+    };
+    conn.buf.advance(head.len);
+    let ttfb = ttfb.unwrap_or_default();
+    if let Some(location) = &head.location
+        && let Some(hop) = Hop::first(job).next(head.status, location)
+    {
+        return Exchange::Redirect(hop);
     }
-    let shown = results.shows(!job.expect_status.accepts(status.as_u16()));
-    let headers = shown.then(|| response.headers().clone());
-    let cap = job.max_response_bytes as usize;
-    let mut body = response.into_body();
-    let mut answer = Answer {
-        status,
-        headers,
-        kept: BytesMut::new(),
+    let mut body = Body {
+        shown: head.headers.is_some(),
+        cap: job.max_response_bytes as usize,
+        kept: Vec::new(),
         bytes: 0,
         truncated: false,
-        complete: false,
-        ttfb,
     };
-    loop {
-        match body.frame().await {
-            None => {
-                answer.complete = true;
-                return Exchange::Answer(answer);
+    let complete = match read_body(conn, head.framing, &mut body).await {
+        Ok(complete) => complete,
+        Err(failure) => return Exchange::Failed(failure),
+    };
+    Exchange::Answer(Answer {
+        status: head.status,
+        headers: head.headers,
+        body,
+        // Anything left over was not asked for: the connection is not to be trusted.
+        reusable: complete && head.keep_alive && conn.buf.is_empty(),
+        ttfb,
+    })
+}
+
+/// Methods a client may send again when the connection closed before any answer came
+/// (RFC 9110, section 9.2.2).
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// Reads the body the framing delimits into `body`: `Ok(true)` when read to its end, `Ok(false)`
+/// when it was cut at the cap.
+async fn read_body(conn: &mut Conn, framing: Framing, body: &mut Body) -> Result<bool, Failure> {
+    const CLOSED: &str = "the connection closed before the answer's body was complete";
+    match framing {
+        Framing::Empty => Ok(true),
+        Framing::Length(n) => read_exactly(conn, n, body).await,
+        Framing::UntilClose => loop {
+            let whole = body.take(&conn.buf);
+            conn.buf.clear();
+            if !whole {
+                return Ok(false);
             }
-            Some(Err(e)) => return Exchange::Failed(connect_failure(&e)),
-            Some(Ok(frame)) => {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                if answer.bytes + data.len() > cap {
-                    if shown {
-                        answer.kept.extend_from_slice(&data[..cap - answer.bytes]);
+            match conn.fill().await {
+                Ok(0) => return Ok(true),
+                Ok(_) => {}
+                Err(e) => return Err(cut(format!("reading the answer: {e}"))),
+            }
+        },
+        Framing::Chunked => loop {
+            let size = loop {
+                match httparse::parse_chunk_size(&conn.buf) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        conn.buf.advance(used);
+                        break size;
                     }
-                    answer.bytes = cap;
-                    answer.truncated = true;
-                    return Exchange::Answer(answer);
+                    Ok(httparse::Status::Partial) if conn.buf.len() <= MAX_CHUNK_LINE => {
+                        more(conn, CLOSED).await?;
+                    }
+                    _ => return Err(cut("the answer's chunked body is not valid")),
                 }
-                answer.bytes += data.len();
-                if shown {
-                    answer.kept.extend_from_slice(&data);
+            };
+            if size == 0 {
+                // The trailer section, up to its empty line.
+                loop {
+                    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                    match httparse::parse_headers(&conn.buf, &mut slots) {
+                        Ok(httparse::Status::Complete((used, _))) => {
+                            conn.buf.advance(used);
+                            return Ok(true);
+                        }
+                        Ok(httparse::Status::Partial) if conn.buf.len() <= MAX_HEAD => {
+                            more(conn, CLOSED).await?;
+                        }
+                        _ => return Err(cut("the answer's trailers are not valid")),
+                    }
                 }
             }
+            if !read_exactly(conn, size, body).await? {
+                return Ok(false);
+            }
+            while conn.buf.len() < 2 {
+                more(conn, CLOSED).await?;
+            }
+            if conn.buf[..2] != *b"\r\n" {
+                return Err(cut("the answer's chunked body is not valid"));
+            }
+            conn.buf.advance(2);
+        },
+    }
+}
+
+/// Takes the next `n` bytes of the body from the connection.
+async fn read_exactly(conn: &mut Conn, mut n: u64, body: &mut Body) -> Result<bool, Failure> {
+    loop {
+        let here = conn.buf.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+        let whole = body.take(&conn.buf[..here]);
+        conn.buf.advance(here);
+        n -= here as u64;
+        if !whole {
+            return Ok(false);
         }
+        if n == 0 {
+            return Ok(true);
+        }
+        more(
+            conn,
+            "the connection closed before the answer's body was complete",
+        )
+        .await?;
+    }
+}
+
+/// Reads more of an answer that is not yet complete.
+async fn more(conn: &mut Conn, closed: &str) -> Result<(), Failure> {
+    match conn.fill().await {
+        Ok(0) => Err(cut(closed)),
+        Ok(_) => Ok(()),
+        Err(e) => Err(cut(format!("reading the answer: {e}"))),
     }
 }
 
@@ -402,7 +677,8 @@ pub async fn run(
     let url = &job.url;
     let origin = job.origin.as_str();
     let results = pool.results;
-    // An idle connection the server closed meanwhile fails before the request is sent: then
+    // An idle connection the server closed meanwhile is found out before the request is
+    // sent, or (for an idempotent request) before any answer came: then the request goes
     // once more on a new connection, as HTTP clients do.
     let mut idle = slot.take(origin).or_else(|| pool.idle(origin));
     let (conn, answer) = loop {
@@ -412,21 +688,9 @@ pub async fn run(
             // Once per slot and origin: boxed, to keep every request's future small.
             None => Box::pin(pool.connect(origin, url)).await?,
         };
-        let exchanged = Driving {
-            work: exchange(&mut conn.send, job, template, results, started),
-            driver: &mut conn.driver,
-            closed: &mut conn.closed,
-        }
-        .await;
-        match exchanged {
+        match exchange(&mut conn, job, template, results, started, reused).await {
             Exchange::Answer(answer) => break (conn, answer),
-            Exchange::NotSent if reused => continue,
-            Exchange::NotSent => {
-                return Err(Failure::new(
-                    ErrorCode::Connect,
-                    "the connection closed before the request was sent",
-                ));
-            }
+            Exchange::Unsent => continue,
             Exchange::Failed(failure) => return Err(failure),
             Exchange::Redirect(hop) => {
                 // The next hops go the general way, each checked by the guard again.
@@ -434,17 +698,16 @@ pub async fn run(
             }
         }
     };
-    if answer.complete && !conn.closed {
+    if answer.reusable {
         slot.keep(pool, origin, conn);
-    } else {
-        drop(conn.send);
     }
+    let body = answer.body;
     let out = match answer.headers {
         Some(headers) => answer_output(
             answer.status,
             &headers,
-            &answer.kept,
-            answer.truncated,
+            &body.kept,
+            body.truncated,
             answer.ttfb,
         ),
         None => HttpOutput {
@@ -452,24 +715,25 @@ pub async fn run(
             headers: Default::default(),
             body: None,
             body_base64: None,
-            bytes: answer.bytes as u64,
-            truncated: answer.truncated,
+            bytes: body.bytes as u64,
+            truncated: body.truncated,
             ttfb_ms: ms(answer.ttfb),
         },
     };
     outcome(job, out)
 }
 
-/// The job's request line in origin form and its headers, with the ones the general path
-/// sends too.
+/// The job's request as it goes on the wire: the request line in origin form, the headers
+/// the general path sends too (the job's own replace them), the body's length, and the body.
 fn template(job: &HttpJob) -> Result<Template, http::Error> {
     let url = &job.url;
     let path = match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_owned(),
     };
+    // Checks the target is one a request line can carry.
     let uri = http::Uri::try_from(path)?;
-    let mut headers = http::HeaderMap::with_capacity(3 + job.headers.len());
+    let mut headers = HeaderMap::with_capacity(3 + job.headers.len());
     // The Host header as the URL writes it (no default port).
     let host = match url.port() {
         Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
@@ -488,5 +752,22 @@ fn template(job: &HttpJob) -> Result<Template, http::Error> {
     for (name, value) in &job.headers {
         headers.append(name, value.clone());
     }
-    Ok(Template { uri, headers })
+    // As hyper writes it: a length whenever there is a body, or the method usually has one.
+    if !job.body.is_empty() || matches!(job.method, Method::POST | Method::PUT | Method::PATCH) {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(job.body.len()));
+    }
+    let mut request = Vec::with_capacity(256 + job.body.len());
+    request.extend_from_slice(job.method.as_str().as_bytes());
+    request.push(b' ');
+    request.extend_from_slice(uri.to_string().as_bytes());
+    request.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &headers {
+        request.extend_from_slice(name.as_str().as_bytes());
+        request.extend_from_slice(b": ");
+        request.extend_from_slice(value.as_bytes());
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"\r\n");
+    request.extend_from_slice(&job.body);
+    Ok(Template { request })
 }
