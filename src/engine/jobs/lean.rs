@@ -646,6 +646,14 @@ pub struct Lean<'a> {
 }
 
 impl Lean<'_> {
+    /// Whether the task's job is sent on the lean path (it has a request written out for it).
+    pub fn sends(&self) -> bool {
+        self.pool
+            .templates
+            .get(self.job_index)
+            .is_some_and(Option::is_some)
+    }
+
     /// The same, for one attempt of several.
     pub fn reborrow(&mut self) -> Lean<'_> {
         Lean {
@@ -668,10 +676,8 @@ pub async fn run(
         job_index,
     } = lean;
     let Some(template) = pool.templates.get(job_index).and_then(Option::as_ref) else {
-        return Err(Failure::new(
-            ErrorCode::Invalid,
-            "the request cannot be written as HTTP/1 (host or path)",
-        ));
+        // Not one for this path (`Lean::sends`): the general path takes it.
+        return Box::pin(super::http::run(client, &pool.guard, job)).await;
     };
     let started = Instant::now();
     let url = &job.url;

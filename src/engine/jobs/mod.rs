@@ -77,7 +77,7 @@ pub async fn run_once(
     lean: Option<lean::Lean<'_>>,
 ) -> Result<TaskOutput, Failure> {
     match kind {
-        JobKind::Http(job) if lean.is_some() && lean::LeanPool::takes(job) => {
+        JobKind::Http(job) if lean.as_ref().is_some_and(lean::Lean::sends) => {
             lean::run(lean.expect("checked"), &ctx.http, job).await
         }
         // Boxed: the general path's future is large, and every task's future would be as
