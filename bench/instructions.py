@@ -8,8 +8,8 @@ Usage: bench/instructions.py [--small 2000] [--large 12000] [--concurrency 64]
 Starts one local nginx (as bench/load.py does), then runs each tool under callgrind twice,
 at --small and at --large GETs, and reports (large - small) / (large - small requests): the
 instructions each further request costs, without start-up (certificate loading, parsing,
-printing). Kernel work (the TCP path, about half of all CPU time here) is not counted; both
-tools make one writev and one recvfrom per request (checked with `strace -c -f`). Needs
+printing). Kernel work (the TCP path, over half of all CPU time here) is not counted; both
+tools make one write and one read system call per request (checked with `strace -c -f`). Needs
 valgrind, nginx and oha. Loopback only.
 """
 

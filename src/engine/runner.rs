@@ -57,8 +57,8 @@ const SHARD_MIN_SLOTS: usize = 64;
 /// drivers, so that when the OS takes a worker thread away mid-turn (as it does when the load
 /// and its target share the cores) only a few requests wait for it to come back. Measured at
 /// concurrency 64 against a local nginx on 2 cores: 2 slots a driver kept p99 at 2.0-2.4 ms;
-/// 16 slots a driver gave 4.1-4.4 ms (a 4 ms scheduler tick stalling 16 requests at a time),
-/// at no gain in throughput.
+/// 16 slots a driver gave 4.0-4.5 ms in 11 of 14 runs (a 4 ms scheduler tick stalling 16
+/// requests at a time), at no gain in throughput.
 const LEAN_MIN_SLOTS: usize = 2;
 /// How many drivers a lean load run may have per worker thread.
 const LEAN_DRIVERS_PER_WORKER: usize = 16;
@@ -211,12 +211,7 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
     };
     // Lean load runs get many small drivers (see `LEAN_MIN_SLOTS`), which work stealing also
     // spreads evenly over the worker threads.
-    let split = inner.workers
-        * if lean {
-            LEAN_DRIVERS_PER_WORKER
-        } else {
-            1
-        };
+    let split = inner.workers * if lean { LEAN_DRIVERS_PER_WORKER } else { 1 };
     let drivers = plan_drivers(large, spec.concurrency, split, min_slots);
     let count = drivers.len();
     let mut set = JoinSet::new();

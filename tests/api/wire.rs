@@ -44,16 +44,31 @@ fn then_close(pieces: &[&[u8]]) -> Script {
 
 fn script(path: &str) -> Script {
     match path {
-        "/length" => keep(&[b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nX-A: 2\r\n\r\nhello"]),
-        "/head-split" => keep(&[b"HTTP/1.1 200 OK\r\nContent-", b"Length: 2\r\n", b"\r\n", b"o", b"k"]),
+        "/length" => {
+            keep(&[b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nX-A: 2\r\n\r\nhello"])
+        }
+        "/head-split" => keep(&[
+            b"HTTP/1.1 200 OK\r\nContent-",
+            b"Length: 2\r\n",
+            b"\r\n",
+            b"o",
+            b"k",
+        ]),
         "/chunked" => keep(&[
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhel",
             b"lo\r\n6\r",
             b"\n world\r\n0\r\nTrailer-A: x\r\n\r\n",
         ]),
-        "/until-close" => then_close(&[b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil ", b"the end"]),
-        "/http10-keep-alive" => keep(&[b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok"]),
-        "/conn-close" => then_close(&[b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"]),
+        "/until-close" => then_close(&[
+            b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil ",
+            b"the end",
+        ]),
+        "/http10-keep-alive" => {
+            keep(&[b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok"])
+        }
+        "/conn-close" => {
+            then_close(&[b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"])
+        }
         "/no-content" => keep(&[b"HTTP/1.1 204 No Content\r\n\r\n"]),
         "/not-modified" => keep(&[b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n"]),
         "/interim" => keep(&[
@@ -63,7 +78,10 @@ fn script(path: &str) -> Script {
         "/big" => {
             let mut answer = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n".to_vec();
             answer.extend([b'a'; 1000]);
-            Script { pieces: vec![answer], close: false }
+            Script {
+                pieces: vec![answer],
+                close: false,
+            }
         }
         "/big-chunked" => {
             let mut answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
@@ -73,18 +91,31 @@ fn script(path: &str) -> Script {
                 answer.extend(b"\r\n");
             }
             answer.extend(b"0\r\n\r\n");
-            Script { pieces: vec![answer], close: false }
+            Script {
+                pieces: vec![answer],
+                close: false,
+            }
         }
         "/exact" => keep(&[b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789"]),
         "/binary" => keep(&[b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n\xff\xfe\x00\x80"]),
-        "/error" => keep(&[b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 4\r\n\r\nbusy"]),
-        "/redirect" => keep(&[b"HTTP/1.1 302 Found\r\nLocation: /length\r\nContent-Length: 0\r\n\r\n"]),
+        "/error" => keep(&[
+            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 4\r\n\r\nbusy",
+        ]),
+        "/redirect" => {
+            keep(&[b"HTTP/1.1 302 Found\r\nLocation: /length\r\nContent-Length: 0\r\n\r\n"])
+        }
         "/garbage" => then_close(&[b"garbage\r\n\r\n"]),
         "/short" => then_close(&[b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"]),
         "/bad-length" => then_close(&[b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nok"]),
-        "/two-lengths" => then_close(&[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!"]),
-        "/bad-chunk" => then_close(&[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n"]),
-        "/cut-chunked" => then_close(&[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"]),
+        "/two-lengths" => {
+            then_close(&[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!"])
+        }
+        "/bad-chunk" => then_close(&[
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n",
+        ]),
+        "/cut-chunked" => {
+            then_close(&[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"])
+        }
         // Looks kept alive, but the server closes the connection right after the answer.
         "/idle-close" => then_close(&[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]),
         _ => keep(&[b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\necho"]),
@@ -99,12 +130,18 @@ async fn spawn_scripted() -> Scripted {
     let (count, seen) = (connections.clone(), requests.clone());
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(serve(stream, seen.clone()));
         }
     });
-    Scripted { base, connections, requests }
+    Scripted {
+        base,
+        connections,
+        requests,
+    }
 }
 
 /// Reads requests one after another (head, then as many body bytes as Content-Length says)
@@ -135,7 +172,14 @@ async fn serve(mut stream: tokio::net::TcpStream, seen: Arc<Mutex<Vec<Vec<u8>>>>
             }
         }
         let request: Vec<u8> = buf.drain(..head_end + length).collect();
-        let path = head.split(' ').nth(1).unwrap_or("/").split('?').next().unwrap().to_owned();
+        let path = head
+            .split(' ')
+            .nth(1)
+            .unwrap_or("/")
+            .split('?')
+            .next()
+            .unwrap()
+            .to_owned();
         seen.lock().unwrap().push(request);
         let script = script(&path);
         for (i, piece) in script.pieces.iter().enumerate() {
@@ -198,7 +242,8 @@ async fn load_runs_read_every_kind_of_answer_as_the_general_path_does() {
     ];
     for (path, extra) in cases {
         // A bounded wait, so that a misread answer fails the test rather than stalling it.
-        let mut job = json!({ "kind": "http", "url": format!("{}{path}", server.base), "timeout_ms": 5000 });
+        let mut job =
+            json!({ "kind": "http", "url": format!("{}{path}", server.base), "timeout_ms": 5000 });
         job.as_object_mut()
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
@@ -218,7 +263,12 @@ async fn load_runs_read_every_kind_of_answer_as_the_general_path_does() {
         for task in lean.json["results"].as_array().unwrap() {
             assert_eq!(seen_as(task), expected, "{path} {extra}: {task}");
             if task["status"] == "failed" {
-                assert!(task["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{task}");
+                assert!(
+                    task["error"]["message"]
+                        .as_str()
+                        .is_some_and(|m| !m.is_empty()),
+                    "{task}"
+                );
             }
         }
     }
@@ -281,7 +331,10 @@ async fn load_runs_send_the_method_headers_and_body_the_job_gives() {
     assert_eq!(res.json["summary"]["succeeded"], 4, "{}", res.json);
 
     let requests = server.requests.lock().unwrap().clone();
-    let text: Vec<String> = requests.iter().map(|r| String::from_utf8_lossy(r).into_owned()).collect();
+    let text: Vec<String> = requests
+        .iter()
+        .map(|r| String::from_utf8_lossy(r).into_owned())
+        .collect();
     let find = |start: &str| {
         text.iter()
             .find(|r| r.starts_with(start))
@@ -289,10 +342,16 @@ async fn load_runs_send_the_method_headers_and_body_the_job_gives() {
             .to_lowercase()
     };
     let echo = find("POST /echo?q=1&r=%20 HTTP/1.1\r\n");
-    assert!(echo.contains(&format!("\r\nhost: 127.0.0.1:{port}\r\n")), "{echo}");
+    assert!(
+        echo.contains(&format!("\r\nhost: 127.0.0.1:{port}\r\n")),
+        "{echo}"
+    );
     assert!(echo.contains("\r\nx-test: 1\r\n"), "{echo}");
     assert!(echo.contains("\r\nuser-agent: mine\r\n"), "{echo}");
-    assert!(!echo.contains("fanout/"), "the job's User-Agent replaces ours: {echo}");
+    assert!(
+        !echo.contains("fanout/"),
+        "the job's User-Agent replaces ours: {echo}"
+    );
     assert!(echo.contains("\r\ncontent-length: 4\r\n"), "{echo}");
     assert!(echo.ends_with("\r\n\r\nping"), "{echo}");
     let empty = find("POST /empty HTTP/1.1\r\n");

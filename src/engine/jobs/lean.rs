@@ -380,10 +380,9 @@ fn parse_head(
         if h.name.eq_ignore_ascii_case("content-length") {
             let text = std::str::from_utf8(h.value).unwrap_or("?");
             for part in text.split(',') {
-                let n = part
-                    .trim()
-                    .parse::<u64>()
-                    .map_err(|_| format!("the answer's Content-Length is not a number: {text:?}"))?;
+                let n = part.trim().parse::<u64>().map_err(|_| {
+                    format!("the answer's Content-Length is not a number: {text:?}")
+                })?;
                 if length.is_some_and(|l| l != n) {
                     return Err("the answer has differing Content-Length values".into());
                 }
