@@ -116,6 +116,38 @@ fn script(path: &str) -> Script {
         "/cut-chunked" => {
             then_close(&[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"])
         }
+        "/http10-chunked" => keep(&[
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        ]),
+        "/plus-length" => then_close(&[b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok"]),
+        "/not-modified-bad-length" => {
+            keep(&[b"HTTP/1.1 304 Not Modified\r\nContent-Length: abc\r\n\r\n"])
+        }
+        "/empty-chunk-line" => {
+            then_close(&[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\r\n\r\n"])
+        }
+        "/chunk-lf-ext" => then_close(&[
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;a\nb\r\nx\r\n0\r\n\r\n",
+        ]),
+        "/chunk-no-crlf" => {
+            then_close(&[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX"])
+        }
+        "/te-and-length" => keep(&[
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 100\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        ]),
+        "/te-other" => then_close(&[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nraw"]),
+        "/te-empty" => {
+            then_close(&[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: \r\nContent-Length: 2\r\n\r\nok"])
+        }
+        "/extra-bytes" => keep(&[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokJUNK"]),
+        "/late-trailer" => keep(&[
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n",
+            b"Trailer-A: x\r\n",
+            b"\r\n",
+        ]),
+        "/redirect-utf8" => keep(&[
+            b"HTTP/1.1 302 Found\r\nLocation: /caf\xc3\xa9\r\nContent-Length: 0\r\n\r\n",
+        ]),
         // Looks kept alive, but the server closes the connection right after the answer.
         "/idle-close" => then_close(&[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]),
         _ => keep(&[b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\necho"]),
@@ -181,7 +213,19 @@ async fn serve(mut stream: tokio::net::TcpStream, seen: Arc<Mutex<Vec<Vec<u8>>>>
             .unwrap()
             .to_owned();
         seen.lock().unwrap().push(request);
-        let script = script(&path);
+        if path == "/continue-flood" {
+            // Interim answers without end, as fast as the client takes them.
+            let burst = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(100);
+            while stream.write_all(&burst).await.is_ok() {}
+            return;
+        }
+        let mut script = script(&path);
+        if head.starts_with("head ") {
+            // The answer to a HEAD request has a head only.
+            let whole = script.pieces.concat();
+            let end = whole.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            script.pieces = vec![whole[..end].to_vec()];
+        }
         for (i, piece) in script.pieces.iter().enumerate() {
             if i > 0 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -239,6 +283,18 @@ async fn load_runs_read_every_kind_of_answer_as_the_general_path_does() {
         ("/two-lengths", json!({})),
         ("/bad-chunk", json!({})),
         ("/cut-chunked", json!({})),
+        ("/http10-chunked", json!({})),
+        ("/plus-length", json!({})),
+        ("/not-modified-bad-length", json!({})),
+        ("/empty-chunk-line", json!({})),
+        ("/chunk-lf-ext", json!({})),
+        ("/chunk-no-crlf", json!({})),
+        ("/te-and-length", json!({})),
+        ("/te-other", json!({})),
+        ("/te-empty", json!({})),
+        ("/extra-bytes", json!({})),
+        ("/late-trailer", json!({})),
+        ("/redirect-utf8", json!({ "follow_redirects": 1 })),
     ];
     for (path, extra) in cases {
         // A bounded wait, so that a misread answer fails the test rather than stalling it.
@@ -271,6 +327,21 @@ async fn load_runs_read_every_kind_of_answer_as_the_general_path_does() {
                 );
             }
         }
+
+        // Again with answers counted rather than kept: the same outcomes.
+        let counted = app
+            .post(&json!({ "jobs": [job], "load": { "repeat": 3 }, "concurrency": 1, "results": "errors" }))
+            .await;
+        assert_eq!(counted.status, 201, "{}", counted.json);
+        for key in ["succeeded", "failed", "http_status", "errors"] {
+            assert_eq!(
+                counted.json["summary"][key], lean.json["summary"][key],
+                "{path} {extra}: {key}"
+            );
+        }
+        for task in counted.json["results"].as_array().unwrap() {
+            assert_eq!(seen_as(task), expected, "{path} {extra}: {task}");
+        }
     }
 }
 
@@ -282,28 +353,38 @@ async fn load_runs_keep_a_connection_exactly_when_http_1_1_allows() {
     // end it (or when the server closes it unannounced, which a GET survives by sending again
     // on a new connection).
     let cases = [
-        ("/length", 1),
-        ("/chunked", 1),
-        ("/http10-keep-alive", 1),
-        ("/no-content", 1),
-        ("/interim", 1),
-        ("/conn-close", 5),
-        ("/until-close", 5),
-        ("/idle-close", 5),
-        ("/big", 5),
+        ("/length", "GET", 1),
+        ("/length", "HEAD", 1),
+        ("/chunked", "HEAD", 1),
+        ("/chunked", "GET", 1),
+        ("/late-trailer", "GET", 1),
+        ("/http10-keep-alive", "GET", 1),
+        ("/no-content", "GET", 1),
+        ("/interim", "GET", 1),
+        ("/conn-close", "GET", 5),
+        ("/until-close", "GET", 5),
+        ("/idle-close", "GET", 5),
+        ("/big", "GET", 5),
+        ("/te-and-length", "GET", 5),
+        ("/extra-bytes", "GET", 5),
     ];
-    for (path, connections) in cases {
+    for (path, method, connections) in cases {
         let before = server.connections.load(Ordering::SeqCst);
         let res = app
             .post(&json!({
-                "jobs": [{ "kind": "http", "url": format!("{}{path}", server.base), "max_response_bytes": 100 }],
+                "jobs": [{ "kind": "http", "method": method, "url": format!("{}{path}", server.base),
+                           "max_response_bytes": 100 }],
                 "load": { "repeat": 5 }, "concurrency": 1, "results": "errors"
             }))
             .await;
         assert_eq!(res.status, 201, "{}", res.json);
-        assert_eq!(res.json["summary"]["succeeded"], 5, "{path}: {}", res.json);
+        assert_eq!(
+            res.json["summary"]["succeeded"], 5,
+            "{method} {path}: {}",
+            res.json
+        );
         let used = server.connections.load(Ordering::SeqCst) - before;
-        assert_eq!(used, connections, "{path}");
+        assert_eq!(used, connections, "{method} {path}");
     }
 }
 
@@ -361,4 +442,55 @@ async fn load_runs_send_the_method_headers_and_body_the_job_gives() {
     assert!(plain.contains("\r\nuser-agent: fanout/"), "{plain}");
     let own = find("PUT /own-length HTTP/1.1\r\n");
     assert!(own.ends_with("\r\n\r\nabc"), "{own}");
+}
+
+#[tokio::test]
+async fn a_load_run_never_sends_a_post_twice() {
+    let app = spawn_app().await;
+    let server = spawn_scripted().await;
+    // The server closes each connection right after its answer, unannounced. A GET found on
+    // a closed connection goes again on a new one; a POST is never sent twice, whether it
+    // then succeeds or fails.
+    let res = app
+        .post(&json!({
+            "jobs": [{ "kind": "http", "method": "POST", "url": format!("{}/idle-close", server.base),
+                       "body": "once" }],
+            "load": { "repeat": 20 }, "concurrency": 1, "results": "errors"
+        }))
+        .await;
+    assert_eq!(res.status, 201, "{}", res.json);
+    let s = &res.json["summary"];
+    assert_eq!(s["tasks"], 20, "{s}");
+    let posts = server
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.starts_with(b"POST /idle-close "))
+        .count() as u64;
+    // Every task that succeeded was sent once; one that failed was sent at most once.
+    let succeeded = s["succeeded"].as_u64().unwrap();
+    assert!(
+        (succeeded..=20).contains(&posts),
+        "{posts} POSTs for 20 tasks: {s}"
+    );
+}
+
+#[tokio::test]
+async fn endless_interim_answers_end_the_request_rather_than_the_run() {
+    let app = spawn_app().await;
+    let server = spawn_scripted().await;
+    let res = app
+        .post(&json!({
+            "jobs": [
+                { "kind": "http", "url": format!("{}/continue-flood", server.base), "timeout_ms": 5000 },
+                { "kind": "http", "url": format!("{}/length", server.base) }
+            ],
+            "load": { "repeat": 2 }, "concurrency": 2, "results": "errors"
+        }))
+        .await;
+    assert_eq!(res.status, 201, "{}", res.json);
+    let s = &res.json["summary"];
+    assert_eq!(s["succeeded"], 2, "{s}");
+    assert_eq!(s["tasks"], 4, "{s}");
 }

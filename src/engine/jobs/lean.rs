@@ -46,8 +46,11 @@ const MAX_IDLE: usize = 16_384;
 const LOOKUP_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Room made in a connection's buffer before each read.
 const READ_SIZE: usize = 8 * 1024;
-/// The longest answer head (status line and headers) read, as hyper allows.
-const MAX_HEAD: usize = 64 * 1024;
+/// The most an answer's head (status line and headers) may take, interim answers included:
+/// hyper's default read buffer limit.
+const MAX_HEAD: usize = 8192 + 4096 * 100;
+/// The most a chunked answer's trailer section may take, as hyper allows.
+const MAX_TRAILERS: usize = 16 * 1024;
 /// The most headers an answer head may have.
 const MAX_HEADERS: usize = 100;
 /// The longest line a chunked body's size may take (with its extensions).
@@ -143,7 +146,11 @@ impl LeanPool {
         let templates = jobs
             .iter()
             .map(|j| match &j.kind {
-                JobKind::Http(h) if LeanPool::takes(h) => template(h).ok(),
+                // A URL the guard refuses as written (a user name in it, say) goes the general
+                // way, which refuses it: origins are judged here once, not every URL.
+                JobKind::Http(h) if LeanPool::takes(h) && guard.preflight(&h.url).is_ok() => {
+                    template(h).ok()
+                }
                 _ => None,
             })
             .collect();
@@ -372,37 +379,34 @@ fn parse_head(
         .map_err(|_| format!("not a valid HTTP/1 answer: status {code}"))?;
     let http11 = response.version == Some(1);
     let (mut close, mut keep) = (false, false);
-    let mut length: Option<u64> = None;
-    // Whether the last transfer coding named is chunked, when any is.
+    // The Content-Length the headers agree on; judged only if it sets the answer's length.
+    let mut length: Result<Option<u64>, String> = Ok(None);
+    // Whether the last transfer coding named is chunked, when the header is there at all.
     let mut chunked: Option<bool> = None;
     let mut location = None;
     for h in response.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
-            let text = std::str::from_utf8(h.value).unwrap_or("?");
-            for part in text.split(',') {
-                let n = part.trim().parse::<u64>().map_err(|_| {
-                    format!("the answer's Content-Length is not a number: {text:?}")
-                })?;
-                if length.is_some_and(|l| l != n) {
-                    return Err("the answer has differing Content-Length values".into());
-                }
-                length = Some(n);
+            if let Ok(known) = length {
+                length = content_length(h.value, known);
             }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             let text = String::from_utf8_lossy(h.value);
-            if let Some(last) = text.split(',').map(str::trim).rfind(|c| !c.is_empty()) {
-                chunked = Some(last.eq_ignore_ascii_case("chunked"));
-            }
+            let last = text.split(',').map(str::trim).rfind(|c| !c.is_empty());
+            chunked = Some(last.is_some_and(|c| c.eq_ignore_ascii_case("chunked")));
         } else if h.name.eq_ignore_ascii_case("connection") {
             for token in String::from_utf8_lossy(h.value).split(',').map(str::trim) {
                 close |= token.eq_ignore_ascii_case("close");
                 keep |= token.eq_ignore_ascii_case("keep-alive");
             }
         } else if h.name.eq_ignore_ascii_case("location")
+            && location.is_none()
             && status.is_redirection()
             && job.follow_redirects > 0
         {
-            location = std::str::from_utf8(h.value).ok().map(str::to_owned);
+            // As the general path reads it: the first one, in visible ASCII.
+            location = HeaderValue::from_bytes(h.value)
+                .ok()
+                .and_then(|v| v.to_str().ok().map(str::to_owned));
         }
     }
     let mut keep_alive = !close && (http11 || keep);
@@ -410,19 +414,25 @@ fn parse_head(
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let framing = match (chunked, length) {
+    let framing = match chunked {
         _ if no_body => Framing::Empty,
-        (Some(chunked), length) => {
+        // RFC 9112, section 6.1: an HTTP/1.0 message with a transfer coding is faulty.
+        Some(_) if !http11 => {
+            return Err("an HTTP/1.0 answer with Transfer-Encoding is not valid".into());
+        }
+        Some(chunked) => {
             // Both framings given: the coding wins, and the connection is not trusted after.
-            keep_alive &= length.is_none();
+            keep_alive &= matches!(length, Ok(None));
             if chunked {
                 Framing::Chunked
             } else {
                 Framing::UntilClose
             }
         }
-        (None, Some(n)) => Framing::Length(n),
-        (None, None) => Framing::UntilClose,
+        None => match length? {
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        },
     };
     if framing == Framing::UntilClose || status == StatusCode::SWITCHING_PROTOCOLS {
         keep_alive = false;
@@ -450,6 +460,29 @@ fn parse_head(
     }))
 }
 
+/// Adds one Content-Length header's value (a number, or a list of the same number) to what
+/// earlier ones said.
+fn content_length(value: &[u8], known: Option<u64>) -> Result<Option<u64>, String> {
+    let mut length = known;
+    for part in value.split(|&b| b == b',') {
+        let part = part.trim_ascii();
+        let n = (!part.is_empty() && part.iter().all(u8::is_ascii_digit))
+            .then(|| std::str::from_utf8(part).ok()?.parse::<u64>().ok())
+            .flatten()
+            .ok_or_else(|| {
+                format!(
+                    "the answer's Content-Length is not a number: {:?}",
+                    String::from_utf8_lossy(value)
+                )
+            })?;
+        if length.is_some_and(|l| l != n) {
+            return Err("the answer has differing Content-Length values".into());
+        }
+        length = Some(n);
+    }
+    Ok(length)
+}
+
 /// Sends the job's request on `conn` and reads its answer (keeping the body only when
 /// `results` will show it).
 async fn exchange(
@@ -463,15 +496,22 @@ async fn exchange(
     if reused && conn.stale() {
         return Exchange::Unsent;
     }
+    // A reused connection the peer closed meanwhile, found out before any answer came: an
+    // idempotent request may go again on a new one (RFC 9110, section 9.2.2); any other fails,
+    // as part of it may have been taken.
+    let again = reused && idempotent(&job.method);
     if let Err(e) = conn.stream.write_all(&template.request).await {
-        // A reused connection the peer closed meanwhile: nothing of the request was taken.
-        return if reused {
+        return if again {
             Exchange::Unsent
         } else {
             Exchange::Failed(broken(format!("sending the request: {e}")))
         };
     }
+    // Whether any of the answer came, and the time to the final answer's first byte.
+    let mut received = false;
     let mut ttfb = None;
+    // Bytes of interim answers skipped, bounded like a head.
+    let mut interim = 0;
     let head = loop {
         if !conn.buf.is_empty() {
             match parse_head(&conn.buf, &job.method, job, results) {
@@ -482,6 +522,13 @@ async fn exchange(
                         && head.status != StatusCode::SWITCHING_PROTOCOLS =>
                 {
                     conn.buf.advance(head.len);
+                    interim += head.len;
+                    if interim > MAX_HEAD {
+                        return Exchange::Failed(broken(format!(
+                            "more than {MAX_HEAD} bytes of interim (1xx) answers"
+                        )));
+                    }
+                    ttfb = None;
                     continue;
                 }
                 Ok(Some(head)) => break head,
@@ -489,26 +536,22 @@ async fn exchange(
             }
         }
         match conn.fill().await {
-            Ok(0) if reused && ttfb.is_none() && idempotent(&job.method) => {
-                return Exchange::Unsent;
-            }
+            Ok(0) | Err(_) if again && !received => return Exchange::Unsent,
             Ok(0) => {
                 return Exchange::Failed(broken(
                     "the connection closed before the answer's head was complete",
                 ));
             }
             Ok(_) => {
+                received = true;
                 ttfb.get_or_insert_with(|| started.elapsed());
-            }
-            Err(e) if reused && ttfb.is_none() && idempotent(&job.method) => {
-                let _ = e;
-                return Exchange::Unsent;
             }
             Err(e) => return Exchange::Failed(broken(format!("reading the answer: {e}"))),
         }
     };
     conn.buf.advance(head.len);
-    let ttfb = ttfb.unwrap_or_default();
+    // The final answer came in the same read as an interim one: its first byte is now.
+    let ttfb = ttfb.unwrap_or_else(|| started.elapsed());
     if let Some(location) = &head.location
         && let Some(hop) = Hop::first(job).next(head.status, location)
     {
@@ -565,6 +608,9 @@ async fn read_body(conn: &mut Conn, framing: Framing, body: &mut Body) -> Result
         },
         Framing::Chunked => loop {
             let size = loop {
+                if !chunk_line_valid(&conn.buf) {
+                    return Err(cut("the answer's chunked body is not valid"));
+                }
                 match httparse::parse_chunk_size(&conn.buf) {
                     Ok(httparse::Status::Complete((used, size))) => {
                         conn.buf.advance(used);
@@ -585,7 +631,7 @@ async fn read_body(conn: &mut Conn, framing: Framing, body: &mut Body) -> Result
                             conn.buf.advance(used);
                             return Ok(true);
                         }
-                        Ok(httparse::Status::Partial) if conn.buf.len() <= MAX_HEAD => {
+                        Ok(httparse::Status::Partial) if conn.buf.len() <= MAX_TRAILERS => {
                             more(conn, CLOSED).await?;
                         }
                         _ => return Err(cut("the answer's trailers are not valid")),
@@ -603,6 +649,22 @@ async fn read_body(conn: &mut Conn, framing: Framing, body: &mut Body) -> Result
             }
             conn.buf.advance(2);
         },
+    }
+}
+
+/// Whether what starts the buffer can be a chunk-size line as hyper reads one: a hex digit
+/// first, and no line feed before the line's CRLF (httparse alone takes an empty line as size
+/// 0, and a bare line feed in an extension). A line not yet complete passes.
+fn chunk_line_valid(buf: &[u8]) -> bool {
+    let Some(&first) = buf.first() else {
+        return true;
+    };
+    if !first.is_ascii_hexdigit() {
+        return false;
+    }
+    match buf.iter().position(|&b| b == b'\n') {
+        Some(at) => at > 0 && buf[at - 1] == b'\r',
+        None => true,
     }
 }
 
