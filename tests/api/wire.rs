@@ -494,3 +494,27 @@ async fn endless_interim_answers_end_the_request_rather_than_the_run() {
     assert_eq!(s["succeeded"], 2, "{s}");
     assert_eq!(s["tasks"], 4, "{s}");
 }
+
+#[tokio::test]
+async fn a_url_the_guard_refuses_is_refused_in_a_load_run_even_when_its_origin_is_approved() {
+    let app = spawn_app().await;
+    let server = spawn_scripted().await;
+    // The same origin, once plainly and once with credentials in the URL: the origin's lookup
+    // is approved once, but the URL with credentials is still refused, every time.
+    let with_credentials = server.base.replace("http://", "http://user:secret@");
+    let res = app
+        .post(&json!({
+            "jobs": [
+                { "kind": "http", "url": format!("{}/length", server.base) },
+                { "kind": "http", "url": format!("{with_credentials}/length") }
+            ],
+            "load": { "repeat": 3 }, "concurrency": 1, "results": "errors"
+        }))
+        .await;
+    assert_eq!(res.status, 201, "{}", res.json);
+    let s = &res.json["summary"];
+    assert_eq!(s["succeeded"], 3, "{s}");
+    assert_eq!(s["errors"]["forbidden"], 3, "{s}");
+    let sent = server.requests.lock().unwrap().len();
+    assert_eq!(sent, 3, "only the plain URL's requests arrive");
+}
