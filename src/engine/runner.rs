@@ -194,8 +194,8 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
     let jobs: Arc<[JobSpec]> = spec.jobs.into();
     let epoch = batch.start();
     let issuer = Arc::new(Issuer::new(&spec.load, epoch));
-    // A load run's plain-HTTP requests go on connections of its own (see `jobs::lean`), each
-    // driver its own, so that drivers on different threads share no connection list.
+    // A load run's plain-HTTP requests go on connections of its own (see `jobs::lean`); each
+    // slot keeps its connection, so drivers on different threads rarely touch the shared pool.
     let lean = spec.load.is_load
         && jobs
             .iter()
@@ -215,6 +215,9 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
     let drivers = plan_drivers(large, spec.concurrency, split, min_slots);
     let count = drivers.len();
     let mut set = JoinSet::new();
+    // One pool for the batch: its drivers share what the guard made of each origin (one
+    // lookup per name), and connections a slot put back.
+    let pool = lean.then(|| Arc::new(LeanPool::new(inner.ctx.guard.clone(), spec.results, &jobs)));
     for limit in drivers {
         // Out of tokio's cooperative budget: a driver polls thousands of timers per turn, and
         // with the budget each turn would stop after 128 of them and rescan its ready queue.
@@ -222,9 +225,8 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
         // `drive_slots`).
         let (inner, batch, jobs, issuer) =
             (inner.clone(), batch.clone(), jobs.clone(), issuer.clone());
-        let driver = if lean {
-            let pool = LeanPool::new(inner.ctx.guard.clone(), spec.results, &jobs);
-            Either::Left(drive_slots(inner, batch, jobs, issuer, pool, limit))
+        let driver = if let Some(pool) = &pool {
+            Either::Left(drive_slots(inner, batch, jobs, issuer, pool.clone(), limit))
         } else {
             Either::Right(drive(inner, batch, jobs, issuer, limit))
         };
@@ -528,7 +530,7 @@ async fn drive_slots(
     batch: Arc<Batch>,
     jobs: Arc<[JobSpec]>,
     issuer: Arc<Issuer>,
-    pool: LeanPool,
+    pool: Arc<LeanPool>,
     limit: usize,
 ) {
     let cancel = batch.cancel_token().clone();

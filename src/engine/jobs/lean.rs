@@ -4,10 +4,11 @@
 //! The general path (`reqwest`) pays per request for a pool checkout behind a lock shared by
 //! every batch, a header map and a body kept for the answer, and a name lookup through the
 //! guard. A load run sends the same few requests a million times: here each origin is looked
-//! up and judged by the guard once per batch driver (the approved addresses are then the only
+//! up and judged by the guard once per batch (the approved addresses are then the only
 //! ones dialled, so a name cannot rebind mid-run; an origin the policy refuses stays refused;
 //! a name that does not resolve is tried again at most once a second),
-//! connections are kept in the driver's own idle list, each job's request is written out once
+//! each slot keeps its connection (the batch's idle list holds those put back), each job's
+//! request is written out once
 //! and sent as the same bytes every time, and an answer that `results` will not show is
 //! counted, not kept.
 //!
@@ -111,7 +112,10 @@ pub struct LeanPool {
     guard: NetGuard,
     results: ResultsMode,
     origins: Mutex<rustc_hash::FxHashMap<String, Origin>>,
-    /// Each job's request line and headers, built once (`None` for jobs not sent here).
+    /// Held while a name is looked up, so that the slots which all start at once cost one
+    /// lookup between them rather than one each.
+    lookup: tokio::sync::Mutex<()>,
+    /// Each job's request as it goes on the wire (`None` for jobs not sent here).
     templates: Vec<Option<Template>>,
 }
 
@@ -158,6 +162,7 @@ impl LeanPool {
             guard,
             results,
             origins: Mutex::default(),
+            lookup: tokio::sync::Mutex::new(()),
             templates,
         }
     }
@@ -171,35 +176,38 @@ impl LeanPool {
 
     /// The addresses the guard approved for the URL's origin, looked up on first use.
     async fn addresses(&self, origin: &str, url: &url::Url) -> Result<Arc<[SocketAddr]>, Failure> {
-        let known = self
-            .origins
-            .lock()
-            .get(origin)
-            .and_then(|o| o.judged.clone());
-        let judged = match known {
-            Some(Judged::Unresolved(at, _)) if at.elapsed() >= LOOKUP_RETRY => None,
-            known => known,
-        };
-        let judged = match judged {
+        let judged = match self.judged(origin) {
             Some(judged) => judged,
-            None => {
-                let judged = match self.guard.addresses(url).await {
-                    Ok(a) => Judged::Approved(a.into()),
-                    Err(Unreachable::Refused(r)) => Judged::Refused(r.0),
-                    Err(Unreachable::Lookup(why)) => Judged::Unresolved(Instant::now(), why),
-                };
-                self.origins
-                    .lock()
-                    .entry(origin.to_owned())
-                    .or_default()
-                    .judged = Some(judged.clone());
-                judged
-            }
+            // One lookup at a time; whoever waited for it finds its outcome.
+            None => match (self.lookup.lock().await, self.judged(origin)) {
+                (_, Some(judged)) => judged,
+                (_turn, None) => {
+                    let judged = match self.guard.addresses(url).await {
+                        Ok(a) => Judged::Approved(a.into()),
+                        Err(Unreachable::Refused(r)) => Judged::Refused(r.0),
+                        Err(Unreachable::Lookup(why)) => Judged::Unresolved(Instant::now(), why),
+                    };
+                    self.origins
+                        .lock()
+                        .entry(origin.to_owned())
+                        .or_default()
+                        .judged = Some(judged.clone());
+                    judged
+                }
+            },
         };
         match judged {
             Judged::Approved(addrs) => Ok(addrs),
             Judged::Refused(why) => Err(Failure::new(ErrorCode::Forbidden, why)),
             Judged::Unresolved(_, why) => Err(Failure::new(ErrorCode::Dns, why)),
+        }
+    }
+
+    /// What is known of the origin's name and still stands.
+    fn judged(&self, origin: &str) -> Option<Judged> {
+        match self.origins.lock().get(origin)?.judged.clone()? {
+            Judged::Unresolved(at, _) if at.elapsed() >= LOOKUP_RETRY => None,
+            judged => Some(judged),
         }
     }
 
