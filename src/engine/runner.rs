@@ -194,12 +194,17 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
     let jobs: Arc<[JobSpec]> = spec.jobs.into();
     let epoch = batch.start();
     let issuer = Arc::new(Issuer::new(&spec.load, epoch));
-    // A load run's plain-HTTP requests go on connections of its own (see `jobs::lean`); each
-    // slot keeps its connection, so drivers on different threads rarely touch the shared pool.
-    let lean = spec.load.is_load
-        && jobs
-            .iter()
-            .any(|j| matches!(&j.kind, JobKind::Http(h) if LeanPool::takes(h)));
+    // A load run's plain-HTTP requests go on connections of its own (see `jobs::lean`), in one
+    // pool for the batch: its drivers share what the guard made of each origin (one lookup per
+    // name) and the connections a slot put back. Each slot keeps its own connection, so drivers
+    // on different threads rarely touch the pool.
+    let pool = spec
+        .load
+        .is_load
+        .then(|| LeanPool::new(inner.ctx.guard.clone(), spec.results, &jobs))
+        .filter(LeanPool::sends_any)
+        .map(Arc::new);
+    let lean = pool.is_some();
     // A large or long batch is split among drivers; one that is short gains nothing by it.
     let large = spec.load.fixed_tasks().is_none_or(|n| n >= SHARD_MIN_JOBS);
     // The lean path drives its connections inside the driver: its I/O is the driver's, so
@@ -215,9 +220,6 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
     let drivers = plan_drivers(large, spec.concurrency, split, min_slots);
     let count = drivers.len();
     let mut set = JoinSet::new();
-    // One pool for the batch: its drivers share what the guard made of each origin (one
-    // lookup per name), and connections a slot put back.
-    let pool = lean.then(|| Arc::new(LeanPool::new(inner.ctx.guard.clone(), spec.results, &jobs)));
     for limit in drivers {
         // Out of tokio's cooperative budget: a driver polls thousands of timers per turn, and
         // with the budget each turn would stop after 128 of them and rescan its ready queue.
@@ -612,12 +614,8 @@ async fn slot(
         let at = claim.due.unwrap_or(now);
         noted.lock().started.push(claim.started(at, now));
         let job_index = claim.index % jobs.len();
-        let lean = Lean {
-            pool,
-            slot: &mut conn,
-            job_index,
-        };
-        let outcome = run_job(&inner.ctx, &jobs[job_index], Some(lean), timer.as_mut()).await;
+        let lean = pool.lean(&mut conn, job_index);
+        let outcome = run_job(&inner.ctx, &jobs[job_index], lean, timer.as_mut()).await;
         noted.lock().ended.push(Ended {
             index: claim.index,
             started: at,
@@ -764,10 +762,11 @@ async fn run_job(
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let attempt = jobs::run_once(ctx, &job.kind, lean.as_mut().map(Lean::reborrow));
+        let begun = Instant::now();
+        let attempt = jobs::run_once(ctx, &job.kind, lean.as_mut().map(Lean::reborrow), begun);
         // One await point for both cases: the attempt's future is stored (and copied) once.
         let limit = job.timeout.map(|limit| {
-            timer.as_mut().reset((Instant::now() + limit).into());
+            timer.as_mut().reset((begun + limit).into());
             (limit, timer.as_mut())
         });
         let result = Limited { attempt, limit }.await;

@@ -185,10 +185,8 @@ async fn serve(mut stream: tokio::net::TcpStream, seen: Arc<Mutex<Vec<Vec<u8>>>>
             if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break at + 4;
             }
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            if !read_more(&mut stream, &mut buf).await {
+                return;
             }
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
@@ -197,10 +195,8 @@ async fn serve(mut stream: tokio::net::TcpStream, seen: Arc<Mutex<Vec<Vec<u8>>>>
             .find_map(|l| l.strip_prefix("content-length:"))
             .map_or(0, |v| v.trim().parse().unwrap());
         while buf.len() < head_end + length {
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            if !read_more(&mut stream, &mut buf).await {
+                return;
             }
         }
         let request: Vec<u8> = buf.drain(..head_end + length).collect();
@@ -236,6 +232,18 @@ async fn serve(mut stream: tokio::net::TcpStream, seen: Arc<Mutex<Vec<Vec<u8>>>>
         }
         if script.close {
             return;
+        }
+    }
+}
+
+/// Reads what the client sent next onto `buf`; `false` once the connection has ended.
+async fn read_more(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 4096];
+    match stream.read(&mut chunk).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
         }
     }
 }

@@ -28,12 +28,14 @@ pub fn client(guard: &NetGuard) -> reqwest::Client {
         .expect("the HTTP client's TLS back end initialises")
 }
 
+/// One attempt, begun at `started` (time to first byte counts from there).
 pub async fn run(
     client: &reqwest::Client,
     guard: &NetGuard,
     job: &HttpJob,
+    started: Instant,
 ) -> Result<TaskOutput, Failure> {
-    follow(client, guard, job, Hop::first(job), Instant::now()).await
+    follow(client, guard, job, Hop::first(job), started).await
 }
 
 /// One request of a job's chain of redirects: where it goes and what it sends.

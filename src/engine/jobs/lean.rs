@@ -115,13 +115,9 @@ pub struct LeanPool {
     /// Held while a name is looked up, so that the slots which all start at once cost one
     /// lookup between them rather than one each.
     lookup: tokio::sync::Mutex<()>,
-    /// Each job's request as it goes on the wire (`None` for jobs not sent here).
-    templates: Vec<Option<Template>>,
-}
-
-/// A job's request as it goes on the wire, written once for all its repetitions.
-struct Template {
-    request: Vec<u8>,
+    /// Each job's request as it goes on the wire, written once for all its repetitions
+    /// (`None` for jobs not sent here).
+    requests: Vec<Option<Box<[u8]>>>,
 }
 
 #[derive(Default)]
@@ -147,13 +143,13 @@ enum Judged {
 
 impl LeanPool {
     pub fn new(guard: NetGuard, results: ResultsMode, jobs: &[JobSpec]) -> LeanPool {
-        let templates = jobs
+        let requests = jobs
             .iter()
             .map(|j| match &j.kind {
                 // A URL the guard refuses as written (a user name in it, say) goes the general
                 // way, which refuses it: origins are judged here once, not every URL.
                 JobKind::Http(h) if LeanPool::takes(h) && guard.preflight(&h.url).is_ok() => {
-                    template(h).ok()
+                    request(h).ok()
                 }
                 _ => None,
             })
@@ -163,12 +159,27 @@ impl LeanPool {
             results,
             origins: Mutex::default(),
             lookup: tokio::sync::Mutex::new(()),
-            templates,
+            requests,
         }
     }
 
+    /// Whether any of the batch's jobs is sent here.
+    pub fn sends_any(&self) -> bool {
+        self.requests.iter().any(Option::is_some)
+    }
+
+    /// Where a task of job `job_index` sends on the lean path, if its job is sent here.
+    pub fn lean<'a>(&'a self, slot: &'a mut Slot, job_index: usize) -> Option<Lean<'a>> {
+        let request = self.requests.get(job_index)?.as_deref()?;
+        Some(Lean {
+            pool: self,
+            slot,
+            request,
+        })
+    }
+
     /// Whether this job's requests can take the lean path.
-    pub fn takes(job: &HttpJob) -> bool {
+    fn takes(job: &HttpJob) -> bool {
         job.url.scheme() == "http"
             && job.method != Method::CONNECT
             && !FRAMING.iter().any(|name| job.headers.contains_key(name))
@@ -366,12 +377,7 @@ struct Head {
 }
 
 /// Reads an answer's head from the front of `buf`: `None` while it is incomplete.
-fn parse_head(
-    buf: &[u8],
-    method: &Method,
-    job: &HttpJob,
-    results: ResultsMode,
-) -> Result<Option<Head>, String> {
+fn parse_head(buf: &[u8], job: &HttpJob, results: ResultsMode) -> Result<Option<Head>, String> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut slots);
     let len = match response.parse(buf) {
@@ -418,7 +424,7 @@ fn parse_head(
         }
     }
     let mut keep_alive = !close && (http11 || keep);
-    let no_body = *method == Method::HEAD
+    let no_body = job.method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
@@ -496,7 +502,7 @@ fn content_length(value: &[u8], known: Option<u64>) -> Result<Option<u64>, Strin
 async fn exchange(
     conn: &mut Conn,
     job: &HttpJob,
-    template: &Template,
+    request: &[u8],
     results: ResultsMode,
     started: Instant,
     reused: bool,
@@ -508,7 +514,7 @@ async fn exchange(
     // idempotent request may go again on a new one (RFC 9110, section 9.2.2); any other fails,
     // as part of it may have been taken.
     let again = reused && idempotent(&job.method);
-    if let Err(e) = conn.stream.write_all(&template.request).await {
+    if let Err(e) = conn.stream.write_all(request).await {
         return if again {
             Exchange::Unsent
         } else {
@@ -522,7 +528,7 @@ async fn exchange(
     let mut interim = 0;
     let head = loop {
         if !conn.buf.is_empty() {
-            match parse_head(&conn.buf, &job.method, job, results) {
+            match parse_head(&conn.buf, job, results) {
                 Err(why) => return Exchange::Failed(broken(why)),
                 // An interim answer (100 Continue, 103 Early Hints): the final one follows.
                 Ok(Some(head))
@@ -597,8 +603,10 @@ fn idempotent(method: &Method) -> bool {
 
 /// Reads the body the framing delimits into `body`: `Ok(true)` when read to its end, `Ok(false)`
 /// when it was cut at the cap.
+/// Why a body could not be read to its end, when the connection closed first.
+const CLOSED: &str = "the connection closed before the answer's body was complete";
+
 async fn read_body(conn: &mut Conn, framing: Framing, body: &mut Body) -> Result<bool, Failure> {
-    const CLOSED: &str = "the connection closed before the answer's body was complete";
     match framing {
         Framing::Empty => Ok(true),
         Framing::Length(n) => read_exactly(conn, n, body).await,
@@ -689,11 +697,7 @@ async fn read_exactly(conn: &mut Conn, mut n: u64, body: &mut Body) -> Result<bo
         if n == 0 {
             return Ok(true);
         }
-        more(
-            conn,
-            "the connection closed before the answer's body was complete",
-        )
-        .await?;
+        more(conn, CLOSED).await?;
     }
 }
 
@@ -706,49 +710,37 @@ async fn more(conn: &mut Conn, closed: &str) -> Result<(), Failure> {
     }
 }
 
-/// Where a task on the lean path sends: the batch's pool, the slot that runs it, and which of
-/// the batch's jobs it is.
+/// Where a task on the lean path sends: the batch's pool, the slot that runs it, and its job's
+/// request as written out ([`LeanPool::lean`]).
 pub struct Lean<'a> {
-    pub pool: &'a LeanPool,
-    pub slot: &'a mut Slot,
-    pub job_index: usize,
+    pool: &'a LeanPool,
+    slot: &'a mut Slot,
+    request: &'a [u8],
 }
 
 impl Lean<'_> {
-    /// Whether the task's job is sent on the lean path (it has a request written out for it).
-    pub fn sends(&self) -> bool {
-        self.pool
-            .templates
-            .get(self.job_index)
-            .is_some_and(Option::is_some)
-    }
-
     /// The same, for one attempt of several.
     pub fn reborrow(&mut self) -> Lean<'_> {
         Lean {
             pool: self.pool,
             slot: self.slot,
-            job_index: self.job_index,
+            request: self.request,
         }
     }
 }
 
-/// One attempt of an HTTP job on the lean path.
+/// One attempt of an HTTP job on the lean path, begun at `started`.
 pub async fn run(
     lean: Lean<'_>,
     client: &reqwest::Client,
     job: &HttpJob,
+    started: Instant,
 ) -> Result<crate::engine::task::TaskOutput, Failure> {
     let Lean {
         pool,
         slot,
-        job_index,
+        request,
     } = lean;
-    let Some(template) = pool.templates.get(job_index).and_then(Option::as_ref) else {
-        // Not one for this path (`Lean::sends`): the general path takes it.
-        return Box::pin(super::http::run(client, &pool.guard, job)).await;
-    };
-    let started = Instant::now();
     let url = &job.url;
     let origin = job.origin.as_str();
     let results = pool.results;
@@ -763,7 +755,7 @@ pub async fn run(
             // Once per slot and origin: boxed, to keep every request's future small.
             None => Box::pin(pool.connect(origin, url)).await?,
         };
-        match exchange(&mut conn, job, template, results, started, reused).await {
+        match exchange(&mut conn, job, request, results, started, reused).await {
             Exchange::Answer(answer) => break (conn, answer),
             Exchange::Unsent => continue,
             Exchange::Failed(failure) => return Err(failure),
@@ -800,7 +792,7 @@ pub async fn run(
 
 /// The job's request as it goes on the wire: the request line in origin form, the headers
 /// the general path sends too (the job's own replace them), the body's length, and the body.
-fn template(job: &HttpJob) -> Result<Template, http::Error> {
+fn request(job: &HttpJob) -> Result<Box<[u8]>, http::Error> {
     let url = &job.url;
     let path = match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
@@ -844,5 +836,5 @@ fn template(job: &HttpJob) -> Result<Template, http::Error> {
     }
     request.extend_from_slice(b"\r\n");
     request.extend_from_slice(&job.body);
-    Ok(Template { request })
+    Ok(request.into())
 }

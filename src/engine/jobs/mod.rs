@@ -6,7 +6,7 @@ pub mod lean;
 mod sleep;
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::spec::JobKind;
 use super::task::{ErrorCode, TaskError, TaskOutput};
@@ -70,20 +70,22 @@ impl Failure {
     }
 }
 
-/// Runs one attempt of a job; a load run's plain-HTTP requests take its lean path.
+/// Runs one attempt of a job, begun at `started`; a load run's plain-HTTP requests take its
+/// lean path (`lean` is there when the job is sent on it).
 pub async fn run_once(
     ctx: &JobContext,
     kind: &JobKind,
     lean: Option<lean::Lean<'_>>,
+    started: Instant,
 ) -> Result<TaskOutput, Failure> {
-    match kind {
-        JobKind::Http(job) if lean.as_ref().is_some_and(lean::Lean::sends) => {
-            lean::run(lean.expect("checked"), &ctx.http, job).await
-        }
+    match (kind, lean) {
+        (JobKind::Http(job), Some(lean)) => lean::run(lean, &ctx.http, job, started).await,
         // Boxed: the general path's future is large, and every task's future would be as
         // large as the largest arm (and copied whole as it is set up), lean ones included.
-        JobKind::Http(job) => Box::pin(http::run(&ctx.http, &ctx.guard, job)).await,
-        JobKind::Sleep(job) => Ok(sleep::run(job).await),
-        JobKind::File(job) => file::run(ctx.files.as_ref(), job).await,
+        (JobKind::Http(job), None) => {
+            Box::pin(http::run(&ctx.http, &ctx.guard, job, started)).await
+        }
+        (JobKind::Sleep(job), _) => Ok(sleep::run(job).await),
+        (JobKind::File(job), _) => file::run(ctx.files.as_ref(), job).await,
     }
 }
