@@ -129,6 +129,7 @@ impl App {
             max_batch_duration: config.max_batch_duration,
             files_root: config.files_root.clone(),
             guard,
+            meter: crate::metrics::meters(),
         })
         .map_err(|source| StartError::FilesRoot {
             path: config.files_root.display().to_string(),

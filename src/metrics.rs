@@ -11,6 +11,7 @@ use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::engine::BatchStatus;
+use crate::engine::meter::Meter;
 use crate::engine::spec::{Kind, Mode};
 use crate::engine::task::TaskStatus;
 use crate::engine::wire_name as name;
@@ -87,8 +88,8 @@ pub struct Meters {
     batches: [[Counter; 4]; 2],
     tasks: [[Counter; 5]; 3],
     durations: [Histogram; 3],
-    pub tasks_in_flight: Gauge,
-    pub batches_in_flight: Gauge,
+    tasks_in_flight: Gauge,
+    batches_in_flight: Gauge,
 }
 
 /// The handles, registered with whatever recorder is installed at the first call (none in a
@@ -113,24 +114,34 @@ pub fn meters() -> &'static Meters {
     })
 }
 
-impl Meters {
-    /// A task ended (`duration` when it had started).
-    pub fn task_ended(&self, kind: Kind, status: TaskStatus, duration: Option<Duration>) {
+impl Meter for Meters {
+    fn batch_started(&self) {
+        self.batches_in_flight.increment(1.0);
+    }
+
+    fn batch_finished(&self, mode: Mode, status: BatchStatus) {
+        self.batches_in_flight.decrement(1.0);
+        let m = MODES.iter().position(|&x| x == mode).unwrap_or(0);
+        if let Some(s) = FINAL.iter().position(|&x| x == status) {
+            self.batches[m][s].increment(1);
+        }
+    }
+
+    fn tasks_started(&self, n: usize) {
+        self.tasks_in_flight.increment(n as f64);
+    }
+
+    fn tasks_ended(&self, n: usize) {
+        self.tasks_in_flight.decrement(n as f64);
+    }
+
+    fn task_ended(&self, kind: Kind, status: TaskStatus, duration: Option<Duration>) {
         let k = KINDS.iter().position(|&x| x == kind).unwrap_or(0);
         if let Some(s) = ENDED.iter().position(|&x| x == status) {
             self.tasks[k][s].increment(1);
         }
         if let Some(d) = duration {
             self.durations[k].record(d.as_secs_f64());
-        }
-    }
-
-    /// A batch finished.
-    pub fn batch_finished(&self, mode: Mode, status: BatchStatus) {
-        self.batches_in_flight.decrement(1.0);
-        let m = MODES.iter().position(|&x| x == mode).unwrap_or(0);
-        if let Some(s) = FINAL.iter().position(|&x| x == status) {
-            self.batches[m][s].increment(1);
         }
     }
 }

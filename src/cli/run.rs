@@ -170,6 +170,7 @@ async fn local(args: &RunArgs, body: &[u8]) -> Result<Value, Unusable> {
         max_batch_duration: limits.max_batch_duration,
         files_root: args.files_root.clone(),
         guard: NetGuard::new(policy),
+        meter: crate::engine::meter::NO_METER,
     })
     .map_err(|e| Unusable(format!("cannot open the files root: {e}")))?;
     let batches: Arc<Batches> = Batches::new(engine, None, "fanout-run".into());

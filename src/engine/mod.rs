@@ -1,15 +1,25 @@
 //! The job engine: runs a validated batch's jobs concurrently and records every outcome in the
-//! batch's live state. It knows neither axum nor any storage backend.
+//! batch's live state. It knows neither axum, the storage backends nor the metrics recorder.
+//!
+//! - [`spec`]: the validated batch and job types it runs.
+//! - [`run`]: the [`Engine`], which admits batches and drives their tasks.
+//! - [`batch`]: a batch's live state and the answer rules applied to it.
+//! - [`jobs`]: one module per job kind, and the lean HTTP path of load runs.
+//! - [`task`], [`summary`], [`verdict`]: a task's record, the batch's figures, and the
+//!   thresholds judged on them.
+//! - [`meter`]: what the engine reports for metrics, as a trait.
 
 pub mod batch;
 pub mod jobs;
-pub mod runner;
+pub mod meter;
+pub mod run;
 pub mod spec;
 pub mod summary;
 pub mod task;
 pub mod verdict;
 
 pub use batch::{Batch, BatchStatus, BatchView, StopReason};
+pub use run::{Admission, Busy, Engine, EngineConfig};
 
 /// A unit enum's name as the API writes it (its serde name: `timed_out`, `gather`, ...).
 pub fn wire_name<T: serde::Serialize>(v: &T) -> String {
@@ -18,4 +28,3 @@ pub fn wire_name<T: serde::Serialize>(v: &T) -> String {
         _ => String::new(),
     }
 }
-pub use runner::{Admission, Busy, Engine, EngineConfig};

@@ -186,7 +186,7 @@ impl Batches {
             Ok(a) => a,
             Err(busy) => return Ok(Submitted::Busy(busy)),
         };
-        let batch = Batch::new(Uuid::now_v7(), &spec);
+        let batch = self.engine.new_batch(&spec);
         match &self.store {
             Some(_) => {
                 let row = NewBatch {
@@ -486,7 +486,11 @@ async fn write_loop(
         let mut saves = Vec::new();
         let mut marks = Vec::new();
         for (i, t) in tracked.iter().enumerate() {
-            let (tasks, upto, meta) = t.batch.changes_since(t.written);
+            let crate::engine::batch::stored::Changes {
+                tasks,
+                ended: upto,
+                meta,
+            } = t.batch.changes_since(t.written);
             let finished = meta.finished_at.is_some();
             if tasks.is_empty() && !finished && t.status == Some(meta.status) {
                 continue;

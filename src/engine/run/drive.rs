@@ -1,0 +1,231 @@
+//! The general driver: runs its share of a batch's tasks as futures in one
+//! `FuturesUnordered`, starting them as its slots, the server's permits and (in the open model)
+//! the schedule allow, and records their ends a burst at a time.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::Either;
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::Semaphore;
+
+use super::Inner;
+use super::attempt::run_job;
+use super::issuer::{Claim, Issuer};
+use crate::engine::batch::{Batch, Ended, Outcome};
+use crate::engine::jobs::JobContext;
+use crate::engine::spec::{JobKind, JobSpec};
+use crate::engine::task::{SleepOutput, TaskOutput, ms};
+
+/// Most completions recorded under one lock of the batch state.
+const BURST: usize = 4096;
+
+/// Drives one share of a batch: takes tasks from the issuer while this driver has slots and
+/// the server has permits (and, in the open model, when each is due), and records outcomes as
+/// they arrive, a burst at a time, so that 100,000 timers firing together cost one lock per
+/// burst rather than one per task.
+pub(super) async fn drive(
+    inner: Arc<Inner>,
+    batch: Arc<Batch>,
+    jobs: Arc<[JobSpec]>,
+    issuer: Arc<Issuer>,
+    limit: usize,
+) {
+    let cancel = batch.cancel_token().clone();
+    let mut running: FuturesUnordered<TaskFuture> = FuturesUnordered::new();
+    // Server-wide permits this driver holds, one per running task; given back in bulk.
+    let mut permits = Permits {
+        semaphore: &inner.global,
+        held: 0,
+    };
+    // A task taken from the issuer that waits for its time or for a permit.
+    let mut held: Option<Claim> = None;
+    let mut exhausted = false;
+    // Kept across loop turns so this driver keeps its place in the semaphore's queue.
+    let mut waiting: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let mut started = Vec::new();
+    let mut ended = Vec::new();
+    let start = |claim: Claim, running: &mut FuturesUnordered<TaskFuture>| {
+        let now = Instant::now();
+        let at = claim.due.unwrap_or(now);
+        running.push(TaskFuture::new(&inner.ctx, &jobs, claim.index, at, now));
+        claim.started(at, now)
+    };
+
+    loop {
+        if cancel.is_cancelled() {
+            return;
+        }
+        while running.len() < limit && waiting.is_none() && timer.is_none() && !exhausted {
+            let Some(claim) = held.take().or_else(|| issuer.claim()) else {
+                exhausted = true;
+                break;
+            };
+            if let Some(due) = claim.due.filter(|&due| due > Instant::now()) {
+                held = Some(claim);
+                timer = Some(Box::pin(tokio::time::sleep_until(due.into())));
+                break;
+            }
+            if let Ok(permit) = inner.global.try_acquire() {
+                permit.forget();
+                permits.held += 1;
+                started.push(start(claim, &mut running));
+            } else {
+                held = Some(claim);
+                let global = &inner.global;
+                waiting = Some(Box::pin(async move {
+                    global
+                        .acquire()
+                        .await
+                        .expect("the semaphore is never closed")
+                        .forget();
+                }));
+            }
+        }
+        if !started.is_empty() {
+            batch.tasks_started(&started);
+            started.clear();
+        }
+        if running.is_empty() && held.is_none() && exhausted {
+            return;
+        }
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            () = next_burst(&mut running, &mut ended), if !running.is_empty() => {
+                permits.release(ended.len());
+                batch.tasks_ended(&mut ended);
+                // Unconstrained by the budget, so share the worker after each burst.
+                tokio::task::yield_now().await;
+            }
+            _ = async { waiting.as_mut().expect("guarded").await }, if waiting.is_some() => {
+                waiting = None;
+                permits.held += 1;
+                let claim = held.take().expect("only waits with a task held");
+                batch.tasks_started(&[start(claim, &mut running)]);
+            }
+            _ = async { timer.as_mut().expect("guarded").await }, if timer.is_some() => {
+                timer = None;
+            }
+        }
+    }
+}
+
+/// Waits for at least one task to end, then takes every other one that has ended too, up to
+/// [`BURST`].
+fn next_burst<'a>(
+    running: &'a mut FuturesUnordered<TaskFuture>,
+    ended: &'a mut Vec<Ended>,
+) -> impl Future<Output = ()> + 'a {
+    std::future::poll_fn(move |cx| {
+        while ended.len() < BURST {
+            match running.poll_next_unpin(cx) {
+                std::task::Poll::Ready(Some(done)) => ended.push(done),
+                std::task::Poll::Ready(None) | std::task::Poll::Pending => break,
+            }
+        }
+        if ended.is_empty() {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+}
+
+/// Server-wide permits held by a driver; whatever is still held when the driver stops (its
+/// futures dropped by a cancel, or a panic) goes back to the semaphore.
+struct Permits<'a> {
+    semaphore: &'a Semaphore,
+    held: usize,
+}
+
+impl Permits<'_> {
+    fn release(&mut self, n: usize) {
+        self.held -= n;
+        self.semaphore.add_permits(n);
+    }
+}
+
+impl Drop for Permits<'_> {
+    fn drop(&mut self) {
+        self.semaphore.add_permits(self.held);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// One running task. A concrete type, so the driver's `FuturesUnordered` holds it inline
+    /// (one allocation per task) rather than behind another box.
+    struct TaskFuture {
+        index: usize,
+        // Where its latency counts from: its start, or in the open model its intended start.
+        started: Instant,
+        // When it actually began.
+        began: Instant,
+        #[pin]
+        run: Either<tokio::time::Sleep, Pin<Box<dyn Future<Output = Outcome> + Send>>>,
+    }
+}
+
+impl TaskFuture {
+    fn new(
+        ctx: &Arc<JobContext>,
+        jobs: &Arc<[JobSpec]>,
+        index: usize,
+        started: Instant,
+        began: Instant,
+    ) -> TaskFuture {
+        let job = &jobs[index % jobs.len()];
+        let run = match (&job.kind, job.timeout) {
+            // A sleep that no timeout can cut short cannot fail, so it needs no retry
+            // machinery: one timer, its deadline fixed from this job's own start.
+            (JobKind::Sleep(sleep), timeout) if timeout.is_none_or(|t| t >= sleep.duration) => {
+                Either::Left(tokio::time::sleep_until((began + sleep.duration).into()))
+            }
+            _ => {
+                let (ctx, jobs) = (ctx.clone(), jobs.clone());
+                // A load run repeats the job list: task `index` runs job `index % len`.
+                let run = async move {
+                    let timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+                    run_job(&ctx, &jobs[index % jobs.len()], None, timer).await
+                };
+                Either::Right(Box::pin(run) as Pin<Box<_>>)
+            }
+        };
+        TaskFuture {
+            index,
+            started,
+            began,
+            run,
+        }
+    }
+}
+
+impl Future for TaskFuture {
+    type Output = Ended;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Ended> {
+        let this = self.project();
+        let outcome = match this.run.as_pin_mut() {
+            Either::Left(sleep) => {
+                std::task::ready!(sleep.poll(cx));
+                Outcome {
+                    attempts: 1,
+                    output: Some(TaskOutput::Sleep(SleepOutput {
+                        slept_ms: ms(this.began.elapsed()),
+                    })),
+                    error: None,
+                }
+            }
+            Either::Right(job) => std::task::ready!(job.poll(cx)),
+        };
+        std::task::Poll::Ready(Ended {
+            index: *this.index,
+            started: *this.started,
+            ended: Instant::now(),
+            outcome,
+        })
+    }
+}

@@ -1,0 +1,294 @@
+//! The schedule of a batch's tasks: which task number comes next, when it may start (as soon as
+//! a slot is free, or at its place in the open model's schedule), which tasks are the warm-up,
+//! and when the run is over. Pure logic over atomics, shared by all of a batch's drivers.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::engine::batch::Started;
+use crate::engine::spec::LoadPlan;
+
+/// Hands out task numbers to a batch's drivers, in order, and says when each may start:
+/// as soon as a slot is free (closed model), or at its place in the schedule (open model).
+/// Also decides which tasks belong to the warm-up and when the run is over.
+pub(super) struct Issuer {
+    next: AtomicUsize,
+    /// Measured (non-warm-up) tasks handed out, closed model.
+    measured: AtomicUsize,
+    epoch: Instant,
+    /// Measured tasks at most.
+    count: Option<usize>,
+    /// Tasks at most, warm-up included.
+    max_tasks: usize,
+    warmup_end: Instant,
+    /// No measured task starts at or after this.
+    end: Option<Instant>,
+    rate: Option<f64>,
+    /// Open model: how many of the first tasks are the warm-up.
+    open_warmup: usize,
+}
+
+/// A task number handed out.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Claim {
+    pub index: usize,
+    /// Open model: when it should start.
+    pub due: Option<Instant>,
+    pub warmup: bool,
+}
+
+impl Claim {
+    /// The task's start, begun `now`; its latency counts from `at`.
+    pub fn started(&self, at: Instant, now: Instant) -> Started {
+        Started {
+            index: self.index,
+            at,
+            lag: self.due.map(|due| now.saturating_duration_since(due)),
+            warmup: self.warmup,
+        }
+    }
+}
+
+impl Issuer {
+    pub fn new(plan: &LoadPlan, epoch: Instant) -> Issuer {
+        let warmup_end = epoch + plan.warmup;
+        Issuer {
+            next: AtomicUsize::new(0),
+            measured: AtomicUsize::new(0),
+            epoch,
+            count: plan.count,
+            max_tasks: plan.max_tasks,
+            warmup_end,
+            end: plan.duration.map(|d| warmup_end + d),
+            rate: plan.rate_per_s,
+            open_warmup: plan.open_warmup_tasks(),
+        }
+    }
+
+    /// Closed model: tasks start as slots free up, not at scheduled times.
+    pub fn is_closed(&self) -> bool {
+        self.rate.is_none()
+    }
+
+    /// The next task, or `None` when the run has no more to start.
+    pub fn claim(&self) -> Option<Claim> {
+        match self.rate {
+            Some(rate) => self.claim_scheduled(rate),
+            None => self.claim_now(),
+        }
+    }
+
+    /// Open model: task `i` is due at `i / rate` seconds after the start.
+    fn claim_scheduled(&self, rate: f64) -> Option<Claim> {
+        let total = self.open_warmup + self.count?;
+        let index = self
+            .next
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |i| {
+                (i < total.min(self.max_tasks)).then_some(i + 1)
+            })
+            .ok()?;
+        let due = self.epoch + Duration::from_secs_f64(index as f64 / rate);
+        let warmup = index < self.open_warmup;
+        if !warmup && self.end.is_some_and(|end| due >= end) {
+            return None;
+        }
+        Some(Claim {
+            index,
+            due: Some(due),
+            warmup,
+        })
+    }
+
+    /// Closed model: a task whenever a driver has a free slot, until the count or the time
+    /// is up. Tasks handed out before the warm-up ends are the warm-up.
+    fn claim_now(&self) -> Option<Claim> {
+        let now = Instant::now();
+        let mut warmup = now < self.warmup_end;
+        // The warm-up leaves room under --max-jobs for the whole measured run: past that, the
+        // next task is a measured one that waits for the warm-up to end.
+        let room = self.max_tasks.saturating_sub(self.count.unwrap_or(0));
+        let mut due = None;
+        if warmup && self.next.load(Ordering::Acquire) >= room {
+            warmup = false;
+            due = Some(self.warmup_end);
+        }
+        if !warmup {
+            if self.end.is_some_and(|end| now >= end) {
+                return None;
+            }
+            let n = self.measured.fetch_add(1, Ordering::AcqRel);
+            if self.count.is_some_and(|count| n >= count) {
+                return None;
+            }
+        }
+        let index = self
+            .next
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |i| {
+                (i < self.max_tasks).then_some(i + 1)
+            })
+            .ok();
+        let Some(index) = index else {
+            if self.end.is_some() {
+                tracing::warn!(
+                    limit = self.max_tasks,
+                    "a load run for a duration reached --max-jobs tasks and stops early"
+                );
+            }
+            return None;
+        };
+        Some(Claim { index, due, warmup })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(count: Option<usize>) -> LoadPlan {
+        LoadPlan {
+            count,
+            duration: None,
+            rate_per_s: None,
+            warmup: Duration::ZERO,
+            max_tasks: 1_000,
+            is_load: true,
+        }
+    }
+
+    fn drain(issuer: &Issuer) -> Vec<Claim> {
+        std::iter::from_fn(|| issuer.claim()).take(10_000).collect()
+    }
+
+    #[test]
+    fn the_closed_model_hands_out_every_task_once_in_order_then_stops() {
+        let issuer = Issuer::new(&plan(Some(5)), Instant::now());
+        let claims = drain(&issuer);
+        let indices: Vec<usize> = claims.iter().map(|c| c.index).collect();
+        assert_eq!(indices, vec![0, 1, 2, 3, 4]);
+        assert!(claims.iter().all(|c| c.due.is_none() && !c.warmup));
+        assert!(issuer.claim().is_none(), "stays exhausted");
+    }
+
+    #[test]
+    fn the_open_model_schedules_task_i_at_i_over_the_rate() {
+        let epoch = Instant::now();
+        let issuer = Issuer::new(
+            &LoadPlan {
+                rate_per_s: Some(100.0),
+                ..plan(Some(10))
+            },
+            epoch,
+        );
+        let claims = drain(&issuer);
+        assert_eq!(claims.len(), 10);
+        for (i, c) in claims.iter().enumerate() {
+            assert_eq!(c.index, i);
+            assert_eq!(c.due, Some(epoch + Duration::from_millis(10 * i as u64)));
+            assert!(!c.warmup);
+        }
+    }
+
+    #[test]
+    fn an_open_model_warm_up_is_the_tasks_due_within_it_and_the_measured_count_follows() {
+        let epoch = Instant::now();
+        let issuer = Issuer::new(
+            &LoadPlan {
+                rate_per_s: Some(100.0),
+                warmup: Duration::from_millis(50),
+                ..plan(Some(10))
+            },
+            epoch,
+        );
+        let claims = drain(&issuer);
+        assert_eq!(claims.len(), 15);
+        assert!(claims[..5].iter().all(|c| c.warmup));
+        assert!(claims[5..].iter().all(|c| !c.warmup));
+        assert_eq!(claims[14].due, Some(epoch + Duration::from_millis(140)));
+    }
+
+    #[test]
+    fn an_open_model_run_for_a_duration_starts_nothing_due_at_or_after_its_end() {
+        let epoch = Instant::now();
+        let issuer = Issuer::new(
+            &LoadPlan {
+                rate_per_s: Some(10.0),
+                duration: Some(Duration::from_secs(1)),
+                ..plan(Some(100))
+            },
+            epoch,
+        );
+        let claims = drain(&issuer);
+        assert_eq!(claims.len(), 10, "due at 0.0 s .. 0.9 s");
+        assert!(
+            claims
+                .iter()
+                .all(|c| c.due.unwrap() < epoch + Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn a_closed_model_run_whose_time_is_up_starts_nothing() {
+        let long_ago = Instant::now() - Duration::from_secs(10);
+        let issuer = Issuer::new(
+            &LoadPlan {
+                duration: Some(Duration::from_secs(1)),
+                ..plan(None)
+            },
+            long_ago,
+        );
+        assert!(issuer.claim().is_none());
+    }
+
+    #[test]
+    fn a_run_for_a_duration_stops_at_the_task_bound() {
+        let issuer = Issuer::new(
+            &LoadPlan {
+                duration: Some(Duration::from_secs(3600)),
+                max_tasks: 3,
+                ..plan(None)
+            },
+            Instant::now(),
+        );
+        assert_eq!(drain(&issuer).len(), 3);
+    }
+
+    #[test]
+    fn a_closed_model_warm_up_leaves_room_for_the_whole_measured_run() {
+        // The warm-up lasts an hour, so by time every claim would be warm-up; the bound of 8
+        // tasks leaves 5 for it and keeps 3 for the measured run, which waits for the
+        // warm-up's end.
+        let epoch = Instant::now();
+        let issuer = Issuer::new(
+            &LoadPlan {
+                warmup: Duration::from_secs(3600),
+                max_tasks: 8,
+                ..plan(Some(3))
+            },
+            epoch,
+        );
+        let claims = drain(&issuer);
+        assert_eq!(claims.len(), 8);
+        assert!(claims[..5].iter().all(|c| c.warmup && c.due.is_none()));
+        let warmup_end = epoch + Duration::from_secs(3600);
+        assert!(
+            claims[5..]
+                .iter()
+                .all(|c| !c.warmup && c.due == Some(warmup_end))
+        );
+    }
+
+    #[test]
+    fn a_claim_reports_how_late_it_started() {
+        let epoch = Instant::now();
+        let claim = Claim {
+            index: 3,
+            due: Some(epoch),
+            warmup: false,
+        };
+        let started = claim.started(epoch, epoch + Duration::from_millis(7));
+        assert_eq!(started.index, 3);
+        assert_eq!(started.lag, Some(Duration::from_millis(7)));
+        let closed = Claim { due: None, ..claim };
+        assert_eq!(closed.started(epoch, epoch).lag, None);
+    }
+}

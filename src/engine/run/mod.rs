@@ -1,0 +1,331 @@
+//! Runs a batch: a coordinator task per batch owns a `JoinSet` of shard drivers; each driver
+//! dispatches its share of the jobs in input order as concurrency slots free up and drives them
+//! as futures in one `FuturesUnordered`.
+//!
+//! Why not a task per job: spawning 100,000 tasks alone takes 65–85 ms on this project's
+//! two-core machines (`shared/STACK.md`), which is most of the 5 % overhead budget of a batch of
+//! one-second sleeps. A job future pushed into a driver costs an allocation and no scheduling;
+//! cancelling a batch is dropping its drivers' futures. Large batches are split across as many
+//! drivers as there are worker threads so that both cores start and finish jobs.
+//!
+//! A load run on the lean HTTP path is driven differently ([`slots`]): its drivers run a
+//! fixed set of slots, each running one task after another on a connection it keeps, so that
+//! a request costs no future of its own.
+//!
+//! - [`issuer`]: the schedule (which task next, when, warm-up, the run's end).
+//! - [`drive`]: the general driver; [`slots`]: the lean one.
+//! - [`attempt`]: a job's attempts, timeouts, retries and backoff.
+
+mod attempt;
+mod drive;
+mod issuer;
+mod slots;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::future::Either;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::batch::{Batch, StopReason};
+use super::jobs::JobContext;
+use super::jobs::lean::LeanPool;
+use super::meter::Meter;
+use super::spec::{BatchSpec, JobSpec};
+use crate::guard::NetGuard;
+use drive::drive;
+use issuer::Issuer;
+use slots::drive_slots;
+
+/// Server-wide settings the engine needs.
+#[derive(Clone)]
+pub struct EngineConfig {
+    /// Jobs in flight across every batch.
+    pub max_concurrency: usize,
+    /// Tasks that may wait for a slot beyond those in flight, across every batch.
+    pub max_queue: usize,
+    /// Longest a batch may run, whatever it asked for.
+    pub max_batch_duration: Duration,
+    /// Where `file` jobs read; when the folder does not exist, file jobs fail `not_found`.
+    pub files_root: PathBuf,
+    /// What HTTP jobs may reach.
+    pub guard: NetGuard,
+    /// Where batches report their task and batch counts.
+    pub meter: &'static dyn Meter,
+}
+
+/// Below this many jobs a batch is driven by one driver: splitting gains nothing.
+const SHARD_MIN_JOBS: usize = 2048;
+/// Each driver of a split batch keeps at least this many of the batch's concurrency slots.
+const SHARD_MIN_SLOTS: usize = 64;
+/// The same for a load run on the lean path, whose drivers also do its network I/O: small
+/// drivers, so that when the OS takes a worker thread away mid-turn (as it does when the load
+/// and its target share the cores) only a few requests wait for it to come back. Measured at
+/// concurrency 64 against a local nginx on 2 cores: 2 slots a driver kept p99 at 2.0-2.4 ms;
+/// 16 slots a driver gave 4.0-4.5 ms in 11 of 14 runs (a 4 ms scheduler tick stalling 16
+/// requests at a time), at no gain in throughput.
+const LEAN_MIN_SLOTS: usize = 2;
+/// How many drivers a lean load run may have per worker thread.
+const LEAN_DRIVERS_PER_WORKER: usize = 16;
+
+/// Starts batches and keeps track of them until they end.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctx: Arc<JobContext>,
+    meter: &'static dyn Meter,
+    /// The server-wide bound on jobs in flight (`--max-concurrency`), shared by all batches.
+    global: Arc<Semaphore>,
+    max_batch_duration: Duration,
+    /// Tasks of unfinished batches, against `capacity`: what bounds memory and the queue.
+    outstanding: Arc<AtomicUsize>,
+    capacity: usize,
+    /// How many drivers a large batch is split into: one per worker thread.
+    workers: usize,
+    /// Every batch coordinator, so shutdown can wait for them.
+    tracker: TaskTracker,
+    /// Cancelled at shutdown: running batches stop and record their tasks as interrupted.
+    shutdown: CancellationToken,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> std::io::Result<Engine> {
+        let ctx = JobContext::new(&config.files_root, config.guard)?;
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                ctx: Arc::new(ctx),
+                meter: config.meter,
+                global: Arc::new(Semaphore::new(config.max_concurrency)),
+                max_batch_duration: config.max_batch_duration,
+                outstanding: Arc::default(),
+                capacity: config.max_concurrency.saturating_add(config.max_queue),
+                workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                tracker: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+            }),
+        })
+    }
+
+    /// Whether `file` jobs have a root to read from.
+    pub fn has_files_root(&self) -> bool {
+        self.inner.ctx.has_files_root()
+    }
+
+    /// A new batch of `spec`, ready to [`start`](Engine::start).
+    pub fn new_batch(&self, spec: &BatchSpec) -> Arc<Batch> {
+        Batch::new(Uuid::now_v7(), spec, self.inner.meter)
+    }
+
+    /// Reserves room for a batch of `tasks`: its tasks count against the server's bound on
+    /// running plus waiting tasks until the batch ends.
+    pub fn admit(&self, tasks: usize) -> Result<Admission, Busy> {
+        if tasks > self.inner.capacity {
+            return Err(Busy::Never {
+                capacity: self.inner.capacity,
+            });
+        }
+        let outstanding = &self.inner.outstanding;
+        let mut now = outstanding.load(Ordering::Relaxed);
+        loop {
+            if now + tasks > self.inner.capacity {
+                return Err(Busy::Full);
+            }
+            match outstanding.compare_exchange_weak(
+                now,
+                now + tasks,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Ok(Admission {
+                        outstanding: outstanding.clone(),
+                        tasks,
+                    });
+                }
+                Err(seen) => now = seen,
+            }
+        }
+    }
+
+    /// Runs the batch in a task of its own, so that it outlives the request that started it:
+    /// a client hanging up cancels nobody's jobs.
+    pub fn start(&self, batch: Arc<Batch>, spec: BatchSpec, admission: Admission) {
+        let inner = self.inner.clone();
+        let span = tracing::info_span!("batch", batch_id = %batch.id);
+        self.inner.tracker.spawn(
+            async move {
+                coordinate(inner, batch, spec).await;
+                drop(admission);
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Stops every running batch (their unfinished tasks become `interrupted`) and waits for
+    /// them to record it.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+
+    /// Waits for running batches to end by themselves, for at most `grace`.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.inner.tracker.close();
+        tokio::time::timeout(grace, self.inner.tracker.wait())
+            .await
+            .is_ok()
+    }
+}
+
+/// Room reserved for a batch's tasks; given back when dropped.
+pub struct Admission {
+    outstanding: Arc<AtomicUsize>,
+    tasks: usize,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.outstanding.fetch_sub(self.tasks, Ordering::AcqRel);
+    }
+}
+
+/// Why a batch was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// Running and waiting tasks are at the bound; try again shortly.
+    Full,
+    /// The batch alone is larger than the bound.
+    Never { capacity: usize },
+}
+
+async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
+    let jobs: Arc<[JobSpec]> = spec.jobs.into();
+    let epoch = batch.start();
+    let issuer = Arc::new(Issuer::new(&spec.load, epoch));
+    // A load run's plain-HTTP requests go on connections of its own (see `jobs::lean`), in one
+    // pool for the batch: its drivers share what the guard made of each origin (one lookup per
+    // name) and the connections a slot put back. Each slot keeps its own connection, so drivers
+    // on different threads rarely touch the pool.
+    let pool = spec
+        .load
+        .is_load
+        .then(|| LeanPool::new(inner.ctx.guard.clone(), spec.results, &jobs))
+        .filter(LeanPool::sends_any)
+        .map(Arc::new);
+    let lean = pool.is_some();
+    // A large or long batch is split among drivers; one that is short gains nothing by it.
+    let large = spec.load.fixed_tasks().is_none_or(|n| n >= SHARD_MIN_JOBS);
+    // The lean path drives its connections inside the driver: its I/O is the driver's, so
+    // even a few slots are worth a driver per worker thread.
+    let min_slots = if lean {
+        LEAN_MIN_SLOTS
+    } else {
+        SHARD_MIN_SLOTS
+    };
+    // Lean load runs get many small drivers (see `LEAN_MIN_SLOTS`), which work stealing also
+    // spreads evenly over the worker threads.
+    let split = inner.workers * if lean { LEAN_DRIVERS_PER_WORKER } else { 1 };
+    let drivers = plan_drivers(large, spec.concurrency, split, min_slots);
+    let count = drivers.len();
+    let mut set = JoinSet::new();
+    for limit in drivers {
+        // Out of tokio's cooperative budget: a driver polls thousands of timers per turn, and
+        // with the budget each turn would stop after 128 of them and rescan its ready queue.
+        // The driver yields by itself after every burst or turn instead (see `drive` and
+        // `drive_slots`).
+        let (inner, batch, jobs, issuer) =
+            (inner.clone(), batch.clone(), jobs.clone(), issuer.clone());
+        let driver = if let Some(pool) = &pool {
+            Either::Left(drive_slots(inner, batch, jobs, issuer, pool.clone(), limit))
+        } else {
+            Either::Right(drive(inner, batch, jobs, issuer, limit))
+        };
+        set.spawn(tokio::task::unconstrained(driver).in_current_span());
+    }
+    tracing::debug!(tasks = ?spec.load.fixed_tasks(), drivers = count, "batch started");
+
+    let deadline = spec
+        .timeout
+        .map(|t| tokio::time::Instant::from_std(epoch + t));
+    let mut deadline_armed = deadline.is_some();
+    // The server's own cap on a batch's life, whatever it asked for.
+    let hard_stop = tokio::time::sleep_until(tokio::time::Instant::from_std(
+        epoch + inner.max_batch_duration,
+    ));
+    tokio::pin!(hard_stop);
+    let mut hard_armed = true;
+    let mut shutdown_seen = false;
+    loop {
+        tokio::select! {
+            joined = set.join_next() => match joined {
+                None => break,
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    // A panicking job must not leave the batch running forever: stop the rest.
+                    tracing::error!(error = %e, "a batch driver panicked");
+                    batch.stop(StopReason::Cancelled);
+                }
+            },
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)),
+                if deadline_armed =>
+            {
+                deadline_armed = false;
+                batch.deadline_passed(spec.timeout.unwrap_or_default());
+            }
+            _ = &mut hard_stop, if hard_armed => {
+                hard_armed = false;
+                let limit_ms = inner.max_batch_duration.as_millis() as u64;
+                tracing::warn!(limit_ms, "batch reached --max-batch-duration");
+                batch.server_limit_passed(inner.max_batch_duration);
+            }
+            _ = inner.shutdown.cancelled(), if !shutdown_seen => {
+                shutdown_seen = true;
+                batch.stop(StopReason::Interrupted);
+            }
+        }
+    }
+    batch.finish();
+    tracing::debug!(status = ?batch.status(), "batch finished");
+}
+
+/// Splits a batch's concurrency among drivers: one driver unless the batch is large and its
+/// concurrency leaves every driver a useful share.
+fn plan_drivers(large: bool, concurrency: usize, workers: usize, min_slots: usize) -> Vec<usize> {
+    let n = if large {
+        workers.min(concurrency / min_slots).max(1)
+    } else {
+        1
+    };
+    (0..n)
+        .map(|k| concurrency / n + usize::from(k < concurrency % n))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_batches_get_one_driver_with_all_the_slots() {
+        assert_eq!(plan_drivers(false, 3, 2, SHARD_MIN_SLOTS), vec![3]);
+        assert_eq!(plan_drivers(true, 1, 2, SHARD_MIN_SLOTS), vec![1]);
+    }
+
+    #[test]
+    fn large_batches_split_their_concurrency_exactly() {
+        let plan = plan_drivers(true, 1001, 2, SHARD_MIN_SLOTS);
+        assert_eq!(plan, vec![501, 500]);
+        assert_eq!(plan.iter().sum::<usize>(), 1001);
+    }
+}
