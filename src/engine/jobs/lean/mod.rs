@@ -1,0 +1,437 @@
+//! The lean path for load runs: plain-HTTP requests sent on HTTP/1 connections the batch owns,
+//! written here and read by [`h1`], on tokio's `TcpStream`.
+//!
+//! The general path (`reqwest`) pays per request for a pool checkout behind a lock shared by
+//! every batch, a header map and a body kept for the response, and a name lookup through the
+//! guard. A load run sends the same few requests a million times: here each origin is looked
+//! up and judged by the guard once per batch (the approved addresses are then the only ones
+//! dialled, so a name cannot rebind mid-run; an origin the policy refuses stays refused; a
+//! name that does not resolve is tried again at most once a second), each slot keeps its
+//! connection (the batch's idle list holds those put back), each job's request is written out
+//! once and sent as the same bytes every time, and a response that `results` will not show is
+//! counted, not kept.
+//!
+//! Why not hyper's client connection: it hands each request to the connection through a
+//! channel and each response's body back through another, and builds a header map per
+//! response; measured, that was the largest part of a request's cost in user space
+//! (`bench/instructions.py`; `docs/lean-http-client.md` has the figures).
+//!
+//! HTTPS, the hops after a redirect, and requests whose own headers set the message's framing
+//! or the connection's use (`Content-Length`, `Transfer-Encoding`, `Connection`, `Upgrade`,
+//! `TE`, `Expect`) go through the general path.
+//!
+//! - [`h1`]: the answer's framing, read without I/O.
+//! - [`pool`]: the batch's origins and the connection each slot keeps.
+//! - here: a request written out once per job, and one exchange on a connection.
+
+mod h1;
+mod pool;
+
+use std::time::Instant;
+
+use bytes::Buf;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use tokio::io::AsyncWriteExt;
+
+use super::Failure;
+use super::http::{Hop, answer_output, follow, outcome};
+use crate::engine::spec::{HttpJob, JobKind, JobSpec, ResultsMode};
+use crate::engine::task::{ErrorCode, HttpOutput, TaskOutput, ms};
+use crate::guard::NetGuard;
+use h1::{Asked, Event, Invalid, Reader};
+pub use pool::Slot;
+use pool::{Conn, Origins};
+
+/// Request headers that set how the message is framed or how the connection is used: a job
+/// that sends one of its own takes the general path.
+const FRAMING: [HeaderName; 6] = [
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    header::CONNECTION,
+    header::UPGRADE,
+    header::TE,
+    header::EXPECT,
+];
+
+/// A batch's lean path: its origins and connections, and each job's request as written out.
+pub struct LeanPool {
+    origins: Origins,
+    results: ResultsMode,
+    /// Each job's request as it goes on the wire, written once for all its repetitions
+    /// (`None` for jobs not sent here).
+    requests: Vec<Option<Box<[u8]>>>,
+}
+
+impl LeanPool {
+    pub fn new(guard: NetGuard, results: ResultsMode, jobs: &[JobSpec]) -> LeanPool {
+        let requests = jobs
+            .iter()
+            .map(|j| match &j.kind {
+                // A URL the guard refuses as written (a user name in it, say) goes the general
+                // way, which refuses it: origins are judged here once, not every URL.
+                JobKind::Http(h) if LeanPool::takes(h) && guard.preflight(&h.url).is_ok() => {
+                    request(h).ok()
+                }
+                _ => None,
+            })
+            .collect();
+        LeanPool {
+            origins: Origins::new(guard),
+            results,
+            requests,
+        }
+    }
+
+    /// Whether any of the batch's jobs is sent here.
+    pub fn sends_any(&self) -> bool {
+        self.requests.iter().any(Option::is_some)
+    }
+
+    /// Where a task of job `job_index` sends on the lean path, if its job is sent here.
+    pub fn lean<'a>(&'a self, slot: &'a mut Slot, job_index: usize) -> Option<Lean<'a>> {
+        let request = self.requests.get(job_index)?.as_deref()?;
+        Some(Lean {
+            pool: self,
+            slot,
+            request,
+        })
+    }
+
+    /// Whether this job's requests can take the lean path.
+    fn takes(job: &HttpJob) -> bool {
+        job.url.scheme() == "http"
+            && job.method != Method::CONNECT
+            && !FRAMING.iter().any(|name| job.headers.contains_key(name))
+    }
+}
+
+/// Where a task on the lean path sends: the batch's pool, the slot that runs it, and its job's
+/// request as written out ([`LeanPool::lean`]).
+pub struct Lean<'a> {
+    pool: &'a LeanPool,
+    slot: &'a mut Slot,
+    request: &'a [u8],
+}
+
+impl Lean<'_> {
+    /// The same, for one attempt of several.
+    pub fn reborrow(&mut self) -> Lean<'_> {
+        Lean {
+            pool: self.pool,
+            slot: self.slot,
+            request: self.request,
+        }
+    }
+}
+
+/// The exchange failed before the response's head was read (as the general path sorts it).
+fn failed_before_response(why: impl Into<String>) -> Failure {
+    Failure::new(ErrorCode::Connect, why)
+}
+
+/// The response's body could not be read to its end (as the general path sorts it).
+fn failed_in_body(why: impl Into<String>) -> Failure {
+    Failure::new(ErrorCode::Io, why)
+}
+
+impl From<Invalid> for Failure {
+    fn from(invalid: Invalid) -> Failure {
+        match invalid {
+            Invalid::Head(why) => failed_before_response(why),
+            Invalid::Body(why) => failed_in_body(why),
+        }
+    }
+}
+
+/// How one exchange on a connection went.
+enum Exchange {
+    /// The connection turned out closed before any of the response came: the request was not
+    /// sent, or (when it is idempotent) can be sent again. Only for a reused connection.
+    Unsent,
+    Failed(Failure),
+    /// A redirect the job follows: the general path takes it from here.
+    Redirect(Hop),
+    Done(Response),
+}
+
+/// The target's response, read.
+struct Response {
+    status: StatusCode,
+    /// Kept when the response will be shown.
+    headers: Option<HeaderMap>,
+    body: Body,
+    /// Read to its end, and the connection may carry the next request.
+    reusable: bool,
+    ttfb: std::time::Duration,
+}
+
+/// A response's body as it is read: counted, and kept up to the job's cap when it will be
+/// shown.
+struct Body {
+    shown: bool,
+    cap: usize,
+    kept: Vec<u8>,
+    bytes: usize,
+    truncated: bool,
+}
+
+impl Body {
+    /// Adds the next piece of the body; `false` once the body is longer than the cap.
+    fn append(&mut self, data: &[u8]) -> bool {
+        let room = self.cap - self.bytes;
+        if data.len() > room {
+            if self.shown {
+                self.kept.extend_from_slice(&data[..room]);
+            }
+            self.bytes = self.cap;
+            self.truncated = true;
+            return false;
+        }
+        self.bytes += data.len();
+        if self.shown {
+            self.kept.extend_from_slice(data);
+        }
+        true
+    }
+}
+
+/// Sends the job's request on `conn` and reads its response (keeping the body only when
+/// `results` will show it).
+async fn exchange(
+    conn: &mut Conn,
+    job: &HttpJob,
+    request: &[u8],
+    results: ResultsMode,
+    started: Instant,
+    reused: bool,
+) -> Exchange {
+    if reused && conn.stale() {
+        return Exchange::Unsent;
+    }
+    // A reused connection the peer closed meanwhile, found out before any response came: an
+    // idempotent request may go again on a new one (RFC 9110, section 9.2.2); any other fails,
+    // as part of it may have been taken.
+    let again = reused && idempotent(&job.method);
+    if let Err(e) = conn.stream.write_all(request).await {
+        return if again {
+            Exchange::Unsent
+        } else {
+            Exchange::Failed(failed_before_response(format!("sending the request: {e}")))
+        };
+    }
+    let asked = Asked {
+        head: job.method == Method::HEAD,
+        follows_redirects: job.follow_redirects > 0,
+    };
+    let mut reader = Reader::new(asked, |status: StatusCode| {
+        results.shows(!job.expect_status.accepts(status.as_u16()))
+    });
+    // Whether any of the response came, and the time to the final response's first byte.
+    let mut received = false;
+    let mut ttfb = None;
+    let head = loop {
+        let (used, event) = match reader.next(&conn.buf) {
+            Ok(read) => read,
+            Err(invalid) => return Exchange::Failed(invalid.into()),
+        };
+        conn.buf.advance(used);
+        match event {
+            Event::Head(head) => break head,
+            // The final response follows an interim one: its first byte is yet to come.
+            Event::Interim => ttfb = None,
+            _ => match conn.fill().await {
+                Ok(0) | Err(_) if again && !received => return Exchange::Unsent,
+                Ok(0) => {
+                    let closed = reader.closed().err().map(Failure::from);
+                    return Exchange::Failed(closed.expect("a head cut short is an error"));
+                }
+                Ok(_) => {
+                    received = true;
+                    ttfb.get_or_insert_with(|| started.elapsed());
+                }
+                Err(e) => {
+                    return Exchange::Failed(failed_before_response(format!(
+                        "reading the answer: {e}"
+                    )));
+                }
+            },
+        }
+    };
+    // The final response came in the same read as an interim one: its first byte is now.
+    let ttfb = ttfb.unwrap_or_else(|| started.elapsed());
+    if let Some(location) = &head.location
+        && let Some(hop) = Hop::first(job).next(head.status, location)
+    {
+        return Exchange::Redirect(hop);
+    }
+    let mut body = Body {
+        shown: head.headers.is_some(),
+        cap: job.max_response_bytes as usize,
+        kept: Vec::new(),
+        bytes: 0,
+        truncated: false,
+    };
+    let complete = match read_body(conn, &mut reader, &mut body).await {
+        Ok(complete) => complete,
+        Err(failure) => return Exchange::Failed(failure),
+    };
+    Exchange::Done(Response {
+        status: head.status,
+        headers: head.headers,
+        body,
+        // Anything left over was not asked for: the connection is not to be trusted.
+        reusable: complete && head.keep_alive && conn.buf.is_empty(),
+        ttfb,
+    })
+}
+
+/// Reads the body the reader delimits into `body`: `Ok(true)` when read to its end,
+/// `Ok(false)` when it was cut at the cap.
+async fn read_body<F: Fn(StatusCode) -> bool>(
+    conn: &mut Conn,
+    reader: &mut Reader<F>,
+    body: &mut Body,
+) -> Result<bool, Failure> {
+    loop {
+        let (used, event) = reader.next(&conn.buf)?;
+        let whole = match &event {
+            Event::Data(range) => body.append(&conn.buf[range.clone()]),
+            _ => true,
+        };
+        conn.buf.advance(used);
+        match event {
+            Event::End => return Ok(true),
+            _ if !whole => return Ok(false),
+            Event::Partial => match conn.fill().await {
+                Ok(0) => {
+                    reader.closed()?;
+                    return Ok(true);
+                }
+                Ok(_) => {}
+                Err(e) => return Err(failed_in_body(format!("reading the answer: {e}"))),
+            },
+            _ => {}
+        }
+    }
+}
+
+/// Methods a client may send again when the connection closed before any response came
+/// (RFC 9110, section 9.2.2).
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// One attempt of an HTTP job on the lean path, begun at `started`.
+pub async fn run(
+    lean: Lean<'_>,
+    client: &reqwest::Client,
+    job: &HttpJob,
+    started: Instant,
+) -> Result<TaskOutput, Failure> {
+    let Lean {
+        pool,
+        slot,
+        request,
+    } = lean;
+    let url = &job.url;
+    let origin = job.origin.as_str();
+    let results = pool.results;
+    // An idle connection the server closed meanwhile is found out before the request is
+    // sent, or (for an idempotent request) before any response came: then the request goes
+    // once more on a new connection, as HTTP clients do.
+    let mut idle = slot
+        .connection_to(origin)
+        .or_else(|| pool.origins.idle(origin));
+    let (conn, response) = loop {
+        let reused = idle.is_some();
+        let mut conn = match idle.take() {
+            Some(conn) => conn,
+            // Once per slot and origin: boxed, to keep every request's future small.
+            None => Box::pin(pool.origins.connect(origin, url)).await?,
+        };
+        match exchange(&mut conn, job, request, results, started, reused).await {
+            Exchange::Done(response) => break (conn, response),
+            Exchange::Unsent => continue,
+            Exchange::Failed(failure) => return Err(failure),
+            Exchange::Redirect(hop) => {
+                // The next hops go the general way, each checked by the guard again.
+                return Box::pin(follow(client, pool.origins.guard(), job, hop, started)).await;
+            }
+        }
+    };
+    if response.reusable {
+        slot.keep(&pool.origins, origin, conn);
+    }
+    let body = response.body;
+    let out = match response.headers {
+        Some(headers) => answer_output(
+            response.status,
+            &headers,
+            &body.kept,
+            body.truncated,
+            response.ttfb,
+        ),
+        None => HttpOutput {
+            status: response.status.as_u16(),
+            headers: Default::default(),
+            body: None,
+            body_base64: None,
+            bytes: body.bytes as u64,
+            truncated: body.truncated,
+            ttfb_ms: ms(response.ttfb),
+        },
+    };
+    outcome(job, out)
+}
+
+/// The job's request as it goes on the wire: the request line in origin form, the headers
+/// the general path sends too (the job's own replace them), the body's length, and the body.
+fn request(job: &HttpJob) -> Result<Box<[u8]>, http::Error> {
+    let url = &job.url;
+    let path = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    };
+    // Checks the target is one a request line can carry.
+    let uri = http::Uri::try_from(path)?;
+    let mut headers = HeaderMap::with_capacity(3 + job.headers.len());
+    // The Host header as the URL writes it (no default port).
+    let host = match url.port() {
+        Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_owned(),
+    };
+    headers.insert(header::HOST, HeaderValue::from_str(&host)?);
+    headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+    headers.insert(
+        header::USER_AGENT,
+        HeaderValue::from_static(concat!("fanout/", env!("CARGO_PKG_VERSION"))),
+    );
+    // The job's own headers replace these defaults, and may repeat.
+    for name in job.headers.keys() {
+        headers.remove(name);
+    }
+    for (name, value) in &job.headers {
+        headers.append(name, value.clone());
+    }
+    // As hyper writes it: a length whenever there is a body, or the method usually has one.
+    if !job.body.is_empty() || matches!(job.method, Method::POST | Method::PUT | Method::PATCH) {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(job.body.len()));
+    }
+    let mut request = Vec::with_capacity(256 + job.body.len());
+    request.extend_from_slice(job.method.as_str().as_bytes());
+    request.push(b' ');
+    request.extend_from_slice(uri.to_string().as_bytes());
+    request.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &headers {
+        request.extend_from_slice(name.as_str().as_bytes());
+        request.extend_from_slice(b": ");
+        request.extend_from_slice(value.as_bytes());
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"\r\n");
+    request.extend_from_slice(&job.body);
+    Ok(request.into())
+}
