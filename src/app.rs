@@ -11,9 +11,8 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::Engine;
 use crate::guard::{Dialer, Lookup, NetGuard, NetPolicy};
-use crate::http::request::Limits;
 use crate::http::{AppState, auth, router};
 use crate::store;
 use crate::store::Batches;
@@ -46,6 +45,13 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error("{0}")]
     Config(String),
+}
+
+/// The service's OpenAPI document as YAML: what `openapi.yaml` must equal.
+pub fn openapi_yaml() -> String {
+    crate::http::openapi()
+        .to_yaml()
+        .expect("the OpenAPI document serializes")
 }
 
 /// Docker and Podman leave these behind; Kubernetes and others set `container`.
@@ -123,18 +129,13 @@ impl App {
         let metrics_handle = crate::metrics::install();
         crate::metrics::spawn_upkeep(metrics_handle.clone());
         let store = store::open(&config.database_url, config.sqlite_sync).await?;
-        let engine = Engine::new(EngineConfig {
-            max_concurrency: config.max_concurrency as usize,
-            max_queue: config.max_queue,
-            max_batch_duration: config.max_batch_duration,
-            files_root: config.files_root.clone(),
-            guard,
-            meter: crate::metrics::meters(),
-        })
-        .map_err(|source| StartError::FilesRoot {
-            path: config.files_root.display().to_string(),
-            source,
-        })?;
+        let engine =
+            Engine::new(config.engine(guard, crate::metrics::meters())).map_err(|source| {
+                StartError::FilesRoot {
+                    path: config.files_root.display().to_string(),
+                    source,
+                }
+            })?;
         if !engine.has_files_root() {
             tracing::warn!(files_root = %config.files_root.display(), "the files root does not exist: file jobs will fail with not_found");
         }
@@ -157,15 +158,7 @@ impl App {
         batches.start_background(config.stale_after / 3, config.retention, background.clone());
         let state = AppState::new(crate::http::Shared {
             batches,
-            limits: Arc::new(Limits {
-                max_body_bytes: config.max_body_bytes,
-                max_jobs: config.max_jobs,
-                max_concurrency: config.max_concurrency as usize,
-                max_response_bytes: config.max_response_bytes,
-                max_file_bytes: config.max_file_bytes,
-                max_job_timeout: config.max_job_timeout,
-                max_batch_duration: config.max_batch_duration,
-            }),
+            limits: Arc::new(config.limits()),
             tokens: tokens.into(),
             metrics_token: config
                 .metrics_token

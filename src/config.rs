@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::engine::EngineConfig;
+use crate::engine::meter::Meter;
+use crate::guard::NetGuard;
+use crate::request::Limits;
 use crate::store::SqliteSync;
 
 #[derive(Debug, Clone, Args)]
@@ -122,31 +126,42 @@ pub enum LogFormat {
 }
 
 impl Config {
-    /// The defaults, as `fanout serve` with no flags and no environment would use, but on an
-    /// ephemeral port: what tests and benchmarks start from.
-    pub fn for_tests() -> Config {
-        Config {
-            listen: "127.0.0.1:0".parse().expect("valid address"),
-            database_url: "memory://".into(),
-            sqlite_sync: SqliteSync::Normal,
-            retention: None,
-            stale_after: Duration::from_secs(30),
-            files_root: "./files".into(),
-            allow_net: Vec::new(),
-            max_jobs: 100_000,
-            max_concurrency: 10_000,
-            max_queue: 100_000,
-            max_job_timeout: Duration::from_secs(300),
-            max_batch_duration: Duration::from_secs(3600),
-            max_body_bytes: 8 * 1024 * 1024,
-            max_response_bytes: 1024 * 1024,
-            max_file_bytes: 1024 * 1024,
-            api_token: Vec::new(),
-            api_token_file: None,
-            metrics_token: None,
-            instance_id: None,
-            log_format: LogFormat::Pretty,
-            shutdown_grace: Duration::from_secs(10),
+    /// The defaults, as `fanout serve` with no flags would use them (what the environment's
+    /// `FANOUT_*` variables set included).
+    pub fn defaults() -> Result<Config, String> {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            config: Config,
+        }
+        <Defaults as clap::Parser>::try_parse_from(["fanout"])
+            .map(|d| d.config)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The limits requests are checked and clamped against.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_body_bytes: self.max_body_bytes,
+            max_jobs: self.max_jobs,
+            max_concurrency: self.max_concurrency as usize,
+            max_response_bytes: self.max_response_bytes,
+            max_file_bytes: self.max_file_bytes,
+            max_job_timeout: self.max_job_timeout,
+            max_batch_duration: self.max_batch_duration,
+        }
+    }
+
+    /// What the engine needs of these settings, with the guard HTTP jobs go through and the
+    /// meter batches report to.
+    pub fn engine(&self, guard: NetGuard, meter: &'static dyn Meter) -> EngineConfig {
+        EngineConfig {
+            max_concurrency: self.max_concurrency as usize,
+            max_queue: self.max_queue,
+            max_batch_duration: self.max_batch_duration,
+            files_root: self.files_root.clone(),
+            guard,
+            meter,
         }
     }
 

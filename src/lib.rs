@@ -30,5 +30,6 @@ pub mod engine;
 pub mod guard;
 pub mod http;
 pub mod metrics;
+pub mod request;
 pub mod store;
 pub mod telemetry;

@@ -52,18 +52,11 @@ impl Cli {
             Command::Run(args) => run::run(*args),
             Command::Healthcheck(args) => healthcheck(args),
             Command::Openapi => {
-                print!("{}", openapi_yaml());
+                print!("{}", crate::app::openapi_yaml());
                 ExitCode::SUCCESS
             }
         }
     }
-}
-
-/// The OpenAPI document as YAML.
-pub fn openapi_yaml() -> String {
-    crate::http::openapi()
-        .to_yaml()
-        .expect("the OpenAPI document serializes")
 }
 
 fn healthcheck(args: HealthcheckArgs) -> ExitCode {

@@ -1,5 +1,5 @@
 //! Validated batch and job types: what the engine runs. Built only by parsing a request at the
-//! edge (see `http::request`), so every value here has already been checked.
+//! edge (see `crate::request`), so every value here has already been checked.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiError, FieldError, Problem};
-use super::request::{BatchRequest, parse_batch};
 use crate::engine::{Batch, BatchStatus, BatchView, Busy};
+use crate::request::{BatchRequest, parse_batch};
 use crate::store::{Found, ListFilter, Submitted};
 
 /// The request body, read whatever its `Content-Type` says (so `curl -d @batch.json` works),
@@ -79,7 +79,6 @@ pub async fn create_batch(
         return Err(ApiError::ShuttingDown);
     }
     let spec = parse_batch(&body, &state.limits)?;
-    let spec_len = spec.load.reserve(spec.concurrency, spec.results);
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => match v.to_str() {
@@ -116,9 +115,9 @@ pub async fn create_batch(
         ),
         Submitted::KeyReused => return Err(ApiError::IdempotencyKeyReused),
         Submitted::Busy(Busy::Full) => return Err(ApiError::QueueFull),
-        Submitted::Busy(Busy::Never { capacity }) => {
+        Submitted::Busy(Busy::Never { tasks, capacity }) => {
             return Err(ApiError::TooManyJobs {
-                jobs: spec_len,
+                jobs: tasks,
                 limit: capacity,
             });
         }

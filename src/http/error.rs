@@ -6,23 +6,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// One invalid field of a request.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct FieldError {
-    /// Where, as a path into the request: `jobs[1].url`.
-    #[schema(example = "jobs[1].url")]
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
+pub use crate::request::FieldError;
+use crate::request::Rejected;
 
 /// A problem details body (RFC 9457).
 #[derive(Debug, Serialize, ToSchema)]
@@ -157,6 +142,16 @@ impl ApiError {
             ApiError::TooManyStreams => "Too many event streams",
             ApiError::ShuttingDown => "Shutting down",
             ApiError::Internal(_) => "Internal error",
+        }
+    }
+}
+
+impl From<Rejected> for ApiError {
+    fn from(e: Rejected) -> Self {
+        match e {
+            Rejected::Malformed(why) => ApiError::MalformedJson(why),
+            Rejected::Invalid(errors) => ApiError::Invalid(errors),
+            Rejected::TooManyTasks { tasks, limit } => ApiError::TooManyJobs { jobs: tasks, limit },
         }
     }
 }

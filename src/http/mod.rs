@@ -7,7 +7,6 @@ pub mod batches;
 pub mod error;
 pub mod events;
 pub mod health;
-pub mod request;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,9 +23,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::request::Limits;
 use crate::store::Batches;
 use error::ApiError;
-use request::Limits;
 
 /// Everything a handler needs; cheap to clone (one reference count: every middleware and
 /// extractor clones it per request).

@@ -179,10 +179,7 @@ impl Batches {
         key: Option<(String, String)>,
         answer_status: u16,
     ) -> Result<Submitted, StoreError> {
-        let admission = match self
-            .engine
-            .admit(spec.load.reserve(spec.concurrency, spec.results))
-        {
+        let admission = match self.engine.admit(&spec) {
             Ok(a) => a,
             Err(busy) => return Ok(Submitted::Busy(busy)),
         };

@@ -187,7 +187,7 @@ async fn the_examples_are_valid_batches() {
     for example in ["smoke.json", "load.json", "throughput.json", "gather.json"] {
         let path = format!("{}/examples/{example}", env!("CARGO_MANIFEST_DIR"));
         let body = std::fs::read(&path).unwrap();
-        let limits = fanout::http::request::Limits {
+        let limits = fanout::request::Limits {
             max_body_bytes: usize::MAX,
             max_jobs: 1_000_000,
             max_concurrency: 10_000,
@@ -197,7 +197,7 @@ async fn the_examples_are_valid_batches() {
             max_batch_duration: std::time::Duration::from_secs(3600),
         };
         assert!(
-            fanout::http::request::parse_batch(&body, &limits).is_ok(),
+            fanout::request::parse_batch(&body, &limits).is_ok(),
             "{example}"
         );
     }

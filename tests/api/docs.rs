@@ -2,7 +2,7 @@ use crate::helpers::spawn_app;
 
 #[test]
 fn the_committed_openapi_yaml_matches_the_code() {
-    let generated = fanout::cli::openapi_yaml();
+    let generated = fanout::app::openapi_yaml();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml");
     let committed = std::fs::read_to_string(path).unwrap_or_default();
     if std::env::var_os("UPDATE_OPENAPI").is_some() {

@@ -126,11 +126,13 @@ impl Engine {
         Batch::new(Uuid::now_v7(), spec, self.inner.meter)
     }
 
-    /// Reserves room for a batch of `tasks`: its tasks count against the server's bound on
-    /// running plus waiting tasks until the batch ends.
-    pub fn admit(&self, tasks: usize) -> Result<Admission, Busy> {
+    /// Reserves room for a batch: the tasks it holds at once (see [`LoadPlan::reserve`](super::spec::LoadPlan::reserve)) count
+    /// against the server's bound on running plus waiting tasks until the batch ends.
+    pub fn admit(&self, spec: &BatchSpec) -> Result<Admission, Busy> {
+        let tasks = spec.load.reserve(spec.concurrency, spec.results);
         if tasks > self.inner.capacity {
             return Err(Busy::Never {
+                tasks,
                 capacity: self.inner.capacity,
             });
         }
@@ -205,8 +207,8 @@ impl Drop for Admission {
 pub enum Busy {
     /// Running and waiting tasks are at the bound; try again shortly.
     Full,
-    /// The batch alone is larger than the bound.
-    Never { capacity: usize },
+    /// The batch alone (`tasks` at once) is larger than the bound.
+    Never { tasks: usize, capacity: usize },
 }
 
 async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {

@@ -1,0 +1,92 @@
+//! `fanout run` in-process: the batch runs on an engine of its own, with the service's
+//! defaults except where a one-off run on one's own machine wants others.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{RunArgs, Unusable, describe, tasks_bar};
+use crate::config::Config;
+use crate::engine::meter::NO_METER;
+use crate::engine::spec::ResultsMode;
+use crate::engine::{Batch, Busy, Engine};
+use crate::guard::{NetGuard, NetPolicy};
+use crate::request::parse_batch;
+
+/// `--max-jobs` by default with `results: errors` or `none`: a task costs a few bytes.
+const SPARSE_MAX_JOBS: usize = 10_000_000;
+/// `--max-jobs` by default with `results: all`: every task keeps its record.
+const FULL_MAX_JOBS: usize = 1_000_000;
+/// Longest a batch may run in-process: a load test's length is its author's to choose (the
+/// service's hour guards a shared server).
+const MAX_BATCH_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// The service's settings as this run uses them.
+fn config(args: &RunArgs, max_jobs: usize) -> Result<Config, Unusable> {
+    let mut config = Config::defaults().map_err(Unusable)?;
+    config.database_url = "memory://".into();
+    config.allow_net = args.allow_net.clone();
+    config.files_root = args.files_root.clone();
+    config.max_jobs = max_jobs;
+    config.max_queue = max_jobs;
+    config.max_concurrency = u32::try_from(args.max_concurrency.max(1)).unwrap_or(u32::MAX);
+    // The batch file is the user's own: no body limit.
+    config.max_body_bytes = usize::MAX;
+    config.max_batch_duration = MAX_BATCH_DURATION;
+    Ok(config)
+}
+
+/// Runs the batch here and answers it as the API would once it has finished.
+pub(super) async fn run(args: &RunArgs, body: &[u8]) -> Result<Value, Unusable> {
+    let mut config = config(args, args.max_jobs.unwrap_or(SPARSE_MAX_JOBS))?;
+    let mut spec = parse_batch(body, &config.limits()).map_err(|e| Unusable(describe(&e)))?;
+    if args.max_jobs.is_none() && spec.results == ResultsMode::All {
+        // Every task keeps its whole record: a lower default bound on memory.
+        config = self::config(args, FULL_MAX_JOBS)?;
+        spec = parse_batch(body, &config.limits()).map_err(|e| {
+            Unusable(format!(
+                "{}\n  (with results \"all\" the default is {FULL_MAX_JOBS} tasks: use results \"errors\" or \"none\", or --max-jobs)",
+                describe(&e)
+            ))
+        })?;
+    }
+    let policy = NetPolicy::parse(&config.allow_net).map_err(Unusable)?;
+    let engine = Engine::new(config.engine(NetGuard::new(policy), NO_METER))
+        .map_err(|e| Unusable(format!("cannot open the files root: {e}")))?;
+    let admission = engine.admit(&spec).map_err(|busy| match busy {
+        Busy::Never { tasks, capacity } => Unusable(format!(
+            "the batch holds {tasks} tasks at once; this run allows {capacity} (--max-jobs)"
+        )),
+        Busy::Full => Unusable("the batch was not accepted".into()),
+    })?;
+    let batch = engine.new_batch(&spec);
+    engine.start(batch.clone(), spec, admission);
+    let bar = progress_bar(&batch);
+    batch.finished().await;
+    if let Some(bar) = bar {
+        bar.abort();
+        eprint!("\r\x1b[2K");
+    }
+    serde_json::from_slice(&batch.to_json()).map_err(|e| Unusable(e.to_string()))
+}
+
+/// A progress bar on stderr while the batch runs, when stderr is a terminal (nothing extra in
+/// a CI log).
+fn progress_bar(batch: &Arc<Batch>) -> Option<tokio::task::JoinHandle<()>> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let batch = batch.clone();
+    Some(tokio::spawn(async move {
+        let bar = tasks_bar();
+        loop {
+            // A load run for a duration makes its tasks as it goes: the length grows.
+            let (done, total) = batch.progress();
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }))
+}

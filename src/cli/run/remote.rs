@@ -1,0 +1,140 @@
+//! `fanout run --server URL`: the batch runs on a fanout server; this follows its event stream
+//! and reads the finished batch.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::{Unusable, tasks_bar};
+
+pub(super) async fn run(
+    server: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> Result<Value, Unusable> {
+    let base = server.trim_end_matches('/');
+    let url = format!("{base}/batches");
+    let client = reqwest::Client::new();
+    let with_token = |request: reqwest::RequestBuilder| match token {
+        Some(t) => request.bearer_auth(t),
+        None => request,
+    };
+    let started = read_json(
+        &url,
+        with_token(
+            client
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("prefer", "respond-async")
+                .body(body),
+        ),
+    )
+    .await?;
+    let id = started["id"]
+        .as_str()
+        .ok_or_else(|| Unusable(format!("{url} answered without a batch id")))?
+        .to_owned();
+    let batch_url = format!("{url}/{id}");
+    if started["finished_at"].is_null() {
+        let events = with_token(client.get(format!("{batch_url}/events")));
+        if let Err(e) = follow(events).await {
+            // The stream broke (a proxy, an older server): wait by reading the batch instead.
+            tracing::debug!(error = %e, "event stream unavailable, polling");
+            loop {
+                let b = read_json(&batch_url, with_token(client.get(&batch_url))).await?;
+                if !b["finished_at"].is_null() {
+                    return Ok(b);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+    }
+    read_json(&batch_url, with_token(client.get(&batch_url))).await
+}
+
+/// Reads a batch's event stream until its `batch` event, drawing progress on a terminal.
+async fn follow(request: reqwest::RequestBuilder) -> Result<(), String> {
+    use std::io::IsTerminal;
+    let mut response = request.send().await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("events answered {}", response.status()));
+    }
+    let bar = std::io::stderr().is_terminal().then(tasks_bar);
+    let mut buffer = String::new();
+    let result = loop {
+        let Some(end) = buffer.find("\n\n") else {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    // Lines may end in CRLF (a proxy's rewrite): read them as LF.
+                    buffer.push_str(&String::from_utf8_lossy(&chunk).replace('\r', ""));
+                    continue;
+                }
+                Ok(None) => break Err("the event stream ended early".to_owned()),
+                Err(e) => break Err(e.to_string()),
+            }
+        };
+        let block: String = buffer.drain(..end + 2).collect();
+        let event = block
+            .lines()
+            .find_map(|l| l.strip_prefix("event:"))
+            .map(str::trim);
+        let data = block
+            .lines()
+            .find_map(|l| l.strip_prefix("data:"))
+            .map(str::trim)
+            .unwrap_or_default();
+        match event {
+            Some("batch") => break Ok(()),
+            Some("progress") => {
+                if let (Some(bar), Ok(p)) = (&bar, serde_json::from_str::<Value>(data)) {
+                    bar.set_length(p["tasks"].as_u64().unwrap_or(0));
+                    bar.set_position(p["ended"].as_u64().unwrap_or(0));
+                }
+            }
+            Some("task") => {
+                if let Some(bar) = &bar {
+                    bar.inc(1);
+                }
+            }
+            _ => {}
+        }
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    result
+}
+
+/// Sends a request and reads its JSON answer; a problem answer becomes the reason.
+async fn read_json(url: &str, request: reqwest::RequestBuilder) -> Result<Value, Unusable> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| Unusable(format!("cannot reach {url}: {e}")))?;
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| Unusable(format!("reading the answer of {url}: {e}")))?;
+    let json: Value = serde_json::from_slice(&bytes).map_err(|_| {
+        Unusable(format!(
+            "{url} answered {status} with no JSON: is it a fanout server?"
+        ))
+    })?;
+    if !status.is_success() {
+        let mut why = format!(
+            "{url} answered {status}: {}",
+            json["detail"].as_str().unwrap_or("")
+        );
+        for e in json["errors"].as_array().into_iter().flatten() {
+            let _ = write!(
+                why,
+                "\n  {}: {}",
+                e["field"].as_str().unwrap_or(""),
+                e["message"].as_str().unwrap_or("")
+            );
+        }
+        return Err(Unusable(why));
+    }
+    Ok(json)
+}

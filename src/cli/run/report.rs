@@ -1,0 +1,296 @@
+//! What `fanout run` prints of a finished batch: a summary for people (`text`) and a JUnit
+//! file for CI dashboards (`junit`), both read from the batch as the API answers it.
+
+use std::fmt::Write as _;
+
+use serde::Deserialize;
+
+use crate::engine::batch::BatchError;
+use crate::engine::spec::Mode;
+use crate::engine::summary::{Percentiles, Summary};
+use crate::engine::verdict::Verdict;
+use crate::engine::{BatchStatus, wire_name};
+
+/// The parts of a batch answer the reports read.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Report {
+    pub id: String,
+    pub mode: Mode,
+    pub status: BatchStatus,
+    pub label: Option<String>,
+    pub wall_ms: Option<f64>,
+    #[serde(default)]
+    pub error: Option<BatchError>,
+    pub summary: Summary,
+    #[serde(default)]
+    pub verdict: Option<Verdict>,
+}
+
+impl Report {
+    /// The verdict when there is one; otherwise, whether every task succeeded.
+    pub fn passed(&self) -> bool {
+        match &self.verdict {
+            Some(v) => v.passed,
+            None => {
+                self.status == BatchStatus::Completed
+                    && self.summary.succeeded == self.summary.tasks
+            }
+        }
+    }
+}
+
+/// A figure as people read it: whole numbers without decimals, others to 2 digits (4 below
+/// one), trailing zeros dropped; `-` for none.
+fn num(v: Option<f64>) -> String {
+    match v {
+        Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+        Some(f) => {
+            let digits = if f.abs() >= 1.0 { 2 } else { 4 };
+            let text = format!("{f:.digits$}");
+            text.trim_end_matches('0').trim_end_matches('.').to_owned()
+        }
+        None => "-".into(),
+    }
+}
+
+fn count(n: u64) -> String {
+    num(Some(n as f64))
+}
+
+/// A summary a person reads at a glance.
+pub fn text(b: &Report) -> String {
+    let s = &b.summary;
+    let mut out = String::new();
+    let label = b
+        .label
+        .as_deref()
+        .map(|l| format!(" {l:?}"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "fanout batch {}{label}: {} ({} mode)",
+        b.id,
+        wire_name(&b.status),
+        wire_name(&b.mode)
+    );
+    let _ = writeln!(
+        out,
+        "  tasks       {} total, {} succeeded, {} failed, {} timed out, {} cancelled, {} interrupted",
+        count(s.tasks),
+        count(s.succeeded),
+        count(s.failed),
+        count(s.timed_out),
+        count(s.cancelled),
+        count(s.interrupted)
+    );
+    let _ = writeln!(
+        out,
+        "  wall        {} ms   throughput {} tasks/s",
+        num(b.wall_ms),
+        num(Some(s.throughput_per_s))
+    );
+    if s.warmup_tasks > 0 {
+        let _ = writeln!(
+            out,
+            "  warm-up     {} tasks, left out of every figure below",
+            count(s.warmup_tasks)
+        );
+    }
+    if let Some(late) = &s.late {
+        let _ = writeln!(
+            out,
+            "  late        {} tasks started behind schedule (most by {} ms); latency counts from the intended start",
+            count(late.count),
+            num(Some(late.max_ms))
+        );
+    }
+    for (name, p) in [
+        ("duration", &s.duration_ms),
+        ("succeeded", &s.duration_ms_succeeded),
+        ("ttfb", &s.ttfb_ms),
+    ] {
+        if let Some(p) = p {
+            let _ = writeln!(
+                out,
+                "  {name:<11} min {}  mean {}  p50 {}  p90 {}  p95 {}  p99 {}  p99.9 {}  max {} (ms)",
+                num(Some(p.min)),
+                num(Some(p.mean)),
+                num(Some(p.p50)),
+                num(Some(p.p90)),
+                num(Some(p.p95)),
+                num(Some(p.p99)),
+                num(Some(p.p999)),
+                num(Some(p.max))
+            );
+        }
+    }
+    if let Some(d) = s.duration_ms.as_ref().filter(|d| d.max > 0.0) {
+        latency_bars(&mut out, d);
+    }
+    if !s.http_status.is_empty() {
+        let table = s
+            .http_status
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", count(*v)));
+        let _ = writeln!(
+            out,
+            "  statuses    {}",
+            table.collect::<Vec<_>>().join("  ")
+        );
+    }
+    if !s.errors.is_empty() {
+        let table = s
+            .errors
+            .iter()
+            .map(|(k, v)| format!("{}: {}", wire_name(k), count(*v)));
+        let _ = writeln!(
+            out,
+            "  errors      {}",
+            table.collect::<Vec<_>>().join("  ")
+        );
+    }
+    if let Some(e) = &b.error {
+        let _ = writeln!(
+            out,
+            "  failed by   task {}: {} ({})",
+            num(e.index.map(f64::from)),
+            wire_name(&e.code),
+            e.message
+        );
+    }
+    match &b.verdict {
+        Some(v) => {
+            let _ = writeln!(
+                out,
+                "  verdict     {}",
+                if v.passed { "PASSED" } else { "FAILED" }
+            );
+            for c in &v.checks {
+                let op = match (c.name.is_minimum(), c.passed) {
+                    (true, true) => ">=",
+                    (true, false) => "<",
+                    (false, true) => "<=",
+                    (false, false) => ">",
+                };
+                let _ = writeln!(
+                    out,
+                    "    [{}] {:<20} {} {op} {}",
+                    if c.passed { "ok" } else { "FAIL" },
+                    wire_name(&c.name),
+                    num(c.actual),
+                    num(Some(c.limit))
+                );
+            }
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  result      {}",
+                if b.passed() {
+                    "PASSED (every task succeeded)"
+                } else {
+                    "FAILED (not every task succeeded)"
+                }
+            );
+        }
+    }
+    out
+}
+
+/// The duration percentiles as bars scaled to the longest.
+fn latency_bars(out: &mut String, d: &Percentiles) {
+    let _ = writeln!(out, "  latency");
+    for (name, v) in [
+        ("p50", d.p50),
+        ("p90", d.p90),
+        ("p95", d.p95),
+        ("p99", d.p99),
+        ("p99.9", d.p999),
+        ("max", d.max),
+    ] {
+        let bar = "#".repeat(((v / d.max) * 40.0).round() as usize);
+        let _ = writeln!(out, "    {name:>5} {v:>10.2} ms |{bar}");
+    }
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+/// JUnit XML: one test case per threshold (or, without thresholds, one for "every task
+/// succeeded"), so CI dashboards show which limit failed.
+pub fn junit(b: &Report) -> String {
+    let name = b.label.as_deref().unwrap_or(&b.id);
+    let time = b.wall_ms.unwrap_or(0.0) / 1000.0;
+    let mut cases = Vec::new();
+    match &b.verdict {
+        Some(v) => {
+            for c in &v.checks {
+                let check = wire_name(&c.name);
+                let failure = (!c.passed).then(|| {
+                    format!(
+                        "{check}: actual {} against limit {}",
+                        num(c.actual),
+                        num(Some(c.limit))
+                    )
+                });
+                cases.push((check, failure));
+            }
+        }
+        None => {
+            let failure = (!b.passed()).then(|| {
+                format!(
+                    "{} of {} tasks succeeded; batch {}",
+                    count(b.summary.succeeded),
+                    count(b.summary.tasks),
+                    wire_name(&b.status)
+                )
+            });
+            cases.push(("every task succeeded".to_owned(), failure));
+        }
+    }
+    let failures = cases.iter().filter(|c| c.1.is_some()).count();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"fanout\" tests=\"{}\" failures=\"{failures}\" time=\"{time:.3}\">",
+        cases.len()
+    );
+    let _ = writeln!(
+        out,
+        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"{time:.3}\">",
+        xml(name),
+        cases.len()
+    );
+    for (case, failure) in cases {
+        match failure {
+            None => {
+                let _ = writeln!(
+                    out,
+                    "    <testcase classname=\"fanout.thresholds\" name=\"{}\" time=\"{time:.3}\"/>",
+                    xml(&case)
+                );
+            }
+            Some(message) => {
+                let _ = writeln!(
+                    out,
+                    "    <testcase classname=\"fanout.thresholds\" name=\"{}\" time=\"{time:.3}\">",
+                    xml(&case)
+                );
+                let _ = writeln!(
+                    out,
+                    "      <failure type=\"threshold\" message=\"{}\">{}</failure>",
+                    xml(&message),
+                    xml(&message)
+                );
+                let _ = writeln!(out, "    </testcase>");
+            }
+        }
+    }
+    out.push_str("  </testsuite>\n</testsuites>\n");
+    out
+}

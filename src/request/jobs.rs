@@ -1,0 +1,469 @@
+//! One job as clients send it (`http`, `sleep`, `file`), and its validation into the engine's
+//! [`JobSpec`]. Each job is parsed on its own, so every invalid job is reported.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::{Deserialize, Deserializer};
+use utoipa::ToSchema;
+
+use super::{FieldError, Limits, MAX_BACKOFF_MS, MAX_LABEL, MAX_REDIRECTS, MAX_RETRIES, ms_field};
+use crate::engine::spec::{
+    ExpectStatus, FileEncoding, FileJob, HttpJob, JobKind, JobSpec, RetryPolicy, SleepJob,
+};
+
+/// One job, parsed on its own so that every invalid job is reported, not only the first.
+#[derive(Debug)]
+pub struct JobSlot(pub(super) Result<JobRequest, FieldError>);
+
+/// Documented as the job it holds.
+impl utoipa::PartialSchema for JobSlot {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::Ref::from_schema_name("JobRequest").into()
+    }
+}
+
+impl ToSchema for JobSlot {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            "JobRequest".into(),
+            <JobRequest as utoipa::PartialSchema>::schema(),
+        ));
+        <JobRequest as ToSchema>::schemas(schemas);
+    }
+}
+
+impl<'de> Deserialize<'de> for JobSlot {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        Ok(JobSlot(serde_path_to_error::deserialize(value).map_err(
+            |e| {
+                let path = e.path().to_string();
+                let message = e.into_inner().to_string();
+                FieldError::new(field_of(&path, &message), message)
+            },
+        )))
+    }
+}
+
+/// Where an error inside one job points, relative to the job: serde names the field in the
+/// message when the path cannot (missing, unknown, or tag fields).
+pub(super) fn field_of(path: &str, message: &str) -> String {
+    let quoted = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
+    };
+    let named = quoted("missing field `").or_else(|| quoted("unknown field `"));
+    let base = if path == "." {
+        String::new()
+    } else {
+        format!(".{path}")
+    };
+    match named {
+        // serde_path_to_error already ends the path with an unknown field's name.
+        Some(name) if base.ends_with(&format!(".{name}")) => base,
+        Some(name) => format!("{base}.{name}"),
+        None if message.contains("variant") || message.contains("`kind`") => ".kind".to_owned(),
+        None => base,
+    }
+}
+
+/// A job: `kind` says which.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobRequest {
+    Http(HttpJobRequest),
+    Sleep(SleepJobRequest),
+    File(FileJobRequest),
+}
+
+/// Documented by hand: one closed object per kind, each with its `kind` among its properties.
+/// (Derived, the kind would sit in an `allOf` beside a variant that forbids unknown fields,
+/// which no value satisfies.)
+impl utoipa::PartialSchema for JobRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{Discriminator, ObjectBuilder, OneOfBuilder, Schema, Type};
+        let variant = |kind: &str, schema: RefOr<Schema>| -> RefOr<Schema> {
+            let RefOr::T(Schema::Object(mut object)) = schema else {
+                return schema;
+            };
+            let tag = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([kind]))
+                .build();
+            object.properties.insert("kind".into(), tag.into());
+            object.required.insert(0, "kind".into());
+            RefOr::T(Schema::Object(object))
+        };
+        OneOfBuilder::new()
+            .item(variant(
+                "http",
+                <HttpJobRequest as utoipa::PartialSchema>::schema(),
+            ))
+            .item(variant(
+                "sleep",
+                <SleepJobRequest as utoipa::PartialSchema>::schema(),
+            ))
+            .item(variant(
+                "file",
+                <FileJobRequest as utoipa::PartialSchema>::schema(),
+            ))
+            .discriminator(Some(Discriminator::new("kind")))
+            .description(Some("A job: `kind` says which."))
+            .into()
+    }
+}
+
+impl ToSchema for JobRequest {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <HttpJobRequest as ToSchema>::schemas(schemas);
+        <SleepJobRequest as ToSchema>::schemas(schemas);
+        <FileJobRequest as ToSchema>::schemas(schemas);
+    }
+}
+
+/// Retries after the first attempt, with exponential backoff and jitter. Retried: connect
+/// errors, timeouts, and HTTP 5xx or 429 answers outside `expect_status`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetriesRequest {
+    /// Up to this many retries: `max + 1` attempts.
+    #[schema(maximum = 10)]
+    pub max: u32,
+    /// Delay before the first retry; doubles each time (with jitter).
+    #[serde(default = "default_backoff_ms")]
+    #[schema(default = 100, maximum = 60_000)]
+    pub backoff_ms: u64,
+}
+
+fn default_backoff_ms() -> u64 {
+    100
+}
+
+/// An HTTP request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpJobRequest {
+    /// Echoed back in the result.
+    #[schema(max_length = 256)]
+    pub id: Option<String>,
+    /// Per attempt; default and upper bound: the server's `--max-job-timeout`.
+    #[schema(minimum = 1)]
+    pub timeout_ms: Option<u64>,
+    pub retries: Option<RetriesRequest>,
+    /// Default `GET`.
+    #[schema(example = "GET")]
+    pub method: Option<String>,
+    /// `http` or `https`.
+    #[schema(
+        example = "http://127.0.0.1:3000/health",
+        pattern = "^[hH][tT][tT][pP][sS]?://[^/?#@]+"
+    )]
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Request body as text.
+    pub body: Option<String>,
+    /// Request body as base64 (instead of `body`).
+    pub body_base64: Option<String>,
+    /// Statuses that count as success: codes (`201`), classes (`"2xx"`), or `"any"`.
+    /// Default 200–399.
+    #[schema(value_type = Option<Vec<Object>>, example = json!(["2xx", 304]))]
+    pub expect_status: Option<ExpectStatusRequest>,
+    /// Most body bytes kept; the rest is dropped and `truncated` set. Capped by the server.
+    pub max_response_bytes: Option<u64>,
+    /// Redirect hops to follow. Default 0: a 3xx is the answer.
+    #[serde(default)]
+    #[schema(maximum = 20)]
+    pub follow_redirects: u32,
+}
+
+/// `expect_status`: one matcher or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ExpectStatusRequest {
+    One(StatusMatcher),
+    Many(Vec<StatusMatcher>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StatusMatcher {
+    Code(u64),
+    Text(String),
+}
+
+/// Waits `duration_ms`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SleepJobRequest {
+    /// Echoed back in the result.
+    #[schema(max_length = 256)]
+    pub id: Option<String>,
+    /// Per attempt; default and upper bound: the server's `--max-job-timeout`.
+    #[schema(minimum = 1)]
+    pub timeout_ms: Option<u64>,
+    pub retries: Option<RetriesRequest>,
+    #[schema(maximum = 86_400_000, example = 100)]
+    pub duration_ms: u64,
+}
+
+/// Reads a file beneath the server's files root.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileJobRequest {
+    /// Echoed back in the result.
+    #[schema(max_length = 256)]
+    pub id: Option<String>,
+    /// Per attempt; default and upper bound: the server's `--max-job-timeout`.
+    #[schema(minimum = 1)]
+    pub timeout_ms: Option<u64>,
+    pub retries: Option<RetriesRequest>,
+    /// Relative to the files root; absolute paths and escapes are refused (`forbidden`).
+    #[schema(example = "hello.txt", min_length = 1)]
+    pub path: String,
+    /// Most bytes read. Capped by the server.
+    pub max_bytes: Option<u64>,
+    #[serde(default)]
+    pub encoding: FileEncoding,
+}
+
+impl JobRequest {
+    pub(super) fn validate(
+        self,
+        at: &str,
+        limits: &Limits,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<JobSpec> {
+        let before = errors.len();
+        let (id, timeout_ms, retries, kind) = match self {
+            JobRequest::Http(j) => {
+                let kind = j
+                    .kind(at, limits, errors)
+                    .map(|h| JobKind::Http(Box::new(h)));
+                (j.id, j.timeout_ms, j.retries, kind)
+            }
+            JobRequest::Sleep(j) => {
+                let kind = ms_field(errors, &format!("{at}.duration_ms"), Some(j.duration_ms), 0)
+                    .map(|duration| JobKind::Sleep(SleepJob { duration }));
+                (j.id, j.timeout_ms, j.retries, kind)
+            }
+            JobRequest::File(j) => {
+                if j.path.is_empty() {
+                    errors.push(FieldError::new(format!("{at}.path"), "must not be empty"));
+                }
+                let kind = JobKind::File(Arc::new(FileJob {
+                    path: j.path,
+                    max_bytes: j
+                        .max_bytes
+                        .unwrap_or(limits.max_file_bytes)
+                        .min(limits.max_file_bytes),
+                    encoding: j.encoding,
+                }));
+                (j.id, j.timeout_ms, j.retries, Some(kind))
+            }
+        };
+        if id.as_ref().is_some_and(|i| i.chars().count() > MAX_LABEL) {
+            errors.push(FieldError::new(
+                format!("{at}.id"),
+                format!("at most {MAX_LABEL} characters"),
+            ));
+        }
+        let timeout = ms_field(errors, &format!("{at}.timeout_ms"), timeout_ms, 1);
+        if timeout.is_some_and(|t| t > limits.max_job_timeout) {
+            errors.push(FieldError::new(
+                format!("{at}.timeout_ms"),
+                format!(
+                    "at most {} (the server's --max-job-timeout)",
+                    limits.max_job_timeout.as_millis()
+                ),
+            ));
+        }
+        // Without its own, a job gets the server's cap: nothing runs unbounded.
+        let timeout = timeout.or(Some(limits.max_job_timeout));
+        let retries = match retries {
+            None => RetryPolicy::default(),
+            Some(r) => {
+                if r.max > MAX_RETRIES {
+                    errors.push(FieldError::new(
+                        format!("{at}.retries.max"),
+                        format!("at most {MAX_RETRIES}"),
+                    ));
+                }
+                if r.backoff_ms > MAX_BACKOFF_MS {
+                    errors.push(FieldError::new(
+                        format!("{at}.retries.backoff_ms"),
+                        format!("at most {MAX_BACKOFF_MS}"),
+                    ));
+                }
+                RetryPolicy {
+                    max: r.max,
+                    backoff: Duration::from_millis(r.backoff_ms),
+                }
+            }
+        };
+        if errors.len() > before {
+            return None;
+        }
+        Some(JobSpec {
+            id,
+            timeout,
+            retries,
+            kind: kind?,
+        })
+    }
+}
+
+impl HttpJobRequest {
+    fn kind(&self, at: &str, limits: &Limits, errors: &mut Vec<FieldError>) -> Option<HttpJob> {
+        let before = errors.len();
+        let mut err = |field: &str, message: String| {
+            errors.push(FieldError::new(format!("{at}.{field}"), message));
+        };
+        let method = match &self.method {
+            None => http::Method::GET,
+            Some(m) => match http::Method::from_str(&m.to_ascii_uppercase()) {
+                Ok(m) => m,
+                Err(_) => {
+                    err("method", format!("not an HTTP method: {m:?}"));
+                    http::Method::GET
+                }
+            },
+        };
+        let url = match url::Url::parse(&self.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                err(
+                    "url",
+                    format!("scheme must be http or https, not {:?}", u.scheme()),
+                );
+                None
+            }
+            Ok(_) => {
+                err("url", "the URL has no host".into());
+                None
+            }
+            Err(e) => {
+                err("url", format!("not a valid URL: {e}"));
+                None
+            }
+        };
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in &self.headers {
+            match (
+                http::HeaderName::from_str(name),
+                http::HeaderValue::from_str(value),
+            ) {
+                (Ok(n), Ok(v)) => {
+                    headers.append(n, v);
+                }
+                (Err(_), _) => err(&format!("headers.{name}"), "not a valid header name".into()),
+                (_, Err(_)) => err(
+                    &format!("headers.{name}"),
+                    "not a valid header value".into(),
+                ),
+            }
+        }
+        let body = match (&self.body, &self.body_base64) {
+            (Some(_), Some(_)) => {
+                err("body_base64", "give body or body_base64, not both".into());
+                bytes::Bytes::new()
+            }
+            (Some(text), None) => bytes::Bytes::from(text.clone()),
+            (None, Some(b64)) => match base64::engine::general_purpose::STANDARD.decode(b64) {
+                Ok(raw) => bytes::Bytes::from(raw),
+                Err(e) => {
+                    err("body_base64", format!("not valid base64: {e}"));
+                    bytes::Bytes::new()
+                }
+            },
+            (None, None) => bytes::Bytes::new(),
+        };
+        let expect_status = match &self.expect_status {
+            None => ExpectStatus::default(),
+            Some(ExpectStatusRequest::One(m)) => parse_expect(std::slice::from_ref(m))
+                .unwrap_or_else(|m| {
+                    err("expect_status", m);
+                    ExpectStatus::default()
+                }),
+            Some(ExpectStatusRequest::Many(ms)) => parse_expect(ms).unwrap_or_else(|m| {
+                err("expect_status", m);
+                ExpectStatus::default()
+            }),
+        };
+        if self.follow_redirects > MAX_REDIRECTS {
+            err("follow_redirects", format!("at most {MAX_REDIRECTS}"));
+        }
+        if errors.len() > before {
+            return None;
+        }
+        let url = url?;
+        Some(HttpJob {
+            origin: format!(
+                "{}:{}",
+                url.host_str().unwrap_or_default(),
+                url.port_or_known_default().unwrap_or(80)
+            ),
+            method,
+            url,
+            headers,
+            body,
+            expect_status,
+            max_response_bytes: self
+                .max_response_bytes
+                .unwrap_or(limits.max_response_bytes)
+                .min(limits.max_response_bytes),
+            follow_redirects: self.follow_redirects,
+        })
+    }
+}
+
+pub(super) fn parse_expect(matchers: &[StatusMatcher]) -> Result<ExpectStatus, String> {
+    if matchers.is_empty() {
+        return Err("give at least one status, class (\"2xx\") or \"any\"".into());
+    }
+    let mut ranges = Vec::new();
+    for m in matchers {
+        match m {
+            StatusMatcher::Code(c) if (100..=599).contains(c) => {
+                ranges.push((*c as u16, *c as u16))
+            }
+            StatusMatcher::Code(c) => return Err(format!("{c} is not an HTTP status (100-599)")),
+            StatusMatcher::Text(t) if t.eq_ignore_ascii_case("any") => {
+                return Ok(ExpectStatus::Any);
+            }
+            StatusMatcher::Text(t) => {
+                let lower = t.to_ascii_lowercase();
+                let class = lower.strip_suffix("xx").and_then(|d| d.parse::<u16>().ok());
+                match class {
+                    Some(d @ 1..=5) if lower.len() == 3 => ranges.push((d * 100, d * 100 + 99)),
+                    _ => match t.parse::<u16>() {
+                        Ok(c) if (100..=599).contains(&c) => ranges.push((c, c)),
+                        _ => {
+                            return Err(format!(
+                                "{t:?} is not a status, a class like \"2xx\", or \"any\""
+                            ));
+                        }
+                    },
+                }
+            }
+        }
+    }
+    Ok(ExpectStatus::Ranges(ranges))
+}
