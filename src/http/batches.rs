@@ -17,7 +17,7 @@ use super::AppState;
 use super::error::{ApiError, FieldError, Problem};
 use crate::engine::{Batch, BatchStatus, BatchView, Busy};
 use crate::request::{BatchRequest, parse_batch};
-use crate::store::{Found, ListFilter, Submitted};
+use crate::store::{Cancelled, ListFilter, Submitted};
 
 /// The request body, read whatever its `Content-Type` says (so `curl -d @batch.json` works),
 /// with the size limit reported as a problem.
@@ -121,11 +121,6 @@ pub async fn create_batch(
                 limit: capacity,
             });
         }
-        Submitted::KeyTaken => {
-            return Err(ApiError::Internal(
-                "an idempotency key race did not resolve".into(),
-            ));
-        }
     };
     if status == StatusCode::ACCEPTED {
         let mut response = answer(StatusCode::ACCEPTED, &batch);
@@ -189,10 +184,10 @@ pub async fn delete_batch(
 ) -> Result<Response, ApiError> {
     let uuid = parse_id(&id)?;
     match state.batches.cancel(uuid).await? {
-        Found::Cancelled(batch) => Ok(answer(StatusCode::OK, &batch)),
-        Found::CancelRequested(batch) => Ok(answer(StatusCode::ACCEPTED, &batch)),
-        Found::Finished(_) => Err(ApiError::BatchFinished(uuid.to_string())),
-        Found::Missing => Err(not_found(&id)),
+        Cancelled::Here(batch) => Ok(answer(StatusCode::OK, &batch)),
+        Cancelled::Requested(batch) => Ok(answer(StatusCode::ACCEPTED, &batch)),
+        Cancelled::AlreadyFinished(_) => Err(ApiError::BatchFinished(uuid.to_string())),
+        Cancelled::Missing => Err(not_found(&id)),
     }
 }
 

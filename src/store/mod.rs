@@ -1,9 +1,19 @@
 //! Where accepted batches live. [`Batches`] is what the HTTP layer talks to: it keeps the
-//! batches this instance runs in memory (always up to date) and, unless the database URL is
-//! `memory://`, writes them through a [`Store`] so that they outlive the process.
+//! batches this instance runs in memory (always up to date) and writes them through a
+//! [`Store`].
+//!
+//! - [`batches`]: the registry of batches this instance runs, and submitting one.
+//! - [`writer`]: the group-commit writer.
+//! - [`idempotency`]: idempotency keys.
+//! - [`sql`]: SQLite and PostgreSQL; [`memory`]: `memory://`, which keeps nothing.
 
-mod registry;
+pub mod batches;
+mod idempotency;
+pub mod memory;
 pub mod sql;
+mod writer;
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -11,19 +21,16 @@ use uuid::Uuid;
 
 use crate::engine::BatchStatus;
 use crate::engine::batch::{BatchMeta, BatchRecord, Rules};
-use crate::engine::spec::Mode;
+use crate::engine::spec::{Kind, Mode, ResultsMode};
 use crate::engine::task::TaskRecord;
 
-pub use registry::{Batches, Found, Submitted};
+pub use batches::{Batches, Cancelled, Submitted};
 pub use sql::SqliteSync;
 
-/// Opens the store a `--database-url` names; `None` for `memory://`.
-pub async fn open(
-    url: &str,
-    sync: SqliteSync,
-) -> Result<Option<std::sync::Arc<dyn Store>>, StoreError> {
+/// Opens the store a `--database-url` names.
+pub async fn open(url: &str, sync: SqliteSync) -> Result<Arc<dyn Store>, StoreError> {
     if url == "memory://" || url == "memory:" {
-        return Ok(None);
+        return Ok(Arc::new(memory::MemoryStore::default()));
     }
     if !(url.starts_with("sqlite:")
         || url.starts_with("postgres://")
@@ -36,7 +43,7 @@ pub async fn open(
     }
     let store = sql::SqlStore::open(url, sync).await?;
     tracing::info!(backend = store.backend(), "store ready, schema up to date");
-    Ok(Some(std::sync::Arc::new(store)))
+    Ok(Arc::new(store))
 }
 
 /// A storage failure; its details are logged, never sent to clients.
@@ -44,8 +51,15 @@ pub async fn open(
 #[error("storage: {0}")]
 pub struct StoreError(pub String);
 
-/// The batch holding an idempotency key: its id, request hash, and first answer's status.
-pub type KeyHolder = (Uuid, String, u16);
+/// The batch holding an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyHolder {
+    pub batch: Uuid,
+    /// The hash of the request it was accepted with ([`idempotency::request_hash`]).
+    pub request_hash: String,
+    /// The HTTP status its client was first answered with.
+    pub first_status: u16,
+}
 
 /// A batch row to insert, committed before the server answers.
 #[derive(Debug)]
@@ -97,7 +111,8 @@ pub struct ListFilter {
     pub limit: usize,
 }
 
-/// A durable backend. One implementation covers SQLite and PostgreSQL ([`sql::SqlStore`]).
+/// A backend: SQLite and PostgreSQL ([`sql::SqlStore`]), or this process's memory
+/// ([`memory::MemoryStore`]).
 pub trait Store: Send + Sync + 'static {
     /// Applies a group of writes in one transaction: new batch rows (one [`Inserted`] each, in
     /// order), then ended tasks and batch fields. All or nothing.
@@ -131,4 +146,54 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the database answers.
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+}
+
+/// A stored batch's tasks as [`BatchRecord`] holds them: with `results: all`, every task in
+/// index order, those without a row as `pending` placeholders made from the stored request;
+/// otherwise only the rows (the other tasks are counted by the summary and need none).
+pub(crate) fn task_list(
+    results: ResultsMode,
+    request: &str,
+    total: usize,
+    rows: Vec<TaskRecord>,
+) -> Vec<TaskRecord> {
+    if results != ResultsMode::All || rows.len() >= total {
+        return rows;
+    }
+    let mut tasks = placeholders(request, total);
+    for t in rows {
+        let i = t.index as usize;
+        if i < tasks.len() {
+            tasks[i] = t;
+        }
+    }
+    tasks
+}
+
+/// Placeholders for tasks that have no row: from the stored request, their kind and id.
+fn placeholders(request: &str, total: usize) -> Vec<TaskRecord> {
+    let jobs: Vec<serde_json::Value> = serde_json::from_str::<serde_json::Value>(request)
+        .ok()
+        .and_then(|v| v.get("jobs").cloned())
+        .and_then(|j| serde_json::from_value(j).ok())
+        .unwrap_or_default();
+    (0..total)
+        .map(|i| {
+            // A load run repeats the job list.
+            let job = if jobs.is_empty() {
+                None
+            } else {
+                jobs.get(i % jobs.len())
+            };
+            TaskRecord::pending(
+                i as u32,
+                job.and_then(|j| j.get("id"))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned),
+                job.and_then(|j| j.get("kind"))
+                    .and_then(|k| serde_json::from_value::<Kind>(k.clone()).ok())
+                    .unwrap_or(Kind::Sleep),
+            )
+        })
+        .collect()
 }

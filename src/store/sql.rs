@@ -16,9 +16,9 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 use uuid::Uuid;
 
-use super::{Inserted, KeyHolder, ListFilter, Store, StoreError, Writes};
+use super::{Inserted, KeyHolder, ListFilter, Store, StoreError, Writes, task_list};
 use crate::engine::batch::{BatchMeta, BatchRecord, Rules};
-use crate::engine::spec::{Kind, ResultsMode};
+use crate::engine::spec::ResultsMode;
 use crate::engine::task::{ErrorCode, TaskError, TaskRecord, TaskStatus, Timing, format_micros};
 use crate::engine::wire_name as name;
 
@@ -250,35 +250,6 @@ fn task_record(row: &AnyRow) -> Result<TaskRecord, StoreError> {
     })
 }
 
-/// Placeholders for tasks that have no row: from the stored request, their kind and id.
-fn placeholders(request: &str, total: usize) -> Vec<TaskRecord> {
-    let jobs: Vec<serde_json::Value> = serde_json::from_str::<serde_json::Value>(request)
-        .ok()
-        .and_then(|v| v.get("jobs").cloned())
-        .and_then(|j| serde_json::from_value(j).ok())
-        .unwrap_or_default();
-    (0..total)
-        .map(|i| {
-            // A load run repeats the job list.
-            let job = if jobs.is_empty() {
-                None
-            } else {
-                jobs.get(i % jobs.len())
-            };
-            TaskRecord::pending(
-                i as u32,
-                job.and_then(|j| j.get("id"))
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned),
-                job.and_then(|j| j.get("kind"))
-                    .and_then(|v| v.as_str())
-                    .and_then(named::<Kind>)
-                    .unwrap_or(Kind::Sleep),
-            )
-        })
-        .collect()
-}
-
 impl Store for SqlStore {
     fn write(&self, writes: Writes) -> BoxFuture<'_, Result<Vec<Inserted>, StoreError>> {
         Box::pin(async move {
@@ -373,28 +344,13 @@ impl Store for SqlStore {
             .bind(id)
             .fetch_all(&self.pool)
             .await?;
-            // With `results: errors` or `none` only the shown tasks were stored; the others
-            // are counted by the summary and need no placeholder.
-            let every_task_shown =
-                serde_json::from_str::<Rules>(&row.try_get::<String, _>("options")?)
-                    .is_ok_and(|r| r.results == ResultsMode::All);
-            let mut tasks = if rows.len() < total && every_task_shown {
-                placeholders(&row.try_get::<String, _>("request")?, total)
-            } else {
-                Vec::with_capacity(total)
-            };
-            let fill = !tasks.is_empty();
-            for r in &rows {
-                let t = task_record(r)?;
-                if fill {
-                    let i = t.index as usize;
-                    if i < tasks.len() {
-                        tasks[i] = t;
-                    }
-                } else {
-                    tasks.push(t);
-                }
-            }
+            let results = serde_json::from_str::<Rules>(&row.try_get::<String, _>("options")?)
+                .map_or(ResultsMode::All, |r| r.results);
+            let rows = rows
+                .iter()
+                .map(task_record)
+                .collect::<Result<Vec<_>, _>>()?;
+            let tasks = task_list(results, &row.try_get::<String, _>("request")?, total, rows);
             let mut record = batch_record(&row, tasks)?;
             if record.meta.status == crate::engine::BatchStatus::Interrupted {
                 // What had not ended when the process stopped ends as interrupted.
@@ -456,11 +412,11 @@ impl Store for SqlStore {
                 let id: String = r.try_get("id").ok()?;
                 let hash: Option<String> = r.try_get("request_hash").ok()?;
                 let status: i64 = r.try_get("answer_status").ok()?;
-                Some((
-                    Uuid::parse_str(&id).ok()?,
-                    hash.unwrap_or_default(),
-                    status as u16,
-                ))
+                Some(KeyHolder {
+                    batch: Uuid::parse_str(&id).ok()?,
+                    request_hash: hash.unwrap_or_default(),
+                    first_status: status as u16,
+                })
             }))
         })
     }

@@ -1,5 +1,5 @@
 //! Storage and lifecycle: on the backend under test (SQLite by default; PostgreSQL with
-//! `FANOUT_TEST_BACKEND=postgres`). Tests that need a durable store skip on `memory`.
+//! `FANOUT_TEST_BACKEND=postgres`). Tests that need a durable store are ignored on `memory`.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -7,14 +7,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, backend, spawn_app, spawn_app_with, spawn_target, start_binary};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with, spawn_target, start_binary};
 
+/// Whether the store keeps batches across a restart (memory:// keeps nothing).
 fn durable() -> bool {
-    if backend() == "memory" {
-        eprintln!("skipped: needs a durable store (FANOUT_TEST_BACKEND=memory)");
-        return false;
-    }
-    true
+    !cfg!(fanout_test_backend = "memory")
 }
 
 async fn submit_async(app: &TestApp, batch: Value) -> String {
@@ -26,10 +23,11 @@ async fn submit_async(app: &TestApp, batch: Value) -> String {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    fanout_test_backend = "memory",
+    ignore = "needs a durable store: memory:// keeps nothing across a restart"
+)]
 async fn a_batch_and_all_its_results_survive_a_restart() {
-    if !durable() {
-        return;
-    }
     let app = spawn_app().await;
     let posted = app
         .post(
@@ -263,10 +261,11 @@ async fn listing_filters_by_status_and_checks_its_parameters() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    fanout_test_backend = "memory",
+    ignore = "needs a durable store: memory:// keeps nothing across a restart"
+)]
 async fn another_instances_restart_leaves_a_running_batch_alone_and_interrupts_its_own() {
-    if !durable() {
-        return;
-    }
     let a = spawn_app().await;
     let b = a.sibling("instance-b").await;
     let a_batch = submit_async(
@@ -356,11 +355,11 @@ async fn migrations_apply_to_an_empty_database_and_again_harmlessly() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(fanout_test_backend = "sqlite"),
+    ignore = "runs the binary on a SQLite file of its own: once, in the SQLite pass"
+)]
 async fn kill_9_mid_batch_leaves_it_interrupted_with_its_finished_tasks() {
-    if backend() != "sqlite" {
-        eprintln!("skipped: the kill -9 test runs the binary on SQLite");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("k.db").display());
     let (mut child, base, _logs) =
@@ -417,10 +416,11 @@ impl JsonValue for reqwest::Response {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    fanout_test_backend = "memory",
+    ignore = "needs a store two instances share: memory:// is one process's"
+)]
 async fn a_delete_sent_to_another_instance_cancels_the_batch_where_it_runs() {
-    if !durable() {
-        return;
-    }
     // Heartbeats every second (a third of stale_after), so the request is seen quickly.
     let a = spawn_app_with(|c| c.stale_after = Duration::from_secs(3)).await;
     let b = a.sibling("instance-b").await;
@@ -440,10 +440,11 @@ async fn a_delete_sent_to_another_instance_cancels_the_batch_where_it_runs() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    fanout_test_backend = "memory",
+    ignore = "needs a durable store: memory:// keeps nothing across a restart"
+)]
 async fn results_errors_stores_only_failed_tasks_and_reads_back_the_same() {
-    if !durable() {
-        return;
-    }
     let app = spawn_app().await;
     let posted = app
         .post(
