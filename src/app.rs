@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::guard::{Dialer, Lookup, NetGuard, NetPolicy};
+use crate::guard::{NetGuard, NetPolicy};
 use crate::http::{AppState, auth, router};
 use crate::store;
 use crate::store::Batches;
@@ -102,19 +102,24 @@ fn tokens(config: &Config) -> Result<Vec<[u8; 32]>, StartError> {
     Ok(digests)
 }
 
-/// Test seams: stand-ins for name lookups and for dialling, so that tests can resolve names
-/// to chosen addresses and see what would be dialled without connecting anywhere.
+/// Test seams (the `test-hooks` feature, which only the test suite turns on): stand-ins for
+/// name lookups and for dialling, so that tests can resolve names to chosen addresses and see
+/// what would be dialled without connecting anywhere.
+#[cfg(feature = "test-hooks")]
 #[derive(Default, Clone)]
 pub struct Hooks {
-    pub lookup: Option<Arc<dyn Lookup>>,
-    pub dialer: Option<Arc<dyn Dialer>>,
+    pub lookup: Option<Arc<dyn crate::guard::Lookup>>,
+    pub dialer: Option<Arc<dyn crate::guard::Dialer>>,
 }
 
 impl App {
     pub async fn build(config: Config) -> Result<App, StartError> {
-        App::build_with(config, Hooks::default()).await
+        let policy = NetPolicy::parse(&config.allow_net).map_err(StartError::Config)?;
+        App::build_guarded(config, NetGuard::new(policy)).await
     }
 
+    /// With the test seams in place of the system's resolver and dialler.
+    #[cfg(feature = "test-hooks")]
     pub async fn build_with(config: Config, hooks: Hooks) -> Result<App, StartError> {
         let policy = NetPolicy::parse(&config.allow_net).map_err(StartError::Config)?;
         let mut guard = NetGuard::new(policy);
@@ -124,6 +129,10 @@ impl App {
         if let Some(dialer) = hooks.dialer {
             guard.dialer = dialer;
         }
+        App::build_guarded(config, guard).await
+    }
+
+    async fn build_guarded(config: Config, guard: NetGuard) -> Result<App, StartError> {
         let tokens = tokens(&config)?;
         // Before anything records: the engine's handles bind to the recorder at first use.
         let metrics_handle = crate::metrics::install();
