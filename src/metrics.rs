@@ -67,13 +67,7 @@ fn describe() {
 }
 
 const KINDS: [Kind; 3] = [Kind::Http, Kind::Sleep, Kind::File];
-const ENDED: [TaskStatus; 5] = [
-    TaskStatus::Succeeded,
-    TaskStatus::Failed,
-    TaskStatus::TimedOut,
-    TaskStatus::Cancelled,
-    TaskStatus::Interrupted,
-];
+const ENDED: [TaskStatus; 5] = TaskStatus::ENDED;
 
 const MODES: [Mode; 2] = [Mode::Gather, Mode::Wait];
 const FINAL: [BatchStatus; 4] = [

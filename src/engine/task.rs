@@ -23,6 +23,15 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
+    /// The statuses a task can end with.
+    pub const ENDED: [TaskStatus; 5] = [
+        TaskStatus::Succeeded,
+        TaskStatus::Failed,
+        TaskStatus::TimedOut,
+        TaskStatus::Cancelled,
+        TaskStatus::Interrupted,
+    ];
+
     pub fn is_finished(self) -> bool {
         !matches!(self, TaskStatus::Pending | TaskStatus::Running)
     }
@@ -53,7 +62,7 @@ pub enum ErrorCode {
     Io,
     /// The file does not exist.
     NotFound,
-    /// Refused by a guard: outside the files root, or (later) a forbidden address.
+    /// Refused by a guard: outside the files root, or an address the policy does not allow.
     Forbidden,
     /// The target is not what the job can read (not a regular file, not UTF-8, ...).
     Invalid,

@@ -123,7 +123,7 @@ pub async fn create_batch(
         }
     };
     if status == StatusCode::ACCEPTED {
-        let mut response = answer(StatusCode::ACCEPTED, &batch);
+        let mut response = batch_answer(StatusCode::ACCEPTED, &batch);
         response.headers_mut().insert(
             "preference-applied",
             HeaderValue::from_static("respond-async"),
@@ -132,7 +132,7 @@ pub async fn create_batch(
     }
     // If the client hangs up here, only this wait is dropped: the batch runs on.
     batch.answered().await;
-    Ok(answer(StatusCode::CREATED, &batch))
+    Ok(batch_answer(StatusCode::CREATED, &batch))
 }
 
 /// A batch as it is now: tasks that ended since the answer are brought up to date.
@@ -157,7 +157,7 @@ pub async fn get_batch(
         .get(uuid)
         .await?
         .ok_or_else(|| not_found(&id))?;
-    Ok(answer(StatusCode::OK, &batch))
+    Ok(batch_answer(StatusCode::OK, &batch))
 }
 
 /// Cancels what is still running of a batch and answers the batch.
@@ -184,8 +184,8 @@ pub async fn delete_batch(
 ) -> Result<Response, ApiError> {
     let uuid = parse_id(&id)?;
     match state.batches.cancel(uuid).await? {
-        Cancelled::Here(batch) => Ok(answer(StatusCode::OK, &batch)),
-        Cancelled::Requested(batch) => Ok(answer(StatusCode::ACCEPTED, &batch)),
+        Cancelled::Here(batch) => Ok(batch_answer(StatusCode::OK, &batch)),
+        Cancelled::Requested(batch) => Ok(batch_answer(StatusCode::ACCEPTED, &batch)),
         Cancelled::AlreadyFinished(_) => Err(ApiError::BatchFinished(uuid.to_string())),
         Cancelled::Missing => Err(not_found(&id)),
     }
@@ -333,7 +333,7 @@ fn prefers_async(headers: &HeaderMap) -> bool {
         })
 }
 
-fn answer(status: StatusCode, batch: &Arc<Batch>) -> Response {
+fn batch_answer(status: StatusCode, batch: &Arc<Batch>) -> Response {
     let location = format!("/batches/{}", batch.id);
     let mut response = (status, batch.to_json()).into_response();
     let headers = response.headers_mut();

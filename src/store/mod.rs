@@ -3,8 +3,8 @@
 //! [`Store`].
 //!
 //! - [`batches`]: the registry of batches this instance runs, and submitting one.
-//! - [`writer`]: the group-commit writer.
-//! - [`idempotency`]: idempotency keys.
+//! - `writer`: the group-commit writer.
+//! - `idempotency`: idempotency keys.
 //! - [`sql`]: SQLite and PostgreSQL; [`memory`]: `memory://`, which keeps nothing.
 
 pub mod batches;
@@ -55,7 +55,7 @@ pub struct StoreError(pub String);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyHolder {
     pub batch: Uuid,
-    /// The hash of the request it was accepted with ([`idempotency::request_hash`]).
+    /// The hash of the request it was accepted with (`idempotency::request_hash`).
     pub request_hash: String,
     /// The HTTP status its client was first answered with.
     pub first_status: u16,

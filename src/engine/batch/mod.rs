@@ -3,7 +3,7 @@
 //! (the HTTP layer, the store) take consistent snapshots of it.
 //!
 //! - [`rules`]: what a task's end or a deadline does to the batch (gather's and wait's rules).
-//! - [`tasks`]: how the task records are kept (all of them, or sparse for a load run).
+//! - `tasks`: how the task records are kept (all of them, or sparse for a load run).
 //! - [`view`]: the batch as answers show it, and its completions for event streams.
 //! - [`stored`]: the batch as storage writes it and reads it back.
 
@@ -408,7 +408,7 @@ impl Batch {
         task.timing.duration_ms = duration.map(ms);
     }
 
-    /// Stops every unfinished task: the runner drops their futures; [`Batch::finish`] then
+    /// Stops every unfinished task: the runner drops their futures; `Batch::finish` then
     /// records them according to `reason`. The first reason given wins.
     pub fn stop(&self, reason: StopReason) {
         {

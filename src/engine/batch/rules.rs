@@ -150,13 +150,7 @@ mod tests {
         }
     }
 
-    const ENDED: [TaskStatus; 5] = [
-        TaskStatus::Succeeded,
-        TaskStatus::Failed,
-        TaskStatus::TimedOut,
-        TaskStatus::Cancelled,
-        TaskStatus::Interrupted,
-    ];
+    const ENDED: [TaskStatus; 5] = TaskStatus::ENDED;
 
     #[test]
     fn gather_fails_and_answers_at_the_first_failure() {

@@ -197,7 +197,7 @@ async fn read_answer(
             break;
         }
     }
-    Ok(answer_output(
+    Ok(response_output(
         StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
         &headers,
         &buf,
@@ -206,9 +206,9 @@ async fn read_answer(
     ))
 }
 
-/// An answer as a result: its body as text when it is UTF-8 (up to a character the cap cut in
+/// A response as a result: its body as text when it is UTF-8 (up to a character the cap cut in
 /// two), else as base64.
-pub fn answer_output(
+pub fn response_output(
     status: StatusCode,
     headers: &HeaderMap,
     buf: &[u8],

@@ -8,13 +8,13 @@
 //! cancelling a batch is dropping its drivers' futures. Large batches are split across as many
 //! drivers as there are worker threads so that both cores start and finish jobs.
 //!
-//! A load run on the lean HTTP path is driven differently ([`slots`]): its drivers run a
+//! A load run on the lean HTTP path is driven differently (`slots`): its drivers run a
 //! fixed set of slots, each running one task after another on a connection it keeps, so that
 //! a request costs no future of its own.
 //!
-//! - [`issuer`]: the schedule (which task next, when, warm-up, the run's end).
-//! - [`drive`]: the general driver; [`slots`]: the lean one.
-//! - [`attempt`]: a job's attempts, timeouts, retries and backoff.
+//! - `issuer`: the schedule (which task next, when, warm-up, the run's end).
+//! - `drive`: the general driver; `slots`: the lean one.
+//! - `attempt`: a job's attempts, timeouts, retries and backoff.
 
 mod attempt;
 mod drive;

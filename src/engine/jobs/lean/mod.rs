@@ -1,5 +1,5 @@
 //! The lean path for load runs: plain-HTTP requests sent on HTTP/1 connections the batch owns,
-//! written here and read by [`h1`], on tokio's `TcpStream`.
+//! written here and read by `h1`, on tokio's `TcpStream`.
 //!
 //! The general path (`reqwest`) pays per request for a pool checkout behind a lock shared by
 //! every batch, a header map and a body kept for the response, and a name lookup through the
@@ -20,8 +20,8 @@
 //! or the connection's use (`Content-Length`, `Transfer-Encoding`, `Connection`, `Upgrade`,
 //! `TE`, `Expect`) go through the general path.
 //!
-//! - [`h1`]: the answer's framing, read without I/O.
-//! - [`pool`]: the batch's origins and the connection each slot keeps.
+//! - `h1`: the answer's framing, read without I/O.
+//! - `pool`: the batch's origins and the connection each slot keeps.
 //! - here: a request written out once per job, and one exchange on a connection.
 
 mod h1;
@@ -34,7 +34,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use tokio::io::AsyncWriteExt;
 
 use super::Failure;
-use super::http::{Hop, answer_output, follow, outcome};
+use super::http::{Hop, follow, outcome, response_output};
 use crate::engine::spec::{HttpJob, JobKind, JobSpec, ResultsMode};
 use crate::engine::task::{ErrorCode, HttpOutput, TaskOutput, ms};
 use crate::guard::NetGuard;
@@ -367,7 +367,7 @@ pub async fn run(
     }
     let body = response.body;
     let out = match response.headers {
-        Some(headers) => answer_output(
+        Some(headers) => response_output(
             response.status,
             &headers,
             &body.kept,
