@@ -2,14 +2,16 @@
 """Load benchmark: fanout against oha and asyncio + aiohttp, one local nginx target, same run.
 
 Usage: bench/load.py [--requests 20000] [--concurrency 64] [--rounds 5] [--million]
-         [--python PYTHON_WITH_AIOHTTP]
+         [--python PYTHON_WITH_AIOHTTP] [--baseline OTHER_FANOUT_BINARY]
 
 Starts nginx (Debian's nginx-light, one worker, `return 200`, no access log) on a loopback
 port, then for each round runs: oha; `fanout run` in-process; fanout through its HTTP API
 (memory://); and ../shared/bench/aiohttp_load.py. Throughput is requests per second of the
 run's wall time; p99 is each tool's own figure; ratios are taken within a round, then their
 median over the rounds. `--million` adds 1,000,000 requests with `results: "none"` through
-`fanout run` and reports its peak RSS (that process's own, from wait4). Loopback only.
+`fanout run` and reports its peak RSS (that process's own, from wait4). `--baseline` adds another
+fanout build (an earlier commit's, say) to every round, in-process and through its API, so that
+a change is measured against the code before it in the same run. Loopback only.
 """
 
 import argparse
@@ -71,12 +73,12 @@ def batch(url, n, c, results="none"):
     return {"jobs": [{"kind": "http", "url": url}], "load": {"repeat": n}, "concurrency": c, "results": results}
 
 
-def fanout_run(url, port, n, c):
+def fanout_run(url, port, n, c, binary=FANOUT):
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(batch(url, n, c), f)
     with tempfile.TemporaryFile("w+") as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([FANOUT, "run", f.name, "--allow-net", f"127.0.0.1:{port}", "--format", "json",
+        proc = subprocess.Popen([binary, "run", f.name, "--allow-net", f"127.0.0.1:{port}", "--format", "json",
                                  "--max-jobs", str(max(n, 1000000))], stdout=out, stderr=subprocess.DEVNULL)
         # This process's own peak RSS (wait4), not the largest of every child so far (oha's).
         _, status, usage = os.wait4(proc.pid, 0)
@@ -90,11 +92,11 @@ def fanout_run(url, port, n, c):
     return s["throughput_per_s"], s["duration_ms"]["p99"], {"process_wall_s": wall, "rss_mb": usage.ru_maxrss / 1024}
 
 
-def start_server(port, prefix=()):
+def start_server(port, prefix=(), binary=FANOUT):
     """A `fanout serve` on memory:// that may reach the target's port, once it answers /healthz:
     (process, API port)."""
     api = free_port()
-    proc = subprocess.Popen([*prefix, FANOUT, "serve", "--listen", f"127.0.0.1:{api}", "--database-url", "memory://",
+    proc = subprocess.Popen([*prefix, binary, "serve", "--listen", f"127.0.0.1:{api}", "--database-url", "memory://",
                              "--allow-net", f"127.0.0.1:{port}", "--max-jobs", "1000000"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
     for _ in range(100):
@@ -108,8 +110,8 @@ def start_server(port, prefix=()):
     return proc, api
 
 
-def fanout_server(url, port, n, c):
-    proc, api = start_server(port)
+def fanout_server(url, port, n, c, binary=FANOUT):
+    proc, api = start_server(port, binary=binary)
     try:
         h = http.client.HTTPConnection("127.0.0.1", api, timeout=600)
         h.request("POST", "/batches", body=json.dumps(batch(url, n, c)))
@@ -136,6 +138,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--million", action="store_true")
     ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--baseline", help="another fanout binary to measure in every round")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp()
     port, conf = start_nginx(tmp)
@@ -150,6 +153,9 @@ def main():
                 "fanout (HTTP API)": fanout_server(url, port, n, c),
                 "asyncio + aiohttp": aiohttp(args.python, url, n, c),
             }
+            if args.baseline:
+                got["baseline: fanout run (in-process)"] = fanout_run(url, port, n, c, args.baseline)
+                got["baseline: fanout (HTTP API)"] = fanout_server(url, port, n, c, args.baseline)
             rows.append(got)
             print(f"# round {r + 1}: " + ", ".join(f"{k} {v[0]:,.0f}/s p99 {v[1]:.2f} ms" for k, v in got.items()), file=sys.stderr)
         print("| round | tool | requests/s | p99 ms | × oha | × aiohttp |")

@@ -216,7 +216,7 @@ impl Batches {
         if let Some(b) = self.live.read().get(&id) {
             return Ok(Some(b.clone()));
         }
-        Ok(self.store.load(id).await?.map(Batch::restore))
+        self.store.load(id).await
     }
 
     /// Batches newest first, without their tasks.
@@ -226,18 +226,13 @@ impl Batches {
         // first: a batch leaves memory after its last write, so one missing from the snapshot
         // is up to date in the store.
         let live: HashMap<Uuid, Arc<Batch>> = self.live.read().clone();
-        let records = self.store.list(filter.clone()).await?;
+        let stored = self.store.list(filter.clone()).await?;
         let mut all: Vec<Arc<Batch>> = live
             .values()
             .filter(|b| matches(&filter, b))
             .cloned()
             .collect();
-        all.extend(
-            records
-                .into_iter()
-                .filter(|r| !live.contains_key(&r.id))
-                .map(Batch::restore),
-        );
+        all.extend(stored.into_iter().filter(|b| !live.contains_key(&b.id)));
         all.sort_by_key(|b| std::cmp::Reverse((b.created_at, b.id)));
         all.truncate(filter.limit);
         Ok(all)
@@ -255,10 +250,9 @@ impl Batches {
             let _ = tokio::time::timeout(Duration::from_secs(5), batch.finished()).await;
             return Ok(Cancelled::Here(batch));
         }
-        let Some(record) = self.store.load(id).await? else {
+        let Some(batch) = self.store.load(id).await? else {
             return Ok(Cancelled::Missing);
         };
-        let batch = Batch::restore(record);
         if batch.is_finished() {
             return Ok(Cancelled::AlreadyFinished(batch));
         }
@@ -281,11 +275,10 @@ impl Batches {
             .await?;
         // Give each its summary now, so that lists show what ended and what was interrupted.
         for &id in &ids {
-            if let Some(record) = self.store.load(id).await? {
-                let meta = Batch::restore(record).meta();
+            if let Some(batch) = self.store.load(id).await? {
                 let save = Save {
-                    id,
-                    meta,
+                    meta: batch.meta(),
+                    batch,
                     tasks: Vec::new(),
                 };
                 let writes = Writes {

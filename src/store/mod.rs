@@ -19,8 +19,9 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use uuid::Uuid;
 
+use crate::engine::Batch;
 use crate::engine::BatchStatus;
-use crate::engine::batch::{BatchMeta, BatchRecord, Rules};
+use crate::engine::batch::{BatchMeta, Rules};
 use crate::engine::spec::{Kind, Mode, ResultsMode};
 use crate::engine::task::TaskRecord;
 
@@ -80,17 +81,17 @@ pub struct NewBatch {
 
 /// What one transaction writes: every batch accepted since the last one, and what ended in
 /// every running batch since then.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Writes {
     pub inserts: Vec<NewBatch>,
     pub saves: Vec<Save>,
 }
 
-/// A batch's progress: the tasks that ended since the last save, and its fields; a finished
-/// batch's (`meta.summary` set) also writes its summary, `wall_ms` and `finished_at`.
-#[derive(Debug)]
+/// A batch's progress: the tasks that ended since the last save (none for a store that does
+/// not write task rows), and its fields; a finished batch's (`meta.summary` set) also writes
+/// its summary, `wall_ms` and `finished_at`.
 pub struct Save {
-    pub id: Uuid,
+    pub batch: Arc<Batch>,
     pub meta: BatchMeta,
     pub tasks: Vec<TaskRecord>,
 }
@@ -118,10 +119,17 @@ pub trait Store: Send + Sync + 'static {
     /// order), then ended tasks and batch fields. All or nothing.
     fn write(&self, writes: Writes) -> BoxFuture<'_, Result<Vec<Inserted>, StoreError>>;
 
-    fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<BatchRecord>, StoreError>>;
+    /// Whether the store writes task rows. One that keeps the batches themselves (memory://)
+    /// takes a finished batch whole instead, so the writer copies none of its tasks.
+    fn writes_task_rows(&self) -> bool {
+        true
+    }
+
+    /// A batch as stored.
+    fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>>;
 
     /// Batches without their tasks, newest first.
-    fn list(&self, filter: ListFilter) -> BoxFuture<'_, Result<Vec<BatchRecord>, StoreError>>;
+    fn list(&self, filter: ListFilter) -> BoxFuture<'_, Result<Vec<Arc<Batch>>, StoreError>>;
 
     /// The batch holding an idempotency key: its id, request hash and first answer status.
     fn find_key(&self, key: String) -> BoxFuture<'_, Result<Option<KeyHolder>, StoreError>>;
@@ -148,7 +156,7 @@ pub trait Store: Send + Sync + 'static {
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 }
 
-/// A stored batch's tasks as [`BatchRecord`] holds them: with `results: all`, every task in
+/// A stored batch's tasks as [`crate::engine::batch::BatchRecord`] holds them: with `results: all`, every task in
 /// index order, those without a row as `pending` placeholders made from the stored request;
 /// otherwise only the rows (the other tasks are counted by the summary and need none).
 pub(crate) fn task_list(

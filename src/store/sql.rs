@@ -6,6 +6,7 @@
 //! batch ends.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,6 +18,7 @@ use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 use uuid::Uuid;
 
 use super::{Inserted, KeyHolder, ListFilter, Store, StoreError, Writes, task_list};
+use crate::engine::Batch;
 use crate::engine::batch::{BatchMeta, BatchRecord, Rules};
 use crate::engine::spec::ResultsMode;
 use crate::engine::task::{ErrorCode, TaskError, TaskRecord, TaskStatus, Timing, format_micros};
@@ -287,7 +289,7 @@ impl Store for SqlStore {
                 });
             }
             for save in writes.saves {
-                let id = save.id.to_string();
+                let id = save.batch.id.to_string();
                 for chunk in save.tasks.chunks(ROWS_PER_STATEMENT) {
                     sqlx::query(AssertSqlSafe(self.upsert_tasks_sql()))
                         .bind(id.clone())
@@ -324,7 +326,7 @@ impl Store for SqlStore {
         })
     }
 
-    fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<BatchRecord>, StoreError>> {
+    fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>> {
         Box::pin(async move {
             let id = id.to_string();
             let Some(row) = sqlx::query(AssertSqlSafe(format!(
@@ -362,11 +364,11 @@ impl Store for SqlStore {
                     ));
                 }
             }
-            Ok(Some(record))
+            Ok(Some(Batch::restore(record)))
         })
     }
 
-    fn list(&self, filter: ListFilter) -> BoxFuture<'_, Result<Vec<BatchRecord>, StoreError>> {
+    fn list(&self, filter: ListFilter) -> BoxFuture<'_, Result<Vec<Arc<Batch>>, StoreError>> {
         Box::pin(async move {
             let mut sql = format!("SELECT {BATCH_COLUMNS} FROM batches WHERE 1 = 1");
             let mut n = 0;
@@ -396,7 +398,9 @@ impl Store for SqlStore {
             }
             q = q.bind(filter.limit as i64);
             let rows = q.fetch_all(&self.pool).await?;
-            rows.iter().map(|r| batch_record(r, Vec::new())).collect()
+            rows.iter()
+                .map(|r| batch_record(r, Vec::new()).map(Batch::restore))
+                .collect()
         })
     }
 

@@ -66,6 +66,7 @@ pub(super) async fn write_loop(
             return;
         }
 
+        let rows = store.writes_task_rows();
         let mut saves = Vec::new();
         let mut marks = Vec::new();
         for (i, t) in tracked.iter().enumerate() {
@@ -73,14 +74,14 @@ pub(super) async fn write_loop(
                 tasks,
                 ended: upto,
                 meta,
-            } = t.batch.changes_since(t.written);
+            } = t.batch.changes_since(t.written, rows);
             let finished = meta.finished_at.is_some();
             if tasks.is_empty() && !finished && t.status == Some(meta.status) {
                 continue;
             }
             marks.push((i, upto, meta.status, finished));
             saves.push(Save {
-                id: t.batch.id,
+                batch: t.batch.clone(),
                 meta,
                 tasks,
             });
