@@ -62,8 +62,9 @@ pub enum Event {
     Partial,
     /// An interim (1xx) answer, skipped: the final one follows.
     Interim,
-    /// The final answer's head.
-    Head(Head),
+    /// The final answer's head: [`Reader::take_head`] has it. (Kept in the reader rather
+    /// than carried here, so that every event stays small to pass around.)
+    Head,
     /// A stretch of the body: these bytes of the input.
     Data(Range<usize>),
     /// Framing (a chunk's size line or its line end), skipped.
@@ -106,6 +107,8 @@ pub struct Reader<F> {
     at: At,
     /// Bytes of interim answers skipped, bounded like a head.
     interim: usize,
+    /// The final answer's head, once read and until taken.
+    head: Option<Head>,
 }
 
 impl<F: Fn(StatusCode) -> bool> Reader<F> {
@@ -115,7 +118,13 @@ impl<F: Fn(StatusCode) -> bool> Reader<F> {
             keep_headers,
             at: At::Head,
             interim: 0,
+            head: None,
         }
+    }
+
+    /// The final answer's head, after [`Event::Head`].
+    pub fn take_head(&mut self) -> Option<Head> {
+        self.head.take()
     }
 
     /// Reads what starts `input`: how many bytes that used (to drop from the front), and
@@ -201,6 +210,11 @@ impl<F: Fn(StatusCode) -> bool> Reader<F> {
     }
 
     fn head(&mut self, input: &[u8]) -> Result<(usize, Event), Invalid> {
+        // Nothing read yet (the usual case right after sending): no head parse, which costs
+        // the setting up of its header slots.
+        if input.is_empty() {
+            return Ok((0, Event::Partial));
+        }
         let Some((len, head)) = parse_head(input, self.asked, &self.keep_headers)? else {
             return Ok((0, Event::Partial));
         };
@@ -220,7 +234,8 @@ impl<F: Fn(StatusCode) -> bool> Reader<F> {
             Framing::Chunked => At::ChunkSize,
             Framing::UntilClose => At::UntilClose,
         };
-        Ok((len, Event::Head(head)))
+        self.head = Some(head);
+        Ok((len, Event::Head))
     }
 }
 

@@ -236,7 +236,11 @@ async fn exchange(
         };
         conn.buf.advance(used);
         match event {
-            Event::Head(head) => break head,
+            Event::Head => {
+                break reader
+                    .take_head()
+                    .expect("the reader keeps the head it read");
+            }
             // The final response follows an interim one: its first byte is yet to come.
             Event::Interim => ttfb = None,
             _ => match conn.fill().await {

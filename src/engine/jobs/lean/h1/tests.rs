@@ -47,7 +47,7 @@ fn read(chunks: &[&[u8]], asked: Asked) -> Result<Read, Invalid> {
         match event {
             Event::Partial => unreachable!("closed() never asks for more"),
             Event::Interim => interim += 1,
-            Event::Head(h) => head = Some(h),
+            Event::Head => head = reader.take_head(),
             Event::Data(range) => body.extend_from_slice(&buf[range]),
             Event::Framing => {}
             Event::End => {
