@@ -102,7 +102,7 @@ pub async fn create_batch(
     let batches = state.batches.clone();
     // In the request's span, so the batch's log lines carry the request id too.
     let accept = tokio::spawn(
-        async move { batches.submit(spec, &body, key, status.as_u16()).await }.in_current_span(),
+        async move { batches.submit(spec, body, key, status.as_u16()).await }.in_current_span(),
     );
     let submitted = accept
         .await

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use chrono::Utc;
 use parking_lot::RwLock;
 use tokio::sync::{mpsc, oneshot};
@@ -99,19 +100,19 @@ impl Batches {
     pub async fn submit(
         self: &Arc<Self>,
         spec: BatchSpec,
-        body: &[u8],
+        body: Bytes,
         key: Option<String>,
         status: u16,
     ) -> Result<Submitted, StoreError> {
         let Some(key) = key else {
-            return match self.create(spec, body, None, status).await? {
+            return match self.create(spec, &body, None, status).await? {
                 Created::Done(submitted) => Ok(submitted),
                 Created::KeyTaken => Err(StoreError(
                     "the store reported a key conflict for a batch without a key".into(),
                 )),
             };
         };
-        let hash = request_hash(body);
+        let hash = request_hash(&body);
         self.keys
             .with(&key, async {
                 // Twice at most: a conflict on insert means another instance took the key
@@ -121,7 +122,7 @@ impl Batches {
                         return self.replay(holder, &hash).await;
                     }
                     let keyed = Some((key.clone(), hash.clone()));
-                    match self.create(spec.clone(), body, keyed, status).await? {
+                    match self.create(spec.clone(), &body, keyed, status).await? {
                         Created::KeyTaken => continue,
                         Created::Done(submitted) => return Ok(submitted),
                     }
@@ -152,7 +153,7 @@ impl Batches {
     async fn create(
         self: &Arc<Self>,
         spec: BatchSpec,
-        body: &[u8],
+        body: &Bytes,
         key: Option<(String, String)>,
         status: u16,
     ) -> Result<Created, StoreError> {
@@ -167,7 +168,7 @@ impl Batches {
             mode: batch.mode,
             label: batch.label.clone(),
             rules: batch.rules(),
-            request: String::from_utf8_lossy(body).into_owned(),
+            request: body.clone(),
             tasks_total: spec.tasks().unwrap_or(0),
             created_at: batch.created_at,
             idempotency_key,

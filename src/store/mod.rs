@@ -69,8 +69,8 @@ pub struct NewBatch {
     pub mode: Mode,
     pub label: Option<String>,
     pub rules: Rules,
-    /// The request body as accepted.
-    pub request: String,
+    /// The request body as accepted: the body the request came with, not a copy of it.
+    pub request: bytes::Bytes,
     pub tasks_total: usize,
     pub created_at: DateTime<Utc>,
     pub idempotency_key: Option<String>,

@@ -272,7 +272,7 @@ impl Store for SqlStore {
                 .bind("running")
                 .bind(b.label)
                 .bind(json(&b.rules))
-                .bind(b.request)
+                .bind(String::from_utf8_lossy(&b.request).into_owned())
                 .bind(b.tasks_total as i64)
                 .bind(ts(&b.created_at))
                 .bind(b.idempotency_key)
