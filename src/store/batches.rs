@@ -1,6 +1,6 @@
 //! [`Batches`]: the batches this instance runs, kept in memory while they run and written
-//! through to the store by the group-commit writer; a batch leaves memory once its last write
-//! is committed, and reads of it then come from the store.
+//! through to the store as they go; a batch leaves memory once its last write is committed,
+//! and reads of it then come from the store.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,14 +9,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::Utc;
 use parking_lot::RwLock;
-use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::idempotency::{KeyLocks, request_hash};
-use super::writer::{Command, write_loop};
-use super::{Inserted, KeyHolder, ListFilter, NewBatch, Save, Store, StoreError, Writes};
+use super::{Inserted, KeyHolder, ListFilter, NewBatch, Store, StoreError};
 use crate::engine::spec::BatchSpec;
 use crate::engine::{Batch, Busy, Engine};
 
@@ -27,11 +24,6 @@ pub struct Batches {
     /// The batches this instance runs, until their last write is committed.
     live: RwLock<HashMap<Uuid, Arc<Batch>>>,
     keys: KeyLocks,
-    /// The writer's queue.
-    writer: mpsc::UnboundedSender<Command>,
-    /// Cancelled at shutdown: the writer ends once every batch it tracks is written.
-    closing: CancellationToken,
-    writer_done: TaskTracker,
 }
 
 /// What `submit` did.
@@ -73,21 +65,13 @@ fn matches(filter: &ListFilter, b: &Batch) -> bool {
 
 impl Batches {
     pub fn new(engine: Engine, store: Arc<dyn Store>, instance_id: String) -> Arc<Batches> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let batches = Arc::new(Batches {
+        Arc::new(Batches {
             engine,
-            writer: tx,
-            store: store.clone(),
+            store,
             instance_id,
             live: RwLock::default(),
             keys: KeyLocks::default(),
-            closing: CancellationToken::new(),
-            writer_done: TaskTracker::new(),
-        });
-        let writer = write_loop(Arc::downgrade(&batches), store, rx, batches.closing.clone());
-        batches.writer_done.spawn(writer);
-        batches.writer_done.close();
-        batches
+        })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -176,40 +160,22 @@ impl Batches {
             answer_status: status,
             instance_id: self.instance_id.clone(),
         };
-        let (done, committed) = oneshot::channel();
-        self.send(Command::Insert(Box::new(row), done))?;
-        let inserted = committed
-            .await
-            .map_err(|_| StoreError("the writer stopped".into()))??;
-        if inserted == Inserted::KeyTaken {
+        if self.store.insert(row).await? == Inserted::KeyTaken {
             return Ok(Created::KeyTaken);
         }
         self.live.write().insert(batch.id, batch.clone());
         tracing::info!(batch_id = %batch.id, tasks = spec.tasks(), mode = ?spec.mode, "batch accepted");
         self.engine.start(batch.clone(), spec, admission);
-        self.send(Command::Track(batch.clone()))?;
-        // Write the end of a batch at once rather than at the writer's next tick.
-        let (ended, writer) = (batch.clone(), self.writer.clone());
+        let written = self.store.follow(batch.clone());
+        let (this, id) = (Arc::downgrade(self), batch.id);
         tokio::spawn(async move {
-            ended.finished().await;
-            let _ = writer.send(Command::Flush);
+            written.await;
+            // Written for good: from now on the store serves it.
+            if let Some(this) = this.upgrade() {
+                this.live.write().remove(&id);
+            }
         });
         Ok(Created::Done(Submitted::New(batch)))
-    }
-
-    fn send(&self, command: Command) -> Result<(), StoreError> {
-        self.writer
-            .send(command)
-            .map_err(|_| StoreError("the writer stopped".into()))
-    }
-
-    /// The writer committed the last write of these batches: from now on the store serves
-    /// them.
-    pub(super) fn written_for_good(&self, ids: &[Uuid]) {
-        let mut live = self.live.write();
-        for id in ids {
-            live.remove(id);
-        }
     }
 
     /// A batch as it is now: from memory when this instance runs it, else from the store.
@@ -270,26 +236,9 @@ impl Batches {
     /// and what instances that stopped heart-beating left.
     pub async fn recover(&self, stale_after: Duration) -> Result<u64, StoreError> {
         let stale_before = Utc::now() - chrono::Duration::from_std(stale_after).unwrap_or_default();
-        let ids = self
-            .store
+        self.store
             .recover(self.instance_id.clone(), stale_before)
-            .await?;
-        // Give each its summary now, so that lists show what ended and what was interrupted.
-        for &id in &ids {
-            if let Some(batch) = self.store.load(id).await? {
-                let save = Save {
-                    meta: batch.meta(),
-                    batch,
-                    tasks: Vec::new(),
-                };
-                let writes = Writes {
-                    inserts: Vec::new(),
-                    saves: vec![save],
-                };
-                self.store.write(writes).await?;
-            }
-        }
-        Ok(ids.len() as u64)
+            .await
     }
 
     /// Heartbeat (and remote cancel requests) and retention, until `stop` is cancelled.
@@ -348,9 +297,8 @@ impl Batches {
         }
     }
 
-    /// Waits for the writer's last commit (after the engine stopped the batches).
+    /// Waits for the store's last commit (after the engine stopped the batches).
     pub async fn flush(&self) {
-        self.closing.cancel();
-        self.writer_done.wait().await;
+        self.store.close().await;
     }
 }

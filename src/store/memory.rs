@@ -10,13 +10,13 @@ use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use uuid::Uuid;
 
-use super::{Inserted, KeyHolder, ListFilter, Store, StoreError, Writes};
+use super::{Inserted, KeyHolder, ListFilter, NewBatch, Store, StoreError};
 use crate::engine::Batch;
 
 /// The finished batches, and the idempotency keys of every batch accepted.
 #[derive(Default)]
 pub struct MemoryStore {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 #[derive(Default)]
@@ -27,37 +27,31 @@ struct State {
 }
 
 impl Store for MemoryStore {
-    fn writes_task_rows(&self) -> bool {
-        false
+    fn insert(&self, row: NewBatch) -> BoxFuture<'_, Result<Inserted, StoreError>> {
+        let mut st = self.state.lock();
+        let inserted = match (row.idempotency_key, row.request_hash) {
+            (Some(key), _) if st.keys.contains_key(&key) => Inserted::KeyTaken,
+            (Some(key), Some(request_hash)) => {
+                let holder = KeyHolder {
+                    batch: row.id,
+                    request_hash,
+                    first_status: row.answer_status,
+                };
+                st.keys.insert(key, holder);
+                Inserted::New
+            }
+            _ => Inserted::New,
+        };
+        Box::pin(std::future::ready(Ok(inserted)))
     }
 
-    fn write(&self, writes: Writes) -> BoxFuture<'_, Result<Vec<Inserted>, StoreError>> {
-        let mut st = self.state.lock();
-        let mut inserted = Vec::with_capacity(writes.inserts.len());
-        for row in writes.inserts {
-            match (row.idempotency_key, row.request_hash) {
-                (Some(key), _) if st.keys.contains_key(&key) => {
-                    inserted.push(Inserted::KeyTaken);
-                    continue;
-                }
-                (Some(key), Some(request_hash)) => {
-                    let holder = KeyHolder {
-                        batch: row.id,
-                        request_hash,
-                        first_status: row.answer_status,
-                    };
-                    st.keys.insert(key, holder);
-                }
-                _ => {}
-            }
-            inserted.push(Inserted::New);
-        }
-        for save in writes.saves {
-            if save.meta.finished_at.is_some() {
-                st.finished.insert(save.batch.id, save.batch);
-            }
-        }
-        Box::pin(std::future::ready(Ok(inserted)))
+    /// Keeps the batch itself once it has finished: nothing to write before that.
+    fn follow(&self, batch: Arc<Batch>) -> BoxFuture<'static, ()> {
+        let state = self.state.clone();
+        Box::pin(async move {
+            batch.finished().await;
+            state.lock().finished.insert(batch.id, batch);
+        })
     }
 
     fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>> {
@@ -102,8 +96,8 @@ impl Store for MemoryStore {
         &self,
         _instance: String,
         _stale_before: DateTime<Utc>,
-    ) -> BoxFuture<'_, Result<Vec<Uuid>, StoreError>> {
-        Box::pin(std::future::ready(Ok(Vec::new())))
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(std::future::ready(Ok(0)))
     }
 
     fn purge(&self, finished_before: DateTime<Utc>) -> BoxFuture<'_, Result<u64, StoreError>> {
@@ -125,5 +119,10 @@ impl Store for MemoryStore {
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Every write happened as it was made.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
     }
 }

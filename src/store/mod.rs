@@ -3,15 +3,14 @@
 //! [`Store`].
 //!
 //! - [`batches`]: the registry of batches this instance runs, and submitting one.
-//! - `writer`: the group-commit writer.
 //! - `idempotency`: idempotency keys.
-//! - [`sql`]: SQLite and PostgreSQL; [`memory`]: `memory://`, which keeps nothing.
+//! - [`sql`]: SQLite and PostgreSQL, written through a group-commit writer; [`memory`]:
+//!   `memory://`, which keeps nothing across a restart.
 
 pub mod batches;
 mod idempotency;
 pub mod memory;
 pub mod sql;
-mod writer;
 
 use std::sync::Arc;
 
@@ -21,7 +20,7 @@ use uuid::Uuid;
 
 use crate::engine::Batch;
 use crate::engine::BatchStatus;
-use crate::engine::batch::{BatchMeta, Rules};
+use crate::engine::batch::Rules;
 use crate::engine::spec::{Kind, Mode, ResultsMode};
 use crate::engine::task::TaskRecord;
 
@@ -79,23 +78,6 @@ pub struct NewBatch {
     pub instance_id: String,
 }
 
-/// What one transaction writes: every batch accepted since the last one, and what ended in
-/// every running batch since then.
-#[derive(Default)]
-pub struct Writes {
-    pub inserts: Vec<NewBatch>,
-    pub saves: Vec<Save>,
-}
-
-/// A batch's progress: the tasks that ended since the last save (none for a store that does
-/// not write task rows), and its fields; a finished batch's (`meta.summary` set) also writes
-/// its summary, `wall_ms` and `finished_at`.
-pub struct Save {
-    pub batch: Arc<Batch>,
-    pub meta: BatchMeta,
-    pub tasks: Vec<TaskRecord>,
-}
-
 #[derive(Debug, PartialEq, Eq)]
 pub enum Inserted {
     New,
@@ -112,18 +94,15 @@ pub struct ListFilter {
     pub limit: usize,
 }
 
-/// A backend: SQLite and PostgreSQL ([`sql::SqlStore`]), or this process's memory
-/// ([`memory::MemoryStore`]).
+/// A backend: SQLite and PostgreSQL ([`sql::SqlStore`], which groups its writes), or this
+/// process's memory ([`memory::MemoryStore`]).
 pub trait Store: Send + Sync + 'static {
-    /// Applies a group of writes in one transaction: new batch rows (one [`Inserted`] each, in
-    /// order), then ended tasks and batch fields. All or nothing.
-    fn write(&self, writes: Writes) -> BoxFuture<'_, Result<Vec<Inserted>, StoreError>>;
+    /// Stores a new batch's row; resolves once it is committed (before the server answers).
+    fn insert(&self, row: NewBatch) -> BoxFuture<'_, Result<Inserted, StoreError>>;
 
-    /// Whether the store writes task rows. One that keeps the batches themselves (memory://)
-    /// takes a finished batch whole instead, so the writer copies none of its tasks.
-    fn writes_task_rows(&self) -> bool {
-        true
-    }
+    /// Writes a running batch's progress as it goes; resolves once the batch has finished and
+    /// its last write is committed (from then on the store serves it).
+    fn follow(&self, batch: Arc<Batch>) -> BoxFuture<'static, ()>;
 
     /// A batch as stored.
     fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>>;
@@ -131,7 +110,7 @@ pub trait Store: Send + Sync + 'static {
     /// Batches without their tasks, newest first.
     fn list(&self, filter: ListFilter) -> BoxFuture<'_, Result<Vec<Arc<Batch>>, StoreError>>;
 
-    /// The batch holding an idempotency key: its id, request hash and first answer status.
+    /// The batch holding an idempotency key.
     fn find_key(&self, key: String) -> BoxFuture<'_, Result<Option<KeyHolder>, StoreError>>;
 
     /// Renews this instance's heartbeat on its unfinished batches; returns those whose
@@ -142,18 +121,22 @@ pub trait Store: Send + Sync + 'static {
     fn request_cancel(&self, id: Uuid) -> BoxFuture<'_, Result<bool, StoreError>>;
 
     /// At start-up: marks `interrupted` this instance's unfinished batches and those whose
-    /// heartbeat is older than `stale_before` — never another live instance's.
+    /// heartbeat is older than `stale_before` — never another live instance's — and gives
+    /// each its summary; returns how many there were.
     fn recover(
         &self,
         instance: String,
         stale_before: DateTime<Utc>,
-    ) -> BoxFuture<'_, Result<Vec<Uuid>, StoreError>>;
+    ) -> BoxFuture<'_, Result<u64, StoreError>>;
 
     /// Deletes finished batches (and their tasks) that finished before the cut-off.
     fn purge(&self, finished_before: DateTime<Utc>) -> BoxFuture<'_, Result<u64, StoreError>>;
 
     /// Whether the database answers.
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// At shutdown, once every batch has ended: resolves when every write is committed.
+    fn close(&self) -> BoxFuture<'_, ()>;
 }
 
 /// A stored batch's tasks as [`crate::engine::batch::BatchRecord`] holds them: with `results: all`, every task in

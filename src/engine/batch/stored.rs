@@ -64,20 +64,17 @@ impl Batch {
     }
 
     /// What a storage writer has not written yet, under one lock: the tasks that ended after
-    /// the first `from` of them (when it writes `rows`) and the batch's fields. When
-    /// `meta.finished_at` is set, every task has ended and is included.
-    pub fn changes_since(&self, from: usize, rows: bool) -> Changes {
+    /// the first `from` of them and the batch's fields. When `meta.finished_at` is set, every
+    /// task has ended and is included.
+    pub fn changes_since(&self, from: usize) -> Changes {
         let st = self.state.lock();
         let results = self.rules.results;
-        let tasks = match rows {
-            true => st.done[from.min(st.done.len())..]
-                .iter()
-                .filter_map(|&i| st.tasks.get(i as usize))
-                .filter(|t| results.shows(t.error.is_some()))
-                .cloned()
-                .collect(),
-            false => Vec::new(),
-        };
+        let tasks = st.done[from.min(st.done.len())..]
+            .iter()
+            .filter_map(|&i| st.tasks.get(i as usize))
+            .filter(|t| results.shows(t.error.is_some()))
+            .cloned()
+            .collect();
         Changes {
             tasks,
             ended: st.done.len(),

@@ -1,9 +1,6 @@
-//! SQL storage for SQLite (the embedded default) and PostgreSQL (shared by several instances),
-//! through sqlx's `Any` driver: one portable schema in `migrations/`, one set of queries.
-//!
-//! Writes are grouped: the batch row is committed before the server answers; task rows are
-//! written as they end, many per transaction (multi-row upserts), and the summary when the
-//! batch ends.
+//! The queries: one portable schema in `migrations/` and one set of statements for SQLite and
+//! PostgreSQL, through sqlx's `Any` driver. [`SqlDb::write`] applies one turn of the
+//! group-commit writer in one transaction (task rows as multi-row upserts).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -17,12 +14,13 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 use uuid::Uuid;
 
-use super::{Inserted, KeyHolder, ListFilter, Store, StoreError, Writes, task_list};
+use super::Writes;
 use crate::engine::Batch;
 use crate::engine::batch::{BatchMeta, BatchRecord, Rules};
 use crate::engine::spec::ResultsMode;
 use crate::engine::task::{ErrorCode, TaskError, TaskRecord, TaskStatus, Timing, format_micros};
 use crate::engine::wire_name as name;
+use crate::store::{Inserted, KeyHolder, ListFilter, StoreError, task_list};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -41,7 +39,7 @@ pub enum SqliteSync {
     Full,
 }
 
-pub struct SqlStore {
+pub struct SqlDb {
     pool: AnyPool,
     backend: &'static str,
 }
@@ -90,7 +88,7 @@ fn task_rows_json(tasks: &[TaskRecord]) -> String {
     serde_json::to_string(&rows).expect("task rows serialize")
 }
 
-impl SqlStore {
+impl SqlDb {
     /// The bulk upsert of task rows: `$1` the batch id, `$2` a JSON array of rows. The two
     /// databases differ only in how a JSON array becomes rows.
     fn upsert_tasks_sql(&self) -> &'static str {
@@ -124,7 +122,7 @@ impl SqlStore {
     }
 
     /// Connects, creating an SQLite file if missing, and brings the schema up to date.
-    pub async fn open(url: &str, sync: SqliteSync) -> Result<SqlStore, StoreError> {
+    pub async fn open(url: &str, sync: SqliteSync) -> Result<SqlDb, StoreError> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         let url = if sqlite && !url.contains("mode=") {
@@ -154,7 +152,7 @@ impl SqlStore {
             .connect(&url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(SqlStore {
+        Ok(SqlDb {
             pool,
             backend: if sqlite { "sqlite" } else { "postgres" },
         })
@@ -252,8 +250,8 @@ fn task_record(row: &AnyRow) -> Result<TaskRecord, StoreError> {
     })
 }
 
-impl Store for SqlStore {
-    fn write(&self, writes: Writes) -> BoxFuture<'_, Result<Vec<Inserted>, StoreError>> {
+impl SqlDb {
+    pub fn write(&self, writes: Writes) -> BoxFuture<'_, Result<Vec<Inserted>, StoreError>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
             let now = ts(&Utc::now());
@@ -326,7 +324,7 @@ impl Store for SqlStore {
         })
     }
 
-    fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>> {
+    pub fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>> {
         Box::pin(async move {
             let id = id.to_string();
             let Some(row) = sqlx::query(AssertSqlSafe(format!(
@@ -368,7 +366,7 @@ impl Store for SqlStore {
         })
     }
 
-    fn list(&self, filter: ListFilter) -> BoxFuture<'_, Result<Vec<Arc<Batch>>, StoreError>> {
+    pub fn list(&self, filter: ListFilter) -> BoxFuture<'_, Result<Vec<Arc<Batch>>, StoreError>> {
         Box::pin(async move {
             let mut sql = format!("SELECT {BATCH_COLUMNS} FROM batches WHERE 1 = 1");
             let mut n = 0;
@@ -404,7 +402,7 @@ impl Store for SqlStore {
         })
     }
 
-    fn find_key(&self, key: String) -> BoxFuture<'_, Result<Option<KeyHolder>, StoreError>> {
+    pub fn find_key(&self, key: String) -> BoxFuture<'_, Result<Option<KeyHolder>, StoreError>> {
         Box::pin(async move {
             let row = sqlx::query(
                 "SELECT id, request_hash, answer_status FROM batches WHERE idempotency_key = $1",
@@ -425,7 +423,7 @@ impl Store for SqlStore {
         })
     }
 
-    fn heartbeat(&self, instance: String) -> BoxFuture<'_, Result<Vec<Uuid>, StoreError>> {
+    pub fn heartbeat(&self, instance: String) -> BoxFuture<'_, Result<Vec<Uuid>, StoreError>> {
         Box::pin(async move {
             sqlx::query("UPDATE batches SET heartbeat_at = $1 WHERE instance_id = $2 AND finished_at IS NULL")
                 .bind(ts(&Utc::now()))
@@ -442,7 +440,7 @@ impl Store for SqlStore {
         })
     }
 
-    fn request_cancel(&self, id: Uuid) -> BoxFuture<'_, Result<bool, StoreError>> {
+    pub fn request_cancel(&self, id: Uuid) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(async move {
             let done = sqlx::query(
                 "UPDATE batches SET cancel_requested = 1 WHERE id = $1 AND finished_at IS NULL",
@@ -454,7 +452,7 @@ impl Store for SqlStore {
         })
     }
 
-    fn recover(
+    pub fn recover(
         &self,
         instance: String,
         stale_before: DateTime<Utc>,
@@ -474,7 +472,7 @@ impl Store for SqlStore {
         })
     }
 
-    fn purge(&self, finished_before: DateTime<Utc>) -> BoxFuture<'_, Result<u64, StoreError>> {
+    pub fn purge(&self, finished_before: DateTime<Utc>) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
             let cutoff = ts(&finished_before);
             let mut tx = self.pool.begin().await?;
@@ -496,7 +494,7 @@ impl Store for SqlStore {
         })
     }
 
-    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+    pub fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             sqlx::query("SELECT 1").execute(&self.pool).await?;
             Ok(())

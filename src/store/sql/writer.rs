@@ -1,0 +1,205 @@
+//! The group-commit writer: one task that writes, in one transaction a turn, every batch
+//! accepted since the last turn and every task that ended since then in every batch it follows.
+//! Under load a commit carries many batches, so the database sees far fewer transactions than
+//! requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::db::SqlDb;
+use super::{Save, Writes};
+use crate::engine::batch::stored::Changes;
+use crate::engine::{Batch, BatchStatus};
+use crate::store::{Inserted, NewBatch, StoreError};
+
+/// How often a running batch's ended tasks are written, at most.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// The writer as the store uses it: its queue, and its end at shutdown.
+pub(super) struct Writer {
+    queue: mpsc::UnboundedSender<Command>,
+    /// Cancelled at shutdown: the writer ends once every batch it follows is written.
+    closing: CancellationToken,
+    done: TaskTracker,
+}
+
+impl Writer {
+    pub fn start(db: Arc<SqlDb>) -> Writer {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let (closing, done) = (CancellationToken::new(), TaskTracker::new());
+        done.spawn(write_loop(db, rx, closing.clone()));
+        done.close();
+        Writer {
+            queue,
+            closing,
+            done,
+        }
+    }
+
+    /// Inserts a batch row with the next turn; resolves once it is committed.
+    pub async fn insert(&self, row: NewBatch) -> Result<Inserted, StoreError> {
+        let (waiter, committed) = oneshot::channel();
+        self.send(Command::Insert(Box::new(row), waiter))?;
+        committed
+            .await
+            .map_err(|_| StoreError("the writer stopped".into()))?
+    }
+
+    /// Writes the batch's progress every turn; resolves once its last write is committed.
+    pub fn follow(&self, batch: Arc<Batch>) -> BoxFuture<'static, ()> {
+        let (written, all_written) = oneshot::channel();
+        let queue = self.queue.clone();
+        Box::pin(async move {
+            if queue.send(Command::Follow(batch.clone(), written)).is_err() {
+                return;
+            }
+            // Write the end of a batch at once rather than at the writer's next tick.
+            batch.finished().await;
+            let _ = queue.send(Command::Flush);
+            let _ = all_written.await;
+        })
+    }
+
+    /// Waits for the last commit, once every batch has ended.
+    pub async fn close(&self) {
+        self.closing.cancel();
+        self.done.wait().await;
+    }
+
+    fn send(&self, command: Command) -> Result<(), StoreError> {
+        self.queue
+            .send(command)
+            .map_err(|_| StoreError("the writer stopped".into()))
+    }
+}
+
+/// What the writer is asked to do.
+enum Command {
+    /// Insert a batch row; answer once it is committed.
+    Insert(Box<NewBatch>, Waiter),
+    /// Write this batch's progress until it has finished; say so once it is all written.
+    Follow(Arc<Batch>, oneshot::Sender<()>),
+    /// A followed batch finished: write now.
+    Flush,
+}
+
+/// A batch the writer keeps writing, and how far it got.
+struct Followed {
+    batch: Arc<Batch>,
+    /// How many of its ended tasks (in completion order) are written.
+    written: usize,
+    status: Option<BatchStatus>,
+    /// Told once the batch's last write is committed.
+    all_written: Option<oneshot::Sender<()>>,
+}
+
+/// Where an insert's outcome goes once it is committed.
+type Waiter = oneshot::Sender<Result<Inserted, StoreError>>;
+
+/// The one writer: a turn at most every [`FLUSH_EVERY`], or at once when a new batch waits
+/// for its commit.
+async fn write_loop(
+    db: Arc<SqlDb>,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+    closing: CancellationToken,
+) {
+    let mut followed: Vec<Followed> = Vec::new();
+    let mut inserts: Vec<(NewBatch, Waiter)> = Vec::new();
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            command = rx.recv() => match command {
+                Some(c) => queue(c, &mut followed, &mut inserts),
+                None => return,
+            },
+            _ = tick.tick() => {}
+            _ = closing.cancelled(), if followed.is_empty() => {}
+        }
+        while let Ok(c) = rx.try_recv() {
+            queue(c, &mut followed, &mut inserts);
+        }
+        if closing.is_cancelled() && followed.is_empty() && inserts.is_empty() {
+            return;
+        }
+
+        let mut saves = Vec::new();
+        let mut marks = Vec::new();
+        for (i, t) in followed.iter().enumerate() {
+            let Changes {
+                tasks,
+                ended: upto,
+                meta,
+            } = t.batch.changes_since(t.written);
+            let finished = meta.finished_at.is_some();
+            if tasks.is_empty() && !finished && t.status == Some(meta.status) {
+                continue;
+            }
+            marks.push((i, upto, meta.status, finished));
+            saves.push(Save {
+                batch: t.batch.clone(),
+                meta,
+                tasks,
+            });
+        }
+        if saves.is_empty() && inserts.is_empty() {
+            continue;
+        }
+        let rows: usize = saves.iter().map(|s| s.tasks.len()).sum();
+        let (new, began) = (inserts.len(), std::time::Instant::now());
+        let (rows_in, waiters): (Vec<NewBatch>, Vec<Waiter>) = inserts.drain(..).unzip();
+        match db
+            .write(Writes {
+                inserts: rows_in,
+                saves,
+            })
+            .await
+        {
+            Ok(results) => {
+                let took_ms = began.elapsed().as_millis() as u64;
+                tracing::debug!(new, rows, took_ms, "written");
+                for (done, result) in waiters.into_iter().zip(results) {
+                    let _ = done.send(Ok(result));
+                }
+                for (i, upto, status, finished) in marks {
+                    let t = &mut followed[i];
+                    t.written = upto;
+                    t.status = Some(status);
+                    if finished && let Some(all_written) = t.all_written.take() {
+                        // Written for good: from now on the database serves it.
+                        let _ = all_written.send(());
+                    }
+                }
+                followed.retain(|t| t.all_written.is_some());
+            }
+            Err(e) => {
+                // New batches are refused (their clients get a 500); progress stays in memory
+                // and is written again next turn.
+                tracing::error!(error = %e, "writing to the store failed; retrying");
+                for done in waiters {
+                    let _ = done.send(Err(StoreError(e.0.clone())));
+                }
+                tokio::time::sleep(FLUSH_EVERY).await;
+            }
+        }
+    }
+}
+
+/// Adds what a command asks for to the next turn's work.
+fn queue(command: Command, followed: &mut Vec<Followed>, inserts: &mut Vec<(NewBatch, Waiter)>) {
+    match command {
+        Command::Insert(row, done) => inserts.push((*row, done)),
+        Command::Follow(batch, all_written) => followed.push(Followed {
+            batch,
+            written: 0,
+            status: None,
+            all_written: Some(all_written),
+        }),
+        Command::Flush => {}
+    }
+}
