@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
+use futures::FutureExt;
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -166,15 +167,20 @@ impl Batches {
         self.live.write().insert(batch.id, batch.clone());
         tracing::info!(batch_id = %batch.id, tasks = spec.tasks(), mode = ?spec.mode, "batch accepted");
         self.engine.start(batch.clone(), spec, admission);
-        let written = self.store.follow(batch.clone());
-        let (this, id) = (Arc::downgrade(self), batch.id);
-        tokio::spawn(async move {
-            written.await;
-            // Written for good: from now on the store serves it.
-            if let Some(this) = this.upgrade() {
-                this.live.write().remove(&id);
-            }
-        });
+        // Once written for good, the store serves the batch. A store that keeps the batch
+        // itself says so at once, and then it costs no task of its own.
+        let mut written = self.store.follow(batch.clone());
+        if (&mut written).now_or_never().is_some() {
+            self.live.write().remove(&batch.id);
+        } else {
+            let (this, id) = (Arc::downgrade(self), batch.id);
+            tokio::spawn(async move {
+                written.await;
+                if let Some(this) = this.upgrade() {
+                    this.live.write().remove(&id);
+                }
+            });
+        }
         Ok(Created::Done(Submitted::New(batch)))
     }
 
@@ -207,21 +213,17 @@ impl Batches {
 
     /// Cancels what still runs of a batch (DELETE).
     pub async fn cancel(&self, id: Uuid) -> Result<Cancelled, StoreError> {
-        let live = self.live.read().get(&id).cloned();
-        if let Some(batch) = live {
-            if batch.is_finished() {
-                return Ok(Cancelled::AlreadyFinished(batch));
-            }
-            batch.cancel_by_client();
-            // Cancelling drops the task futures; the batch records them at once.
-            let _ = tokio::time::timeout(Duration::from_secs(5), batch.finished()).await;
-            return Ok(Cancelled::Here(batch));
-        }
-        let Some(batch) = self.store.load(id).await? else {
+        let Some(batch) = self.get(id).await? else {
             return Ok(Cancelled::Missing);
         };
         if batch.is_finished() {
             return Ok(Cancelled::AlreadyFinished(batch));
+        }
+        if batch.is_live() {
+            batch.cancel_by_client();
+            // Cancelling drops the task futures; the batch records them at once.
+            let _ = tokio::time::timeout(Duration::from_secs(5), batch.finished()).await;
+            return Ok(Cancelled::Here(batch));
         }
         self.store.request_cancel(id).await?;
         Ok(Cancelled::Requested(batch))

@@ -1,6 +1,6 @@
-//! `memory://`: a [`Store`] in this process's memory, which keeps each finished batch itself
-//! (not rows copied from it). Nothing outlives the process, so there is nothing to recover and
-//! no other instance to hear from; retention still applies.
+//! `memory://`: a [`Store`] in this process's memory, which keeps each batch itself (not rows
+//! copied from it) from the moment it is accepted. Nothing outlives the process, so there is
+//! nothing to recover and no other instance to hear from; retention still applies.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{Inserted, KeyHolder, ListFilter, NewBatch, Store, StoreError};
 use crate::engine::Batch;
 
-/// The finished batches, and the idempotency keys of every batch accepted.
+/// Every batch accepted, and the idempotency keys they hold.
 #[derive(Default)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
@@ -21,8 +21,7 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct State {
-    /// Batches whose last write is done: until then the registry serves them.
-    finished: HashMap<Uuid, Arc<Batch>>,
+    batches: HashMap<Uuid, Arc<Batch>>,
     keys: HashMap<String, KeyHolder>,
 }
 
@@ -45,24 +44,21 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Ok(inserted)))
     }
 
-    /// Keeps the batch itself once it has finished: nothing to write before that.
+    /// Keeps the batch itself, which is always up to date: written for good at once.
     fn follow(&self, batch: Arc<Batch>) -> BoxFuture<'static, ()> {
-        let state = self.state.clone();
-        Box::pin(async move {
-            batch.finished().await;
-            state.lock().finished.insert(batch.id, batch);
-        })
+        self.state.lock().batches.insert(batch.id, batch);
+        Box::pin(std::future::ready(()))
     }
 
     fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>> {
-        let batch = self.state.lock().finished.get(&id).cloned();
+        let batch = self.state.lock().batches.get(&id).cloned();
         Box::pin(std::future::ready(Ok(batch)))
     }
 
     fn list(&self, filter: ListFilter) -> BoxFuture<'_, Result<Vec<Arc<Batch>>, StoreError>> {
         let st = self.state.lock();
         let mut found: Vec<&Arc<Batch>> = st
-            .finished
+            .batches
             .values()
             .filter(|b| filter.status.is_none_or(|s| b.status() == s))
             .filter(|b| {
@@ -86,7 +82,7 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Ok(Vec::new())))
     }
 
-    /// A batch the registry does not hold is a finished one: nothing to cancel.
+    /// Every batch here runs in this process, which cancels it itself.
     fn request_cancel(&self, _id: Uuid) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(std::future::ready(Ok(false)))
     }
@@ -102,14 +98,14 @@ impl Store for MemoryStore {
 
     fn purge(&self, finished_before: DateTime<Utc>) -> BoxFuture<'_, Result<u64, StoreError>> {
         let mut st = self.state.lock();
-        let State { finished, keys } = &mut *st;
-        let gone: std::collections::HashSet<Uuid> = finished
+        let State { batches, keys } = &mut *st;
+        let gone: std::collections::HashSet<Uuid> = batches
             .values()
             .filter(|b| b.finished_at().is_some_and(|f| f < finished_before))
             .map(|b| b.id)
             .collect();
         for id in &gone {
-            finished.remove(id);
+            batches.remove(id);
         }
         // A key lives as long as its batch.
         keys.retain(|_, holder| !gone.contains(&holder.batch));
