@@ -2,13 +2,16 @@
 """Storage benchmark: what SQL persistence costs, against memory:// in the same run.
 
 Usage: bench/storage.py [--binary target/release/fanout] [--postgres postgres://postgres@127.0.0.1:5432/test]
+         [--baseline OTHER_FANOUT_BINARY [--rounds 3]]
 
 1. POST rate: one-sleep(0)-job batches with oha (`-m POST -D`), concurrency 32, 20,000
    requests, on memory://, SQLite and (if given) PostgreSQL: batches/s and p99.
 2. The sleep benchmarks of bench/sleep.py (10,000 x 200 ms, 100,000 x 1 s) on each backend.
 3. Persistence lag: a 100,000-task batch; how long after its last task ended the database
    holds every task row and the summary.
-Loopback only. Needs oha (`cargo install oha --locked`) for part 1.
+With `--baseline`, part 1 alone runs `--rounds` times, the two binaries alternately on each
+backend, and reports each round and the median ratio: a change measured against the code
+before it in the same run. Loopback only. Needs oha (`cargo install oha --locked`) for part 1.
 """
 
 import argparse
@@ -16,6 +19,7 @@ import datetime
 import json
 import os
 import shutil
+import statistics
 import sqlite3
 import subprocess
 import sys
@@ -108,13 +112,35 @@ def stored(url, bid):
     return int(out[1])
 
 
+def compare_post_rates(args, bk):
+    print("| backend | round | this build | baseline | this / baseline |")
+    print("|---|---:|---:|---:|---:|")
+    ratios = {}
+    for name, url in bk:
+        for r in range(args.rounds):
+            new, _, _ = post_rate(args.binary, url())
+            old, _, _ = post_rate(args.baseline, url())
+            ratios.setdefault(name, []).append(new / old)
+            print(f"| {name} | {r + 1} | {new:,.0f}/s | {old:,.0f}/s | {new / old:.2f} |", flush=True)
+    print()
+    print("| backend | median this / baseline |")
+    print("|---|---:|")
+    for name, rs in ratios.items():
+        print(f"| {name} | {statistics.median(rs):.2f} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "fanout"))
     ap.add_argument("--postgres")
+    ap.add_argument("--baseline", help="another fanout binary: compare POST rates, alternately")
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     tmp = tempfile.mkdtemp()
     bk = backends(args, tmp)
+    if args.baseline:
+        compare_post_rates(args, bk)
+        return
 
     if shutil.which("oha"):
         print("| backend | POST /batches (1 sleep(0) job), c=32, 20,000 requests | p99 | status codes |")
