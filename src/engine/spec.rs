@@ -178,12 +178,15 @@ pub enum Threshold {
     /// (failed + timed_out) / tasks that ended.
     MaxErrorRate,
     MinThroughputPerS,
+    /// Not a limit a request sets: the check the verdict gains, failed, when not every task
+    /// ran to its end (cancelled, or interrupted by a shutdown). Its limit is the task count.
+    Completed,
 }
 
 impl Threshold {
     /// A lower bound (`min_...`): the figure must reach the limit; the others must not pass it.
     pub fn is_minimum(self) -> bool {
-        matches!(self, Threshold::MinThroughputPerS)
+        matches!(self, Threshold::MinThroughputPerS | Threshold::Completed)
     }
 }
 

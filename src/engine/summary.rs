@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::task::{ErrorCode, TaskOutput, TaskStatus};
+use super::task::{ErrorCode, TaskError, TaskOutput, TaskStatus};
 
 /// The latency distribution of a set of tasks, in milliseconds.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -34,13 +34,17 @@ pub struct Summary {
     pub interrupted: u64,
     /// Tasks not ended yet (waiting or running).
     pub pending: u64,
-    /// `duration_ms` of every ended task that started; null before any did.
+    /// `duration_ms` of every ended task that reached its target: a task refused by the guard
+    /// (`forbidden`) or that failed before it connected (`dns`, `connect`) has no latency to
+    /// count, as k6's `http_req_duration` counts only requests that were sent. Null before any
+    /// task did.
     pub duration_ms: Option<Percentiles>,
     /// `duration_ms` of the tasks that succeeded.
     pub duration_ms_succeeded: Option<Percentiles>,
     /// Time to first byte of the HTTP answers (the last attempt of each task).
     pub ttfb_ms: Option<Percentiles>,
-    /// Ended tasks per second of `wall_ms`.
+    /// Tasks that ran (reached their target and ended) per second of the measured run: from
+    /// the first task after the warm-up to the last task's end.
     pub throughput_per_s: f64,
     /// HTTP answers by status code.
     #[schema(value_type = BTreeMap<String, u64>)]
@@ -48,6 +52,10 @@ pub struct Summary {
     /// Tasks that did not succeed, by `error.code`.
     #[schema(value_type = BTreeMap<String, u64>)]
     pub errors: BTreeMap<ErrorCode, u64>,
+    /// The first message of each `error.code` in `errors`: what went wrong, in words.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub first_errors: BTreeMap<ErrorCode, String>,
     /// Open model (`load.rate_per_s`) only: tasks that started behind their intended time.
     #[serde(default)]
     pub late: Option<Late>,
@@ -80,6 +88,7 @@ pub struct SummaryAcc {
     ttfb: Timings,
     http_status: BTreeMap<u16, u64>,
     errors: BTreeMap<ErrorCode, u64>,
+    first_errors: BTreeMap<ErrorCode, String>,
     /// Open model runs: late starts and the largest lag.
     late: Option<(u64, Duration)>,
     warmup_tasks: u64,
@@ -101,6 +110,7 @@ impl SummaryAcc {
             ttfb: Timings::new(),
             http_status: BTreeMap::new(),
             errors: BTreeMap::new(),
+            first_errors: BTreeMap::new(),
             late: None,
             warmup_tasks: 0,
         }
@@ -132,16 +142,17 @@ impl SummaryAcc {
         }
     }
 
-    /// Counts one ended task.
+    /// Counts one ended task (`duration` when it had started).
     pub fn record(
         &mut self,
         status: TaskStatus,
         duration: Option<Duration>,
         output: Option<&TaskOutput>,
-        error: Option<ErrorCode>,
+        error: Option<&TaskError>,
     ) {
         self.by_status[status_slot(status)] += 1;
-        if let Some(d) = duration {
+        let reached = error.is_none_or(|e| e.code.reached_target());
+        if let (Some(d), true) = (duration, reached) {
             self.durations.record(d);
             if status == TaskStatus::Succeeded {
                 self.succeeded.record(d);
@@ -152,8 +163,11 @@ impl SummaryAcc {
             self.ttfb
                 .record(Duration::from_micros((out.ttfb_ms * 1000.0) as u64));
         }
-        if let Some(code) = error {
-            *self.errors.entry(code).or_default() += 1;
+        if let Some(e) = error {
+            *self.errors.entry(e.code).or_default() += 1;
+            if !self.first_errors.contains_key(&e.code) {
+                self.first_errors.insert(e.code, e.message.clone());
+            }
         }
     }
 
@@ -173,8 +187,11 @@ impl SummaryAcc {
         let count = |s: TaskStatus| self.by_status[status_slot(s)];
         let ended = self.ended();
         let duration_ms = self.durations.percentiles();
+        // Tasks that ran: a task stopped before it started, or refused before it reached its
+        // target, did no work to count.
+        let ran = self.durations.histogram.len();
         let throughput_per_s = match wall {
-            Some(w) if !w.is_zero() => ((ended as f64 / w.as_secs_f64()) * 10.0).round() / 10.0,
+            Some(w) if !w.is_zero() => ((ran as f64 / w.as_secs_f64()) * 10.0).round() / 10.0,
             _ => 0.0,
         };
         Summary {
@@ -191,6 +208,7 @@ impl SummaryAcc {
             throughput_per_s,
             http_status: self.http_status.clone(),
             errors: self.errors.clone(),
+            first_errors: self.first_errors.clone(),
             late: self.late.map(|(count, max)| Late {
                 count,
                 max_ms: (max.as_micros() as f64).round() / 1000.0,
@@ -278,10 +296,55 @@ mod tests {
             TaskStatus::TimedOut,
             Some(Duration::from_millis(5)),
             None,
-            Some(ErrorCode::Timeout),
+            Some(&TaskError::new(ErrorCode::Timeout, "too slow")),
         );
         let s = acc.summary(None);
         assert_eq!((s.timed_out, s.pending), (1, 2));
         assert_eq!(s.errors.get(&ErrorCode::Timeout), Some(&1));
+        assert_eq!(s.first_errors[&ErrorCode::Timeout], "too slow");
+    }
+
+    #[test]
+    fn tasks_that_never_reached_their_target_have_no_latency_and_no_throughput() {
+        let mut acc = SummaryAcc::new(4);
+        for (code, message) in [
+            (ErrorCode::Forbidden, "127.0.0.1:3000 is loopback"),
+            (ErrorCode::Forbidden, "another refusal"),
+            (
+                ErrorCode::Dns,
+                "no-such-host.invalid: name does not resolve",
+            ),
+            (ErrorCode::Connect, "connection refused"),
+        ] {
+            acc.record(
+                TaskStatus::Failed,
+                Some(Duration::from_micros(60)),
+                None,
+                Some(&TaskError::new(code, message)),
+            );
+        }
+        let s = acc.summary(Some(Duration::from_millis(1)));
+        assert!(s.duration_ms.is_none(), "{:?}", s.duration_ms);
+        assert_eq!(s.throughput_per_s, 0.0);
+        assert_eq!(s.failed, 4);
+        assert_eq!(
+            s.first_errors[&ErrorCode::Forbidden],
+            "127.0.0.1:3000 is loopback"
+        );
+    }
+
+    #[test]
+    fn a_task_that_reached_its_target_and_failed_counts_its_latency() {
+        let mut acc = SummaryAcc::new(1);
+        acc.record(
+            TaskStatus::Failed,
+            Some(Duration::from_millis(3)),
+            None,
+            Some(&TaskError::new(ErrorCode::Status, "500")),
+        );
+        let s = acc.summary(Some(Duration::from_secs(1)));
+        let max = s.duration_ms.map(|d| d.max).unwrap_or_default();
+        assert!((max - 3.0).abs() < 0.01, "max {max}");
+        assert_eq!(s.throughput_per_s, 1.0);
     }
 }

@@ -22,6 +22,17 @@ pub enum TaskStatus {
     Interrupted,
 }
 
+impl ErrorCode {
+    /// Whether a task that failed this way reached its target: one refused by a guard, or
+    /// whose name did not resolve or whose connection could not be made, did not.
+    pub fn reached_target(self) -> bool {
+        !matches!(
+            self,
+            ErrorCode::Forbidden | ErrorCode::Dns | ErrorCode::Connect
+        )
+    }
+}
+
 impl TaskStatus {
     /// The statuses a task can end with.
     pub const ENDED: [TaskStatus; 5] = [

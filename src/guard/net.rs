@@ -140,8 +140,12 @@ impl NetPolicy {
         }
         match classify(ip) {
             None => Ok(()),
+            // Says what to do about it: a load test of one's own app on this machine meets
+            // this first.
             Some(kind) => Err(Refusal(format!(
-                "{ip} is {kind}: only public addresses are reachable unless --allow-net names it"
+                "{target} is {kind}, refused: only public addresses are reachable; to reach it, \
+                 add --allow-net {target}",
+                target = std::net::SocketAddr::new(ip, port)
             ))),
         }
     }

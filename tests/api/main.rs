@@ -17,5 +17,6 @@ mod load;
 mod operations;
 mod ssrf;
 mod storage;
+mod verdict;
 mod wait;
 mod wire;

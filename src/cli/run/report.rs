@@ -148,6 +148,12 @@ pub fn text(b: &Report) -> String {
             "  errors      {}",
             table.collect::<Vec<_>>().join("  ")
         );
+        for line in first_errors(s) {
+            let _ = writeln!(out, "    {line}");
+        }
+    }
+    if let Some(hint) = refused_by_the_guard(s) {
+        let _ = writeln!(out, "  hint        {hint}");
     }
     if let Some(e) = &b.error {
         let _ = writeln!(
@@ -172,9 +178,14 @@ pub fn text(b: &Report) -> String {
                     (false, true) => "<=",
                     (false, false) => ">",
                 };
+                let detail = c
+                    .detail
+                    .as_deref()
+                    .map(|d| format!("  ({d})"))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "    [{}] {:<20} {} {op} {}",
+                    "    [{}] {:<20} {} {op} {}{detail}",
                     if c.passed { "ok" } else { "FAIL" },
                     wire_name(&c.name),
                     num(c.actual),
@@ -195,6 +206,37 @@ pub fn text(b: &Report) -> String {
         }
     }
     out
+}
+
+/// The first message of each error code, a line each.
+fn first_errors(s: &Summary) -> Vec<String> {
+    s.first_errors
+        .iter()
+        .map(|(code, message)| format!("{} (first): {message}", wire_name(code)))
+        .collect()
+}
+
+/// When most tasks were refused by the guard, why and what to do: such a run measured
+/// nothing of its target.
+fn refused_by_the_guard(s: &Summary) -> Option<String> {
+    let refused = s
+        .errors
+        .get(&crate::engine::task::ErrorCode::Forbidden)
+        .copied()?;
+    let ended = s.tasks.saturating_sub(s.pending);
+    if ended == 0 || refused * 2 < ended {
+        return None;
+    }
+    let first = s
+        .first_errors
+        .get(&crate::engine::task::ErrorCode::Forbidden)
+        .map(String::as_str)
+        .unwrap_or("refused by the outbound guard");
+    Some(format!(
+        "{} of {} tasks were refused by the outbound guard and measured nothing: {first}",
+        count(refused),
+        count(ended)
+    ))
 }
 
 /// The duration percentiles as bars scaled to the longest.
@@ -231,12 +273,13 @@ pub fn junit(b: &Report) -> String {
         Some(v) => {
             for c in &v.checks {
                 let check = wire_name(&c.name);
-                let failure = (!c.passed).then(|| {
-                    format!(
+                let failure = (!c.passed).then(|| match &c.detail {
+                    Some(detail) => format!("{check}: {detail}"),
+                    None => format!(
                         "{check}: actual {} against limit {}",
                         num(c.actual),
                         num(Some(c.limit))
-                    )
+                    ),
                 });
                 cases.push((check, failure));
             }
@@ -254,6 +297,11 @@ pub fn junit(b: &Report) -> String {
         }
     }
     let failures = cases.iter().filter(|c| c.1.is_some()).count();
+    // What went wrong, in words, beside each failure: the first message of each error code,
+    // and the guard's refusal when it stopped most tasks.
+    let mut why: Vec<String> = refused_by_the_guard(&b.summary).into_iter().collect();
+    why.extend(first_errors(&b.summary));
+    let why = why.join("\n");
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
@@ -281,11 +329,16 @@ pub fn junit(b: &Report) -> String {
                     "    <testcase classname=\"fanout.thresholds\" name=\"{}\" time=\"{time:.3}\">",
                     xml(&case)
                 );
+                let body = if why.is_empty() {
+                    message.clone()
+                } else {
+                    format!("{message}\n{why}")
+                };
                 let _ = writeln!(
                     out,
                     "      <failure type=\"threshold\" message=\"{}\">{}</failure>",
                     xml(&message),
-                    xml(&message)
+                    xml(&body)
                 );
                 let _ = writeln!(out, "    </testcase>");
             }

@@ -382,7 +382,7 @@ impl Batch {
                 status,
                 duration,
                 outcome.output.as_ref(),
-                outcome.error.as_ref().map(|e| e.code),
+                outcome.error.as_ref(),
             );
         }
         let jobs = self.jobs();

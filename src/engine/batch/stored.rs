@@ -142,12 +142,7 @@ fn rebuilt_summary(tasks: &[TaskRecord], total: usize, wall_ms: Option<f64>) -> 
             .timing
             .duration_ms
             .map(|d| Duration::from_micros((d * 1000.0) as u64));
-        acc.record(
-            t.status,
-            duration,
-            t.output.as_ref(),
-            t.error.as_ref().map(|e| e.code),
-        );
+        acc.record(t.status, duration, t.output.as_ref(), t.error.as_ref());
     }
     acc.summary(wall_ms.map(|w| Duration::from_micros((w * 1000.0) as u64)))
 }

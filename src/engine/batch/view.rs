@@ -111,7 +111,7 @@ impl Batch {
         let filter = self.rules.results;
         let summary = st.summary(wall);
         let verdict = match (&self.rules.thresholds, st.finished_at) {
-            (Some(t), Some(_)) => Some(judge(t, &summary)),
+            (Some(t), Some(_)) => Some(judge(t, &summary, st.status)),
             _ => None,
         };
         let (results, done, pending) = match self.mode {

@@ -1,0 +1,143 @@
+//! A verdict CI can trust: a run stopped part-way fails, refusals say how to fix them, and
+//! latency counts only tasks that reached their target.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{spawn_app, spawn_target};
+
+/// Runs `fanout run` on the batch with exactly these extra arguments (no `--allow-net`
+/// unless given).
+async fn run_binary(batch: &Value, extra: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("batch.json");
+    std::fs::write(&file, batch.to_string()).unwrap();
+    let mut args = vec!["run".to_owned(), file.display().to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(env!("CARGO_BIN_EXE_fanout"))
+            .args(args)
+            .output()
+            .unwrap();
+        drop(dir);
+        out
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_load_run_cancelled_part_way_fails_its_verdict_with_a_completed_check() {
+    let app = spawn_app().await;
+    let res = app
+        .post_raw(
+            json!({
+                "jobs": [{ "kind": "sleep", "duration_ms": 20 }],
+                "load": { "repeat": 4000 }, "concurrency": 4,
+                "thresholds": { "p95_ms": 10000, "max_error_rate": 0.5 }
+            })
+            .to_string(),
+            &[("prefer", "respond-async")],
+        )
+        .await;
+    let id = res.json["id"].as_str().unwrap().to_owned();
+    for _ in 0..200 {
+        let now = app.get(&format!("/batches/{id}")).await.json;
+        if now["summary"]["succeeded"].as_u64().unwrap_or(0) >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let cancelled = app.delete(&format!("/batches/{id}")).await;
+
+    assert_eq!(cancelled.status, 200, "{}", cancelled.json);
+    let verdict = &cancelled.json["verdict"];
+    assert_eq!(verdict["passed"], false, "{verdict}");
+    let checks = verdict["checks"].as_array().unwrap();
+    // The thresholds themselves held: only the run's being cut short fails it.
+    assert!(checks[..2].iter().all(|c| c["passed"] == true), "{verdict}");
+    let completed = checks
+        .iter()
+        .find(|c| c["name"] == "completed")
+        .expect("a completed check");
+    assert_eq!(completed["passed"], false);
+    assert_eq!(completed["limit"], 4000.0);
+    let ran = completed["actual"].as_f64().unwrap();
+    assert!((20.0..4000.0).contains(&ran), "{completed}");
+    let detail = completed["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!("{ran} of 4000 tasks ran, ")) && detail.ends_with(" cancelled"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_refused_by_the_guard_fails_and_says_what_to_add() {
+    let target = spawn_target().await;
+    let port = target.base.rsplit(':').next().unwrap().to_owned();
+    let batch = json!({
+        "jobs": [{ "kind": "http", "url": format!("{}/hello", target.base) }],
+        "load": { "repeat": 20 }, "concurrency": 4,
+        "thresholds": { "p95_ms": 200 }
+    });
+
+    // Without --allow-net: the target is on loopback, which the guard refuses.
+    let out = run_binary(&batch, &[]).await;
+
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fix = format!("add --allow-net 127.0.0.1:{port}");
+    assert!(text.contains("hint"), "{text}");
+    assert!(text.contains(&fix), "{text}");
+    assert!(text.contains("forbidden (first): 127.0.0.1:"), "{text}");
+    // Nothing reached the target, so there is no latency to pass a latency threshold with.
+    assert!(text.contains("[FAIL] p95_ms"), "{text}");
+    assert!(!text.contains("[ok]"), "{text}");
+    assert!(text.contains("throughput 0 tasks/s"), "{text}");
+
+    let out = run_binary(&batch, &["--format", "junit"]).await;
+    let xml = String::from_utf8_lossy(&out.stdout);
+    let doc = roxmltree::Document::parse(&xml).expect("valid XML");
+    let failure = doc
+        .descendants()
+        .find(|n| n.has_tag_name("failure"))
+        .expect("a failure");
+    assert!(failure.text().unwrap_or_default().contains(&fix), "{xml}");
+}
+
+#[tokio::test]
+async fn latency_and_throughput_count_only_tasks_that_reached_their_target() {
+    let app = spawn_app().await;
+    let target = spawn_target().await;
+
+    // 127.0.0.2 is loopback but not allowed (the tests allow 127.0.0.1 only): refused.
+    let res = app
+        .post(&json!({
+            "return_exceptions": true,
+            "jobs": [
+                { "kind": "http", "url": format!("{}/slow/40", target.base) },
+                { "kind": "http", "url": "http://127.0.0.2:9/" }
+            ]
+        }))
+        .await;
+
+    assert_eq!(res.status, 201, "{}", res.json);
+    let s = &res.json["summary"];
+    assert_eq!(
+        (s["succeeded"].as_u64(), s["failed"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(s["errors"]["forbidden"], 1);
+    let min = s["duration_ms"]["min"].as_f64().unwrap();
+    assert!(min >= 35.0, "the refused task's time is not a latency: {s}");
+    assert!(
+        s["first_errors"]["forbidden"]
+            .as_str()
+            .unwrap()
+            .contains("add --allow-net 127.0.0.2:9"),
+        "{s}"
+    );
+}
