@@ -126,17 +126,16 @@ pub enum LogFormat {
 }
 
 impl Config {
-    /// The defaults, as `fanout serve` with no flags would use them (what the environment's
-    /// `FANOUT_*` variables set included).
-    pub fn defaults() -> Result<Config, String> {
-        #[derive(clap::Parser)]
-        struct Defaults {
-            #[command(flatten)]
-            config: Config,
-        }
-        <Defaults as clap::Parser>::try_parse_from(["fanout"])
-            .map(|d| d.config)
-            .map_err(|e| e.to_string())
+    /// The defaults, as `fanout serve` with no flags and no `FANOUT_*` variables would use
+    /// them: the flags' own defaults, read from their declarations above.
+    pub fn defaults() -> Config {
+        use clap::{Args as _, FromArgMatches as _};
+        let command = Config::augment_args(clap::Command::new("fanout"))
+            .mut_args(|arg| arg.env(None::<&'static str>));
+        let matches = command
+            .try_get_matches_from(["fanout"])
+            .expect("every flag's default parses");
+        Config::from_arg_matches(&matches).expect("every flag's default parses")
     }
 
     /// The limits requests are checked and clamped against.

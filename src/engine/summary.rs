@@ -165,9 +165,9 @@ impl SummaryAcc {
         }
         if let Some(e) = error {
             *self.errors.entry(e.code).or_default() += 1;
-            if !self.first_errors.contains_key(&e.code) {
-                self.first_errors.insert(e.code, e.message.clone());
-            }
+            self.first_errors
+                .entry(e.code)
+                .or_insert_with(|| e.message.clone());
         }
     }
 

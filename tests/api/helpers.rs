@@ -82,7 +82,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 /// With stand-ins for name lookups and dialling (see `fanout::app::Hooks`).
 pub async fn spawn_app_hooked(configure: impl FnOnce(&mut Config), hooks: Hooks) -> TestApp {
     let files = Arc::new(tempfile::tempdir().expect("temp dir"));
-    let mut config = Config::defaults().expect("the defaults parse");
+    let mut config = Config::defaults();
     config.listen = "127.0.0.1:0".parse().expect("an address");
     config.files_root = files.path().join("root");
     std::fs::create_dir(&config.files_root).expect("files root");

@@ -1,29 +1,93 @@
 //! What `fanout run` prints of a finished batch: a summary for people (`text`) and a JUnit
 //! file for CI dashboards (`junit`), both read from the batch as the API answers it.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Deserialize;
 
-use crate::engine::batch::BatchError;
-use crate::engine::spec::Mode;
-use crate::engine::summary::{Percentiles, Summary};
-use crate::engine::verdict::Verdict;
-use crate::engine::{BatchStatus, wire_name};
+use crate::engine::summary::Percentiles;
 
-/// The parts of a batch answer the reports read.
+/// The parts of a batch answer the reports read. Names and codes are kept as text, and every
+/// field has a default, so that a report reads an answer from a server of another version
+/// (one that knows an error code or a check this build does not).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Report {
     pub id: String,
-    pub mode: Mode,
-    pub status: BatchStatus,
+    #[serde(default)]
+    pub mode: String,
+    pub status: String,
+    #[serde(default)]
     pub label: Option<String>,
+    #[serde(default)]
     pub wall_ms: Option<f64>,
     #[serde(default)]
-    pub error: Option<BatchError>,
-    pub summary: Summary,
+    pub error: Option<Failure>,
+    pub summary: Figures,
     #[serde(default)]
     pub verdict: Option<Verdict>,
+}
+
+/// `summary`, as the reports read it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Figures {
+    pub tasks: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    pub cancelled: u64,
+    pub interrupted: u64,
+    pub pending: u64,
+    pub duration_ms: Option<Percentiles>,
+    pub duration_ms_succeeded: Option<Percentiles>,
+    pub ttfb_ms: Option<Percentiles>,
+    pub throughput_per_s: f64,
+    pub http_status: BTreeMap<String, u64>,
+    pub errors: BTreeMap<String, u64>,
+    pub first_errors: BTreeMap<String, String>,
+    pub late: Option<Late>,
+    pub warmup_tasks: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Late {
+    pub count: u64,
+    pub max_ms: f64,
+}
+
+/// `error`: why a gather batch failed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Failure {
+    pub index: Option<u32>,
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Verdict {
+    pub passed: bool,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Check {
+    pub name: String,
+    pub limit: f64,
+    pub actual: Option<f64>,
+    pub passed: bool,
+    pub detail: Option<String>,
+}
+
+impl Check {
+    /// A lower bound: the figure must reach the limit (`min_...`, and `completed`).
+    fn is_minimum(&self) -> bool {
+        self.name.starts_with("min_") || self.name == "completed"
+    }
 }
 
 impl Report {
@@ -31,10 +95,7 @@ impl Report {
     pub fn passed(&self) -> bool {
         match &self.verdict {
             Some(v) => v.passed,
-            None => {
-                self.status == BatchStatus::Completed
-                    && self.summary.succeeded == self.summary.tasks
-            }
+            None => self.status == "completed" && self.summary.succeeded == self.summary.tasks,
         }
     }
 }
@@ -69,9 +130,7 @@ pub fn text(b: &Report) -> String {
     let _ = writeln!(
         out,
         "fanout batch {}{label}: {} ({} mode)",
-        b.id,
-        wire_name(&b.status),
-        wire_name(&b.mode)
+        b.id, b.status, b.mode
     );
     let _ = writeln!(
         out,
@@ -139,10 +198,7 @@ pub fn text(b: &Report) -> String {
         );
     }
     if !s.errors.is_empty() {
-        let table = s
-            .errors
-            .iter()
-            .map(|(k, v)| format!("{}: {}", wire_name(k), count(*v)));
+        let table = s.errors.iter().map(|(k, v)| format!("{k}: {}", count(*v)));
         let _ = writeln!(
             out,
             "  errors      {}",
@@ -160,7 +216,7 @@ pub fn text(b: &Report) -> String {
             out,
             "  failed by   task {}: {} ({})",
             num(e.index.map(f64::from)),
-            wire_name(&e.code),
+            e.code,
             e.message
         );
     }
@@ -172,7 +228,7 @@ pub fn text(b: &Report) -> String {
                 if v.passed { "PASSED" } else { "FAILED" }
             );
             for c in &v.checks {
-                let op = match (c.name.is_minimum(), c.passed) {
+                let op = match (c.is_minimum(), c.passed) {
                     (true, true) => ">=",
                     (true, false) => "<",
                     (false, true) => "<=",
@@ -187,7 +243,7 @@ pub fn text(b: &Report) -> String {
                     out,
                     "    [{}] {:<20} {} {op} {}{detail}",
                     if c.passed { "ok" } else { "FAIL" },
-                    wire_name(&c.name),
+                    c.name,
                     num(c.actual),
                     num(Some(c.limit))
                 );
@@ -209,27 +265,24 @@ pub fn text(b: &Report) -> String {
 }
 
 /// The first message of each error code, a line each.
-fn first_errors(s: &Summary) -> Vec<String> {
+fn first_errors(s: &Figures) -> Vec<String> {
     s.first_errors
         .iter()
-        .map(|(code, message)| format!("{} (first): {message}", wire_name(code)))
+        .map(|(code, message)| format!("{code} (first): {message}"))
         .collect()
 }
 
 /// When most tasks were refused by the guard, why and what to do: such a run measured
 /// nothing of its target.
-fn refused_by_the_guard(s: &Summary) -> Option<String> {
-    let refused = s
-        .errors
-        .get(&crate::engine::task::ErrorCode::Forbidden)
-        .copied()?;
+fn refused_by_the_guard(s: &Figures) -> Option<String> {
+    let refused = s.errors.get("forbidden").copied()?;
     let ended = s.tasks.saturating_sub(s.pending);
     if ended == 0 || refused * 2 < ended {
         return None;
     }
     let first = s
         .first_errors
-        .get(&crate::engine::task::ErrorCode::Forbidden)
+        .get("forbidden")
         .map(String::as_str)
         .unwrap_or("refused by the outbound guard");
     Some(format!(
@@ -272,7 +325,7 @@ pub fn junit(b: &Report) -> String {
     match &b.verdict {
         Some(v) => {
             for c in &v.checks {
-                let check = wire_name(&c.name);
+                let check = c.name.clone();
                 let failure = (!c.passed).then(|| match &c.detail {
                     Some(detail) => format!("{check}: {detail}"),
                     None => format!(
@@ -290,7 +343,7 @@ pub fn junit(b: &Report) -> String {
                     "{} of {} tasks succeeded; batch {}",
                     count(b.summary.succeeded),
                     count(b.summary.tasks),
-                    wire_name(&b.status)
+                    b.status
                 )
             });
             cases.push(("every task succeeded".to_owned(), failure));
@@ -346,4 +399,32 @@ pub fn junit(b: &Report) -> String {
     }
     out.push_str("  </testsuite>\n</testsuites>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_from_another_version_still_reads_and_reports() {
+        // An error code, a check and a field this build does not know, and fields left out.
+        let answer = serde_json::json!({
+            "id": "b1", "status": "completed", "label": "smoke",
+            "summary": {
+                "tasks": 2, "succeeded": 1, "failed": 1,
+                "errors": { "quota": 1 }, "first_errors": { "quota": "over quota" },
+                "something_new": [1, 2]
+            },
+            "verdict": { "passed": false, "checks": [
+                { "name": "p42_ms", "limit": 10, "actual": 12, "passed": false }
+            ] }
+        });
+        let report: Report = serde_json::from_value(answer).expect("reads");
+        assert!(!report.passed());
+        let text = text(&report);
+        assert!(text.contains("errors      quota: 1"), "{text}");
+        assert!(text.contains("quota (first): over quota"), "{text}");
+        assert!(text.contains("[FAIL] p42_ms"), "{text}");
+        assert!(junit(&report).contains("p42_ms: actual 12 against limit 10"));
+    }
 }

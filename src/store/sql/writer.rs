@@ -56,12 +56,16 @@ impl Writer {
         let queue = self.queue.clone();
         Box::pin(async move {
             if queue.send(Command::Follow(batch.clone(), written)).is_err() {
-                return;
+                std::future::pending::<()>().await;
             }
             // Write the end of a batch at once rather than at the writer's next tick.
             batch.finished().await;
             let _ = queue.send(Command::Flush);
-            let _ = all_written.await;
+            if all_written.await.is_err() {
+                // The writer stopped before the last write: the batch stays where it is
+                // up to date (in memory) rather than be read back stale.
+                std::future::pending::<()>().await;
+            }
         })
     }
 
