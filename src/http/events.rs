@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
@@ -77,10 +77,13 @@ pub struct StreamEvent {
 ///   `id` its `seq`. With `results: "errors"` only failed tasks are sent, with `"none"` none.
 /// - `event: progress` now and then while the batch runs: `{"ended": n, "tasks": m}`.
 /// - `event: batch` last, with the batch (its summary and verdict, without the task lists);
-///   then the stream closes.
+///   its `id` is the batch's last completion number. Then the stream closes.
 ///
 /// Reconnect with `Last-Event-ID` (the last `id` received) to go on where it stopped, with no
-/// task sent twice and none skipped. A finished batch replays its tasks, then closes.
+/// task sent twice and none skipped. A finished batch replays its tasks, then closes; a
+/// reconnect with nothing left to send (`Last-Event-ID` at or past the last completion of a
+/// finished batch) is answered `204 No Content`, which tells a browser's `EventSource` to stop
+/// reconnecting.
 #[utoipa::path(
     get,
     path = "/batches/{id}/events",
@@ -91,6 +94,7 @@ pub struct StreamEvent {
     ),
     responses(
         (status = 200, description = "The event stream: `task` events, `progress` events, and `batch` last", content_type = "text/event-stream", body = StreamEvent),
+        (status = 204, description = "A reconnect to a finished batch with nothing left to send"),
         (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such batch (`batch_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The server follows as many streams as it allows (`too_many_streams`)", body = Problem, content_type = "application/problem+json",
@@ -113,11 +117,20 @@ pub async fn batch_events(
         .get(uuid)
         .await?
         .ok_or_else(|| not_found(&id))?;
-    let after = headers
+    let resumed = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .unwrap_or(0);
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    let after = resumed.unwrap_or(0);
+    let nothing_left = || {
+        let next = batch.events_after(after, 1);
+        next.caught_up && next.tasks.is_empty()
+    };
+    if resumed.is_some() && batch.is_finished() && nothing_left() {
+        // The client saw the end already: a 200 would replay the `batch` event, and an
+        // EventSource would reconnect for ever.
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     tracing::debug!(batch_id = %uuid, after, "event stream opened");
     let follow = Follow {
         _permit: permit,
@@ -198,8 +211,12 @@ impl Follow {
         if read.finished {
             let batch =
                 String::from_utf8(self.batch.to_summary_json()).expect("serde_json writes UTF-8");
-            self.queue
-                .push_back(Event::default().event("batch").data(batch));
+            self.queue.push_back(
+                Event::default()
+                    .event("batch")
+                    .id(read.last.to_string())
+                    .data(batch),
+            );
             self.closed = true;
             return;
         }

@@ -321,3 +321,38 @@ async fn large_results_arrive_whole_and_once_a_stretch_at_a_time() {
     }
     assert_eq!(events.last().unwrap().event, "batch");
 }
+
+#[tokio::test]
+async fn a_reconnect_after_the_batch_event_is_told_204_so_an_event_source_stops() {
+    let app = spawn_app().await;
+    // With results "errors" the last tasks are not sent: the batch event's id still says
+    // where the stream ended.
+    let id = start_async(
+        &app,
+        &json!({ "results": "errors", "return_exceptions": true, "jobs": [
+            { "kind": "file", "path": "missing.txt" },
+            { "kind": "sleep", "duration_ms": 30 },
+            { "kind": "sleep", "duration_ms": 60 }
+        ]}),
+    )
+    .await;
+    let events = Stream::open(&app, &id, None).await.all().await;
+    let last = events.last().unwrap();
+    assert_eq!(last.event, "batch");
+    let end = last.id.clone().expect("the batch event has an id");
+    assert_eq!(end, "3");
+
+    let again = app
+        .client
+        .get(format!("{}/batches/{id}/events", app.base))
+        .header("last-event-id", &end)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 204);
+
+    // A reconnect that has not seen the tasks yet still gets them and the batch.
+    let rest = Stream::open(&app, &id, Some("0")).await.all().await;
+    assert_eq!(tasks(&rest).len(), 1);
+    assert_eq!(rest.last().unwrap().event, "batch");
+}
