@@ -84,10 +84,24 @@ impl NetGuard {
         match url.host() {
             Some(url::Host::Ipv4(ip)) => self.literal(IpAddr::V4(ip), port),
             Some(url::Host::Ipv6(ip)) => self.literal(IpAddr::V6(ip), port),
-            Some(url::Host::Domain(name)) => Ok(Target {
-                port,
-                host_allowed: self.policy.host_allowed(name, port),
-            }),
+            Some(url::Host::Domain(name)) => {
+                let host_allowed = self.policy.host_allowed(name, port);
+                // Refused before any lookup: what a resolver says of these names cannot be
+                // trusted, and one that does not resolve them would make it a `dns` error.
+                if let Some((means, stands_for)) = net::reserved_name(name)
+                    && !host_allowed
+                    && stands_for
+                        .iter()
+                        .all(|ip| self.policy.check(*ip, port).is_err())
+                {
+                    let name = net::normalize_host(name);
+                    return Err(Refusal(format!(
+                        "{name} always means {means}, refused by name: to reach it, add \
+                         --allow-net {name}:{port}"
+                    )));
+                }
+                Ok(Target { port, host_allowed })
+            }
             None => Err(Refusal("the URL has no host".into())),
         }
     }

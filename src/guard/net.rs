@@ -77,6 +77,30 @@ impl fmt::Display for AllowRule {
     }
 }
 
+/// A name that always means this machine or a cloud's metadata service, whatever a resolver
+/// says of it: what it means, and the addresses it stands for (an `--allow-net` rule that
+/// opens one of them opens the name too).
+pub fn reserved_name(host: &str) -> Option<(&'static str, &'static [IpAddr])> {
+    const LOOPBACK: &[IpAddr] = &[
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+    ];
+    const METADATA: &[IpAddr] = &[IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254))];
+    let host = normalize_host(host);
+    if host == "localhost" || host.ends_with(".localhost") {
+        // RFC 6761, section 6.3: localhost and every name beneath it are this machine.
+        return Some(("this machine (loopback)", LOOPBACK));
+    }
+    match host.as_str() {
+        "metadata"
+        | "metadata.google.internal"
+        | "metadata.goog"
+        | "instance-data"
+        | "instance-data.ec2.internal" => Some(("a cloud's metadata service", METADATA)),
+        _ => None,
+    }
+}
+
 /// Lower case, no trailing dot: how host names are compared.
 pub fn normalize_host(host: &str) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
@@ -398,6 +422,32 @@ mod tests {
         assert!(p.host_allowed("db", 5432));
         assert!(!p.host_allowed("db", 5433));
         assert!(!p.host_allowed("other", 80));
+    }
+
+    #[test]
+    fn names_of_this_machine_and_of_metadata_services_are_known_by_name() {
+        for name in ["localhost", "LOCALHOST.", "app.localhost", "a.b.localhost."] {
+            assert_eq!(
+                reserved_name(name).map(|r| r.0),
+                Some("this machine (loopback)"),
+                "{name}"
+            );
+        }
+        for name in ["metadata.google.internal", "metadata", "instance-data."] {
+            assert_eq!(
+                reserved_name(name).map(|r| r.0),
+                Some("a cloud's metadata service"),
+                "{name}"
+            );
+        }
+        for name in [
+            "localhost.example.com",
+            "mylocalhost",
+            "example.com",
+            "metadata.example",
+        ] {
+            assert_eq!(reserved_name(name), None, "{name}");
+        }
     }
 
     #[test]

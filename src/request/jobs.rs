@@ -370,6 +370,12 @@ impl HttpJobRequest {
                 http::HeaderName::from_str(name),
                 http::HeaderValue::from_str(value),
             ) {
+                // Names differ only in case are one header twice (RFC 9110, section 5.1), which
+                // a server must refuse: say so here instead of sending both.
+                (Ok(n), Ok(_)) if headers.contains_key(&n) => err(
+                    &format!("headers.{name}"),
+                    format!("repeats the header {n} (header names are case-insensitive)"),
+                ),
                 (Ok(n), Ok(v)) => {
                     headers.append(n, v);
                 }

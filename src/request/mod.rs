@@ -322,6 +322,14 @@ mod tests {
     }
 
     #[test]
+    fn header_names_that_differ_only_in_case_are_one_header_twice() {
+        let fields = invalid_fields(
+            r#"{"jobs":[{"kind":"http","url":"http://app.test/","headers":{"Host":"a","host":"b"}}]}"#,
+        );
+        assert_eq!(fields, vec!["jobs[0].headers.host"]);
+    }
+
+    #[test]
     fn every_invalid_job_is_reported_with_its_path() {
         let fields = invalid_fields(
             r#"{"jobs":[{"kind":"sleep","duration_ms":1},{"kind":"teleport"},{"kind":"http"},

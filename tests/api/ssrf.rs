@@ -535,3 +535,46 @@ async fn non_http_schemes_are_invalid_requests() {
         assert_eq!(res.json["errors"][0]["field"], "jobs[0].url");
     }
 }
+
+#[tokio::test]
+async fn names_of_this_machine_and_of_metadata_services_are_refused_by_name_before_any_lookup() {
+    let (app, recorder, lookup) = guarded_app_and_lookup(&[]).await;
+    let urls: Vec<String> = [
+        "http://localhost/",
+        "http://localhost./",
+        "http://app.localhost:8080/",
+        "http://A.B.LOCALHOST./",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://metadata/",
+        "http://instance-data/latest/meta-data/",
+    ]
+    .iter()
+    .map(|u| u.to_string())
+    .collect();
+
+    let results = run_all_both_ways(&app, &urls).await;
+
+    for (url, r) in urls.iter().zip(&results) {
+        assert_eq!(r["error"]["code"], "forbidden", "{url}: {r}");
+        let message = r["error"]["message"].as_str().unwrap();
+        assert!(message.contains("refused by name"), "{url}: {message}");
+        assert!(message.contains("add --allow-net"), "{url}: {message}");
+    }
+    assert_eq!(
+        lookup.lookups.load(Ordering::SeqCst),
+        0,
+        "no name was looked up"
+    );
+    assert!(recorder.seen.lock().is_empty());
+}
+
+#[tokio::test]
+async fn a_localhost_name_opens_with_the_loopback_address_it_stands_for() {
+    let target = spawn_target().await;
+    let port = target.base.rsplit(':').next().unwrap().to_owned();
+    let (app, _, _) = guarded_app_and_lookup(&[&format!("127.0.0.1:{port}")]).await;
+
+    let results = run_all_both_ways(&app, &[format!("http://localhost.:{port}/hello")]).await;
+
+    assert_eq!(results[0]["status"], "succeeded", "{}", results[0]);
+}
