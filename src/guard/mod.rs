@@ -175,10 +175,10 @@ impl NetGuard {
             .lookup
             .lookup(host)
             .await
-            .map_err(|e| Unreachable::Lookup(format!("dns error: {host}: {e}")))?;
+            .map_err(|e| Unreachable::Lookup(format!("{host}: name does not resolve ({e})")))?;
         if found.is_empty() {
             return Err(Unreachable::Lookup(format!(
-                "dns error: {host} has no address"
+                "{host}: name does not resolve (no address)"
             )));
         }
         let mut refusals = Vec::new();

@@ -332,6 +332,13 @@ async fn a_name_that_does_not_resolve_fails_dns_without_retry() {
     let r = &res.json["results"][0];
     assert_eq!(r["error"]["code"], "dns", "{r}");
     assert_eq!(r["attempts"], 1);
+    // One sentence, not the client's chain of wrappers.
+    let message = r["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("nowhere.test: name does not resolve"),
+        "{message}"
+    );
+    assert!(!message.contains("error sending request"), "{message}");
 }
 
 #[tokio::test]

@@ -141,3 +141,32 @@ async fn latency_and_throughput_count_only_tasks_that_reached_their_target() {
         "{s}"
     );
 }
+
+#[tokio::test]
+async fn a_refused_connection_reads_as_one_sentence_on_either_path() {
+    let app = spawn_app().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let job = json!({ "kind": "http", "url": format!("http://127.0.0.1:{closed}/") });
+
+    let plain = app
+        .post(&json!({ "return_exceptions": true, "jobs": [job] }))
+        .await;
+    let load = app
+        .post(&json!({ "load": { "repeat": 1 }, "jobs": [job] }))
+        .await;
+
+    for res in [plain, load] {
+        let error = &res.json["results"][0]["error"];
+        assert_eq!(error["code"], "connect", "{error}");
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("connecting to 127.0.0.1:{closed}: ")),
+            "{message}"
+        );
+        assert!(!message.contains("error sending request"), "{message}");
+    }
+}

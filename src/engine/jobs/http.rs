@@ -265,7 +265,10 @@ fn failure_from(e: &reqwest::Error) -> Failure {
     }
     let code = if e.is_timeout() {
         ErrorCode::Timeout
-    } else if text.contains("dns error") || text.contains("failed to lookup address") {
+    } else if text.contains("does not resolve")
+        || text.contains("dns error")
+        || text.contains("failed to lookup address")
+    {
         ErrorCode::Dns
     } else if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
         ErrorCode::Tls
@@ -274,7 +277,39 @@ fn failure_from(e: &reqwest::Error) -> Failure {
     } else {
         ErrorCode::Io
     };
-    Failure::new(code, dedup_chain(chain))
+    // One sentence a person can act on, not the client's nested chain of wrappers: the
+    // guard's own words for a name that does not resolve, the address and the system's
+    // words for a connection that could not be made.
+    let message = match (code, io_cause(e), e.url()) {
+        (ErrorCode::Dns, _, _) => chain
+            .iter()
+            .rev()
+            .find(|c| c.contains("does not resolve"))
+            .cloned()
+            .unwrap_or_else(|| dedup_chain(chain)),
+        (ErrorCode::Connect, Some(io), Some(url)) if e.is_connect() => {
+            let port = url.port_or_known_default().unwrap_or_default();
+            format!(
+                "connecting to {}:{port}: {io}",
+                url.host_str().unwrap_or_default()
+            )
+        }
+        _ => dedup_chain(chain),
+    };
+    Failure::new(code, message)
+}
+
+/// The innermost I/O error among an error's causes: what the system said.
+fn io_cause(e: &reqwest::Error) -> Option<&std::io::Error> {
+    let mut found = None;
+    let mut cause: Option<&dyn std::error::Error> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            found = Some(io);
+        }
+        cause = c.source();
+    }
+    found
 }
 
 /// An error's text and its causes' texts, outermost first.
