@@ -36,11 +36,6 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot open the files root {path}: {source}")]
-    FilesRoot {
-        path: String,
-        source: std::io::Error,
-    },
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error("{0}")]
@@ -138,15 +133,14 @@ impl App {
         let metrics_handle = crate::metrics::install();
         crate::metrics::spawn_upkeep(metrics_handle.clone());
         let store = store::open(&config.database_url, config.sqlite_sync).await?;
-        let engine =
-            Engine::new(config.engine(guard, crate::metrics::meters())).map_err(|source| {
-                StartError::FilesRoot {
-                    path: config.files_root.display().to_string(),
-                    source,
-                }
-            })?;
+        // The files root is made if missing, so that file jobs work on a fresh checkout; if
+        // it cannot be, file jobs say which folder to create (and find it once it exists).
+        if let Err(e) = std::fs::create_dir_all(&config.files_root) {
+            tracing::warn!(files_root = %config.files_root.display(), error = %e, "cannot create the files root: file jobs fail with not_found until it exists");
+        }
+        let engine = Engine::new(config.engine(guard, crate::metrics::meters()));
         if !engine.has_files_root() {
-            tracing::warn!(files_root = %config.files_root.display(), "the files root does not exist: file jobs will fail with not_found");
+            tracing::warn!(files_root = %config.files_root.display(), "the files root cannot be opened: file jobs will fail until it can");
         }
         let listener =
             TcpListener::bind(config.listen)

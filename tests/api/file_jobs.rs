@@ -267,3 +267,84 @@ async fn the_path_suite_never_reads_outside_the_root() {
         assert!(!text.contains("PATH="), "{shown:?} read an environment");
     }
 }
+
+#[tokio::test]
+async fn a_missing_files_root_is_made_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("made").join("at-start");
+    let wanted = root.clone();
+    let app = crate::helpers::spawn_app_with(move |c| c.files_root = wanted).await;
+
+    assert!(root.is_dir(), "{} was not made", root.display());
+    std::fs::write(root.join("hello.txt"), "hi").unwrap();
+    let res = app
+        .post(&json!({ "jobs": [{ "kind": "file", "path": "hello.txt" }] }))
+        .await;
+    assert_eq!(
+        res.json["results"][0]["status"], "succeeded",
+        "{}",
+        res.json
+    );
+}
+
+#[tokio::test]
+async fn a_files_root_that_appears_after_start_is_found_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the root's parent should be: the root cannot be made at start.
+    let blocker = dir.path().join("blocker");
+    std::fs::write(&blocker, "not a folder").unwrap();
+    let root = blocker.join("root");
+    let wanted = root.clone();
+    let app = crate::helpers::spawn_app_with(move |c| c.files_root = wanted).await;
+    let job =
+        json!({ "return_exceptions": true, "jobs": [{ "kind": "file", "path": "hello.txt" }] });
+
+    let before = app.post(&job).await;
+    let error = &before.json["results"][0]["error"];
+    assert_eq!(error["code"], "not_found", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains(&root.display().to_string()) && message.contains("create that folder"),
+        "{message}"
+    );
+
+    std::fs::remove_file(&blocker).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("hello.txt"), "hi").unwrap();
+    let after = app.post(&job).await;
+    assert_eq!(
+        after.json["results"][0]["status"], "succeeded",
+        "{}",
+        after.json
+    );
+}
+
+#[test]
+fn log_lines_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            "memory://",
+        ])
+        .env_remove("FANOUT_LOG_FORMAT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let mut seen = Vec::new();
+    for line in lines.map_while(Result::ok) {
+        let done = line.contains("listening on");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.iter().any(|l| l.contains("listening on")), "{seen:?}");
+    assert!(seen.iter().all(|l| !l.contains('\u{1b}')), "{seen:?}");
+}

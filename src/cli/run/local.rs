@@ -52,8 +52,7 @@ pub(super) async fn run(args: &RunArgs, body: &[u8]) -> Result<Value, Unusable> 
         })?;
     }
     let policy = NetPolicy::parse(&config.allow_net).map_err(Unusable)?;
-    let engine = Engine::new(config.engine(NetGuard::new(policy), NO_METER))
-        .map_err(|e| Unusable(format!("cannot open the files root: {e}")))?;
+    let engine = Engine::new(config.engine(NetGuard::new(policy), NO_METER));
     let admission = engine.admit(&spec).map_err(|busy| match busy {
         Busy::Never { tasks, capacity } => Unusable(format!(
             "the batch holds {tasks} tasks at once; this run allows {capacity} (--max-jobs)"

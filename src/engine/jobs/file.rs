@@ -12,14 +12,8 @@ use crate::engine::spec::{FileEncoding, FileJob};
 use crate::engine::task::{ErrorCode, FileOutput, TaskOutput};
 use crate::guard::files::{self, OpenError};
 
-pub async fn run(root: Option<&Dir>, job: &FileJob) -> Result<TaskOutput, Failure> {
-    let Some(root) = root else {
-        return Err(Failure::new(
-            ErrorCode::NotFound,
-            "the server has no files root",
-        ));
-    };
-    let root = root
+pub async fn run(root: Result<&Dir, Failure>, job: &FileJob) -> Result<TaskOutput, Failure> {
+    let root = root?
         .try_clone()
         .map_err(|e| Failure::new(ErrorCode::Io, e.to_string()))?;
     let path = job.path.clone();

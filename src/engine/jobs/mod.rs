@@ -5,7 +5,8 @@ mod http;
 pub mod lean;
 mod sleep;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::spec::JobKind;
@@ -16,26 +17,60 @@ use crate::guard::NetGuard;
 pub struct JobContext {
     http: reqwest::Client,
     pub guard: NetGuard,
-    files: Option<cap_std::fs::Dir>,
+    files: FilesRoot,
 }
 
 impl JobContext {
-    pub fn new(files_root: &Path, guard: NetGuard) -> std::io::Result<JobContext> {
-        let files =
-            match cap_std::fs::Dir::open_ambient_dir(files_root, cap_std::ambient_authority()) {
-                Ok(dir) => Some(dir),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(e),
-            };
-        Ok(JobContext {
+    pub fn new(files_root: &Path, guard: NetGuard) -> JobContext {
+        JobContext {
             http: http::client(&guard),
             guard,
-            files,
-        })
+            files: FilesRoot {
+                path: files_root.to_owned(),
+                dir: OnceLock::new(),
+            },
+        }
     }
 
     pub fn has_files_root(&self) -> bool {
-        self.files.is_some()
+        self.files.dir().is_ok()
+    }
+}
+
+/// The folder `file` jobs read from, opened on first use, so that one created after start-up
+/// is found without a restart.
+struct FilesRoot {
+    path: PathBuf,
+    dir: OnceLock<cap_std::fs::Dir>,
+}
+
+impl FilesRoot {
+    fn dir(&self) -> Result<&cap_std::fs::Dir, Failure> {
+        if let Some(dir) = self.dir.get() {
+            return Ok(dir);
+        }
+        match cap_std::fs::Dir::open_ambient_dir(&self.path, cap_std::ambient_authority()) {
+            Ok(dir) => Ok(self.dir.get_or_init(|| dir)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Err(Failure::new(
+                    ErrorCode::NotFound,
+                    format!(
+                        "the files root {} does not exist: create that folder (or start the \
+                     server with --files-root naming one)",
+                        self.path.display()
+                    ),
+                ))
+            }
+            Err(e) => Err(Failure::new(
+                ErrorCode::Io,
+                format!("cannot open the files root {}: {e}", self.path.display()),
+            )),
+        }
     }
 }
 
@@ -86,6 +121,6 @@ pub async fn run_once(
             Box::pin(http::run(&ctx.http, &ctx.guard, job, started)).await
         }
         (JobKind::Sleep(job), _) => Ok(sleep::run(job).await),
-        (JobKind::File(job), _) => file::run(ctx.files.as_ref(), job).await,
+        (JobKind::File(job), _) => file::run(ctx.files.dir(), job).await,
     }
 }

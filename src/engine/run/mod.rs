@@ -99,9 +99,9 @@ struct Inner {
 }
 
 impl Engine {
-    pub fn new(config: EngineConfig) -> std::io::Result<Engine> {
-        let ctx = JobContext::new(&config.files_root, config.guard)?;
-        Ok(Engine {
+    pub fn new(config: EngineConfig) -> Engine {
+        let ctx = JobContext::new(&config.files_root, config.guard);
+        Engine {
             inner: Arc::new(Inner {
                 ctx: Arc::new(ctx),
                 meter: config.meter,
@@ -113,7 +113,7 @@ impl Engine {
                 tracker: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
             }),
-        })
+        }
     }
 
     /// Whether `file` jobs have a root to read from.
