@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Query, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -196,8 +196,10 @@ pub async fn delete_batch(
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only batches with this status.
+    #[param(value_type = Option<BatchStatus>)]
     status: Option<String>,
     /// Items per page, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -230,8 +232,20 @@ pub struct BatchPage {
 pub async fn list_batches(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let mut errors = Vec::new();
+    // A misspelt parameter (`?statut=failed`) would otherwise list everything, silently.
+    let mut errors: Vec<FieldError> =
+        url::form_urlencoded::parse(raw.as_deref().unwrap_or_default().as_bytes())
+            .map(|(name, _)| name)
+            .filter(|name| !matches!(name.as_ref(), "status" | "limit" | "cursor"))
+            .map(|name| {
+                FieldError::new(
+                    name.as_ref(),
+                    "not a parameter of GET /batches (status, limit, cursor)",
+                )
+            })
+            .collect();
     let status = q.status.as_deref().filter(|s| !s.is_empty()).and_then(|s| {
         let parsed =
             serde_json::from_value::<BatchStatus>(serde_json::Value::String(s.to_owned())).ok();

@@ -44,14 +44,57 @@ impl ToSchema for JobSlot {
 impl<'de> Deserialize<'de> for JobSlot {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = serde_json::Value::deserialize(d)?;
-        Ok(JobSlot(serde_path_to_error::deserialize(value).map_err(
-            |e| {
+        match serde_path_to_error::deserialize(value.clone()) {
+            Ok(job) => Ok(JobSlot(Ok(job))),
+            Err(e) => {
                 let path = e.path().to_string();
                 let message = e.into_inner().to_string();
-                FieldError::new(field_of(&path, &message), message)
-            },
-        )))
+                let (path, message) = kind_error(value).unwrap_or((path, message));
+                Ok(JobSlot(Err(FieldError::new(
+                    field_of(&path, &message),
+                    plain(&message),
+                ))))
+            }
+        }
     }
+}
+
+/// Where a job of a known kind is wrong: an internally tagged enum reads a job's fields from
+/// a buffer, which loses their path, so the named kind's own fields are read again.
+fn kind_error(value: serde_json::Value) -> Option<(String, String)> {
+    fn error_of<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Option<(String, String)> {
+        serde_path_to_error::deserialize::<_, T>(v)
+            .err()
+            .map(|e| (e.path().to_string(), e.into_inner().to_string()))
+    }
+    let serde_json::Value::Object(mut fields) = value else {
+        return None;
+    };
+    let kind = fields.remove("kind")?;
+    let fields = serde_json::Value::Object(fields);
+    match kind.as_str()? {
+        "http" => error_of::<HttpJobRequest>(fields),
+        "sleep" => error_of::<SleepJobRequest>(fields),
+        "file" => error_of::<FileJobRequest>(fields),
+        _ => None,
+    }
+}
+
+/// serde's message for a number out of its type's range, in the request's terms.
+pub(super) fn plain(message: &str) -> String {
+    for (ty, max) in [("u64", u64::MAX as u128), ("u32", u32::MAX as u128)] {
+        let out_of_range = message.starts_with("invalid type: floating point")
+            || message.starts_with("invalid value: integer");
+        if out_of_range && message.ends_with(&format!("expected {ty}")) {
+            let found = message
+                .split('`')
+                .nth(1)
+                .map(|n| format!(" (found {n})"))
+                .unwrap_or_default();
+            return format!("must be a whole number from 0 to {max}{found}");
+        }
+    }
+    message.to_owned()
 }
 
 /// Where an error inside one job points, relative to the job: serde names the field in the
@@ -73,7 +116,10 @@ pub(super) fn field_of(path: &str, message: &str) -> String {
         // serde_path_to_error already ends the path with an unknown field's name.
         Some(name) if base.ends_with(&format!(".{name}")) => base,
         Some(name) => format!("{base}.{name}"),
-        None if message.contains("variant") || message.contains("`kind`") => ".kind".to_owned(),
+        // A job's own `kind` (its tag has no path of its own).
+        None if base.is_empty() && (message.contains("variant") || message.contains("`kind`")) => {
+            ".kind".to_owned()
+        }
         None => base,
     }
 }

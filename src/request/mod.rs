@@ -129,6 +129,17 @@ pub struct BatchRequest<J = JobSlot> {
 
 /// Parses and validates a request body.
 pub fn parse_batch(body: &[u8], limits: &Limits) -> Result<BatchSpec, Rejected> {
+    // Valid JSON that is not an object is a request of the wrong shape, not broken JSON (serde
+    // would read an array as the struct's fields in order, and call the mismatch a syntax
+    // error).
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        serde_json::from_slice::<serde::de::IgnoredAny>(body)
+            .map_err(|e| Rejected::Malformed(e.to_string()))?;
+        return Err(Rejected::Invalid(vec![FieldError::new(
+            "",
+            "a batch is a JSON object, {\"jobs\": [...]}, not an array, string, number or null",
+        )]));
+    }
     // Fast path: a well-formed batch parses in one pass, straight into typed jobs.
     match serde_json::from_slice::<BatchRequest<JobRequest>>(body) {
         Ok(request) => return request.map_jobs(|job| JobSlot(Ok(job))).validate(limits),
@@ -154,7 +165,7 @@ pub fn parse_batch(body: &[u8], limits: &Limits) -> Result<BatchSpec, Rejected> 
                     let field = field_of(&path, &message);
                     Rejected::Invalid(vec![FieldError::new(
                         field.trim_start_matches('.'),
-                        message,
+                        jobs::plain(&message),
                     )])
                 }
                 _ => Rejected::Malformed(inner.to_string()),
@@ -318,6 +329,58 @@ mod tests {
         match parse_batch(body.as_bytes(), &limits()) {
             Err(Rejected::Invalid(errors)) => errors.into_iter().map(|e| e.field).collect(),
             other => panic!("expected a 422, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn field_paths_name_the_field_that_is_wrong() {
+        assert_eq!(
+            invalid_fields(r#"{"mode":"race","jobs":[{"kind":"sleep","duration_ms":1}]}"#),
+            vec!["mode"]
+        );
+        assert_eq!(
+            invalid_fields(r#"{"jobs":[{"kind":"sleep","duration_ms":"100"}]}"#),
+            vec!["jobs[0].duration_ms"]
+        );
+        assert_eq!(
+            invalid_fields(
+                r#"{"jobs":[{"kind":"sleep","duration_ms":1},{"kind":"http","url":"http://a.test/","retries":{"max":"x"}}]}"#
+            ),
+            vec!["jobs[1].retries.max"]
+        );
+    }
+
+    #[test]
+    fn a_number_out_of_range_says_the_range() {
+        match parse_batch(
+            br#"{"jobs":[{"kind":"sleep","duration_ms":1e23}]}"#,
+            &limits(),
+        ) {
+            Err(Rejected::Invalid(errors)) => {
+                assert_eq!(errors[0].field, "jobs[0].duration_ms");
+                assert!(
+                    errors[0].message.contains("whole number from 0 to"),
+                    "{}",
+                    errors[0].message
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_that_is_not_an_object_is_invalid_not_malformed() {
+        for body in ["[1,2]", "3", "\"jobs\"", "null"] {
+            match parse_batch(body.as_bytes(), &limits()) {
+                Err(Rejected::Invalid(errors)) => {
+                    assert_eq!(errors[0].field, "", "{body}");
+                    assert!(
+                        errors[0].message.contains("a batch is a JSON object"),
+                        "{body}: {errors:?}"
+                    );
+                }
+                other => panic!("{body}: {other:?}"),
+            }
         }
     }
 

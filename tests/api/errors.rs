@@ -162,3 +162,58 @@ async fn with_tokens_configured_batch_endpoints_need_one() {
     assert_eq!(health.status, 200);
     assert_eq!(docs.status, 200);
 }
+
+#[tokio::test]
+async fn valid_json_that_is_not_an_object_is_a_422_saying_a_batch_is_an_object() {
+    let app = spawn_app().await;
+
+    for body in ["[1,2]", "42", "null"] {
+        let res = app.post_raw(body, &[]).await;
+
+        assert_problem(&res, 422, "invalid_batch");
+        let message = res.json["errors"][0]["message"].as_str().unwrap();
+        assert!(
+            message.contains("a batch is a JSON object"),
+            "{body}: {message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bad_enum_value_and_a_mistyped_field_are_named_by_their_own_path() {
+    let app = spawn_app().await;
+
+    let res = app
+        .post_raw(
+            r#"{"mode":"race","jobs":[{"kind":"sleep","duration_ms":1}]}"#,
+            &[],
+        )
+        .await;
+    assert_problem(&res, 422, "invalid_batch");
+    assert_eq!(res.json["errors"][0]["field"], "mode");
+
+    let res = app
+        .post_raw(r#"{"jobs":[{"kind":"sleep","duration_ms":"100"}]}"#, &[])
+        .await;
+    assert_eq!(res.json["errors"][0]["field"], "jobs[0].duration_ms");
+
+    let res = app
+        .post_raw(r#"{"jobs":[{"kind":"sleep","duration_ms":1e23}]}"#, &[])
+        .await;
+    assert_eq!(res.json["errors"][0]["field"], "jobs[0].duration_ms");
+    let message = res.json["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("must be a whole number from 0 to"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_list_parameter_is_a_422_naming_it() {
+    let app = spawn_app().await;
+
+    let res = app.get("/batches?statut=failed").await;
+
+    assert_problem(&res, 422, "invalid_query");
+    assert_eq!(res.json["errors"][0]["field"], "statut");
+}
