@@ -254,7 +254,8 @@ impl App {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves at SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

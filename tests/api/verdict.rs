@@ -170,3 +170,99 @@ async fn a_refused_connection_reads_as_one_sentence_on_either_path() {
         assert!(!message.contains("error sending request"), "{message}");
     }
 }
+
+/// Starts `fanout run` on the batch, sends it SIGTERM once `after` has passed, and waits for
+/// it to exit.
+async fn run_and_interrupt(
+    batch: &Value,
+    extra: &[&str],
+    after: Duration,
+) -> (Output, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("batch.json");
+    std::fs::write(&file, batch.to_string()).unwrap();
+    let mut args = vec!["run".to_owned(), file.display().to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let child = Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(after).await;
+    // SAFETY: a plain kill(2) of the child this test started.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    (out, dir)
+}
+
+#[tokio::test]
+async fn sigterm_stops_an_in_process_run_reports_what_ran_and_exits_1() {
+    let target = spawn_target().await;
+    let port = target.base.rsplit(':').next().unwrap().to_owned();
+    let batch = json!({
+        "jobs": [{ "kind": "http", "url": format!("{}/slow/50", target.base) }],
+        "load": { "repeat": 2000 }, "concurrency": 4,
+        "thresholds": { "p95_ms": 10000 }
+    });
+    let allow = format!("127.0.0.1:{port}");
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let report_path = report.path().display().to_string();
+
+    let (out, _dir) = run_and_interrupt(
+        &batch,
+        &[
+            "--allow-net",
+            &allow,
+            "--format",
+            "junit",
+            "--out",
+            &report_path,
+        ],
+        Duration::from_millis(1500),
+    )
+    .await;
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stopping"), "{stderr}");
+    // The text summary on stderr: the batch was interrupted, and the verdict says why.
+    assert!(stderr.contains("interrupted (gather mode)"), "{stderr}");
+    assert!(stderr.contains("[FAIL] completed"), "{stderr}");
+    let xml = std::fs::read_to_string(report.path()).unwrap();
+    assert!(xml.contains("name=\"completed\""), "{xml}");
+    assert!(xml.contains("of 2000 tasks ran"), "{xml}");
+}
+
+#[tokio::test]
+async fn sigterm_of_a_remote_run_cancels_the_batch_on_the_server_and_exits_1() {
+    let app = crate::helpers::spawn_app().await;
+    let batch = json!({
+        "jobs": [{ "kind": "sleep", "duration_ms": 50 }],
+        "load": { "repeat": 2000 }, "concurrency": 4,
+        "thresholds": { "p95_ms": 10000 }
+    });
+
+    let (out, _dir) = run_and_interrupt(
+        &batch,
+        &["--server", &app.base],
+        Duration::from_millis(1500),
+    )
+    .await;
+
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("cancelled (gather mode)"), "{text}");
+    assert!(text.contains("[FAIL] completed"), "{text}");
+    let list = app.get("/batches").await.json;
+    assert_eq!(list["items"][0]["status"], "cancelled", "{list}");
+}

@@ -10,7 +10,7 @@ use super::{RunArgs, Unusable, describe, tasks_bar};
 use crate::config::Config;
 use crate::engine::meter::NO_METER;
 use crate::engine::spec::ResultsMode;
-use crate::engine::{Batch, Busy, Engine};
+use crate::engine::{Batch, Busy, Engine, StopReason};
 use crate::guard::{NetGuard, NetPolicy};
 use crate::request::parse_batch;
 
@@ -62,12 +62,35 @@ pub(super) async fn run(args: &RunArgs, body: &[u8]) -> Result<Value, Unusable> 
     let batch = engine.new_batch(&spec);
     engine.start(batch.clone(), spec, admission);
     let bar = progress_bar(&batch);
-    batch.finished().await;
+    tokio::select! {
+        () = batch.finished() => {}
+        () = crate::app::shutdown_signal() => stop(&batch).await,
+    }
     if let Some(bar) = bar {
         bar.abort();
         eprint!("\r\x1b[2K");
     }
     serde_json::from_slice(&batch.to_json()).map_err(|e| Unusable(e.to_string()))
+}
+
+/// How long the tasks running at Ctrl-C or SIGTERM may take to end before they are stopped.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Ctrl-C or SIGTERM: start no more tasks, give the running ones [`STOP_GRACE`] to end, then
+/// stop them; the batch ends `interrupted`, so its report fails.
+async fn stop(batch: &Batch) {
+    eprintln!(
+        "\nfanout run: stopping: no new tasks; those running get {} s to end",
+        STOP_GRACE.as_secs()
+    );
+    batch.stop_starting(StopReason::Interrupted);
+    if tokio::time::timeout(STOP_GRACE, batch.finished())
+        .await
+        .is_err()
+    {
+        batch.stop(StopReason::Interrupted);
+        batch.finished().await;
+    }
 }
 
 /// A progress bar on stderr while the batch runs, when stderr is a terminal (nothing extra in

@@ -37,19 +37,60 @@ pub(super) async fn run(
     let batch_url = format!("{url}/{id}");
     if started["finished_at"].is_null() {
         let events = with_token(client.get(format!("{batch_url}/events")));
-        if let Err(e) = follow(events).await {
-            // The stream broke (a proxy, an older server): wait by reading the batch instead.
-            tracing::debug!(error = %e, "event stream unavailable, polling");
-            loop {
-                let b = read_json(&batch_url, with_token(client.get(&batch_url))).await?;
-                if !b["finished_at"].is_null() {
-                    return Ok(b);
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let followed = tokio::select! {
+            followed = follow(events) => followed,
+            () = crate::app::shutdown_signal() => {
+                // Ctrl-C or SIGTERM: the batch is cancelled where it runs, and its partial
+                // summary read and reported (its verdict then fails).
+                eprintln!("\nfanout run: stopping: cancelling batch {id} on the server");
+                let _ = with_token(client.delete(&batch_url)).send().await;
+                Err("stopped".to_owned())
             }
+        };
+        if let Err(e) = followed {
+            // The stream broke (a proxy, an older server, a server draining): wait by reading
+            // the batch instead.
+            tracing::debug!(error = %e, "event stream unavailable, polling");
+            return poll(&batch_url, |r| with_token(r), &client).await;
         }
     }
     read_json(&batch_url, with_token(client.get(&batch_url))).await
+}
+
+/// How long a server that does not answer (draining, restarting) is waited for.
+const UNREACHABLE_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Reads the batch every half second until it has finished. A server that is draining (503)
+/// or briefly gone is waited for, up to [`UNREACHABLE_FOR`] without an answer.
+async fn poll(
+    batch_url: &str,
+    with_token: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    client: &reqwest::Client,
+) -> Result<Value, Unusable> {
+    let mut answered_at = tokio::time::Instant::now();
+    loop {
+        match with_token(client.get(batch_url)).send().await {
+            Ok(r) if r.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                answered_at = tokio::time::Instant::now();
+                let b = read_answer(batch_url, r).await?;
+                if !b["finished_at"].is_null() {
+                    return Ok(b);
+                }
+            }
+            Err(e) if !(e.is_connect() || e.is_timeout()) => {
+                return Err(Unusable(format!("cannot reach {batch_url}: {e}")));
+            }
+            _ if answered_at.elapsed() > UNREACHABLE_FOR => {
+                return Err(Unusable(format!(
+                    "{batch_url} did not answer for {} s",
+                    UNREACHABLE_FOR.as_secs()
+                )));
+            }
+            // Draining (503), or not listening for a moment: wait.
+            _ => {}
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 /// Reads a batch's event stream until its `batch` event, drawing progress on a terminal.
@@ -111,6 +152,11 @@ async fn read_json(url: &str, request: reqwest::RequestBuilder) -> Result<Value,
         .send()
         .await
         .map_err(|e| Unusable(format!("cannot reach {url}: {e}")))?;
+    read_answer(url, response).await
+}
+
+/// Reads a JSON answer; a problem answer becomes the reason.
+async fn read_answer(url: &str, response: reqwest::Response) -> Result<Value, Unusable> {
     let status = response.status();
     let bytes = response
         .bytes()

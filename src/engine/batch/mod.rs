@@ -129,6 +129,8 @@ pub struct Batch {
     meter: &'static dyn Meter,
     /// Cancelled to stop every unfinished task; `stop_reason` says what they become.
     cancel: CancellationToken,
+    /// Cancelled to start no more tasks and let the running ones end.
+    no_more: CancellationToken,
     /// Moves forward only; watchers wake when the answer is ready and when the batch ends.
     phase: watch::Sender<Phase>,
     /// Tasks ended so far, sent after each burst: event streams wake on it.
@@ -197,6 +199,7 @@ impl Batch {
             },
             meter,
             cancel: CancellationToken::new(),
+            no_more: CancellationToken::new(),
             phase: watch::channel(Phase::Running).0,
             ended: watch::channel(0).0,
             state: Mutex::new(State {
@@ -231,6 +234,24 @@ impl Batch {
 
     pub fn cancel_token(&self) -> &CancellationToken {
         &self.cancel
+    }
+
+    /// Cancelled once the batch is to start no more tasks ([`Batch::stop_starting`]).
+    pub fn no_more_starts(&self) -> &CancellationToken {
+        &self.no_more
+    }
+
+    /// Starts no more tasks; those running go on to their end. The tasks never started end
+    /// as `reason` says once the batch finishes (the first reason given wins).
+    pub fn stop_starting(&self, reason: StopReason) {
+        {
+            let mut st = self.state.lock();
+            if st.finished_at.is_some() {
+                return;
+            }
+            st.stop_reason.get_or_insert(reason);
+        }
+        self.no_more.cancel();
     }
 
     pub fn status(&self) -> BatchStatus {

@@ -110,6 +110,7 @@ impl Batch {
             },
             meter: NO_METER,
             cancel: CancellationToken::new(),
+            no_more: CancellationToken::new(),
             phase: watch::channel(if finished {
                 Phase::Finished
             } else {

@@ -5,6 +5,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::engine::batch::Started;
 use crate::engine::spec::LoadPlan;
 
@@ -26,6 +28,8 @@ pub(super) struct Issuer {
     rate: Option<f64>,
     /// Open model: how many of the first tasks are the warm-up.
     open_warmup: usize,
+    /// Cancelled when the run is to start no more tasks (those running go on).
+    no_more: Option<CancellationToken>,
 }
 
 /// A task number handed out.
@@ -62,6 +66,15 @@ impl Issuer {
             end: plan.duration.map(|d| warmup_end + d),
             rate: plan.rate_per_s,
             open_warmup: plan.open_warmup_tasks(),
+            no_more: None,
+        }
+    }
+
+    /// The same, handing out no task once `no_more` is cancelled.
+    pub fn until(self, no_more: CancellationToken) -> Issuer {
+        Issuer {
+            no_more: Some(no_more),
+            ..self
         }
     }
 
@@ -72,6 +85,9 @@ impl Issuer {
 
     /// The next task, or `None` when the run has no more to start.
     pub fn claim(&self) -> Option<Claim> {
+        if self.no_more.as_ref().is_some_and(|t| t.is_cancelled()) {
+            return None;
+        }
         match self.rate {
             Some(rate) => self.claim_scheduled(rate),
             None => self.claim_now(),
@@ -275,6 +291,15 @@ mod tests {
                 .iter()
                 .all(|c| !c.warmup && c.due == Some(warmup_end))
         );
+    }
+
+    #[test]
+    fn no_task_is_handed_out_once_starting_stopped() {
+        let stop = CancellationToken::new();
+        let issuer = Issuer::new(&plan(Some(10)), Instant::now()).until(stop.clone());
+        assert_eq!(issuer.claim().map(|c| c.index), Some(0));
+        stop.cancel();
+        assert!(issuer.claim().is_none());
     }
 
     #[test]
