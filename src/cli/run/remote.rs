@@ -51,7 +51,7 @@ pub(super) async fn run(
             // The stream broke (a proxy, an older server, a server draining): wait by reading
             // the batch instead.
             tracing::debug!(error = %e, "event stream unavailable, polling");
-            return poll(&batch_url, |r| with_token(r), &client).await;
+            return poll(&batch_url, with_token, &client).await;
         }
     }
     read_json(&batch_url, with_token(client.get(&batch_url))).await
