@@ -2,7 +2,13 @@
 # Schemathesis against openapi.yaml and a live server with tight caps (short sleeps and
 # timeouts, small batches). Meant to run inside a network namespace with loopback only:
 #   unshare -n sh .ci/schemathesis.sh BINARY ST
-# Fails on any server error or any answer that breaks the documented schema.
+# Every check runs, the stateful phase included, except one that must stay off:
+# positive_data_acceptance expects every schema-valid request to be accepted, but this run's
+# server caps (--max-jobs 20, --max-batch-duration 1s, kept small so the run stays short) refuse
+# schema-valid batches larger or longer than they allow (413, 422), as they are documented to,
+# and a `cursor` is opaque: any string is schema-valid, only those the server gave out are
+# accepted (422 otherwise). Its other half, negative_data_rejection (schema-violating requests
+# are refused), stays on.
 set -eu
 binary=$1
 st=$2
@@ -20,5 +26,5 @@ for _ in $(seq 1 50); do
   sleep 0.2
 done
 "$st" run "$OLDPWD/openapi.yaml" --url http://127.0.0.1:18181 \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
+  --checks all --exclude-checks positive_data_acceptance \
   --max-examples 40 --request-timeout 10 --no-color

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Query, RawQuery, Request, State};
+use axum::extract::{FromRequest, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -231,22 +231,36 @@ pub struct BatchPage {
 )]
 pub async fn list_batches(
     State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    // A misspelt parameter (`?statut=failed`) would otherwise list everything, silently.
-    let mut errors: Vec<FieldError> =
-        url::form_urlencoded::parse(raw.as_deref().unwrap_or_default().as_bytes())
-            .map(|(name, _)| name)
-            .filter(|name| !matches!(name.as_ref(), "status" | "limit" | "cursor"))
-            .map(|name| {
-                FieldError::new(
+    // Read here rather than by a typed extractor, so that every fault is a 422 naming its
+    // parameter: an unknown one (`?statut=failed` would otherwise list everything, silently),
+    // one given twice, an empty one.
+    let mut errors = Vec::new();
+    let mut q = ListQuery {
+        status: None,
+        limit: None,
+        cursor: None,
+    };
+    for (name, value) in url::form_urlencoded::parse(raw.as_deref().unwrap_or_default().as_bytes())
+    {
+        let slot = match name.as_ref() {
+            "status" => &mut q.status,
+            "limit" => &mut q.limit,
+            "cursor" => &mut q.cursor,
+            _ => {
+                errors.push(FieldError::new(
                     name.as_ref(),
                     "not a parameter of GET /batches (status, limit, cursor)",
-                )
-            })
-            .collect();
-    let status = q.status.as_deref().filter(|s| !s.is_empty()).and_then(|s| {
+                ));
+                continue;
+            }
+        };
+        if slot.replace(value.into_owned()).is_some() {
+            errors.push(FieldError::new(name.as_ref(), "given more than once"));
+        }
+    }
+    let status = q.status.as_deref().and_then(|s| {
         let parsed =
             serde_json::from_value::<BatchStatus>(serde_json::Value::String(s.to_owned())).ok();
         if parsed.is_none() {
@@ -257,7 +271,7 @@ pub async fn list_batches(
         }
         parsed
     });
-    let limit = match q.limit.as_deref().filter(|s| !s.is_empty()) {
+    let limit = match q.limit.as_deref() {
         None => 20,
         Some(l) => match l.parse::<usize>() {
             Ok(n) if (1..=100).contains(&n) => n,

@@ -210,7 +210,7 @@ pub struct HttpJobRequest {
     #[schema(max_length = 256)]
     pub id: Option<String>,
     /// Per attempt; default and upper bound: the server's `--max-job-timeout`.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 86_400_000)]
     pub timeout_ms: Option<u64>,
     pub retries: Option<RetriesRequest>,
     /// Default `GET`.
@@ -230,7 +230,7 @@ pub struct HttpJobRequest {
     pub body_base64: Option<String>,
     /// Statuses that count as success: codes (`201`), classes (`"2xx"`), or `"any"`.
     /// Default 200–399.
-    #[schema(value_type = Option<Vec<Object>>, example = json!(["2xx", 304]))]
+    #[schema(schema_with = expect_status_schema, example = json!(["2xx", 304]))]
     pub expect_status: Option<ExpectStatusRequest>,
     /// Most body bytes kept; the rest is dropped and `truncated` set. Capped by the server.
     pub max_response_bytes: Option<u64>,
@@ -238,6 +238,35 @@ pub struct HttpJobRequest {
     #[serde(default)]
     #[schema(maximum = 20)]
     pub follow_redirects: u32,
+}
+
+/// The schema of `expect_status`, as [`parse_expect`] reads it: a status code, a class
+/// (`"2xx"`), a code as text, or `"any"`; or a list of at least one of those.
+fn expect_status_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let code = || {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(100))
+            .maximum(Some(599))
+    };
+    let text = || {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^([Aa][Nn][Yy]|[1-5][Xx][Xx]|[1-5][0-9][0-9])$"))
+    };
+    let one = || OneOfBuilder::new().item(code()).item(text());
+    OneOfBuilder::new()
+        .item(code())
+        .item(text())
+        .item(ArrayBuilder::new().items(one()).min_items(Some(1)))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(
+            "Statuses that count as success: codes (`201`), classes (`\"2xx\"`), or `\"any\"`; \
+             one or a list. Default 200–399.",
+        ))
+        .build()
+        .into()
 }
 
 /// `expect_status`: one matcher or a list of them.
@@ -263,7 +292,7 @@ pub struct SleepJobRequest {
     #[schema(max_length = 256)]
     pub id: Option<String>,
     /// Per attempt; default and upper bound: the server's `--max-job-timeout`.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 86_400_000)]
     pub timeout_ms: Option<u64>,
     pub retries: Option<RetriesRequest>,
     #[schema(maximum = 86_400_000, example = 100)]
@@ -278,7 +307,7 @@ pub struct FileJobRequest {
     #[schema(max_length = 256)]
     pub id: Option<String>,
     /// Per attempt; default and upper bound: the server's `--max-job-timeout`.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 86_400_000)]
     pub timeout_ms: Option<u64>,
     pub retries: Option<RetriesRequest>,
     /// Relative to the files root; absolute paths and escapes are refused (`forbidden`).

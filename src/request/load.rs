@@ -18,7 +18,7 @@ pub struct LoadRequest {
     pub repeat: Option<u64>,
     /// Keep cycling the job list until this much time has passed (after the warm-up); with
     /// `repeat` too, whichever comes first ends the run. Tasks still running then finish.
-    #[schema(minimum = 1, example = json!(null))]
+    #[schema(minimum = 1, maximum = 86_400_000, example = json!(null))]
     pub duration_ms: Option<u64>,
     /// Open model: the batch's total arrival rate, kept whatever the target's pace; latency
     /// counts from each task's intended start and `summary.late` says how far starts fell
@@ -28,7 +28,7 @@ pub struct LoadRequest {
     pub rate_per_s: Option<f64>,
     /// A first stretch, before the measured run, whose tasks run like the others but are left
     /// out of the summary and the verdict (they are marked `warmup` in results).
-    #[schema(example = 0)]
+    #[schema(minimum = 0, maximum = 86_400_000, example = 0)]
     pub warmup_ms: Option<u64>,
 }
 

@@ -209,12 +209,8 @@ impl BatchRequest {
             (Some(n), true) => Some(n.saturating_add(load.open_warmup_tasks())),
             (count, _) => count,
         };
-        if let Some(tasks) = fixed.filter(|&n| n > limits.max_jobs) {
-            return Err(Rejected::TooManyTasks {
-                tasks,
-                limit: limits.max_jobs,
-            });
-        }
+        // Judged once every field is: an invalid request is a 422 whatever its size.
+        let too_many = fixed.filter(|&n| n > limits.max_jobs);
         let thresholds = self.thresholds.as_ref().map(|t| t.validate(&mut errors));
         // A load run or a verdict needs every task's outcome: nothing stops at a failure.
         let run_all = self.load.is_some() || self.thresholds.is_some();
@@ -272,6 +268,12 @@ impl BatchRequest {
         }
         if !errors.is_empty() {
             return Err(Rejected::Invalid(errors));
+        }
+        if let Some(tasks) = too_many {
+            return Err(Rejected::TooManyTasks {
+                tasks,
+                limit: limits.max_jobs,
+            });
         }
         Ok(BatchSpec {
             mode: self.mode,
