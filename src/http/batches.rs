@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use utoipa::{IntoParams, ToSchema};
@@ -23,20 +24,44 @@ use crate::store::{Cancelled, ListFilter, Submitted};
 /// with the size limit reported as a problem.
 pub struct Body(pub Bytes);
 
+/// How much of a body over the limit is read (and dropped) before the 413 goes out: a client
+/// that sends its whole body before it reads (Python's urllib, say) then reads the answer
+/// instead of a broken pipe. Past this the connection is closed.
+const DISCARD_AT_MOST: usize = 16 * 1024 * 1024;
+
 impl FromRequest<AppState> for Body {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        Bytes::from_request(req, state)
-            .await
-            .map(Body)
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::BodyTooLarge(state.limits.max_body_bytes)
-                } else {
-                    ApiError::MalformedJson(rejection.body_text())
+        let limit = state.limits.max_body_bytes;
+        let mut data = req.into_body().into_data_stream();
+        // A body that comes in one piece (the usual case) is kept as it came, not copied.
+        let mut first: Option<Bytes> = None;
+        let mut body = bytes::BytesMut::new();
+        let mut seen = 0usize;
+        while let Some(piece) = data.next().await {
+            let piece = piece.map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+            seen = seen.saturating_add(piece.len());
+            if seen > limit {
+                while seen <= limit.saturating_add(DISCARD_AT_MOST) {
+                    match data.next().await {
+                        Some(Ok(more)) => seen = seen.saturating_add(more.len()),
+                        _ => break,
+                    }
                 }
-            })
+                return Err(ApiError::BodyTooLarge(limit));
+            }
+            match first.take() {
+                None if body.is_empty() => first = Some(piece),
+                earlier => {
+                    if let Some(earlier) = earlier {
+                        body.extend_from_slice(&earlier);
+                    }
+                    body.extend_from_slice(&piece);
+                }
+            }
+        }
+        Ok(Body(first.unwrap_or_else(|| body.freeze())))
     }
 }
 

@@ -217,3 +217,32 @@ async fn an_unknown_list_parameter_is_a_422_naming_it() {
     assert_problem(&res, 422, "invalid_query");
     assert_eq!(res.json["errors"][0]["field"], "statut");
 }
+
+#[tokio::test]
+async fn a_client_that_sends_its_whole_body_first_still_reads_the_413() {
+    let app = spawn_app_with(|c| c.max_body_bytes = 1024).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+
+    // As Python's urllib does: the whole body is written before the answer is read.
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let body = format!(r#"{{"jobs":[],"label":"{}"}}"#, "x".repeat(2 * 1024 * 1024));
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        let head = format!(
+            "POST /batches HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream
+            .write_all(body.as_bytes())
+            .expect("the server reads the body it refuses");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    })
+    .await
+    .unwrap();
+
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("body_too_large"), "{answer}");
+}
