@@ -75,6 +75,7 @@ impl FromRequest<AppState> for Body {
     post,
     path = "/batches",
     tag = "batches",
+    security((), ("bearer" = [])),
     request_body(content = BatchRequest, content_type = "application/json",
         description = "Read as JSON whatever the Content-Type says."),
     params(
@@ -165,6 +166,7 @@ pub async fn create_batch(
     get,
     path = "/batches/{id}",
     tag = "batches",
+    security((), ("bearer" = [])),
     params(("id" = String, Path, description = "The batch id from `Location`")),
     responses(
         (status = 200, description = "The batch", body = BatchView),
@@ -194,6 +196,7 @@ pub async fn get_batch(
     delete,
     path = "/batches/{id}",
     tag = "batches",
+    security((), ("bearer" = [])),
     params(("id" = String, Path, description = "The batch id")),
     responses(
         (status = 200, description = "Cancelled; every task has ended", body = BatchView),
@@ -247,6 +250,7 @@ pub struct BatchPage {
     get,
     path = "/batches",
     tag = "batches",
+    security((), ("bearer" = [])),
     params(ListQuery),
     responses(
         (status = 200, description = "A page of batches", body = BatchPage),

@@ -88,6 +88,7 @@ pub struct StreamEvent {
     get,
     path = "/batches/{id}/events",
     tag = "batches",
+    security((), ("bearer" = [])),
     params(
         ("id" = String, Path, description = "The batch id"),
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this task `seq`"),

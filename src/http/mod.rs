@@ -79,9 +79,30 @@ Errors are `application/problem+json` with a stable `code`."
         (name = "batches", description = "Run batches and read their results"),
         (name = "operations", description = "Health, readiness and metrics")
     ),
-    components(schemas(error::Problem, events::Progress))
+    components(schemas(error::Problem, events::Progress)),
+    modifiers(&BearerAuth)
 )]
 struct ApiDoc;
+
+/// The bearer tokens of `--api-token`, as a security scheme: Swagger UI's "Authorize" then
+/// sends one with "Try it out". The batch endpoints take it, or nothing when the server has no
+/// tokens.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "A token of the server's `--api-token` (needed only when it has some).",
+            ))
+            .build();
+        doc.components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
 
 /// The OpenAPI document, as served at `/openapi.json` and committed as `openapi.yaml`.
 pub fn openapi() -> utoipa::openapi::OpenApi {

@@ -133,39 +133,51 @@ pub enum JobRequest {
     File(FileJobRequest),
 }
 
-/// Documented by hand: one closed object per kind, each with its `kind` among its properties.
-/// (Derived, the kind would sit in an `allOf` beside a variant that forbids unknown fields,
-/// which no value satisfies.)
+/// The job kinds as the OpenAPI document names them: `HttpJob`, `SleepJob`, `FileJob`.
+const KINDS: [(&str, &str); 3] = [
+    ("http", "HttpJob"),
+    ("sleep", "SleepJob"),
+    ("file", "FileJob"),
+];
+
+/// One kind's request schema, with its `kind` tag among its properties.
+fn job_variant(kind: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    let schema = match kind {
+        "http" => <HttpJobRequest as utoipa::PartialSchema>::schema(),
+        "sleep" => <SleepJobRequest as utoipa::PartialSchema>::schema(),
+        _ => <FileJobRequest as utoipa::PartialSchema>::schema(),
+    };
+    let RefOr::T(Schema::Object(mut object)) = schema else {
+        return schema;
+    };
+    let tag = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some([kind]))
+        .build();
+    object.properties.insert("kind".into(), tag.into());
+    object.required.insert(0, "kind".into());
+    RefOr::T(Schema::Object(object))
+}
+
+/// Documented by hand: one closed object per kind, named, each with its `kind` among its
+/// properties, and `kind` the discriminator. (Derived, the kind would sit in an `allOf` beside
+/// a variant that forbids unknown fields, which no value satisfies.)
 impl utoipa::PartialSchema for JobRequest {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::RefOr;
-        use utoipa::openapi::schema::{Discriminator, ObjectBuilder, OneOfBuilder, Schema, Type};
-        let variant = |kind: &str, schema: RefOr<Schema>| -> RefOr<Schema> {
-            let RefOr::T(Schema::Object(mut object)) = schema else {
-                return schema;
-            };
-            let tag = ObjectBuilder::new()
-                .schema_type(Type::String)
-                .enum_values(Some([kind]))
-                .build();
-            object.properties.insert("kind".into(), tag.into());
-            object.required.insert(0, "kind".into());
-            RefOr::T(Schema::Object(object))
-        };
-        OneOfBuilder::new()
-            .item(variant(
-                "http",
-                <HttpJobRequest as utoipa::PartialSchema>::schema(),
-            ))
-            .item(variant(
-                "sleep",
-                <SleepJobRequest as utoipa::PartialSchema>::schema(),
-            ))
-            .item(variant(
-                "file",
-                <FileJobRequest as utoipa::PartialSchema>::schema(),
-            ))
-            .discriminator(Some(Discriminator::new("kind")))
+        use utoipa::openapi::Ref;
+        use utoipa::openapi::schema::{Discriminator, OneOfBuilder};
+        let mut discriminator = Discriminator::new("kind");
+        let mut one_of = OneOfBuilder::new();
+        for (kind, name) in KINDS {
+            discriminator
+                .mapping
+                .insert(kind.into(), format!("#/components/schemas/{name}"));
+            one_of = one_of.item(Ref::from_schema_name(name));
+        }
+        one_of
+            .discriminator(Some(discriminator))
             .description(Some("A job: `kind` says which."))
             .into()
     }
@@ -178,6 +190,9 @@ impl ToSchema for JobRequest {
             utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
         )>,
     ) {
+        for (kind, name) in KINDS {
+            schemas.push((name.into(), job_variant(kind)));
+        }
         <HttpJobRequest as ToSchema>::schemas(schemas);
         <SleepJobRequest as ToSchema>::schemas(schemas);
         <FileJobRequest as ToSchema>::schemas(schemas);
