@@ -87,13 +87,19 @@ impl FromRequest<AppState> for Body {
             headers(("Location" = String, description = "Where to read the batch again"))),
         (status = 202, description = "Accepted with `Prefer: respond-async`; running", body = BatchView,
             headers(("Location" = String, description = "Where to follow the batch"))),
-        (status = 400, description = "The body is not JSON (`malformed_json`)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body or task count over the server's limits (`body_too_large`, `too_many_jobs`)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON (`malformed_json`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Malformed JSON", "status": 400, "detail": "the body is not valid JSON: EOF while parsing a list at line 1 column 10", "code": "malformed_json"})),
+        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "a valid bearer token is required", "code": "unauthorized"})),
+        (status = 413, description = "Body or task count over the server's limits (`body_too_large`, `too_many_jobs`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Too many jobs", "status": 413, "detail": "the batch has 200000 tasks; the server's limit is 100000", "code": "too_many_jobs"})),
         (status = 429, description = "The server's queue is full (`queue_full`); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = String, description = "Seconds to wait"))),
-        (status = 422, description = "Not a valid batch (`invalid_batch`, every invalid field listed), or an Idempotency-Key reused with another body (`idempotency_key_reused`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Shutting down (`shutting_down`)", body = Problem, content_type = "application/problem+json"),
+            headers(("Retry-After" = String, description = "Seconds to wait")),
+            example = json!({"type": "about:blank", "title": "Queue full", "status": 429, "detail": "the server's queue is full; retry shortly", "code": "queue_full"})),
+        (status = 422, description = "Not a valid batch (`invalid_batch`, every invalid field listed), or an Idempotency-Key reused with another body (`idempotency_key_reused`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Invalid batch", "status": 422, "detail": "the batch has 1 invalid field", "code": "invalid_batch", "errors": [{"field": "jobs[1].url", "message": "not a valid URL: relative URL without a base"}]})),
+        (status = 503, description = "Shutting down (`shutting_down`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Shutting down", "status": 503, "detail": "the server is shutting down and takes no new batches", "code": "shutting_down"})),
     )
 )]
 pub async fn create_batch(
@@ -170,8 +176,10 @@ pub async fn create_batch(
     params(("id" = String, Path, description = "The batch id from `Location`")),
     responses(
         (status = 200, description = "The batch", body = BatchView),
-        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such batch (`batch_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "a valid bearer token is required", "code": "unauthorized"})),
+        (status = 404, description = "No such batch (`batch_not_found`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Batch not found", "status": 404, "detail": "no batch with id 01939c7e-0000-7000-8000-000000000000", "code": "batch_not_found"})),
     )
 )]
 pub async fn get_batch(
@@ -201,9 +209,12 @@ pub async fn get_batch(
     responses(
         (status = 200, description = "Cancelled; every task has ended", body = BatchView),
         (status = 202, description = "Running on another instance, which was asked to cancel it", body = BatchView),
-        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such batch (`batch_not_found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The batch already finished (`batch_finished`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "a valid bearer token is required", "code": "unauthorized"})),
+        (status = 404, description = "No such batch (`batch_not_found`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Batch not found", "status": 404, "detail": "no batch with id 01939c7e-0000-7000-8000-000000000000", "code": "batch_not_found"})),
+        (status = 409, description = "The batch already finished (`batch_finished`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Batch finished", "status": 409, "detail": "batch 01939c7e-0000-7000-8000-000000000000 has already finished", "code": "batch_finished"})),
     )
 )]
 pub async fn delete_batch(
@@ -254,8 +265,10 @@ pub struct BatchPage {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of batches", body = BatchPage),
-        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad `status`, `limit` or `cursor` (`invalid_query`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "a valid bearer token is required", "code": "unauthorized"})),
+        (status = 422, description = "Bad `status`, `limit` or `cursor` (`invalid_query`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Invalid query", "status": 422, "detail": "invalid query parameter limit", "code": "invalid_query", "errors": [{"field": "limit", "message": "a whole number from 1 to 100"}]})),
     )
 )]
 pub async fn list_batches(
