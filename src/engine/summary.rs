@@ -73,6 +73,10 @@ pub struct Late {
     pub count: u64,
     /// The largest lag of any task, late or not.
     pub max_ms: f64,
+    /// When starts fell behind because every slot was busy: the `concurrency` the rate would
+    /// have needed (the rate × the time a task held a slot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_needed: Option<u64>,
 }
 
 /// Lag beyond which an open model task counts as late.
@@ -212,6 +216,7 @@ impl SummaryAcc {
             late: self.late.map(|(count, max)| Late {
                 count,
                 max_ms: (max.as_micros() as f64).round() / 1000.0,
+                concurrency_needed: None,
             }),
             warmup_tasks: self.warmup_tasks,
         }

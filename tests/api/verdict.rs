@@ -266,3 +266,44 @@ async fn sigterm_of_a_remote_run_cancels_the_batch_on_the_server_and_exits_1() {
     let list = app.get("/batches").await.json;
     assert_eq!(list["items"][0]["status"], "cancelled", "{list}");
 }
+
+#[tokio::test]
+async fn an_open_model_run_short_of_slots_says_the_concurrency_it_would_need() {
+    let target = spawn_target().await;
+    let port = target.base.rsplit(':').next().unwrap().to_owned();
+    // 100 tasks a second, each taking 100 ms, need about 10 in flight; 2 slots cannot carry it.
+    let batch = json!({
+        "jobs": [{ "kind": "http", "url": format!("{}/slow/100", target.base) }],
+        "load": { "rate_per_s": 100, "duration_ms": 500 }, "concurrency": 2
+    });
+    let allow = format!("127.0.0.1:{port}");
+
+    let out = run_binary(&batch, &["--allow-net", &allow, "--format", "json"]).await;
+    let b: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let late = &b["summary"]["late"];
+    assert!(late["count"].as_u64().unwrap() > 0, "{late}");
+    let needed = late["concurrency_needed"]
+        .as_u64()
+        .expect("a needed concurrency");
+    assert!((8..=100).contains(&needed), "{late}");
+
+    let out = run_binary(&batch, &["--allow-net", &allow]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("needs a concurrency of about"), "{text}");
+}
+
+#[tokio::test]
+async fn an_open_model_run_with_slots_to_spare_gives_no_concurrency_hint() {
+    let app = spawn_app().await;
+    let res = app
+        .post(&json!({
+            "jobs": [{ "kind": "sleep", "duration_ms": 5 }],
+            "load": { "rate_per_s": 50, "duration_ms": 300 }, "concurrency": 20
+        }))
+        .await;
+    assert!(
+        res.json["summary"]["late"]["concurrency_needed"].is_null(),
+        "{}",
+        res.json["summary"]
+    );
+}

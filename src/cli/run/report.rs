@@ -55,6 +55,7 @@ pub struct Figures {
 pub struct Late {
     pub count: u64,
     pub max_ms: f64,
+    pub concurrency_needed: Option<u64>,
 }
 
 /// `error`: why a gather batch failed.
@@ -161,6 +162,13 @@ pub fn text(b: &Report) -> String {
             "  late        {} tasks started behind schedule (most by {} ms); latency counts from the intended start",
             count(late.count),
             num(Some(late.max_ms))
+        );
+    }
+    if let Some(needed) = s.late.as_ref().and_then(|l| l.concurrency_needed) {
+        let _ = writeln!(
+            out,
+            "  hint        every slot was busy when tasks were due: this rate needs a concurrency of about {}",
+            count(needed)
         );
     }
     for (name, p) in [

@@ -192,6 +192,7 @@ impl Batch {
                 concurrency: spec.concurrency,
                 timeout_ms: spec.timeout.map(|t| t.as_millis() as u64),
                 thresholds: spec.thresholds.clone(),
+                rate_per_s: spec.load.rate_per_s,
             },
             origin: Origin::Run {
                 jobs,

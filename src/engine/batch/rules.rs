@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::BatchStatus;
 use crate::engine::spec::{Mode, OnTimeout, ResultsMode, ReturnWhen, Thresholds};
+use crate::engine::summary::Summary;
 use crate::engine::task::TaskStatus;
 
 /// The request's rules for a batch, as stored beside it so that a stored batch reads back with
@@ -20,6 +21,26 @@ pub struct Rules {
     pub timeout_ms: Option<u64>,
     #[serde(default)]
     pub thresholds: Option<Thresholds>,
+    /// Open model: the batch's arrival rate.
+    #[serde(default)]
+    pub rate_per_s: Option<f64>,
+}
+
+impl Rules {
+    /// The concurrency an open-model run would have needed, when its starts fell behind and
+    /// its own slots were what held them: by Little's law, the rate times the time a task
+    /// holds a slot, which the run shows as its concurrency over the rate it achieved (the
+    /// durations would not do: in the open model they count the wait for a slot too).
+    pub fn concurrency_needed(&self, summary: &Summary) -> Option<u64> {
+        let rate = self.rate_per_s?;
+        summary.late.as_ref().filter(|l| l.count > 0)?;
+        let achieved = summary.throughput_per_s;
+        if achieved <= 0.0 {
+            return None;
+        }
+        let needed = (rate * self.concurrency as f64 / achieved).ceil().max(1.0) as u64;
+        (needed > self.concurrency as u64).then_some(needed)
+    }
 }
 
 /// Why tasks still unfinished are being stopped, and so what they become.
@@ -147,6 +168,7 @@ mod tests {
             concurrency: 4,
             timeout_ms: None,
             thresholds: None,
+            rate_per_s: None,
         }
     }
 

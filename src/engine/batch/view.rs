@@ -109,7 +109,11 @@ impl Batch {
     fn view<'a>(&'a self, st: &'a State, with_tasks: bool) -> BatchView<'a> {
         let wall = st.wall();
         let filter = self.rules.results;
-        let summary = st.summary(wall);
+        let mut summary = st.summary(wall);
+        let needed = self.rules.concurrency_needed(&summary);
+        if let Some(late) = &mut summary.late {
+            late.concurrency_needed = needed;
+        }
         let verdict = match (&self.rules.thresholds, st.finished_at) {
             (Some(t), Some(_)) => Some(judge(t, &summary, st.status)),
             _ => None,
