@@ -43,9 +43,12 @@ pub struct Summary {
     pub duration_ms_succeeded: Option<Percentiles>,
     /// Time to first byte of the HTTP answers (the last attempt of each task).
     pub ttfb_ms: Option<Percentiles>,
-    /// Tasks that ran (reached their target and ended) per second of the measured run: from
-    /// the first task after the warm-up to the last task's end.
+    /// Tasks that ran (reached their target and ended) per second of `measured_ms`.
     pub throughput_per_s: f64,
+    /// The measured run's length: `wall_ms` less the warm-up, from the first task after it to
+    /// the last task's end (equal to `wall_ms` without one).
+    #[serde(default)]
+    pub measured_ms: Option<f64>,
     /// HTTP answers by status code.
     #[schema(value_type = BTreeMap<String, u64>)]
     pub http_status: BTreeMap<u16, u64>,
@@ -210,6 +213,7 @@ impl SummaryAcc {
             duration_ms_succeeded: self.succeeded.percentiles(),
             ttfb_ms: self.ttfb.percentiles(),
             throughput_per_s,
+            measured_ms: wall.map(|w| (w.as_micros() as f64).round() / 1000.0),
             http_status: self.http_status.clone(),
             errors: self.errors.clone(),
             first_errors: self.first_errors.clone(),

@@ -287,6 +287,20 @@ async fn warm_up_tasks_run_first_and_stay_out_of_the_summary() {
         );
     }
     assert_eq!(b["verdict"]["passed"], true);
+    // Throughput is counted over the measured run, which the summary states beside wall_ms:
+    // the two agree on where the warm-up is.
+    let wall = b["wall_ms"].as_f64().unwrap();
+    let measured_ms = b["summary"]["measured_ms"].as_f64().unwrap();
+    assert!(
+        measured_ms < wall - 150.0,
+        "measured {measured_ms} of {wall} ms"
+    );
+    let throughput = b["summary"]["throughput_per_s"].as_f64().unwrap();
+    let expected = 10.0 / (measured_ms / 1000.0);
+    assert!(
+        (throughput - expected).abs() <= 0.1 + expected * 0.01,
+        "{throughput} / {expected}"
+    );
 }
 
 #[tokio::test]

@@ -43,6 +43,7 @@ pub struct Figures {
     pub duration_ms_succeeded: Option<Percentiles>,
     pub ttfb_ms: Option<Percentiles>,
     pub throughput_per_s: f64,
+    pub measured_ms: Option<f64>,
     pub http_status: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
     pub first_errors: BTreeMap<String, String>,
@@ -143,9 +144,17 @@ pub fn text(b: &Report) -> String {
         count(s.cancelled),
         count(s.interrupted)
     );
+    // Throughput is counted over the measured run: say which stretch that was when a warm-up
+    // makes it shorter than the wall time.
+    let measured = match (s.measured_ms, b.wall_ms) {
+        (Some(m), Some(w)) if (w - m).abs() >= 1.0 => {
+            format!(" over the {} ms after the warm-up", num(Some(m)))
+        }
+        _ => String::new(),
+    };
     let _ = writeln!(
         out,
-        "  wall        {} ms   throughput {} tasks/s",
+        "  wall        {} ms   throughput {} tasks/s{measured}",
         num(b.wall_ms),
         num(Some(s.throughput_per_s))
     );
