@@ -307,3 +307,46 @@ async fn an_open_model_run_with_slots_to_spare_gives_no_concurrency_hint() {
         res.json["summary"]
     );
 }
+
+#[tokio::test]
+async fn a_server_that_drains_while_a_remote_run_follows_it_is_waited_for() {
+    let (mut server, base, _logs) = crate::helpers::start_binary(
+        &["--database-url", "memory://", "--shutdown-grace", "10s"],
+        &[],
+    );
+    let batch = json!({
+        "jobs": [{ "kind": "sleep", "duration_ms": 100 }],
+        "load": { "repeat": 20 }, "concurrency": 2,
+        "thresholds": { "max_error_rate": 0 }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("batch.json");
+    std::fs::write(&file, batch.to_string()).unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(["run", &file.display().to_string(), "--server", &base])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // The server is told to stop while the run (about a second) follows its batch: it drains,
+    // letting the batch end, then exits.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // SAFETY: a plain kill(2) of the server this test started.
+    unsafe {
+        libc::kill(server.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let out = tokio::task::spawn_blocking(move || run.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let _ = server.wait();
+
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("20 total, 20 succeeded"), "{text}");
+}

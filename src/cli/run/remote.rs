@@ -47,11 +47,27 @@ pub(super) async fn run(
                 Err("stopped".to_owned())
             }
         };
-        if let Err(e) = followed {
-            // The stream broke (a proxy, an older server, a server draining): wait by reading
-            // the batch instead.
-            tracing::debug!(error = %e, "event stream unavailable, polling");
-            return poll(&batch_url, with_token, &client).await;
+        match followed {
+            Ok(ended) => {
+                // A server that drained and stopped once the batch ended cannot be read again:
+                // its last event has the summary and the verdict, which the report needs.
+                return match with_token(client.get(&batch_url)).send().await {
+                    Ok(r) => read_answer(&batch_url, r).await,
+                    Err(e) if e.is_connect() => {
+                        eprintln!(
+                            "fanout run: the server stopped after the batch ended; reporting its last event (no task results)"
+                        );
+                        Ok(ended)
+                    }
+                    Err(e) => Err(Unusable(format!("cannot reach {batch_url}: {e}"))),
+                };
+            }
+            Err(e) => {
+                // The stream broke (a proxy, an older server, a server draining): wait by
+                // reading the batch instead.
+                tracing::debug!(error = %e, "event stream unavailable, polling");
+                return poll(&batch_url, with_token, &client).await;
+            }
         }
     }
     read_json(&batch_url, with_token(client.get(&batch_url))).await
@@ -93,8 +109,9 @@ async fn poll(
     }
 }
 
-/// Reads a batch's event stream until its `batch` event, drawing progress on a terminal.
-async fn follow(request: reqwest::RequestBuilder) -> Result<(), String> {
+/// Reads a batch's event stream until its `batch` event, drawing progress on a terminal; the
+/// answer is that event's batch (without its task lists).
+async fn follow(request: reqwest::RequestBuilder) -> Result<Value, String> {
     use std::io::IsTerminal;
     let mut response = request.send().await.map_err(|e| e.to_string())?;
     if !response.status().is_success() {
@@ -125,7 +142,9 @@ async fn follow(request: reqwest::RequestBuilder) -> Result<(), String> {
             .map(str::trim)
             .unwrap_or_default();
         match event {
-            Some("batch") => break Ok(()),
+            Some("batch") => {
+                break serde_json::from_str(data).map_err(|e| format!("the batch event: {e}"));
+            }
             Some("progress") => {
                 if let (Some(bar), Ok(p)) = (&bar, serde_json::from_str::<Value>(data)) {
                     bar.set_length(p["tasks"].as_u64().unwrap_or(0));
