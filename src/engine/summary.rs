@@ -65,6 +65,14 @@ pub struct Summary {
     /// Tasks of the load run's warm-up, left out of every other figure here.
     #[serde(default)]
     pub warmup_tasks: u64,
+    /// Tasks the batch's deadline (or the server's `--max-batch-duration`) ended before they
+    /// started: counted as `timed_out`, but they did not run.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub never_started: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How far an open model run fell behind its schedule. A task counts as late when it started
@@ -98,6 +106,7 @@ pub struct SummaryAcc {
     first_errors: BTreeMap<ErrorCode, String>,
     /// Open model runs: late starts and the largest lag.
     late: Option<(u64, Duration)>,
+    never_started: u64,
     warmup_tasks: u64,
 }
 
@@ -120,6 +129,7 @@ impl SummaryAcc {
             first_errors: BTreeMap::new(),
             late: None,
             warmup_tasks: 0,
+            never_started: 0,
         }
     }
 
@@ -158,7 +168,10 @@ impl SummaryAcc {
         error: Option<&TaskError>,
     ) {
         self.by_status[status_slot(status)] += 1;
-        let reached = error.is_none_or(|e| e.code.reached_target());
+        if duration.is_none() && status == TaskStatus::TimedOut {
+            self.never_started += 1;
+        }
+        let reached = error.is_none_or(TaskError::reached_target);
         if let (Some(d), true) = (duration, reached) {
             self.durations.record(d);
             if status == TaskStatus::Succeeded {
@@ -223,6 +236,7 @@ impl SummaryAcc {
                 concurrency_needed: None,
             }),
             warmup_tasks: self.warmup_tasks,
+            never_started: self.never_started,
         }
     }
 }
@@ -323,7 +337,10 @@ mod tests {
                 ErrorCode::Dns,
                 "no-such-host.invalid: name does not resolve",
             ),
-            (ErrorCode::Connect, "connection refused"),
+            (
+                ErrorCode::Connect,
+                "connecting to 127.0.0.1:9: connection refused",
+            ),
         ] {
             acc.record(
                 TaskStatus::Failed,

@@ -22,17 +22,6 @@ pub enum TaskStatus {
     Interrupted,
 }
 
-impl ErrorCode {
-    /// Whether a task that failed this way reached its target: one refused by a guard, or
-    /// whose name did not resolve or whose connection could not be made, did not.
-    pub fn reached_target(self) -> bool {
-        !matches!(
-            self,
-            ErrorCode::Forbidden | ErrorCode::Dns | ErrorCode::Connect
-        )
-    }
-}
-
 impl TaskStatus {
     /// The statuses a task can end with.
     pub const ENDED: [TaskStatus; 5] = [
@@ -101,6 +90,9 @@ impl ErrorCode {
     }
 }
 
+/// How a failed dial's message starts, on either HTTP path.
+pub const CONNECTING: &str = "connecting to ";
+
 /// Why a task did not succeed.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct TaskError {
@@ -114,6 +106,18 @@ impl TaskError {
         TaskError {
             code,
             message: message.into(),
+        }
+    }
+
+    /// Whether the task reached its target before it failed: one refused by a guard, whose
+    /// name did not resolve, or whose connection could not be made did not; one whose
+    /// connection broke once made did (an overloaded target resets connections).
+    pub fn reached_target(&self) -> bool {
+        match self.code {
+            ErrorCode::Forbidden | ErrorCode::Dns => false,
+            // Both HTTP paths word a failed dial so: "connecting to HOST:PORT: ...".
+            ErrorCode::Connect => !self.message.starts_with(CONNECTING),
+            _ => true,
         }
     }
 }

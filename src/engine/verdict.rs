@@ -73,13 +73,19 @@ pub fn judge(thresholds: &Thresholds, s: &Summary, status: BatchStatus) -> Verdi
     // between two of them) measured something else than was asked for: a gate must not pass
     // on it, whatever its figures.
     let stopped = matches!(status, BatchStatus::Cancelled | BatchStatus::Interrupted);
-    if stopped || s.cancelled + s.interrupted > 0 {
+    let cut_by_deadline = s.never_started;
+    if stopped || s.cancelled + s.interrupted + cut_by_deadline > 0 {
         let mut how = Vec::new();
         if s.cancelled > 0 {
             how.push(format!("{} cancelled", s.cancelled));
         }
         if s.interrupted > 0 {
             how.push(format!("{} interrupted", s.interrupted));
+        }
+        if cut_by_deadline > 0 {
+            how.push(format!(
+                "{cut_by_deadline} never started before the deadline"
+            ));
         }
         if how.is_empty() {
             how.push(format!("then the batch was {}", wire_name(&status)));
@@ -106,7 +112,7 @@ pub fn judge(thresholds: &Thresholds, s: &Summary, status: BatchStatus) -> Verdi
 /// Tasks that ran to their end, however each ended.
 fn ran_to_end(s: &Summary) -> u64 {
     s.tasks
-        .saturating_sub(s.cancelled + s.interrupted + s.pending)
+        .saturating_sub(s.cancelled + s.interrupted + s.pending + s.never_started)
 }
 
 #[cfg(test)]

@@ -34,6 +34,19 @@ impl FromRequest<AppState> for Body {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let limit = state.limits.max_body_bytes;
+        let stated = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if let Some(stated) = stated.filter(|&n| n > limit) {
+            // A client waiting for `100 Continue` has not sent the body: refuse it unread. One
+            // that states more than can be dropped in reason is refused at once too.
+            let waits = req.headers().contains_key(header::EXPECT);
+            if waits || stated > limit.saturating_add(DISCARD_AT_MOST) {
+                return Err(ApiError::BodyTooLarge(limit));
+            }
+        }
         let mut data = req.into_body().into_data_stream();
         // A body that comes in one piece (the usual case) is kept as it came, not copied.
         let mut first: Option<Bytes> = None;

@@ -77,12 +77,12 @@ pub struct StreamEvent {
 ///   `id` its `seq`. With `results: "errors"` only failed tasks are sent, with `"none"` none.
 /// - `event: progress` now and then while the batch runs: `{"ended": n, "tasks": m}`.
 /// - `event: batch` last, with the batch (its summary and verdict, without the task lists);
-///   its `id` is the batch's last completion number. Then the stream closes.
+///   its `id` is one past the batch's last completion number. Then the stream closes.
 ///
 /// Reconnect with `Last-Event-ID` (the last `id` received) to go on where it stopped, with no
 /// task sent twice and none skipped. A finished batch replays its tasks, then closes; a
-/// reconnect with nothing left to send (`Last-Event-ID` at or past the last completion of a
-/// finished batch) is answered `204 No Content`, which tells a browser's `EventSource` to stop
+/// reconnect after its `batch` event (`Last-Event-ID` past the last completion of a finished
+/// batch) is answered `204 No Content`, which tells a browser's `EventSource` to stop
 /// reconnecting.
 #[utoipa::path(
     get,
@@ -126,11 +126,9 @@ pub async fn batch_events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u32>().ok());
     let after = resumed.unwrap_or(0);
-    let nothing_left = || {
-        let next = batch.events_after(after, 1);
-        next.caught_up && next.tasks.is_empty()
-    };
-    if resumed.is_some() && batch.is_finished() && nothing_left() {
+    // Only a client that saw the `batch` event (whose id is one past the last completion) is
+    // told there is nothing more: one that saw the last task but not the end gets the end.
+    if resumed.is_some() && batch.is_finished() && after > batch.last_completion() {
         // The client saw the end already: a 200 would replay the `batch` event, and an
         // EventSource would reconnect for ever.
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -218,7 +216,7 @@ impl Follow {
             self.queue.push_back(
                 Event::default()
                     .event("batch")
-                    .id(read.last.to_string())
+                    .id((self.batch.last_completion() + 1).to_string())
                     .data(batch),
             );
             self.closed = true;

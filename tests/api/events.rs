@@ -340,7 +340,11 @@ async fn a_reconnect_after_the_batch_event_is_told_204_so_an_event_source_stops(
     let last = events.last().unwrap();
     assert_eq!(last.event, "batch");
     let end = last.id.clone().expect("the batch event has an id");
-    assert_eq!(end, "3");
+    assert_eq!(end, "4", "one past the last completion");
+
+    // A client that saw the last task but not the end still gets the end.
+    let almost = Stream::open(&app, &id, Some("3")).await.all().await;
+    assert_eq!(almost.last().unwrap().event, "batch");
 
     let again = app
         .client

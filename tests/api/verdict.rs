@@ -350,3 +350,59 @@ async fn a_server_that_drains_while_a_remote_run_follows_it_is_waited_for() {
     );
     assert!(text.contains("20 total, 20 succeeded"), "{text}");
 }
+
+#[tokio::test]
+async fn a_run_its_deadline_cut_short_fails_with_the_tasks_that_never_started() {
+    let app = spawn_app().await;
+    let jobs: Vec<Value> = (0..4)
+        .map(|_| json!({ "kind": "sleep", "duration_ms": 500 }))
+        .collect();
+
+    let res = app
+        .post(&json!({
+            "jobs": jobs, "concurrency": 1, "timeout_ms": 200,
+            "thresholds": { "p95_ms": 10000 }
+        }))
+        .await;
+
+    assert_eq!(res.status, 201, "{}", res.json);
+    assert_eq!(res.json["summary"]["timed_out"], 4);
+    assert_eq!(res.json["summary"]["never_started"], 3);
+    let verdict = &res.json["verdict"];
+    assert_eq!(verdict["passed"], false, "{verdict}");
+    let completed = &verdict["checks"][1];
+    assert_eq!(completed["name"], "completed");
+    assert_eq!(
+        completed["detail"],
+        "1 of 4 tasks ran, 3 never started before the deadline"
+    );
+}
+
+#[tokio::test]
+async fn a_target_that_drops_connections_it_accepted_is_counted_as_reached() {
+    let app = spawn_app().await;
+    // Accepts, reads the request, and closes without answering: an overloaded target.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(20) {
+            let mut stream = stream.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+        }
+    });
+
+    let res = app
+        .post(&json!({
+            "jobs": [{ "kind": "http", "url": format!("http://127.0.0.1:{port}/") }],
+            "load": { "repeat": 5 }, "concurrency": 1
+        }))
+        .await;
+
+    let s = &res.json["summary"];
+    assert_eq!(s["errors"]["connect"], 5, "{s}");
+    assert!(
+        s["duration_ms"].is_object(),
+        "dropped connections had reached it: {s}"
+    );
+}

@@ -40,10 +40,7 @@ pub(super) async fn run(
         let followed = tokio::select! {
             followed = follow(events) => followed,
             () = crate::app::shutdown_signal() => {
-                // Ctrl-C or SIGTERM: the batch is cancelled where it runs, and its partial
-                // summary read and reported (its verdict then fails).
-                eprintln!("\nfanout run: stopping: cancelling batch {id} on the server");
-                let _ = with_token(client.delete(&batch_url)).send().await;
+                cancel(&batch_url, with_token(client.delete(&batch_url))).await;
                 Err("stopped".to_owned())
             }
         };
@@ -53,13 +50,13 @@ pub(super) async fn run(
                 // its last event has the summary and the verdict, which the report needs.
                 return match with_token(client.get(&batch_url)).send().await {
                     Ok(r) => read_answer(&batch_url, r).await,
-                    Err(e) if e.is_connect() => {
+                    Err(e) => {
+                        tracing::debug!(error = %e, "the batch could not be read after its end");
                         eprintln!(
                             "fanout run: the server stopped after the batch ended; reporting its last event (no task results)"
                         );
                         Ok(ended)
                     }
-                    Err(e) => Err(Unusable(format!("cannot reach {batch_url}: {e}"))),
                 };
             }
             Err(e) => {
@@ -76,6 +73,20 @@ pub(super) async fn run(
 /// How long a server that does not answer (draining, restarting) is waited for.
 const UNREACHABLE_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Ctrl-C or SIGTERM: cancels the batch where it runs (its partial summary is then read and
+/// reported, and its verdict fails).
+async fn cancel(batch_url: &str, delete: reqwest::RequestBuilder) {
+    eprintln!("\nfanout run: stopping: cancelling {batch_url} on the server");
+    match delete.send().await {
+        Ok(r) if r.status().is_success() || r.status() == reqwest::StatusCode::CONFLICT => {}
+        Ok(r) => eprintln!(
+            "fanout run: the server answered the cancel with {}",
+            r.status()
+        ),
+        Err(e) => eprintln!("fanout run: cannot cancel {batch_url}: {e}"),
+    }
+}
+
 /// Reads the batch every half second until it has finished. A server that is draining (503)
 /// or briefly gone is waited for, up to [`UNREACHABLE_FOR`] without an answer.
 async fn poll(
@@ -84,8 +95,25 @@ async fn poll(
     client: &reqwest::Client,
 ) -> Result<Value, Unusable> {
     let mut answered_at = tokio::time::Instant::now();
+    let mut signal = std::pin::pin!(crate::app::shutdown_signal());
+    let mut stopping = false;
     loop {
-        match with_token(client.get(batch_url)).send().await {
+        let sent = tokio::select! {
+            sent = with_token(client.get(batch_url)).send() => sent,
+            () = &mut signal => {
+                // Once the signal handler is installed the process no longer dies of one: a
+                // first stop cancels the batch (the next read reports it), a second one ends
+                // the wait.
+                if stopping {
+                    return Err(Unusable(format!("stopped before {batch_url} was read")));
+                }
+                stopping = true;
+                cancel(batch_url, with_token(client.delete(batch_url))).await;
+                signal.set(crate::app::shutdown_signal());
+                continue;
+            }
+        };
+        match sent {
             Ok(r) if r.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE => {
                 answered_at = tokio::time::Instant::now();
                 let b = read_answer(batch_url, r).await?;

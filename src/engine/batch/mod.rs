@@ -551,6 +551,25 @@ impl Batch {
         self.state.lock().finished_at
     }
 
+    /// The completion number of the last task ended so far. A batch read back from storage
+    /// may hold only the shown tasks' rows: once finished, every task has ended, so its last
+    /// completion is its task count; before, the largest `seq` stored.
+    pub fn last_completion(&self) -> u32 {
+        let st = self.state.lock();
+        let stored_seq = || {
+            st.done
+                .last()
+                .and_then(|&p| st.tasks.get(p as usize))
+                .and_then(|t| t.seq)
+                .unwrap_or(0)
+        };
+        match self.origin {
+            Origin::Run { .. } => st.done.len() as u32,
+            Origin::Stored { total } if st.finished_at.is_some() => stored_seq().max(total as u32),
+            Origin::Stored { .. } => stored_seq(),
+        }
+    }
+
     /// Tasks ended so far, and tasks in all.
     pub fn progress(&self) -> (usize, usize) {
         let st = self.state.lock();

@@ -33,7 +33,12 @@ impl Rules {
     /// durations would not do: in the open model they count the wait for a slot too).
     pub fn concurrency_needed(&self, summary: &Summary) -> Option<u64> {
         let rate = self.rate_per_s?;
-        summary.late.as_ref().filter(|l| l.count > 0)?;
+        // Lateness that lasted, not a start or two that a busy machine delayed: a tenth of
+        // the tasks or more.
+        summary
+            .late
+            .as_ref()
+            .filter(|l| l.count > 0 && l.count * 10 >= summary.tasks)?;
         let achieved = summary.throughput_per_s;
         if achieved <= 0.0 {
             return None;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::Failure;
 use crate::engine::spec::HttpJob;
-use crate::engine::task::{ErrorCode, HttpOutput, TaskOutput, ms};
+use crate::engine::task::{CONNECTING, ErrorCode, HttpOutput, TaskOutput, ms};
 use crate::guard::{GuardedResolver, NetGuard, Refusal, TARGET};
 
 /// The one client every HTTP job shares, so connections are pooled across jobs and batches.
@@ -290,7 +290,7 @@ fn failure_from(e: &reqwest::Error) -> Failure {
         (ErrorCode::Connect, Some(io), Some(url)) if e.is_connect() => {
             let port = url.port_or_known_default().unwrap_or_default();
             format!(
-                "connecting to {}:{port}: {io}",
+                "{CONNECTING}{}:{port}: {io}",
                 url.host_str().unwrap_or_default()
             )
         }

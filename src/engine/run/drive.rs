@@ -60,7 +60,8 @@ pub(super) async fn drive(
             return;
         }
         while running.len() < limit && waiting.is_none() && timer.is_none() && !exhausted {
-            let Some(claim) = held.take().or_else(|| issuer.claim()) else {
+            let kept = held.take().filter(|_| !issuer.stopped());
+            let Some(claim) = kept.or_else(|| issuer.claim()) else {
                 exhausted = true;
                 break;
             };
@@ -105,7 +106,11 @@ pub(super) async fn drive(
                 waiting = None;
                 permits.held += 1;
                 let claim = held.take().expect("only waits with a task held");
-                batch.tasks_started(&[start(claim, &mut running)]);
+                if issuer.stopped() {
+                    permits.release(1);
+                } else {
+                    batch.tasks_started(&[start(claim, &mut running)]);
+                }
             }
             _ = async { timer.as_mut().expect("guarded").await }, if timer.is_some() => {
                 timer = None;

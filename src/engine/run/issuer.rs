@@ -78,6 +78,12 @@ impl Issuer {
         }
     }
 
+    /// The run was told to start no more tasks: a task handed out before, still waiting for
+    /// its time or a permit, does not start either.
+    pub fn stopped(&self) -> bool {
+        self.no_more.as_ref().is_some_and(|t| t.is_cancelled())
+    }
+
     /// Closed model: tasks start as slots free up, not at scheduled times.
     pub fn is_closed(&self) -> bool {
         self.rate.is_none()
@@ -85,7 +91,7 @@ impl Issuer {
 
     /// The next task, or `None` when the run has no more to start.
     pub fn claim(&self) -> Option<Claim> {
-        if self.no_more.as_ref().is_some_and(|t| t.is_cancelled()) {
+        if self.stopped() {
             return None;
         }
         match self.rate {

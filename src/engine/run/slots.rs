@@ -108,6 +108,9 @@ async fn slot(
             timer.as_mut().await;
         }
         let _permit = if closed { None } else { Some(acquire().await) };
+        if issuer.stopped() {
+            break;
+        }
         let now = Instant::now();
         let at = claim.due.unwrap_or(now);
         noted.lock().started.push(claim.started(at, now));

@@ -12,7 +12,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::engine::jobs::Failure;
-use crate::engine::task::ErrorCode;
+use crate::engine::task::{CONNECTING, ErrorCode};
 use crate::guard::{NetGuard, Unreachable};
 
 /// Idle connections kept per origin at most (more than any batch's concurrency needs).
@@ -205,7 +205,7 @@ async fn dial(addrs: &[SocketAddr]) -> Result<Conn, Failure> {
                 let _ = stream.set_nodelay(true);
                 return Ok(Conn::new(stream));
             }
-            Err(e) => last = Some(format!("connecting to {addr}: {e}")),
+            Err(e) => last = Some(format!("{CONNECTING}{addr}: {e}")),
         }
     }
     Err(Failure::new(
