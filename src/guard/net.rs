@@ -86,19 +86,28 @@ pub fn reserved_name(host: &str) -> Option<(&'static str, &'static [IpAddr])> {
         IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
     ];
     const METADATA: &[IpAddr] = &[IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254))];
-    let host = normalize_host(host);
-    if host == "localhost" || host.ends_with(".localhost") {
+    // Compared in place, without the lower-cased copy `normalize_host` makes: this runs for
+    // every request's URL.
+    let host = host.trim_end_matches('.');
+    let is = |name: &str| host.eq_ignore_ascii_case(name);
+    let under_localhost = host.len() > ".localhost".len()
+        && host.is_char_boundary(host.len() - ".localhost".len())
+        && host[host.len() - ".localhost".len()..].eq_ignore_ascii_case(".localhost");
+    if is("localhost") || under_localhost {
         // RFC 6761, section 6.3: localhost and every name beneath it are this machine.
         return Some(("this machine (loopback)", LOOPBACK));
     }
-    match host.as_str() {
-        "metadata"
-        | "metadata.google.internal"
-        | "metadata.goog"
-        | "instance-data"
-        | "instance-data.ec2.internal" => Some(("a cloud's metadata service", METADATA)),
-        _ => None,
-    }
+    let metadata = [
+        "metadata",
+        "metadata.google.internal",
+        "metadata.goog",
+        "instance-data",
+        "instance-data.ec2.internal",
+    ];
+    metadata
+        .iter()
+        .any(|m| is(m))
+        .then_some(("a cloud's metadata service", METADATA))
 }
 
 /// Lower case, no trailing dot: how host names are compared.

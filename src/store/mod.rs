@@ -21,8 +21,7 @@ use uuid::Uuid;
 use crate::engine::Batch;
 use crate::engine::BatchStatus;
 use crate::engine::batch::Rules;
-use crate::engine::spec::{Kind, Mode, ResultsMode};
-use crate::engine::task::TaskRecord;
+use crate::engine::spec::Mode;
 
 pub use batches::{Batches, Cancelled, Submitted};
 pub use sql::SqliteSync;
@@ -137,54 +136,4 @@ pub trait Store: Send + Sync + 'static {
 
     /// At shutdown, once every batch has ended: resolves when every write is committed.
     fn close(&self) -> BoxFuture<'_, ()>;
-}
-
-/// A stored batch's tasks as [`crate::engine::batch::BatchRecord`] holds them: with `results: all`, every task in
-/// index order, those without a row as `pending` placeholders made from the stored request;
-/// otherwise only the rows (the other tasks are counted by the summary and need none).
-pub(crate) fn task_list(
-    results: ResultsMode,
-    request: &str,
-    total: usize,
-    rows: Vec<TaskRecord>,
-) -> Vec<TaskRecord> {
-    if results != ResultsMode::All || rows.len() >= total {
-        return rows;
-    }
-    let mut tasks = placeholders(request, total);
-    for t in rows {
-        let i = t.index as usize;
-        if i < tasks.len() {
-            tasks[i] = t;
-        }
-    }
-    tasks
-}
-
-/// Placeholders for tasks that have no row: from the stored request, their kind and id.
-fn placeholders(request: &str, total: usize) -> Vec<TaskRecord> {
-    let jobs: Vec<serde_json::Value> = serde_json::from_str::<serde_json::Value>(request)
-        .ok()
-        .and_then(|v| v.get("jobs").cloned())
-        .and_then(|j| serde_json::from_value(j).ok())
-        .unwrap_or_default();
-    (0..total)
-        .map(|i| {
-            // A load run repeats the job list.
-            let job = if jobs.is_empty() {
-                None
-            } else {
-                jobs.get(i % jobs.len())
-            };
-            TaskRecord::pending(
-                i as u32,
-                job.and_then(|j| j.get("id"))
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned),
-                job.and_then(|j| j.get("kind"))
-                    .and_then(|k| serde_json::from_value::<Kind>(k.clone()).ok())
-                    .unwrap_or(Kind::Sleep),
-            )
-        })
-        .collect()
 }
