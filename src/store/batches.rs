@@ -56,14 +56,6 @@ pub enum Cancelled {
     Missing,
 }
 
-/// Whether a batch belongs on a list page.
-fn matches(filter: &ListFilter, b: &Batch) -> bool {
-    filter.status.is_none_or(|s| b.status() == s)
-        && filter
-            .before
-            .is_none_or(|(t, id)| (b.created_at, b.id) < (t, id))
-}
-
 impl Batches {
     pub fn new(engine: Engine, store: Arc<dyn Store>, instance_id: String) -> Arc<Batches> {
         Arc::new(Batches {
@@ -202,7 +194,7 @@ impl Batches {
         let stored = self.store.list(filter.clone()).await?;
         let mut all: Vec<Arc<Batch>> = live
             .values()
-            .filter(|b| matches(&filter, b))
+            .filter(|b| filter.admits(b))
             .cloned()
             .collect();
         all.extend(stored.into_iter().filter(|b| !live.contains_key(&b.id)));

@@ -57,16 +57,8 @@ impl Store for MemoryStore {
 
     fn list(&self, filter: ListFilter) -> BoxFuture<'_, Result<Vec<Arc<Batch>>, StoreError>> {
         let st = self.state.lock();
-        let mut found: Vec<&Arc<Batch>> = st
-            .batches
-            .values()
-            .filter(|b| filter.status.is_none_or(|s| b.status() == s))
-            .filter(|b| {
-                filter
-                    .before
-                    .is_none_or(|before| (b.created_at, b.id) < before)
-            })
-            .collect();
+        let mut found: Vec<&Arc<Batch>> =
+            st.batches.values().filter(|b| filter.admits(b)).collect();
         found.sort_by_key(|b| std::cmp::Reverse((b.created_at, b.id)));
         let batches = found.into_iter().take(filter.limit).cloned().collect();
         Box::pin(std::future::ready(Ok(batches)))

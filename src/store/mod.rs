@@ -93,6 +93,16 @@ pub struct ListFilter {
     pub limit: usize,
 }
 
+impl ListFilter {
+    /// Whether a batch in memory belongs on the page (the SQL store asks the same in SQL).
+    pub fn admits(&self, b: &Batch) -> bool {
+        self.status.is_none_or(|s| b.status() == s)
+            && self
+                .before
+                .is_none_or(|(t, id)| (b.created_at, b.id) < (t, id))
+    }
+}
+
 /// A backend: SQLite and PostgreSQL ([`sql::SqlStore`], which groups its writes), or this
 /// process's memory ([`memory::MemoryStore`]).
 pub trait Store: Send + Sync + 'static {
