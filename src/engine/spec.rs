@@ -39,6 +39,16 @@ pub enum OnTimeout {
     Cancel,
 }
 
+/// What becomes of the unfinished tasks of a shard whose instance was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnLost {
+    /// Run them again on another instance (at least once, as job queues do).
+    Rerun,
+    /// End them `interrupted`.
+    Interrupt,
+}
+
 /// Which task results an answer carries. The summary always covers every task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -82,6 +92,9 @@ pub struct BatchSpec {
     pub on_timeout: OnTimeout,
     pub results: ResultsMode,
     pub label: Option<String>,
+    /// As the request said; absent, it depends on how the batch was accepted
+    /// ([`BatchSpec::on_lost_for`]).
+    pub on_lost: Option<OnLost>,
 }
 
 impl BatchSpec {
@@ -89,6 +102,17 @@ impl BatchSpec {
     /// model run for a duration, nor with a warm-up, whose length only the run decides).
     pub fn tasks(&self) -> Option<usize> {
         self.load.fixed_tasks()
+    }
+
+    /// What a lost shard's unfinished tasks become: as asked, else `rerun` for a batch
+    /// accepted asynchronously or with `load`, and `interrupt` for a synchronous one (its
+    /// client's connection died with the instance).
+    pub fn on_lost_for(&self, asynchronous: bool) -> OnLost {
+        self.on_lost.unwrap_or(if asynchronous || self.load.is_load {
+            OnLost::Rerun
+        } else {
+            OnLost::Interrupt
+        })
     }
 
     /// The job task `index` runs.
@@ -114,6 +138,53 @@ pub struct LoadPlan {
     pub max_tasks: usize,
     /// The request had `load`: tasks waiting for a slot are only a count, not records.
     pub is_load: bool,
+    /// Which of the batch's tasks this run is: all of them, or one shard's stripe.
+    pub stripe: Stripe,
+    /// Open model, a shard resumed after a loss: where in the batch's schedule it picks up
+    /// (tasks due before this point start at once).
+    pub resume_at: Duration,
+}
+
+/// The tasks of one shard: batch task numbers `offset`, `offset + stride`, ... below the
+/// batch's task count. Striped rather than cut in blocks (as k6's execution segments are), so
+/// that each shard's part of the open model's schedule spans the whole run and the shards
+/// together start every task at the time one instance would have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stripe {
+    pub offset: usize,
+    pub stride: usize,
+}
+
+impl Stripe {
+    /// Every task: the run is the whole batch.
+    pub const WHOLE: Stripe = Stripe {
+        offset: 0,
+        stride: 1,
+    };
+
+    /// Shard `index` of `count`.
+    pub fn shard(index: usize, count: usize) -> Stripe {
+        Stripe {
+            offset: index,
+            stride: count.max(1),
+        }
+    }
+
+    /// The batch task number of this stripe's `k`-th task.
+    pub fn global(self, k: usize) -> usize {
+        self.offset + k * self.stride
+    }
+
+    /// The stripe's position of batch task `g`, when it belongs to the stripe.
+    pub fn local(self, g: usize) -> Option<usize> {
+        (g >= self.offset && (g - self.offset).is_multiple_of(self.stride))
+            .then(|| (g - self.offset) / self.stride)
+    }
+
+    /// How many of a batch's `total` tasks belong to the stripe.
+    pub fn tasks_of(self, total: usize) -> usize {
+        total.saturating_sub(self.offset).div_ceil(self.stride)
+    }
 }
 
 impl LoadPlan {
@@ -126,6 +197,8 @@ impl LoadPlan {
             warmup: Duration::ZERO,
             max_tasks: jobs,
             is_load: false,
+            stripe: Stripe::WHOLE,
+            resume_at: Duration::ZERO,
         }
     }
 

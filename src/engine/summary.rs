@@ -69,6 +69,29 @@ pub struct Summary {
     /// started: counted as `timed_out`, but they did not run.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub never_started: u64,
+    /// A sharded batch whose shards an instance lost (it died, or lost the database): what the
+    /// gap was. Absent when nothing was lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost: Option<Lost>,
+}
+
+/// What losing shards cost a batch: the shards claimed again after their instance was lost,
+/// the tasks that instance had started and not seen end by its last checkpoint (each was run
+/// again, or ended `interrupted`, as `on_lost` says), and the time those shards had no runner
+/// (from their last checkpoint to the next claim).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Lost {
+    pub shards: u64,
+    pub tasks: u64,
+    pub window_ms: f64,
+}
+
+impl Lost {
+    pub fn add(&mut self, other: Lost) {
+        self.shards += other.shards;
+        self.tasks += other.tasks;
+        self.window_ms += other.window_ms;
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -93,8 +116,10 @@ pub struct Late {
 /// Lag beyond which an open model task counts as late.
 pub const LATE_AFTER_MS: f64 = 2.0;
 
-/// The running totals behind a [`Summary`].
-#[derive(Debug)]
+/// The running totals behind a [`Summary`]. It serializes (histograms in HDR's V2 format) so
+/// that a shard's checkpoint carries it, and the totals of a batch's shards add up: counts
+/// exact, histograms added bucket by bucket, never percentiles averaged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SummaryAcc {
     tasks: u64,
     by_status: [u64; 7],
@@ -108,6 +133,8 @@ pub struct SummaryAcc {
     late: Option<(u64, Duration)>,
     never_started: u64,
     warmup_tasks: u64,
+    #[serde(default)]
+    lost: Option<Lost>,
 }
 
 fn status_slot(status: TaskStatus) -> usize {
@@ -130,6 +157,56 @@ impl SummaryAcc {
             late: None,
             warmup_tasks: 0,
             never_started: 0,
+            lost: None,
+        }
+    }
+
+    /// Adds another accumulator's totals (another shard of the same batch).
+    pub fn merge(&mut self, other: &SummaryAcc) {
+        self.tasks += other.tasks;
+        for (mine, theirs) in self.by_status.iter_mut().zip(other.by_status) {
+            *mine += theirs;
+        }
+        self.durations.merge(&other.durations);
+        self.succeeded.merge(&other.succeeded);
+        self.ttfb.merge(&other.ttfb);
+        for (code, n) in &other.http_status {
+            *self.http_status.entry(*code).or_default() += n;
+        }
+        for (code, n) in &other.errors {
+            *self.errors.entry(*code).or_default() += n;
+        }
+        for (code, message) in &other.first_errors {
+            self.first_errors
+                .entry(*code)
+                .or_insert_with(|| message.clone());
+        }
+        self.late = match (self.late, other.late) {
+            (Some((a, x)), Some((b, y))) => Some((a + b, x.max(y))),
+            (a, b) => a.or(b),
+        };
+        self.never_started += other.never_started;
+        self.warmup_tasks += other.warmup_tasks;
+        if let Some(lost) = other.lost {
+            self.lose(lost);
+        }
+    }
+
+    /// Counts a loss this run resumed after.
+    pub fn lose(&mut self, lost: Lost) {
+        self.lost.get_or_insert_with(Lost::default).add(lost);
+    }
+
+    /// Counts `n` tasks that ended without running, as `status` (a shard ended
+    /// `interrupted` or `cancelled` before it was claimed again).
+    pub fn end_unrun(&mut self, status: TaskStatus, n: u64) {
+        self.by_status[status_slot(status)] += n;
+        let code = match status {
+            TaskStatus::Interrupted => ErrorCode::Interrupted,
+            _ => ErrorCode::Cancelled,
+        };
+        if n > 0 {
+            *self.errors.entry(code).or_default() += n;
         }
     }
 
@@ -191,6 +268,18 @@ impl SummaryAcc {
         }
     }
 
+    /// Counts a stored task that ended (a warm-up task counts nowhere).
+    pub fn record_stored(&mut self, t: &crate::engine::task::TaskRecord) {
+        if t.warmup {
+            return;
+        }
+        let duration = t
+            .timing
+            .duration_ms
+            .map(|d| Duration::from_micros((d * 1000.0) as u64));
+        self.record(t.status, duration, t.output.as_ref(), t.error.as_ref());
+    }
+
     pub fn ended(&self) -> u64 {
         self.by_status
             .iter()
@@ -237,15 +326,59 @@ impl SummaryAcc {
             }),
             warmup_tasks: self.warmup_tasks,
             never_started: self.never_started,
+            lost: self.lost,
         }
     }
 }
 
 /// An HDR histogram of durations in microseconds, with their exact sum for the mean.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Timings {
     histogram: Histogram<u64>,
     sum_us: u128,
+}
+
+/// A [`Timings`] as a checkpoint stores it: the histogram in HDR's V2 format (base64), which
+/// any HDR library reads.
+#[derive(Serialize, Deserialize)]
+struct StoredTimings {
+    hdr: String,
+    sum_us: u64,
+}
+
+impl Serialize for Timings {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        let mut bytes = Vec::new();
+        use hdrhistogram::serialization::Serializer as _;
+        hdrhistogram::serialization::V2Serializer::new()
+            .serialize(&self.histogram, &mut bytes)
+            .map_err(|e| serde::ser::Error::custom(format!("{e:?}")))?;
+        StoredTimings {
+            hdr: base64::engine::general_purpose::STANDARD.encode(bytes),
+            sum_us: u64::try_from(self.sum_us).unwrap_or(u64::MAX),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use base64::Engine as _;
+        let stored = StoredTimings::deserialize(d)?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(stored.hdr)
+            .map_err(serde::de::Error::custom)?;
+        let mut histogram: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .map_err(|e| serde::de::Error::custom(format!("{e:?}")))?;
+        // Serialized histograms come back without auto-resizing; the live ones grow to fit.
+        histogram.auto(true);
+        Ok(Timings {
+            histogram,
+            sum_us: u128::from(stored.sum_us),
+        })
+    }
 }
 
 impl Timings {
@@ -265,6 +398,18 @@ impl Timings {
             self.histogram.saturating_record(us);
         }
         self.sum_us += us as u128;
+    }
+
+    /// Adds another's values (the same configuration: 3 significant digits, auto-resizing).
+    fn merge(&mut self, other: &Timings) {
+        if self.histogram.add(&other.histogram).is_err() {
+            // Cannot happen between histograms this module made; count what fits.
+            for v in other.histogram.iter_recorded() {
+                self.histogram
+                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
+            }
+        }
+        self.sum_us += other.sum_us;
     }
 
     fn percentiles(&self) -> Option<Percentiles> {
@@ -372,5 +517,47 @@ mod tests {
         let max = s.duration_ms.map(|d| d.max).unwrap_or_default();
         assert!((max - 3.0).abs() < 0.01, "max {max}");
         assert_eq!(s.throughput_per_s, 1.0);
+    }
+
+    /// Shards' accumulators added together give the percentiles of one histogram fed every
+    /// shard's values, and exact counts, also after a round trip through a checkpoint.
+    #[test]
+    fn merged_shards_equal_one_histogram_of_every_value() {
+        let mut one = SummaryAcc::new(3000);
+        let mut shards = [SummaryAcc::new(1000), SummaryAcc::new(1000), SummaryAcc::new(1000)];
+        for i in 0..3000u64 {
+            // Each shard sees its own distribution: 1-1000 µs, 2-20 ms and 50-100 ms.
+            let us = match i % 3 {
+                0 => 1 + i % 1000,
+                1 => 2_000 + (i * 7919) % 18_000,
+                _ => 50_000 + (i * 104_729) % 50_000,
+            };
+            let status = if i % 10 == 0 {
+                TaskStatus::Failed
+            } else {
+                TaskStatus::Succeeded
+            };
+            let error = (status == TaskStatus::Failed)
+                .then(|| TaskError::new(ErrorCode::Status, "500"));
+            let d = Some(Duration::from_micros(us));
+            one.record(status, d, None, error.as_ref());
+            shards[(i % 3) as usize].record(status, d, None, error.as_ref());
+        }
+        let mut merged = SummaryAcc::new(0);
+        for shard in &shards {
+            let stored = serde_json::to_string(shard).expect("serializes");
+            let back: SummaryAcc = serde_json::from_str(&stored).expect("reads back");
+            merged.merge(&back);
+        }
+        let wall = Some(Duration::from_secs(3));
+        let (a, b) = (one.summary(wall), merged.summary(wall));
+        assert_eq!(
+            serde_json::to_value(&a).unwrap(),
+            serde_json::to_value(&b).unwrap()
+        );
+        assert_eq!((b.tasks, b.failed, b.succeeded), (3000, 300, 2700));
+        // Averaging the shards' p99 would give about 70 ms; the combined histogram's is the
+        // top shard's.
+        assert!(b.duration_ms.unwrap().p99 > 95.0);
     }
 }

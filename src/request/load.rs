@@ -7,7 +7,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{FieldError, Limits, ms_field};
-use crate::engine::spec::{LoadPlan, Threshold, Thresholds};
+use crate::engine::spec::{LoadPlan, Stripe, Threshold, Thresholds};
 
 /// A load run's shape.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -88,6 +88,8 @@ impl LoadRequest {
             warmup,
             max_tasks: limits.max_jobs,
             is_load: true,
+            stripe: Stripe::WHOLE,
+            resume_at: Duration::ZERO,
         };
         // The open model's schedule must fit in the server's limit on a batch's life.
         if let (Some(rate), Some(count)) = (rate, count) {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::engine::spec::{BatchSpec, LoadPlan, Mode, OnTimeout, ResultsMode, ReturnWhen};
+use crate::engine::spec::{BatchSpec, LoadPlan, Mode, OnLost, OnTimeout, ResultsMode, ReturnWhen};
 use jobs::{JobRequest, JobSlot, field_of};
 use load::{LoadRequest, ThresholdsRequest};
 
@@ -125,6 +125,10 @@ pub struct BatchRequest<J = JobSlot> {
     pub load: Option<LoadRequest>,
     /// Limits on the summary; the answer then carries a `verdict` (the HTTP status stays 201).
     pub thresholds: Option<ThresholdsRequest>,
+    /// When the instance running (part of) the batch is lost: `rerun` its unfinished tasks
+    /// elsewhere, or end them `interrupted`. Default: `rerun` with `Prefer: respond-async`
+    /// or `load`, else `interrupt`.
+    pub on_lost: Option<OnLost>,
 }
 
 /// Parses and validates a request body.
@@ -191,6 +195,7 @@ impl<J> BatchRequest<J> {
             label: self.label,
             load: self.load,
             thresholds: self.thresholds,
+            on_lost: self.on_lost,
         }
     }
 }
@@ -288,6 +293,7 @@ impl BatchRequest {
             on_timeout: self.on_timeout,
             results: self.results,
             label: self.label,
+            on_lost: self.on_lost,
         })
     }
 }

@@ -8,6 +8,7 @@
 //! - [`stored`]: the batch as storage writes it and reads it back.
 
 pub mod rules;
+pub mod shard;
 pub mod stored;
 mod tasks;
 pub mod view;
@@ -28,6 +29,7 @@ use super::spec::{BatchSpec, Kind, Mode};
 use super::summary::{Summary, SummaryAcc};
 use super::task::{ErrorCode, TaskError, TaskOutput, TaskStatus, ms};
 pub use rules::{Rules, StopReason};
+pub use shard::{Checkpoint, Prior, ShardInfo, ShardStatus};
 pub use stored::{BatchMeta, BatchRecord};
 use tasks::{JobLabels, Tasks};
 pub use view::{BatchView, Events};
@@ -136,6 +138,10 @@ pub struct Batch {
     /// Tasks ended so far, sent after each burst: event streams wake on it.
     ended: watch::Sender<usize>,
     state: Mutex<State>,
+    /// A run resumed after a loss: the tasks that had ended (see [`Batch::resume`]).
+    ended_before: Option<Arc<[bool]>>,
+    /// The batch's shards, as answers list them.
+    shards: Mutex<Vec<ShardInfo>>,
 }
 
 /// The summary: accumulated here while the batch runs, or as storage gave it.
@@ -159,6 +165,8 @@ struct State {
     /// Tasks in completion order (see [`Origin`] for what the numbers are); `seq` is a
     /// position here plus one.
     done: Vec<u32>,
+    /// Tasks started so far (for a checkpoint).
+    started: u64,
     summary: SummaryState,
     stop_reason: Option<StopReason>,
 }
@@ -166,6 +174,10 @@ struct State {
 impl Batch {
     /// A batch about to run here, reporting to `meter`.
     pub fn new(id: Uuid, spec: &BatchSpec, meter: &'static dyn Meter) -> Arc<Batch> {
+        Arc::new(Batch::make(id, spec, meter))
+    }
+
+    fn make(id: Uuid, spec: &BatchSpec, meter: &'static dyn Meter) -> Batch {
         let jobs: Box<JobLabels> = spec
             .jobs
             .iter()
@@ -178,7 +190,7 @@ impl Batch {
         if spec.load.is_open() {
             acc = acc.open();
         }
-        Arc::new(Batch {
+        Batch {
             id,
             mode: spec.mode,
             label: spec.label.clone(),
@@ -213,10 +225,13 @@ impl Batch {
                 measured_from: None,
                 summary: SummaryState::Live(acc),
                 done: Vec::with_capacity(fixed.unwrap_or(0)),
+                started: 0,
                 tasks,
                 stop_reason: None,
             }),
-        })
+            ended_before: None,
+            shards: Mutex::new(Vec::new()),
+        }
     }
 
     /// Each job's `id` and kind (none for a batch read back from storage, which makes no task
@@ -314,6 +329,7 @@ impl Batch {
                 st.measured_from.get_or_insert(s.at);
             }
             running += 1;
+            st.started += 1;
             st.tasks.start(s.index, s.at, s.warmup, clock);
         }
         self.meter.tasks_started(running);

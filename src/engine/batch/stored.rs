@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::tasks::Tasks;
-use super::{Batch, BatchError, BatchStatus, Origin, Phase, Rules, State, SummaryState};
+use super::{Batch, BatchError, BatchStatus, Origin, Phase, Rules, ShardInfo, State, SummaryState};
 use crate::engine::meter::NO_METER;
 use crate::engine::spec::Mode;
 use crate::engine::summary::{Summary, SummaryAcc};
@@ -31,6 +31,8 @@ pub struct BatchRecord {
     /// With `results: all`, every task in index order (tasks without a stored row are
     /// `pending` placeholders); otherwise only the stored rows.
     pub tasks: Vec<TaskRecord>,
+    /// Its shards as stored (empty in a list, which does not show them).
+    pub shards: Vec<ShardInfo>,
 }
 
 /// The batch-level fields storage writes, taken under one lock.
@@ -127,10 +129,13 @@ impl Batch {
                 error: meta.error,
                 measured_from: None,
                 tasks: Tasks::All(record.tasks),
+                started: done.len() as u64,
                 done,
                 summary,
                 stop_reason: None,
             }),
+            ended_before: None,
+            shards: Mutex::new(record.shards),
         })
     }
 }
@@ -138,12 +143,8 @@ impl Batch {
 /// The summary of a batch stored before it finished, from its stored task rows.
 fn rebuilt_summary(tasks: &[TaskRecord], total: usize, wall_ms: Option<f64>) -> Summary {
     let mut acc = SummaryAcc::new(total as u64);
-    for t in tasks.iter().filter(|t| t.status.is_finished() && !t.warmup) {
-        let duration = t
-            .timing
-            .duration_ms
-            .map(|d| Duration::from_micros((d * 1000.0) as u64));
-        acc.record(t.status, duration, t.output.as_ref(), t.error.as_ref());
+    for t in tasks.iter().filter(|t| t.status.is_finished()) {
+        acc.record_stored(t);
     }
     acc.summary(wall_ms.map(|w| Duration::from_micros((w * 1000.0) as u64)))
 }

@@ -171,6 +171,26 @@ impl Tasks {
         }
     }
 
+    /// A task that ended in an earlier run, as stored.
+    pub(super) fn restore(&mut self, task: TaskRecord) {
+        let i = task.index as usize;
+        match self {
+            Tasks::All(all) => all[i] = task,
+            Tasks::Sparse { status, kept, .. } => {
+                status[i] = task.status;
+                kept.insert(task.index, task);
+            }
+        }
+    }
+
+    /// A task that ended in an earlier run without a stored row (one `results` does not
+    /// show): its outcome is in the summary; here it is only ended.
+    pub(super) fn restore_unshown(&mut self, index: usize) {
+        if let Tasks::Sparse { status, .. } = self {
+            status[index] = TaskStatus::Succeeded;
+        }
+    }
+
     /// Indices of the tasks not ended yet.
     pub(super) fn unfinished(&self) -> Vec<usize> {
         match self {

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::tasks::Tasks;
-use super::{Batch, BatchError, BatchStatus, Origin, State};
+use super::{Batch, BatchError, BatchStatus, Origin, ShardInfo, ShardStatus, State};
 use crate::engine::spec::{Mode, ResultsMode};
 use crate::engine::summary::Summary;
 use crate::engine::task::{TaskRecord, micros, micros_opt};
@@ -67,6 +67,8 @@ pub struct BatchView<'a> {
     /// wait: indices of the tasks not ended yet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending: Option<Vec<u32>>,
+    /// Where its work runs: one shard, or a load run's shards (see `--shard-size`).
+    pub shards: Vec<ShardInfo>,
 }
 
 /// Task records, in input order or in a given order, filtered by the batch's `results`.
@@ -145,7 +147,21 @@ impl Batch {
                 ),
             ),
         };
+        let mut shards = self.shards.lock().clone();
+        // A batch run here whole: its one shard is where the batch is.
+        if let ([shard], Origin::Run { .. }) = (shards.as_mut_slice(), &self.origin) {
+            shard.started_at = st.clock.map(|c| c.0);
+            shard.finished_at = st.finished_at;
+            if st.finished_at.is_some() {
+                shard.status = match st.status {
+                    BatchStatus::Cancelled => ShardStatus::Cancelled,
+                    BatchStatus::Interrupted => ShardStatus::Interrupted,
+                    _ => ShardStatus::Completed,
+                };
+            }
+        }
         BatchView {
+            shards,
             id: self.id,
             mode: self.mode,
             status: st.status,

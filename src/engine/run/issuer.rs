@@ -2,13 +2,14 @@
 //! a slot is free, or at its place in the open model's schedule), which tasks are the warm-up,
 //! and when the run is over. Pure logic over atomics, shared by all of a batch's drivers.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::batch::Started;
-use crate::engine::spec::LoadPlan;
+use crate::engine::spec::{LoadPlan, Stripe};
 
 /// Hands out task numbers to a batch's drivers, in order, and says when each may start:
 /// as soon as a slot is free (closed model), or at its place in the schedule (open model).
@@ -30,6 +31,12 @@ pub(super) struct Issuer {
     open_warmup: usize,
     /// Cancelled when the run is to start no more tasks (those running go on).
     no_more: Option<CancellationToken>,
+    /// Which of the batch's tasks the run is (open model: task `k` is due when the batch's
+    /// task `stripe.global(k)` is), and where a resumed run picks up the schedule.
+    stripe: Stripe,
+    resume_at: Duration,
+    /// A resumed run: tasks that ended before, which are not handed out again.
+    ended: Option<Arc<[bool]>>,
 }
 
 /// A task number handed out.
@@ -67,7 +74,15 @@ impl Issuer {
             rate: plan.rate_per_s,
             open_warmup: plan.open_warmup_tasks(),
             no_more: None,
+            stripe: plan.stripe,
+            resume_at: plan.resume_at,
+            ended: None,
         }
+    }
+
+    /// The same, skipping the tasks `ended` marks (a run resumed from a checkpoint).
+    pub fn skipping(self, ended: Option<Arc<[bool]>>) -> Issuer {
+        Issuer { ended, ..self }
     }
 
     /// The same, handing out no task once `no_more` is cancelled.
@@ -91,12 +106,18 @@ impl Issuer {
 
     /// The next task, or `None` when the run has no more to start.
     pub fn claim(&self) -> Option<Claim> {
-        if self.stopped() {
-            return None;
-        }
-        match self.rate {
-            Some(rate) => self.claim_scheduled(rate),
-            None => self.claim_now(),
+        loop {
+            if self.stopped() {
+                return None;
+            }
+            let claim = match self.rate {
+                Some(rate) => self.claim_scheduled(rate),
+                None => self.claim_now(),
+            }?;
+            let ended = self.ended.as_ref();
+            if !ended.is_some_and(|e| e.get(claim.index).copied().unwrap_or(false)) {
+                return Some(claim);
+            }
         }
     }
 
@@ -109,7 +130,9 @@ impl Issuer {
                 (i < total.min(self.max_tasks)).then_some(i + 1)
             })
             .ok()?;
-        let due = self.epoch + Duration::from_secs_f64(index as f64 / rate);
+        // The batch's schedule, whichever stripe of it this is.
+        let at = Duration::from_secs_f64(self.stripe.global(index) as f64 / rate);
+        let due = self.epoch + at.saturating_sub(self.resume_at);
         let warmup = index < self.open_warmup;
         if !warmup && self.end.is_some_and(|end| due >= end) {
             return None;
@@ -174,6 +197,8 @@ mod tests {
             warmup: Duration::ZERO,
             max_tasks: 1_000,
             is_load: true,
+            stripe: Stripe::WHOLE,
+            resume_at: Duration::ZERO,
         }
     }
 
@@ -321,5 +346,79 @@ mod tests {
         assert_eq!(started.lag, Some(Duration::from_millis(7)));
         let closed = Claim { due: None, ..claim };
         assert_eq!(closed.started(epoch, epoch).lag, None);
+    }
+
+    /// The open model's schedule cut into 1, 2 and 3 striped shards: together they start the
+    /// same batch tasks at the same due times as one shard does (k6's segment-sum tests).
+    #[test]
+    fn striped_shards_together_start_every_task_when_one_shard_would() {
+        let epoch = Instant::now();
+        let total = 101;
+        let whole: Vec<(usize, Instant)> = drain(&Issuer::new(
+            &LoadPlan {
+                rate_per_s: Some(250.0),
+                ..plan(Some(total))
+            },
+            epoch,
+        ))
+        .iter()
+        .map(|c| (c.index, c.due.unwrap()))
+        .collect();
+        assert_eq!(whole.len(), total);
+        for shards in 1..=3 {
+            let mut together: Vec<(usize, Instant)> = Vec::new();
+            for s in 0..shards {
+                let stripe = Stripe::shard(s, shards);
+                let issuer = Issuer::new(
+                    &LoadPlan {
+                        rate_per_s: Some(250.0),
+                        stripe,
+                        ..plan(Some(stripe.tasks_of(total)))
+                    },
+                    epoch,
+                );
+                together.extend(
+                    drain(&issuer)
+                        .iter()
+                        .map(|c| (stripe.global(c.index), c.due.unwrap())),
+                );
+            }
+            together.sort_by_key(|&(g, _)| g);
+            assert_eq!(together, whole, "{shards} shards");
+        }
+    }
+
+    #[test]
+    fn a_stripe_maps_its_tasks_to_the_batch_and_back() {
+        let stripe = Stripe::shard(2, 3);
+        assert_eq!(stripe.tasks_of(10), 3, "tasks 2, 5, 8");
+        assert_eq!(stripe.tasks_of(9), 3, "tasks 2, 5, 8");
+        assert_eq!(stripe.tasks_of(8), 2, "tasks 2, 5");
+        assert_eq!(stripe.global(2), 8);
+        assert_eq!(stripe.local(8), Some(2));
+        assert_eq!(stripe.local(7), None);
+        assert_eq!(Stripe::shard(0, 3).tasks_of(2), 1);
+        assert_eq!(Stripe::shard(2, 3).tasks_of(2), 0);
+    }
+
+    #[test]
+    fn a_resumed_run_skips_the_tasks_that_ended_and_picks_up_the_schedule() {
+        let epoch = Instant::now();
+        let ended: Arc<[bool]> = vec![true, true, false, true, false].into();
+        let issuer = Issuer::new(
+            &LoadPlan {
+                rate_per_s: Some(100.0),
+                resume_at: Duration::from_millis(20),
+                ..plan(Some(5))
+            },
+            epoch,
+        )
+        .skipping(Some(ended));
+        let claims = drain(&issuer);
+        let got: Vec<(usize, Option<Instant>)> = claims.iter().map(|c| (c.index, c.due)).collect();
+        assert_eq!(
+            got,
+            vec![(2, Some(epoch)), (4, Some(epoch + Duration::from_millis(20)))]
+        );
     }
 }

@@ -214,7 +214,11 @@ pub enum Busy {
 async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
     let jobs: Arc<[JobSpec]> = spec.jobs.into();
     let epoch = batch.start();
-    let issuer = Arc::new(Issuer::new(&spec.load, epoch).until(batch.no_more_starts().clone()));
+    let issuer = Arc::new(
+        Issuer::new(&spec.load, epoch)
+            .until(batch.no_more_starts().clone())
+            .skipping(batch.ended_before()),
+    );
     // A load run's plain-HTTP requests go on connections of its own (see `jobs::lean`), in one
     // pool for the batch: its drivers share what the guard made of each origin (one lookup per
     // name) and the connections a slot put back. Each slot keeps its own connection, so drivers

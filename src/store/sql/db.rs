@@ -208,6 +208,7 @@ fn batch_record(row: &AnyRow, tasks: Vec<TaskRecord>) -> Result<BatchRecord, Sto
                 .and_then(|s| serde_json::from_str(&s).ok()),
         },
         tasks,
+        shards: Vec::new(),
     })
 }
 
