@@ -22,13 +22,13 @@ CREATE TABLE shards (
     -- one from an older attempt changes nothing.
     attempt       BIGINT NOT NULL DEFAULT 0,
     lease_until   TEXT,
+    -- When it last joined the queue (for the claim latency).
+    queued_at     TEXT,
     started_at    TEXT,
     finished_at   TEXT,
     -- What has ended, as of `checkpoint_at` (JSON): a re-claimed shard resumes from it.
     checkpoint    TEXT,
     checkpoint_at TEXT,
-    -- What losses cost it (JSON: tasks and time without a runner), for summary.lost.
-    lost          TEXT,
     PRIMARY KEY (batch_id, idx)
 );
 CREATE INDEX shards_by_status ON shards (status, lease_until);

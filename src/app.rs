@@ -15,7 +15,7 @@ use crate::engine::Engine;
 use crate::guard::{NetGuard, NetPolicy};
 use crate::http::{AppState, auth, router};
 use crate::store;
-use crate::store::Batches;
+use crate::store::{Batches, Cluster, Owner};
 use tokio_util::sync::CancellationToken;
 
 /// A bound, ready-to-serve instance.
@@ -149,16 +149,32 @@ impl App {
                     addr: config.listen,
                     source,
                 })?;
-        let batches = Batches::new(engine, store, config.instance_id());
-        let recovered = batches.recover(config.stale_after).await?;
+        let shared = config.database_url.starts_with("postgres");
+        let cluster = Cluster {
+            role: config.role,
+            owner: Owner {
+                instance_id: config.instance_id(),
+                token: uuid::Uuid::now_v7().to_string(),
+            },
+            started_at: chrono::Utc::now(),
+            lease: config.stale_after,
+            shard_size: config.shard_size,
+            shared,
+            limits: Arc::new(config.limits()),
+        };
+        let batches = Batches::new(engine, store, config.instance_id(), cluster);
+        let recovered = batches.recover().await?;
         if recovered > 0 {
             tracing::warn!(
-                batches = recovered,
-                "marked interrupted: batches left unfinished by a stopped instance"
+                shards = recovered,
+                "work left unfinished by this instance's earlier run: claimed again or ended as its on_lost says"
             );
         }
         let background = CancellationToken::new();
-        batches.start_background(config.stale_after / 3, config.retention, background.clone());
+        batches.start_sharing(background.clone());
+        if let Some(retention) = config.retention {
+            batches.start_retention(retention, background.clone());
+        }
         let state = AppState::new(crate::http::Shared {
             batches,
             limits: Arc::new(config.limits()),

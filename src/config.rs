@@ -37,10 +37,21 @@ pub struct Config {
     #[arg(long, env = "FANOUT_RETENTION", value_parser = parse_duration)]
     pub retention: Option<Duration>,
 
-    /// An instance whose heartbeat is older than this is taken for dead: at start-up, its
-    /// unfinished batches are marked interrupted.
-    #[arg(long, env = "FANOUT_STALE_AFTER", default_value = "30s", value_parser = parse_duration)]
+    /// The lease on a running shard: renewed every third of it while its instance lives; once
+    /// it runs out, another instance claims the shard again (or ends it, as `on_lost` says).
+    #[arg(long, env = "FANOUT_STALE_AFTER", default_value = "30s", value_parser = parse_stale_after)]
     pub stale_after: Duration,
+
+    /// What this instance does: `all` (accepts and runs batches), `api` (accepts, reads,
+    /// lists and cancels them, runs none) or `worker` (claims and runs shards; serves only
+    /// /healthz, /readyz and /metrics).
+    #[arg(long, env = "FANOUT_ROLE", value_enum, default_value_t = Role::All)]
+    pub role: Role,
+
+    /// On PostgreSQL, a load run of more tasks than this is cut into shards that any
+    /// instance with the worker role may claim.
+    #[arg(long, env = "FANOUT_SHARD_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub shard_size: u64,
 
     /// Folder that `file` jobs read from; nothing outside it is readable.
     #[arg(long, env = "FANOUT_FILES_ROOT", default_value = "./files")]
@@ -119,6 +130,36 @@ pub struct Config {
     pub shutdown_grace: Duration,
 }
 
+/// What an instance does (`--role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Accepts batches and runs work.
+    All,
+    /// Accepts, reads, lists and cancels batches; runs none.
+    Api,
+    /// Claims and runs work; serves only /healthz, /readyz and /metrics.
+    Worker,
+}
+
+impl Role {
+    pub fn runs_work(self) -> bool {
+        self != Role::Api
+    }
+
+    pub fn serves_api(self) -> bool {
+        self != Role::Worker
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Api => "api",
+            Role::Worker => "worker",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Pretty,
@@ -174,6 +215,15 @@ impl Config {
             format!("{host}:{}", self.listen.port())
         })
     }
+}
+
+/// `--stale-after`: a duration of at least 300 ms (a third of it is the heartbeat).
+fn parse_stale_after(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(300) {
+        return Err("must be at least 300ms (its third is the heartbeat)".into());
+    }
+    Ok(d)
 }
 
 /// `500ms`, `10s`, `5m`, `1h`, or a bare number of seconds.

@@ -192,6 +192,16 @@ impl SummaryAcc {
         }
     }
 
+    /// Tasks counted, ended or not.
+    pub fn tasks(&self) -> u64 {
+        self.tasks
+    }
+
+    /// Counts `n` more tasks, not ended yet.
+    pub fn add_pending(&mut self, n: u64) {
+        self.tasks += n;
+    }
+
     /// Counts a loss this run resumed after.
     pub fn lose(&mut self, lost: Lost) {
         self.lost.get_or_insert_with(Lost::default).add(lost);

@@ -154,6 +154,17 @@ pub async fn create_batch(
         .map_err(|e| ApiError::Internal(format!("accepting a batch failed: {e}")))??;
     let (batch, status) = match submitted {
         Submitted::New(batch) => (batch, status),
+        Submitted::Queued(batch) if status == StatusCode::CREATED => {
+            // Its shards run wherever workers claim them: answer once they all ended. If the
+            // client hangs up, only this wait is dropped.
+            let done = state
+                .batches
+                .wait_finished(batch.id)
+                .await?
+                .unwrap_or(batch);
+            return Ok(batch_answer(StatusCode::CREATED, &done));
+        }
+        Submitted::Queued(batch) => (batch, status),
         Submitted::Replay(batch, first) => (
             batch,
             StatusCode::from_u16(first).unwrap_or(StatusCode::CREATED),

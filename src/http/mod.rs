@@ -7,6 +7,7 @@ pub mod batches;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod instances;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -113,7 +114,8 @@ fn api_router() -> OpenApiRouter<AppState> {
     let batches = OpenApiRouter::new()
         .routes(routes!(batches::create_batch, batches::list_batches))
         .routes(routes!(batches::get_batch, batches::delete_batch))
-        .routes(routes!(events::batch_events));
+        .routes(routes!(events::batch_events))
+        .routes(routes!(instances::list_instances));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(batches)
         .routes(routes!(health::healthz))
@@ -160,11 +162,20 @@ async fn count_request(request: Request, next: axum::middleware::Next) -> axum::
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api_router().split_for_parts();
-    let api = api.layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_token,
-    ));
-    api.merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+    let api = if state.batches.cluster().role.serves_api() {
+        api.layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+    } else {
+        // A worker serves its health and its metrics, nothing of the API.
+        Router::new()
+            .route("/healthz", axum::routing::get(health::healthz))
+            .route("/readyz", axum::routing::get(health::readyz))
+            .route("/metrics", axum::routing::get(health::metrics))
+    };
+    api
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(

@@ -1,6 +1,7 @@
 //! [`Batches`]: the batches this instance runs, kept in memory while they run and written
 //! through to the store as they go; a batch leaves memory once its last write is committed,
-//! and reads of it then come from the store.
+//! and reads of it then come from the store. Batches are accepted here; their shards run
+//! where `worker` claims them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,17 +15,50 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::idempotency::{KeyLocks, request_hash};
-use super::{Inserted, KeyHolder, ListFilter, NewBatch, Store, StoreError};
-use crate::engine::spec::BatchSpec;
-use crate::engine::{Batch, Busy, Engine};
+use super::{Inserted, KeyHolder, ListFilter, NewBatch, Owner, ShardRun, Store, StoreError};
+use crate::config::Role;
+use crate::engine::batch::{ShardInfo, ShardStatus, StopReason};
+use crate::engine::spec::{BatchSpec, Stripe};
+use crate::engine::{Admission, Batch, Busy, Engine};
+use crate::request::Limits;
 
 pub struct Batches {
-    engine: Engine,
-    store: Arc<dyn Store>,
-    instance_id: String,
-    /// The batches this instance runs, until their last write is committed.
-    live: RwLock<HashMap<Uuid, Arc<Batch>>>,
+    pub(super) engine: Engine,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) instance_id: String,
+    /// The batches this instance runs whole, until their last write is committed.
+    pub(super) live: RwLock<HashMap<Uuid, Arc<Batch>>>,
     keys: KeyLocks,
+    pub(super) cluster: Cluster,
+    /// The shards this process runs (of any batch), by (batch, shard).
+    pub(super) held: parking_lot::Mutex<HashMap<(Uuid, u32), Held>>,
+    /// Wakes this instance's claimer (a batch it accepted queued shards).
+    pub(super) wake: tokio::sync::Notify,
+}
+
+/// How this instance shares work with the others on its store.
+#[derive(Clone)]
+pub struct Cluster {
+    pub role: Role,
+    /// This process's leases.
+    pub owner: Owner,
+    pub started_at: chrono::DateTime<Utc>,
+    /// The lease on a running shard (`--stale-after`).
+    pub lease: Duration,
+    /// Load runs larger than this are cut into shards, on a store instances share.
+    pub shard_size: u64,
+    /// The store is shared (PostgreSQL): load runs are cut into shards.
+    pub shared: bool,
+    /// What a claimed batch's request is checked against.
+    pub limits: Arc<Limits>,
+}
+
+/// A shard this process runs.
+pub(super) struct Held {
+    pub batch: Arc<Batch>,
+    pub run: ShardRun,
+    /// When it started here.
+    pub since: std::time::Instant,
 }
 
 /// What `submit` did.
@@ -33,6 +67,8 @@ pub enum Submitted {
     New(Arc<Batch>),
     /// The idempotency key's first batch, with the status code it was first answered with.
     Replay(Arc<Batch>, u16),
+    /// A new batch whose work runs on whichever instances claim it: as stored.
+    Queued(Arc<Batch>),
     /// The idempotency key belongs to a batch with another body.
     KeyReused,
     /// The server's bound on running and waiting tasks has no room for it.
@@ -57,14 +93,40 @@ pub enum Cancelled {
 }
 
 impl Batches {
-    pub fn new(engine: Engine, store: Arc<dyn Store>, instance_id: String) -> Arc<Batches> {
+    pub fn new(
+        engine: Engine,
+        store: Arc<dyn Store>,
+        instance_id: String,
+        cluster: Cluster,
+    ) -> Arc<Batches> {
         Arc::new(Batches {
             engine,
             store,
             instance_id,
             live: RwLock::default(),
             keys: KeyLocks::default(),
+            cluster,
+            held: Default::default(),
+            wake: tokio::sync::Notify::new(),
         })
+    }
+
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Each shard's task count: one shard, unless the store is shared and a load run of a
+    /// known size exceeds `--shard-size`.
+    fn plan_shards(&self, spec: &BatchSpec) -> Vec<u64> {
+        let tasks = spec.tasks().unwrap_or(0);
+        let size = self.cluster.shard_size.max(1) as usize;
+        if !(self.cluster.shared && spec.load.is_load && tasks > size) {
+            return vec![tasks as u64];
+        }
+        let count = tasks.div_ceil(size);
+        (0..count)
+            .map(|i| Stripe::shard(i, count).tasks_of(tasks) as u64)
+            .collect()
     }
 
     pub fn engine(&self) -> &Engine {
@@ -134,12 +196,20 @@ impl Batches {
         key: Option<(String, String)>,
         status: u16,
     ) -> Result<Created, StoreError> {
-        let admission = match self.engine.admit(&spec) {
-            Ok(a) => a,
-            Err(busy) => return Ok(Created::Done(Submitted::Busy(busy))),
+        let shards = self.plan_shards(&spec);
+        let here = self.cluster.role.runs_work() && shards.len() == 1;
+        let admission = if here {
+            match self.engine.admit(&spec) {
+                Ok(a) => Some(a),
+                Err(busy) => return Ok(Created::Done(Submitted::Busy(busy))),
+            }
+        } else {
+            None
         };
         let batch = self.engine.new_batch(&spec);
         let (idempotency_key, request_hash) = key.unzip();
+        let lease_until = Utc::now() + chrono::Duration::from_std(self.cluster.lease).unwrap_or_default();
+        let shard_count = shards.len();
         let row = NewBatch {
             id: batch.id,
             mode: batch.mode,
@@ -152,28 +222,99 @@ impl Batches {
             request_hash,
             answer_status: status,
             instance_id: self.instance_id.clone(),
+            on_lost: spec.on_lost_for(status == 202),
+            shards,
+            claimed: here.then(|| (self.cluster.owner.token.clone(), lease_until)),
         };
         if self.store.insert(row).await? == Inserted::KeyTaken {
             return Ok(Created::KeyTaken);
         }
-        self.live.write().insert(batch.id, batch.clone());
-        tracing::info!(batch_id = %batch.id, tasks = spec.tasks(), mode = ?spec.mode, "batch accepted");
+        tracing::info!(batch_id = %batch.id, tasks = spec.tasks(), mode = ?spec.mode, shards = shard_count, "batch accepted");
+        let Some(admission) = admission else {
+            // Its shards are queued for whichever workers have room (this one too).
+            self.wake.notify_one();
+            let stored = self.store.load(batch.id).await?.ok_or_else(|| {
+                StoreError(format!("batch {} is not in the store after its commit", batch.id))
+            })?;
+            return Ok(Created::Done(Submitted::Queued(stored)));
+        };
+        let run = ShardRun {
+            index: 0,
+            attempt: 1,
+            count: 1,
+            owner: self.cluster.owner.token.clone(),
+            lost: CancellationToken::new(),
+        };
+        batch.set_shards(vec![self.shard_info(&run, spec.tasks().unwrap_or(0) as u64)]);
+        self.run_here(batch.clone(), spec, admission, run);
+        Ok(Created::Done(Submitted::New(batch)))
+    }
+
+    /// What answers show of a shard this process runs.
+    pub(super) fn shard_info(&self, run: &ShardRun, tasks: u64) -> ShardInfo {
+        ShardInfo {
+            index: run.index,
+            tasks,
+            instance_id: Some(self.instance_id.clone()),
+            attempt: run.attempt,
+            status: ShardStatus::Running,
+            started_at: Some(Utc::now()),
+            finished_at: None,
+        }
+    }
+
+    /// Runs a shard here and writes it through, until its last write is committed or it is
+    /// lost. A whole batch (one shard) is served from memory meanwhile.
+    pub(super) fn run_here(
+        self: &Arc<Self>,
+        batch: Arc<Batch>,
+        spec: BatchSpec,
+        admission: Admission,
+        run: ShardRun,
+    ) {
+        let whole = run.count == 1;
+        let key = (batch.id, run.index);
+        if whole {
+            self.live.write().insert(batch.id, batch.clone());
+        }
+        self.held.lock().insert(
+            key,
+            Held {
+                batch: batch.clone(),
+                run: run.clone(),
+                since: std::time::Instant::now(),
+            },
+        );
         self.engine.start(batch.clone(), spec, admission);
         // Once written for good, the store serves the batch. A store that keeps the batch
         // itself says so at once, and then it costs no task of its own.
-        let mut written = self.store.follow(batch.clone());
+        let mut written = self.store.follow(batch.clone(), run.clone());
         if (&mut written).now_or_never().is_some() {
-            self.live.write().remove(&batch.id);
-        } else {
-            let (this, id) = (Arc::downgrade(self), batch.id);
-            tokio::spawn(async move {
-                written.await;
-                if let Some(this) = this.upgrade() {
-                    this.live.write().remove(&id);
-                }
-            });
+            self.forget(key, whole);
+            return;
         }
-        Ok(Created::Done(Submitted::New(batch)))
+        let this = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = &mut written => {}
+                _ = run.lost.cancelled() => {
+                    // Another instance runs it now: stop this copy (its writes are refused).
+                    tracing::warn!(batch_id = %batch.id, shard = run.index, "stopping a shard whose lease was lost");
+                    batch.stop(StopReason::Interrupted);
+                    written.await;
+                }
+            }
+            if let Some(this) = this.upgrade() {
+                this.forget(key, whole);
+            }
+        });
+    }
+
+    fn forget(&self, key: (Uuid, u32), whole: bool) {
+        self.held.lock().remove(&key);
+        if whole {
+            self.live.write().remove(&key.0);
+        }
     }
 
     /// A batch as it is now: from memory when this instance runs it, else from the store.
@@ -217,8 +358,24 @@ impl Batches {
             let _ = tokio::time::timeout(Duration::from_secs(5), batch.finished()).await;
             return Ok(Cancelled::Here(batch));
         }
+        // Its queued shards end now, those running elsewhere at their next renewal, and
+        // those running here at once.
         self.store.request_cancel(id).await?;
-        Ok(Cancelled::Requested(batch))
+        let here: Vec<Arc<Batch>> = self
+            .held
+            .lock()
+            .iter()
+            .filter(|((b, _), _)| *b == id)
+            .map(|(_, h)| h.batch.clone())
+            .collect();
+        for shard in here {
+            shard.cancel_by_client();
+        }
+        match self.store.load(id).await? {
+            Some(now) if now.is_finished() => Ok(Cancelled::Here(now)),
+            Some(now) => Ok(Cancelled::Requested(now)),
+            None => Ok(Cancelled::Missing),
+        }
     }
 
     /// Whether the store answers.
@@ -226,60 +383,19 @@ impl Batches {
         self.store.ping().await
     }
 
-    /// At start-up: marks interrupted what this instance (in a previous life) left unfinished,
-    /// and what instances that stopped heart-beating left.
-    pub async fn recover(&self, stale_after: Duration) -> Result<u64, StoreError> {
-        let stale_before = Utc::now() - chrono::Duration::from_std(stale_after).unwrap_or_default();
-        self.store
-            .recover(self.instance_id.clone(), stale_before)
-            .await
-    }
-
-    /// Heartbeat (and remote cancel requests) and retention, until `stop` is cancelled.
-    pub fn start_background(
-        self: &Arc<Self>,
-        heartbeat_every: Duration,
-        retention: Option<Duration>,
-        stop: CancellationToken,
-    ) {
+    /// Retention, until `stop` is cancelled.
+    pub fn start_retention(self: &Arc<Self>, retention: Duration, stop: CancellationToken) {
         let this = self.clone();
-        let stop2 = stop.clone();
+        let every = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(600));
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(heartbeat_every);
+            let mut tick = tokio::time::interval(every);
             loop {
                 tokio::select! {
-                    _ = stop2.cancelled() => return,
-                    _ = tick.tick() => this.heartbeat().await,
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => this.purge(retention).await,
                 }
             }
         });
-        if let Some(retention) = retention {
-            let this = self.clone();
-            let every = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(600));
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tick.tick() => this.purge(retention).await,
-                    }
-                }
-            });
-        }
-    }
-
-    async fn heartbeat(&self) {
-        match self.store.heartbeat(self.instance_id.clone()).await {
-            Ok(cancelled) => {
-                for id in cancelled {
-                    if let Some(b) = self.live.read().get(&id) {
-                        tracing::info!(batch_id = %id, "cancelled at another instance's request");
-                        b.cancel_by_client();
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
-        }
     }
 
     async fn purge(&self, retention: Duration) {

@@ -10,13 +10,18 @@ use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use uuid::Uuid;
 
-use super::{Inserted, KeyHolder, ListFilter, NewBatch, Store, StoreError};
+use super::{
+    Claimed, InstanceInfo, Inserted, KeyHolder, ListFilter, NewBatch, Owner, Renewal, ShardRun,
+    Store, StoreError,
+};
 use crate::engine::Batch;
 
 /// Every batch accepted, and the idempotency keys they hold.
 #[derive(Default)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
+    /// This process, the one instance there is.
+    instance: Mutex<Option<InstanceInfo>>,
 }
 
 #[derive(Default)]
@@ -45,7 +50,7 @@ impl Store for MemoryStore {
     }
 
     /// Keeps the batch itself, which is always up to date: written for good at once.
-    fn follow(&self, batch: Arc<Batch>) -> BoxFuture<'static, ()> {
+    fn follow(&self, batch: Arc<Batch>, _run: ShardRun) -> BoxFuture<'static, ()> {
         self.state.lock().batches.insert(batch.id, batch);
         Box::pin(std::future::ready(()))
     }
@@ -69,8 +74,53 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Ok(holder)))
     }
 
-    /// One process holds every batch: no other instance asks to cancel anything.
-    fn heartbeat(&self, _instance: String) -> BoxFuture<'_, Result<Vec<Uuid>, StoreError>> {
+    /// One process holds every batch, and nothing outlives it: there are no leases to renew.
+    fn renew(
+        &self,
+        _owner: Owner,
+        _lease_until: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Renewal, StoreError>> {
+        Box::pin(std::future::ready(Ok(Renewal::default())))
+    }
+
+    fn beat(&self, instance: InstanceInfo) -> BoxFuture<'_, Result<(), StoreError>> {
+        *self.instance.lock() = Some(instance);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn instances(
+        &self,
+        _seen_after: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Vec<InstanceInfo>, StoreError>> {
+        let me = self.instance.lock().clone();
+        Box::pin(std::future::ready(Ok(me.into_iter().collect())))
+    }
+
+    /// Every batch runs where it was accepted: nothing is ever queued.
+    fn claim(
+        &self,
+        _owner: Owner,
+        _lease_until: DateTime<Utc>,
+        _limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Claimed>, StoreError>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+
+    fn release(
+        &self,
+        _batch: Uuid,
+        _index: u32,
+        _attempt: u64,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn rescue(
+        &self,
+        _owner: Owner,
+        _now: DateTime<Utc>,
+        _lease_until: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Vec<Claimed>, StoreError>> {
         Box::pin(std::future::ready(Ok(Vec::new())))
     }
 
@@ -79,12 +129,11 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Ok(false)))
     }
 
-    /// Nothing outlives the process, so nothing is left over from an earlier one.
-    fn recover(
-        &self,
-        _instance: String,
-        _stale_before: DateTime<Utc>,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+    fn active_shards(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(std::future::ready(Ok(0)))
+    }
+
+    fn recover(&self, _instance: String) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(std::future::ready(Ok(0)))
     }
 

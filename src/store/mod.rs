@@ -11,6 +11,7 @@ pub mod batches;
 mod idempotency;
 pub mod memory;
 pub mod sql;
+mod worker;
 
 use std::sync::Arc;
 
@@ -21,9 +22,13 @@ use uuid::Uuid;
 use crate::engine::Batch;
 use crate::engine::BatchStatus;
 use crate::engine::batch::Rules;
-use crate::engine::spec::Mode;
+use crate::engine::batch::Checkpoint;
+use crate::engine::spec::{Mode, OnLost, Stripe};
+use crate::engine::summary::Lost;
+use crate::engine::task::TaskRecord;
 
-pub use batches::{Batches, Cancelled, Submitted};
+pub use batches::{Batches, Cancelled, Cluster, Submitted};
+pub use worker::shard_spec;
 pub use sql::SqliteSync;
 
 /// Opens the store a `--database-url` names.
@@ -60,6 +65,14 @@ pub struct KeyHolder {
     pub first_status: u16,
 }
 
+/// The process that holds leases: its instance id, and a token of its own start (a restart
+/// under the same instance id holds nothing of its previous life).
+#[derive(Debug, Clone)]
+pub struct Owner {
+    pub instance_id: String,
+    pub token: String,
+}
+
 /// A batch row to insert, committed before the server answers.
 #[derive(Debug)]
 pub struct NewBatch {
@@ -75,6 +88,78 @@ pub struct NewBatch {
     pub request_hash: Option<String>,
     pub answer_status: u16,
     pub instance_id: String,
+    pub on_lost: OnLost,
+    /// Each shard's task count (one shard unless a load run was cut).
+    pub shards: Vec<u64>,
+    /// The accepting process runs the one shard itself: claimed at once, attempt 1, with
+    /// this lease.
+    pub claimed: Option<(String, DateTime<Utc>)>,
+}
+
+/// A shard's run, as the writer fences its writes: they change something only while this
+/// attempt holds the shard.
+#[derive(Debug, Clone)]
+pub struct ShardRun {
+    pub index: u32,
+    pub attempt: u64,
+    /// Shards in the batch; with more than one, the run's tasks are a stripe of the batch's.
+    pub count: u32,
+    pub owner: String,
+    /// Cancelled when a write finds the shard taken over: the run has lost its lease.
+    pub lost: tokio_util::sync::CancellationToken,
+}
+
+impl ShardRun {
+    pub fn stripe(&self) -> Stripe {
+        Stripe::shard(self.index as usize, self.count as usize)
+    }
+}
+
+/// A shard this process claimed, with what it needs to run it.
+#[derive(Debug)]
+pub struct Claimed {
+    pub batch_id: Uuid,
+    pub index: u32,
+    pub attempt: u64,
+    pub count: u32,
+    pub tasks: u64,
+    /// The request body as accepted.
+    pub request: String,
+    pub created_at: DateTime<Utc>,
+    pub on_lost: OnLost,
+    /// Its stored task rows (batch task numbers) and last checkpoint.
+    pub rows: Vec<TaskRecord>,
+    pub checkpoint: Option<Checkpoint>,
+    /// When it was last checkpointed (or started), for the gap a re-claim closes.
+    pub checkpoint_at: Option<DateTime<Utc>>,
+    /// Its earlier losses, with the one this claim closes.
+    pub lost: Option<Lost>,
+    /// A client asked to cancel the batch.
+    pub cancel_requested: bool,
+    /// When it joined the queue.
+    pub queued_at: Option<DateTime<Utc>>,
+}
+
+/// What one lease renewal found.
+#[derive(Debug, Default)]
+pub struct Renewal {
+    /// The shards this process still holds: (batch, shard, attempt).
+    pub held: Vec<(Uuid, u32, u64)>,
+    /// Batches of held shards that a client asked to cancel.
+    pub cancelled: Vec<Uuid>,
+}
+
+/// One instance sharing the store, as `GET /instances` lists it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct InstanceInfo {
+    pub instance_id: String,
+    /// `all`, `api` or `worker`.
+    pub role: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: DateTime<Utc>,
+    #[schema(value_type = String, format = DateTime)]
+    pub heartbeat_at: DateTime<Utc>,
+    pub running_shards: u64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -109,9 +194,10 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a new batch's row; resolves once it is committed (before the server answers).
     fn insert(&self, row: NewBatch) -> BoxFuture<'_, Result<Inserted, StoreError>>;
 
-    /// Writes a running batch's progress as it goes; resolves once the batch has finished and
-    /// its last write is committed (from then on the store serves it).
-    fn follow(&self, batch: Arc<Batch>) -> BoxFuture<'static, ()>;
+    /// Writes a running shard's progress as it goes, fenced by its attempt; resolves once it
+    /// has finished and its last write is committed (from then on the store serves it), or
+    /// once a write found it taken over (`run.lost` is then cancelled).
+    fn follow(&self, batch: Arc<Batch>, run: ShardRun) -> BoxFuture<'static, ()>;
 
     /// A batch as stored.
     fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>>;
@@ -122,21 +208,66 @@ pub trait Store: Send + Sync + 'static {
     /// The batch holding an idempotency key.
     fn find_key(&self, key: String) -> BoxFuture<'_, Result<Option<KeyHolder>, StoreError>>;
 
-    /// Renews this instance's heartbeat on its unfinished batches; returns those whose
-    /// cancellation another instance requested.
-    fn heartbeat(&self, instance: String) -> BoxFuture<'_, Result<Vec<Uuid>, StoreError>>;
+    /// Renews the leases this process holds, until `lease_until`; says which it still holds
+    /// and which of their batches a client asked to cancel.
+    fn renew(
+        &self,
+        owner: Owner,
+        lease_until: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Renewal, StoreError>>;
 
-    /// Flags an unfinished batch for cancellation by whichever instance runs it.
+    /// Records this instance's own heartbeat (for `GET /instances` and fair claiming).
+    fn beat(&self, instance: InstanceInfo) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// The instances whose heartbeat is after `seen_after`.
+    fn instances(
+        &self,
+        seen_after: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Vec<InstanceInfo>, StoreError>>;
+
+    /// Claims up to `limit` queued shards (oldest batch first), each as a new attempt under
+    /// a lease until `lease_until`.
+    fn claim(
+        &self,
+        owner: Owner,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Claimed>, StoreError>>;
+
+    /// Gives back a claimed shard this process cannot run after all.
+    fn release(
+        &self,
+        batch: Uuid,
+        index: u32,
+        attempt: u64,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// The rescuer's turn: shards whose lease expired before `now` go back to the queue
+    /// (`on_lost: rerun`) or are claimed here to be ended `interrupted`; batches whose
+    /// shards have all ended are closed. Returns the shards claimed to be interrupted.
+    fn rescue(
+        &self,
+        owner: Owner,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Vec<Claimed>, StoreError>>;
+
+    /// Flags an unfinished batch for cancellation by whichever instances run its shards, and
+    /// ends its queued shards `cancelled` (closing the batch when nothing of it runs).
     fn request_cancel(&self, id: Uuid) -> BoxFuture<'_, Result<bool, StoreError>>;
 
-    /// At start-up: marks `interrupted` this instance's unfinished batches and those whose
-    /// heartbeat is older than `stale_before` — never another live instance's — and gives
-    /// each its summary; returns how many there were.
-    fn recover(
-        &self,
-        instance: String,
-        stale_before: DateTime<Utc>,
-    ) -> BoxFuture<'_, Result<u64, StoreError>>;
+    /// At start-up: the leases this instance held in an earlier life expire now (SQLite, one
+    /// process's file: every lease), so the rescuer deals with them at once. Returns how many.
+    fn recover(&self, instance: String) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// Shards queued or running, across every instance (for a worker's fair share).
+    fn active_shards(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// Wakes when another instance queued shards (PostgreSQL's NOTIFY); `None` when the
+    /// store cannot tell, and workers poll.
+    fn queued_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 
     /// Deletes finished batches (and their tasks) that finished before the cut-off.
     fn purge(&self, finished_before: DateTime<Utc>) -> BoxFuture<'_, Result<u64, StoreError>>;

@@ -159,6 +159,21 @@ impl Engine {
         }
     }
 
+    /// Room for a run that starts no task (a shard ended from its checkpoint).
+    pub fn admit_none(&self) -> Admission {
+        Admission {
+            outstanding: self.inner.outstanding.clone(),
+            tasks: 0,
+        }
+    }
+
+    /// Room left for running and waiting tasks.
+    pub fn free(&self) -> usize {
+        self.inner
+            .capacity
+            .saturating_sub(self.inner.outstanding.load(Ordering::Relaxed))
+    }
+
     /// Runs the batch in a task of its own, so that it outlives the request that started it:
     /// a client hanging up cancels nobody's jobs.
     pub fn start(&self, batch: Arc<Batch>, spec: BatchSpec, admission: Admission) {

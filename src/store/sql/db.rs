@@ -15,8 +15,8 @@ use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 use uuid::Uuid;
 
 use super::Writes;
-use crate::engine::Batch;
 use crate::engine::batch::{BatchMeta, BatchRecord, Rules};
+use crate::engine::{Batch, BatchStatus};
 use crate::engine::spec::{Kind, ResultsMode};
 use crate::engine::task::{ErrorCode, TaskError, TaskRecord, TaskStatus, Timing, format_micros};
 use crate::engine::wire_name as name;
@@ -40,8 +40,42 @@ pub enum SqliteSync {
 }
 
 pub struct SqlDb {
-    pool: AnyPool,
-    backend: &'static str,
+    pub(super) pool: AnyPool,
+    /// A pool of its own for leases, claims and the rescuer, so that the writer's
+    /// transactions cannot starve a lease renewal of a connection.
+    pub(super) control: AnyPool,
+    pub(super) backend: &'static str,
+    /// SQLite: the file is this process's alone while it runs (see [`hold_file`]).
+    _held: Option<std::fs::File>,
+}
+
+/// An SQLite file is one process's: a second `serve` on it would recover (interrupt or rerun)
+/// the first one's running work as if it were left over. An advisory lock on the file says
+/// who has it; the system drops it when the process ends, however it ends.
+fn hold_file(url: &str) -> Result<Option<std::fs::File>, StoreError> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(None);
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .open(path)
+        .map_err(|e| StoreError(format!("cannot open {path}: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError(format!(
+            "{path} is in use by another fanout process: an SQLite file belongs to one instance \
+             (stop the other one, give this one another --database-url, or share work on PostgreSQL)"
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError(format!("cannot lock {path}: {e}")))
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -59,8 +93,8 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 /// Task rows as one JSON array of arrays, in the column order of the upsert below. Written
 /// straight to text (no `serde_json::Value` per row): at 100,000 rows this is most of the
 /// work the writer does besides the database's own.
-fn task_rows_json(tasks: &[TaskRecord]) -> String {
-    struct Row<'a>(&'a TaskRecord);
+fn task_rows_json(tasks: &[TaskRecord], attempt: u64) -> String {
+    struct Row<'a>(&'a TaskRecord, u64);
     impl serde::Serialize for Row<'_> {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             use serde::ser::SerializeTuple;
@@ -79,12 +113,12 @@ fn task_rows_json(tasks: &[TaskRecord]) -> String {
             row.serialize_element(&t.timing.started_at.as_ref().map(ts))?;
             row.serialize_element(&t.timing.finished_at.as_ref().map(ts))?;
             row.serialize_element(&t.timing.duration_ms)?;
-            row.serialize_element(&1)?;
+            row.serialize_element(&self.1)?;
             row.serialize_element(&i64::from(t.warmup))?;
             row.end()
         }
     }
-    let rows: Vec<Row<'_>> = tasks.iter().map(Row).collect();
+    let rows: Vec<Row<'_>> = tasks.iter().map(|t| Row(t, attempt)).collect();
     serde_json::to_string(&rows).expect("task rows serialize")
 }
 
@@ -138,23 +172,28 @@ impl SqlDb {
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;"
             }
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 4 } else { 10 })
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
-                        conn.execute(pragmas).await?;
-                    }
-                    Ok(())
+        let connect = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(if sqlite { max.min(4) } else { max })
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+                            conn.execute(pragmas).await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .connect(&url)
-            .await?;
+        };
+        let pool = connect(10).connect(&url).await?;
+        let held = if sqlite { hold_file(&url)? } else { None };
         MIGRATOR.run(&pool).await?;
+        let control = connect(2).connect(&url).await?;
         Ok(SqlDb {
             pool,
+            control,
             backend: if sqlite { "sqlite" } else { "postgres" },
+            _held: held,
         })
     }
 
@@ -163,20 +202,20 @@ impl SqlDb {
     }
 }
 
-fn ts(t: &DateTime<Utc>) -> String {
+pub(super) fn ts(t: &DateTime<Utc>) -> String {
     format_micros(t)
 }
 
-fn parse_ts(s: Option<String>) -> Option<DateTime<Utc>> {
+pub(super) fn parse_ts(s: Option<String>) -> Option<DateTime<Utc>> {
     s.and_then(|s| DateTime::from_str(&s).ok())
 }
 
 /// Reads a snake_case enum name stored as text.
-fn named<T: DeserializeOwned>(s: &str) -> Option<T> {
+pub(super) fn named<T: DeserializeOwned>(s: &str) -> Option<T> {
     serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
 }
 
-fn json<T: serde::Serialize>(v: &T) -> String {
+pub(super) fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("stored values serialize")
 }
 
@@ -213,14 +252,14 @@ fn batch_record(row: &AnyRow, tasks: Vec<TaskRecord>) -> Result<BatchRecord, Sto
 }
 
 /// The batch ids of `SELECT id` / `RETURNING id` rows.
-fn ids(rows: &[AnyRow]) -> Vec<Uuid> {
+pub(super) fn ids(rows: &[AnyRow]) -> Vec<Uuid> {
     rows.iter()
         .filter_map(|r| r.try_get::<String, _>("id").ok())
         .filter_map(|id| Uuid::parse_str(&id).ok())
         .collect()
 }
 
-fn task_record(row: &AnyRow) -> Result<TaskRecord, StoreError> {
+pub(super) fn task_record(row: &AnyRow) -> Result<TaskRecord, StoreError> {
     let bad = |what: &str| StoreError(format!("stored task has an unreadable {what}"));
     let code: Option<String> = row.try_get("error_code")?;
     let message: Option<String> = row.try_get("error_message")?;
@@ -251,19 +290,29 @@ fn task_record(row: &AnyRow) -> Result<TaskRecord, StoreError> {
     })
 }
 
+/// What one transaction of the writer did.
+pub struct Written {
+    /// Each insert's outcome, in order.
+    pub inserted: Vec<Inserted>,
+    /// The saves (by position) whose shard another attempt holds now: nothing of them was
+    /// written.
+    pub fenced: Vec<usize>,
+}
+
 impl SqlDb {
-    pub fn write(&self, writes: Writes) -> BoxFuture<'_, Result<Vec<Inserted>, StoreError>> {
+    pub fn write(&self, writes: Writes) -> BoxFuture<'_, Result<Written, StoreError>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
             let now = ts(&Utc::now());
             let mut inserted = Vec::with_capacity(writes.inserts.len());
+            let mut queued = false;
             for b in writes.inserts {
                 // DO NOTHING rather than an error, so that a taken key does not abort the
                 // other writes of this transaction.
                 let done = sqlx::query(
                     "INSERT INTO batches (id, mode, status, label, options, request, tasks_total, created_at, \
-                     idempotency_key, request_hash, answer_status, instance_id, heartbeat_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                     idempotency_key, request_hash, answer_status, instance_id, heartbeat_at, shard_count, on_lost) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
                      ON CONFLICT (idempotency_key) DO NOTHING",
                 )
                 .bind(b.id.to_string())
@@ -277,52 +326,151 @@ impl SqlDb {
                 .bind(b.idempotency_key)
                 .bind(b.request_hash)
                 .bind(b.answer_status as i64)
-                .bind(b.instance_id)
+                .bind(b.instance_id.clone())
                 .bind(now.clone())
+                .bind(b.shards.len() as i64)
+                .bind(name(&b.on_lost))
                 .execute(&mut *tx)
                 .await?;
-                inserted.push(if done.rows_affected() == 1 {
-                    Inserted::New
-                } else {
-                    Inserted::KeyTaken
-                });
-            }
-            for save in writes.saves {
-                let id = save.batch.id.to_string();
-                for chunk in save.tasks.chunks(ROWS_PER_STATEMENT) {
-                    sqlx::query(AssertSqlSafe(self.upsert_tasks_sql()))
-                        .bind(id.clone())
-                        .bind(task_rows_json(chunk))
-                        .execute(&mut *tx)
-                        .await?;
+                if done.rows_affected() != 1 {
+                    inserted.push(Inserted::KeyTaken);
+                    continue;
                 }
-                let meta = &save.meta;
-                // `tasks_total` too: a load run for a duration counts its tasks as it goes.
-                let common = sqlx::query(if meta.summary.is_some() {
-                    "UPDATE batches SET status = $1, started_at = $2, error = $3, heartbeat_at = $4, \
-                     tasks_total = $5, finished_at = $6, wall_ms = $7, summary = $8 WHERE id = $9"
-                } else {
-                    "UPDATE batches SET status = $1, started_at = $2, error = $3, heartbeat_at = $4, \
-                     tasks_total = $5 WHERE id = $6"
-                })
-                .bind(name(&meta.status))
-                .bind(meta.started_at.as_ref().map(ts))
-                .bind(meta.error.as_ref().map(json))
-                .bind(now.clone())
-                .bind(meta.tasks_total as i64);
-                let query = match &meta.summary {
-                    Some(summary) => common
-                        .bind(meta.finished_at.as_ref().map(ts))
-                        .bind(meta.wall_ms)
-                        .bind(json(summary))
-                        .bind(id),
-                    None => common.bind(id),
-                };
-                query.execute(&mut *tx).await?;
+                inserted.push(Inserted::New);
+                for (index, tasks) in b.shards.iter().enumerate() {
+                    let claimed = b.claimed.as_ref().filter(|_| b.shards.len() == 1);
+                    queued |= claimed.is_none();
+                    sqlx::query(
+                        "INSERT INTO shards (batch_id, idx, tasks, status, instance_id, owner, attempt, lease_until, started_at, queued_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    )
+                    .bind(b.id.to_string())
+                    .bind(index as i64)
+                    .bind(*tasks as i64)
+                    .bind(if claimed.is_some() { "running" } else { "queued" })
+                    .bind(claimed.map(|_| b.instance_id.clone()))
+                    .bind(claimed.map(|c| c.0.clone()))
+                    .bind(i64::from(claimed.is_some()))
+                    .bind(claimed.map(|c| ts(&c.1)))
+                    .bind(claimed.map(|_| now.clone()))
+                    .bind(now.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            if queued {
+                self.notify_queued(&mut tx).await?;
+            }
+            let mut fenced = Vec::new();
+            for (position, save) in writes.saves.into_iter().enumerate() {
+                if !self.save(&mut tx, save, &now).await? {
+                    fenced.push(position);
+                }
             }
             tx.commit().await?;
-            Ok(inserted)
+            Ok(Written { inserted, fenced })
         })
+    }
+
+    /// One shard's progress, in the writer's transaction: written only while its attempt
+    /// holds the shard (returns false, having written nothing, once another does).
+    async fn save(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        save: super::Save,
+        now: &str,
+    ) -> Result<bool, StoreError> {
+        let run = &save.run;
+        let meta = &save.meta;
+        let finished = meta.finished_at.is_some();
+        let status = if !finished {
+            "running"
+        } else {
+            match meta.status {
+                BatchStatus::Cancelled => "cancelled",
+                BatchStatus::Interrupted => "interrupted",
+                _ => "completed",
+            }
+        };
+        // The fence: the shard row changes only for the attempt that holds it, and the rest
+        // of this save is written only if it did. The row stays locked until the commit, so
+        // a claim (SKIP LOCKED) cannot take the shard over in between.
+        let held = sqlx::query(
+            "UPDATE shards SET status = $1, finished_at = $2, \
+             checkpoint = COALESCE($3, checkpoint), checkpoint_at = COALESCE($4, checkpoint_at) \
+             WHERE batch_id = $5 AND idx = $6 AND attempt = $7 AND owner = $8 AND status = 'running'",
+        )
+        .bind(status)
+        .bind(meta.finished_at.as_ref().map(ts))
+        .bind(save.checkpoint.as_ref().map(json))
+        .bind(save.checkpoint.as_ref().map(|_| now.to_owned()))
+        .bind(save.batch.id.to_string())
+        .bind(i64::from(run.index))
+        .bind(run.attempt as i64)
+        .bind(run.owner.clone())
+        .execute(&mut **tx)
+        .await?;
+        if held.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let id = save.batch.id.to_string();
+        let mut tasks = save.tasks;
+        if run.count > 1 {
+            // A stripe of the batch: rows under the batch's task numbers, and the batch's
+            // next completion numbers.
+            let stripe = run.stripe();
+            let row = sqlx::query(
+                "UPDATE batches SET started_at = COALESCE(started_at, $1), last_seq = last_seq + $2 \
+                 WHERE id = $3 RETURNING last_seq",
+            )
+            .bind(meta.started_at.as_ref().map(ts))
+            .bind(tasks.len() as i64)
+            .bind(id.clone())
+            .fetch_one(&mut **tx)
+            .await?;
+            let last: i64 = row.try_get("last_seq")?;
+            let first = last - tasks.len() as i64;
+            for (n, t) in tasks.iter_mut().enumerate() {
+                t.index = stripe.global(t.index as usize) as u32;
+                t.seq = Some((first + n as i64 + 1) as u32);
+            }
+        }
+        for chunk in tasks.chunks(ROWS_PER_STATEMENT) {
+            sqlx::query(AssertSqlSafe(self.upsert_tasks_sql()))
+                .bind(id.clone())
+                .bind(task_rows_json(chunk, run.attempt))
+                .execute(&mut **tx)
+                .await?;
+        }
+        if run.count > 1 {
+            if finished {
+                self.close_batch(tx, save.batch.id).await?;
+            }
+            return Ok(true);
+        }
+        // `tasks_total` too: a load run for a duration counts its tasks as it goes.
+        let common = sqlx::query(if meta.summary.is_some() {
+            "UPDATE batches SET status = $1, started_at = COALESCE(started_at, $2), error = $3, heartbeat_at = $4, \
+             tasks_total = $5, finished_at = $6, wall_ms = $7, summary = $8 WHERE id = $9"
+        } else {
+            "UPDATE batches SET status = $1, started_at = COALESCE(started_at, $2), error = $3, heartbeat_at = $4, \
+             tasks_total = $5 WHERE id = $6"
+        })
+        .bind(name(&meta.status))
+        .bind(meta.started_at.as_ref().map(ts))
+        .bind(meta.error.as_ref().map(json))
+        .bind(now.to_owned())
+        .bind(meta.tasks_total as i64);
+        let query = match &meta.summary {
+            Some(summary) => common
+                .bind(meta.finished_at.as_ref().map(ts))
+                .bind(meta.wall_ms)
+                .bind(json(summary))
+                .bind(id),
+            None => common.bind(id),
+        };
+        query.execute(&mut **tx).await?;
+        Ok(true)
     }
 
     pub fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>> {
@@ -342,7 +490,7 @@ impl SqlDb {
                 "SELECT idx, job_id, kind, status, attempts, seq, output, error_code, error_message, queued_ms, \
                  started_at, finished_at, duration_ms, warmup FROM tasks WHERE batch_id = $1 ORDER BY idx",
             )
-            .bind(id)
+            .bind(id.clone())
             .fetch_all(&self.pool)
             .await?;
             let results = serde_json::from_str::<Rules>(&row.try_get::<String, _>("options")?)
@@ -353,6 +501,10 @@ impl SqlDb {
                 .collect::<Result<Vec<_>, _>>()?;
             let tasks = task_list(results, &row.try_get::<String, _>("request")?, total, rows);
             let mut record = batch_record(&row, tasks)?;
+            record.shards = self.shard_infos(&id).await?;
+            if record.shards.len() > 1 && record.meta.summary.is_none() {
+                record.meta.summary = self.live_summary(&id, total as u64).await?;
+            }
             if record.meta.status == crate::engine::BatchStatus::Interrupted {
                 // What had not ended when the process stopped ends as interrupted.
                 for t in record.tasks.iter_mut().filter(|t| !t.status.is_finished()) {
@@ -421,55 +573,6 @@ impl SqlDb {
                     first_status: status as u16,
                 })
             }))
-        })
-    }
-
-    pub fn heartbeat(&self, instance: String) -> BoxFuture<'_, Result<Vec<Uuid>, StoreError>> {
-        Box::pin(async move {
-            sqlx::query("UPDATE batches SET heartbeat_at = $1 WHERE instance_id = $2 AND finished_at IS NULL")
-                .bind(ts(&Utc::now()))
-                .bind(instance.clone())
-                .execute(&self.pool)
-                .await?;
-            let rows = sqlx::query(
-                "SELECT id FROM batches WHERE instance_id = $1 AND finished_at IS NULL AND cancel_requested = 1",
-            )
-            .bind(instance)
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(ids(&rows))
-        })
-    }
-
-    pub fn request_cancel(&self, id: Uuid) -> BoxFuture<'_, Result<bool, StoreError>> {
-        Box::pin(async move {
-            let done = sqlx::query(
-                "UPDATE batches SET cancel_requested = 1 WHERE id = $1 AND finished_at IS NULL",
-            )
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected() > 0)
-        })
-    }
-
-    pub fn recover(
-        &self,
-        instance: String,
-        stale_before: DateTime<Utc>,
-    ) -> BoxFuture<'_, Result<Vec<Uuid>, StoreError>> {
-        Box::pin(async move {
-            let now = ts(&Utc::now());
-            let rows = sqlx::query(
-                "UPDATE batches SET status = 'interrupted', finished_at = $1, interrupted_at = $1 \
-                 WHERE finished_at IS NULL AND (instance_id = $2 OR heartbeat_at < $3) RETURNING id",
-            )
-            .bind(now)
-            .bind(instance)
-            .bind(ts(&stale_before))
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(ids(&rows))
         })
     }
 

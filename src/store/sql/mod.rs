@@ -6,6 +6,7 @@
 //! - `writer`: the group-commit writer every write goes through.
 
 mod db;
+mod shards;
 mod writer;
 
 use std::sync::Arc;
@@ -14,9 +15,12 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use uuid::Uuid;
 
-use super::{Inserted, KeyHolder, ListFilter, NewBatch, Store, StoreError};
+use super::{
+    Claimed, InstanceInfo, Inserted, KeyHolder, ListFilter, NewBatch, Owner, Renewal, ShardRun,
+    Store, StoreError,
+};
 use crate::engine::Batch;
-use crate::engine::batch::BatchMeta;
+use crate::engine::batch::{BatchMeta, Checkpoint};
 use crate::engine::task::TaskRecord;
 use db::SqlDb;
 pub use db::SqliteSync;
@@ -30,27 +34,34 @@ struct Writes {
     saves: Vec<Save>,
 }
 
-/// A batch's progress: the tasks that ended since the last save, and its fields; a finished
-/// batch's (`meta.summary` set) also writes its summary, `wall_ms` and `finished_at`.
+/// A shard's progress: the tasks that ended since the last save, the batch's fields (a
+/// finished batch's, with `meta.summary` set, also its summary, `wall_ms` and `finished_at`)
+/// and now and then a checkpoint; all of it fenced by the run's attempt.
 struct Save {
     batch: Arc<Batch>,
+    run: ShardRun,
     meta: BatchMeta,
     tasks: Vec<TaskRecord>,
+    checkpoint: Option<Checkpoint>,
 }
 
 /// The database, and the writer in front of it.
 pub struct SqlStore {
     db: Arc<SqlDb>,
     writer: Writer,
+    /// PostgreSQL: wakes on NOTIFY when shards are queued.
+    queued: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl SqlStore {
     /// Connects, creating an SQLite file if missing, and brings the schema up to date.
     pub async fn open(url: &str, sync: SqliteSync) -> Result<SqlStore, StoreError> {
         let db = Arc::new(SqlDb::open(url, sync).await?);
+        let queued = (db.backend() == "postgres").then(|| shards::listen(url.to_owned()));
         Ok(SqlStore {
             writer: Writer::start(db.clone()),
             db,
+            queued,
         })
     }
 
@@ -65,8 +76,8 @@ impl Store for SqlStore {
         Box::pin(self.writer.insert(row))
     }
 
-    fn follow(&self, batch: Arc<Batch>) -> BoxFuture<'static, ()> {
-        self.writer.follow(batch)
+    fn follow(&self, batch: Arc<Batch>, run: ShardRun) -> BoxFuture<'static, ()> {
+        self.writer.follow(batch, run)
     }
 
     fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>> {
@@ -81,39 +92,66 @@ impl Store for SqlStore {
         self.db.find_key(key)
     }
 
-    fn heartbeat(&self, instance: String) -> BoxFuture<'_, Result<Vec<Uuid>, StoreError>> {
-        self.db.heartbeat(instance)
+    fn renew(
+        &self,
+        owner: Owner,
+        lease_until: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Renewal, StoreError>> {
+        Box::pin(self.db.renew(owner, lease_until))
+    }
+
+    fn beat(&self, instance: InstanceInfo) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.db.beat(instance))
+    }
+
+    fn instances(
+        &self,
+        seen_after: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Vec<InstanceInfo>, StoreError>> {
+        Box::pin(self.db.instances(seen_after))
+    }
+
+    fn claim(
+        &self,
+        owner: Owner,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Claimed>, StoreError>> {
+        Box::pin(self.db.claim(owner, lease_until, limit))
+    }
+
+    fn release(
+        &self,
+        batch: Uuid,
+        index: u32,
+        attempt: u64,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.db.release(batch, index, attempt))
+    }
+
+    fn rescue(
+        &self,
+        owner: Owner,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Vec<Claimed>, StoreError>> {
+        Box::pin(self.db.rescue(owner, now, lease_until))
     }
 
     fn request_cancel(&self, id: Uuid) -> BoxFuture<'_, Result<bool, StoreError>> {
-        self.db.request_cancel(id)
+        Box::pin(self.db.request_cancel(id))
     }
 
-    fn recover(
-        &self,
-        instance: String,
-        stale_before: DateTime<Utc>,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
-        Box::pin(async move {
-            let ids = self.db.recover(instance, stale_before).await?;
-            // Give each its summary now, so that lists show what ended and what was
-            // interrupted.
-            for &id in &ids {
-                if let Some(batch) = self.db.load(id).await? {
-                    let save = Save {
-                        meta: batch.meta(),
-                        batch,
-                        tasks: Vec::new(),
-                    };
-                    let writes = Writes {
-                        inserts: Vec::new(),
-                        saves: vec![save],
-                    };
-                    self.db.write(writes).await?;
-                }
-            }
-            Ok(ids.len() as u64)
-        })
+    fn recover(&self, instance: String) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(self.db.recover(instance))
+    }
+
+    fn active_shards(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(self.db.active_shards())
+    }
+
+    fn queued_signal(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.queued.clone()
     }
 
     fn purge(&self, finished_before: DateTime<Utc>) -> BoxFuture<'_, Result<u64, StoreError>> {

@@ -15,10 +15,12 @@ use super::db::SqlDb;
 use super::{Save, Writes};
 use crate::engine::batch::stored::Changes;
 use crate::engine::{Batch, BatchStatus};
-use crate::store::{Inserted, NewBatch, StoreError};
+use crate::store::{Inserted, NewBatch, ShardRun, StoreError};
 
 /// How often a running batch's ended tasks are written, at most.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// How often a running shard's checkpoint is written, at least (while it runs).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// The writer as the store uses it: its queue, and its end at shutdown.
 pub(super) struct Writer {
@@ -50,16 +52,21 @@ impl Writer {
             .map_err(|_| StoreError("the writer stopped".into()))?
     }
 
-    /// Writes the batch's progress every turn; resolves once its last write is committed.
-    pub fn follow(&self, batch: Arc<Batch>) -> BoxFuture<'static, ()> {
+    /// Writes the shard's progress every turn; resolves once its last write is committed, or
+    /// once a write found the shard taken over by another attempt.
+    pub fn follow(&self, batch: Arc<Batch>, run: ShardRun) -> BoxFuture<'static, ()> {
         let (written, all_written) = oneshot::channel();
         let queue = self.queue.clone();
         Box::pin(async move {
-            if queue.send(Command::Follow(batch.clone(), written)).is_err() {
+            let lost = run.lost.clone();
+            if queue.send(Command::Follow(batch.clone(), run, written)).is_err() {
                 std::future::pending::<()>().await;
             }
             // Write the end of a batch at once rather than at the writer's next tick.
-            batch.finished().await;
+            tokio::select! {
+                _ = batch.finished() => {}
+                _ = lost.cancelled() => {}
+            }
             let _ = queue.send(Command::Flush);
             if all_written.await.is_err() {
                 // The writer stopped before the last write: the batch stays where it is
@@ -86,8 +93,8 @@ impl Writer {
 enum Command {
     /// Insert a batch row; answer once it is committed.
     Insert(Box<NewBatch>, Waiter),
-    /// Write this batch's progress until it has finished; say so once it is all written.
-    Follow(Arc<Batch>, oneshot::Sender<()>),
+    /// Write this shard's progress until it has finished; say so once it is all written.
+    Follow(Arc<Batch>, ShardRun, oneshot::Sender<()>),
     /// A followed batch finished: write now.
     Flush,
 }
@@ -95,6 +102,9 @@ enum Command {
 /// A batch the writer keeps writing, and how far it got.
 struct Followed {
     batch: Arc<Batch>,
+    run: ShardRun,
+    /// When its last checkpoint was written.
+    checkpointed: Option<std::time::Instant>,
     /// How many of its ended tasks (in completion order) are written.
     written: usize,
     status: Option<BatchStatus>,
@@ -134,6 +144,7 @@ async fn write_loop(
 
         let mut saves = Vec::new();
         let mut marks = Vec::new();
+        let now = std::time::Instant::now();
         for (i, t) in followed.iter().enumerate() {
             let Changes {
                 tasks,
@@ -141,14 +152,20 @@ async fn write_loop(
                 meta,
             } = t.batch.changes_since(t.written);
             let finished = meta.finished_at.is_some();
-            if tasks.is_empty() && !finished && t.status == Some(meta.status) {
+            // A checkpoint at least once a second, and at the end: what a run that claims
+            // the shard again starts from.
+            let due = finished || t.checkpointed.is_none_or(|at| now - at >= CHECKPOINT_EVERY);
+            if tasks.is_empty() && !due && t.status == Some(meta.status) {
                 continue;
             }
-            marks.push((i, upto, meta.status, finished));
+            let checkpoint = due.then(|| t.batch.checkpoint(t.run.count > 1));
+            marks.push((i, upto, meta.status, finished, due));
             saves.push(Save {
                 batch: t.batch.clone(),
+                run: t.run.clone(),
                 meta,
                 tasks,
+                checkpoint,
             });
         }
         if saves.is_empty() && inserts.is_empty() {
@@ -164,16 +181,31 @@ async fn write_loop(
             })
             .await
         {
-            Ok(results) => {
+            Ok(written) => {
                 let took_ms = began.elapsed().as_millis() as u64;
                 tracing::debug!(new, rows, took_ms, "written");
-                for (done, result) in waiters.into_iter().zip(results) {
+                for (done, result) in waiters.into_iter().zip(written.inserted) {
                     let _ = done.send(Ok(result));
                 }
-                for (i, upto, status, finished) in marks {
+                for (position, (i, upto, status, finished, checkpointed)) in
+                    marks.into_iter().enumerate()
+                {
                     let t = &mut followed[i];
+                    if written.fenced.contains(&position) {
+                        // Another attempt holds the shard: this run lost its lease, and
+                        // nothing more of it is written.
+                        tracing::warn!(batch_id = %t.batch.id, shard = t.run.index, attempt = t.run.attempt, "lost the shard's lease: its writes are refused");
+                        t.run.lost.cancel();
+                        if let Some(all_written) = t.all_written.take() {
+                            let _ = all_written.send(());
+                        }
+                        continue;
+                    }
                     t.written = upto;
                     t.status = Some(status);
+                    if checkpointed {
+                        t.checkpointed = Some(now);
+                    }
                     if finished && let Some(all_written) = t.all_written.take() {
                         // Written for good: from now on the database serves it.
                         let _ = all_written.send(());
@@ -198,8 +230,10 @@ async fn write_loop(
 fn queue(command: Command, followed: &mut Vec<Followed>, inserts: &mut Vec<(NewBatch, Waiter)>) {
     match command {
         Command::Insert(row, done) => inserts.push((*row, done)),
-        Command::Follow(batch, all_written) => followed.push(Followed {
+        Command::Follow(batch, run, all_written) => followed.push(Followed {
             batch,
+            run,
+            checkpointed: None,
             written: 0,
             status: None,
             all_written: Some(all_written),

@@ -1,0 +1,34 @@
+//! `/instances`: the instances sharing this one's store.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::{ApiError, Problem};
+use crate::store::InstanceInfo;
+
+/// The instances sharing the store.
+#[derive(Serialize, ToSchema)]
+pub struct InstanceList {
+    pub items: Vec<InstanceInfo>,
+}
+
+/// The instances sharing this one's store: those whose heartbeat is within `--stale-after`
+/// (on SQLite and `memory://`, this one alone).
+#[utoipa::path(
+    get,
+    path = "/instances",
+    tag = "operations",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Live instances, and those seen within --stale-after", body = InstanceList),
+        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "a valid bearer token is required", "code": "unauthorized"})),
+    )
+)]
+pub async fn list_instances(State(state): State<AppState>) -> Result<Json<InstanceList>, ApiError> {
+    let items = state.batches.instances().await?;
+    Ok(Json(InstanceList { items }))
+}
