@@ -108,11 +108,12 @@ impl BatchSpec {
     /// accepted asynchronously or with `load`, and `interrupt` for a synchronous one (its
     /// client's connection died with the instance).
     pub fn on_lost_for(&self, asynchronous: bool) -> OnLost {
-        self.on_lost.unwrap_or(if asynchronous || self.load.is_load {
-            OnLost::Rerun
-        } else {
-            OnLost::Interrupt
-        })
+        self.on_lost
+            .unwrap_or(if asynchronous || self.load.is_load {
+                OnLost::Rerun
+            } else {
+                OnLost::Interrupt
+            })
     }
 
     /// The job task `index` runs.

@@ -534,7 +534,11 @@ mod tests {
     #[test]
     fn merged_shards_equal_one_histogram_of_every_value() {
         let mut one = SummaryAcc::new(3000);
-        let mut shards = [SummaryAcc::new(1000), SummaryAcc::new(1000), SummaryAcc::new(1000)];
+        let mut shards = [
+            SummaryAcc::new(1000),
+            SummaryAcc::new(1000),
+            SummaryAcc::new(1000),
+        ];
         for i in 0..3000u64 {
             // Each shard sees its own distribution: 1-1000 µs, 2-20 ms and 50-100 ms.
             let us = match i % 3 {
@@ -547,8 +551,8 @@ mod tests {
             } else {
                 TaskStatus::Succeeded
             };
-            let error = (status == TaskStatus::Failed)
-                .then(|| TaskError::new(ErrorCode::Status, "500"));
+            let error =
+                (status == TaskStatus::Failed).then(|| TaskError::new(ErrorCode::Status, "500"));
             let d = Some(Duration::from_micros(us));
             one.record(status, d, None, error.as_ref());
             shards[(i % 3) as usize].record(status, d, None, error.as_ref());

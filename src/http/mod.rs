@@ -175,8 +175,7 @@ pub fn router(state: AppState) -> Router {
             .route("/readyz", axum::routing::get(health::readyz))
             .route("/metrics", axum::routing::get(health::metrics))
     };
-    api
-        .fallback(|| async { ApiError::RouteNotFound })
+    api.fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(
             state.limits.max_body_bytes,

@@ -208,7 +208,8 @@ impl Batches {
         };
         let batch = self.engine.new_batch(&spec);
         let (idempotency_key, request_hash) = key.unzip();
-        let lease_until = Utc::now() + chrono::Duration::from_std(self.cluster.lease).unwrap_or_default();
+        let lease_until =
+            Utc::now() + chrono::Duration::from_std(self.cluster.lease).unwrap_or_default();
         let shard_count = shards.len();
         let row = NewBatch {
             id: batch.id,
@@ -234,7 +235,10 @@ impl Batches {
             // Its shards are queued for whichever workers have room (this one too).
             self.wake.notify_one();
             let stored = self.store.load(batch.id).await?.ok_or_else(|| {
-                StoreError(format!("batch {} is not in the store after its commit", batch.id))
+                StoreError(format!(
+                    "batch {} is not in the store after its commit",
+                    batch.id
+                ))
             })?;
             return Ok(Created::Done(Submitted::Queued(stored)));
         };
@@ -245,7 +249,9 @@ impl Batches {
             owner: self.cluster.owner.token.clone(),
             lost: CancellationToken::new(),
         };
-        batch.set_shards(vec![self.shard_info(&run, spec.tasks().unwrap_or(0) as u64)]);
+        batch.set_shards(vec![
+            self.shard_info(&run, spec.tasks().unwrap_or(0) as u64),
+        ]);
         self.run_here(batch.clone(), spec, admission, run);
         Ok(Created::Done(Submitted::New(batch)))
     }
@@ -258,7 +264,8 @@ impl Batches {
             instance_id: Some(self.instance_id.clone()),
             attempt: run.attempt,
             status: ShardStatus::Running,
-            started_at: Some(Utc::now()),
+            // Its first task's start, once it has one.
+            started_at: None,
             finished_at: None,
         }
     }

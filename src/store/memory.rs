@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use uuid::Uuid;
 
 use super::{
-    Claimed, InstanceInfo, Inserted, KeyHolder, ListFilter, NewBatch, Owner, Renewal, ShardRun,
+    Claimed, Inserted, InstanceInfo, KeyHolder, ListFilter, NewBatch, Owner, Renewal, ShardRun,
     Store, StoreError,
 };
 use crate::engine::Batch;

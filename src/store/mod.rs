@@ -21,15 +21,15 @@ use uuid::Uuid;
 
 use crate::engine::Batch;
 use crate::engine::BatchStatus;
-use crate::engine::batch::Rules;
 use crate::engine::batch::Checkpoint;
+use crate::engine::batch::Rules;
 use crate::engine::spec::{Mode, OnLost, Stripe};
 use crate::engine::summary::Lost;
 use crate::engine::task::TaskRecord;
 
 pub use batches::{Batches, Cancelled, Cluster, Submitted};
-pub use worker::shard_spec;
 pub use sql::SqliteSync;
+pub use worker::shard_spec;
 
 /// Opens the store a `--database-url` names.
 pub async fn open(url: &str, sync: SqliteSync) -> Result<Arc<dyn Store>, StoreError> {

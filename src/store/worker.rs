@@ -145,7 +145,11 @@ impl Batches {
     async fn rescue(self: &Arc<Self>) {
         let now = Utc::now();
         let until = now + chrono::Duration::from_std(self.cluster.lease).unwrap_or_default();
-        match self.store.rescue(self.cluster.owner.clone(), now, until).await {
+        match self
+            .store
+            .rescue(self.cluster.owner.clone(), now, until)
+            .await
+        {
             Ok(to_end) => {
                 for claimed in to_end {
                     metrics::counter!("fanout_shards_reclaimed_total").increment(1);
@@ -208,7 +212,8 @@ impl Batches {
     /// Shards this instance may hold: its share of the work queued and running.
     async fn fair_share(&self) -> Result<u64, StoreError> {
         let active = self.store.active_shards().await?;
-        let seen_after = Utc::now() - chrono::Duration::from_std(self.cluster.lease).unwrap_or_default();
+        let seen_after =
+            Utc::now() - chrono::Duration::from_std(self.cluster.lease).unwrap_or_default();
         let workers = self
             .store
             .instances(seen_after)
@@ -301,7 +306,8 @@ impl Batches {
 
     /// Instances seen within `--stale-after`.
     pub async fn instances(&self) -> Result<Vec<InstanceInfo>, StoreError> {
-        let seen_after = Utc::now() - chrono::Duration::from_std(self.cluster.lease).unwrap_or_default();
+        let seen_after =
+            Utc::now() - chrono::Duration::from_std(self.cluster.lease).unwrap_or_default();
         self.store.instances(seen_after).await
     }
 
@@ -358,8 +364,14 @@ mod tests {
                 let stripe = Stripe::shard(index, count);
                 let period = jobs / gcd(jobs, count);
                 for k in 0..50 {
-                    let turned = (0..period).map(|j| stripe.global(j) % jobs).collect::<Vec<_>>();
-                    assert_eq!(turned[k % period], stripe.global(k) % jobs, "{jobs} jobs, shard {index} of {count}, task {k}");
+                    let turned = (0..period)
+                        .map(|j| stripe.global(j) % jobs)
+                        .collect::<Vec<_>>();
+                    assert_eq!(
+                        turned[k % period],
+                        stripe.global(k) % jobs,
+                        "{jobs} jobs, shard {index} of {count}, task {k}"
+                    );
                 }
             }
         }

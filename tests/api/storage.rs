@@ -262,11 +262,11 @@ async fn listing_filters_by_status_and_checks_its_parameters() {
 
 #[tokio::test]
 #[cfg_attr(
-    fanout_test_backend = "memory",
-    ignore = "needs a durable store: memory:// keeps nothing across a restart"
+    not(fanout_test_backend = "postgres"),
+    ignore = "needs a store two instances share: PostgreSQL"
 )]
-async fn another_instances_restart_leaves_a_running_batch_alone_and_interrupts_its_own() {
-    let a = spawn_app().await;
+async fn another_instances_restart_leaves_a_running_batch_alone_and_ends_its_own() {
+    let a = spawn_app_with(|c| c.stale_after = Duration::from_secs(3)).await;
     let b = a.sibling("instance-b").await;
     let a_batch = submit_async(
         &a,
@@ -275,7 +275,7 @@ async fn another_instances_restart_leaves_a_running_batch_alone_and_interrupts_i
     .await;
     let b_batch = submit_async(
         &b,
-        json!({ "jobs": [{ "kind": "sleep", "duration_ms": 60000 }] }),
+        json!({ "on_lost": "interrupt", "jobs": [{ "kind": "sleep", "duration_ms": 60000 }] }),
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -288,14 +288,15 @@ async fn another_instances_restart_leaves_a_running_batch_alone_and_interrupts_i
     let seen_by_b = b.get(&format!("/batches/{a_batch}")).await.json;
     assert_eq!(
         seen_by_b["status"], "running",
-        "A's live batch is not B's to interrupt"
+        "A's live batch is not B's to end"
     );
-    let own = b.get(&format!("/batches/{b_batch}")).await.json;
+    let own = b.finished(&b_batch).await;
     assert_eq!(
         own["status"], "interrupted",
-        "B's own unfinished batch is interrupted"
+        "B's own unfinished batch (on_lost: interrupt) is interrupted"
     );
     assert_eq!(own["results"][0]["status"], "interrupted");
+    assert_eq!(own["shards"][0]["attempt"], 2, "{own}");
     let done = a.finished(&a_batch).await;
     assert_eq!(done["status"], "completed");
 }
@@ -354,32 +355,56 @@ async fn migrations_apply_to_an_empty_database_and_again_harmlessly() {
     }
 }
 
+/// Posts a batch to a `serve` binary with `Prefer: respond-async`; returns its id.
+async fn post_async_to(base: &str, batch: Value) -> String {
+    let res = reqwest::Client::new()
+        .post(format!("{base}/batches"))
+        .header("prefer", "respond-async")
+        .body(batch.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    res.json_value().await["id"].as_str().unwrap().to_owned()
+}
+
+/// Reads a batch from a `serve` binary until it has finished (30 s at most).
+async fn finished_at(base: &str, id: &str) -> Value {
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        let b = client
+            .get(format!("{base}/batches/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json_value()
+            .await;
+        if !b["finished_at"].is_null() {
+            return b;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("batch {id} did not finish");
+}
+
 #[tokio::test]
 #[cfg_attr(
     not(fanout_test_backend = "sqlite"),
     ignore = "runs the binary on a SQLite file of its own: once, in the SQLite pass"
 )]
-async fn kill_9_mid_batch_leaves_it_interrupted_with_its_finished_tasks() {
+async fn kill_9_mid_batch_with_on_lost_interrupt_ends_it_interrupted_with_its_finished_tasks() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("k.db").display());
     let (mut child, base, _logs) =
         start_binary(&["--database-url", &db, "--instance-id", "killed"], &[]);
-    let client = reqwest::Client::new();
-    let res = client
-        .post(format!("{base}/batches"))
-        .header("prefer", "respond-async")
-        .body(
-            json!({ "jobs": [
-                { "kind": "sleep", "id": "quick", "duration_ms": 10 },
-                { "kind": "sleep", "id": "long", "duration_ms": 60000 }
-            ]})
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 202);
-    let id = res.json_value().await["id"].as_str().unwrap().to_owned();
+    let id = post_async_to(
+        &base,
+        json!({ "on_lost": "interrupt", "jobs": [
+            { "kind": "sleep", "id": "quick", "duration_ms": 10 },
+            { "kind": "sleep", "id": "long", "duration_ms": 60000 }
+        ]}),
+    )
+    .await;
     // Long enough for the quick task's row to be written (writes are grouped every 100 ms).
     tokio::time::sleep(Duration::from_millis(600)).await;
 
@@ -387,22 +412,87 @@ async fn kill_9_mid_batch_leaves_it_interrupted_with_its_finished_tasks() {
     child.wait().unwrap();
     let (mut child, base, _logs) =
         start_binary(&["--database-url", &db, "--instance-id", "killed"], &[]);
-    let b = client
+    let b = finished_at(&base, &id).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert_eq!(b["status"], "interrupted", "{b}");
+    assert_eq!(b["results"][0]["status"], "succeeded");
+    assert!(b["results"][0]["output"]["slept_ms"].as_f64().unwrap() >= 10.0);
+    assert_eq!(b["results"][1]["status"], "interrupted");
+    assert_eq!(b["summary"]["interrupted"], 1);
+    assert_eq!(b["summary"]["succeeded"], 1);
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(fanout_test_backend = "sqlite"),
+    ignore = "runs the binary on a SQLite file of its own: once, in the SQLite pass"
+)]
+async fn kill_9_mid_async_batch_reruns_what_had_not_ended_and_keeps_what_had() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    let (mut child, base, _logs) = start_binary(&["--database-url", &db], &[]);
+    let id = post_async_to(
+        &base,
+        json!({ "jobs": [
+            { "kind": "sleep", "id": "quick", "duration_ms": 10 },
+            { "kind": "sleep", "id": "slow", "duration_ms": 1500 }
+        ]}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let quick_before = reqwest::Client::new()
         .get(format!("{base}/batches/{id}"))
         .send()
         .await
         .unwrap()
         .json_value()
-        .await;
+        .await["results"][0]
+        .clone();
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Another instance id, as a new container would have: the file is what it recovers.
+    let (mut child, base, _logs) = start_binary(
+        &["--database-url", &db, "--instance-id", "replacement"],
+        &[],
+    );
+    let b = finished_at(&base, &id).await;
     child.kill().unwrap();
     child.wait().unwrap();
 
-    assert_eq!(b["status"], "interrupted", "{b}");
-    assert!(!b["finished_at"].is_null());
-    assert_eq!(b["results"][0]["status"], "succeeded");
-    assert!(b["results"][0]["output"]["slept_ms"].as_f64().unwrap() >= 10.0);
-    assert_eq!(b["results"][1]["status"], "interrupted");
-    assert_eq!(b["summary"]["interrupted"], 1);
+    assert_eq!(b["status"], "completed", "{b}");
+    assert_eq!(b["summary"]["succeeded"], 2, "{b}");
+    assert_eq!(
+        b["results"][0], quick_before,
+        "the task that had ended keeps its outcome and is not run again"
+    );
+    assert!(b["results"][1]["output"]["slept_ms"].as_f64().unwrap() >= 1500.0);
+    assert_eq!(b["shards"][0]["attempt"], 2);
+    assert_eq!(b["shards"][0]["instance_id"], "replacement");
+    assert_eq!(b["summary"]["lost"]["shards"], 1, "{b}");
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(fanout_test_backend = "sqlite"),
+    ignore = "runs the binary on a SQLite file of its own: once, in the SQLite pass"
+)]
+async fn a_second_serve_on_the_same_sqlite_file_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("one.db").display());
+    let (mut first, _base, _logs) = start_binary(&["--database-url", &db], &[]);
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db])
+        .output()
+        .unwrap();
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    assert!(!second.status.success());
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(said.contains("in use by another fanout process"), "{said}");
 }
 
 trait JsonValue {
@@ -417,8 +507,8 @@ impl JsonValue for reqwest::Response {
 
 #[tokio::test]
 #[cfg_attr(
-    fanout_test_backend = "memory",
-    ignore = "needs a store two instances share: memory:// is one process's"
+    not(fanout_test_backend = "postgres"),
+    ignore = "needs a store two instances share: PostgreSQL"
 )]
 async fn a_delete_sent_to_another_instance_cancels_the_batch_where_it_runs() {
     // Heartbeats every second (a third of stale_after), so the request is seen quickly.

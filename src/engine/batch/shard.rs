@@ -110,9 +110,8 @@ impl Batch {
         let st = self.state.lock();
         let sparse = matches!(st.tasks, Tasks::Sparse { .. });
         let len = st.tasks.len();
-        let ended_bits = sparse.then(|| {
-            bits_to_base64((0..len).map(|i| st.tasks.status(i).is_finished()), len)
-        });
+        let ended_bits =
+            sparse.then(|| bits_to_base64((0..len).map(|i| st.tasks.status(i).is_finished()), len));
         let acc = match &st.summary {
             SummaryState::Live(acc) if with_acc || sparse => Some(acc.clone()),
             _ => None,
@@ -199,7 +198,9 @@ mod tests {
 
     #[test]
     fn bits_round_trip() {
-        let bits = [true, false, false, true, true, false, false, false, true, true];
+        let bits = [
+            true, false, false, true, true, false, false, false, true, true,
+        ];
         let text = bits_to_base64(bits.iter().copied(), bits.len());
         assert_eq!(base64_to_bits(&text, bits.len()), bits);
     }

@@ -150,7 +150,7 @@ impl Batch {
         let mut shards = self.shards.lock().clone();
         // A batch run here whole: its one shard is where the batch is.
         if let ([shard], Origin::Run { .. }) = (shards.as_mut_slice(), &self.origin) {
-            shard.started_at = st.clock.map(|c| c.0);
+            shard.started_at = shard.started_at.or(st.clock.map(|c| c.0));
             shard.finished_at = st.finished_at;
             if st.finished_at.is_some() {
                 shard.status = match st.status {

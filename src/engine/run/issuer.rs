@@ -418,7 +418,10 @@ mod tests {
         let got: Vec<(usize, Option<Instant>)> = claims.iter().map(|c| (c.index, c.due)).collect();
         assert_eq!(
             got,
-            vec![(2, Some(epoch)), (4, Some(epoch + Duration::from_millis(20)))]
+            vec![
+                (2, Some(epoch)),
+                (4, Some(epoch + Duration::from_millis(20)))
+            ]
         );
     }
 }

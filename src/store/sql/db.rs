@@ -16,10 +16,10 @@ use uuid::Uuid;
 
 use super::Writes;
 use crate::engine::batch::{BatchMeta, BatchRecord, Rules};
-use crate::engine::{Batch, BatchStatus};
 use crate::engine::spec::{Kind, ResultsMode};
 use crate::engine::task::{ErrorCode, TaskError, TaskRecord, TaskStatus, Timing, format_micros};
 use crate::engine::wire_name as name;
+use crate::engine::{Batch, BatchStatus};
 use crate::store::{Inserted, KeyHolder, ListFilter, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -52,7 +52,7 @@ pub struct SqlDb {
 /// An SQLite file is one process's: a second `serve` on it would recover (interrupt or rerun)
 /// the first one's running work as if it were left over. An advisory lock on the file says
 /// who has it; the system drops it when the process ends, however it ends.
-fn hold_file(url: &str) -> Result<Option<std::fs::File>, StoreError> {
+async fn hold_file(url: &str) -> Result<Option<std::fs::File>, StoreError> {
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:")
@@ -66,15 +66,32 @@ fn hold_file(url: &str) -> Result<Option<std::fs::File>, StoreError> {
         .read(true)
         .open(path)
         .map_err(|e| StoreError(format!("cannot open {path}: {e}")))?;
-    match file.try_lock() {
+    // A process that is stopping (or an instance restarted in the same process) lets go
+    // within moments: wait that long before refusing.
+    let mut tries = 0;
+    loop {
+        match file.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) if tries < 30 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => break lock_outcome(other, file, path),
+        }
+    }
+}
+
+fn lock_outcome(
+    outcome: Result<(), std::fs::TryLockError>,
+    file: std::fs::File,
+    path: &str,
+) -> Result<Option<std::fs::File>, StoreError> {
+    match outcome {
         Ok(()) => Ok(Some(file)),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError(format!(
             "{path} is in use by another fanout process: an SQLite file belongs to one instance \
              (stop the other one, give this one another --database-url, or share work on PostgreSQL)"
         ))),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(StoreError(format!("cannot lock {path}: {e}")))
-        }
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError(format!("cannot lock {path}: {e}"))),
     }
 }
 
@@ -186,7 +203,7 @@ impl SqlDb {
                 })
         };
         let pool = connect(10).connect(&url).await?;
-        let held = if sqlite { hold_file(&url)? } else { None };
+        let held = if sqlite { hold_file(&url).await? } else { None };
         MIGRATOR.run(&pool).await?;
         let control = connect(2).connect(&url).await?;
         Ok(SqlDb {
@@ -352,7 +369,8 @@ impl SqlDb {
                     .bind(claimed.map(|c| c.0.clone()))
                     .bind(i64::from(claimed.is_some()))
                     .bind(claimed.map(|c| ts(&c.1)))
-                    .bind(claimed.map(|_| now.clone()))
+                    // Set by its run's first write: when its first task started.
+                    .bind(None::<String>)
                     .bind(now.clone())
                     .execute(&mut *tx)
                     .await?;
@@ -397,7 +415,8 @@ impl SqlDb {
         // a claim (SKIP LOCKED) cannot take the shard over in between.
         let held = sqlx::query(
             "UPDATE shards SET status = $1, finished_at = $2, \
-             checkpoint = COALESCE($3, checkpoint), checkpoint_at = COALESCE($4, checkpoint_at) \
+             checkpoint = COALESCE($3, checkpoint), checkpoint_at = COALESCE($4, checkpoint_at), \
+             started_at = COALESCE(started_at, $9) \
              WHERE batch_id = $5 AND idx = $6 AND attempt = $7 AND owner = $8 AND status = 'running'",
         )
         .bind(status)
@@ -408,6 +427,7 @@ impl SqlDb {
         .bind(i64::from(run.index))
         .bind(run.attempt as i64)
         .bind(run.owner.clone())
+        .bind(meta.started_at.as_ref().map(ts))
         .execute(&mut **tx)
         .await?;
         if held.rows_affected() == 0 {

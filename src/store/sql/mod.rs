@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use uuid::Uuid;
 
 use super::{
-    Claimed, InstanceInfo, Inserted, KeyHolder, ListFilter, NewBatch, Owner, Renewal, ShardRun,
+    Claimed, Inserted, InstanceInfo, KeyHolder, ListFilter, NewBatch, Owner, Renewal, ShardRun,
     Store, StoreError,
 };
 use crate::engine::Batch;

@@ -11,12 +11,12 @@ use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::db::{SqlDb, ids, json, named, parse_ts, task_record, ts};
-use crate::engine::wire_name;
 use crate::engine::BatchStatus;
 use crate::engine::batch::{Checkpoint, ShardInfo, ShardStatus};
 use crate::engine::spec::{OnLost, Stripe};
 use crate::engine::summary::{Lost, Summary, SummaryAcc};
 use crate::engine::task::{TaskRecord, TaskStatus};
+use crate::engine::wire_name;
 use crate::store::{Claimed, InstanceInfo, Owner, Renewal, StoreError};
 
 /// The channel NOTIFY wakes idle workers on.
@@ -170,11 +170,10 @@ impl SqlDb {
     }
 
     pub async fn active_shards(&self) -> Result<u64, StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM shards WHERE status IN ('queued', 'running')",
-        )
-        .fetch_one(&self.control)
-        .await?;
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM shards WHERE status IN ('queued', 'running')")
+                .fetch_one(&self.control)
+                .await?;
         Ok(row.try_get::<i64, _>("n")?.max(0) as u64)
     }
 

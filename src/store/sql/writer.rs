@@ -59,7 +59,10 @@ impl Writer {
         let queue = self.queue.clone();
         Box::pin(async move {
             let lost = run.lost.clone();
-            if queue.send(Command::Follow(batch.clone(), run, written)).is_err() {
+            if queue
+                .send(Command::Follow(batch.clone(), run, written))
+                .is_err()
+            {
                 std::future::pending::<()>().await;
             }
             // Write the end of a batch at once rather than at the writer's next tick.
