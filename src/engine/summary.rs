@@ -77,8 +77,8 @@ pub struct Summary {
 
 /// What losing shards cost a batch: the shards claimed again after their instance was lost,
 /// the tasks that instance had started and not seen end by its last checkpoint (each was run
-/// again, or ended `interrupted`, as `on_lost` says), and the time those shards had no runner
-/// (from their last checkpoint to the next claim).
+/// again, or ended `interrupted`, as `on_lost` says), and the longest time a lost shard had
+/// no runner (from its last checkpoint to the next claim).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Lost {
     pub shards: u64,
@@ -90,7 +90,7 @@ impl Lost {
     pub fn add(&mut self, other: Lost) {
         self.shards += other.shards;
         self.tasks += other.tasks;
-        self.window_ms += other.window_ms;
+        self.window_ms = self.window_ms.max(other.window_ms);
     }
 }
 

@@ -174,7 +174,9 @@ impl Batches {
                     return;
                 }
             };
-            if self.held.lock().len() as u64 >= share {
+            let held = self.held.lock().len() as u64;
+            tracing::trace!(share, held, "claim round");
+            if held >= share {
                 return;
             }
             let until =

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod cli;
+mod cluster;
 mod docs;
 mod errors;
 mod events;

@@ -166,3 +166,115 @@ impl Store for SqlStore {
         Box::pin(self.writer.close())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::engine::meter::NO_METER;
+    use crate::engine::spec::OnLost;
+    use crate::request::parse_batch;
+    use crate::store::Inserted;
+
+    fn new_batch(batch: &Batch, owner: &str, lease_until: DateTime<Utc>) -> NewBatch {
+        NewBatch {
+            id: batch.id,
+            mode: batch.mode,
+            label: None,
+            rules: batch.rules(),
+            request: bytes::Bytes::from_static(br#"{"jobs":[{"kind":"sleep","duration_ms":1}]}"#),
+            tasks_total: 1,
+            created_at: batch.created_at,
+            idempotency_key: None,
+            request_hash: None,
+            answer_status: 202,
+            instance_id: owner.into(),
+            on_lost: OnLost::Rerun,
+            shards: vec![1],
+            claimed: Some((owner.into(), lease_until)),
+        }
+    }
+
+    /// Instance A's lease ran out and B claimed the shard again; A, unaware, writes its
+    /// outcome late. Nothing of it lands, A learns that it lost the shard, and B's write does.
+    #[tokio::test]
+    async fn a_stale_attempts_late_write_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("fence.db").display());
+        let store = SqlStore::open(&url, SqliteSync::Normal).await.unwrap();
+        let limits = crate::config::Config::defaults().limits();
+        let spec = parse_batch(br#"{"jobs":[{"kind":"sleep","duration_ms":1}]}"#, &limits).unwrap();
+        let a_copy = Batch::new(uuid::Uuid::now_v7(), &spec, NO_METER);
+        let expired = Utc::now() - chrono::Duration::seconds(1);
+        let row = new_batch(&a_copy, "a", expired);
+        assert_eq!(store.insert(row).await.unwrap(), Inserted::New);
+
+        let b = Owner {
+            instance_id: "b".into(),
+            token: "b".into(),
+        };
+        let lease = Utc::now() + chrono::Duration::seconds(30);
+        assert!(
+            store
+                .rescue(b.clone(), Utc::now(), lease)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let claimed = store.claim(b.clone(), lease, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].attempt, 2);
+        assert_eq!(claimed[0].lost.map(|l| l.shards), Some(1));
+        assert!(
+            store.claim(b.clone(), lease, 10).await.unwrap().is_empty(),
+            "claimed once"
+        );
+
+        // A's copy ends (as cancelled: it never ran) and writes, as attempt 1.
+        a_copy.start();
+        a_copy.cancel_by_client();
+        a_copy.finish();
+        let a_run = ShardRun {
+            index: 0,
+            attempt: 1,
+            count: 1,
+            owner: "a".into(),
+            lost: CancellationToken::new(),
+        };
+        store.follow(a_copy.clone(), a_run.clone()).await;
+        assert!(a_run.lost.is_cancelled(), "A learns it lost the shard");
+        let stored = store.load(a_copy.id).await.unwrap().unwrap();
+        assert!(!stored.is_finished(), "A's late write changed nothing");
+        assert_eq!(stored.status(), crate::engine::BatchStatus::Running);
+
+        // B's attempt writes its outcome.
+        let b_copy = Batch::resume(
+            a_copy.id,
+            a_copy.created_at,
+            &spec,
+            NO_METER,
+            Default::default(),
+        );
+        b_copy.start();
+        b_copy.stop(crate::engine::StopReason::Interrupted);
+        b_copy.finish();
+        let b_run = ShardRun {
+            index: 0,
+            attempt: 2,
+            count: 1,
+            owner: "b".into(),
+            lost: CancellationToken::new(),
+        };
+        store.follow(b_copy.clone(), b_run.clone()).await;
+        assert!(!b_run.lost.is_cancelled());
+        let stored = store.load(a_copy.id).await.unwrap().unwrap();
+        assert!(stored.is_finished());
+        assert_eq!(stored.status(), crate::engine::BatchStatus::Interrupted);
+        let json: serde_json::Value = serde_json::from_slice(&stored.to_json()).unwrap();
+        assert_eq!(json["results"][0]["status"], "interrupted");
+        assert_eq!(json["shards"][0]["attempt"], 2);
+        assert_eq!(json["shards"][0]["instance_id"], "b");
+    }
+}

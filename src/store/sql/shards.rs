@@ -48,19 +48,27 @@ impl SqlDb {
 
     /// The claim statement: the queued shards of the oldest batches, taken by one statement
     /// so that no two instances take the same one (SKIP LOCKED on PostgreSQL; SQLite has one
-    /// writer at a time).
+    /// writer at a time). The pick is a materialized CTE: as `IN (SELECT ... LIMIT n FOR
+    /// UPDATE SKIP LOCKED)`, PostgreSQL may run the subquery once per candidate row, each run
+    /// skipping the rows the last one locked, and claim far more than `n`.
     fn claim_sql(&self, which: &str, limit: &str) -> String {
         let lock = if self.backend == "postgres" {
             " FOR UPDATE SKIP LOCKED"
         } else {
             ""
         };
+        let columns = SHARD_COLUMNS
+            .split(", ")
+            .map(|c| format!("shards.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         format!(
-            "UPDATE shards SET status = 'running', owner = $1, instance_id = $2, attempt = attempt + 1, \
+            "WITH picked AS MATERIALIZED (SELECT batch_id, idx FROM shards WHERE {which} \
+             ORDER BY batch_id, idx LIMIT {limit}{lock}) \
+             UPDATE shards SET status = 'running', owner = $1, instance_id = $2, attempt = attempt + 1, \
              lease_until = $3, started_at = COALESCE(started_at, $4) \
-             WHERE (batch_id, idx) IN (SELECT batch_id, idx FROM shards WHERE {which} \
-             ORDER BY batch_id, idx LIMIT {limit}{lock}) AND {which} \
-             RETURNING {SHARD_COLUMNS}"
+             FROM picked WHERE shards.batch_id = picked.batch_id AND shards.idx = picked.idx \
+             RETURNING {columns}"
         )
     }
 

@@ -1,0 +1,332 @@
+//! Several instances on one PostgreSQL (`serve` binaries on loopback, a database of their
+//! own per test): load runs cut into shards and spread over them, an instance killed with
+//! SIGKILL mid-run, what it held claimed again or ended, and counts that stay exact.
+//! Skipped without `FANOUT_TEST_POSTGRES_URL`; run once, in the PostgreSQL pass.
+
+use std::collections::{HashMap, HashSet};
+use std::process::Child;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{fresh_postgres, spawn_target, start_binary};
+
+/// A `serve` binary sharing the test's database.
+struct Node {
+    child: Child,
+    base: String,
+    _logs: std::sync::mpsc::Receiver<String>,
+}
+
+impl Node {
+    fn start(db: &str, id: &str, extra: &[&str]) -> Node {
+        let mut args = vec![
+            "--database-url",
+            db,
+            "--instance-id",
+            id,
+            "--allow-net",
+            "127.0.0.1",
+            "--stale-after",
+            "2s",
+        ];
+        args.extend_from_slice(extra);
+        let (child, base, logs) = start_binary(&args, &[]);
+        Node {
+            child,
+            base,
+            _logs: logs,
+        }
+    }
+
+    /// SIGKILL: nothing of it runs after this, nothing is flushed.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    async fn post(&self, batch: &Value, asynchronous: bool) -> (u16, Value) {
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/batches", self.base))
+            .body(batch.to_string());
+        if asynchronous {
+            req = req.header("prefer", "respond-async");
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        (
+            status,
+            serde_json::from_slice(&res.bytes().await.unwrap()).unwrap(),
+        )
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let res = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
+        serde_json::from_slice(&res.bytes().await.unwrap()).unwrap()
+    }
+
+    /// The batch once finished (60 s at most: generous, the runs here take seconds).
+    async fn finished(&self, id: &str) -> Value {
+        for _ in 0..600 {
+            let b = self.get(&format!("/batches/{id}")).await;
+            if !b["finished_at"].is_null() {
+                return b;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "batch {id} did not finish: {}",
+            self.get(&format!("/batches/{id}")).await
+        );
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn database() -> Option<String> {
+    let db = fresh_postgres().await;
+    if db.is_none() {
+        eprintln!("skipped: set FANOUT_TEST_POSTGRES_URL to run the multi-instance tests");
+    }
+    db
+}
+
+fn instances_of(batch: &Value) -> HashSet<String> {
+    batch["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["instance_id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(fanout_test_backend = "postgres"),
+    ignore = "several instances on one PostgreSQL: run in the PostgreSQL pass"
+)]
+async fn three_instances_share_a_load_run_and_its_merged_summary_is_exact() {
+    let Some(db) = database().await else { return };
+    let target = spawn_target().await;
+    let shard = ["--shard-size", "1000"];
+    let nodes: Vec<Node> = (1..=3)
+        .map(|n| Node::start(&db, &format!("node{n}"), &shard))
+        .collect();
+    let url = format!("{}/hello", target.base);
+    let run = json!({ "jobs": [{ "kind": "http", "url": url }, { "kind": "http", "url": format!("{}/status/404", target.base), "expect_status": "any" }],
+        "load": { "repeat": 6000 }, "concurrency": 24, "results": "errors",
+        "thresholds": { "max_error_rate": 0.01 } });
+
+    let (status, merged) = nodes[0].post(&run, false).await;
+
+    assert_eq!(status, 201, "{merged}");
+    assert_eq!(merged["status"], "completed");
+    assert_eq!(merged["shards"].as_array().unwrap().len(), 12);
+    assert_eq!(
+        instances_of(&merged).len(),
+        3,
+        "every instance ran at least one shard: {}",
+        merged["shards"]
+    );
+    let s = &merged["summary"];
+    assert_eq!(s["tasks"], 12000);
+    assert_eq!(s["succeeded"], 12000);
+    assert_eq!(s["pending"], 0);
+    assert_eq!(s["http_status"], json!({ "200": 6000, "404": 6000 }));
+    assert_eq!(target.hits.load(Ordering::Relaxed), 12000);
+    assert_eq!(merged["verdict"]["passed"], true, "{}", merged["verdict"]);
+    // The accepting instance answers with the batch as every instance reads it.
+    let elsewhere = nodes[2]
+        .get(&format!("/batches/{}", merged["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(elsewhere["summary"], merged["summary"]);
+
+    // One instance alone (its shard size above the run) gives the same counts.
+    drop(nodes);
+    let single = Node::start(&db, "alone", &["--shard-size", "100000"]);
+    let (_, one) = single.post(&run, false).await;
+    assert_eq!(one["shards"].as_array().unwrap().len(), 1);
+    for key in [
+        "tasks",
+        "succeeded",
+        "failed",
+        "timed_out",
+        "http_status",
+        "errors",
+    ] {
+        assert_eq!(one["summary"][key], s[key], "{key}");
+    }
+    let instances = single.get("/instances").await;
+    assert!(
+        instances["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["instance_id"] == "alone" && i["role"] == "all"),
+        "{instances}"
+    );
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(fanout_test_backend = "postgres"),
+    ignore = "several instances on one PostgreSQL: run in the PostgreSQL pass"
+)]
+async fn a_killed_instances_shards_run_elsewhere_and_every_task_counts_once() {
+    let Some(db) = database().await else { return };
+    let target = spawn_target().await;
+    let shard = ["--shard-size", "500"];
+    let mut nodes: Vec<Node> = (1..=3)
+        .map(|n| Node::start(&db, &format!("node{n}"), &shard))
+        .collect();
+    // The open model: 1,500 requests a second for 4 s, in 12 shards.
+    let run = json!({ "jobs": [{ "kind": "http", "url": format!("{}/hello", target.base) }],
+        "load": { "repeat": 6000, "rate_per_s": 1500 }, "concurrency": 48, "results": "errors" });
+    let (status, accepted) = nodes[0].post(&run, true).await;
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["id"].as_str().unwrap().to_owned();
+
+    // Once every instance runs some of it, kill one.
+    let mut victim = None;
+    for _ in 0..100 {
+        let b = nodes[0].get(&format!("/batches/{id}")).await;
+        let running: HashSet<String> = b["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["status"] == "running")
+            .map(|s| s["instance_id"].as_str().unwrap().to_owned())
+            .collect();
+        if running.contains("node3") && running.len() == 3 {
+            victim = Some(2);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let victim = victim.expect("the shards spread over the three instances");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nodes[victim].kill();
+
+    let done = nodes[0].finished(&id).await;
+
+    assert_eq!(done["status"], "completed", "{done}");
+    let s = &done["summary"];
+    assert_eq!(s["tasks"], 6000);
+    assert_eq!(
+        s["succeeded"], 6000,
+        "no task missing, none counted twice: {s}"
+    );
+    assert_eq!(s["http_status"], json!({ "200": 6000 }));
+    assert!(s["lost"]["shards"].as_u64().unwrap() >= 1, "{s}");
+    // At least once: the target may have seen the lost tasks twice, never fewer.
+    assert!(target.hits.load(Ordering::Relaxed) >= 6000);
+    let shards = done["shards"].as_array().unwrap();
+    let reclaimed: Vec<&Value> = shards.iter().filter(|s| s["attempt"] == 2).collect();
+    assert!(!reclaimed.is_empty(), "{}", done["shards"]);
+    assert!(
+        reclaimed.iter().all(|s| s["instance_id"] != "node3"),
+        "the lost shards ran on the live instances"
+    );
+    assert!(shards.iter().all(|s| s["status"] == "completed"));
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(fanout_test_backend = "postgres"),
+    ignore = "several instances on one PostgreSQL: run in the PostgreSQL pass"
+)]
+async fn an_async_batch_whose_instance_dies_after_the_202_completes_on_another() {
+    let Some(db) = database().await else { return };
+    let mut a = Node::start(&db, "a", &[]);
+    let b = Node::start(&db, "b", &[]);
+    let sleeps = |on_lost: Option<&str>| {
+        let mut batch = json!({ "return_exceptions": true, "jobs": [
+            { "kind": "sleep", "id": "one", "duration_ms": 800 },
+            { "kind": "sleep", "id": "two", "duration_ms": 800 },
+            { "kind": "sleep", "id": "quick", "duration_ms": 1 }
+        ]});
+        if let Some(v) = on_lost {
+            batch["on_lost"] = json!(v);
+        }
+        batch
+    };
+    let (_, rerun) = a.post(&sleeps(None), true).await;
+    let (_, interrupt) = a.post(&sleeps(Some("interrupt")), true).await;
+    // Long enough for the quick task's row to be written (writes are grouped every 100 ms).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    a.kill();
+
+    let rerun = b.finished(rerun["id"].as_str().unwrap()).await;
+    let interrupt = b.finished(interrupt["id"].as_str().unwrap()).await;
+
+    assert_eq!(rerun["status"], "completed", "{rerun}");
+    assert_eq!(rerun["summary"]["succeeded"], 3, "{rerun}");
+    let by_id: HashMap<&str, &Value> = rerun["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap(), t))
+        .collect();
+    assert_eq!(by_id["quick"]["status"], "succeeded");
+    assert!(by_id["one"]["output"]["slept_ms"].as_f64().unwrap() >= 800.0);
+    assert_eq!(rerun["shards"][0]["instance_id"], "b");
+    assert_eq!(rerun["shards"][0]["attempt"], 2);
+
+    assert_eq!(interrupt["status"], "interrupted", "{interrupt}");
+    let tasks = interrupt["results"].as_array().unwrap();
+    assert_eq!(tasks[2]["status"], "succeeded", "the ended task is kept");
+    assert_eq!(tasks[0]["status"], "interrupted");
+    assert_eq!(tasks[1]["status"], "interrupted");
+    assert_eq!(interrupt["summary"]["interrupted"], 2);
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(fanout_test_backend = "postgres"),
+    ignore = "several instances on one PostgreSQL: run in the PostgreSQL pass"
+)]
+async fn after_kill_9_and_a_restart_under_a_new_id_nothing_stays_running() {
+    let Some(db) = database().await else { return };
+    let mut old = Node::start(&db, "old-container", &[]);
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let mut batch = json!({ "jobs": [{ "kind": "sleep", "duration_ms": 30000 }] });
+        if n % 2 == 0 {
+            // Half of them end interrupted rather than run their 30 s again.
+            batch["on_lost"] = json!("interrupt");
+        } else {
+            batch["jobs"][0]["duration_ms"] = json!(300);
+            batch["jobs"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({ "kind": "sleep", "duration_ms": 30000 }));
+            batch["timeout_ms"] = json!(1000);
+        }
+        let (status, b) = old.post(&batch, true).await;
+        assert_eq!(status, 202);
+        ids.push(b["id"].as_str().unwrap().to_owned());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    old.kill();
+    let new = Node::start(&db, "new-container", &[]);
+
+    for id in &ids {
+        let b = new.finished(id).await;
+        assert_ne!(b["status"], "running", "{b}");
+        assert!(
+            b["shards"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["status"] != "running")
+        );
+    }
+    let list = new.get("/batches?status=running&limit=100").await;
+    assert_eq!(list["items"], json!([]), "{list}");
+}
