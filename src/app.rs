@@ -132,7 +132,8 @@ impl App {
         // Before anything records: the engine's handles bind to the recorder at first use.
         let metrics_handle = crate::metrics::install();
         crate::metrics::spawn_upkeep(metrics_handle.clone());
-        let store = store::open(&config.database_url, config.sqlite_sync).await?;
+        let store =
+            store::open(&config.database_url, config.sqlite_sync, config.stale_after).await?;
         // The files root is made if missing, so that file jobs work on a fresh checkout; if
         // it cannot be, file jobs say which folder to create (and find it once it exists).
         if let Err(e) = std::fs::create_dir_all(&config.files_root) {

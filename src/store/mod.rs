@@ -32,7 +32,14 @@ pub use sql::SqliteSync;
 pub use worker::shard_spec;
 
 /// Opens the store a `--database-url` names.
-pub async fn open(url: &str, sync: SqliteSync) -> Result<Arc<dyn Store>, StoreError> {
+/// `lease` is `--stale-after`: a transaction left open (its instance cut off from the
+/// database mid-write) is ended by PostgreSQL within half of it, so that the locks it holds do
+/// not keep its shards from being claimed again.
+pub async fn open(
+    url: &str,
+    sync: SqliteSync,
+    lease: std::time::Duration,
+) -> Result<Arc<dyn Store>, StoreError> {
     if url == "memory://" || url == "memory:" {
         return Ok(Arc::new(memory::MemoryStore::default()));
     }
@@ -45,7 +52,7 @@ pub async fn open(url: &str, sync: SqliteSync) -> Result<Arc<dyn Store>, StoreEr
             url.split('@').next_back().unwrap_or_default()
         )));
     }
-    let store = sql::SqlStore::open(url, sync).await?;
+    let store = sql::SqlStore::open(url, sync, lease).await?;
     tracing::info!(backend = store.backend(), "store ready, schema up to date");
     Ok(Arc::new(store))
 }

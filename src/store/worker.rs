@@ -90,7 +90,13 @@ impl Batches {
     async fn renew(&self) -> bool {
         let began = Instant::now();
         let until = Utc::now() + chrono::Duration::from_std(self.cluster.lease).unwrap_or_default();
-        let renewal = match self.store.renew(self.cluster.owner.clone(), until).await {
+        // Bounded: a store that does not answer (a partition) must not stall the loop that
+        // notices the leases are gone.
+        let asked = self.store.renew(self.cluster.owner.clone(), until);
+        let answered = tokio::time::timeout(self.cluster.lease / 3, asked)
+            .await
+            .unwrap_or_else(|_| Err(StoreError("the store did not answer in time".into())));
+        let renewal = match answered {
             Ok(r) => r,
             Err(e) => {
                 metrics::counter!("fanout_lease_renewals_failed_total").increment(1);
@@ -125,8 +131,10 @@ impl Batches {
             heartbeat_at: Utc::now(),
             running_shards: running,
         };
-        if let Err(e) = self.store.beat(me).await {
-            tracing::warn!(error = %e, "instance heartbeat failed");
+        match tokio::time::timeout(self.cluster.lease / 3, self.store.beat(me)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "instance heartbeat failed"),
+            Err(_) => tracing::warn!("instance heartbeat: the store did not answer in time"),
         }
         true
     }
@@ -145,11 +153,11 @@ impl Batches {
     async fn rescue(self: &Arc<Self>) {
         let now = Utc::now();
         let until = now + chrono::Duration::from_std(self.cluster.lease).unwrap_or_default();
-        match self
-            .store
-            .rescue(self.cluster.owner.clone(), now, until)
+        let asked = self.store.rescue(self.cluster.owner.clone(), now, until);
+        let answered = tokio::time::timeout(self.cluster.lease / 3, asked)
             .await
-        {
+            .unwrap_or_else(|_| Err(StoreError("the store did not answer in time".into())));
+        match answered {
             Ok(to_end) => {
                 for claimed in to_end {
                     metrics::counter!("fanout_shards_reclaimed_total").increment(1);
@@ -167,7 +175,11 @@ impl Batches {
             if self.engine.free() == 0 {
                 return;
             }
-            let share = match self.fair_share().await {
+            let asked = tokio::time::timeout(self.cluster.lease / 3, self.fair_share());
+            let share = match asked
+                .await
+                .unwrap_or_else(|_| Err(StoreError("the store did not answer in time".into())))
+            {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::debug!(error = %e, "cannot read the queue");

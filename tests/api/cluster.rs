@@ -16,7 +16,7 @@ use crate::helpers::{fresh_postgres, spawn_target, start_binary};
 struct Node {
     child: Child,
     base: String,
-    _logs: std::sync::mpsc::Receiver<String>,
+    logs: std::sync::mpsc::Receiver<String>,
 }
 
 impl Node {
@@ -33,11 +33,12 @@ impl Node {
         ];
         args.extend_from_slice(extra);
         let (child, base, logs) = start_binary(&args, &[]);
-        Node {
-            child,
-            base,
-            _logs: logs,
-        }
+        Node { child, base, logs }
+    }
+
+    /// Whether a log line so far says `what`.
+    fn logged(&self, what: &str) -> bool {
+        self.logs.try_iter().any(|line| line.contains(what))
     }
 
     /// SIGKILL: nothing of it runs after this, nothing is flushed.
@@ -329,4 +330,149 @@ async fn after_kill_9_and_a_restart_under_a_new_id_nothing_stays_running() {
     }
     let list = new.get("/batches?status=running&limit=100").await;
     assert_eq!(list["items"], json!([]), "{list}");
+}
+
+/// A TCP proxy on loopback between one instance and PostgreSQL that the test can turn into a
+/// black hole: while it is one, nothing is forwarded either way (bytes wait in the proxy) and
+/// connections stay open, as when a network drops packets without resetting anything.
+struct Partition {
+    port: u16,
+    dark: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Partition {
+    async fn start(to: std::net::SocketAddr) -> Partition {
+        use std::sync::atomic::AtomicBool;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let dark = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = dark.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(to).await else {
+                        return;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::join!(pipe(cr, sw, flag.clone()), pipe(sr, cw, flag));
+                });
+            }
+        });
+        Partition { port, dark }
+    }
+
+    fn cut(&self) {
+        self.dark.store(true, Ordering::SeqCst);
+    }
+
+    fn heal(&self) {
+        self.dark.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Copies one direction, holding every byte back while the link is dark.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    dark: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        while dark.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while dark.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+// Several threads: starting a binary blocks the test's thread while the binary connects
+// through the proxy, which runs on the test's runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(fanout_test_backend = "postgres"),
+    ignore = "several instances on one PostgreSQL: run in the PostgreSQL pass"
+)]
+async fn an_instance_cut_off_from_the_database_loses_its_shards_and_its_late_writes_change_nothing()
+{
+    let Some(db) = database().await else { return };
+    let mut url = url::Url::parse(&db).unwrap();
+    let pg = std::net::SocketAddr::new(
+        url.host_str().unwrap().parse().unwrap(),
+        url.port().unwrap_or(5432),
+    );
+    let partition = Partition::start(pg).await;
+    url.set_port(Some(partition.port)).unwrap();
+    let target = spawn_target().await;
+    let shard = ["--shard-size", "500"];
+    let cut_off = Node::start(url.as_str(), "cut-off", &shard);
+    let other = Node::start(&db, "connected", &shard);
+    let run = json!({ "jobs": [{ "kind": "http", "url": format!("{}/hello", target.base) }],
+        "load": { "repeat": 6000, "rate_per_s": 1000 }, "concurrency": 24, "results": "errors" });
+    let (status, accepted) = other.post(&run, true).await;
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["id"].as_str().unwrap().to_owned();
+    let mut held = false;
+    for _ in 0..100 {
+        let b = other.get(&format!("/batches/{id}")).await;
+        held = b["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["instance_id"] == "cut-off" && s["status"] == "running");
+        if held {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(held, "the instance behind the proxy runs part of the load");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    partition.cut();
+    let done = other.finished(&id).await;
+    partition.heal();
+    // Its writes held back during the partition now reach the database, and are refused.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = other.get(&format!("/batches/{id}")).await;
+
+    assert_eq!(done["status"], "completed", "{done}");
+    let s = &done["summary"];
+    assert_eq!(s["tasks"], 6000);
+    assert_eq!(s["succeeded"], 6000, "{s}");
+    assert!(s["lost"]["shards"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(
+        after["summary"], done["summary"],
+        "late writes changed nothing"
+    );
+    assert_eq!(after["shards"], done["shards"]);
+    assert!(
+        done["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["attempt"] == 2)
+            .all(|s| s["instance_id"] == "connected"),
+        "{}",
+        done["shards"]
+    );
+    assert!(
+        cut_off.logged("stopping every shard held here"),
+        "the cut-off instance noticed it lost its leases and stopped its copy"
+    );
+    let seen = cut_off.get("/instances").await;
+    assert!(
+        seen["items"].is_array(),
+        "the cut-off instance serves again: {seen}"
+    );
 }

@@ -173,7 +173,7 @@ impl SqlDb {
     }
 
     /// Connects, creating an SQLite file if missing, and brings the schema up to date.
-    pub async fn open(url: &str, sync: SqliteSync) -> Result<SqlDb, StoreError> {
+    pub async fn open(url: &str, sync: SqliteSync, lease: Duration) -> Result<SqlDb, StoreError> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         let url = if sqlite && !url.contains("mode=") {
@@ -189,6 +189,7 @@ impl SqlDb {
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;"
             }
         };
+        let stuck_ms = (lease.as_millis() / 2).max(500) as u64;
         let connect = |max: u32| {
             AnyPoolOptions::new()
                 .max_connections(if sqlite { max.min(4) } else { max })
@@ -197,6 +198,14 @@ impl SqlDb {
                     Box::pin(async move {
                         if conn.backend_name().eq_ignore_ascii_case("sqlite") {
                             conn.execute(pragmas).await?;
+                        } else {
+                            // No transaction here waits on this process for long; one that
+                            // does has lost its process (or its link), and the shard rows it
+                            // locked must not wait for it.
+                            conn.execute(AssertSqlSafe(format!(
+                                "SET idle_in_transaction_session_timeout = {stuck_ms}"
+                            )))
+                            .await?;
                         }
                         Ok(())
                     })

@@ -55,8 +55,12 @@ pub struct SqlStore {
 
 impl SqlStore {
     /// Connects, creating an SQLite file if missing, and brings the schema up to date.
-    pub async fn open(url: &str, sync: SqliteSync) -> Result<SqlStore, StoreError> {
-        let db = Arc::new(SqlDb::open(url, sync).await?);
+    pub async fn open(
+        url: &str,
+        sync: SqliteSync,
+        lease: std::time::Duration,
+    ) -> Result<SqlStore, StoreError> {
+        let db = Arc::new(SqlDb::open(url, sync, lease).await?);
         let queued = (db.backend() == "postgres").then(|| shards::listen(url.to_owned()));
         Ok(SqlStore {
             writer: Writer::start(db.clone()),
@@ -203,7 +207,9 @@ mod tests {
     async fn a_stale_attempts_late_write_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("fence.db").display());
-        let store = SqlStore::open(&url, SqliteSync::Normal).await.unwrap();
+        let store = SqlStore::open(&url, SqliteSync::Normal, std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
         let limits = crate::config::Config::defaults().limits();
         let spec = parse_batch(br#"{"jobs":[{"kind":"sleep","duration_ms":1}]}"#, &limits).unwrap();
         let a_copy = Batch::new(uuid::Uuid::now_v7(), &spec, NO_METER);
