@@ -151,6 +151,13 @@ impl App {
                     source,
                 })?;
         let shared = config.database_url.starts_with("postgres");
+        if !shared && config.role != crate::config::Role::All {
+            return Err(StartError::Config(format!(
+                "--role {} needs a store other instances share (--database-url postgres://...): \
+                 on SQLite or memory:// one instance accepts and runs everything",
+                config.role.name()
+            )));
+        }
         let cluster = Cluster {
             role: config.role,
             owner: Owner {
@@ -237,6 +244,16 @@ impl App {
         tracing::info!(
             "fanout listening on http://{addr} (API docs at http://{addr}/docs, OpenAPI at http://{addr}/openapi.json)"
         );
+        let cluster = self.state.batches.cluster();
+        if cluster.shared {
+            tracing::info!(
+                instance_id = %cluster.owner.instance_id,
+                role = cluster.role.name(),
+                lease_ms = cluster.lease.as_millis() as u64,
+                shard_size = cluster.shard_size,
+                "sharing work on PostgreSQL with the instances at GET /instances"
+            );
+        }
         let state = self.state.clone();
         let grace = self.grace;
         // While draining the listener stays open: new batches get 503, /readyz says 503 so a

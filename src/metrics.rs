@@ -64,6 +64,32 @@ fn describe() {
         Unit::Seconds,
         "API request latency to the response head, by route and method"
     );
+    describe_counter!(
+        "fanout_shards_claimed_total",
+        "Shards this instance claimed (first claims and claims again after a loss)"
+    );
+    describe_counter!(
+        "fanout_shards_reclaimed_total",
+        "Shards this instance claimed after another instance lost them (to run or to end)"
+    );
+    describe_counter!(
+        "fanout_shards_lost_total",
+        "Shards this instance was running when it lost their lease"
+    );
+    describe_counter!(
+        "fanout_lease_renewals_failed_total",
+        "Lease renewals that failed or timed out"
+    );
+    describe_histogram!(
+        "fanout_shard_claim_latency_seconds",
+        Unit::Seconds,
+        "From a shard joining the queue to this instance claiming it"
+    );
+    describe_histogram!(
+        "fanout_claim_statement_seconds",
+        Unit::Seconds,
+        "How long one claim statement took"
+    );
 }
 
 const KINDS: [Kind; 3] = [Kind::Http, Kind::Sleep, Kind::File];

@@ -306,6 +306,7 @@ impl Batches {
                 _ = &mut written => {}
                 _ = run.lost.cancelled() => {
                     // Another instance runs it now: stop this copy (its writes are refused).
+                    metrics::counter!("fanout_shards_lost_total").increment(1);
                     tracing::warn!(batch_id = %batch.id, shard = run.index, "stopping a shard whose lease was lost");
                     batch.stop(StopReason::Interrupted);
                     written.await;

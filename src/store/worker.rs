@@ -114,7 +114,6 @@ impl Batches {
                 // A shard claimed since this renewal began is not in its answer yet.
                 if !still && h.since < began {
                     tracing::warn!(batch_id = %key.0, shard = key.1, "lease lost: another instance holds the shard");
-                    metrics::counter!("fanout_shards_lost_total").increment(1);
                     h.run.lost.cancel();
                 }
                 if renewal.cancelled.contains(&key.0) {

@@ -476,3 +476,118 @@ async fn an_instance_cut_off_from_the_database_loses_its_shards_and_its_late_wri
         "the cut-off instance serves again: {seen}"
     );
 }
+
+#[tokio::test]
+#[cfg_attr(
+    not(fanout_test_backend = "postgres"),
+    ignore = "several instances on one PostgreSQL: run in the PostgreSQL pass"
+)]
+async fn an_api_instance_accepts_and_a_worker_runs() {
+    let Some(db) = database().await else { return };
+    let api = Node::start(&db, "front", &["--role", "api"]);
+    let worker = Node::start(&db, "back", &["--role", "worker"]);
+
+    let (status, b) = api
+        .post(&json!({ "jobs": [{ "kind": "sleep", "duration_ms": 20 }, { "kind": "sleep", "duration_ms": 10 }] }), false)
+        .await;
+
+    assert_eq!(status, 201, "{b}");
+    assert_eq!(b["status"], "completed", "{b}");
+    assert_eq!(b["shards"][0]["instance_id"], "back");
+    assert_eq!(b["results"][1]["status"], "succeeded");
+    let res = reqwest::get(format!("{}/batches", worker.base))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404, "a worker serves no API");
+    let res = reqwest::get(format!("{}/readyz", worker.base))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let metrics = reqwest::get(format!("{}/metrics", worker.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("fanout_shards_claimed_total 1"),
+        "{metrics}"
+    );
+    let roles: HashSet<(String, String)> = api.get("/instances").await["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["instance_id"].as_str().unwrap().into(),
+                i["role"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(roles.contains(&("front".into(), "api".into())), "{roles:?}");
+    assert!(
+        roles.contains(&("back".into(), "worker".into())),
+        "{roles:?}"
+    );
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(fanout_test_backend = "postgres"),
+    ignore = "several instances on one PostgreSQL: run in the PostgreSQL pass"
+)]
+async fn a_delete_reaches_every_shard_wherever_it_runs() {
+    let Some(db) = database().await else { return };
+    let target = spawn_target().await;
+    let shard = ["--shard-size", "100"];
+    let a = Node::start(&db, "a", &shard);
+    let _b = Node::start(&db, "b", &shard);
+    // 600 requests at 10 a second: six shards, a minute of work, spread over both.
+    let run = json!({ "jobs": [{ "kind": "http", "url": format!("{}/hello", target.base) }],
+        "load": { "repeat": 600, "rate_per_s": 10 }, "concurrency": 6, "results": "none" });
+    let (_, accepted) = a.post(&run, true).await;
+    let id = accepted["id"].as_str().unwrap().to_owned();
+    for _ in 0..100 {
+        let b = a.get(&format!("/batches/{id}")).await;
+        if instances_of(&b).len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let res = reqwest::Client::new()
+        .delete(format!("{}/batches/{id}", a.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.status() == 200 || res.status() == 202,
+        "{}",
+        res.status()
+    );
+    let done = a.finished(&id).await;
+
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert_eq!(instances_of(&done).len(), 2, "{}", done["shards"]);
+    let shards = done["shards"].as_array().unwrap();
+    assert!(
+        shards.iter().all(|s| s["status"] == "cancelled"),
+        "{}",
+        done["shards"]
+    );
+    let s = &done["summary"];
+    assert_eq!(s["tasks"], 600);
+    assert_eq!(s["pending"], 0);
+    let ended = [
+        "succeeded",
+        "failed",
+        "timed_out",
+        "cancelled",
+        "interrupted",
+    ]
+    .iter()
+    .map(|k| s[k].as_u64().unwrap())
+    .sum::<u64>();
+    assert_eq!(ended, 600, "{s}");
+    assert!(s["cancelled"].as_u64().unwrap() > 500, "{s}");
+}

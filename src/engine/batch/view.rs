@@ -67,7 +67,9 @@ pub struct BatchView<'a> {
     /// wait: indices of the tasks not ended yet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending: Option<Vec<u32>>,
-    /// Where its work runs: one shard, or a load run's shards (see `--shard-size`).
+    /// Where its work runs: one shard, or a load run's shards (see `--shard-size`). Not in
+    /// `GET /batches` lists.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardInfo>,
 }
 
