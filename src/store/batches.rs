@@ -53,6 +53,19 @@ pub struct Cluster {
     pub limits: Arc<Limits>,
 }
 
+/// How many shards a load run is cut into: at least `needed`, and, when its concurrency allows,
+/// a divisor of it, so that every shard gets the same share. Shards that share unevenly end
+/// unevenly: with 64 slots over 30 shards of 10,000 tasks, the four with 3 slots ended at
+/// 2.4 s and the 26 with 2 at 3.3 s, the run's last second at a fraction of its concurrency.
+fn shard_count(needed: usize, concurrency: usize) -> usize {
+    if concurrency <= needed {
+        return needed;
+    }
+    (needed..=concurrency)
+        .find(|n| concurrency.is_multiple_of(*n))
+        .unwrap_or(needed)
+}
+
 /// A shard this process runs.
 pub(super) struct Held {
     pub batch: Arc<Batch>,
@@ -123,7 +136,7 @@ impl Batches {
         if !(self.cluster.shared && spec.load.is_load && tasks > size) {
             return vec![tasks as u64];
         }
-        let count = tasks.div_ceil(size);
+        let count = shard_count(tasks.div_ceil(size), spec.concurrency);
         (0..count)
             .map(|i| Stripe::shard(i, count).tasks_of(tasks) as u64)
             .collect()
@@ -418,5 +431,20 @@ impl Batches {
     /// Waits for the store's last commit (after the engine stopped the batches).
     pub async fn flush(&self) {
         self.store.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shard_count;
+
+    #[test]
+    fn shards_share_the_concurrency_evenly_when_they_can() {
+        assert_eq!(shard_count(30, 64), 32);
+        assert_eq!(shard_count(3, 64), 4);
+        assert_eq!(shard_count(12, 24), 12);
+        assert_eq!(shard_count(7, 10), 10);
+        assert_eq!(shard_count(30, 16), 30, "fewer slots than shards: one each");
+        assert_eq!(shard_count(1, 64), 1);
     }
 }

@@ -60,6 +60,11 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Ok(batch)))
     }
 
+    fn is_finished(&self, id: Uuid) -> BoxFuture<'_, Result<Option<bool>, StoreError>> {
+        let finished = self.state.lock().batches.get(&id).map(|b| b.is_finished());
+        Box::pin(std::future::ready(Ok(finished)))
+    }
+
     fn list(&self, filter: ListFilter) -> BoxFuture<'_, Result<Vec<Arc<Batch>>, StoreError>> {
         let st = self.state.lock();
         let mut found: Vec<&Arc<Batch>> =

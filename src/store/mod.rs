@@ -209,6 +209,9 @@ pub trait Store: Send + Sync + 'static {
     /// A batch as stored.
     fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>>;
 
+    /// Whether a batch has finished (`None`: no such batch): a cheap read for polling.
+    fn is_finished(&self, id: Uuid) -> BoxFuture<'_, Result<Option<bool>, StoreError>>;
+
     /// Batches without their tasks, newest first.
     fn list(&self, filter: ListFilter) -> BoxFuture<'_, Result<Vec<Arc<Batch>>, StoreError>>;
 

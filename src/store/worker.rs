@@ -23,7 +23,7 @@ use crate::request::parse_batch;
 /// How often an idle worker looks for queued shards when nothing wakes it.
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// How often a waiting client's batch, run elsewhere, is read again.
-const WAIT_POLL: Duration = Duration::from_millis(200);
+const WAIT_POLL: Duration = Duration::from_millis(50);
 
 impl Batches {
     /// Renewals, heartbeats and the rescuer; with the worker role, the claimer too. Until
@@ -174,26 +174,36 @@ impl Batches {
             if self.engine.free() == 0 {
                 return;
             }
-            let asked = tokio::time::timeout(self.cluster.lease / 3, self.fair_share());
-            let share = match asked
-                .await
-                .unwrap_or_else(|_| Err(StoreError("the store did not answer in time".into())))
-            {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot read the queue");
+            // A worker holding nothing may always take one: an idle worker's poll is then
+            // the claim statement alone.
+            let held = self.held.lock().len() as u64;
+            let mut room = 1;
+            if held > 0 {
+                let asked = tokio::time::timeout(self.cluster.lease / 3, self.fair_share());
+                let share = match asked
+                    .await
+                    .unwrap_or_else(|_| Err(StoreError("the store did not answer in time".into())))
+                {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot read the queue");
+                        return;
+                    }
+                };
+                tracing::trace!(share, held, "claim round");
+                if held >= share {
                     return;
                 }
-            };
-            let held = self.held.lock().len() as u64;
-            tracing::trace!(share, held, "claim round");
-            if held >= share {
-                return;
+                room = (share - held) as usize;
             }
             let until =
                 Utc::now() + chrono::Duration::from_std(self.cluster.lease).unwrap_or_default();
             let began = Instant::now();
-            let claimed = match self.store.claim(self.cluster.owner.clone(), until, 1).await {
+            let claimed = match self
+                .store
+                .claim(self.cluster.owner.clone(), until, room)
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "claiming shards failed");
@@ -328,9 +338,13 @@ impl Batches {
     /// it is gone.
     pub async fn wait_finished(&self, id: Uuid) -> Result<Option<Arc<Batch>>, StoreError> {
         loop {
-            match self.get(id).await? {
-                Some(b) if b.is_finished() => return Ok(Some(b)),
-                Some(_) => tokio::time::sleep(WAIT_POLL).await,
+            let here = self.live.read().get(&id).cloned();
+            if let Some(b) = here {
+                b.finished().await;
+            }
+            match self.store.is_finished(id).await? {
+                Some(true) => return self.get(id).await,
+                Some(false) => tokio::time::sleep(WAIT_POLL).await,
                 None => return Ok(None),
             }
         }

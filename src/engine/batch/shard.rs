@@ -64,8 +64,8 @@ pub struct Checkpoint {
     pub started: u64,
     /// Tasks ended so far.
     pub ended: u64,
-    /// Which tasks ended, one bit each (base64), when the stored task rows do not say it
-    /// (a load run that stores only some of its tasks).
+    /// Which tasks ended, one bit each (base64), whenever `acc` is there: the tasks its
+    /// totals cover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_bits: Option<String>,
     /// The summary's totals, when the rows cannot rebuild them (as above), and for a shard
@@ -144,10 +144,17 @@ impl Batch {
                 .as_ref()
                 .and_then(|c| c.ended_bits.as_deref())
                 .map(|b| base64_to_bits(b, len));
+            // With totals from the checkpoint, only the tasks it covers count as ended; a row
+            // written after it is of a task that runs again.
+            let covered = |i: usize| {
+                bits.as_ref()
+                    .is_none_or(|b| b.get(i).copied().unwrap_or(false))
+            };
             let mut rows: Vec<TaskRecord> = prior
                 .rows
                 .into_iter()
                 .filter(|t| (t.index as usize) < len && t.status.is_finished())
+                .filter(|t| covered(t.index as usize))
                 .collect();
             rows.sort_by_key(|t| t.seq);
             let acc = prior.checkpoint.and_then(|c| c.acc);

@@ -88,6 +88,10 @@ impl Store for SqlStore {
         self.db.load(id)
     }
 
+    fn is_finished(&self, id: Uuid) -> BoxFuture<'_, Result<Option<bool>, StoreError>> {
+        Box::pin(self.db.is_finished(id))
+    }
+
     fn list(&self, filter: ListFilter) -> BoxFuture<'_, Result<Vec<Arc<Batch>>, StoreError>> {
         self.db.list(filter)
     }

@@ -185,6 +185,17 @@ impl SqlDb {
         Ok(row.try_get::<i64, _>("n")?.max(0) as u64)
     }
 
+    pub async fn is_finished(&self, id: Uuid) -> Result<Option<bool>, StoreError> {
+        let row = sqlx::query("SELECT finished_at FROM batches WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get::<Option<String>, _>("finished_at")?.is_some()),
+            None => None,
+        })
+    }
+
     pub async fn release(&self, batch: Uuid, index: u32, attempt: u64) -> Result<(), StoreError> {
         // The claim did not count: the attempt goes back too, so a later claim is not taken
         // for a loss.

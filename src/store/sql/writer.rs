@@ -149,19 +149,26 @@ async fn write_loop(
         let mut marks = Vec::new();
         let now = std::time::Instant::now();
         for (i, t) in followed.iter().enumerate() {
+            // A checkpoint at least once a second, and at the end: what a run that claims
+            // the shard again starts from. Taken before the changes, so that every task it
+            // says ended has its row in this save or an earlier one.
+            let due = t.checkpointed.is_none_or(|at| now - at >= CHECKPOINT_EVERY);
+            let sharded = t.run.count > 1;
+            let mut checkpoint = due.then(|| t.batch.checkpoint(sharded));
             let Changes {
                 tasks,
                 ended: upto,
                 meta,
             } = t.batch.changes_since(t.written);
             let finished = meta.finished_at.is_some();
-            // A checkpoint at least once a second, and at the end: what a run that claims
-            // the shard again starts from.
-            let due = finished || t.checkpointed.is_none_or(|at| now - at >= CHECKPOINT_EVERY);
+            if finished {
+                // Nothing changes any more: the last checkpoint is complete.
+                checkpoint = Some(t.batch.checkpoint(sharded));
+            }
+            let due = checkpoint.is_some();
             if tasks.is_empty() && !due && t.status == Some(meta.status) {
                 continue;
             }
-            let checkpoint = due.then(|| t.batch.checkpoint(t.run.count > 1));
             marks.push((i, upto, meta.status, finished, due));
             saves.push(Save {
                 batch: t.batch.clone(),
