@@ -34,6 +34,9 @@ pub struct Batches {
     pub(super) held: parking_lot::Mutex<HashMap<(Uuid, u32), Held>>,
     /// Wakes this instance's claimer (a batch it accepted queued shards).
     pub(super) wake: tokio::sync::Notify,
+    /// Shards whose run here stopped because their lease was taken for lost, (batch, shard,
+    /// attempt): the next renewal lets their leases run out rather than renew them.
+    pub(super) abandoned: parking_lot::Mutex<Vec<(Uuid, u32, u64)>>,
 }
 
 /// How this instance shares work with the others on its store.
@@ -121,6 +124,7 @@ impl Batches {
             cluster,
             held: Default::default(),
             wake: tokio::sync::Notify::new(),
+            abandoned: Default::default(),
         })
     }
 
@@ -320,6 +324,9 @@ impl Batches {
                 _ = run.lost.cancelled() => {
                     // Another instance runs it now: stop this copy (its writes are refused).
                     metrics::counter!("fanout_shards_lost_total").increment(1);
+                    if let Some(this) = this.upgrade() {
+                        this.abandoned.lock().push((batch.id, run.index, run.attempt));
+                    }
                     tracing::warn!(batch_id = %batch.id, shard = run.index, "stopping a shard whose lease was lost");
                     batch.stop(StopReason::Interrupted);
                     written.await;

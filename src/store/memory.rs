@@ -111,6 +111,16 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Ok(Vec::new())))
     }
 
+    fn abandon(
+        &self,
+        _owner: Owner,
+        _batch: Uuid,
+        _index: u32,
+        _attempt: u64,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     fn release(
         &self,
         _batch: Uuid,

@@ -244,6 +244,16 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<Claimed>, StoreError>>;
 
+    /// Lets a lease this process holds run out now: its run here was stopped (the lease was
+    /// taken for lost), so the rescuer gives the shard to another attempt.
+    fn abandon(
+        &self,
+        owner: Owner,
+        batch: Uuid,
+        index: u32,
+        attempt: u64,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
     /// Gives back a claimed shard this process cannot run after all.
     fn release(
         &self,

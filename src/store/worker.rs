@@ -104,6 +104,19 @@ impl Batches {
                 return false;
             }
         };
+        // Leases renewed by owner cover the shards stopped here too: let those run out.
+        let abandoned = std::mem::take(&mut *self.abandoned.lock());
+        for (i, &(batch, index, attempt)) in abandoned.iter().enumerate() {
+            let owner = self.cluster.owner.clone();
+            let asked = self.store.abandon(owner, batch, index, attempt);
+            match tokio::time::timeout(self.cluster.lease / 3, asked).await {
+                Ok(Ok(())) => {}
+                _ => {
+                    self.abandoned.lock().extend_from_slice(&abandoned[i..]);
+                    break;
+                }
+            }
+        }
         let running = {
             let held = self.held.lock();
             for (key, h) in held.iter() {
@@ -112,7 +125,8 @@ impl Batches {
                     .iter()
                     .any(|&(b, i, a)| (b, i) == *key && a == h.run.attempt);
                 // A shard claimed since this renewal began is not in its answer yet.
-                if !still && h.since < began {
+                // A run that has ended holds nothing to renew (its last write ended the lease).
+                if !still && h.since < began && !h.batch.is_finished() {
                     tracing::warn!(batch_id = %key.0, shard = key.1, "lease lost: another instance holds the shard");
                     h.run.lost.cancel();
                 }

@@ -128,6 +128,16 @@ impl Store for SqlStore {
         Box::pin(self.db.claim(owner, lease_until, limit))
     }
 
+    fn abandon(
+        &self,
+        owner: Owner,
+        batch: Uuid,
+        index: u32,
+        attempt: u64,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.db.abandon(owner, batch, index, attempt))
+    }
+
     fn release(
         &self,
         batch: Uuid,

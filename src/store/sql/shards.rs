@@ -196,6 +196,27 @@ impl SqlDb {
         })
     }
 
+    pub async fn abandon(
+        &self,
+        owner: Owner,
+        batch: Uuid,
+        index: u32,
+        attempt: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE shards SET lease_until = $1 WHERE batch_id = $2 AND idx = $3 AND attempt = $4 \
+             AND owner = $5 AND status = 'running'",
+        )
+        .bind(ts(&(Utc::now() - chrono::Duration::seconds(1))))
+        .bind(batch.to_string())
+        .bind(i64::from(index))
+        .bind(attempt as i64)
+        .bind(owner.token)
+        .execute(&self.control)
+        .await?;
+        Ok(())
+    }
+
     pub async fn release(&self, batch: Uuid, index: u32, attempt: u64) -> Result<(), StoreError> {
         // The claim did not count: the attempt goes back too, so a later claim is not taken
         // for a loss.

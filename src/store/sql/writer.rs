@@ -148,6 +148,14 @@ async fn write_loop(
         let mut saves = Vec::new();
         let mut marks = Vec::new();
         let now = std::time::Instant::now();
+        for t in followed.iter_mut().filter(|t| t.run.lost.is_cancelled()) {
+            // Its lease is gone (another attempt holds the shard, or may by now): whatever
+            // this copy did since is not written, not even how it stopped.
+            if let Some(all_written) = t.all_written.take() {
+                let _ = all_written.send(());
+            }
+        }
+        followed.retain(|t| t.all_written.is_some());
         for (i, t) in followed.iter().enumerate() {
             // A checkpoint at least once a second, and at the end: what a run that claims
             // the shard again starts from. Taken before the changes, so that every task it
