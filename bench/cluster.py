@@ -37,37 +37,11 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from load import free_port, start_nginx  # noqa: E402  (the same nginx target as bench/load.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DB = "fanout_bench_cluster"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_nginx(tmp):
-    port = free_port()
-    conf = os.path.join(tmp, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {tmp};
-  proxy_temp_path {tmp};
-  fastcgi_temp_path {tmp};
-  uwsgi_temp_path {tmp};
-  scgi_temp_path {tmp};
-  server {{ listen 127.0.0.1:{port}; location / {{ return 200 "ok"; }} }}
-}}
-""")
-    subprocess.run(["nginx", "-c", conf], check=True)
-    return port
 
 
 def psql(admin, sql, db=None):
@@ -245,7 +219,7 @@ def main():
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "fanout"))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        target = start_nginx(tmp)
+        target, conf = start_nginx(tmp)
         try:
             print(f"# bench/cluster.py, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores")
             throughput(args, target, tmp)
@@ -253,7 +227,7 @@ def main():
             recovery(args, target, tmp)
             idle_cost(args, tmp)
         finally:
-            subprocess.run(["nginx", "-c", os.path.join(tmp, "nginx.conf"), "-s", "stop"], check=False)
+            subprocess.run(["nginx", "-c", conf, "-s", "stop"], check=False)
             psql(args.pg, f"DROP DATABASE IF EXISTS {DB}")
 
 

@@ -116,8 +116,7 @@ impl SqlDb {
                 .and_then(|c| serde_json::from_str(&c).ok());
             let checkpoint_at = parse_ts(row.try_get("checkpoint_at")?);
             let stripe = Stripe::shard(info.index as usize, count as usize);
-            let rows = self
-                .shard_rows(&batch_id, info.index, count)
+            let rows = shard_rows(&self.control, &batch_id, info.index, count)
                 .await?
                 .into_iter()
                 .filter_map(|mut t| {
@@ -156,25 +155,6 @@ impl SqlDb {
             });
         }
         Ok(claimed)
-    }
-
-    /// A shard's stored task rows, under the batch's task numbers.
-    async fn shard_rows(
-        &self,
-        batch_id: &str,
-        index: u32,
-        count: u32,
-    ) -> Result<Vec<TaskRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT idx, job_id, kind, status, attempts, seq, output, error_code, error_message, queued_ms, \
-             started_at, finished_at, duration_ms, warmup FROM tasks WHERE batch_id = $1 AND idx % $2 = $3",
-        )
-        .bind(batch_id.to_owned())
-        .bind(i64::from(count))
-        .bind(i64::from(index))
-        .fetch_all(&self.control)
-        .await?;
-        rows.iter().map(task_record).collect()
     }
 
     pub async fn active_shards(&self) -> Result<u64, StoreError> {
@@ -501,9 +481,7 @@ impl SqlDb {
                 None => {
                     // A one-shard batch keeps every task's row: its totals are those rows.
                     let mut acc = SummaryAcc::new(shard.tasks);
-                    let rows = self
-                        .shard_rows_in(tx, &id.to_string(), shard.index, count)
-                        .await?;
+                    let rows = shard_rows(&mut **tx, &id.to_string(), shard.index, count).await?;
                     for t in rows.iter().filter(|t| t.status.is_finished()) {
                         acc.record_stored(t);
                     }
@@ -549,25 +527,26 @@ impl SqlDb {
         tracing::info!(batch_id = %id, shards = shards.len(), status = ?status, "sharded batch closed");
         Ok(())
     }
+}
 
-    async fn shard_rows_in(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-        batch_id: &str,
-        index: u32,
-        count: u32,
-    ) -> Result<Vec<TaskRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT idx, job_id, kind, status, attempts, seq, output, error_code, error_message, queued_ms, \
-             started_at, finished_at, duration_ms, warmup FROM tasks WHERE batch_id = $1 AND idx % $2 = $3",
-        )
-        .bind(batch_id.to_owned())
-        .bind(i64::from(count))
-        .bind(i64::from(index))
-        .fetch_all(&mut **tx)
-        .await?;
-        rows.iter().map(task_record).collect()
-    }
+/// A shard's stored task rows, under the batch's task numbers (task `g` of shard `index` of
+/// `count`: `g % count == index`).
+async fn shard_rows<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    batch_id: &str,
+    index: u32,
+    count: u32,
+) -> Result<Vec<TaskRecord>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT idx, job_id, kind, status, attempts, seq, output, error_code, error_message, queued_ms, \
+         started_at, finished_at, duration_ms, warmup FROM tasks WHERE batch_id = $1 AND idx % $2 = $3",
+    )
+    .bind(batch_id.to_owned())
+    .bind(i64::from(count))
+    .bind(i64::from(index))
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(task_record).collect()
 }
 
 fn shard_info(row: &AnyRow) -> Result<ShardInfo, StoreError> {
