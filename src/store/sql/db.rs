@@ -316,6 +316,29 @@ pub(super) fn task_record(row: &AnyRow) -> Result<TaskRecord, StoreError> {
     })
 }
 
+/// A save's fence row: batch, shard, attempt, owner, then what it writes on the shard row:
+/// status, finished_at, checkpoint (as text), checkpoint_at, started_at.
+fn fence_row(save: &super::Save, now: &str) -> serde_json::Value {
+    let meta = &save.meta;
+    let status = match (meta.finished_at, meta.status) {
+        (None, _) => "running",
+        (Some(_), BatchStatus::Cancelled) => "cancelled",
+        (Some(_), BatchStatus::Interrupted) => "interrupted",
+        (Some(_), _) => "completed",
+    };
+    serde_json::json!([
+        save.batch.id.to_string(),
+        save.run.index,
+        save.run.attempt,
+        save.run.owner,
+        status,
+        meta.finished_at.as_ref().map(ts),
+        save.checkpoint.as_ref().map(json),
+        save.checkpoint.as_ref().map(|_| now),
+        meta.started_at.as_ref().map(ts),
+    ])
+}
+
 /// What one transaction of the writer did.
 pub struct Written {
     /// Each insert's outcome, in order.
@@ -332,6 +355,7 @@ impl SqlDb {
             let now = ts(&Utc::now());
             let mut inserted = Vec::with_capacity(writes.inserts.len());
             let mut queued = false;
+            let mut new_shards = Vec::new();
             for b in writes.inserts {
                 // DO NOTHING rather than an error, so that a taken key does not abort the
                 // other writes of this transaction.
@@ -363,34 +387,63 @@ impl SqlDb {
                     continue;
                 }
                 inserted.push(Inserted::New);
+                let claimed = b.claimed.as_ref().filter(|_| b.shards.len() == 1);
+                queued |= claimed.is_none();
                 for (index, tasks) in b.shards.iter().enumerate() {
-                    let claimed = b.claimed.as_ref().filter(|_| b.shards.len() == 1);
-                    queued |= claimed.is_none();
-                    sqlx::query(
-                        "INSERT INTO shards (batch_id, idx, tasks, status, instance_id, owner, attempt, lease_until, started_at, queued_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                    )
-                    .bind(b.id.to_string())
-                    .bind(index as i64)
-                    .bind(*tasks as i64)
-                    .bind(if claimed.is_some() { "running" } else { "queued" })
-                    .bind(claimed.map(|_| b.instance_id.clone()))
-                    .bind(claimed.map(|c| c.0.clone()))
-                    .bind(i64::from(claimed.is_some()))
-                    .bind(claimed.map(|c| ts(&c.1)))
-                    // Set by its run's first write: when its first task started.
-                    .bind(None::<String>)
-                    .bind(now.clone())
+                    // Its started_at is set by its run's first write: when its first task
+                    // started.
+                    new_shards.push(serde_json::json!([
+                        b.id.to_string(),
+                        index,
+                        tasks,
+                        if claimed.is_some() {
+                            "running"
+                        } else {
+                            "queued"
+                        },
+                        claimed.map(|_| b.instance_id.clone()),
+                        claimed.map(|c| c.0.clone()),
+                        i64::from(claimed.is_some()),
+                        claimed.map(|c| ts(&c.1)),
+                        now.clone(),
+                    ]));
+                }
+            }
+            // Every new shard of this turn in one statement, as task rows are written.
+            if !new_shards.is_empty() {
+                sqlx::query(AssertSqlSafe(self.insert_shards_sql()))
+                    .bind(serde_json::Value::Array(new_shards).to_string())
                     .execute(&mut *tx)
                     .await?;
-                }
             }
             if queued {
                 self.notify_queued(&mut tx).await?;
             }
+            // The fence, for every save of this turn in one statement: a shard's row changes
+            // only for the attempt that holds it, and the rest of its save is written only if
+            // it did. The rows stay locked until the commit, so a claim (SKIP LOCKED) cannot
+            // take a shard over in between.
+            let fences: Vec<serde_json::Value> = writes
+                .saves
+                .iter()
+                .map(|save| fence_row(save, &now))
+                .collect();
+            let held: std::collections::HashSet<(String, i64)> = if fences.is_empty() {
+                Default::default()
+            } else {
+                sqlx::query(AssertSqlSafe(self.fence_sql()))
+                    .bind(serde_json::Value::Array(fences).to_string())
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .filter_map(|r| Some((r.try_get("batch_id").ok()?, r.try_get("idx").ok()?)))
+                    .collect()
+            };
             let mut fenced = Vec::new();
             for (position, save) in writes.saves.into_iter().enumerate() {
-                if !self.save(&mut tx, save, &now).await? {
+                if held.contains(&(save.batch.id.to_string(), i64::from(save.run.index))) {
+                    self.save(&mut tx, save, &now).await?;
+                } else {
                     fenced.push(position);
                 }
             }
@@ -399,49 +452,61 @@ impl SqlDb {
         })
     }
 
-    /// One shard's progress, in the writer's transaction: written only while its attempt
-    /// holds the shard (returns false, having written nothing, once another does).
+    /// New shard rows, from one JSON array bound as `$1` (see [`SqlDb::write`]).
+    fn insert_shards_sql(&self) -> &'static str {
+        macro_rules! insert_from {
+            ($rows:literal) => {
+                concat!(
+                    "INSERT INTO shards (batch_id, idx, tasks, status, instance_id, owner, attempt, lease_until, queued_at) ",
+                    "SELECT value ->> 0, CAST(value ->> 1 AS BIGINT), CAST(value ->> 2 AS BIGINT), value ->> 3, ",
+                    "value ->> 4, value ->> 5, CAST(value ->> 6 AS BIGINT), value ->> 7, value ->> 8 ",
+                    $rows
+                )
+            };
+        }
+        if self.backend == "sqlite" {
+            insert_from!("FROM jsonb_each($1)")
+        } else {
+            insert_from!("FROM jsonb_array_elements(CAST($1 AS jsonb))")
+        }
+    }
+
+    /// The fence of a turn's saves, from one JSON array bound as `$1` (rows of
+    /// [`fence_row`]): returns the shards whose attempt still holds them, which alone are
+    /// written further.
+    fn fence_sql(&self) -> &'static str {
+        macro_rules! fence_from {
+            ($rows:literal) => {
+                concat!(
+                    "UPDATE shards SET status = j.value ->> 4, finished_at = j.value ->> 5, ",
+                    "checkpoint = COALESCE(j.value ->> 6, shards.checkpoint), ",
+                    "checkpoint_at = COALESCE(j.value ->> 7, shards.checkpoint_at), ",
+                    "started_at = COALESCE(shards.started_at, j.value ->> 8) ",
+                    $rows,
+                    " WHERE shards.batch_id = j.value ->> 0 AND shards.idx = CAST(j.value ->> 1 AS BIGINT) ",
+                    "AND shards.attempt = CAST(j.value ->> 2 AS BIGINT) AND shards.owner = j.value ->> 3 ",
+                    "AND shards.status = 'running' RETURNING shards.batch_id, shards.idx"
+                )
+            };
+        }
+        if self.backend == "sqlite" {
+            fence_from!("FROM (SELECT value FROM jsonb_each($1)) AS j")
+        } else {
+            fence_from!("FROM jsonb_array_elements(CAST($1 AS jsonb)) AS j(value)")
+        }
+    }
+
+    /// One shard's progress, in the writer's transaction, once its fence passed: its task
+    /// rows and the batch's fields (a sharded batch's closing, when its last shard ended).
     async fn save(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         save: super::Save,
         now: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<(), StoreError> {
         let run = &save.run;
         let meta = &save.meta;
         let finished = meta.finished_at.is_some();
-        let status = if !finished {
-            "running"
-        } else {
-            match meta.status {
-                BatchStatus::Cancelled => "cancelled",
-                BatchStatus::Interrupted => "interrupted",
-                _ => "completed",
-            }
-        };
-        // The fence: the shard row changes only for the attempt that holds it, and the rest
-        // of this save is written only if it did. The row stays locked until the commit, so
-        // a claim (SKIP LOCKED) cannot take the shard over in between.
-        let held = sqlx::query(
-            "UPDATE shards SET status = $1, finished_at = $2, \
-             checkpoint = COALESCE($3, checkpoint), checkpoint_at = COALESCE($4, checkpoint_at), \
-             started_at = COALESCE(started_at, $9) \
-             WHERE batch_id = $5 AND idx = $6 AND attempt = $7 AND owner = $8 AND status = 'running'",
-        )
-        .bind(status)
-        .bind(meta.finished_at.as_ref().map(ts))
-        .bind(save.checkpoint.as_ref().map(json))
-        .bind(save.checkpoint.as_ref().map(|_| now.to_owned()))
-        .bind(save.batch.id.to_string())
-        .bind(i64::from(run.index))
-        .bind(run.attempt as i64)
-        .bind(run.owner.clone())
-        .bind(meta.started_at.as_ref().map(ts))
-        .execute(&mut **tx)
-        .await?;
-        if held.rows_affected() == 0 {
-            return Ok(false);
-        }
         let id = save.batch.id.to_string();
         let mut tasks = save.tasks;
         if run.count > 1 {
@@ -475,7 +540,7 @@ impl SqlDb {
             if finished {
                 self.close_batch(tx, save.batch.id).await?;
             }
-            return Ok(true);
+            return Ok(());
         }
         // `tasks_total` too: a load run for a duration counts its tasks as it goes.
         let common = sqlx::query(if meta.summary.is_some() {
@@ -499,7 +564,7 @@ impl SqlDb {
             None => common.bind(id),
         };
         query.execute(&mut **tx).await?;
-        Ok(true)
+        Ok(())
     }
 
     pub fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>> {
