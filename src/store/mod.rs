@@ -29,7 +29,6 @@ use crate::engine::task::TaskRecord;
 
 pub use batches::{Batches, Cancelled, Cluster, Submitted};
 pub use sql::SqliteSync;
-pub use worker::shard_spec;
 
 /// Opens the store a `--database-url` names.
 /// `lease` is `--stale-after`: a transaction left open (its instance cut off from the

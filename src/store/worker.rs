@@ -369,7 +369,7 @@ impl Batches {
 /// its `k`-th task runs the batch's job for task `stripe.global(k)`), its share of the
 /// concurrency (at least 1). The rate stays the batch's: the stripe's tasks keep the batch's
 /// due times.
-pub fn shard_spec(mut spec: BatchSpec, index: u32, count: u32, tasks: u64) -> BatchSpec {
+fn shard_spec(mut spec: BatchSpec, index: u32, count: u32, tasks: u64) -> BatchSpec {
     if count <= 1 {
         return spec;
     }

@@ -2,11 +2,16 @@
 //! A batch's row is committed before the server answers; task rows are written as they end,
 //! many per transaction, and the summary when the batch ends.
 //!
-//! - `db`: the schema's queries, one set for both databases.
+//! - `db`: connecting, migrations, SQLite's one-process lock, values as text.
+//! - `turn`: one turn of the writer in one transaction (inserts, fences, saves).
+//! - `read`: batches read back, lists, idempotency keys.
+//! - `shards`: claims, leases, the rescuer, closing a sharded batch.
 //! - `writer`: the group-commit writer every write goes through.
 
 mod db;
+mod read;
 mod shards;
+mod turn;
 mod writer;
 
 use std::sync::Arc;

@@ -10,7 +10,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use super::db::{SqlDb, ids, json, named, parse_ts, task_record, ts};
+use super::db::{SqlDb, ids, json, named, parse_ts, ts};
+use super::read::task_record;
 use crate::engine::BatchStatus;
 use crate::engine::batch::{Checkpoint, ShardInfo, ShardStatus};
 use crate::engine::spec::{OnLost, Stripe};

@@ -1,0 +1,236 @@
+//! Batches read back: one batch with its task rows (placeholders for the tasks without one,
+//! its shards, and a sharded batch's summary so far), lists, and idempotency keys.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+use uuid::Uuid;
+
+use super::db::{SqlDb, named, parse_ts, ts};
+use crate::engine::Batch;
+use crate::engine::batch::{BatchMeta, BatchRecord, Rules};
+use crate::engine::spec::{Kind, ResultsMode};
+use crate::engine::task::{ErrorCode, TaskError, TaskRecord, TaskStatus, Timing};
+use crate::engine::wire_name as name;
+use crate::store::{KeyHolder, ListFilter, StoreError};
+
+const BATCH_COLUMNS: &str = "id, mode, status, label, options, tasks_total, created_at, started_at, \
+     finished_at, wall_ms, error, summary";
+
+fn batch_record(row: &AnyRow, tasks: Vec<TaskRecord>) -> Result<BatchRecord, StoreError> {
+    let bad = |what: &str| StoreError(format!("stored batch has an unreadable {what}"));
+    let id: String = row.try_get("id")?;
+    let rules: Rules =
+        serde_json::from_str(&row.try_get::<String, _>("options")?).map_err(|_| bad("options"))?;
+    Ok(BatchRecord {
+        id: Uuid::parse_str(&id).map_err(|_| bad("id"))?,
+        mode: named(&row.try_get::<String, _>("mode")?).ok_or_else(|| bad("mode"))?,
+        label: row.try_get("label")?,
+        created_at: parse_ts(row.try_get("created_at")?).ok_or_else(|| bad("created_at"))?,
+        rules,
+        meta: BatchMeta {
+            status: named(&row.try_get::<String, _>("status")?).ok_or_else(|| bad("status"))?,
+            started_at: parse_ts(row.try_get("started_at")?),
+            finished_at: parse_ts(row.try_get("finished_at")?),
+            wall_ms: row.try_get("wall_ms")?,
+            error: row
+                .try_get::<Option<String>, _>("error")?
+                .and_then(|e| serde_json::from_str(&e).ok()),
+            tasks_total: row.try_get::<i64, _>("tasks_total")? as usize,
+            summary: row
+                .try_get::<Option<String>, _>("summary")?
+                .and_then(|s| serde_json::from_str(&s).ok()),
+        },
+        tasks,
+        shards: Vec::new(),
+    })
+}
+
+pub(super) fn task_record(row: &AnyRow) -> Result<TaskRecord, StoreError> {
+    let bad = |what: &str| StoreError(format!("stored task has an unreadable {what}"));
+    let code: Option<String> = row.try_get("error_code")?;
+    let message: Option<String> = row.try_get("error_message")?;
+    Ok(TaskRecord {
+        index: row.try_get::<i64, _>("idx")? as u32,
+        id: row.try_get("job_id")?,
+        kind: named(&row.try_get::<String, _>("kind")?).ok_or_else(|| bad("kind"))?,
+        status: named(&row.try_get::<String, _>("status")?).ok_or_else(|| bad("status"))?,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        seq: row.try_get::<Option<i64>, _>("seq")?.map(|s| s as u32),
+        output: row
+            .try_get::<Option<String>, _>("output")?
+            .and_then(|o| serde_json::from_str(&o).ok()),
+        error: match code {
+            Some(code) => Some(TaskError::new(
+                named::<ErrorCode>(&code).ok_or_else(|| bad("error code"))?,
+                message.unwrap_or_default(),
+            )),
+            None => None,
+        },
+        timing: Timing {
+            queued_ms: row.try_get("queued_ms")?,
+            started_at: parse_ts(row.try_get("started_at")?),
+            finished_at: parse_ts(row.try_get("finished_at")?),
+            duration_ms: row.try_get("duration_ms")?,
+        },
+        warmup: row.try_get::<i64, _>("warmup")? != 0,
+    })
+}
+
+impl SqlDb {
+    pub fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>> {
+        Box::pin(async move {
+            let id = id.to_string();
+            let Some(row) = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {BATCH_COLUMNS}, request FROM batches WHERE id = $1"
+            )))
+            .bind(id.clone())
+            .fetch_optional(&self.pool)
+            .await?
+            else {
+                return Ok(None);
+            };
+            let total = row.try_get::<i64, _>("tasks_total")? as usize;
+            let rows = sqlx::query(
+                "SELECT idx, job_id, kind, status, attempts, seq, output, error_code, error_message, queued_ms, \
+                 started_at, finished_at, duration_ms, warmup FROM tasks WHERE batch_id = $1 ORDER BY idx",
+            )
+            .bind(id.clone())
+            .fetch_all(&self.pool)
+            .await?;
+            let results = serde_json::from_str::<Rules>(&row.try_get::<String, _>("options")?)
+                .map_or(ResultsMode::All, |r| r.results);
+            let rows = rows
+                .iter()
+                .map(task_record)
+                .collect::<Result<Vec<_>, _>>()?;
+            let tasks = task_list(results, &row.try_get::<String, _>("request")?, total, rows);
+            let mut record = batch_record(&row, tasks)?;
+            record.shards = self.shard_infos(&id).await?;
+            if record.shards.len() > 1 && record.meta.summary.is_none() {
+                record.meta.summary = self.live_summary(&id, total as u64).await?;
+            }
+            if record.meta.status == crate::engine::BatchStatus::Interrupted {
+                // What had not ended when the process stopped ends as interrupted.
+                for t in record.tasks.iter_mut().filter(|t| !t.status.is_finished()) {
+                    t.status = TaskStatus::Interrupted;
+                    t.error = Some(TaskError::new(
+                        ErrorCode::Interrupted,
+                        "the server stopped while the task ran",
+                    ));
+                }
+            }
+            Ok(Some(Batch::restore(record)))
+        })
+    }
+
+    pub fn list(&self, filter: ListFilter) -> BoxFuture<'_, Result<Vec<Arc<Batch>>, StoreError>> {
+        Box::pin(async move {
+            let mut sql = format!("SELECT {BATCH_COLUMNS} FROM batches WHERE 1 = 1");
+            let mut n = 0;
+            let mut arg = || {
+                n += 1;
+                format!("${n}")
+            };
+            if filter.status.is_some() {
+                sql.push_str(&format!(" AND status = {}", arg()));
+            }
+            if filter.before.is_some() {
+                let (a, b, c) = (arg(), arg(), arg());
+                sql.push_str(&format!(
+                    " AND (created_at < {a} OR (created_at = {b} AND id < {c}))"
+                ));
+            }
+            sql.push_str(&format!(
+                " ORDER BY created_at DESC, id DESC LIMIT {}",
+                arg()
+            ));
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            if let Some(status) = &filter.status {
+                q = q.bind(name(status));
+            }
+            if let Some((created, id)) = &filter.before {
+                q = q.bind(ts(created)).bind(ts(created)).bind(id.to_string());
+            }
+            q = q.bind(filter.limit as i64);
+            let rows = q.fetch_all(&self.pool).await?;
+            rows.iter()
+                .map(|r| batch_record(r, Vec::new()).map(Batch::restore))
+                .collect()
+        })
+    }
+
+    pub fn find_key(&self, key: String) -> BoxFuture<'_, Result<Option<KeyHolder>, StoreError>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT id, request_hash, answer_status FROM batches WHERE idempotency_key = $1",
+            )
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row.and_then(|r| {
+                let id: String = r.try_get("id").ok()?;
+                let hash: Option<String> = r.try_get("request_hash").ok()?;
+                let status: i64 = r.try_get("answer_status").ok()?;
+                Some(KeyHolder {
+                    batch: Uuid::parse_str(&id).ok()?,
+                    request_hash: hash.unwrap_or_default(),
+                    first_status: status as u16,
+                })
+            }))
+        })
+    }
+}
+
+/// A stored batch's tasks as [`BatchRecord`] holds them: with `results: all`, every task in
+/// index order, those without a row as `pending` placeholders made from the stored request;
+/// otherwise only the rows (the other tasks are counted by the summary and need none).
+fn task_list(
+    results: ResultsMode,
+    request: &str,
+    total: usize,
+    rows: Vec<TaskRecord>,
+) -> Vec<TaskRecord> {
+    if results != ResultsMode::All || rows.len() >= total {
+        return rows;
+    }
+    let mut tasks = placeholders(request, total);
+    for t in rows {
+        let i = t.index as usize;
+        if i < tasks.len() {
+            tasks[i] = t;
+        }
+    }
+    tasks
+}
+
+/// Placeholders for tasks that have no row: from the stored request, their kind and id.
+fn placeholders(request: &str, total: usize) -> Vec<TaskRecord> {
+    let jobs: Vec<serde_json::Value> = serde_json::from_str::<serde_json::Value>(request)
+        .ok()
+        .and_then(|v| v.get("jobs").cloned())
+        .and_then(|j| serde_json::from_value(j).ok())
+        .unwrap_or_default();
+    (0..total)
+        .map(|i| {
+            // A load run repeats the job list.
+            let job = if jobs.is_empty() {
+                None
+            } else {
+                jobs.get(i % jobs.len())
+            };
+            TaskRecord::pending(
+                i as u32,
+                job.and_then(|j| j.get("id"))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned),
+                job.and_then(|j| j.get("kind"))
+                    .and_then(|k| k.as_str())
+                    .and_then(named::<Kind>)
+                    .unwrap_or(Kind::Sleep),
+            )
+        })
+        .collect()
+}
