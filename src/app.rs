@@ -170,7 +170,7 @@ impl App {
             shared,
             limits: Arc::new(config.limits()),
         };
-        let batches = Batches::new(engine, store, config.instance_id(), cluster);
+        let batches = Batches::new(engine, store, cluster);
         let recovered = batches.recover().await?;
         if recovered > 0 {
             tracing::warn!(

@@ -25,7 +25,6 @@ use crate::request::Limits;
 pub struct Batches {
     pub(super) engine: Engine,
     pub(super) store: Arc<dyn Store>,
-    pub(super) instance_id: String,
     /// The batches this instance runs whole, until their last write is committed.
     pub(super) live: RwLock<HashMap<Uuid, Arc<Batch>>>,
     keys: KeyLocks,
@@ -109,16 +108,10 @@ pub enum Cancelled {
 }
 
 impl Batches {
-    pub fn new(
-        engine: Engine,
-        store: Arc<dyn Store>,
-        instance_id: String,
-        cluster: Cluster,
-    ) -> Arc<Batches> {
+    pub fn new(engine: Engine, store: Arc<dyn Store>, cluster: Cluster) -> Arc<Batches> {
         Arc::new(Batches {
             engine,
             store,
-            instance_id,
             live: RwLock::default(),
             keys: KeyLocks::default(),
             cluster,
@@ -130,6 +123,11 @@ impl Batches {
 
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
+    }
+
+    /// This instance's name (`--instance-id`).
+    pub(super) fn instance_id(&self) -> &str {
+        &self.cluster.owner.instance_id
     }
 
     /// Each shard's task count: one shard, unless the store is shared and a load run of a
@@ -239,7 +237,7 @@ impl Batches {
             idempotency_key,
             request_hash,
             answer_status: status,
-            instance_id: self.instance_id.clone(),
+            instance_id: self.instance_id().to_owned(),
             on_lost: spec.on_lost_for(status == 202),
             shards,
             claimed: here.then(|| (self.cluster.owner.token.clone(), lease_until)),
@@ -278,7 +276,7 @@ impl Batches {
         ShardInfo {
             index: run.index,
             tasks,
-            instance_id: Some(self.instance_id.clone()),
+            instance_id: Some(self.instance_id().to_owned()),
             attempt: run.attempt,
             status: ShardStatus::Running,
             // Its first task's start, once it has one.

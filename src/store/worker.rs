@@ -81,7 +81,7 @@ impl Batches {
     /// At start-up: what this instance held in an earlier life is given up at once, so the
     /// rescuer's first turn deals with it.
     pub async fn recover(&self) -> Result<u64, StoreError> {
-        self.store.recover(self.instance_id.clone()).await
+        self.store.recover(self.instance_id().to_owned()).await
     }
 
     /// Renews this process's leases and heartbeat; stops the shards it no longer holds and
@@ -138,7 +138,7 @@ impl Batches {
             held.len() as u64
         };
         let me = InstanceInfo {
-            instance_id: self.instance_id.clone(),
+            instance_id: self.instance_id().to_owned(),
             role: self.cluster.role.name().to_owned(),
             started_at: self.cluster.started_at,
             heartbeat_at: Utc::now(),
@@ -256,7 +256,7 @@ impl Batches {
             .instances(seen_after)
             .await?
             .iter()
-            .filter(|i| i.role != "api" && i.instance_id != self.instance_id)
+            .filter(|i| i.role != "api" && i.instance_id != self.instance_id())
             .count() as u64
             + 1;
         Ok(active.div_ceil(workers).max(1))
