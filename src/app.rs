@@ -139,7 +139,9 @@ impl App {
         if let Err(e) = std::fs::create_dir_all(&config.files_root) {
             tracing::warn!(files_root = %config.files_root.display(), error = %e, "cannot create the files root: file jobs fail with not_found until it exists");
         }
-        let engine = Engine::new(config.engine(guard, crate::metrics::meters()));
+        let trust = crate::engine::jobs::Trust::new(&config.ca_file).map_err(StartError::Config)?;
+        let engine =
+            Engine::new(config.engine(guard, std::sync::Arc::new(trust), crate::metrics::meters()));
         if !engine.has_files_root() {
             tracing::warn!(files_root = %config.files_root.display(), "the files root cannot be opened: file jobs will fail until it can");
         }

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use std::sync::Arc;
+
 use crate::engine::EngineConfig;
+use crate::engine::jobs::Trust;
 use crate::engine::meter::Meter;
 use crate::guard::NetGuard;
 use crate::request::Limits;
@@ -62,6 +65,15 @@ pub struct Config {
     /// without a port (`localhost:3000`). Everything else that is not public is refused.
     #[arg(long, env = "FANOUT_ALLOW_NET", value_delimiter = ',')]
     pub allow_net: Vec<String>,
+
+    /// PEM file of CA certificates that HTTPS jobs trust besides the platform's roots
+    /// (repeatable).
+    #[arg(long, env = "FANOUT_CA_FILE", value_delimiter = ',')]
+    pub ca_file: Vec<PathBuf>,
+
+    /// Let jobs set `tls.insecure` (skip certificate checks); without it such a job is a 422.
+    #[arg(long, env = "FANOUT_ALLOW_INSECURE_TLS")]
+    pub allow_insecure_tls: bool,
 
     /// Most tasks one batch may hold; larger batches get 413.
     #[arg(long, env = "FANOUT_MAX_JOBS", default_value_t = 100_000)]
@@ -189,13 +201,20 @@ impl Config {
             max_file_bytes: self.max_file_bytes,
             max_job_timeout: self.max_job_timeout,
             max_batch_duration: self.max_batch_duration,
+            allow_insecure_tls: self.allow_insecure_tls,
         }
     }
 
     /// What the engine needs of these settings, with the guard HTTP jobs go through and the
     /// meter batches report to.
-    pub fn engine(&self, guard: NetGuard, meter: &'static dyn Meter) -> EngineConfig {
+    pub fn engine(
+        &self,
+        guard: NetGuard,
+        trust: Arc<Trust>,
+        meter: &'static dyn Meter,
+    ) -> EngineConfig {
         EngineConfig {
+            trust,
             max_concurrency: self.max_concurrency as usize,
             max_queue: self.max_queue,
             max_batch_duration: self.max_batch_duration,

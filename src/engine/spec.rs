@@ -144,6 +144,8 @@ pub struct LoadPlan {
     /// Open model, a shard resumed after a loss: where in the batch's schedule it picks up
     /// (tasks due before this point start at once).
     pub resume_at: Duration,
+    /// HTTP/2 connections per origin (`load.connections`); `None`: one per worker thread.
+    pub connections: Option<usize>,
 }
 
 /// The tasks of one shard: batch task numbers `offset`, `offset + stride`, ... below the
@@ -200,6 +202,7 @@ impl LoadPlan {
             is_load: false,
             stripe: Stripe::WHOLE,
             resume_at: Duration::ZERO,
+            connections: None,
         }
     }
 
@@ -318,13 +321,51 @@ impl JobKind {
 pub struct HttpJob {
     pub method: http::Method,
     pub url: url::Url,
-    /// `host:port` of the URL, as connection pools key it.
+    /// What connections to the URL are keyed by: scheme, `host:port`, and (for `https`) the
+    /// job's TLS options, so that jobs whose connections differ never share one.
     pub origin: String,
     pub headers: http::HeaderMap,
     pub body: bytes::Bytes,
     pub expect_status: ExpectStatus,
     pub max_response_bytes: u64,
     pub follow_redirects: u32,
+    pub tls: TlsOptions,
+    pub version: HttpVersion,
+    /// `false`: a new connection for every request.
+    pub keep_alive: bool,
+}
+
+/// A job's TLS options (`tls`), checked: `insecure` only where the server allows it, the
+/// client certificate's paths relative to the files root.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct TlsOptions {
+    /// Skip the certificate checks.
+    pub insecure: bool,
+    /// PEM certificate chain and key for mutual TLS, beneath the files root.
+    pub client_cert: Option<ClientCert>,
+    /// Sent as SNI and checked against the certificate instead of the URL's host.
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientCert {
+    pub cert: String,
+    pub key: String,
+}
+
+/// `http_version`: which HTTP a job speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema)]
+pub enum HttpVersion {
+    /// HTTP/2 when the server offers it in the TLS handshake (ALPN), else HTTP/1.1; plain
+    /// `http` is HTTP/1.1.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "1.1")]
+    Http1,
+    /// ALPN `h2` on `https`; prior knowledge (h2c) on `http`.
+    #[serde(rename = "2")]
+    Http2,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::task::{ErrorCode, TaskError, TaskOutput, TaskStatus};
+use super::task::{ErrorCode, NetTiming, TaskError, TaskOutput, TaskStatus};
 
 /// The latency distribution of a set of tasks, in milliseconds.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -73,6 +73,31 @@ pub struct Summary {
     /// gap was. Absent when nothing was lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost: Option<Lost>,
+    /// HTTP jobs on fanout's own connections: each phase's distribution over the tasks that
+    /// had that phase (`dns_ms`, `connect_ms` and `tls_ms` only on new connections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phases: Option<PhaseSummary>,
+    /// HTTP jobs on fanout's own connections: requests that opened a connection, and those
+    /// that went on one already open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<Connections>,
+}
+
+/// Each phase of the HTTP requests, as `timing.phases` names them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct PhaseSummary {
+    pub dns_ms: Option<Percentiles>,
+    pub connect_ms: Option<Percentiles>,
+    pub tls_ms: Option<Percentiles>,
+    pub send_ms: Option<Percentiles>,
+    pub wait_ms: Option<Percentiles>,
+    pub receive_ms: Option<Percentiles>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Connections {
+    pub opened: u64,
+    pub reused: u64,
 }
 
 /// What losing shards cost a batch: the shards claimed again after their instance was lost,
@@ -135,6 +160,27 @@ pub struct SummaryAcc {
     warmup_tasks: u64,
     #[serde(default)]
     lost: Option<Lost>,
+    /// Made at the first HTTP task whose phases were timed.
+    #[serde(default)]
+    net: Option<Box<NetAcc>>,
+}
+
+/// The phases' histograms and the connection counts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct NetAcc {
+    phases: [Timings; 6],
+    opened: u64,
+    reused: u64,
+}
+
+impl NetAcc {
+    fn new() -> NetAcc {
+        NetAcc {
+            phases: std::array::from_fn(|_| Timings::new()),
+            opened: 0,
+            reused: 0,
+        }
+    }
 }
 
 fn status_slot(status: TaskStatus) -> usize {
@@ -158,6 +204,7 @@ impl SummaryAcc {
             warmup_tasks: 0,
             never_started: 0,
             lost: None,
+            net: None,
         }
     }
 
@@ -189,6 +236,31 @@ impl SummaryAcc {
         self.warmup_tasks += other.warmup_tasks;
         if let Some(lost) = other.lost {
             self.lose(lost);
+        }
+        if let Some(theirs) = &other.net {
+            let mine = self.net.get_or_insert_with(|| Box::new(NetAcc::new()));
+            for (m, t) in mine.phases.iter_mut().zip(&theirs.phases) {
+                m.merge(t);
+            }
+            mine.opened += theirs.opened;
+            mine.reused += theirs.reused;
+        }
+    }
+
+    /// Counts an HTTP task's phases and whether it opened a connection.
+    pub fn record_net(&mut self, net: &NetTiming) {
+        let acc = self.net.get_or_insert_with(|| Box::new(NetAcc::new()));
+        for (phase, (timings, d)) in acc.phases.iter_mut().zip(net.phases).enumerate() {
+            // A request on a kept connection had no lookup, dial or handshake of its own.
+            if net.reused && phase <= NetTiming::TLS {
+                continue;
+            }
+            timings.record(d);
+        }
+        if net.reused {
+            acc.reused += 1;
+        } else {
+            acc.opened += 1;
         }
     }
 
@@ -288,6 +360,12 @@ impl SummaryAcc {
             .duration_ms
             .map(|d| Duration::from_micros((d * 1000.0) as u64));
         self.record(t.status, duration, t.output.as_ref(), t.error.as_ref());
+        if let Some(phases) = &t.timing.phases {
+            self.record_net(&NetTiming::from_phases(
+                phases,
+                t.timing.reused == Some(true),
+            ));
+        }
     }
 
     pub fn ended(&self) -> u64 {
@@ -337,6 +415,22 @@ impl SummaryAcc {
             warmup_tasks: self.warmup_tasks,
             never_started: self.never_started,
             lost: self.lost,
+            phases: self.net.as_ref().map(|n| {
+                let [dns, connect, tls, send, wait, receive] =
+                    n.phases.each_ref().map(Timings::percentiles);
+                PhaseSummary {
+                    dns_ms: dns,
+                    connect_ms: connect,
+                    tls_ms: tls,
+                    send_ms: send,
+                    wait_ms: wait,
+                    receive_ms: receive,
+                }
+            }),
+            connections: self.net.as_ref().map(|n| Connections {
+                opened: n.opened,
+                reused: n.reused,
+            }),
         }
     }
 }

@@ -149,6 +149,31 @@ pub struct HttpOutput {
     pub truncated: bool,
     /// From the start of the last attempt to the response headers.
     pub ttfb_ms: f64,
+    /// The HTTP version the answer came in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<HttpVersionName>,
+}
+
+/// An answer's HTTP version, as `output.version` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum HttpVersionName {
+    #[serde(rename = "HTTP/1.0")]
+    Http10,
+    #[serde(rename = "HTTP/1.1")]
+    Http1,
+    #[serde(rename = "HTTP/2")]
+    Http2,
+}
+
+impl HttpVersionName {
+    pub fn of(v: http::Version) -> Option<HttpVersionName> {
+        match v {
+            http::Version::HTTP_10 => Some(HttpVersionName::Http10),
+            http::Version::HTTP_11 => Some(HttpVersionName::Http1),
+            http::Version::HTTP_2 => Some(HttpVersionName::Http2),
+            _ => None,
+        }
+    }
 }
 
 /// The answer to a `sleep` job.
@@ -228,6 +253,119 @@ pub struct Timing {
     pub finished_at: Option<DateTime<Utc>>,
     /// From start to end, all attempts and backoff included.
     pub duration_ms: Option<f64>,
+    /// HTTP jobs sent on fanout's own connections: where the last attempt's time went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phases: Option<Phases>,
+    /// HTTP jobs: whether the last attempt went on a connection already open (then
+    /// `dns_ms`, `connect_ms` and `tls_ms` are 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reused: Option<bool>,
+}
+
+/// Where an HTTP request's time went, in order; together they make up its attempt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Phases {
+    /// Looking the host name up (through the guard), waiting for a lookup already under way
+    /// included.
+    pub dns_ms: f64,
+    /// Opening the TCP connection.
+    pub connect_ms: f64,
+    /// The TLS handshake.
+    pub tls_ms: f64,
+    /// Writing the request (on HTTP/2, waiting for the server to allow another stream too).
+    pub send_ms: f64,
+    /// From the request's last byte to the answer's first.
+    pub wait_ms: f64,
+    /// From the answer's first byte to its last.
+    pub receive_ms: f64,
+}
+
+/// A task's phases as storage keeps them.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct StoredNet {
+    pub phases: Phases,
+    pub reused: bool,
+}
+
+/// An HTTP attempt's phases as they are measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetTiming {
+    /// dns, connect, tls, send, wait, receive.
+    pub phases: [std::time::Duration; 6],
+    /// Whether the request went on a connection already open.
+    pub reused: bool,
+}
+
+impl NetTiming {
+    pub const DNS: usize = 0;
+    pub const CONNECT: usize = 1;
+    pub const TLS: usize = 2;
+    pub const SEND: usize = 3;
+    pub const WAIT: usize = 4;
+    pub const RECEIVE: usize = 5;
+    pub const NAMES: [&'static str; 6] = [
+        "dns_ms",
+        "connect_ms",
+        "tls_ms",
+        "send_ms",
+        "wait_ms",
+        "receive_ms",
+    ];
+
+    pub fn phases(&self) -> Phases {
+        let [dns, connect, tls, send, wait, receive] = self.phases.map(ms);
+        Phases {
+            dns_ms: dns,
+            connect_ms: connect,
+            tls_ms: tls,
+            send_ms: send,
+            wait_ms: wait,
+            receive_ms: receive,
+        }
+    }
+
+    pub fn from_phases(p: &Phases, reused: bool) -> NetTiming {
+        let d = |v: f64| std::time::Duration::from_micros((v.max(0.0) * 1000.0) as u64);
+        NetTiming {
+            phases: [
+                d(p.dns_ms),
+                d(p.connect_ms),
+                d(p.tls_ms),
+                d(p.send_ms),
+                d(p.wait_ms),
+                d(p.receive_ms),
+            ],
+            reused,
+        }
+    }
+}
+
+/// Times the phases of one HTTP attempt as it goes: each mark ends the phase it names and
+/// starts the next.
+#[derive(Debug, Clone, Copy)]
+pub struct PhaseClock {
+    pub timing: NetTiming,
+    /// Whether the attempt went on fanout's own connections, whose phases are timed (the
+    /// general client's are not).
+    pub measured: bool,
+    last: std::time::Instant,
+}
+
+impl PhaseClock {
+    pub fn start(at: std::time::Instant) -> PhaseClock {
+        PhaseClock {
+            timing: NetTiming::default(),
+            measured: false,
+            last: at,
+        }
+    }
+
+    /// Ends phase `phase` now; its time adds to what it had.
+    pub fn mark(&mut self, phase: usize) {
+        let now = std::time::Instant::now();
+        self.timing.phases[phase] += now.saturating_duration_since(self.last);
+        self.last = now;
+    }
 }
 
 /// RFC 3339 with microseconds (`2026-11-25T13:18:51.365214Z`): enough to show which tasks

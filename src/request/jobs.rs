@@ -12,7 +12,8 @@ use utoipa::ToSchema;
 
 use super::{FieldError, Limits, MAX_BACKOFF_MS, MAX_LABEL, MAX_REDIRECTS, MAX_RETRIES, ms_field};
 use crate::engine::spec::{
-    ExpectStatus, FileEncoding, FileJob, HttpJob, JobKind, JobSpec, RetryPolicy, SleepJob,
+    ClientCert, ExpectStatus, FileEncoding, FileJob, HttpJob, HttpVersion, JobKind, JobSpec,
+    RetryPolicy, SleepJob, TlsOptions,
 };
 
 /// One job, parsed on its own so that every invalid job is reported, not only the first.
@@ -128,7 +129,7 @@ pub(super) fn field_of(path: &str, message: &str) -> String {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JobRequest {
-    Http(HttpJobRequest),
+    Http(Box<HttpJobRequest>),
     Sleep(SleepJobRequest),
     File(FileJobRequest),
 }
@@ -253,7 +254,37 @@ pub struct HttpJobRequest {
     #[serde(default)]
     #[schema(maximum = 20)]
     pub follow_redirects: u32,
+    /// How `https` connections are made: trust, client certificate, server name.
+    pub tls: Option<TlsRequest>,
+    /// `auto` (default: HTTP/2 when the server offers it in the TLS handshake, else
+    /// HTTP/1.1), `1.1`, or `2` (on `http`, with prior knowledge).
+    pub http_version: Option<HttpVersion>,
+    /// Default true. `false`: a new connection for every request (and attempt).
+    pub keep_alive: Option<bool>,
 }
+
+/// An HTTP job's TLS options.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsRequest {
+    /// Skip the certificate checks (the connection is still encrypted). Refused with a 422
+    /// unless the server runs with `--allow-insecure-tls`.
+    #[serde(default)]
+    pub insecure: bool,
+    /// A PEM certificate chain for mutual TLS, relative to the server's files root; with
+    /// `client_key`.
+    #[schema(max_length = 1024, example = json!(null))]
+    pub client_cert: Option<String>,
+    /// The PEM private key of `client_cert`, relative to the files root.
+    #[schema(max_length = 1024, example = json!(null))]
+    pub client_key: Option<String>,
+    /// The name sent as SNI and checked against the certificate, instead of the URL's host.
+    #[schema(max_length = 253, example = json!(null))]
+    pub server_name: Option<String>,
+}
+
+/// Longest client certificate path accepted.
+const MAX_PATH: usize = 1024;
 
 /// The schema of `expect_status`, as [`parse_expect`] reads it: a status code, a class
 /// (`"2xx"`), a code as text, or `"any"`; or a list of at least one of those.
@@ -506,16 +537,13 @@ impl HttpJobRequest {
         if self.follow_redirects > MAX_REDIRECTS {
             err("follow_redirects", format!("at most {MAX_REDIRECTS}"));
         }
+        let tls = self.tls_options(limits, &mut err);
         if errors.len() > before {
             return None;
         }
         let url = url?;
         Some(HttpJob {
-            origin: format!(
-                "{}:{}",
-                url.host_str().unwrap_or_default(),
-                url.port_or_known_default().unwrap_or(80)
-            ),
+            origin: origin_key(&url, &tls),
             method,
             url,
             headers,
@@ -526,8 +554,98 @@ impl HttpJobRequest {
                 .unwrap_or(limits.max_response_bytes)
                 .min(limits.max_response_bytes),
             follow_redirects: self.follow_redirects,
+            tls,
+            version: self.http_version.unwrap_or_default(),
+            keep_alive: self.keep_alive.unwrap_or(true),
         })
     }
+
+    fn tls_options(&self, limits: &Limits, err: &mut impl FnMut(&str, String)) -> TlsOptions {
+        let Some(tls) = &self.tls else {
+            return TlsOptions::default();
+        };
+        if tls.insecure && !limits.allow_insecure_tls {
+            err(
+                "tls.insecure",
+                "this server checks every certificate: start it with --allow-insecure-tls to \
+                 allow tls.insecure (or give it the CA with --ca-file)"
+                    .into(),
+            );
+        }
+        let mut path = |field: &str, p: &Option<String>| -> Option<String> {
+            let p = p.as_ref()?;
+            let relative = std::path::Path::new(p);
+            if p.is_empty() || p.len() > MAX_PATH {
+                err(field, format!("a path of 1 to {MAX_PATH} bytes"));
+            } else if relative.is_absolute()
+                || relative
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                err(
+                    field,
+                    "must be relative to the files root, without ..".into(),
+                );
+            }
+            Some(p.clone())
+        };
+        let cert = path("tls.client_cert", &tls.client_cert);
+        let key = path("tls.client_key", &tls.client_key);
+        let client_cert = match (cert, key) {
+            (Some(cert), Some(key)) => Some(ClientCert { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => {
+                err("tls.client_key", "give client_key with client_cert".into());
+                None
+            }
+            (None, Some(_)) => {
+                err("tls.client_cert", "give client_cert with client_key".into());
+                None
+            }
+        };
+        if let Some(name) = &tls.server_name
+            && rustls::pki_types::ServerName::try_from(name.as_str()).is_err()
+        {
+            err(
+                "tls.server_name",
+                format!("{name:?} is not a DNS name or an IP address"),
+            );
+        }
+        if tls.server_name.is_some()
+            && self
+                .headers
+                .keys()
+                .any(|h| crate::engine::jobs::lean::sets_framing(h))
+        {
+            err(
+                "tls.server_name",
+                "cannot be combined with headers that set the message's framing \
+                 (Content-Length, Transfer-Encoding, Connection, Upgrade, TE, Expect)"
+                    .into(),
+            );
+        }
+        TlsOptions {
+            insecure: tls.insecure,
+            client_cert,
+            server_name: tls.server_name.clone(),
+        }
+    }
+}
+
+/// What the job's connections are pooled by: scheme, host and port, and for `https` the TLS
+/// options that change the connection.
+fn origin_key(url: &url::Url, tls: &TlsOptions) -> String {
+    let mut key = format!(
+        "{}://{}:{}",
+        url.scheme(),
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or(80)
+    );
+    if url.scheme() == "https" && *tls != TlsOptions::default() {
+        use std::fmt::Write as _;
+        let _ = write!(key, " {tls:?}");
+    }
+    key
 }
 
 pub(super) fn parse_expect(matchers: &[StatusMatcher]) -> Result<ExpectStatus, String> {

@@ -30,7 +30,14 @@ pub struct LoadRequest {
     /// out of the summary and the verdict (they are marked `warmup` in results).
     #[schema(minimum = 0, maximum = 86_400_000, example = 0)]
     pub warmup_ms: Option<u64>,
+    /// HTTP/2 only: the connections per origin that the run's streams share. Default: one
+    /// per worker thread of the instance.
+    #[schema(minimum = 1, maximum = 1024, example = json!(null))]
+    pub connections: Option<u32>,
 }
+
+/// Most HTTP/2 connections per origin a load run may ask for.
+const MAX_CONNECTIONS: u32 = 1024;
 
 /// Highest `load.rate_per_s` accepted.
 const MAX_RATE_PER_S: f64 = 1_000_000.0;
@@ -73,6 +80,14 @@ impl LoadRequest {
             }
             r => r,
         };
+        if let Some(c) = self.connections
+            && !(1..=MAX_CONNECTIONS).contains(&c)
+        {
+            errors.push(FieldError::new(
+                "load.connections",
+                format!("must be from 1 to {MAX_CONNECTIONS}"),
+            ));
+        }
         let repeated = repeat.map(|r| jobs.saturating_mul(r));
         let count = match (repeated, rate, duration) {
             (Some(n), Some(rate), Some(d)) => Some(n.min(arrivals(rate, d))),
@@ -90,6 +105,7 @@ impl LoadRequest {
             is_load: true,
             stripe: Stripe::WHOLE,
             resume_at: Duration::ZERO,
+            connections: self.connections.map(|c| c as usize),
         };
         // The open model's schedule must fit in the server's limit on a batch's life.
         if let (Some(rate), Some(count)) = (rate, count) {

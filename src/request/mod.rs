@@ -62,6 +62,8 @@ pub struct Limits {
     pub max_job_timeout: Duration,
     /// Upper bound of a batch's `timeout_ms`.
     pub max_batch_duration: Duration,
+    /// Whether jobs may set `tls.insecure` (`--allow-insecure-tls`).
+    pub allow_insecure_tls: bool,
 }
 
 /// Longest `timeout_ms` or `duration_ms` accepted: one day.
@@ -330,6 +332,7 @@ mod tests {
             max_concurrency: 100,
             max_response_bytes: 1000,
             max_file_bytes: 1000,
+            allow_insecure_tls: false,
         }
     }
 

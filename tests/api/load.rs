@@ -345,10 +345,14 @@ async fn load_shapes_are_validated() {
 #[tokio::test]
 async fn cancelling_a_run_for_a_duration_accounts_for_every_task() {
     let app = spawn_app().await;
+    // Tasks take the jobs in turn: one in 31 sleeps for a minute, so that any 51 tasks in a
+    // row hold one that is still running when the DELETE comes, however the machine stalls.
+    let mut jobs = vec![json!({ "kind": "sleep", "duration_ms": 15 }); 30];
+    jobs.push(json!({ "kind": "sleep", "duration_ms": 60_000 }));
     let res = app
         .post_raw(
             json!({
-                "jobs": [{ "kind": "sleep", "duration_ms": 15 }],
+                "jobs": jobs,
                 "load": { "duration_ms": 60_000, "warmup_ms": 100 }, "concurrency": 16
             })
             .to_string(),

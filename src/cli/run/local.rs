@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::{RunArgs, Unusable, describe, tasks_bar};
 use crate::config::Config;
+use crate::engine::jobs::Trust;
 use crate::engine::meter::NO_METER;
 use crate::engine::spec::ResultsMode;
 use crate::engine::{Batch, Busy, Engine, StopReason};
@@ -28,6 +29,9 @@ fn config(args: &RunArgs, max_jobs: usize) -> Result<Config, Unusable> {
     config.database_url = "memory://".into();
     config.allow_net = args.allow_net.clone();
     config.files_root = args.files_root.clone();
+    config.ca_file = args.ca_file.clone();
+    // The batch file is the user's own, and so is the machine: nobody else's jobs to guard.
+    config.allow_insecure_tls = true;
     config.max_jobs = max_jobs;
     config.max_queue = max_jobs;
     config.max_concurrency = u32::try_from(args.max_concurrency.max(1)).unwrap_or(u32::MAX);
@@ -52,7 +56,8 @@ pub(super) async fn run(args: &RunArgs, body: &[u8]) -> Result<Value, Unusable> 
         })?;
     }
     let policy = NetPolicy::parse(&config.allow_net).map_err(Unusable)?;
-    let engine = Engine::new(config.engine(NetGuard::new(policy), NO_METER));
+    let trust = Trust::new(&config.ca_file).map_err(Unusable)?;
+    let engine = Engine::new(config.engine(NetGuard::new(policy), Arc::new(trust), NO_METER));
     let admission = engine.admit(&spec).map_err(|busy| match busy {
         Busy::Never { tasks, capacity } => Unusable(format!(
             "the batch holds {tasks} tasks at once; this run allows {capacity} (--max-jobs)"

@@ -43,6 +43,11 @@ pub struct RunArgs {
     #[arg(long, env = "FANOUT_ALLOW_NET", value_delimiter = ',')]
     pub allow_net: Vec<String>,
 
+    /// In-process: a PEM file of CA certificates HTTPS jobs trust besides the platform's
+    /// roots (repeatable). `tls.insecure` is allowed in-process.
+    #[arg(long, env = "FANOUT_CA_FILE", value_delimiter = ',')]
+    pub ca_file: Vec<PathBuf>,
+
     /// In-process: the folder `file` jobs read from.
     #[arg(long, env = "FANOUT_FILES_ROOT", default_value = "./files")]
     pub files_root: PathBuf,

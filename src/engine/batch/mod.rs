@@ -27,7 +27,7 @@ use uuid::Uuid;
 use super::meter::Meter;
 use super::spec::{BatchSpec, Kind, Mode};
 use super::summary::{Summary, SummaryAcc};
-use super::task::{ErrorCode, TaskError, TaskOutput, TaskStatus, ms};
+use super::task::{ErrorCode, NetTiming, TaskError, TaskOutput, TaskStatus, ms};
 pub use rules::{Rules, StopReason};
 pub use shard::{Checkpoint, Prior, ShardInfo, ShardStatus};
 pub use stored::{BatchMeta, BatchRecord};
@@ -75,6 +75,8 @@ pub struct Outcome {
     pub attempts: u32,
     pub output: Option<TaskOutput>,
     pub error: Option<TaskError>,
+    /// An HTTP attempt's phases, when they were timed.
+    pub net: Option<NetTiming>,
 }
 
 /// A task that just started, as its driver reports it.
@@ -148,7 +150,7 @@ pub struct Batch {
 enum SummaryState {
     Live(SummaryAcc),
     /// Read back from storage, with the batch's stored `wall_ms`.
-    Stored(Summary, Option<f64>),
+    Stored(Box<Summary>, Option<f64>),
 }
 
 struct State {
@@ -422,6 +424,9 @@ impl Batch {
                 outcome.output.as_ref(),
                 outcome.error.as_ref(),
             );
+            if let Some(net) = &outcome.net {
+                acc.record_net(net);
+            }
         }
         let jobs = self.jobs();
         let kind = jobs
@@ -444,6 +449,10 @@ impl Batch {
             task.timing.finished_at = Some(Utc::now());
         }
         task.timing.duration_ms = duration.map(ms);
+        if let Some(net) = outcome.net {
+            task.timing.phases = Some(net.phases());
+            task.timing.reused = Some(net.reused);
+        }
     }
 
     /// Stops every unfinished task: the runner drops their futures; `Batch::finish` then
@@ -533,6 +542,7 @@ impl Batch {
                     attempts,
                     output: None,
                     error: Some(error),
+                    net: None,
                 };
                 let warmup = st.tasks.is_warmup(index);
                 self.end_task(&mut st, index, status, span, warmup, outcome);
@@ -642,7 +652,7 @@ impl State {
                 };
                 acc.summary(measured)
             }
-            SummaryState::Stored(summary, _) => summary.clone(),
+            SummaryState::Stored(summary, _) => (**summary).clone(),
         }
     }
 }

@@ -9,33 +9,91 @@ use http::{HeaderMap, Method, StatusCode, header};
 
 use std::sync::Arc;
 
-use super::Failure;
-use crate::engine::spec::HttpJob;
-use crate::engine::task::{CONNECTING, ErrorCode, HttpOutput, TaskOutput, ms};
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+
+use super::tls::{Alpn, Trust};
+use super::{Failure, FilesRoot};
+use crate::engine::spec::{HttpJob, HttpVersion};
+use crate::engine::task::{CONNECTING, ErrorCode, HttpOutput, HttpVersionName, TaskOutput, ms};
 use crate::guard::{GuardedResolver, NetGuard, Refusal, TARGET};
 
-/// The one client every HTTP job shares, so connections are pooled across jobs and batches.
-/// Every name it looks up goes through the guard's resolver.
-pub fn client(guard: &NetGuard) -> reqwest::Client {
-    reqwest::Client::builder()
-        .dns_resolver(Arc::new(GuardedResolver(guard.clone())))
-        // A proxy from the environment must not carry jobs past our own address checks.
-        .no_proxy()
-        // Redirects are followed here, hop by hop, so each hop can be checked and counted.
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("fanout/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("the HTTP client's TLS back end initialises")
+/// The general path's clients: one for every set of options that changes how connections
+/// are made (TLS, HTTP version, keep-alive), each shared by every job with those options so
+/// that connections are pooled across jobs and batches. Every name they look up goes through
+/// the guard's resolver.
+pub struct Clients {
+    guard: NetGuard,
+    trust: Arc<Trust>,
+    by_options: Mutex<HashMap<(bool, Alpn, bool), reqwest::Client>>,
+}
+
+impl Clients {
+    pub fn new(guard: &NetGuard, trust: Arc<Trust>) -> Clients {
+        Clients {
+            guard: guard.clone(),
+            trust,
+            by_options: Mutex::default(),
+        }
+    }
+
+    /// The client for a job's options; one with a client certificate is made for the job
+    /// (its files are read beneath the files root).
+    pub fn client(&self, job: &HttpJob, files: &FilesRoot) -> Result<reqwest::Client, Failure> {
+        let alpn = Alpn::of(job.version);
+        if job.tls.client_cert.is_some() {
+            let config = self.trust.config_for(&job.tls, alpn, files)?;
+            return Ok(self.build(config, job));
+        }
+        let key = (job.tls.insecure, alpn, job.keep_alive);
+        if let Some(client) = self.by_options.lock().get(&key) {
+            return Ok(client.clone());
+        }
+        let client = self.build(self.trust.config(job.tls.insecure, alpn), job);
+        self.by_options.lock().insert(key, client.clone());
+        Ok(client)
+    }
+
+    fn build(&self, tls: Arc<rustls::ClientConfig>, job: &HttpJob) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver(self.guard.clone())))
+            // A proxy from the environment must not carry jobs past our own address checks.
+            .no_proxy()
+            // Redirects are followed here, hop by hop, so each hop can be checked and counted.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("fanout/", env!("CARGO_PKG_VERSION")))
+            .tls_backend_preconfigured((*tls).clone());
+        builder = match job.version {
+            HttpVersion::Http1 => builder.http1_only(),
+            HttpVersion::Http2 => builder.http2_prior_knowledge(),
+            HttpVersion::Auto => builder,
+        };
+        if !job.keep_alive {
+            builder = builder.pool_max_idle_per_host(0);
+        }
+        builder
+            .build()
+            .expect("the HTTP client's TLS back end initialises")
+    }
 }
 
 /// One attempt, begun at `started` (time to first byte counts from there).
 pub async fn run(
-    client: &reqwest::Client,
-    guard: &NetGuard,
+    clients: &Clients,
+    files: &FilesRoot,
     job: &HttpJob,
     started: Instant,
 ) -> Result<TaskOutput, Failure> {
-    follow(client, guard, job, Hop::first(job), started).await
+    follow(
+        clients,
+        &clients.guard,
+        job,
+        Hop::first(job),
+        started,
+        files,
+    )
+    .await
 }
 
 /// One request of a job's chain of redirects: where it goes and what it sends.
@@ -85,12 +143,14 @@ impl Hop {
 /// last answer. `started` is when the job's first request went out (time to first byte counts
 /// from there).
 pub async fn follow(
-    client: &reqwest::Client,
+    clients: &Clients,
     guard: &NetGuard,
     job: &HttpJob,
     mut hop: Hop,
     started: Instant,
+    files: &FilesRoot,
 ) -> Result<TaskOutput, Failure> {
+    let client = clients.client(job, files)?;
     let response = loop {
         // Every hop is judged anew: a redirect to a private address is refused like a request.
         let target = guard
@@ -172,6 +232,7 @@ async fn read_answer(
     started: Instant,
 ) -> Result<HttpOutput, Failure> {
     let ttfb = started.elapsed();
+    let version = HttpVersionName::of(response.version());
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let cap = job.max_response_bytes as usize;
@@ -197,13 +258,15 @@ async fn read_answer(
             break;
         }
     }
-    Ok(response_output(
+    let mut out = response_output(
         StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
         &headers,
         &buf,
         truncated,
         ttfb,
-    ))
+    );
+    out.version = version;
+    Ok(out)
 }
 
 /// A response as a result: its body as text when it is UTF-8 (up to a character the cap cut in
@@ -235,6 +298,7 @@ pub fn response_output(
         bytes: buf.len() as u64,
         truncated,
         ttfb_ms: ms(ttfb),
+        version: None,
     }
 }
 
@@ -262,6 +326,10 @@ fn failure_from(e: &reqwest::Error) -> Failure {
             return Failure::new(ErrorCode::Forbidden, refusal.0.clone());
         }
         cause = c.source();
+    }
+    if let Some(tls) = super::tls::rustls_cause(e) {
+        let host = e.url().and_then(|u| u.host_str()).unwrap_or("the server");
+        return super::tls::handshake_failure(host, tls);
     }
     let code = if e.is_timeout() {
         ErrorCode::Timeout

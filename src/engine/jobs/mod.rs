@@ -4,31 +4,36 @@ mod file;
 mod http;
 pub mod lean;
 mod sleep;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::spec::JobKind;
-use super::task::{ErrorCode, TaskError, TaskOutput};
+use super::task::{ErrorCode, PhaseClock, TaskError, TaskOutput};
 use crate::guard::NetGuard;
+pub use tls::Trust;
 
-/// What every job may use: the shared HTTP client, the outbound guard, and the files root.
+/// What every job may use: the general HTTP clients, the outbound guard, the roots TLS
+/// trusts, and the files root.
 pub struct JobContext {
-    http: reqwest::Client,
+    http: http::Clients,
     pub guard: NetGuard,
-    files: FilesRoot,
+    pub trust: Arc<Trust>,
+    pub files: Arc<FilesRoot>,
 }
 
 impl JobContext {
-    pub fn new(files_root: &Path, guard: NetGuard) -> JobContext {
+    pub fn new(files_root: &Path, guard: NetGuard, trust: Arc<Trust>) -> JobContext {
         JobContext {
-            http: http::client(&guard),
+            http: http::Clients::new(&guard, trust.clone()),
             guard,
-            files: FilesRoot {
+            trust,
+            files: Arc::new(FilesRoot {
                 path: files_root.to_owned(),
                 dir: OnceLock::new(),
-            },
+            }),
         }
     }
 
@@ -39,7 +44,7 @@ impl JobContext {
 
 /// The folder `file` jobs read from, opened on first use, so that one created after start-up
 /// is found without a restart.
-struct FilesRoot {
+pub struct FilesRoot {
     path: PathBuf,
     dir: OnceLock<cap_std::fs::Dir>,
 }
@@ -105,20 +110,24 @@ impl Failure {
     }
 }
 
-/// Runs one attempt of a job, begun at `started`; a load run's plain-HTTP requests take its
-/// lean path (`lean` is there when the job is sent on it).
+/// Runs one attempt of a job, begun at `started`; HTTP requests take the batch's lean path
+/// (`lean` is there when the job is sent on it), whose phases are timed on `clock`.
 pub async fn run_once(
     ctx: &JobContext,
     kind: &JobKind,
     lean: Option<lean::Lean<'_>>,
     started: Instant,
+    clock: &mut PhaseClock,
 ) -> Result<TaskOutput, Failure> {
     match (kind, lean) {
-        (JobKind::Http(job), Some(lean)) => lean::run(lean, &ctx.http, job, started).await,
+        (JobKind::Http(job), Some(lean)) => {
+            clock.measured = true;
+            lean::run(lean, ctx, job, started, clock).await
+        }
         // Boxed: the general path's future is large, and every task's future would be as
         // large as the largest arm (and copied whole as it is set up), lean ones included.
         (JobKind::Http(job), None) => {
-            Box::pin(http::run(&ctx.http, &ctx.guard, job, started)).await
+            Box::pin(http::run(&ctx.http, &ctx.files, job, started)).await
         }
         (JobKind::Sleep(job), _) => Ok(sleep::run(job).await),
         (JobKind::File(job), _) => file::run(ctx.files.dir(), job).await,

@@ -9,7 +9,7 @@ use crate::engine::batch::Outcome;
 use crate::engine::jobs::lean::Lean;
 use crate::engine::jobs::{self, JobContext};
 use crate::engine::spec::{JobSpec, RetryPolicy};
-use crate::engine::task::TaskOutput;
+use crate::engine::task::{PhaseClock, TaskOutput};
 
 /// One job with its per-attempt timeout and retries, timed by `timer` (which a lean slot
 /// keeps from task to task: moving a registered timer's deadline later costs an atomic
@@ -25,19 +25,28 @@ pub(super) async fn run_job(
     loop {
         attempts += 1;
         let begun = Instant::now();
-        let attempt = jobs::run_once(ctx, &job.kind, lean.as_mut().map(Lean::reborrow), begun);
+        let mut clock = PhaseClock::start(begun);
+        let attempt = jobs::run_once(
+            ctx,
+            &job.kind,
+            lean.as_mut().map(Lean::reborrow),
+            begun,
+            &mut clock,
+        );
         // One await point for both cases: the attempt's future is stored (and copied) once.
         let limit = job.timeout.map(|limit| {
             timer.as_mut().reset((begun + limit).into());
             (limit, timer.as_mut())
         });
         let result = Limited { attempt, limit }.await;
+        let net = clock.measured.then_some(clock.timing);
         match result {
             Ok(output) => {
                 return Outcome {
                     attempts,
                     output: Some(output),
                     error: None,
+                    net,
                 };
             }
             Err(failure) if failure.retryable && attempts <= job.retries.max => {
@@ -50,6 +59,7 @@ pub(super) async fn run_job(
                     attempts,
                     output: failure.output.map(|o| *o),
                     error: Some(failure.error),
+                    net,
                 };
             }
         }

@@ -16,6 +16,7 @@ use super::attempt::run_job;
 use super::issuer::{Claim, Issuer};
 use crate::engine::batch::{Batch, Ended, Outcome};
 use crate::engine::jobs::JobContext;
+use crate::engine::jobs::lean::{LeanPool, Slot};
 use crate::engine::spec::{JobKind, JobSpec};
 use crate::engine::task::{SleepOutput, TaskOutput, ms};
 
@@ -31,6 +32,7 @@ pub(super) async fn drive(
     batch: Arc<Batch>,
     jobs: Arc<[JobSpec]>,
     issuer: Arc<Issuer>,
+    pool: Option<Arc<LeanPool>>,
     limit: usize,
 ) {
     let cancel = batch.cancel_token().clone();
@@ -51,7 +53,14 @@ pub(super) async fn drive(
     let start = |claim: Claim, running: &mut FuturesUnordered<TaskFuture>| {
         let now = Instant::now();
         let at = claim.due.unwrap_or(now);
-        running.push(TaskFuture::new(&inner.ctx, &jobs, claim.index, at, now));
+        running.push(TaskFuture::new(
+            &inner.ctx,
+            &jobs,
+            &pool,
+            claim.index,
+            at,
+            now,
+        ));
         claim.started(at, now)
     };
 
@@ -178,6 +187,7 @@ impl TaskFuture {
     fn new(
         ctx: &Arc<JobContext>,
         jobs: &Arc<[JobSpec]>,
+        pool: &Option<Arc<LeanPool>>,
         index: usize,
         started: Instant,
         began: Instant,
@@ -190,11 +200,20 @@ impl TaskFuture {
                 Either::Left(tokio::time::sleep_until((began + sleep.duration).into()))
             }
             _ => {
-                let (ctx, jobs) = (ctx.clone(), jobs.clone());
+                let (ctx, jobs, pool) = (ctx.clone(), jobs.clone(), pool.clone());
                 // A load run repeats the job list: task `index` runs job `index % len`.
                 let run = async move {
                     let timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
-                    run_job(&ctx, &jobs[index % jobs.len()], None, timer).await
+                    let job_index = index % jobs.len();
+                    // A slot of its own, for this one task: its connection goes back to the
+                    // batch's pool when the task ends.
+                    let mut slot = Slot::default();
+                    let lean = pool.as_ref().and_then(|p| p.lean(&mut slot, job_index));
+                    let outcome = run_job(&ctx, &jobs[job_index], lean, timer).await;
+                    if let Some(pool) = &pool {
+                        pool.release(&mut slot);
+                    }
+                    outcome
                 };
                 Either::Right(Box::pin(run) as Pin<Box<_>>)
             }
@@ -222,6 +241,7 @@ impl Future for TaskFuture {
                         slept_ms: ms(this.began.elapsed()),
                     })),
                     error: None,
+                    net: None,
                 }
             }
             Either::Right(job) => std::task::ready!(job.poll(cx)),

@@ -199,6 +199,7 @@ mod tests {
             is_load: true,
             stripe: Stripe::WHOLE,
             resume_at: Duration::ZERO,
+            connections: None,
         }
     }
 
@@ -409,6 +410,7 @@ mod tests {
             &LoadPlan {
                 rate_per_s: Some(100.0),
                 resume_at: Duration::from_millis(20),
+                connections: None,
                 ..plan(Some(5))
             },
             epoch,

@@ -36,7 +36,8 @@ use uuid::Uuid;
 
 use super::batch::{Batch, StopReason};
 use super::jobs::JobContext;
-use super::jobs::lean::LeanPool;
+use super::jobs::Trust;
+use super::jobs::lean::{Dialling, LeanPool};
 use super::meter::Meter;
 use super::spec::{BatchSpec, JobSpec};
 use crate::guard::NetGuard;
@@ -57,6 +58,8 @@ pub struct EngineConfig {
     pub files_root: PathBuf,
     /// What HTTP jobs may reach.
     pub guard: NetGuard,
+    /// The certificate roots HTTPS jobs trust.
+    pub trust: Arc<Trust>,
     /// Where batches report their task and batch counts.
     pub meter: &'static dyn Meter,
 }
@@ -100,7 +103,7 @@ struct Inner {
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
-        let ctx = JobContext::new(&config.files_root, config.guard);
+        let ctx = JobContext::new(&config.files_root, config.guard, config.trust);
         Engine {
             inner: Arc::new(Inner {
                 ctx: Arc::new(ctx),
@@ -234,17 +237,22 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
             .until(batch.no_more_starts().clone())
             .skipping(batch.ended_before()),
     );
-    // A load run's plain-HTTP requests go on connections of its own (see `jobs::lean`), in one
-    // pool for the batch: its drivers share what the guard made of each origin (one lookup per
-    // name) and the connections a slot put back. Each slot keeps its own connection, so drivers
-    // on different threads rarely touch the pool.
-    let pool = spec
-        .load
-        .is_load
-        .then(|| LeanPool::new(inner.ctx.guard.clone(), spec.results, &jobs))
+    // A batch's HTTP requests go on connections of its own (see `jobs::lean`), in one pool
+    // for the batch: its drivers share what the guard made of each origin (a load run: one
+    // lookup per name), the connections a slot put back, and the HTTP/2 connections. In a load
+    // run each slot keeps its own connection, so drivers on different threads rarely touch
+    // the pool.
+    let dialling = Dialling {
+        guard: inner.ctx.guard.clone(),
+        trust: inner.ctx.trust.clone(),
+        files: inner.ctx.files.clone(),
+        keep_lookups: spec.load.is_load,
+        h2_connections: spec.load.connections.unwrap_or(inner.workers),
+    };
+    let pool = Some(LeanPool::new(dialling, spec.results, &jobs))
         .filter(LeanPool::sends_any)
         .map(Arc::new);
-    let lean = pool.is_some();
+    let lean = spec.load.is_load && pool.is_some();
     // A large or long batch is split among drivers; one that is short gains nothing by it.
     let large = spec.load.fixed_tasks().is_none_or(|n| n >= SHARD_MIN_JOBS);
     // The lean path drives its connections inside the driver: its I/O is the driver's, so
@@ -267,10 +275,11 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
         // `drive_slots`).
         let (inner, batch, jobs, issuer) =
             (inner.clone(), batch.clone(), jobs.clone(), issuer.clone());
-        let driver = if let Some(pool) = &pool {
-            Either::Left(drive_slots(inner, batch, jobs, issuer, pool.clone(), limit))
-        } else {
-            Either::Right(drive(inner, batch, jobs, issuer, limit))
+        let driver = match &pool {
+            Some(pool) if lean => {
+                Either::Left(drive_slots(inner, batch, jobs, issuer, pool.clone(), limit))
+            }
+            _ => Either::Right(drive(inner, batch, jobs, issuer, pool.clone(), limit)),
         };
         set.spawn(tokio::task::unconstrained(driver).in_current_span());
     }

@@ -12,7 +12,7 @@ use super::db::{SqlDb, named, parse_ts, ts};
 use crate::engine::Batch;
 use crate::engine::batch::{BatchMeta, BatchRecord, Rules};
 use crate::engine::spec::{Kind, ResultsMode};
-use crate::engine::task::{ErrorCode, TaskError, TaskRecord, TaskStatus, Timing};
+use crate::engine::task::{ErrorCode, StoredNet, TaskError, TaskRecord, TaskStatus, Timing};
 use crate::engine::wire_name as name;
 use crate::store::{KeyHolder, ListFilter, StoreError};
 
@@ -52,6 +52,9 @@ pub(super) fn task_record(row: &AnyRow) -> Result<TaskRecord, StoreError> {
     let bad = |what: &str| StoreError(format!("stored task has an unreadable {what}"));
     let code: Option<String> = row.try_get("error_code")?;
     let message: Option<String> = row.try_get("error_message")?;
+    let net: Option<StoredNet> = row
+        .try_get::<Option<String>, _>("net")?
+        .and_then(|n| serde_json::from_str(&n).ok());
     Ok(TaskRecord {
         index: row.try_get::<i64, _>("idx")? as u32,
         id: row.try_get("job_id")?,
@@ -74,6 +77,8 @@ pub(super) fn task_record(row: &AnyRow) -> Result<TaskRecord, StoreError> {
             started_at: parse_ts(row.try_get("started_at")?),
             finished_at: parse_ts(row.try_get("finished_at")?),
             duration_ms: row.try_get("duration_ms")?,
+            phases: net.map(|n| n.phases),
+            reused: net.map(|n| n.reused),
         },
         warmup: row.try_get::<i64, _>("warmup")? != 0,
     })
@@ -95,7 +100,7 @@ impl SqlDb {
             let total = row.try_get::<i64, _>("tasks_total")? as usize;
             let rows = sqlx::query(
                 "SELECT idx, job_id, kind, status, attempts, seq, output, error_code, error_message, queued_ms, \
-                 started_at, finished_at, duration_ms, warmup FROM tasks WHERE batch_id = $1 ORDER BY idx",
+                 started_at, finished_at, duration_ms, warmup, net FROM tasks WHERE batch_id = $1 ORDER BY idx",
             )
             .bind(id.clone())
             .fetch_all(&self.pool)

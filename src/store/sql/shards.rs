@@ -540,7 +540,7 @@ async fn shard_rows<'e>(
 ) -> Result<Vec<TaskRecord>, StoreError> {
     let rows = sqlx::query(
         "SELECT idx, job_id, kind, status, attempts, seq, output, error_code, error_message, queued_ms, \
-         started_at, finished_at, duration_ms, warmup FROM tasks WHERE batch_id = $1 AND idx % $2 = $3",
+         started_at, finished_at, duration_ms, warmup, net FROM tasks WHERE batch_id = $1 AND idx % $2 = $3",
     )
     .bind(batch_id.to_owned())
     .bind(i64::from(count))

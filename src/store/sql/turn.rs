@@ -27,7 +27,7 @@ fn task_rows_json(tasks: &[TaskRecord], attempt: u64) -> String {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             use serde::ser::SerializeTuple;
             let t = self.0;
-            let mut row = s.serialize_tuple(15)?;
+            let mut row = s.serialize_tuple(16)?;
             row.serialize_element(&t.index)?;
             row.serialize_element(&t.id)?;
             row.serialize_element(&t.kind)?;
@@ -43,6 +43,12 @@ fn task_rows_json(tasks: &[TaskRecord], attempt: u64) -> String {
             row.serialize_element(&t.timing.duration_ms)?;
             row.serialize_element(&self.1)?;
             row.serialize_element(&i64::from(t.warmup))?;
+            row.serialize_element(&t.timing.phases.map(|phases| {
+                json(&crate::engine::task::StoredNet {
+                    phases,
+                    reused: t.timing.reused.unwrap_or(false),
+                })
+            }))?;
             row.end()
         }
     }
@@ -91,17 +97,19 @@ impl SqlDb {
             ($rows:literal) => {
                 concat!(
                     "INSERT INTO tasks (batch_id, idx, job_id, kind, status, attempts, seq, output, error_code, ",
-                    "error_message, queued_ms, started_at, finished_at, duration_ms, run_attempt, warmup) ",
+                    "error_message, queued_ms, started_at, finished_at, duration_ms, run_attempt, warmup, net) ",
                     "SELECT $1, CAST(value ->> 0 AS BIGINT), value ->> 1, value ->> 2, value ->> 3, ",
                     "CAST(value ->> 4 AS BIGINT), CAST(value ->> 5 AS BIGINT), value ->> 6, value ->> 7, value ->> 8, ",
                     "CAST(value ->> 9 AS DOUBLE PRECISION), value ->> 10, value ->> 11, ",
-                    "CAST(value ->> 12 AS DOUBLE PRECISION), CAST(value ->> 13 AS BIGINT), CAST(value ->> 14 AS BIGINT) ",
+                    "CAST(value ->> 12 AS DOUBLE PRECISION), CAST(value ->> 13 AS BIGINT), CAST(value ->> 14 AS BIGINT), ",
+                    "value ->> 15 ",
                     $rows,
                     " ON CONFLICT (batch_id, idx) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, ",
                     "seq = excluded.seq, output = excluded.output, error_code = excluded.error_code, ",
                     "error_message = excluded.error_message, queued_ms = excluded.queued_ms, ",
                     "started_at = excluded.started_at, finished_at = excluded.finished_at, ",
-                    "duration_ms = excluded.duration_ms, run_attempt = excluded.run_attempt, warmup = excluded.warmup ",
+                    "duration_ms = excluded.duration_ms, run_attempt = excluded.run_attempt, warmup = excluded.warmup, ",
+                    "net = excluded.net ",
                     "WHERE tasks.run_attempt <= excluded.run_attempt"
                 )
             };

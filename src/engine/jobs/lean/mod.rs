@@ -1,30 +1,33 @@
-//! The lean path for load runs: plain-HTTP requests sent on HTTP/1 connections the batch owns,
-//! written here and read by `h1`, on tokio's `TcpStream`.
+//! The lean path: HTTP requests sent on connections the batch owns, HTTP/1 written here and
+//! read by `h1`, HTTP/2 through the h2 crate, on tokio's `TcpStream` with rustls for `https`.
 //!
 //! The general path (`reqwest`) pays per request for a pool checkout behind a lock shared by
 //! every batch, a header map and a body kept for the response, and a name lookup through the
-//! guard. A load run sends the same few requests a million times: here each origin is looked
-//! up and judged by the guard once per batch (the approved addresses are then the only ones
-//! dialled, so a name cannot rebind mid-run; an origin the policy refuses stays refused; a
-//! name that does not resolve is tried again at most once a second), each slot keeps its
-//! connection (the batch's idle list holds those put back), each job's request is written out
-//! once and sent as the same bytes every time, and a response that `results` will not show is
-//! counted, not kept.
+//! guard; and it cannot say where a request's time went. Here each origin is judged by the
+//! guard at each new connection (a load run: once per batch, the approved addresses then the
+//! only ones dialled, so a name cannot rebind mid-run; an origin the policy refuses stays
+//! refused; a name that does not resolve is tried again at most once a second), each slot
+//! keeps its HTTP/1 connection (the batch's idle list holds those put back), HTTP/2
+//! connections are shared by every slot (`load.connections` of them), each job's HTTP/1
+//! request is written out once and sent as the same bytes every time, a response that
+//! `results` will not show is counted, not kept, and every phase of a request is timed.
 //!
-//! Why not hyper's client connection: it hands each request to the connection through a
-//! channel and each response's body back through another, and builds a header map per
-//! response; measured, that was the largest part of a request's cost in user space
+//! Why not hyper's client connection for HTTP/1: it hands each request to the connection
+//! through a channel and each response's body back through another, and builds a header map
+//! per response; measured, that was the largest part of a request's cost in user space
 //! (`bench/instructions.py`; `docs/lean-http-client.md` has the figures).
 //!
-//! HTTPS, the hops after a redirect, and requests whose own headers set the message's framing
-//! or the connection's use (`Content-Length`, `Transfer-Encoding`, `Connection`, `Upgrade`,
-//! `TE`, `Expect`) go through the general path.
+//! The hops after a redirect, and requests whose own headers set the message's framing or the
+//! connection's use (`Content-Length`, `Transfer-Encoding`, `Connection`, `Upgrade`, `TE`,
+//! `Expect`) go through the general path.
 //!
 //! - `h1`: the answer's framing, read without I/O.
-//! - `pool`: the batch's origins and the connection each slot keeps.
-//! - here: a request written out once per job, and one exchange on a connection.
+//! - `multiplexed`: one exchange on an HTTP/2 connection.
+//! - `pool`: the batch's origins, the connection each slot keeps, the shared HTTP/2 ones.
+//! - here: a request written out once per job, and one exchange on an HTTP/1 connection.
 
 mod h1;
+mod multiplexed;
 mod pool;
 
 use std::time::Instant;
@@ -36,11 +39,13 @@ use tokio::io::AsyncWriteExt;
 use super::Failure;
 use super::http::{Hop, follow, outcome, response_output};
 use crate::engine::spec::{HttpJob, JobKind, JobSpec, ResultsMode};
-use crate::engine::task::{ErrorCode, HttpOutput, TaskOutput, ms};
+use crate::engine::task::{
+    ErrorCode, HttpOutput, HttpVersionName, NetTiming, PhaseClock, TaskOutput, ms,
+};
 use crate::guard::NetGuard;
 use h1::{Asked, Event, Invalid, Reader};
-pub use pool::Slot;
 use pool::{Conn, Origins};
+pub use pool::{Dialling, Slot};
 
 /// Request headers that set how the message is framed or how the connection is used: a job
 /// that sends one of its own takes the general path.
@@ -53,30 +58,49 @@ const FRAMING: [HeaderName; 6] = [
     header::EXPECT,
 ];
 
+/// Whether a request header sets the message's framing or the connection's use.
+pub fn sets_framing(name: &str) -> bool {
+    FRAMING
+        .iter()
+        .any(|f| f.as_str().eq_ignore_ascii_case(name))
+}
+
 /// A batch's lean path: its origins and connections, and each job's request as written out.
 pub struct LeanPool {
     origins: Origins,
     results: ResultsMode,
     /// Each job's request as it goes on the wire, written once for all its repetitions
     /// (`None` for jobs not sent here).
-    requests: Vec<Option<Box<[u8]>>>,
+    requests: Vec<Option<Prepared>>,
+}
+
+/// A job's request, made ready once for all its repetitions.
+struct Prepared {
+    /// As it goes on an HTTP/1 connection.
+    h1: Box<[u8]>,
+    /// The head of its HTTP/2 request.
+    h2: http::request::Parts,
 }
 
 impl LeanPool {
-    pub fn new(guard: NetGuard, results: ResultsMode, jobs: &[JobSpec]) -> LeanPool {
+    pub fn new(dialling: Dialling, results: ResultsMode, jobs: &[JobSpec]) -> LeanPool {
+        let guard: &NetGuard = &dialling.guard;
         let requests = jobs
             .iter()
             .map(|j| match &j.kind {
                 // A URL the guard refuses as written (a user name in it, say) goes the general
-                // way, which refuses it: origins are judged here once, not every URL.
+                // way, which refuses it: origins are judged here, not URLs.
                 JobKind::Http(h) if LeanPool::takes(h) && guard.preflight(&h.url).is_ok() => {
-                    request(h).ok()
+                    Some(Prepared {
+                        h1: request(h).ok()?,
+                        h2: multiplexed::head(h).ok()?,
+                    })
                 }
                 _ => None,
             })
             .collect();
         LeanPool {
-            origins: Origins::new(guard),
+            origins: Origins::new(dialling),
             results,
             requests,
         }
@@ -89,7 +113,7 @@ impl LeanPool {
 
     /// Where a task of job `job_index` sends on the lean path, if its job is sent here.
     pub fn lean<'a>(&'a self, slot: &'a mut Slot, job_index: usize) -> Option<Lean<'a>> {
-        let request = self.requests.get(job_index)?.as_deref()?;
+        let request = self.requests.get(job_index)?.as_ref()?;
         Some(Lean {
             pool: self,
             slot,
@@ -97,11 +121,14 @@ impl LeanPool {
         })
     }
 
+    /// Gives back the connection a one-task slot holds.
+    pub fn release(&self, slot: &mut Slot) {
+        slot.release(&self.origins);
+    }
+
     /// Whether this job's requests can take the lean path.
     fn takes(job: &HttpJob) -> bool {
-        job.url.scheme() == "http"
-            && job.method != Method::CONNECT
-            && !FRAMING.iter().any(|name| job.headers.contains_key(name))
+        job.method != Method::CONNECT && !FRAMING.iter().any(|name| job.headers.contains_key(name))
     }
 }
 
@@ -110,7 +137,7 @@ impl LeanPool {
 pub struct Lean<'a> {
     pool: &'a LeanPool,
     slot: &'a mut Slot,
-    request: &'a [u8],
+    request: &'a Prepared,
 }
 
 impl Lean<'_> {
@@ -204,6 +231,7 @@ async fn exchange(
     results: ResultsMode,
     started: Instant,
     reused: bool,
+    clock: &mut PhaseClock,
 ) -> Exchange {
     if reused && conn.stale() {
         return Exchange::Unsent;
@@ -212,7 +240,13 @@ async fn exchange(
     // idempotent request may go again on a new one (RFC 9110, section 9.2.2); any other fails,
     // as part of it may have been taken.
     let again = reused && idempotent(&job.method);
-    if let Err(e) = conn.stream.write_all(request).await {
+    // TLS holds what is written until flushed.
+    let sent = match conn.stream.write_all(request).await {
+        Ok(()) => conn.stream.flush().await,
+        Err(e) => Err(e),
+    };
+    clock.mark(NetTiming::SEND);
+    if let Err(e) = sent {
         return if again {
             Exchange::Unsent
         } else {
@@ -250,6 +284,9 @@ async fn exchange(
                     return Exchange::Failed(closed.expect("a head cut short is an error"));
                 }
                 Ok(_) => {
+                    if !received {
+                        clock.mark(NetTiming::WAIT);
+                    }
                     received = true;
                     ttfb.get_or_insert_with(|| started.elapsed());
                 }
@@ -275,7 +312,9 @@ async fn exchange(
         bytes: 0,
         truncated: false,
     };
-    let complete = match read_body(conn, &mut reader, &mut body).await {
+    let complete = read_body(conn, &mut reader, &mut body).await;
+    clock.mark(NetTiming::RECEIVE);
+    let complete = match complete {
         Ok(complete) => complete,
         Err(failure) => return Exchange::Failed(failure),
     };
@@ -284,7 +323,7 @@ async fn exchange(
         headers: head.headers,
         body,
         // Anything left over was not asked for: the connection is not to be trusted.
-        reusable: complete && head.keep_alive && conn.buf.is_empty(),
+        reusable: complete && head.keep_alive && conn.buf.is_empty() && job.keep_alive,
         ttfb,
     })
 }
@@ -328,46 +367,110 @@ fn idempotent(method: &Method) -> bool {
     )
 }
 
-/// One attempt of an HTTP job on the lean path, begun at `started`.
+/// One attempt of an HTTP job on the lean path, begun at `started`, its phases timed on
+/// `clock`.
 pub async fn run(
     lean: Lean<'_>,
-    client: &reqwest::Client,
+    ctx: &super::JobContext,
     job: &HttpJob,
     started: Instant,
+    clock: &mut PhaseClock,
 ) -> Result<TaskOutput, Failure> {
     let Lean {
         pool,
         slot,
         request,
     } = lean;
-    let url = &job.url;
     let origin = job.origin.as_str();
     let results = pool.results;
-    // An idle connection the server closed meanwhile is found out before the request is
-    // sent, or (for an idempotent request) before any response came: then the request goes
-    // once more on a new connection, as HTTP clients do.
-    let mut idle = slot
-        .connection_to(origin)
-        .or_else(|| pool.origins.idle(origin));
-    let (conn, response) = loop {
-        let reused = idle.is_some();
-        let mut conn = match idle.take() {
-            Some(conn) => conn,
-            // Once per slot and origin: boxed, to keep every request's future small.
-            None => Box::pin(pool.origins.connect(origin, url)).await?,
+    let origins = &pool.origins;
+    // HTTP/2 when the job asks for it or the origin agreed to it (`None`: not known yet, the
+    // handshake decides).
+    let h2 = origins.speaks_h2(origin, job);
+    let mut made = None;
+    let h2 = if h2 == Some(false) {
+        None
+    } else if !job.keep_alive {
+        // A connection of its own for every request.
+        match Box::pin(origins.connect(origin, job, clock)).await? {
+            pool::Connected::H2(conn) => Some((conn, false)),
+            pool::Connected::H1(conn) => {
+                made = Some(conn);
+                None
+            }
+        }
+    } else {
+        Box::pin(origins.h2(origin, job, clock, &mut made))
+            .await?
+            .map(|conn| (conn, true))
+    };
+    if let Some((conn, shared)) = h2 {
+        let answer = multiplexed::exchange(&conn, job, &request.h2, results, started, clock).await;
+        if shared && answer.is_err() {
+            origins.drop_h2(origin, &conn);
+        }
+        return match answer? {
+            multiplexed::Answer::Redirect(hop) => {
+                clock.measured = false;
+                Box::pin(follow(
+                    &ctx.http,
+                    origins.guard(),
+                    job,
+                    hop,
+                    started,
+                    &ctx.files,
+                ))
+                .await
+            }
+            multiplexed::Answer::Done(out) => outcome(job, out),
         };
-        match exchange(&mut conn, job, request, results, started, reused).await {
+    }
+    // HTTP/1. An idle connection the server closed meanwhile is found out before the request
+    // is sent, or (for an idempotent request) before any response came: then the request goes
+    // once more on a new connection, as HTTP clients do.
+    let mut idle = made.map(|conn| (conn, false)).or_else(|| {
+        slot.connection_to(origin)
+            .or_else(|| origins.idle(origin))
+            .map(|conn| (conn, true))
+    });
+    let (conn, response) = loop {
+        let (mut conn, reused) = match idle.take() {
+            Some(held) => held,
+            // Boxed, to keep every request's future small.
+            None => match Box::pin(origins.connect(origin, job, clock)).await? {
+                pool::Connected::H1(conn) => (conn, false),
+                // The origin turned out to speak HTTP/2 (a server that changed its mind): the
+                // next task uses it.
+                pool::Connected::H2(_) => {
+                    return Err(failed_before_response(
+                        "the server switched to HTTP/2 between connections",
+                    ));
+                }
+            },
+        };
+        clock.timing.reused = reused;
+        let request = request.h1.as_ref();
+        match exchange(&mut conn, job, request, results, started, reused, clock).await {
             Exchange::Done(response) => break (conn, response),
             Exchange::Unsent => continue,
             Exchange::Failed(failure) => return Err(failure),
             Exchange::Redirect(hop) => {
                 // The next hops go the general way, each checked by the guard again.
-                return Box::pin(follow(client, pool.origins.guard(), job, hop, started)).await;
+                clock.measured = false;
+                return Box::pin(follow(
+                    &ctx.http,
+                    origins.guard(),
+                    job,
+                    hop,
+                    started,
+                    &ctx.files,
+                ))
+                .await;
             }
         }
     };
     if response.reusable {
-        slot.keep(&pool.origins, origin, conn);
+        slot.keep(origins, origin, conn);
     }
     let body = response.body;
     let out = match response.headers {
@@ -386,8 +489,11 @@ pub async fn run(
             bytes: body.bytes as u64,
             truncated: body.truncated,
             ttfb_ms: ms(response.ttfb),
+            version: None,
         },
     };
+    let mut out = out;
+    out.version = Some(HttpVersionName::Http1);
     outcome(job, out)
 }
 
@@ -419,6 +525,9 @@ fn request(job: &HttpJob) -> Result<Box<[u8]>, http::Error> {
     }
     for (name, value) in &job.headers {
         headers.append(name, value.clone());
+    }
+    if !job.keep_alive {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     // As hyper writes it: a length whenever there is a body, or the method usually has one.
     if !job.body.is_empty() || matches!(job.method, Method::POST | Method::PUT | Method::PATCH) {

@@ -1,0 +1,123 @@
+//! One exchange on an HTTP/2 connection, framed by the h2 crate: the job's request as a
+//! stream, its answer read and kept as the HTTP/1 exchange keeps one.
+
+use std::time::Instant;
+
+use http::{HeaderValue, header};
+
+use super::pool::H2Conn;
+use super::{Body, failed_before_response, failed_in_body};
+use crate::engine::jobs::Failure;
+use crate::engine::jobs::http::{Hop, response_output};
+use crate::engine::spec::{HttpJob, ResultsMode};
+use crate::engine::task::{HttpOutput, HttpVersionName, NetTiming, PhaseClock, ms};
+
+/// The head of a job's HTTP/2 request: the headers the HTTP/1 path sends (the job's own
+/// replace them), the authority in the URI rather than a `Host` header.
+pub(super) fn head(job: &HttpJob) -> Result<http::request::Parts, http::Error> {
+    let (mut parts, ()) = http::Request::builder()
+        .method(job.method.clone())
+        .uri(job.url.as_str())
+        .version(http::Version::HTTP_2)
+        .body(())?
+        .into_parts();
+    let headers = &mut parts.headers;
+    headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+    headers.insert(
+        header::USER_AGENT,
+        HeaderValue::from_static(concat!("fanout/", env!("CARGO_PKG_VERSION"))),
+    );
+    for name in job.headers.keys() {
+        headers.remove(name);
+    }
+    for (name, value) in &job.headers {
+        headers.append(name, value.clone());
+    }
+    // HTTP/2 carries the host as `:authority`.
+    headers.remove(header::HOST);
+    Ok(parts)
+}
+
+/// How an HTTP/2 exchange ended, short of failing.
+pub(super) enum Answer {
+    /// A redirect the job follows: the general path takes it from here.
+    Redirect(Hop),
+    Done(HttpOutput),
+}
+
+/// Sends the job's request as a new stream on `conn` and reads its answer (keeping the body
+/// only when `results` will show it).
+pub(super) async fn exchange(
+    conn: &H2Conn,
+    job: &HttpJob,
+    head: &http::request::Parts,
+    results: ResultsMode,
+    started: Instant,
+    clock: &mut PhaseClock,
+) -> Result<Answer, Failure> {
+    let lost = |e: h2::Error| failed_before_response(format!("the HTTP/2 connection failed: {e}"));
+    // Waits while the server's limit on open streams is reached.
+    let mut send = conn.send.clone().ready().await.map_err(lost)?;
+    let mut request = http::Request::new(());
+    *request.method_mut() = head.method.clone();
+    *request.uri_mut() = head.uri.clone();
+    *request.version_mut() = http::Version::HTTP_2;
+    *request.headers_mut() = head.headers.clone();
+    let bodiless = job.body.is_empty();
+    let (response, mut stream) = send.send_request(request, bodiless).map_err(lost)?;
+    if !bodiless {
+        stream.send_data(job.body.clone(), true).map_err(lost)?;
+    }
+    clock.mark(NetTiming::SEND);
+    let response = response
+        .await
+        .map_err(|e| failed_before_response(format!("the server ended the HTTP/2 stream: {e}")))?;
+    clock.mark(NetTiming::WAIT);
+    let ttfb = started.elapsed();
+    let (parts, mut incoming) = response.into_parts();
+    let status = parts.status;
+    if job.follow_redirects > 0
+        && status.is_redirection()
+        && let Some(location) = parts
+            .headers
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+        && let Some(hop) = Hop::first(job).next(status, location)
+    {
+        return Ok(Answer::Redirect(hop));
+    }
+    let shown = results.shows(!job.expect_status.accepts(status.as_u16()));
+    let mut body = Body {
+        shown,
+        cap: job.max_response_bytes as usize,
+        kept: Vec::new(),
+        bytes: 0,
+        truncated: false,
+    };
+    while let Some(chunk) = incoming.data().await {
+        let chunk = chunk.map_err(|e| failed_in_body(format!("reading the answer: {e}")))?;
+        // Lets the server send as much again.
+        let _ = incoming.flow_control().release_capacity(chunk.len());
+        if !body.append(&chunk) {
+            // Past the cap: dropping the stream resets it.
+            break;
+        }
+    }
+    clock.mark(NetTiming::RECEIVE);
+    let mut out = if shown {
+        response_output(status, &parts.headers, &body.kept, body.truncated, ttfb)
+    } else {
+        HttpOutput {
+            status: status.as_u16(),
+            headers: Default::default(),
+            body: None,
+            body_base64: None,
+            bytes: body.bytes as u64,
+            truncated: body.truncated,
+            ttfb_ms: ms(ttfb),
+            version: None,
+        }
+    };
+    out.version = Some(HttpVersionName::Http2);
+    Ok(Answer::Done(out))
+}
