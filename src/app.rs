@@ -105,12 +105,15 @@ fn tokens(config: &Config) -> Result<Vec<[u8; 32]>, StartError> {
 pub struct Hooks {
     pub lookup: Option<Arc<dyn crate::guard::Lookup>>,
     pub dialer: Option<Arc<dyn crate::guard::Dialer>>,
+    /// Batches without `load` send through the general client (reqwest) rather than on
+    /// connections of their own: the reference the differential tests compare against.
+    pub general_client: bool,
 }
 
 impl App {
     pub async fn build(config: Config) -> Result<App, StartError> {
         let policy = NetPolicy::parse(&config.allow_net).map_err(StartError::Config)?;
-        App::build_guarded(config, NetGuard::new(policy)).await
+        App::build_guarded(config, NetGuard::new(policy), false).await
     }
 
     /// With the test seams in place of the system's resolver and dialler.
@@ -124,10 +127,14 @@ impl App {
         if let Some(dialer) = hooks.dialer {
             guard.dialer = dialer;
         }
-        App::build_guarded(config, guard).await
+        App::build_guarded(config, guard, hooks.general_client).await
     }
 
-    async fn build_guarded(config: Config, guard: NetGuard) -> Result<App, StartError> {
+    async fn build_guarded(
+        config: Config,
+        guard: NetGuard,
+        general_client: bool,
+    ) -> Result<App, StartError> {
         let tokens = tokens(&config)?;
         // Before anything records: the engine's handles bind to the recorder at first use.
         let metrics_handle = crate::metrics::install();
@@ -140,8 +147,10 @@ impl App {
             tracing::warn!(files_root = %config.files_root.display(), error = %e, "cannot create the files root: file jobs fail with not_found until it exists");
         }
         let trust = crate::engine::jobs::Trust::new(&config.ca_file).map_err(StartError::Config)?;
-        let engine =
-            Engine::new(config.engine(guard, std::sync::Arc::new(trust), crate::metrics::meters()));
+        let mut engine_config =
+            config.engine(guard, std::sync::Arc::new(trust), crate::metrics::meters());
+        engine_config.general_client = general_client;
+        let engine = Engine::new(engine_config);
         if !engine.has_files_root() {
             tracing::warn!(files_root = %config.files_root.display(), "the files root cannot be opened: file jobs will fail until it can");
         }

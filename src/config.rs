@@ -215,6 +215,7 @@ impl Config {
     ) -> EngineConfig {
         EngineConfig {
             trust,
+            general_client: false,
             max_concurrency: self.max_concurrency as usize,
             max_queue: self.max_queue,
             max_batch_duration: self.max_batch_duration,

@@ -112,6 +112,7 @@ async fn guarded_app_and_lookup(allow: &[&str]) -> (TestApp, Arc<Recorder>, Arc<
     let hooks = Hooks {
         lookup: Some(lookup.clone()),
         dialer: Some(recorder.clone()),
+        general_client: false,
     };
     let allow: Vec<String> = allow.iter().map(|s| s.to_string()).collect();
     let app = spawn_app_hooked(|c| c.allow_net = allow, hooks).await;

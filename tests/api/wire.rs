@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_hooked};
 
 /// A server that answers each request by its path with scripted bytes.
 struct Scripted {
@@ -266,6 +266,15 @@ fn seen_as(task: &Value) -> Value {
 #[tokio::test]
 async fn load_runs_read_every_kind_of_answer_as_the_general_path_does() {
     let app = spawn_app().await;
+    // The reference: batches without `load` on the general client (reqwest and hyper).
+    let reference = spawn_app_hooked(
+        |_| {},
+        fanout::app::Hooks {
+            general_client: true,
+            ..Default::default()
+        },
+    )
+    .await;
     let server = spawn_scripted().await;
     let cases: Vec<(&str, Value)> = vec![
         ("/length", json!({})),
@@ -313,11 +322,20 @@ async fn load_runs_read_every_kind_of_answer_as_the_general_path_does() {
             .extend(extra.as_object().unwrap().clone());
 
         // The general path: one task, no `load`.
-        let general = app
+        let general = reference
             .post(&json!({ "jobs": [job], "return_exceptions": true }))
             .await;
         assert_eq!(general.status, 201, "{}", general.json);
         let expected = seen_as(&general.json["results"][0]);
+        // A batch without `load` on its own connections reads it the same.
+        let single = app
+            .post(&json!({ "jobs": [job], "return_exceptions": true }))
+            .await;
+        assert_eq!(
+            seen_as(&single.json["results"][0]),
+            expected,
+            "{path} {extra}: one task"
+        );
 
         // The lean path: the same job three times on one slot, as a load run.
         let lean = app

@@ -60,6 +60,9 @@ pub struct EngineConfig {
     pub guard: NetGuard,
     /// The certificate roots HTTPS jobs trust.
     pub trust: Arc<Trust>,
+    /// Batches without `load` send through the general client only (a test seam: the
+    /// reference the lean path is compared against).
+    pub general_client: bool,
     /// Where batches report their task and batch counts.
     pub meter: &'static dyn Meter,
 }
@@ -86,6 +89,7 @@ pub struct Engine {
 
 struct Inner {
     ctx: Arc<JobContext>,
+    general_client: bool,
     meter: &'static dyn Meter,
     /// The server-wide bound on jobs in flight (`--max-concurrency`), shared by all batches.
     global: Arc<Semaphore>,
@@ -107,6 +111,7 @@ impl Engine {
         Engine {
             inner: Arc::new(Inner {
                 ctx: Arc::new(ctx),
+                general_client: config.general_client,
                 meter: config.meter,
                 global: Arc::new(Semaphore::new(config.max_concurrency)),
                 max_batch_duration: config.max_batch_duration,
@@ -249,7 +254,8 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
         keep_lookups: spec.load.is_load,
         h2_connections: spec.load.connections.unwrap_or(inner.workers),
     };
-    let pool = Some(LeanPool::new(dialling, spec.results, &jobs))
+    let pool = (spec.load.is_load || !inner.general_client)
+        .then(|| LeanPool::new(dialling, spec.results, &jobs))
         .filter(LeanPool::sends_any)
         .map(Arc::new);
     let lean = spec.load.is_load && pool.is_some();
