@@ -18,6 +18,7 @@ mod load;
 mod operations;
 mod ssrf;
 mod storage;
+mod tls;
 mod verdict;
 mod wait;
 mod wire;

@@ -291,12 +291,18 @@ pub fn handshake_failure(host: &str, e: &rustls::Error) -> Failure {
                 format!("{host} refused the client certificate ({alert:?})")
             }
             rustls::AlertDescription::NoApplicationProtocol => {
-                format!("{host} speaks none of the HTTP versions offered (http_version)")
+                format!(
+                    "{host} speaks none of the HTTP versions offered in the TLS handshake (ALPN; \
+                 http_version \"2\" offers HTTP/2 only)"
+                )
             }
             _ => format!("{host} ended the TLS handshake: {alert:?}"),
         },
         rustls::Error::NoApplicationProtocol => {
-            format!("{host} speaks none of the HTTP versions offered (http_version)")
+            format!(
+                "{host} speaks none of the HTTP versions offered in the TLS handshake (ALPN; \
+                 http_version \"2\" offers HTTP/2 only)"
+            )
         }
         other => format!("TLS handshake with {host}: {other}"),
     };

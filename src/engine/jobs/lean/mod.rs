@@ -156,6 +156,15 @@ fn failed_before_response(why: impl Into<String>) -> Failure {
     Failure::new(ErrorCode::Connect, why)
 }
 
+/// A TLS failure the server reported after the handshake seemed done (TLS 1.3 refuses a
+/// missing client certificate so), or else `otherwise`.
+fn tls_or(e: &std::io::Error, job: &HttpJob, otherwise: impl FnOnce() -> Failure) -> Failure {
+    match super::tls::rustls_cause(e) {
+        Some(cause) => super::tls::handshake_failure(job.url.host_str().unwrap_or_default(), cause),
+        None => otherwise(),
+    }
+}
+
 /// The response's body could not be read to its end (as the general path sorts it).
 fn failed_in_body(why: impl Into<String>) -> Failure {
     Failure::new(ErrorCode::Io, why)
@@ -250,7 +259,9 @@ async fn exchange(
         return if again {
             Exchange::Unsent
         } else {
-            Exchange::Failed(failed_before_response(format!("sending the request: {e}")))
+            Exchange::Failed(tls_or(&e, job, || {
+                failed_before_response(format!("sending the request: {e}"))
+            }))
         };
     }
     let asked = Asked {
@@ -291,9 +302,9 @@ async fn exchange(
                     ttfb.get_or_insert_with(|| started.elapsed());
                 }
                 Err(e) => {
-                    return Exchange::Failed(failed_before_response(format!(
-                        "reading the answer: {e}"
-                    )));
+                    return Exchange::Failed(tls_or(&e, job, || {
+                        failed_before_response(format!("reading the answer: {e}"))
+                    }));
                 }
             },
         }
