@@ -76,7 +76,7 @@ pub struct Summary {
     /// HTTP jobs on fanout's own connections: each phase's distribution over the tasks that
     /// had that phase (`dns_ms`, `connect_ms` and `tls_ms` only on new connections).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phases: Option<PhaseSummary>,
+    pub phases: Option<Box<PhaseSummary>>,
     /// HTTP jobs on fanout's own connections: requests that opened a connection, and those
     /// that went on one already open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -418,14 +418,14 @@ impl SummaryAcc {
             phases: self.net.as_ref().map(|n| {
                 let [dns, connect, tls, send, wait, receive] =
                     n.phases.each_ref().map(Timings::percentiles);
-                PhaseSummary {
+                Box::new(PhaseSummary {
                     dns_ms: dns,
                     connect_ms: connect,
                     tls_ms: tls,
                     send_ms: send,
                     wait_ms: wait,
                     receive_ms: receive,
-                }
+                })
             }),
             connections: self.net.as_ref().map(|n| Connections {
                 opened: n.opened,

@@ -49,7 +49,26 @@ pub struct Figures {
     pub first_errors: BTreeMap<String, String>,
     pub late: Option<Late>,
     pub warmup_tasks: u64,
+    pub phases: Option<BTreeMap<String, Option<Percentiles>>>,
+    pub connections: Option<Connections>,
 }
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Connections {
+    pub opened: u64,
+    pub reused: u64,
+}
+
+/// The phases of an HTTP request in the order they happen, as the summary names them.
+const PHASES: [(&str, &str); 6] = [
+    ("dns_ms", "dns"),
+    ("connect_ms", "connect"),
+    ("tls_ms", "tls"),
+    ("send_ms", "send"),
+    ("wait_ms", "wait"),
+    ("receive_ms", "receive"),
+];
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -199,6 +218,31 @@ pub fn text(b: &Report) -> String {
                 num(Some(p.max))
             );
         }
+    }
+    if let Some(phases) = &s.phases {
+        // Where the time went, as k6 and browsers split it: p50 and p99 of each phase.
+        let _ = writeln!(
+            out,
+            "  phases      p50 / p99 (ms), each over the requests that had it"
+        );
+        for (key, name) in PHASES {
+            if let Some(Some(p)) = phases.get(key) {
+                let _ = writeln!(
+                    out,
+                    "    {name:<9} {} / {}",
+                    num(Some(p.p50)),
+                    num(Some(p.p99))
+                );
+            }
+        }
+    }
+    if let Some(c) = &s.connections {
+        let _ = writeln!(
+            out,
+            "  connections {} opened, {} requests on kept ones",
+            count(c.opened),
+            count(c.reused)
+        );
     }
     if let Some(d) = s.duration_ms.as_ref().filter(|d| d.max > 0.0) {
         latency_bars(&mut out, d);

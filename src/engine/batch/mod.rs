@@ -150,7 +150,7 @@ pub struct Batch {
 enum SummaryState {
     Live(SummaryAcc),
     /// Read back from storage, with the batch's stored `wall_ms`.
-    Stored(Box<Summary>, Option<f64>),
+    Stored(Summary, Option<f64>),
 }
 
 struct State {
@@ -652,7 +652,7 @@ impl State {
                 };
                 acc.summary(measured)
             }
-            SummaryState::Stored(summary, _) => (**summary).clone(),
+            SummaryState::Stored(summary, _) => summary.clone(),
         }
     }
 }

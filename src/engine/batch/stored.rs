@@ -95,13 +95,9 @@ impl Batch {
             .collect();
         done.sort_by_key(|&p| record.tasks[p as usize].seq);
         let summary = match meta.summary {
-            Some(summary) => SummaryState::Stored(Box::new(summary), meta.wall_ms),
+            Some(summary) => SummaryState::Stored(summary, meta.wall_ms),
             None => SummaryState::Stored(
-                Box::new(rebuilt_summary(
-                    &record.tasks,
-                    meta.tasks_total,
-                    meta.wall_ms,
-                )),
+                rebuilt_summary(&record.tasks, meta.tasks_total, meta.wall_ms),
                 meta.wall_ms,
             ),
         };
