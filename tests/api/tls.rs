@@ -190,6 +190,53 @@ async fn serve(tls: Option<Arc<rustls::ServerConfig>>) -> Target {
     Target { port, connections }
 }
 
+/// Serves HTTP/2 over TLS and sends GOAWAY on each connection after `limit` requests, as
+/// nginx does after `keepalive_requests`.
+async fn serve_limited(tls: Arc<rustls::ServerConfig>, limit: usize) -> Target {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            counted.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let served = Arc::new(AtomicUsize::new(0));
+                let enough = Arc::new(tokio::sync::Notify::new());
+                let (s, e) = (served.clone(), enough.clone());
+                let service = hyper::service::service_fn(move |_req| {
+                    if s.fetch_add(1, Ordering::SeqCst) + 1 == limit {
+                        e.notify_one();
+                    }
+                    async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new("ok".to_owned()))
+                    }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => return,
+                    _ = enough.notified() => {}
+                }
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            });
+        }
+    });
+    Target { port, connections }
+}
+
 /// An HTTPS target with a certificate for `localhost` and 127.0.0.1 from `pki`.
 async fn https_target(pki: &Pki, alpn: &[&str]) -> Target {
     let leaf = pki.leaf(&["localhost", "127.0.0.1"], false);
@@ -576,4 +623,22 @@ async fn https_and_http_2_on_fanouts_connections_answer_as_the_general_client_do
             }
         }
     }
+}
+
+#[tokio::test]
+async fn requests_an_http_2_connection_going_away_did_not_take_go_on_another() {
+    let pki = Pki::new("private CA");
+    let app = trusting_app(&pki).await;
+    let leaf = pki.leaf(&["localhost", "127.0.0.1"], false);
+    let target = serve_limited(server_config(&leaf, &["h2"], None), 100).await;
+    let res = app
+        .post(&json!({
+            "jobs": [{ "kind": "http", "url": target.url("https", "127.0.0.1", "/"), "http_version": "2", "method": "POST", "body": "x" }],
+            "load": { "repeat": 2000, "connections": 1 }, "concurrency": 16, "results": "errors"
+        }))
+        .await;
+    let s = &res.json["summary"];
+    assert_eq!(s["succeeded"], 2000, "{s}");
+    // Each connection serves its 100 and those already under way when it said so.
+    assert!(target.accepted() >= 5, "{}", target.accepted());
 }

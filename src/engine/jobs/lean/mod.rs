@@ -58,6 +58,9 @@ const FRAMING: [HeaderName; 6] = [
     header::EXPECT,
 ];
 
+/// Connections an HTTP/2 request is tried on when each goes away before taking it.
+const H2_TRIES: usize = 3;
+
 /// Whether a request header sets the message's framing or the connection's use.
 pub fn sets_framing(name: &str) -> bool {
     FRAMING
@@ -415,12 +418,48 @@ pub async fn run(
             .await?
             .map(|conn| (conn, true))
     };
-    if let Some((conn, shared)) = h2 {
-        let answer = multiplexed::exchange(&conn, job, &request.h2, results, started, clock).await;
+    if let Some((mut conn, shared)) = h2 {
+        // A request the server did not process (its connection is going away) goes again on
+        // another connection, a few times at most.
+        let mut tries = 0;
+        let answer = loop {
+            let answer =
+                multiplexed::exchange(&conn, job, &request.h2, results, started, clock).await;
+            let refused = match answer {
+                Ok(multiplexed::Answer::Refused(e)) => e,
+                other => break other,
+            };
+            origins.drop_h2(origin, &conn);
+            tries += 1;
+            if tries == H2_TRIES {
+                return Err(failed_before_response(format!(
+                    "the HTTP/2 connection went away {H2_TRIES} times before the request \
+                     was taken: {refused}"
+                )));
+            }
+            clock.timing.reused = false;
+            let again = if shared {
+                Box::pin(origins.h2(origin, job, clock, &mut made)).await?
+            } else {
+                match Box::pin(origins.connect(origin, job, clock)).await? {
+                    pool::Connected::H2(conn) => Some(conn),
+                    pool::Connected::H1(_) => None,
+                }
+            };
+            match again {
+                Some(next) => conn = next,
+                None => {
+                    return Err(failed_before_response(
+                        "the server switched from HTTP/2 to HTTP/1.1 between connections",
+                    ));
+                }
+            }
+        };
         if shared && answer.is_err() {
             origins.drop_h2(origin, &conn);
         }
         return match answer? {
+            multiplexed::Answer::Refused(_) => unreachable!("refusals are tried again above"),
             multiplexed::Answer::Redirect(hop) => {
                 clock.measured = false;
                 Box::pin(follow(

@@ -40,6 +40,10 @@ pub(super) fn head(job: &HttpJob) -> Result<http::request::Parts, http::Error> {
 
 /// How an HTTP/2 exchange ended, short of failing.
 pub(super) enum Answer {
+    /// The server had not processed the request and said so: the connection is going away
+    /// (GOAWAY, as servers send after so many requests) or it refused the stream. It may go
+    /// again on another connection, whatever its method (RFC 9113, section 8.7).
+    Refused(h2::Error),
     /// A redirect the job follows: the general path takes it from here.
     Redirect(Hop),
     Done(HttpOutput),
@@ -56,22 +60,35 @@ pub(super) async fn exchange(
     clock: &mut PhaseClock,
 ) -> Result<Answer, Failure> {
     let lost = |e: h2::Error| failed_before_response(format!("the HTTP/2 connection failed: {e}"));
-    // Waits while the server's limit on open streams is reached.
-    let mut send = conn.send.clone().ready().await.map_err(lost)?;
+    // Waits while the server's limit on open streams is reached. A connection that cannot
+    // take a stream now has sent nothing of this request.
+    let mut send = match conn.send.clone().ready().await {
+        Ok(send) => send,
+        Err(e) => return Ok(Answer::Refused(e)),
+    };
     let mut request = http::Request::new(());
     *request.method_mut() = head.method.clone();
     *request.uri_mut() = head.uri.clone();
     *request.version_mut() = http::Version::HTTP_2;
     *request.headers_mut() = head.headers.clone();
     let bodiless = job.body.is_empty();
-    let (response, mut stream) = send.send_request(request, bodiless).map_err(lost)?;
+    let (response, mut stream) = match send.send_request(request, bodiless) {
+        Ok(sent) => sent,
+        Err(e) => return Ok(Answer::Refused(e)),
+    };
     if !bodiless {
         stream.send_data(job.body.clone(), true).map_err(lost)?;
     }
     clock.mark(NetTiming::SEND);
-    let response = response
-        .await
-        .map_err(|e| failed_before_response(format!("the server ended the HTTP/2 stream: {e}")))?;
+    let response = match response.await {
+        Ok(response) => response,
+        Err(e) if unprocessed(&e) => return Ok(Answer::Refused(e)),
+        Err(e) => {
+            return Err(failed_before_response(format!(
+                "the server ended the HTTP/2 stream: {e}"
+            )));
+        }
+    };
     clock.mark(NetTiming::WAIT);
     let ttfb = started.elapsed();
     let (parts, mut incoming) = response.into_parts();
@@ -120,4 +137,11 @@ pub(super) async fn exchange(
     };
     out.version = Some(HttpVersionName::Http2);
     Ok(Answer::Done(out))
+}
+
+/// Whether the server said it did not process the stream: refused it, or is going away
+/// gracefully (a stream past its last one is reset so).
+fn unprocessed(e: &h2::Error) -> bool {
+    e.reason() == Some(h2::Reason::REFUSED_STREAM)
+        || (e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR))
 }
