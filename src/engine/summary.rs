@@ -255,7 +255,7 @@ impl SummaryAcc {
             if net.reused && phase <= NetTiming::TLS {
                 continue;
             }
-            timings.record(d);
+            timings.record(Duration::from_micros(u64::from(d)));
         }
         if net.reused {
             acc.reused += 1;

@@ -290,8 +290,9 @@ pub struct StoredNet {
 /// An HTTP attempt's phases as they are measured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NetTiming {
-    /// dns, connect, tls, send, wait, receive.
-    pub phases: [std::time::Duration; 6],
+    /// dns, connect, tls, send, wait, receive, in microseconds (small: every load run
+    /// request's outcome carries them).
+    pub phases: [u32; 6],
     /// Whether the request went on a connection already open.
     pub reused: bool,
 }
@@ -313,7 +314,7 @@ impl NetTiming {
     ];
 
     pub fn phases(&self) -> Phases {
-        let [dns, connect, tls, send, wait, receive] = self.phases.map(ms);
+        let [dns, connect, tls, send, wait, receive] = self.phases.map(|us| f64::from(us) / 1000.0);
         Phases {
             dns_ms: dns,
             connect_ms: connect,
@@ -325,7 +326,7 @@ impl NetTiming {
     }
 
     pub fn from_phases(p: &Phases, reused: bool) -> NetTiming {
-        let d = |v: f64| std::time::Duration::from_micros((v.max(0.0) * 1000.0) as u64);
+        let d = |v: f64| (v.max(0.0) * 1000.0).round() as u32;
         NetTiming {
             phases: [
                 d(p.dns_ms),
@@ -360,11 +361,15 @@ impl PhaseClock {
         }
     }
 
-    /// Ends phase `phase` now; its time adds to what it had.
-    pub fn mark(&mut self, phase: usize) {
+    /// Ends phase `phase` now; its time adds to what it had. Returns the time read, for
+    /// whoever needs it too.
+    pub fn mark(&mut self, phase: usize) -> std::time::Instant {
         let now = std::time::Instant::now();
-        self.timing.phases[phase] += now.saturating_duration_since(self.last);
+        let us = now.saturating_duration_since(self.last).as_micros();
+        let slot = &mut self.timing.phases[phase];
+        *slot = slot.saturating_add(u32::try_from(us).unwrap_or(u32::MAX));
         self.last = now;
+        now
     }
 }
 

@@ -298,11 +298,14 @@ async fn exchange(
                     return Exchange::Failed(closed.expect("a head cut short is an error"));
                 }
                 Ok(_) => {
-                    if !received {
-                        clock.mark(NetTiming::WAIT);
-                    }
+                    // The first byte ends the wait, and is the time to first byte.
+                    let first = (!received).then(|| clock.mark(NetTiming::WAIT));
                     received = true;
-                    ttfb.get_or_insert_with(|| started.elapsed());
+                    ttfb.get_or_insert_with(|| {
+                        first
+                            .unwrap_or_else(Instant::now)
+                            .saturating_duration_since(started)
+                    });
                 }
                 Err(e) => {
                     return Exchange::Failed(tls_or(&e, job, || {
