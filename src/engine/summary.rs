@@ -255,6 +255,10 @@ impl SummaryAcc {
             if net.reused && phase <= NetTiming::TLS {
                 continue;
             }
+            // Plain HTTP has no handshake to count (a real one never takes 0 µs).
+            if phase == NetTiming::TLS && d == 0 {
+                continue;
+            }
             timings.record(Duration::from_micros(u64::from(d)));
         }
         if net.reused {

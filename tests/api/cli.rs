@@ -415,3 +415,127 @@ async fn json_output_matches_the_documented_batch_schema() {
             .any(|t| t["output"]["status"] == 503)
     );
 }
+
+/// Runs `fanout run` with these arguments as they are.
+async fn fanout(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_fanout"))
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn args(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn a_one_liner_runs_without_a_file_and_exits_as_its_thresholds_say() {
+    let target = spawn_target().await;
+    let url = format!("{}/hello", target.base);
+    let allow = format!("127.0.0.1:{}", port(&target.base));
+
+    // As an oha user types it: the URL first.
+    let passed = fanout(args(&[
+        "run",
+        &url,
+        "-n",
+        "300",
+        "-c",
+        "8",
+        "--allow-net",
+        &allow,
+        "--threshold",
+        "p95<5s",
+        "--threshold",
+        "error_rate<1%",
+        "--format",
+        "json",
+    ]))
+    .await;
+    assert_eq!(
+        passed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&passed.stderr)
+    );
+    let b: Value = serde_json::from_slice(&passed.stdout).unwrap();
+    assert_eq!(b["summary"]["succeeded"], 300);
+    assert_eq!(b["verdict"]["passed"], true);
+    let hits_before = target.hits.load(Ordering::SeqCst);
+    assert!(hits_before >= 300);
+
+    // A threshold that fails: 1. With --url and a header and method of its own.
+    let failed = fanout(args(&[
+        "run",
+        "--url",
+        &format!("{}/status/500", target.base),
+        "-n",
+        "20",
+        "-c",
+        "2",
+        "-m",
+        "post",
+        "-H",
+        "X-Test: yes",
+        "--allow-net",
+        &allow,
+        "--threshold",
+        "error_rate<1%",
+    ]))
+    .await;
+    assert_eq!(
+        failed.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&failed.stdout)
+    );
+    assert!(String::from_utf8_lossy(&failed.stdout).contains("FAILED"));
+
+    // Unusable: 2, with a sentence, and nothing sent.
+    let hits = target.hits.load(Ordering::SeqCst);
+    for bad in [
+        args(&["run", "--url", &url, "--threshold", "p95>200ms"]),
+        args(&["run", "--url", &url, "-H", "no colon"]),
+        args(&["run", "-n", "10"]),
+        args(&["run", "--url", &url, "-n", "0", "--allow-net", &allow]),
+    ] {
+        let out = fanout(bad.clone()).await;
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(!out.stderr.is_empty(), "{bad:?}");
+    }
+    assert_eq!(target.hits.load(Ordering::SeqCst), hits);
+}
+
+#[tokio::test]
+async fn print_batch_prints_what_post_batches_runs_the_same() {
+    let target = spawn_target().await;
+    let url = format!("{}/hello", target.base);
+    let printed = fanout(args(&[
+        "run",
+        &url,
+        "-n",
+        "40",
+        "-c",
+        "4",
+        "--threshold",
+        "p99<2s",
+        "--print-batch",
+    ]))
+    .await;
+    assert_eq!(printed.status.code(), Some(0));
+    let batch: Value = serde_json::from_slice(&printed.stdout).unwrap();
+    assert_eq!(batch["load"]["repeat"], 40);
+    assert_eq!(batch["thresholds"]["p99_ms"], 2000.0);
+    // Nothing was sent to print it.
+    assert_eq!(target.hits.load(Ordering::SeqCst), 0);
+
+    let app = crate::helpers::spawn_app().await;
+    let res = app.post(&batch).await;
+    assert_eq!(res.status, 201, "{}", res.json);
+    assert_eq!(res.json["summary"]["succeeded"], 40);
+    assert_eq!(res.json["verdict"]["passed"], true);
+}

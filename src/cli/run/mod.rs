@@ -4,6 +4,7 @@
 //! succeed), 2 when the input was invalid or the server unreachable.
 
 mod local;
+mod oneliner;
 mod remote;
 pub mod report;
 
@@ -19,8 +20,50 @@ use report::Report;
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// The batch file (JSON, as `POST /batches` takes it); `-` reads standard input.
-    pub batch: PathBuf,
+    /// The batch file (JSON, as `POST /batches` takes it); `-` reads standard input. A URL
+    /// (`http://...`) instead is a one-liner, as with `--url`.
+    pub batch: Option<String>,
+
+    /// A one-liner without a file: a load run of GETs (or `--method`) to this URL.
+    #[arg(long, conflicts_with = "batch")]
+    pub url: Option<String>,
+
+    /// One-liner: requests to send (default 200, or as many as `--duration` allows).
+    #[arg(short = 'n', long = "requests")]
+    pub requests: Option<u64>,
+
+    /// One-liner: requests in flight at once (default 50).
+    #[arg(short = 'c', long)]
+    pub concurrency: Option<u64>,
+
+    /// One-liner: the arrival rate, requests per second (the open model).
+    #[arg(long)]
+    pub rate: Option<f64>,
+
+    /// One-liner: keep sending for this long (`30s`, `5m`).
+    #[arg(long, value_parser = crate::config::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+
+    /// One-liner: the HTTP method (default GET).
+    #[arg(short = 'm', long)]
+    pub method: Option<String>,
+
+    /// One-liner: a request header, `'Name: value'` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
+
+    /// One-liner: the request body.
+    #[arg(long)]
+    pub body: Option<String>,
+
+    /// One-liner: a pass/fail limit (repeatable): `'p95<200ms'`, `'p99<1s'`, `'mean<50ms'`,
+    /// `'error_rate<1%'`, `'throughput>500/s'`.
+    #[arg(long = "threshold")]
+    pub thresholds: Vec<String>,
+
+    /// Print the batch the one-liner (or the file) makes, as JSON, instead of running it.
+    #[arg(long)]
+    pub print_batch: bool,
 
     /// Run on this fanout server instead of in-process (e.g. `http://127.0.0.1:8080`).
     #[arg(long, env = "FANOUT_SERVER")]
@@ -74,7 +117,30 @@ pub enum Format {
 /// Why the run could not produce a batch: exit code 2.
 struct Unusable(String);
 
-pub fn run(args: RunArgs) -> ExitCode {
+pub fn run(mut args: RunArgs) -> ExitCode {
+    // A one-liner run here may reach the origin it names, whatever the address: the user typed
+    // it, as they would for curl or oha. Only that origin: a redirect elsewhere is judged as
+    // ever.
+    if args.server.is_none()
+        && let Some(origin) = one_liner_url(&args).and_then(|u| allowed_origin(&u))
+    {
+        args.allow_net.push(origin);
+    }
+    if args.print_batch {
+        return match batch_body(&args).and_then(|body| {
+            serde_json::from_slice::<Value>(&body)
+                .map_err(|e| Unusable(format!("the batch is not JSON: {e}")))
+        }) {
+            Ok(batch) => {
+                println!("{}", serde_json::to_string_pretty(&batch).expect("JSON"));
+                ExitCode::SUCCESS
+            }
+            Err(Unusable(why)) => {
+                eprintln!("fanout run: {why}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -118,16 +184,75 @@ pub fn run(args: RunArgs) -> ExitCode {
     }
 }
 
+/// The one-liner's URL, if the arguments are one.
+fn one_liner_url(args: &RunArgs) -> Option<String> {
+    match (&args.url, &args.batch) {
+        (Some(url), _) => Some(url.clone()),
+        (None, Some(arg)) if oneliner::is_url(arg) => Some(arg.clone()),
+        _ => None,
+    }
+}
+
+/// `host:port` of a URL, as `--allow-net` takes it.
+fn allowed_origin(url: &str) -> Option<String> {
+    let url = url::Url::parse(url).ok()?;
+    let port = url.port_or_known_default()?;
+    match url.host()? {
+        url::Host::Ipv6(ip) => Some(format!("[{ip}]:{port}")),
+        host => Some(format!("{host}:{port}")),
+    }
+}
+
+/// The batch the arguments name: a file, standard input, or a one-liner.
+fn batch_body(args: &RunArgs) -> Result<Vec<u8>, Unusable> {
+    let url = one_liner_url(args);
+    let one_liner_flags = args.requests.is_some()
+        || args.concurrency.is_some()
+        || args.rate.is_some()
+        || args.duration.is_some()
+        || args.method.is_some()
+        || !args.headers.is_empty()
+        || args.body.is_some()
+        || !args.thresholds.is_empty();
+    if let Some(url) = url {
+        let line = oneliner::OneLiner {
+            url,
+            requests: args.requests,
+            concurrency: args.concurrency,
+            rate: args.rate,
+            duration_ms: args.duration.map(|d| d.as_millis() as u64),
+            method: args.method.clone(),
+            headers: args.headers.clone(),
+            body: args.body.clone(),
+            thresholds: args.thresholds.clone(),
+        };
+        let batch = line.batch().map_err(Unusable)?;
+        return Ok(serde_json::to_vec(&batch).expect("a batch serializes"));
+    }
+    if one_liner_flags {
+        return Err(Unusable(
+            "-n, -c, --rate, --duration, --method, -H, --body and --threshold describe a \
+             one-liner: give its URL (--url URL, or the URL in place of the batch file)"
+                .into(),
+        ));
+    }
+    match args.batch.as_deref() {
+        None => Err(Unusable(
+            "give a batch file, or a URL for a one-liner (fanout run --url URL -n 1000 -c 10)"
+                .into(),
+        )),
+        Some("-") => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                .map_err(|e| Unusable(format!("cannot read standard input: {e}")))?;
+            Ok(buf)
+        }
+        Some(path) => std::fs::read(path).map_err(|e| Unusable(format!("cannot read {path}: {e}"))),
+    }
+}
+
 async fn obtain(args: &RunArgs) -> Result<Value, Unusable> {
-    let body = if args.batch.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-            .map_err(|e| Unusable(format!("cannot read standard input: {e}")))?;
-        buf
-    } else {
-        std::fs::read(&args.batch)
-            .map_err(|e| Unusable(format!("cannot read {}: {e}", args.batch.display())))?
-    };
+    let body = batch_body(args)?;
     match &args.server {
         Some(server) => remote::run(server, args.token.as_deref(), body).await,
         None => local::run(args, &body).await,
