@@ -17,18 +17,18 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, spawn_app_hooked, spawn_app_with};
 
 /// A CA made for one test.
-struct Pki {
+pub(crate) struct Pki {
     ca: CertifiedIssuer<'static, KeyPair>,
 }
 
 /// A certificate and its key, as PEM.
-struct Leaf {
+pub(crate) struct Leaf {
     cert: String,
     key: String,
 }
 
 impl Pki {
-    fn new(name: &str) -> Pki {
+    pub(crate) fn new(name: &str) -> Pki {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
@@ -42,12 +42,12 @@ impl Pki {
         }
     }
 
-    fn ca_pem(&self) -> String {
+    pub(crate) fn ca_pem(&self) -> String {
         self.ca.pem()
     }
 
     /// A certificate for `names` (DNS names or IP addresses) signed by this CA.
-    fn leaf(&self, names: &[&str], expired: bool) -> Leaf {
+    pub(crate) fn leaf(&self, names: &[&str], expired: bool) -> Leaf {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names).unwrap();
         if expired {
@@ -79,7 +79,11 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// A server configuration offering `alpn`, requiring a client certificate from `clients`
 /// when given.
-fn server_config(leaf: &Leaf, alpn: &[&str], clients: Option<&Pki>) -> Arc<rustls::ServerConfig> {
+pub(crate) fn server_config(
+    leaf: &Leaf,
+    alpn: &[&str],
+    clients: Option<&Pki>,
+) -> Arc<rustls::ServerConfig> {
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap();

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::helpers::{spawn_app, spawn_app_hooked};
+use crate::helpers::{TestApp, spawn_app, spawn_app_hooked, spawn_app_with};
 
 /// A server that answers each request by its path with scripted bytes.
 struct Scripted {
@@ -155,8 +155,15 @@ fn script(path: &str) -> Script {
 }
 
 async fn spawn_scripted() -> Scripted {
+    spawn_scripted_over(None).await
+}
+
+/// The scripted server, over TLS when `tls` is given (each answer's close then sends TLS's
+/// close_notify first, as a server that ends the connection cleanly does).
+async fn spawn_scripted_over(tls: Option<tokio_rustls::TlsAcceptor>) -> Scripted {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let base = format!("{scheme}://{}", listener.local_addr().unwrap());
     let connections = Arc::new(AtomicUsize::new(0));
     let requests = Arc::new(Mutex::new(Vec::new()));
     let (count, seen) = (connections.clone(), requests.clone());
@@ -166,7 +173,20 @@ async fn spawn_scripted() -> Scripted {
                 return;
             };
             count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve(stream, seen.clone()));
+            match &tls {
+                None => {
+                    tokio::spawn(serve(stream, seen.clone()));
+                }
+                Some(acceptor) => {
+                    let (acceptor, seen) = (acceptor.clone(), seen.clone());
+                    tokio::spawn(async move {
+                        if let Ok(mut tls) = acceptor.accept(stream).await {
+                            serve_on(&mut tls, seen).await;
+                            let _ = tls.shutdown().await;
+                        }
+                    });
+                }
+            }
         }
     });
     Scripted {
@@ -179,13 +199,20 @@ async fn spawn_scripted() -> Scripted {
 /// Reads requests one after another (head, then as many body bytes as Content-Length says)
 /// and answers each as scripted.
 async fn serve(mut stream: tokio::net::TcpStream, seen: Arc<Mutex<Vec<Vec<u8>>>>) {
+    serve_on(&mut stream, seen).await;
+}
+
+async fn serve_on<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    seen: Arc<Mutex<Vec<Vec<u8>>>>,
+) {
     let mut buf = Vec::new();
     loop {
         let head_end = loop {
             if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break at + 4;
             }
-            if !read_more(&mut stream, &mut buf).await {
+            if !read_more(stream, &mut buf).await {
                 return;
             }
         };
@@ -195,7 +222,7 @@ async fn serve(mut stream: tokio::net::TcpStream, seen: Arc<Mutex<Vec<Vec<u8>>>>
             .find_map(|l| l.strip_prefix("content-length:"))
             .map_or(0, |v| v.trim().parse().unwrap());
         while buf.len() < head_end + length {
-            if !read_more(&mut stream, &mut buf).await {
+            if !read_more(stream, &mut buf).await {
                 return;
             }
         }
@@ -237,7 +264,7 @@ async fn serve(mut stream: tokio::net::TcpStream, seen: Arc<Mutex<Vec<Vec<u8>>>>
 }
 
 /// Reads what the client sent next onto `buf`; `false` once the connection has ended.
-async fn read_more(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
+async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> bool {
     let mut chunk = [0u8; 4096];
     match stream.read(&mut chunk).await {
         Ok(0) | Err(_) => false,
@@ -263,20 +290,9 @@ fn seen_as(task: &Value) -> Value {
     })
 }
 
-#[tokio::test]
-async fn load_runs_read_every_kind_of_answer_as_the_general_path_does() {
-    let app = spawn_app().await;
-    // The reference: batches without `load` on the general client (reqwest and hyper).
-    let reference = spawn_app_hooked(
-        |_| {},
-        fanout::app::Hooks {
-            general_client: true,
-            ..Default::default()
-        },
-    )
-    .await;
-    let server = spawn_scripted().await;
-    let cases: Vec<(&str, Value)> = vec![
+/// The scripted answers the differential reads through both paths.
+fn differential_cases() -> Vec<(&'static str, Value)> {
+    vec![
         ("/length", json!({})),
         ("/length", json!({ "method": "HEAD" })),
         ("/head-split", json!({})),
@@ -312,11 +328,15 @@ async fn load_runs_read_every_kind_of_answer_as_the_general_path_does() {
         ("/extra-bytes", json!({})),
         ("/late-trailer", json!({})),
         ("/redirect-utf8", json!({ "follow_redirects": 1 })),
-    ];
-    for (path, extra) in cases {
+    ]
+}
+
+/// Every scripted answer read by `app` (one task, and load runs that keep or count the
+/// answers) as `reference` (the general client) reads it.
+async fn differential(app: &TestApp, reference: &TestApp, base: &str) {
+    for (path, extra) in differential_cases() {
         // A bounded wait, so that a misread answer fails the test rather than stalling it.
-        let mut job =
-            json!({ "kind": "http", "url": format!("{}{path}", server.base), "timeout_ms": 5000 });
+        let mut job = json!({ "kind": "http", "url": format!("{base}{path}"), "timeout_ms": 5000 });
         job.as_object_mut()
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
@@ -369,6 +389,40 @@ async fn load_runs_read_every_kind_of_answer_as_the_general_path_does() {
             assert_eq!(seen_as(task), expected, "{path} {extra}: {task}");
         }
     }
+}
+
+fn general_client() -> fanout::app::Hooks {
+    fanout::app::Hooks {
+        general_client: true,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn load_runs_read_every_kind_of_answer_as_the_general_path_does() {
+    let app = spawn_app().await;
+    // The reference: batches without `load` on the general client (reqwest and hyper).
+    let reference = spawn_app_hooked(|_| {}, general_client()).await;
+    let server = spawn_scripted().await;
+    differential(&app, &reference, &server.base).await;
+}
+
+#[tokio::test]
+async fn over_tls_every_kind_of_answer_reads_as_the_general_client_reads_it() {
+    let pki = crate::tls::Pki::new("scripted CA");
+    let acceptor = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+        &pki.leaf(&["localhost", "127.0.0.1"], false),
+        &["http/1.1"],
+        None,
+    ));
+    let server = spawn_scripted_over(Some(acceptor)).await;
+    let dir = tempfile::tempdir().unwrap().keep();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, pki.ca_pem()).unwrap();
+    let trusting = ca.clone();
+    let app = spawn_app_with(move |c| c.ca_file = vec![trusting]).await;
+    let reference = spawn_app_hooked(move |c| c.ca_file = vec![ca], general_client()).await;
+    differential(&app, &reference, &server.base).await;
 }
 
 #[tokio::test]
