@@ -273,13 +273,13 @@ pub struct TlsRequest {
     pub insecure: bool,
     /// A PEM certificate chain for mutual TLS, relative to the server's files root; with
     /// `client_key`.
-    #[schema(max_length = 1024, example = json!(null))]
+    #[schema(min_length = 1, max_length = 1024, example = json!(null))]
     pub client_cert: Option<String>,
     /// The PEM private key of `client_cert`, relative to the files root.
-    #[schema(max_length = 1024, example = json!(null))]
+    #[schema(min_length = 1, max_length = 1024, example = json!(null))]
     pub client_key: Option<String>,
     /// The name sent as SNI and checked against the certificate, instead of the URL's host.
-    #[schema(max_length = 253, example = json!(null))]
+    #[schema(min_length = 1, max_length = 253, example = json!(null))]
     pub server_name: Option<String>,
 }
 

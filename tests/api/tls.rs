@@ -107,10 +107,12 @@ pub(crate) fn server_config(
     Arc::new(config)
 }
 
-/// A target on loopback: its port, and how many connections it accepted.
+/// A target on loopback: its port, how many connections it accepted, and how many of their
+/// TLS handshakes resumed an earlier session.
 struct Target {
     port: u16,
     connections: Arc<AtomicUsize>,
+    resumed: Arc<AtomicUsize>,
 }
 
 impl Target {
@@ -159,6 +161,8 @@ async fn serve(tls: Option<Arc<rustls::ServerConfig>>) -> Target {
     let port = listener.local_addr().unwrap().port();
     let connections = Arc::new(AtomicUsize::new(0));
     let counted = connections.clone();
+    let resumed = Arc::new(AtomicUsize::new(0));
+    let resumes = resumed.clone();
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     tokio::spawn(async move {
         loop {
@@ -167,6 +171,7 @@ async fn serve(tls: Option<Arc<rustls::ServerConfig>>) -> Target {
             };
             counted.fetch_add(1, Ordering::SeqCst);
             let acceptor = acceptor.clone();
+            let resumes = resumes.clone();
             tokio::spawn(async move {
                 let service = hyper_util::service::TowerToHyperService::new(routes());
                 let builder = hyper_util::server::conn::auto::Builder::new(
@@ -178,6 +183,11 @@ async fn serve(tls: Option<Arc<rustls::ServerConfig>>) -> Target {
                         let Ok(stream) = acceptor.accept(tcp).await else {
                             return;
                         };
+                        if stream.get_ref().1.handshake_kind()
+                            == Some(rustls::HandshakeKind::Resumed)
+                        {
+                            resumes.fetch_add(1, Ordering::SeqCst);
+                        }
                         let _ = builder
                             .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                             .await;
@@ -191,7 +201,11 @@ async fn serve(tls: Option<Arc<rustls::ServerConfig>>) -> Target {
             });
         }
     });
-    Target { port, connections }
+    Target {
+        port,
+        connections,
+        resumed,
+    }
 }
 
 /// Serves HTTP/2 over TLS and sends GOAWAY on each connection after `limit` requests, as
@@ -238,7 +252,11 @@ async fn serve_limited(tls: Arc<rustls::ServerConfig>, limit: usize) -> Target {
             });
         }
     });
-    Target { port, connections }
+    Target {
+        port,
+        connections,
+        resumed: Arc::default(),
+    }
 }
 
 /// An HTTPS target with a certificate for `localhost` and 127.0.0.1 from `pki`.
@@ -558,6 +576,13 @@ async fn without_keep_alive_every_request_opens_a_connection() {
             "{alpn:?}: {s}"
         );
         assert_eq!(target.accepted(), 40, "{alpn:?}");
+        // Every handshake after the first few resumes a session the batch's connections made
+        // (the first slots all start before any ticket has come back).
+        assert!(
+            target.resumed.load(Ordering::SeqCst) >= 30,
+            "{alpn:?}: {:?}",
+            target.resumed
+        );
         assert!(s["phases"]["tls_ms"]["min"].as_f64().unwrap() > 0.0, "{s}");
     }
 }
