@@ -567,18 +567,7 @@ fn request(job: &HttpJob) -> Result<Box<[u8]>, http::Error> {
         None => url.host_str().unwrap_or_default().to_owned(),
     };
     headers.insert(header::HOST, HeaderValue::from_str(&host)?);
-    headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-    headers.insert(
-        header::USER_AGENT,
-        HeaderValue::from_static(concat!("fanout/", env!("CARGO_PKG_VERSION"))),
-    );
-    // The job's own headers replace these defaults, and may repeat.
-    for name in job.headers.keys() {
-        headers.remove(name);
-    }
-    for (name, value) in &job.headers {
-        headers.append(name, value.clone());
-    }
+    with_job_headers(&mut headers, job);
     if !job.keep_alive {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
@@ -600,4 +589,20 @@ fn request(job: &HttpJob) -> Result<Box<[u8]>, http::Error> {
     request.extend_from_slice(b"\r\n");
     request.extend_from_slice(&job.body);
     Ok(request.into())
+}
+
+/// The headers every request of the lean path sends, `Accept` and `User-Agent` (as the
+/// general client sends them), then the job's own, which replace those and may repeat.
+fn with_job_headers(headers: &mut HeaderMap, job: &HttpJob) {
+    headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+    headers.insert(
+        header::USER_AGENT,
+        HeaderValue::from_static(concat!("fanout/", env!("CARGO_PKG_VERSION"))),
+    );
+    for name in job.headers.keys() {
+        headers.remove(name);
+    }
+    for (name, value) in &job.headers {
+        headers.append(name, value.clone());
+    }
 }

@@ -3,10 +3,10 @@
 
 use std::time::Instant;
 
-use http::{HeaderValue, header};
+use http::header;
 
 use super::pool::H2Conn;
-use super::{Body, failed_before_response, failed_in_body};
+use super::{Body, failed_before_response, failed_in_body, with_job_headers};
 use crate::engine::jobs::Failure;
 use crate::engine::jobs::http::{Hop, response_output};
 use crate::engine::spec::{HttpJob, ResultsMode};
@@ -21,20 +21,9 @@ pub(super) fn head(job: &HttpJob) -> Result<http::request::Parts, http::Error> {
         .version(http::Version::HTTP_2)
         .body(())?
         .into_parts();
-    let headers = &mut parts.headers;
-    headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-    headers.insert(
-        header::USER_AGENT,
-        HeaderValue::from_static(concat!("fanout/", env!("CARGO_PKG_VERSION"))),
-    );
-    for name in job.headers.keys() {
-        headers.remove(name);
-    }
-    for (name, value) in &job.headers {
-        headers.append(name, value.clone());
-    }
+    with_job_headers(&mut parts.headers, job);
     // HTTP/2 carries the host as `:authority`.
-    headers.remove(header::HOST);
+    parts.headers.remove(header::HOST);
     Ok(parts)
 }
 
