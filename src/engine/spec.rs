@@ -280,6 +280,34 @@ pub struct JobSpec {
     pub timeout: Option<Duration>,
     pub retries: RetryPolicy,
     pub kind: JobKind,
+    /// Its share of a load run's cycle (`weight`).
+    pub weight: u32,
+    /// Its place in the request's `jobs`: a load run's job list holds each job `weight` times,
+    /// and `summary.by_job` counts them together by this.
+    pub group: u32,
+}
+
+/// A load run's job list: each job `weight` times, in the order nginx's smooth weighted round
+/// robin picks them (weights 3 and 1 give A A B A), so that any stretch of the run holds the
+/// jobs close to their shares and every whole cycle holds them exactly.
+pub fn weighted_cycle(jobs: &[JobSpec]) -> Vec<JobSpec> {
+    let total: i64 = jobs.iter().map(|j| i64::from(j.weight)).sum();
+    let mut current = vec![0i64; jobs.len()];
+    let mut cycle = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        for (c, j) in current.iter_mut().zip(jobs) {
+            *c += i64::from(j.weight);
+        }
+        // The first of the largest, so that the order is fixed.
+        let (pick, _) =
+            current.iter().enumerate().fold(
+                (0, i64::MIN),
+                |best, (i, &c)| if c > best.1 { (i, c) } else { best },
+            );
+        current[pick] -= total;
+        cycle.push(jobs[pick].clone());
+    }
+    cycle
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

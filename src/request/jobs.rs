@@ -229,6 +229,10 @@ pub struct HttpJobRequest {
     #[schema(minimum = 1, maximum = 86_400_000)]
     pub timeout_ms: Option<u64>,
     pub retries: Option<RetriesRequest>,
+    /// In a load run, this job's share of the tasks: a cycle of the jobs holds it `weight`
+    /// times (smooth weighted round robin). Default 1; ignored without `load`.
+    #[schema(minimum = 1, maximum = 1000, example = json!(null))]
+    pub weight: Option<u32>,
     /// Default `GET`.
     #[schema(example = "GET")]
     pub method: Option<String>,
@@ -282,6 +286,9 @@ pub struct TlsRequest {
     #[schema(min_length = 1, max_length = 253, example = json!(null))]
     pub server_name: Option<String>,
 }
+
+/// Largest `weight` a job may have.
+pub(super) const MAX_WEIGHT: u32 = 1000;
 
 /// Longest client certificate path accepted.
 const MAX_PATH: usize = 1024;
@@ -341,6 +348,10 @@ pub struct SleepJobRequest {
     #[schema(minimum = 1, maximum = 86_400_000)]
     pub timeout_ms: Option<u64>,
     pub retries: Option<RetriesRequest>,
+    /// In a load run, this job's share of the tasks: a cycle of the jobs holds it `weight`
+    /// times (smooth weighted round robin). Default 1; ignored without `load`.
+    #[schema(minimum = 1, maximum = 1000, example = json!(null))]
+    pub weight: Option<u32>,
     #[schema(maximum = 86_400_000, example = 100)]
     pub duration_ms: u64,
 }
@@ -356,6 +367,10 @@ pub struct FileJobRequest {
     #[schema(minimum = 1, maximum = 86_400_000)]
     pub timeout_ms: Option<u64>,
     pub retries: Option<RetriesRequest>,
+    /// In a load run, this job's share of the tasks: a cycle of the jobs holds it `weight`
+    /// times (smooth weighted round robin). Default 1; ignored without `load`.
+    #[schema(minimum = 1, maximum = 1000, example = json!(null))]
+    pub weight: Option<u32>,
     /// Relative to the files root; absolute paths and escapes are refused (`forbidden`).
     #[schema(example = "hello.txt", min_length = 1)]
     pub path: String,
@@ -373,17 +388,17 @@ impl JobRequest {
         errors: &mut Vec<FieldError>,
     ) -> Option<JobSpec> {
         let before = errors.len();
-        let (id, timeout_ms, retries, kind) = match self {
+        let (id, timeout_ms, retries, weight, kind) = match self {
             JobRequest::Http(j) => {
                 let kind = j
                     .kind(at, limits, errors)
                     .map(|h| JobKind::Http(Box::new(h)));
-                (j.id, j.timeout_ms, j.retries, kind)
+                (j.id, j.timeout_ms, j.retries, j.weight, kind)
             }
             JobRequest::Sleep(j) => {
                 let kind = ms_field(errors, &format!("{at}.duration_ms"), Some(j.duration_ms), 0)
                     .map(|duration| JobKind::Sleep(SleepJob { duration }));
-                (j.id, j.timeout_ms, j.retries, kind)
+                (j.id, j.timeout_ms, j.retries, j.weight, kind)
             }
             JobRequest::File(j) => {
                 if j.path.is_empty() {
@@ -397,9 +412,16 @@ impl JobRequest {
                         .min(limits.max_file_bytes),
                     encoding: j.encoding,
                 }));
-                (j.id, j.timeout_ms, j.retries, Some(kind))
+                (j.id, j.timeout_ms, j.retries, j.weight, Some(kind))
             }
         };
+        let weight = weight.unwrap_or(1);
+        if !(1..=MAX_WEIGHT).contains(&weight) {
+            errors.push(FieldError::new(
+                format!("{at}.weight"),
+                format!("from 1 to {MAX_WEIGHT}"),
+            ));
+        }
         if id.as_ref().is_some_and(|i| i.chars().count() > MAX_LABEL) {
             errors.push(FieldError::new(
                 format!("{at}.id"),
@@ -447,6 +469,8 @@ impl JobRequest {
             timeout,
             retries,
             kind: kind?,
+            weight,
+            group: 0,
         })
     }
 }

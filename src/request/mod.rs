@@ -72,6 +72,8 @@ pub(crate) const MAX_RETRIES: u32 = 10;
 pub(crate) const MAX_BACKOFF_MS: u64 = 60_000;
 pub(crate) const MAX_REDIRECTS: u32 = 20;
 pub(crate) const MAX_LABEL: usize = 256;
+/// Longest cycle of a load run's jobs: their weights added up.
+pub(crate) const MAX_CYCLE: u64 = 10_000;
 
 /// A batch of jobs to run concurrently.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -208,9 +210,35 @@ impl BatchRequest {
         if self.jobs.is_empty() {
             errors.push(FieldError::new("jobs", "a batch needs at least one job"));
         }
+        // The jobs first: a load run's cycle is as long as their weights add up to.
+        // Their errors are listed after the batch's own fields', as before.
+        let mut job_errors = Vec::new();
+        let mut jobs = Vec::with_capacity(self.jobs.len());
+        for (i, slot) in self.jobs.into_iter().enumerate() {
+            let at = format!("jobs[{i}]");
+            match slot.0 {
+                Err(e) => job_errors.push(FieldError::new(format!("{at}{}", e.field), e.message)),
+                Ok(job) => {
+                    if let Some(mut job) = job.validate(&at, limits, &mut job_errors) {
+                        job.group = i as u32;
+                        jobs.push(job);
+                    }
+                }
+            }
+        }
+        let cycle: u64 = jobs.iter().map(|j| u64::from(j.weight)).sum();
+        if self.load.is_some() && cycle > MAX_CYCLE {
+            job_errors.push(FieldError::new(
+                "jobs",
+                format!("the jobs' weights add up to {cycle}; at most {MAX_CYCLE}"),
+            ));
+        }
+        if self.load.is_some() && job_errors.is_empty() && jobs.iter().any(|j| j.weight > 1) {
+            jobs = crate::engine::spec::weighted_cycle(&jobs);
+        }
         let load = match &self.load {
-            None => LoadPlan::once(self.jobs.len()),
-            Some(load) => load.validate(self.jobs.len(), limits, &mut errors),
+            None => LoadPlan::once(jobs.len()),
+            Some(load) => load.validate(jobs.len().max(1), limits, &mut errors),
         };
         let fixed = match (load.count, load.is_open()) {
             (Some(n), true) => Some(n.saturating_add(load.open_warmup_tasks())),
@@ -261,18 +289,7 @@ impl BatchRequest {
                 format!("at most {MAX_LABEL} characters"),
             ));
         }
-        let mut jobs = Vec::with_capacity(self.jobs.len());
-        for (i, slot) in self.jobs.into_iter().enumerate() {
-            let at = format!("jobs[{i}]");
-            match slot.0 {
-                Err(e) => errors.push(FieldError::new(format!("{at}{}", e.field), e.message)),
-                Ok(job) => {
-                    if let Some(job) = job.validate(&at, limits, &mut errors) {
-                        jobs.push(job);
-                    }
-                }
-            }
-        }
+        errors.extend(job_errors);
         if !errors.is_empty() {
             return Err(Rejected::Invalid(errors));
         }

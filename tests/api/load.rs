@@ -412,3 +412,40 @@ async fn a_warm_up_never_eats_into_the_measured_run_under_max_jobs() {
     assert_eq!(s["succeeded"], 30, "{s}");
     assert_eq!(s["warmup_tasks"], 10, "{s}");
 }
+
+#[tokio::test]
+async fn weights_give_each_job_its_exact_share_of_every_whole_cycle() {
+    let app = spawn_app().await;
+    let target = crate::helpers::spawn_target().await;
+    let res = app
+        .post(&json!({
+            "jobs": [
+                { "kind": "http", "url": format!("{}/hello", target.base), "weight": 3, "id": "a" },
+                { "kind": "http", "url": format!("{}/status/204", target.base), "id": "b" }
+            ],
+            "load": { "repeat": 1000 }, "concurrency": 16, "results": "all"
+        }))
+        .await;
+    assert_eq!(res.status, 201, "{}", res.json);
+    let s = &res.json["summary"];
+    assert_eq!(s["tasks"], 4000, "{s}");
+    assert_eq!(s["http_status"]["200"], 3000, "{s}");
+    assert_eq!(s["http_status"]["204"], 1000, "{s}");
+    // The smooth order: a a b a, cycle after cycle.
+    let ids: Vec<&str> = res.json["results"].as_array().unwrap()[..8]
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "a", "b", "a", "a", "a", "b", "a"]);
+    // Read back from storage the same.
+    let id = res.json["id"].as_str().unwrap();
+    let again = app.get(&format!("/batches/{id}")).await.json;
+    assert_eq!(again["results"][2]["id"], "b");
+    assert_eq!(again["summary"]["http_status"], s["http_status"]);
+
+    let too_heavy = app
+        .post(&json!({ "jobs": [{ "kind": "sleep", "duration_ms": 1, "weight": 0 }], "load": { "repeat": 1 } }))
+        .await;
+    assert_eq!(too_heavy.status, 422, "{}", too_heavy.json);
+    assert_eq!(too_heavy.json["errors"][0]["field"], "jobs[0].weight");
+}
