@@ -402,81 +402,41 @@ pub async fn run(
     let results = pool.results;
     let origins = &pool.origins;
     // HTTP/2 when the job asks for it or the origin agreed to it (`None`: not known yet, the
-    // handshake decides).
-    let h2 = origins.speaks_h2(origin, job);
-    let mut made = None;
-    let h2 = if h2 == Some(false) {
-        None
-    } else if !job.keep_alive {
-        // A connection of its own for every request.
-        match Box::pin(origins.connect(origin, job, clock)).await? {
-            pool::Connected::H2(conn) => Some((conn, false)),
-            pool::Connected::H1(conn) => {
-                made = Some(conn);
-                None
-            }
-        }
+    // handshake decides). A slot holding a connection to the origin knows it speaks HTTP/1,
+    // without asking the pool (a lock every slot shares).
+    let h2 = if slot.holds(origin) {
+        Some(false)
     } else {
-        Box::pin(origins.h2(origin, job, clock, &mut made))
-            .await?
-            .map(|conn| (conn, true))
+        origins.speaks_h2(origin, job)
     };
-    if let Some((mut conn, shared)) = h2 {
-        // A request the server did not process (its connection is going away) goes again on
-        // another connection, a few times at most.
-        let mut tries = 0;
-        let answer = loop {
-            let answer =
-                multiplexed::exchange(&conn, job, &request.h2, results, started, clock).await;
-            let refused = match answer {
-                Ok(multiplexed::Answer::Refused(e)) => e,
-                other => break other,
-            };
-            origins.drop_h2(origin, &conn);
-            tries += 1;
-            if tries == H2_TRIES {
-                return Err(failed_before_response(format!(
-                    "the HTTP/2 connection went away {H2_TRIES} times before the request \
-                     was taken: {refused}"
-                )));
-            }
-            clock.timing.reused = false;
-            let again = if shared {
-                Box::pin(origins.h2(origin, job, clock, &mut made)).await?
-            } else {
-                match Box::pin(origins.connect(origin, job, clock)).await? {
-                    pool::Connected::H2(conn) => Some(conn),
-                    pool::Connected::H1(_) => None,
-                }
-            };
-            match again {
-                Some(next) => conn = next,
-                None => {
-                    return Err(failed_before_response(
-                        "the server switched from HTTP/2 to HTTP/1.1 between connections",
-                    ));
+    let mut made = None;
+    if h2 != Some(false) {
+        let conn = if job.keep_alive {
+            Box::pin(origins.h2(origin, job, clock, &mut made))
+                .await?
+                .map(|conn| (conn, true))
+        } else {
+            // A connection of its own for every request.
+            match Box::pin(origins.connect(origin, job, clock)).await? {
+                pool::Connected::H2(conn) => Some((conn, false)),
+                pool::Connected::H1(conn) => {
+                    made = Some(conn);
+                    None
                 }
             }
         };
-        if shared && answer.is_err() {
-            origins.drop_h2(origin, &conn);
+        if let Some((conn, shared)) = conn {
+            let answer = Box::pin(over_h2(
+                origins, conn, shared, job, request, results, started, clock,
+            ));
+            return match answer.await? {
+                multiplexed::Answer::Redirect(hop) => {
+                    redirected(ctx, origins, job, hop, started, clock).await
+                }
+                multiplexed::Answer::Done(out) => outcome(job, out),
+                multiplexed::Answer::Refused(_) => unreachable!("refusals are tried again"),
+            };
         }
-        return match answer? {
-            multiplexed::Answer::Refused(_) => unreachable!("refusals are tried again above"),
-            multiplexed::Answer::Redirect(hop) => {
-                clock.measured = false;
-                Box::pin(follow(
-                    &ctx.http,
-                    origins.guard(),
-                    job,
-                    hop,
-                    started,
-                    &ctx.files,
-                ))
-                .await
-            }
-            multiplexed::Answer::Done(out) => outcome(job, out),
-        };
     }
     // HTTP/1. An idle connection the server closed meanwhile is found out before the request
     // is sent, or (for an idempotent request) before any response came: then the request goes
@@ -508,17 +468,7 @@ pub async fn run(
             Exchange::Unsent => continue,
             Exchange::Failed(failure) => return Err(failure),
             Exchange::Redirect(hop) => {
-                // The next hops go the general way, each checked by the guard again.
-                clock.measured = false;
-                return Box::pin(follow(
-                    &ctx.http,
-                    origins.guard(),
-                    job,
-                    hop,
-                    started,
-                    &ctx.files,
-                ))
-                .await;
+                return redirected(ctx, origins, job, hop, started, clock).await;
             }
         }
     };
@@ -548,6 +498,82 @@ pub async fn run(
     let mut out = out;
     out.version = Some(HttpVersionName::Http1);
     outcome(job, out)
+}
+
+/// The hops after a redirect: they go the general way, each checked by the guard again, and
+/// are not timed in phases.
+async fn redirected(
+    ctx: &super::JobContext,
+    origins: &Origins,
+    job: &HttpJob,
+    hop: Hop,
+    started: Instant,
+    clock: &mut PhaseClock,
+) -> Result<TaskOutput, Failure> {
+    clock.measured = false;
+    Box::pin(follow(
+        &ctx.http,
+        origins.guard(),
+        job,
+        hop,
+        started,
+        &ctx.files,
+    ))
+    .await
+}
+
+/// One request on an HTTP/2 connection (`shared` by the batch, or its own). A request the
+/// server did not take (its connection going away) goes again on another connection, a few
+/// times at most; the answer is never `Refused`.
+#[allow(clippy::too_many_arguments)]
+async fn over_h2(
+    origins: &Origins,
+    mut conn: pool::H2Conn,
+    shared: bool,
+    job: &HttpJob,
+    request: &Prepared,
+    results: ResultsMode,
+    started: Instant,
+    clock: &mut PhaseClock,
+) -> Result<multiplexed::Answer, Failure> {
+    let origin = job.origin.as_str();
+    let mut tries = 1;
+    loop {
+        let answer = multiplexed::exchange(&conn, job, &request.h2, results, started, clock).await;
+        let refused = match answer {
+            Ok(multiplexed::Answer::Refused(e)) => e,
+            Err(failure) => {
+                if shared {
+                    origins.drop_h2(origin, &conn);
+                }
+                return Err(failure);
+            }
+            answer => return answer,
+        };
+        origins.drop_h2(origin, &conn);
+        if tries == H2_TRIES {
+            return Err(failed_before_response(format!(
+                "the HTTP/2 connection went away {H2_TRIES} times before the request was \
+                 taken: {refused}"
+            )));
+        }
+        tries += 1;
+        clock.timing.reused = false;
+        let next = if shared {
+            Box::pin(origins.h2(origin, job, clock, &mut None)).await?
+        } else {
+            match Box::pin(origins.connect(origin, job, clock)).await? {
+                pool::Connected::H2(conn) => Some(conn),
+                pool::Connected::H1(_) => None,
+            }
+        };
+        conn = next.ok_or_else(|| {
+            failed_before_response(format!(
+                "the server switched from HTTP/2 to HTTP/1.1 after its connection went away: \
+                 {refused}"
+            ))
+        })?;
+    }
 }
 
 /// The job's request as it goes on the wire: the request line in origin form, the headers

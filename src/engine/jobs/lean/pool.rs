@@ -470,6 +470,12 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// Whether it holds a connection to `origin` (an HTTP/1 one: HTTP/2 connections are the
+    /// batch's).
+    pub(super) fn holds(&self, origin: &str) -> bool {
+        self.conn.is_some() && self.origin == origin
+    }
+
     /// The slot's connection, if it goes to `origin`.
     pub(super) fn connection_to(&mut self, origin: &str) -> Option<Conn> {
         if self.origin != origin {
