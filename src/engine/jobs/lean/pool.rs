@@ -295,12 +295,12 @@ impl Origins {
         clock: &mut PhaseClock,
         h1: &mut Option<Conn>,
     ) -> Result<Option<H2Conn>, Failure> {
-        if let Some(conn) = self.shared_h2(origin, true) {
+        if let Some(conn) = self.shared_h2(origin) {
             clock.timing.reused = true;
             return Ok(Some(conn));
         }
         let _turn = self.opening.lock().await;
-        if let Some(conn) = self.shared_h2(origin, true) {
+        if let Some(conn) = self.shared_h2(origin) {
             clock.timing.reused = true;
             return Ok(Some(conn));
         }
@@ -320,13 +320,13 @@ impl Origins {
         }
     }
 
-    /// A shared HTTP/2 connection, round robin; with `room_first`, none while there is room
-    /// for another.
-    fn shared_h2(&self, origin: &str, room_first: bool) -> Option<H2Conn> {
+    /// A shared HTTP/2 connection, round robin; none while there is room for another (the
+    /// caller opens it).
+    fn shared_h2(&self, origin: &str) -> Option<H2Conn> {
         let mut by_name = self.by_name.lock();
         let entry = by_name.get_mut(origin)?;
         entry.h2.retain(|c| !c.is_closed());
-        if entry.h2.is_empty() || (room_first && entry.h2.len() < self.h2_connections) {
+        if entry.h2.len() < self.h2_connections {
             return None;
         }
         entry.next_h2 = entry.next_h2.wrapping_add(1);
