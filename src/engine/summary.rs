@@ -81,6 +81,56 @@ pub struct Summary {
     /// that went on one already open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<Connections>,
+    /// A load run of several jobs: each job's figures, by its `id` (else its place in `jobs`,
+    /// as text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_job: Option<BTreeMap<String, JobSummary>>,
+    /// A load run with `load.stages`: each stage's figures, over the tasks that started in it
+    /// (rate stages: that were due in it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<StageSummary>>,
+}
+
+/// One job's share of a load run.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobSummary {
+    /// Its tasks that ended.
+    pub tasks: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    /// As the batch's `duration_ms`, over this job's tasks.
+    pub duration_ms: Option<Percentiles>,
+    /// Its tasks that ran, per second of the batch's `measured_ms`.
+    pub throughput_per_s: f64,
+    #[schema(value_type = BTreeMap<String, u64>)]
+    pub http_status: BTreeMap<u16, u64>,
+    #[schema(value_type = BTreeMap<String, u64>)]
+    pub errors: BTreeMap<ErrorCode, u64>,
+}
+
+/// One stage of a load run.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StageSummary {
+    pub index: u32,
+    /// Where the stage starts and ends, from the run's start.
+    pub start_ms: f64,
+    pub end_ms: f64,
+    /// Tasks that started in the stage (rate stages: were due in it) and ended.
+    pub tasks: u64,
+    pub succeeded: u64,
+    /// Those that ran, per second of the stage.
+    pub throughput_per_s: f64,
+    pub duration_ms: Option<Percentiles>,
+    #[schema(value_type = BTreeMap<String, u64>)]
+    pub errors: BTreeMap<ErrorCode, u64>,
+}
+
+/// Where a task counts besides the batch's figures: its job's part and its stage's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Place {
+    pub job: Option<usize>,
+    pub stage: Option<usize>,
 }
 
 /// Each phase of the HTTP requests, as `timing.phases` names them.
@@ -163,6 +213,115 @@ pub struct SummaryAcc {
     /// Made at the first HTTP task whose phases were timed.
     #[serde(default)]
     net: Option<Box<NetAcc>>,
+    /// A load run's per-job and per-stage totals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parts: Option<Box<Parts>>,
+}
+
+/// The totals behind `by_job` and `stages`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Parts {
+    /// Each job's key and totals.
+    jobs: Vec<(String, PartAcc)>,
+    /// Each stage's start and end (ms from the run's start) and totals.
+    stages: Vec<((f64, f64), PartAcc)>,
+}
+
+/// The totals of one job's or one stage's tasks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PartAcc {
+    by_status: [u64; 7],
+    durations: Timings,
+    http_status: BTreeMap<u16, u64>,
+    errors: BTreeMap<ErrorCode, u64>,
+}
+
+impl PartAcc {
+    fn new() -> PartAcc {
+        PartAcc {
+            by_status: [0; 7],
+            durations: Timings::new(),
+            http_status: BTreeMap::new(),
+            errors: BTreeMap::new(),
+        }
+    }
+
+    fn merge(&mut self, other: &PartAcc) {
+        for (mine, theirs) in self.by_status.iter_mut().zip(other.by_status) {
+            *mine += theirs;
+        }
+        self.durations.merge(&other.durations);
+        add_counts(&mut self.http_status, &other.http_status);
+        add_counts(&mut self.errors, &other.errors);
+    }
+
+    fn record(
+        &mut self,
+        status: TaskStatus,
+        duration: Option<Duration>,
+        output: Option<&TaskOutput>,
+        error: Option<&TaskError>,
+    ) {
+        self.by_status[status_slot(status)] += 1;
+        if let (Some(d), true) = (duration, error.is_none_or(TaskError::reached_target)) {
+            self.durations.record(d);
+        }
+        if let Some(TaskOutput::Http(out)) = output {
+            *self.http_status.entry(out.status).or_default() += 1;
+        }
+        if let Some(e) = error {
+            *self.errors.entry(e.code).or_default() += 1;
+        }
+    }
+
+    fn count(&self, status: TaskStatus) -> u64 {
+        self.by_status[status_slot(status)]
+    }
+
+    fn ended(&self) -> u64 {
+        self.by_status.iter().sum()
+    }
+
+    fn job(&self, wall: Option<Duration>) -> JobSummary {
+        JobSummary {
+            tasks: self.ended(),
+            succeeded: self.count(TaskStatus::Succeeded),
+            failed: self.count(TaskStatus::Failed),
+            timed_out: self.count(TaskStatus::TimedOut),
+            duration_ms: self.durations.percentiles(),
+            throughput_per_s: per_second(self.durations.histogram.len(), wall),
+            http_status: self.http_status.clone(),
+            errors: self.errors.clone(),
+        }
+    }
+
+    fn stage(&self, index: usize, (start_ms, end_ms): (f64, f64)) -> StageSummary {
+        let length = Duration::from_secs_f64(((end_ms - start_ms) / 1000.0).max(0.0));
+        StageSummary {
+            index: index as u32,
+            start_ms,
+            end_ms,
+            tasks: self.ended(),
+            succeeded: self.count(TaskStatus::Succeeded),
+            throughput_per_s: per_second(self.durations.histogram.len(), Some(length)),
+            duration_ms: self.durations.percentiles(),
+            errors: self.errors.clone(),
+        }
+    }
+}
+
+fn add_counts<K: Ord + Copy>(mine: &mut BTreeMap<K, u64>, theirs: &BTreeMap<K, u64>) {
+    for (k, n) in theirs {
+        *mine.entry(*k).or_default() += n;
+    }
+}
+
+/// `n` per second of `wall`, to a tenth.
+fn per_second(n: u64, wall: Option<Duration>) -> f64 {
+    match wall {
+        Some(w) if !w.is_zero() => ((n as f64 / w.as_secs_f64()) * 10.0).round() / 10.0,
+        _ => 0.0,
+    }
 }
 
 /// The phases' histograms and the connection counts.
@@ -205,7 +364,27 @@ impl SummaryAcc {
             never_started: 0,
             lost: None,
             net: None,
+            parts: None,
         }
+    }
+
+    /// The same, counting each task again under its job (`jobs`: their keys, more than one)
+    /// and its stage (`stages`: each one's start and end, in ms from the run's start).
+    pub fn with_parts(mut self, jobs: Vec<String>, stages: Vec<(f64, f64)>) -> Self {
+        if jobs.len() > 1 || !stages.is_empty() {
+            let jobs = if jobs.len() > 1 { jobs } else { Vec::new() };
+            self.parts = Some(Box::new(Parts {
+                jobs: jobs.into_iter().map(|k| (k, PartAcc::new())).collect(),
+                stages: stages.into_iter().map(|b| (b, PartAcc::new())).collect(),
+            }));
+        }
+        self
+    }
+
+    /// Whether it keeps per-job or per-stage totals, which a checkpoint must then carry (the
+    /// task rows cannot rebuild them).
+    pub fn has_parts(&self) -> bool {
+        self.parts.is_some()
     }
 
     /// Adds another accumulator's totals (another shard of the same batch).
@@ -244,6 +423,19 @@ impl SummaryAcc {
             }
             mine.opened += theirs.opened;
             mine.reused += theirs.reused;
+        }
+        if let Some(theirs) = &other.parts {
+            match &mut self.parts {
+                None => self.parts = Some(theirs.clone()),
+                Some(mine) => {
+                    for (m, (_, t)) in mine.jobs.iter_mut().zip(&theirs.jobs) {
+                        m.1.merge(t);
+                    }
+                    for (m, (_, t)) in mine.stages.iter_mut().zip(&theirs.stages) {
+                        m.1.merge(t);
+                    }
+                }
+            }
         }
     }
 
@@ -322,6 +514,26 @@ impl SummaryAcc {
         }
     }
 
+    /// Counts one ended task under the batch and, where `place` says, its job and stage.
+    pub fn record_in(
+        &mut self,
+        place: Place,
+        status: TaskStatus,
+        duration: Option<Duration>,
+        output: Option<&TaskOutput>,
+        error: Option<&TaskError>,
+    ) {
+        if let Some(parts) = &mut self.parts {
+            if let Some(part) = place.job.and_then(|j| parts.jobs.get_mut(j)) {
+                part.1.record(status, duration, output, error);
+            }
+            if let Some(part) = place.stage.and_then(|s| parts.stages.get_mut(s)) {
+                part.1.record(status, duration, output, error);
+            }
+        }
+        self.record(status, duration, output, error);
+    }
+
     /// Counts one ended task (`duration` when it had started).
     pub fn record(
         &mut self,
@@ -391,10 +603,8 @@ impl SummaryAcc {
         // Tasks that ran: a task stopped before it started, or refused before it reached its
         // target, did no work to count.
         let ran = self.durations.histogram.len();
-        let throughput_per_s = match wall {
-            Some(w) if !w.is_zero() => ((ran as f64 / w.as_secs_f64()) * 10.0).round() / 10.0,
-            _ => 0.0,
-        };
+        let throughput_per_s = per_second(ran, wall);
+        let parts = self.parts.as_deref();
         Summary {
             tasks: self.tasks,
             succeeded: count(TaskStatus::Succeeded),
@@ -434,6 +644,19 @@ impl SummaryAcc {
             connections: self.net.as_ref().map(|n| Connections {
                 opened: n.opened,
                 reused: n.reused,
+            }),
+            by_job: parts.filter(|p| !p.jobs.is_empty()).map(|p| {
+                p.jobs
+                    .iter()
+                    .map(|(key, acc)| (key.clone(), acc.job(wall)))
+                    .collect()
+            }),
+            stages: parts.filter(|p| !p.stages.is_empty()).map(|p| {
+                p.stages
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (bounds, acc))| acc.stage(i, *bounds))
+                    .collect()
             }),
         }
     }

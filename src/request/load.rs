@@ -7,7 +7,9 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{FieldError, Limits, ms_field};
-use crate::engine::spec::{LoadPlan, Stripe, Threshold, Thresholds};
+use std::sync::Arc;
+
+use crate::engine::spec::{LoadPlan, Stage, StageKind, Stages, Stripe, Threshold, Thresholds};
 
 /// A load run's shape.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -34,7 +36,31 @@ pub struct LoadRequest {
     /// per worker thread of the instance.
     #[schema(minimum = 1, maximum = 1024, example = json!(null))]
     pub connections: Option<u32>,
+    /// Ramp the run stage by stage, each linearly from the previous stage's target: the
+    /// arrival rate (`target_rate_per_s`, k6's `ramping-arrival-rate`; the first stage from
+    /// `rate_per_s`, or 0) or the slots running tasks one after another
+    /// (`target_concurrency`, k6's `ramping-vus`; the first from 0). One kind per batch; not
+    /// with `repeat`, `duration_ms` or `warmup_ms`.
+    #[schema(example = json!(null))]
+    pub stages: Option<Vec<StageRequest>>,
 }
+
+/// One stage of `load.stages`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StageRequest {
+    #[schema(minimum = 1, maximum = 86_400_000, example = 10000)]
+    pub duration_ms: u64,
+    /// The arrival rate at the stage's end.
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub target_rate_per_s: Option<f64>,
+    /// The slots in use at the stage's end.
+    #[schema(minimum = 0)]
+    pub target_concurrency: Option<u64>,
+}
+
+/// Most stages a load run may have.
+const MAX_STAGES: usize = 100;
 
 /// Most HTTP/2 connections per origin a load run may ask for.
 const MAX_CONNECTIONS: u32 = 1024;
@@ -88,6 +114,9 @@ impl LoadRequest {
                 format!("must be from 1 to {MAX_CONNECTIONS}"),
             ));
         }
+        if let Some(stages) = &self.stages {
+            return self.staged(stages, limits, errors);
+        }
         let repeated = repeat.map(|r| jobs.saturating_mul(r));
         let count = match (repeated, rate, duration) {
             (Some(n), Some(rate), Some(d)) => Some(n.min(arrivals(rate, d))),
@@ -106,6 +135,7 @@ impl LoadRequest {
             stripe: Stripe::WHOLE,
             resume_at: Duration::ZERO,
             connections: self.connections.map(|c| c as usize),
+            stages: None,
         };
         // The open model's schedule must fit in the server's limit on a batch's life.
         if let (Some(rate), Some(count)) = (rate, count) {
@@ -122,6 +152,158 @@ impl LoadRequest {
             }
         }
         plan
+    }
+}
+
+impl LoadRequest {
+    /// A run shaped by `load.stages`.
+    fn staged(
+        &self,
+        stages: &[StageRequest],
+        limits: &Limits,
+        errors: &mut Vec<FieldError>,
+    ) -> LoadPlan {
+        for (field, given) in [
+            ("load.repeat", self.repeat.is_some()),
+            ("load.duration_ms", self.duration_ms.is_some()),
+            ("load.warmup_ms", self.warmup_ms.is_some_and(|w| w > 0)),
+        ] {
+            if given {
+                errors.push(FieldError::new(
+                    field,
+                    "cannot be combined with stages: the stages say how long the run lasts",
+                ));
+            }
+        }
+        if stages.is_empty() || stages.len() > MAX_STAGES {
+            errors.push(FieldError::new(
+                "load.stages",
+                format!("give 1 to {MAX_STAGES} stages"),
+            ));
+        }
+        let rate_kind = stages
+            .first()
+            .is_none_or(|s| s.target_concurrency.is_none());
+        let kind = if rate_kind {
+            StageKind::Rate
+        } else {
+            StageKind::Concurrency
+        };
+        let mut list = Vec::with_capacity(stages.len());
+        for (i, stage) in stages.iter().enumerate() {
+            let at = format!("load.stages[{i}]");
+            if !(1..=super::MAX_MS).contains(&stage.duration_ms) {
+                errors.push(FieldError::new(
+                    format!("{at}.duration_ms"),
+                    format!("must be between 1 and {} (one day)", super::MAX_MS),
+                ));
+            }
+            let target = match (kind, stage.target_rate_per_s, stage.target_concurrency) {
+                (StageKind::Rate, Some(r), None) => {
+                    if !(0.0..=MAX_RATE_PER_S).contains(&r) {
+                        errors.push(FieldError::new(
+                            format!("{at}.target_rate_per_s"),
+                            format!("must be between 0 and {MAX_RATE_PER_S}"),
+                        ));
+                    }
+                    r
+                }
+                (StageKind::Concurrency, None, Some(c)) => {
+                    if c > limits.max_concurrency as u64 {
+                        errors.push(FieldError::new(
+                            format!("{at}.target_concurrency"),
+                            format!(
+                                "at most {} (the server's --max-concurrency)",
+                                limits.max_concurrency
+                            ),
+                        ));
+                    }
+                    c as f64
+                }
+                (_, Some(_), Some(_)) => {
+                    errors.push(FieldError::new(
+                        at,
+                        "give target_rate_per_s or target_concurrency, not both",
+                    ));
+                    0.0
+                }
+                (_, None, None) => {
+                    errors.push(FieldError::new(
+                        at,
+                        "give target_rate_per_s or target_concurrency",
+                    ));
+                    0.0
+                }
+                _ => {
+                    errors.push(FieldError::new(
+                        at,
+                        "a batch's stages all ramp the rate or all the concurrency, not both",
+                    ));
+                    0.0
+                }
+            };
+            list.push(Stage {
+                duration: Duration::from_millis(stage.duration_ms.clamp(1, super::MAX_MS)),
+                target,
+            });
+        }
+        let from = match kind {
+            StageKind::Rate => self.rate_per_s.unwrap_or(0.0),
+            StageKind::Concurrency => {
+                if self.rate_per_s.is_some() {
+                    errors.push(FieldError::new(
+                        "load.rate_per_s",
+                        "concurrency stages run the closed model: no arrival rate",
+                    ));
+                }
+                0.0
+            }
+        };
+        let stages = Stages::new(kind, from, list);
+        let total = stages.total();
+        if total > limits.max_batch_duration {
+            errors.push(FieldError::new(
+                "load.stages",
+                format!(
+                    "the stages last {} ms, longer than the server's --max-batch-duration ({} ms)",
+                    total.as_millis(),
+                    limits.max_batch_duration.as_millis()
+                ),
+            ));
+        }
+        let count = match kind {
+            StageKind::Rate => {
+                let n = stages.tasks();
+                if n == 0 && !stages.list.is_empty() {
+                    errors.push(FieldError::new(
+                        "load.stages",
+                        "the stages' rates start no task: give a stage a rate above 0",
+                    ));
+                }
+                Some(n)
+            }
+            StageKind::Concurrency => {
+                if stages.list.iter().all(|s| s.target < 1.0) {
+                    errors.push(FieldError::new(
+                        "load.stages",
+                        "the stages run no slot: give a stage a target_concurrency of 1 or more",
+                    ));
+                }
+                None
+            }
+        };
+        LoadPlan {
+            count,
+            duration: (kind == StageKind::Concurrency).then_some(total),
+            rate_per_s: None,
+            warmup: Duration::ZERO,
+            max_tasks: limits.max_jobs,
+            is_load: true,
+            stripe: Stripe::WHOLE,
+            resume_at: Duration::ZERO,
+            connections: self.connections.map(|c| c as usize),
+            stages: Some(Arc::new(stages)),
+        }
     }
 }
 

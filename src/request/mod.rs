@@ -263,6 +263,25 @@ impl BatchRequest {
             Some(n) => (n.min(usize::MAX as u64) as usize).min(limits.max_concurrency),
             None => limits.max_concurrency,
         };
+        // Concurrency stages: as many slots as the highest stage uses.
+        let concurrency = match load.concurrency_stages() {
+            Some(stages) => {
+                let top = stages
+                    .list
+                    .iter()
+                    .map(|s| s.target as usize)
+                    .max()
+                    .unwrap_or(1);
+                if self.concurrency.is_some_and(|c| (c as usize) < top) {
+                    errors.push(FieldError::new(
+                        "concurrency",
+                        format!("below the stages' highest target_concurrency ({top})"),
+                    ));
+                }
+                top.clamp(1, limits.max_concurrency)
+            }
+            None => concurrency,
+        };
         let timeout = ms_field(&mut errors, "timeout_ms", self.timeout_ms, 1);
         if timeout.is_some_and(|t| t > limits.max_batch_duration) {
             errors.push(FieldError::new(

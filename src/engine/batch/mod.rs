@@ -7,6 +7,7 @@
 //! - [`view`]: the batch as answers show it, and its completions for event streams.
 //! - [`stored`]: the batch as storage writes it and reads it back.
 
+pub mod parts;
 pub mod rules;
 pub mod shard;
 pub mod stored;
@@ -144,6 +145,8 @@ pub struct Batch {
     ended_before: Option<Arc<[bool]>>,
     /// The batch's shards, as answers list them.
     shards: Mutex<Vec<ShardInfo>>,
+    /// A load run whose summary breaks down by job or stage: where each task counts.
+    placing: Option<parts::Placing>,
 }
 
 /// The summary: accumulated here while the batch runs, or as storage gave it.
@@ -192,6 +195,7 @@ impl Batch {
         if spec.load.is_open() {
             acc = acc.open();
         }
+        let (placing, acc) = parts::Placing::of(spec, acc);
         Batch {
             id,
             mode: spec.mode,
@@ -233,6 +237,7 @@ impl Batch {
             }),
             ended_before: None,
             shards: Mutex::new(Vec::new()),
+            placing,
         }
     }
 
@@ -418,7 +423,11 @@ impl Batch {
                 // driver had already made a later one): it is a task all the same.
                 acc.add_task();
             }
-            acc.record(
+            let place = self.placing.as_ref().map_or_else(Default::default, |p| {
+                p.place(index, span.map(|s| s.0), clock.map(|c| c.1))
+            });
+            acc.record_in(
+                place,
                 status,
                 duration,
                 outcome.output.as_ref(),

@@ -113,7 +113,7 @@ impl Batch {
         let ended_bits =
             sparse.then(|| bits_to_base64((0..len).map(|i| st.tasks.status(i).is_finished()), len));
         let acc = match &st.summary {
-            SummaryState::Live(acc) if with_acc || sparse => Some(acc.clone()),
+            SummaryState::Live(acc) if with_acc || sparse || acc.has_parts() => Some(acc.clone()),
             _ => None,
         };
         Checkpoint {

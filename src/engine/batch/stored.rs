@@ -136,6 +136,7 @@ impl Batch {
             }),
             ended_before: None,
             shards: Mutex::new(record.shards),
+            placing: None,
         })
     }
 }

@@ -17,7 +17,7 @@ use super::issuer::{Claim, Issuer};
 use crate::engine::batch::{Batch, Ended, Outcome};
 use crate::engine::jobs::JobContext;
 use crate::engine::jobs::lean::{LeanPool, Slot};
-use crate::engine::spec::{JobKind, JobSpec};
+use crate::engine::spec::{JobKind, JobSpec, Stripe};
 use crate::engine::task::{SleepOutput, TaskOutput, ms};
 
 /// Most completions recorded under one lock of the batch state.
@@ -34,6 +34,7 @@ pub(super) async fn drive(
     issuer: Arc<Issuer>,
     pool: Option<Arc<LeanPool>>,
     limit: usize,
+    driver: Stripe,
 ) {
     let cancel = batch.cancel_token().clone();
     let mut running: FuturesUnordered<TaskFuture> = FuturesUnordered::new();
@@ -48,6 +49,8 @@ pub(super) async fn drive(
     // Kept across loop turns so this driver keeps its place in the semaphore's queue.
     let mut waiting: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    // Concurrency stages: when the ramp next gives this driver another slot.
+    let mut rise: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut started = Vec::new();
     let mut ended = Vec::new();
     let start = |claim: Claim, running: &mut FuturesUnordered<TaskFuture>| {
@@ -68,7 +71,16 @@ pub(super) async fn drive(
         if cancel.is_cancelled() {
             return;
         }
-        while running.len() < limit && waiting.is_none() && timer.is_none() && !exhausted {
+        let (allowed, next) = issuer.driver_slots(driver, limit, Instant::now());
+        if allowed <= running.len() && !exhausted && rise.is_none() {
+            match next {
+                Some(at) => rise = Some(Box::pin(tokio::time::sleep_until(at.into()))),
+                // The ramp gives this driver no more slots before the end.
+                None if allowed == 0 => exhausted = held.is_none(),
+                None => {}
+            }
+        }
+        while running.len() < allowed && waiting.is_none() && timer.is_none() && !exhausted {
             let kept = held.take().filter(|_| !issuer.stopped());
             let Some(claim) = kept.or_else(|| issuer.claim()) else {
                 exhausted = true;
@@ -123,6 +135,9 @@ pub(super) async fn drive(
             }
             _ = async { timer.as_mut().expect("guarded").await }, if timer.is_some() => {
                 timer = None;
+            }
+            _ = async { rise.as_mut().expect("guarded").await }, if rise.is_some() => {
+                rise = None;
             }
         }
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::batch::Started;
-use crate::engine::spec::{LoadPlan, Stripe};
+use crate::engine::spec::{LoadPlan, Stages, Stripe};
 
 /// Hands out task numbers to a batch's drivers, in order, and says when each may start:
 /// as soon as a slot is free (closed model), or at its place in the schedule (open model).
@@ -27,6 +27,10 @@ pub(super) struct Issuer {
     /// No measured task starts at or after this.
     end: Option<Instant>,
     rate: Option<f64>,
+    /// Open model with rate stages: the ramped schedule instead of `rate`.
+    rate_ramp: Option<Arc<Stages>>,
+    /// Closed model with concurrency stages: how many slots run at each moment.
+    slot_ramp: Option<Arc<Stages>>,
     /// Open model: how many of the first tasks are the warm-up.
     open_warmup: usize,
     /// Cancelled when the run is to start no more tasks (those running go on).
@@ -72,6 +76,8 @@ impl Issuer {
             warmup_end,
             end: plan.duration.map(|d| warmup_end + d),
             rate: plan.rate_per_s,
+            rate_ramp: plan.rate_stages().and(plan.stages.clone()),
+            slot_ramp: plan.concurrency_stages().and(plan.stages.clone()),
             open_warmup: plan.open_warmup_tasks(),
             no_more: None,
             stripe: plan.stripe,
@@ -101,7 +107,69 @@ impl Issuer {
 
     /// Closed model: tasks start as slots free up, not at scheduled times.
     pub fn is_closed(&self) -> bool {
-        self.rate.is_none()
+        self.rate.is_none() && self.rate_ramp.is_none()
+    }
+
+    /// Closed model with concurrency stages: whether the slot of batch-wide rank `rank` may
+    /// start a task now (`Ok`), or when it may next (`Err(Some(at))`; `Err(None)`: not before
+    /// the run's end). Slots are ranked across drivers and shards so that the run's first
+    /// `n` ranks are the `n` slots the ramp has in use.
+    pub fn slot_open(&self, rank: usize, now: Instant) -> Result<(), Option<Instant>> {
+        let Some(ramp) = &self.slot_ramp else {
+            return Ok(());
+        };
+        let t = now.saturating_duration_since(self.epoch);
+        if ramp.slots_at(t) > rank {
+            return Ok(());
+        }
+        Err(ramp.rises_above(rank, t).map(|at| self.epoch + at))
+    }
+
+    /// Whether slots come and go with concurrency stages.
+    pub fn ramps_slots(&self) -> bool {
+        self.slot_ramp.is_some()
+    }
+
+    /// Cancelled when the run is to start no more tasks.
+    pub fn no_more(&self) -> Option<&CancellationToken> {
+        self.no_more.as_ref()
+    }
+
+    /// Closed model with concurrency stages: how many of a driver's first `limit` slots are
+    /// in use now, and when one more will be (`None`: not before the run's end).
+    pub fn driver_slots(
+        &self,
+        driver: Stripe,
+        limit: usize,
+        now: Instant,
+    ) -> (usize, Option<Instant>) {
+        let Some(ramp) = &self.slot_ramp else {
+            return (limit, None);
+        };
+        let t = now.saturating_duration_since(self.epoch);
+        let used = ramp.slots_at(t);
+        // Ranks grow with `j`: the slots in use are a prefix.
+        let (mut lo, mut hi) = (0, limit);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.slot_rank(driver, mid) < used {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let next = (lo < limit)
+            .then(|| ramp.rises_above(self.slot_rank(driver, lo), t))
+            .flatten()
+            .map(|at| self.epoch + at);
+        (lo, next)
+    }
+
+    /// A slot's batch-wide rank: slot `j` of driver `driver`.
+    pub fn slot_rank(&self, driver: Stripe, j: usize) -> usize {
+        // Driver `d` of `n` holds the shard's slots d, d + n, ...; shard `i` of `m` the
+        // batch's slots i, i + m, ...
+        self.stripe.global(driver.global(j))
     }
 
     /// The next task, or `None` when the run has no more to start.
@@ -110,9 +178,10 @@ impl Issuer {
             if self.stopped() {
                 return None;
             }
-            let claim = match self.rate {
-                Some(rate) => self.claim_scheduled(rate),
-                None => self.claim_now(),
+            let claim = if self.is_closed() {
+                self.claim_now()
+            } else {
+                self.claim_scheduled()
             }?;
             let ended = self.ended.as_ref();
             if !ended.is_some_and(|e| e.get(claim.index).copied().unwrap_or(false)) {
@@ -121,8 +190,9 @@ impl Issuer {
         }
     }
 
-    /// Open model: task `i` is due at `i / rate` seconds after the start.
-    fn claim_scheduled(&self, rate: f64) -> Option<Claim> {
+    /// Open model: task `i` is due at `i / rate` seconds after the start, or where the rate
+    /// stages' integral reaches `i`.
+    fn claim_scheduled(&self) -> Option<Claim> {
         let total = self.open_warmup + self.count?;
         let index = self
             .next
@@ -131,7 +201,12 @@ impl Issuer {
             })
             .ok()?;
         // The batch's schedule, whichever stripe of it this is.
-        let at = Duration::from_secs_f64(self.stripe.global(index) as f64 / rate);
+        let g = self.stripe.global(index);
+        let at = match (&self.rate_ramp, self.rate) {
+            (Some(ramp), _) => ramp.due(g),
+            (None, Some(rate)) => Duration::from_secs_f64(g as f64 / rate),
+            (None, None) => Duration::ZERO,
+        };
         let due = self.epoch + at.saturating_sub(self.resume_at);
         let warmup = index < self.open_warmup;
         if !warmup && self.end.is_some_and(|end| due >= end) {
@@ -200,6 +275,7 @@ mod tests {
             stripe: Stripe::WHOLE,
             resume_at: Duration::ZERO,
             connections: None,
+            stages: None,
         }
     }
 

@@ -274,7 +274,10 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
     let drivers = plan_drivers(large, spec.concurrency, split, min_slots);
     let count = drivers.len();
     let mut set = JoinSet::new();
-    for limit in drivers {
+    for (d, limit) in drivers.into_iter().enumerate() {
+        // Driver `d` of `count` holds the slots d, d + count, ... of the run (see
+        // `Issuer::slot_rank`).
+        let slots = super::spec::Stripe::shard(d, count);
         // Out of tokio's cooperative budget: a driver polls thousands of timers per turn, and
         // with the budget each turn would stop after 128 of them and rescan its ready queue.
         // The driver yields by itself after every burst or turn instead (see `drive` and
@@ -282,10 +285,24 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
         let (inner, batch, jobs, issuer) =
             (inner.clone(), batch.clone(), jobs.clone(), issuer.clone());
         let driver = match &pool {
-            Some(pool) if lean => {
-                Either::Left(drive_slots(inner, batch, jobs, issuer, pool.clone(), limit))
-            }
-            _ => Either::Right(drive(inner, batch, jobs, issuer, pool.clone(), limit)),
+            Some(pool) if lean => Either::Left(drive_slots(
+                inner,
+                batch,
+                jobs,
+                issuer,
+                pool.clone(),
+                limit,
+                slots,
+            )),
+            _ => Either::Right(drive(
+                inner,
+                batch,
+                jobs,
+                issuer,
+                pool.clone(),
+                limit,
+                slots,
+            )),
         };
         set.spawn(tokio::task::unconstrained(driver).in_current_span());
     }

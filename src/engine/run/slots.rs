@@ -12,7 +12,7 @@ use super::attempt::run_job;
 use super::issuer::Issuer;
 use crate::engine::batch::{Batch, Ended, Started};
 use crate::engine::jobs::lean::{LeanPool, Slot};
-use crate::engine::spec::JobSpec;
+use crate::engine::spec::{JobSpec, Stripe};
 
 /// Starts and ends of tasks that a lean driver's slots noted since the driver last recorded.
 #[derive(Default)]
@@ -32,12 +32,16 @@ pub(super) async fn drive_slots(
     issuer: Arc<Issuer>,
     pool: Arc<LeanPool>,
     limit: usize,
+    driver: Stripe,
 ) {
     let cancel = batch.cancel_token().clone();
     // Only this driver's slots lock it, all on the thread that polls the driver.
     let noted = parking_lot::Mutex::new(Noted::default());
     let mut slots: FuturesUnordered<_> = (0..limit)
-        .map(|_| slot(&inner, &jobs, &issuer, &pool, &noted))
+        .map(|j| {
+            let rank = issuer.slot_rank(driver, j);
+            slot(&inner, &jobs, &issuer, &pool, &noted, rank)
+        })
         .collect();
     let mut taken = Noted::default();
     loop {
@@ -80,12 +84,14 @@ pub(super) async fn drive_slots(
 }
 
 /// One slot of a lean driver: runs tasks one after another until the issuer has no more.
+/// `rank`: its place among the run's slots, which concurrency stages open in rank order.
 async fn slot(
     inner: &Inner,
     jobs: &[JobSpec],
     issuer: &Issuer,
     pool: &LeanPool,
     noted: &parking_lot::Mutex<Noted>,
+    rank: usize,
 ) {
     let semaphore = &inner.global;
     let acquire = || async {
@@ -96,13 +102,18 @@ async fn slot(
     };
     // Closed model: the slot always has a task in flight, so it holds its server-wide permit
     // throughout. Open model: only while a task runs, not while it waits for the next one's
-    // time.
-    let closed = issuer.is_closed();
+    // time. With concurrency stages a slot may idle between tasks: it holds a permit only
+    // while a task runs.
+    let closed = issuer.is_closed() && !issuer.ramps_slots();
     let _held = if closed { Some(acquire().await) } else { None };
     let mut conn = Slot::default();
     // For the open model's waits and for the tasks' timeouts.
     let mut timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
-    while let Some(claim) = issuer.claim() {
+    loop {
+        if !slot_opens(issuer, rank, timer.as_mut()).await {
+            break;
+        }
+        let Some(claim) = issuer.claim() else { break };
         if let Some(due) = claim.due.filter(|&due| due > Instant::now()) {
             timer.as_mut().reset(due.into());
             timer.as_mut().await;
@@ -123,5 +134,33 @@ async fn slot(
             ended: Instant::now(),
             outcome,
         });
+    }
+}
+
+/// Waits until the ramp has the slot of `rank` in use; `false` when it will not be again
+/// before the run ends (or the run starts no more tasks).
+pub(super) async fn slot_opens(
+    issuer: &Issuer,
+    rank: usize,
+    mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+) -> bool {
+    loop {
+        match issuer.slot_open(rank, Instant::now()) {
+            Ok(()) => return true,
+            Err(None) => return false,
+            Err(Some(at)) => {
+                timer.as_mut().reset(at.into());
+                let stop = async {
+                    match issuer.no_more() {
+                        Some(token) => token.cancelled().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    () = timer.as_mut() => {}
+                    () = stop => return false,
+                }
+            }
+        }
     }
 }
