@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::batch::BatchStatus;
-use super::spec::{Threshold, Thresholds};
-use super::summary::Summary;
+use super::spec::{Baseline, BaselineCheck, Figure, Threshold, Thresholds};
+use super::summary::{JobSummary, Percentiles, Summary};
 use super::wire_name;
 
 /// Whether the batch met every threshold; a CI job fails the build on `passed: false`.
@@ -18,57 +18,147 @@ pub struct Verdict {
 /// One threshold: its limit, the figure it was held against, and the outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Check {
-    /// The threshold's key, e.g. `p95_ms`.
-    pub name: Threshold,
+    /// The threshold's key: `p95_ms` for the batch's figure, `by_job.KEY.p95_ms` for a
+    /// job's, `baseline.p95_ms` against the baseline, `completed` when not every task ran.
+    pub name: String,
     pub limit: f64,
     /// Null when there is nothing to measure (no task ended): the check then fails.
     pub actual: Option<f64>,
     pub passed: bool,
+    /// A baseline check: the baseline batch's figure the limit was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<f64>,
     /// What the figures mean, when they need words (`completed`: how many tasks ran and how
-    /// the others ended).
+    /// the others ended; a baseline check: both figures and the change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
 
+/// The figures a threshold can name, of the batch or of one job.
+struct Figures<'a> {
+    durations: Option<&'a Percentiles>,
+    /// Failed and timed out.
+    bad: u64,
+    ended: u64,
+    throughput: f64,
+}
+
+impl<'a> Figures<'a> {
+    fn of_batch(s: &'a Summary) -> Figures<'a> {
+        Figures {
+            durations: s.duration_ms.as_ref(),
+            bad: s.failed + s.timed_out,
+            ended: s.tasks - s.pending,
+            throughput: s.throughput_per_s,
+        }
+    }
+
+    fn of_job(j: &'a JobSummary) -> Figures<'a> {
+        Figures {
+            durations: j.duration_ms.as_ref(),
+            bad: j.failed + j.timed_out,
+            ended: j.tasks,
+            throughput: j.throughput_per_s,
+        }
+    }
+
+    fn figure(&self, f: Figure) -> Option<f64> {
+        let d = self.durations;
+        match f {
+            Figure::P50Ms => d.map(|d| d.p50),
+            Figure::P90Ms => d.map(|d| d.p90),
+            Figure::P95Ms => d.map(|d| d.p95),
+            Figure::P99Ms => d.map(|d| d.p99),
+            Figure::P999Ms => d.map(|d| d.p999),
+            Figure::MaxMs => d.map(|d| d.max),
+            Figure::MeanMs => d.map(|d| d.mean),
+            Figure::ErrorRate => (self.ended > 0).then(|| self.bad as f64 / self.ended as f64),
+            Figure::ThroughputPerS => Some(self.throughput),
+        }
+    }
+
+    fn threshold(&self, t: Threshold) -> Option<f64> {
+        let f = match t {
+            Threshold::P50Ms => Figure::P50Ms,
+            Threshold::P90Ms => Figure::P90Ms,
+            Threshold::P95Ms => Figure::P95Ms,
+            Threshold::P99Ms => Figure::P99Ms,
+            Threshold::P999Ms => Figure::P999Ms,
+            Threshold::MaxMs => Figure::MaxMs,
+            Threshold::MeanMs => Figure::MeanMs,
+            Threshold::MaxErrorRate => Figure::ErrorRate,
+            Threshold::MinThroughputPerS => Figure::ThroughputPerS,
+            Threshold::Completed => return None,
+        };
+        self.figure(f)
+    }
+}
+
+/// A figure against its limit.
+fn check(name: String, limit: f64, actual: Option<f64>, at_least: bool) -> Check {
+    let passed = actual.is_some_and(|a| if at_least { a >= limit } else { a <= limit });
+    Check {
+        name,
+        limit,
+        actual,
+        passed,
+        baseline: None,
+        detail: None,
+    }
+}
+
 /// Judges a finished batch's summary against thresholds; `status` is how the batch ended.
 pub fn judge(thresholds: &Thresholds, s: &Summary, status: BatchStatus) -> Verdict {
-    let checks: Vec<Check> = thresholds
-        .0
+    let batch = Figures::of_batch(s);
+    let mut checks: Vec<Check> = thresholds
+        .batch
         .iter()
         .map(|&(name, limit)| {
-            let d = s.duration_ms.as_ref();
             let actual = match name {
-                Threshold::P50Ms => d.map(|d| d.p50),
-                Threshold::P90Ms => d.map(|d| d.p90),
-                Threshold::P95Ms => d.map(|d| d.p95),
-                Threshold::P99Ms => d.map(|d| d.p99),
-                Threshold::P999Ms => d.map(|d| d.p999),
-                Threshold::MaxMs => d.map(|d| d.max),
-                Threshold::MeanMs => d.map(|d| d.mean),
-                Threshold::MaxErrorRate => {
-                    let ended = s.tasks - s.pending;
-                    (ended > 0).then(|| (s.failed + s.timed_out) as f64 / ended as f64)
-                }
-                Threshold::MinThroughputPerS => Some(s.throughput_per_s),
                 Threshold::Completed => Some(ran_to_end(s) as f64),
+                _ => batch.threshold(name),
             };
-            let passed = actual.is_some_and(|a| {
-                if name.is_minimum() {
-                    a >= limit
-                } else {
-                    a <= limit
-                }
-            });
-            Check {
-                name,
-                limit,
-                actual,
-                passed,
-                detail: None,
-            }
+            check(wire_name(&name), limit, actual, name.is_minimum())
         })
         .collect();
-    let mut checks = checks;
+    for (key, limits) in &thresholds.by_job {
+        let job = s.by_job.as_ref().and_then(|j| j.get(key));
+        for &(name, limit) in limits {
+            let actual = job.and_then(|j| Figures::of_job(j).threshold(name));
+            let mut c = check(
+                format!("by_job.{key}.{}", wire_name(&name)),
+                limit,
+                actual,
+                name.is_minimum(),
+            );
+            if job.is_none() {
+                c.detail = Some(format!("no task of job {key} ended"));
+            }
+            checks.push(c);
+        }
+    }
+    if let Some(baseline) = &thresholds.baseline {
+        for b in &baseline.checks {
+            let actual = batch.figure(b.figure);
+            let name = format!("baseline.{}", b.figure.key());
+            let mut c = match b.limit() {
+                Some(limit) => check(name, limit, actual, b.figure.higher_is_better()),
+                None => Check {
+                    detail: Some(format!(
+                        "batch {} has no {} to compare with",
+                        baseline.batch,
+                        b.figure.key()
+                    )),
+                    ..check(name, 0.0, actual, false)
+                },
+            };
+            if let Some(base) = b.base {
+                c.baseline = Some(base);
+                c.detail = Some(baseline_words(b, base, actual, baseline.batch));
+            }
+            checks.push(c);
+        }
+    }
     // A run stopped part-way (its tasks cancelled, or the batch cancelled or interrupted
     // between two of them) measured something else than was asked for: a gate must not pass
     // on it, whatever its figures.
@@ -91,10 +181,11 @@ pub fn judge(thresholds: &Thresholds, s: &Summary, status: BatchStatus) -> Verdi
             how.push(format!("then the batch was {}", wire_name(&status)));
         }
         checks.push(Check {
-            name: Threshold::Completed,
+            name: wire_name(&Threshold::Completed),
             limit: s.tasks as f64,
             actual: Some(ran_to_end(s) as f64),
             passed: false,
+            baseline: None,
             detail: Some(format!(
                 "{} of {} tasks ran, {}",
                 ran_to_end(s),
@@ -106,6 +197,60 @@ pub fn judge(thresholds: &Thresholds, s: &Summary, status: BatchStatus) -> Verdi
     Verdict {
         passed: checks.iter().all(|c| c.passed),
         checks,
+    }
+}
+
+/// A batch summary's figure (`error_rate`: failed and timed out over the tasks that ended).
+pub fn figure(s: &Summary, f: Figure) -> Option<f64> {
+    Figures::of_batch(s).figure(f)
+}
+
+/// Reads the baseline's figures into `baseline`'s checks from the baseline batch's
+/// `summary`; the error names the first figure it lacks.
+pub fn resolve_baseline(baseline: &mut Baseline, summary: &Summary) -> Result<(), String> {
+    let figures = Figures::of_batch(summary);
+    for c in &mut baseline.checks {
+        match figures.figure(c.figure) {
+            Some(v) => c.base = Some(v),
+            None => {
+                return Err(format!(
+                    "batch {} has no {} to compare with (no task of it ran)",
+                    baseline.batch,
+                    c.figure.key()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A baseline check in words: both figures, the change, and what was allowed.
+fn baseline_words(b: &BaselineCheck, base: f64, actual: Option<f64>, batch: uuid::Uuid) -> String {
+    let unit = if b.figure == Figure::ThroughputPerS {
+        "/s"
+    } else if b.figure == Figure::ErrorRate {
+        ""
+    } else {
+        " ms"
+    };
+    let pct = b.max_regression_pct;
+    match actual {
+        Some(a) => {
+            let change = if base != 0.0 {
+                format!("{:+.1} %", (a - base) / base * 100.0)
+            } else {
+                "from 0".to_owned()
+            };
+            let worse = if b.figure.higher_is_better() {
+                "lower"
+            } else {
+                "higher"
+            };
+            format!(
+                "{a:.3}{unit} against the baseline's {base:.3}{unit} ({change}); at most {pct} % {worse} allowed (batch {batch})"
+            )
+        }
+        None => format!("nothing measured; the baseline's was {base:.3}{unit} (batch {batch})"),
     }
 }
 
@@ -153,7 +298,7 @@ mod tests {
 
     #[test]
     fn limits_pass_and_fail_each_way() {
-        let t = Thresholds(vec![
+        let t = Thresholds::batch(vec![
             (Threshold::P50Ms, 60.0),
             (Threshold::P95Ms, 90.0),
             (Threshold::MaxErrorRate, 0.05),
@@ -189,14 +334,14 @@ mod tests {
             );
         }
         let v = judge(
-            &Thresholds(vec![(Threshold::P95Ms, 200.0)]),
+            &Thresholds::batch(vec![(Threshold::P95Ms, 200.0)]),
             &acc.summary(Some(Duration::from_secs(2))),
             BatchStatus::Cancelled,
         );
         assert!(!v.passed);
         assert!(v.checks[0].passed, "the latency itself was fine");
         let completed = &v.checks[1];
-        assert_eq!(completed.name, Threshold::Completed);
+        assert_eq!(completed.name, "completed");
         assert!(!completed.passed);
         assert_eq!((completed.actual, completed.limit), (Some(424.0), 4000.0));
         assert_eq!(
@@ -208,7 +353,7 @@ mod tests {
     #[test]
     fn a_complete_run_has_no_completed_check() {
         let v = judge(
-            &Thresholds(vec![(Threshold::P95Ms, 1000.0)]),
+            &Thresholds::batch(vec![(Threshold::P95Ms, 1000.0)]),
             &summary(),
             BatchStatus::Completed,
         );
@@ -219,7 +364,7 @@ mod tests {
     #[test]
     fn a_batch_cancelled_between_two_tasks_fails_too() {
         let v = judge(
-            &Thresholds(vec![(Threshold::P95Ms, 1000.0)]),
+            &Thresholds::batch(vec![(Threshold::P95Ms, 1000.0)]),
             &summary(),
             BatchStatus::Cancelled,
         );
@@ -234,7 +379,7 @@ mod tests {
     fn nothing_measured_fails_the_check() {
         let empty = SummaryAcc::new(3).summary(None);
         let v = judge(
-            &Thresholds(vec![
+            &Thresholds::batch(vec![
                 (Threshold::P99Ms, 1000.0),
                 (Threshold::MaxErrorRate, 1.0),
             ]),

@@ -16,6 +16,8 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiError, FieldError, Problem};
+use crate::engine::spec::BatchSpec;
+use crate::engine::verdict::resolve_baseline;
 use crate::engine::{Batch, BatchStatus, BatchView, Busy};
 use crate::request::{BatchRequest, parse_batch};
 use crate::store::{Cancelled, ListFilter, Submitted};
@@ -120,10 +122,23 @@ pub async fn create_batch(
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
+    accept(state, headers, body, None).await
+}
+
+/// Accepts a batch from a request body (`rerun_of`: the batch whose stored request it is)
+/// and answers as `POST /batches` does.
+pub(super) async fn accept(
+    state: AppState,
+    headers: HeaderMap,
+    body: Bytes,
+    rerun_of: Option<Uuid>,
+) -> Result<Response, ApiError> {
     if state.is_draining() {
         return Err(ApiError::ShuttingDown);
     }
-    let spec = parse_batch(&body, &state.limits)?;
+    let mut spec = parse_batch(&body, &state.limits)?;
+    spec.rerun_of = rerun_of;
+    read_baseline(&state, &mut spec).await?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => match v.to_str() {
@@ -189,6 +204,27 @@ pub async fn create_batch(
     // If the client hangs up here, only this wait is dropped: the batch runs on.
     batch.answered().await;
     Ok(batch_answer(StatusCode::CREATED, &batch))
+}
+
+/// Reads the baseline batch's figures into the batch's baseline checks: a 422 naming
+/// `thresholds.baseline.batch` when it is unknown, unfinished or measured nothing.
+async fn read_baseline(state: &AppState, spec: &mut BatchSpec) -> Result<(), ApiError> {
+    let Some(baseline) = spec.thresholds.as_mut().and_then(|t| t.baseline.as_mut()) else {
+        return Ok(());
+    };
+    let invalid = |message: String| {
+        ApiError::Invalid(vec![FieldError::new("thresholds.baseline.batch", message)])
+    };
+    let id = baseline.batch;
+    let Some(base) = state.batches.get(id).await? else {
+        return Err(invalid(format!("no batch with id {id}")));
+    };
+    if base.finished_at().is_none() {
+        return Err(invalid(format!(
+            "batch {id} has not finished; a baseline must have"
+        )));
+    }
+    resolve_baseline(baseline, &base.summary_now()).map_err(invalid)
 }
 
 /// A batch as it is now: tasks that ended since the answer are brought up to date.

@@ -4,10 +4,12 @@
 
 pub mod auth;
 pub mod batches;
+pub mod compare;
 pub mod error;
 pub mod events;
 pub mod health;
 pub mod instances;
+pub mod rerun;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -115,6 +117,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(batches::create_batch, batches::list_batches))
         .routes(routes!(batches::get_batch, batches::delete_batch))
         .routes(routes!(events::batch_events))
+        .routes(routes!(rerun::rerun_batch))
+        .routes(routes!(compare::compare_batches))
         .routes(routes!(instances::list_instances));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(batches)

@@ -9,7 +9,12 @@ use utoipa::ToSchema;
 use super::{FieldError, Limits, ms_field};
 use std::sync::Arc;
 
-use crate::engine::spec::{LoadPlan, Stage, StageKind, Stages, Stripe, Threshold, Thresholds};
+use std::collections::BTreeMap;
+
+use crate::engine::spec::{
+    Baseline, BaselineCheck, Figure, LoadPlan, Stage, StageKind, Stages, Stripe, Threshold,
+    Thresholds,
+};
 
 /// A load run's shape.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -329,49 +334,212 @@ pub struct ThresholdsRequest {
     pub max_error_rate: Option<f64>,
     /// Fewest tasks ended per second of `wall_ms`.
     pub min_throughput_per_s: Option<f64>,
+    /// A load run of several jobs: limits on one job's figures (`summary.by_job`), by its key
+    /// (the job's `id`, else its place in `jobs`). Checks are named `by_job.KEY.p95_ms`.
+    #[schema(example = json!(null))]
+    pub by_job: Option<BTreeMap<String, JobThresholdsRequest>>,
+    /// How much worse than a finished batch's figures this one's may be. Checks are named
+    /// `baseline.p95_ms`.
+    #[schema(example = json!(null))]
+    pub baseline: Option<BaselineRequest>,
+}
+
+/// Limits on one job's figures.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobThresholdsRequest {
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub p999_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    pub mean_ms: Option<f64>,
+    #[schema(minimum = 0, maximum = 1)]
+    pub max_error_rate: Option<f64>,
+    pub min_throughput_per_s: Option<f64>,
+}
+
+/// `thresholds.baseline`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineRequest {
+    /// A finished batch's id.
+    pub batch: String,
+    /// By figure (`p50_ms` ... `max_ms`, `mean_ms`, `throughput_per_s`, `error_rate`): the
+    /// largest regression allowed, in percent of the baseline's figure.
+    #[schema(value_type = BTreeMap<String, f64>, example = json!({ "p95_ms": 10, "throughput_per_s": 10 }))]
+    pub max_regression_pct: BTreeMap<String, f64>,
+}
+
+/// The nine limits, with their keys.
+fn limit_list(v: [Option<f64>; 9]) -> [(Threshold, &'static str, Option<f64>); 9] {
+    let [p50, p90, p95, p99, p999, max, mean, rate, throughput] = v;
+    [
+        (Threshold::P50Ms, "p50_ms", p50),
+        (Threshold::P90Ms, "p90_ms", p90),
+        (Threshold::P95Ms, "p95_ms", p95),
+        (Threshold::P99Ms, "p99_ms", p99),
+        (Threshold::P999Ms, "p999_ms", p999),
+        (Threshold::MaxMs, "max_ms", max),
+        (Threshold::MeanMs, "mean_ms", mean),
+        (Threshold::MaxErrorRate, "max_error_rate", rate),
+        (
+            Threshold::MinThroughputPerS,
+            "min_throughput_per_s",
+            throughput,
+        ),
+    ]
+}
+
+/// The limits given, each checked; errors name `at.KEY`.
+fn limits(
+    all: [(Threshold, &'static str, Option<f64>); 9],
+    at: &str,
+    errors: &mut Vec<FieldError>,
+) -> Vec<(Threshold, f64)> {
+    let mut checks = Vec::new();
+    for (which, key, value) in all {
+        let Some(v) = value else { continue };
+        let bad = !v.is_finite() || v < 0.0 || (which == Threshold::MaxErrorRate && v > 1.0);
+        if bad {
+            let range = if which == Threshold::MaxErrorRate {
+                "from 0 to 1"
+            } else {
+                "a number, 0 or more"
+            };
+            errors.push(FieldError::new(
+                format!("{at}.{key}"),
+                format!("must be {range}"),
+            ));
+        }
+        checks.push((which, v));
+    }
+    checks
 }
 
 impl ThresholdsRequest {
-    pub(super) fn validate(&self, errors: &mut Vec<FieldError>) -> Thresholds {
-        let all = [
-            (Threshold::P50Ms, "p50_ms", self.p50_ms),
-            (Threshold::P90Ms, "p90_ms", self.p90_ms),
-            (Threshold::P95Ms, "p95_ms", self.p95_ms),
-            (Threshold::P99Ms, "p99_ms", self.p99_ms),
-            (Threshold::P999Ms, "p999_ms", self.p999_ms),
-            (Threshold::MaxMs, "max_ms", self.max_ms),
-            (Threshold::MeanMs, "mean_ms", self.mean_ms),
-            (
-                Threshold::MaxErrorRate,
-                "max_error_rate",
+    /// `job_keys`: the keys `by_job` may name (none when the summary has no `by_job`).
+    pub(super) fn validate(
+        &self,
+        job_keys: Option<&[String]>,
+        errors: &mut Vec<FieldError>,
+    ) -> Thresholds {
+        let batch = limits(
+            limit_list([
+                self.p50_ms,
+                self.p90_ms,
+                self.p95_ms,
+                self.p99_ms,
+                self.p999_ms,
+                self.max_ms,
+                self.mean_ms,
                 self.max_error_rate,
-            ),
-            (
-                Threshold::MinThroughputPerS,
-                "min_throughput_per_s",
                 self.min_throughput_per_s,
-            ),
-        ];
-        let mut checks = Vec::new();
-        for (which, key, value) in all {
-            let Some(v) = value else { continue };
-            let bad = !v.is_finite() || v < 0.0 || (which == Threshold::MaxErrorRate && v > 1.0);
-            if bad {
-                let range = if which == Threshold::MaxErrorRate {
-                    "from 0 to 1"
-                } else {
-                    "a number, 0 or more"
-                };
-                errors.push(FieldError::new(
-                    format!("thresholds.{key}"),
-                    format!("must be {range}"),
-                ));
+            ]),
+            "thresholds",
+            errors,
+        );
+        let mut by_job = Vec::new();
+        for (key, t) in self.by_job.iter().flatten() {
+            let at = format!("thresholds.by_job.{key}");
+            match job_keys {
+                None => errors.push(FieldError::new(
+                    "thresholds.by_job",
+                    format!(
+                        "only a load run of 2 to {} jobs has per-job figures",
+                        crate::engine::batch::parts::MAX_BY_JOB
+                    ),
+                )),
+                Some(keys) if !keys.contains(key) => errors.push(FieldError::new(
+                    at.clone(),
+                    format!(
+                        "no job has the key {key:?}; the keys are {}",
+                        keys.join(", ")
+                    ),
+                )),
+                Some(_) => {}
             }
-            checks.push((which, v));
+            let checks = limits(
+                limit_list([
+                    t.p50_ms,
+                    t.p90_ms,
+                    t.p95_ms,
+                    t.p99_ms,
+                    t.p999_ms,
+                    t.max_ms,
+                    t.mean_ms,
+                    t.max_error_rate,
+                    t.min_throughput_per_s,
+                ]),
+                &at,
+                errors,
+            );
+            if checks.is_empty() {
+                errors.push(FieldError::new(at, "give at least one threshold"));
+            }
+            by_job.push((key.clone(), checks));
         }
-        if checks.is_empty() {
+        let baseline = self.baseline.as_ref().and_then(|b| b.validate(errors));
+        if batch.is_empty() && by_job.is_empty() && baseline.is_none() {
             errors.push(FieldError::new("thresholds", "give at least one threshold"));
         }
-        Thresholds(checks)
+        Thresholds {
+            batch,
+            by_job,
+            baseline,
+        }
+    }
+}
+
+impl BaselineRequest {
+    fn validate(&self, errors: &mut Vec<FieldError>) -> Option<Baseline> {
+        let batch = match uuid::Uuid::parse_str(&self.batch) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                errors.push(FieldError::new(
+                    "thresholds.baseline.batch",
+                    "not a batch id",
+                ));
+                None
+            }
+        };
+        let mut checks = Vec::new();
+        for (key, &pct) in &self.max_regression_pct {
+            let at = format!("thresholds.baseline.max_regression_pct.{key}");
+            let Some(figure) = Figure::from_key(key) else {
+                let keys: Vec<&str> = Figure::ALL.iter().map(|f| f.key()).collect();
+                errors.push(FieldError::new(
+                    at,
+                    format!("not a figure; use one of {}", keys.join(", ")),
+                ));
+                continue;
+            };
+            if !pct.is_finite() || pct < 0.0 || (figure.higher_is_better() && pct > 100.0) {
+                errors.push(FieldError::new(
+                    at,
+                    if figure.higher_is_better() {
+                        "must be from 0 to 100"
+                    } else {
+                        "must be a number, 0 or more"
+                    },
+                ));
+            }
+            checks.push(BaselineCheck {
+                figure,
+                max_regression_pct: pct,
+                base: None,
+            });
+        }
+        if checks.is_empty() {
+            errors.push(FieldError::new(
+                "thresholds.baseline.max_regression_pct",
+                "give at least one figure",
+            ));
+        }
+        Some(Baseline {
+            batch: batch?,
+            checks,
+        })
     }
 }

@@ -351,6 +351,11 @@ impl Batches {
         self.store.load(id).await
     }
 
+    /// The request body a batch was accepted with.
+    pub async fn request(&self, id: Uuid) -> Result<Option<String>, StoreError> {
+        self.store.request(id).await
+    }
+
     /// Batches newest first, without their tasks.
     pub async fn list(&self, filter: ListFilter) -> Result<Vec<Arc<Batch>>, StoreError> {
         // The batches this instance runs are more up to date in memory than in the store

@@ -27,6 +27,8 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct State {
     batches: HashMap<Uuid, Arc<Batch>>,
+    /// Each batch's request body, as accepted.
+    requests: HashMap<Uuid, bytes::Bytes>,
     keys: HashMap<String, KeyHolder>,
 }
 
@@ -46,6 +48,9 @@ impl Store for MemoryStore {
             }
             _ => Inserted::New,
         };
+        if inserted == Inserted::New {
+            st.requests.insert(row.id, row.request);
+        }
         Box::pin(std::future::ready(Ok(inserted)))
     }
 
@@ -63,6 +68,12 @@ impl Store for MemoryStore {
     fn is_finished(&self, id: Uuid) -> BoxFuture<'_, Result<Option<bool>, StoreError>> {
         let finished = self.state.lock().batches.get(&id).map(|b| b.is_finished());
         Box::pin(std::future::ready(Ok(finished)))
+    }
+
+    fn request(&self, id: Uuid) -> BoxFuture<'_, Result<Option<String>, StoreError>> {
+        let body = self.state.lock().requests.get(&id).cloned();
+        let text = body.map(|b| String::from_utf8_lossy(&b).into_owned());
+        Box::pin(std::future::ready(Ok(text)))
     }
 
     fn list(&self, filter: ListFilter) -> BoxFuture<'_, Result<Vec<Arc<Batch>>, StoreError>> {
@@ -154,7 +165,11 @@ impl Store for MemoryStore {
 
     fn purge(&self, finished_before: DateTime<Utc>) -> BoxFuture<'_, Result<u64, StoreError>> {
         let mut st = self.state.lock();
-        let State { batches, keys } = &mut *st;
+        let State {
+            batches,
+            requests,
+            keys,
+        } = &mut *st;
         let gone: std::collections::HashSet<Uuid> = batches
             .values()
             .filter(|b| b.finished_at().is_some_and(|f| f < finished_before))
@@ -162,6 +177,7 @@ impl Store for MemoryStore {
             .collect();
         for id in &gone {
             batches.remove(id);
+            requests.remove(id);
         }
         // A key lives as long as its batch.
         keys.retain(|_, holder| !gone.contains(&holder.batch));

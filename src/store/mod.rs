@@ -211,6 +211,9 @@ pub trait Store: Send + Sync + 'static {
     /// Whether a batch has finished (`None`: no such batch): a cheap read for polling.
     fn is_finished(&self, id: Uuid) -> BoxFuture<'_, Result<Option<bool>, StoreError>>;
 
+    /// The request body a batch was accepted with (for `rerun`).
+    fn request(&self, id: Uuid) -> BoxFuture<'_, Result<Option<String>, StoreError>>;
+
     /// Batches without their tasks, newest first.
     fn list(&self, filter: ListFilter) -> BoxFuture<'_, Result<Vec<Arc<Batch>>, StoreError>>;
 

@@ -211,6 +211,7 @@ impl Batch {
                 timeout_ms: spec.timeout.map(|t| t.as_millis() as u64),
                 thresholds: spec.thresholds.clone(),
                 rate_per_s: spec.load.rate_per_s,
+                rerun_of: spec.rerun_of,
             },
             origin: Origin::Run {
                 jobs,

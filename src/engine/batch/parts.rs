@@ -84,9 +84,6 @@ pub fn job_keys(spec: &BatchSpec) -> Option<(Vec<String>, Box<[u32]>)> {
             .entry(j.group)
             .or_insert_with(|| j.id.clone().unwrap_or_else(|| j.group.to_string()));
     }
-    if by_group.len() < 2 || by_group.len() > MAX_BY_JOB {
-        return None;
-    }
     let mut names: Vec<String> = Vec::new();
     let mut part_of: BTreeMap<u32, u32> = BTreeMap::new();
     for (group, key) in by_group {
@@ -99,7 +96,7 @@ pub fn job_keys(spec: &BatchSpec) -> Option<(Vec<String>, Box<[u32]>)> {
         };
         part_of.insert(group, part as u32);
     }
-    if names.len() < 2 {
+    if !(2..=MAX_BY_JOB).contains(&names.len()) {
         return None;
     }
     let parts = spec.jobs.iter().map(|j| part_of[&j.group]).collect();

@@ -24,6 +24,9 @@ pub struct Rules {
     /// Open model: the batch's arrival rate.
     #[serde(default)]
     pub rate_per_s: Option<f64>,
+    /// The batch this one reruns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<uuid::Uuid>,
 }
 
 impl Rules {
@@ -174,6 +177,7 @@ mod tests {
             timeout_ms: None,
             thresholds: None,
             rate_per_s: None,
+            rerun_of: None,
         }
     }
 

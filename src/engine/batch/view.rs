@@ -36,6 +36,9 @@ pub struct BatchView<'a> {
     pub mode: Mode,
     pub status: BatchStatus,
     pub label: Option<&'a str>,
+    /// Made by `POST /batches/{id}/rerun` from this batch's request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<Uuid>,
     #[serde(serialize_with = "micros")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
@@ -96,6 +99,12 @@ impl Serialize for TaskList<'_> {
 }
 
 impl Batch {
+    /// The summary as answers show it now.
+    pub fn summary_now(&self) -> Summary {
+        let st = self.state.lock();
+        st.summary(st.wall())
+    }
+
     /// The batch without its task results, as `GET /batches` lists it.
     pub fn to_summary_json(&self) -> Vec<u8> {
         let st = self.state.lock();
@@ -168,6 +177,7 @@ impl Batch {
             mode: self.mode,
             status: st.status,
             label: self.label.as_deref(),
+            rerun_of: self.rules.rerun_of,
             created_at: self.created_at,
             started_at: st.clock.map(|c| c.0),
             finished_at: st.finished_at,

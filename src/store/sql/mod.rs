@@ -101,6 +101,10 @@ impl Store for SqlStore {
         self.db.list(filter)
     }
 
+    fn request(&self, id: Uuid) -> BoxFuture<'_, Result<Option<String>, StoreError>> {
+        Box::pin(self.db.request(id))
+    }
+
     fn find_key(&self, key: String) -> BoxFuture<'_, Result<Option<KeyHolder>, StoreError>> {
         self.db.find_key(key)
     }

@@ -85,6 +85,18 @@ pub(super) fn task_record(row: &AnyRow) -> Result<TaskRecord, StoreError> {
 }
 
 impl SqlDb {
+    /// The request body a batch was accepted with.
+    pub async fn request(&self, id: Uuid) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT request FROM batches WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get::<String, _>("request")?),
+            None => None,
+        })
+    }
+
     pub fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>> {
         Box::pin(async move {
             let id = id.to_string();

@@ -1,0 +1,42 @@
+//! `GET /batches/{a}/compare/{b}`: two batches' figures side by side.
+
+use axum::Json;
+use axum::extract::{Path, State};
+
+use super::AppState;
+use super::batches::{not_found, parse_id};
+use super::error::{ApiError, Problem};
+use crate::engine::compare::{Comparison, compare};
+
+/// Both batches' summaries and each figure's change from `a` to `b`: the duration
+/// percentiles, mean, throughput, error rate and every shared job's p95.
+#[utoipa::path(
+    get,
+    path = "/batches/{a}/compare/{b}",
+    tag = "batches",
+    security((), ("bearer" = [])),
+    params(
+        ("a" = String, Path, description = "The batch compared from (a baseline)"),
+        ("b" = String, Path, description = "The batch compared to it"),
+    ),
+    responses(
+        (status = 200, description = "The comparison", body = Comparison),
+        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "a valid bearer token is required", "code": "unauthorized"})),
+        (status = 404, description = "No such batch (`batch_not_found`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Batch not found", "status": 404, "detail": "no batch with id 01939c7e-0000-7000-8000-000000000000", "code": "batch_not_found"})),
+    )
+)]
+pub async fn compare_batches(
+    State(state): State<AppState>,
+    Path((a, b)): Path<(String, String)>,
+) -> Result<Json<Comparison>, ApiError> {
+    let (ida, idb) = (parse_id(&a)?, parse_id(&b)?);
+    let Some(first) = state.batches.get(ida).await? else {
+        return Err(not_found(&a));
+    };
+    let Some(second) = state.batches.get(idb).await? else {
+        return Err(not_found(&b));
+    };
+    Ok(Json(compare(first.summary_now(), second.summary_now())))
+}
