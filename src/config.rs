@@ -202,6 +202,7 @@ impl Config {
             max_job_timeout: self.max_job_timeout,
             max_batch_duration: self.max_batch_duration,
             allow_insecure_tls: self.allow_insecure_tls,
+            files_root: Some(self.files_root.clone()),
         }
     }
 

@@ -17,6 +17,7 @@ pub mod run;
 pub mod spec;
 pub mod summary;
 pub mod task;
+pub mod template;
 pub mod verdict;
 
 pub use batch::{Batch, BatchStatus, BatchView, StopReason};

@@ -691,6 +691,19 @@ pub struct HttpJob {
     pub version: HttpVersion,
     /// `false`: a new connection for every request.
     pub keep_alive: bool,
+    /// Placeholders in its URL's path and query, header values or body, rendered per task.
+    pub templates: Option<Arc<crate::engine::template::HttpTemplates>>,
+}
+
+impl HttpJob {
+    /// The URL up to its path, as the job wrote it: `scheme://host[:port]`.
+    pub fn origin_prefix(&self) -> String {
+        let u = &self.url;
+        match u.port() {
+            Some(p) => format!("{}://{}:{p}", u.scheme(), u.host_str().unwrap_or_default()),
+            None => format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default()),
+        }
+    }
 }
 
 /// A job's TLS options (`tls`), checked: `insecure` only where the server allows it, the

@@ -15,6 +15,7 @@ use crate::engine::spec::{
     ClientCert, ExpectStatus, FileEncoding, FileJob, HttpJob, HttpVersion, JobKind, JobSpec,
     RetryPolicy, SleepJob, TlsOptions,
 };
+use crate::engine::template::{HttpTemplates, Template};
 
 /// One job, parsed on its own so that every invalid job is reported, not only the first.
 #[derive(Debug)]
@@ -562,6 +563,7 @@ impl HttpJobRequest {
             err("follow_redirects", format!("at most {MAX_REDIRECTS}"));
         }
         let tls = self.tls_options(limits, &mut err);
+        let templates = self.templates(&mut err);
         if errors.len() > before {
             return None;
         }
@@ -581,6 +583,59 @@ impl HttpJobRequest {
             tls,
             version: self.http_version.unwrap_or_default(),
             keep_alive: self.keep_alive.unwrap_or(true),
+            templates: templates.map(Arc::new),
+        })
+    }
+
+    /// The placeholders in the URL's path and query, the header values and the text body,
+    /// parsed into segments; `None` when there are none. `load.data` columns are bound later.
+    fn templates(&self, err: &mut impl FnMut(&str, String)) -> Option<HttpTemplates> {
+        // The origin is what connections are made to and what the guard judges: it must be
+        // as written. Placeholders go in the path and the query.
+        let authority_end = self
+            .url
+            .find("://")
+            .map(|s| s + 3)
+            .and_then(|s| self.url[s..].find(['/', '?', '#']).map(|e| s + e))
+            .unwrap_or(self.url.len());
+        let (origin, target) = self.url.split_at(authority_end);
+        if origin.contains("{{") {
+            err(
+                "url",
+                "a placeholder cannot be in the URL's scheme, host or port, only in its path and query"
+                    .into(),
+            );
+        }
+        let mut parse = |field: &str, text: &str| match Template::parse(text) {
+            Ok(t) => t,
+            Err(message) => {
+                err(field, message);
+                None
+            }
+        };
+        // A fragment is not sent.
+        let target = target.split('#').next().unwrap_or_default();
+        // In origin form: `?q=1` after the host is `/?q=1` on the wire.
+        let target = if target.starts_with('/') {
+            parse("url", target)
+        } else {
+            parse("url", &format!("/{target}"))
+        };
+        let mut headers = Vec::new();
+        for (name, value) in &self.headers {
+            if let (Some(t), Ok(n)) = (
+                parse(&format!("headers.{name}"), value),
+                http::HeaderName::from_str(name),
+            ) {
+                headers.push((n, t));
+            }
+        }
+        let body = self.body.as_deref().and_then(|b| parse("body", b));
+        (target.is_some() || !headers.is_empty() || body.is_some()).then_some(HttpTemplates {
+            target,
+            headers,
+            body,
+            data: None,
         })
     }
 

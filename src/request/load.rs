@@ -15,6 +15,7 @@ use crate::engine::spec::{
     Baseline, BaselineCheck, Figure, LoadPlan, Stage, StageKind, Stages, Stripe, Threshold,
     Thresholds,
 };
+use crate::engine::template::DataTable;
 
 /// A load run's shape.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -48,6 +49,88 @@ pub struct LoadRequest {
     /// with `repeat`, `duration_ms` or `warmup_ms`.
     #[schema(example = json!(null))]
     pub stages: Option<Vec<StageRequest>>,
+    /// A CSV file with a header row, beneath the server's files root, whose columns the
+    /// jobs' `{{data.COLUMN}}` placeholders name: each task takes the next row (cycling), or
+    /// one at random. Read when the batch is accepted.
+    #[schema(example = json!(null))]
+    pub data: Option<DataRequest>,
+}
+
+/// `load.data`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DataRequest {
+    /// Relative to the files root.
+    #[schema(example = "users.csv")]
+    pub file: String,
+    #[serde(default)]
+    pub order: DataOrder,
+}
+
+/// Which row a task takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DataOrder {
+    /// Task `seq` takes row `seq` modulo the rows.
+    #[default]
+    Sequential,
+    Random,
+}
+
+impl DataRequest {
+    /// Reads and parses the file beneath the files root; errors name `load.data.file`.
+    pub(super) fn read(
+        &self,
+        limits: &Limits,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<Arc<DataTable>> {
+        let mut fail = |message: String| {
+            errors.push(FieldError::new("load.data.file", message));
+            None
+        };
+        let Some(root) = &limits.files_root else {
+            return fail("this server reads no files".to_owned());
+        };
+        let dir = match cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority()) {
+            Ok(dir) => dir,
+            Err(_) => {
+                return fail(
+                    "the server's files root does not exist (see --files-root)".to_owned(),
+                );
+            }
+        };
+        let file = match crate::guard::files::open(&dir, &self.file) {
+            Ok(f) => f,
+            Err(crate::guard::files::OpenError::NotFound) => {
+                return fail(format!("no file {:?} beneath the files root", self.file));
+            }
+            Err(crate::guard::files::OpenError::Forbidden(why))
+            | Err(crate::guard::files::OpenError::Invalid(why)) => return fail(why.to_owned()),
+            Err(crate::guard::files::OpenError::Io(_)) => {
+                return fail(format!("{:?} could not be read", self.file));
+            }
+        };
+        use std::io::Read as _;
+        let mut text = Vec::new();
+        let cap = limits.max_file_bytes;
+        if file
+            .into_std()
+            .take(cap + 1)
+            .read_to_end(&mut text)
+            .is_err()
+        {
+            return fail(format!("{:?} could not be read", self.file));
+        }
+        if text.len() as u64 > cap {
+            return fail(format!(
+                "larger than the server's --max-file-bytes ({cap} bytes)"
+            ));
+        }
+        match DataTable::from_csv(text.as_slice(), self.order == DataOrder::Random) {
+            Ok(table) => Some(Arc::new(table)),
+            Err(e) => fail(format!("{:?}: {e}", self.file)),
+        }
+    }
 }
 
 /// One stage of `load.stages`.

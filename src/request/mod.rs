@@ -15,8 +15,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::engine::spec::{BatchSpec, LoadPlan, Mode, OnLost, OnTimeout, ResultsMode, ReturnWhen};
+use crate::engine::template::{DataTable, Template};
 use jobs::{JobRequest, JobSlot, field_of};
 use load::{LoadRequest, ThresholdsRequest};
+use std::sync::Arc;
 
 /// Why a request body is not a batch the server runs.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -64,6 +66,8 @@ pub struct Limits {
     pub max_batch_duration: Duration,
     /// Whether jobs may set `tls.insecure` (`--allow-insecure-tls`).
     pub allow_insecure_tls: bool,
+    /// Where `load.data` files are read (beneath it only); `None`: nowhere.
+    pub files_root: Option<std::path::PathBuf>,
 }
 
 /// Longest `timeout_ms` or `duration_ms` accepted: one day.
@@ -233,6 +237,15 @@ impl BatchRequest {
                 format!("the jobs' weights add up to {cycle}; at most {MAX_CYCLE}"),
             ));
         }
+        // Placeholders naming `load.data` columns, bound before the job list repeats them.
+        let data = self
+            .load
+            .as_ref()
+            .and_then(|l| l.data.as_ref())
+            .and_then(|d| d.read(limits, &mut errors));
+        if job_errors.is_empty() {
+            bind_templates(&mut jobs, data, &mut job_errors);
+        }
         if self.load.is_some() && job_errors.is_empty() && jobs.iter().any(|j| j.weight > 1) {
             jobs = crate::engine::spec::weighted_cycle(&jobs);
         }
@@ -342,6 +355,102 @@ impl BatchRequest {
     }
 }
 
+/// Binds each HTTP job's `data.` placeholders to `data`'s columns and checks a sample of
+/// what its placeholders render (task 0, the first row): a URL that parses, header values a
+/// header can carry. Errors name the job's field.
+fn bind_templates(
+    jobs: &mut [crate::engine::spec::JobSpec],
+    data: Option<Arc<DataTable>>,
+    errors: &mut Vec<FieldError>,
+) {
+    use crate::engine::spec::JobKind;
+    let columns = data.as_ref().map_or(&[][..], |d| &d.columns[..]);
+    for (i, job) in jobs.iter_mut().enumerate() {
+        let JobKind::Http(http) = &mut job.kind else {
+            continue;
+        };
+        let prefix = http.origin_prefix();
+        let Some(arc) = http.templates.as_mut() else {
+            continue;
+        };
+        let t = Arc::get_mut(arc).expect("made by this request's validation, not shared yet");
+        let at = format!("jobs[{i}]");
+        let bind = |errors: &mut Vec<FieldError>, field: String, template: &mut Template| {
+            let bound = template.bind(columns);
+            if let Err(message) = &bound {
+                errors.push(FieldError::new(format!("{at}.{field}"), message.clone()));
+            }
+            bound.is_ok()
+        };
+        let mut ok = t
+            .target
+            .as_mut()
+            .is_none_or(|x| bind(errors, "url".into(), x));
+        for (name, value) in &mut t.headers {
+            if !bind(errors, format!("headers.{name}"), value) {
+                ok = false;
+                continue;
+            }
+            // A value from the data file with a line break would end the header early.
+            for column in value
+                .columns()
+                .filter_map(|c| columns.iter().position(|x| x == c))
+            {
+                if let Some(row) = data.as_ref().and_then(|d| d.unfit_for_header(column)) {
+                    errors.push(FieldError::new(
+                        format!("{at}.headers.{name}"),
+                        format!(
+                            "load.data row {} has a line break or NUL in column {:?}, which a header cannot carry",
+                            row + 1,
+                            columns[column]
+                        ),
+                    ));
+                    ok = false;
+                }
+            }
+        }
+        if let Some(body) = &mut t.body {
+            ok &= bind(errors, "body".into(), body);
+        }
+        if !ok {
+            continue;
+        }
+        t.data = data.clone().filter(|_| {
+            t.target
+                .iter()
+                .chain(t.body.iter())
+                .chain(t.headers.iter().map(|h| &h.1))
+                .any(|x| x.columns().next().is_some())
+        });
+        // What task 0 would send must be a request.
+        let vars = t.vars(0);
+        if let Some(target) = &t.target {
+            let url = format!("{prefix}{}", target.render_string(&vars, true));
+            if let Err(e) = url::Url::parse(&url)
+                .map_err(|e| e.to_string())
+                .and_then(|_| {
+                    http::Uri::try_from(target.render_string(&vars, true))
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            {
+                errors.push(FieldError::new(
+                    format!("{at}.url"),
+                    format!("with its placeholders filled in, not a valid URL ({url}): {e}"),
+                ));
+            }
+        }
+        for (name, value) in &t.headers {
+            if http::HeaderValue::from_str(&value.render_string(&vars, false)).is_err() {
+                errors.push(FieldError::new(
+                    format!("{at}.headers.{name}"),
+                    "with its placeholders filled in, not a valid header value",
+                ));
+            }
+        }
+    }
+}
+
 /// A load run's `by_job` keys: each job's `id`, else its place in `jobs`, once each; `None`
 /// when there would be no `by_job` (one key, or more than the summary breaks down).
 fn job_keys(jobs: &[crate::engine::spec::JobSpec]) -> Option<Vec<String>> {
@@ -394,6 +503,7 @@ mod tests {
             max_response_bytes: 1000,
             max_file_bytes: 1000,
             allow_insecure_tls: false,
+            files_root: None,
         }
     }
 

@@ -196,6 +196,7 @@ async fn the_examples_are_valid_batches() {
             max_job_timeout: std::time::Duration::from_secs(300),
             max_batch_duration: std::time::Duration::from_secs(3600),
             allow_insecure_tls: false,
+            files_root: None,
         };
         assert!(
             fanout::request::parse_batch(&body, &limits).is_ok(),

@@ -84,12 +84,13 @@ pub async fn run(
     files: &FilesRoot,
     job: &HttpJob,
     started: Instant,
+    seq: u64,
 ) -> Result<TaskOutput, Failure> {
     follow(
         clients,
         &clients.guard,
         job,
-        Hop::first(job),
+        Hop::rendered(job, seq),
         started,
         files,
     )
@@ -116,6 +117,45 @@ impl Hop {
             headers: job.headers.clone(),
             hops: 0,
         }
+    }
+
+    /// The job's own request for task `seq`, its placeholders rendered.
+    pub fn rendered(job: &HttpJob, seq: u64) -> Hop {
+        let mut hop = Hop::first(job);
+        let Some(t) = &job.templates else {
+            return hop;
+        };
+        let vars = t.vars(seq);
+        if let Some(target) = &t.target {
+            let mut url = job.origin_prefix();
+            url.push_str(&target.render_string(&vars, true));
+            // Checked when the batch was accepted with a sample; placeholders' values are
+            // percent-encoded, so what they render parses too.
+            if let Ok(u) = url::Url::parse(&url) {
+                hop.url = u;
+            }
+        }
+        for (name, value) in &t.headers {
+            if let Ok(v) = http::HeaderValue::from_str(&value.render_string(&vars, false)) {
+                hop.headers.insert(name.clone(), v);
+            }
+        }
+        if let Some(body) = &t.body {
+            hop.body = Bytes::from(body.render_string(&vars, false));
+        }
+        hop
+    }
+
+    pub fn url(&self) -> &url::Url {
+        &self.url
+    }
+
+    pub fn header(&self, name: &http::HeaderName) -> Option<&http::HeaderValue> {
+        self.headers.get(name)
+    }
+
+    pub fn body(&self) -> &Bytes {
+        &self.body
     }
 
     /// The request a redirect to `location` asks for, or `None` when it names no URL.

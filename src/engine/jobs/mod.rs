@@ -118,16 +118,17 @@ pub async fn run_once(
     lean: Option<lean::Lean<'_>>,
     started: Instant,
     clock: &mut PhaseClock,
+    seq: u64,
 ) -> Result<TaskOutput, Failure> {
     match (kind, lean) {
         (JobKind::Http(job), Some(lean)) => {
             clock.measured = true;
-            lean::run(lean, ctx, job, started, clock).await
+            lean::run(lean, ctx, job, started, clock, seq).await
         }
         // Boxed: the general path's future is large, and every task's future would be as
         // large as the largest arm (and copied whole as it is set up), lean ones included.
         (JobKind::Http(job), None) => {
-            Box::pin(http::run(&ctx.http, &ctx.files, job, started)).await
+            Box::pin(http::run(&ctx.http, &ctx.files, job, started, seq)).await
         }
         (JobKind::Sleep(job), _) => Ok(sleep::run(job).await),
         (JobKind::File(job), _) => file::run(ctx.files.dir(), job).await,

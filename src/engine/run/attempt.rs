@@ -14,12 +14,13 @@ use crate::engine::task::{PhaseClock, TaskOutput};
 /// One job with its per-attempt timeout and retries, timed by `timer` (which a lean slot
 /// keeps from task to task: moving a registered timer's deadline later costs an atomic
 /// update, where a new timer per request is an allocation and two trips into the timer
-/// wheel).
+/// wheel). `seq`: the task's number in the batch, which placeholders render.
 pub(super) async fn run_job(
     ctx: &JobContext,
     job: &JobSpec,
     mut lean: Option<Lean<'_>>,
     mut timer: Pin<&mut tokio::time::Sleep>,
+    seq: u64,
 ) -> Outcome {
     let mut attempts = 0;
     loop {
@@ -32,6 +33,7 @@ pub(super) async fn run_job(
             lean.as_mut().map(Lean::reborrow),
             begun,
             &mut clock,
+            seq,
         );
         // One await point for both cases: the attempt's future is stored (and copied) once.
         let limit = job.timeout.map(|limit| {

@@ -61,6 +61,7 @@ pub(super) async fn drive(
             &jobs,
             &pool,
             claim.index,
+            issuer.global(claim.index) as u64,
             at,
             now,
         ));
@@ -204,6 +205,7 @@ impl TaskFuture {
         jobs: &Arc<[JobSpec]>,
         pool: &Option<Arc<LeanPool>>,
         index: usize,
+        seq: u64,
         started: Instant,
         began: Instant,
     ) -> TaskFuture {
@@ -224,7 +226,7 @@ impl TaskFuture {
                     // batch's pool when the task ends.
                     let mut slot = Slot::default();
                     let lean = pool.as_ref().and_then(|p| p.lean(&mut slot, job_index));
-                    let outcome = run_job(&ctx, &jobs[job_index], lean, timer).await;
+                    let outcome = run_job(&ctx, &jobs[job_index], lean, timer, seq).await;
                     if let Some(pool) = &pool {
                         pool.release(&mut slot);
                     }

@@ -125,6 +125,11 @@ impl Issuer {
         Err(ramp.rises_above(rank, t).map(|at| self.epoch + at))
     }
 
+    /// The batch's number of the run's task `k` (a shard's run is a stripe of the batch).
+    pub fn global(&self, k: usize) -> usize {
+        self.stripe.global(k)
+    }
+
     /// Whether slots come and go with concurrency stages.
     pub fn ramps_slots(&self) -> bool {
         self.slot_ramp.is_some()

@@ -127,7 +127,8 @@ async fn slot(
         noted.lock().started.push(claim.started(at, now));
         let job_index = claim.index % jobs.len();
         let lean = pool.lean(&mut conn, job_index);
-        let outcome = run_job(&inner.ctx, &jobs[job_index], lean, timer.as_mut()).await;
+        let seq = issuer.global(claim.index) as u64;
+        let outcome = run_job(&inner.ctx, &jobs[job_index], lean, timer.as_mut(), seq).await;
         noted.lock().ended.push(Ended {
             index: claim.index,
             started: at,

@@ -42,10 +42,12 @@ use crate::engine::spec::{HttpJob, JobKind, JobSpec, ResultsMode};
 use crate::engine::task::{
     ErrorCode, HttpOutput, HttpVersionName, NetTiming, PhaseClock, TaskOutput, ms,
 };
+use crate::engine::template::HttpTemplates;
 use crate::guard::NetGuard;
 use h1::{Asked, Event, Invalid, Reader};
 use pool::{Conn, Origins};
 pub use pool::{Dialling, Slot};
+use std::sync::Arc;
 
 /// Request headers that set how the message is framed or how the connection is used: a job
 /// that sends one of its own takes the general path.
@@ -83,6 +85,8 @@ struct Prepared {
     h1: Box<[u8]>,
     /// The head of its HTTP/2 request.
     h2: http::request::Parts,
+    /// A job with placeholders: its HTTP/1 request in pieces, rendered per task.
+    wire: Option<Wire>,
 }
 
 impl LeanPool {
@@ -97,6 +101,10 @@ impl LeanPool {
                     Some(Prepared {
                         h1: request(h).ok()?,
                         h2: multiplexed::head(h).ok()?,
+                        wire: match &h.templates {
+                            Some(t) => Some(Wire::new(h, t).ok()?),
+                            None => None,
+                        },
                     })
                 }
                 _ => None,
@@ -392,6 +400,7 @@ pub async fn run(
     job: &HttpJob,
     started: Instant,
     clock: &mut PhaseClock,
+    seq: u64,
 ) -> Result<TaskOutput, Failure> {
     let Lean {
         pool,
@@ -426,8 +435,10 @@ pub async fn run(
             }
         };
         if let Some((conn, shared)) = conn {
+            let (rendered, body) = h2_request(job, request, seq);
+            let head = rendered.as_ref().unwrap_or(&request.h2);
             let answer = Box::pin(over_h2(
-                origins, conn, shared, job, request, results, started, clock,
+                origins, conn, shared, job, head, body, results, started, clock,
             ));
             return match answer.await? {
                 multiplexed::Answer::Redirect(hop) => {
@@ -441,6 +452,13 @@ pub async fn run(
     // HTTP/1. An idle connection the server closed meanwhile is found out before the request
     // is sent, or (for an idempotent request) before any response came: then the request goes
     // once more on a new connection, as HTTP clients do.
+    // A job with placeholders: this task's request, in the slot's buffers (kept from task to
+    // task, so rendering allocates nothing once they are grown).
+    let mut rendered = std::mem::take(&mut slot.rendered);
+    let mut body = std::mem::take(&mut slot.body);
+    if let Some(wire) = &request.wire {
+        wire.render(job, seq, &mut rendered, &mut body);
+    }
     let mut idle = made.map(|conn| (conn, false)).or_else(|| {
         slot.connection_to(origin)
             .or_else(|| origins.idle(origin))
@@ -462,7 +480,10 @@ pub async fn run(
             },
         };
         clock.timing.reused = reused;
-        let request = request.h1.as_ref();
+        let request = match request.wire {
+            Some(_) => rendered.as_slice(),
+            None => request.h1.as_ref(),
+        };
         match exchange(&mut conn, job, request, results, started, reused, clock).await {
             Exchange::Done(response) => break (conn, response),
             Exchange::Unsent => continue,
@@ -475,6 +496,7 @@ pub async fn run(
     if response.reusable {
         slot.keep(origins, origin, conn);
     }
+    (slot.rendered, slot.body) = (rendered, body);
     let body = response.body;
     let out = match response.headers {
         Some(headers) => response_output(
@@ -531,7 +553,8 @@ async fn over_h2(
     mut conn: pool::H2Conn,
     shared: bool,
     job: &HttpJob,
-    request: &Prepared,
+    head: &http::request::Parts,
+    body: bytes::Bytes,
     results: ResultsMode,
     started: Instant,
     clock: &mut PhaseClock,
@@ -539,7 +562,8 @@ async fn over_h2(
     let origin = job.origin.as_str();
     let mut tries = 1;
     loop {
-        let answer = multiplexed::exchange(&conn, job, &request.h2, results, started, clock).await;
+        let answer =
+            multiplexed::exchange(&conn, job, head, body.clone(), results, started, clock).await;
         let refused = match answer {
             Ok(multiplexed::Answer::Refused(e)) => e,
             Err(failure) => {
@@ -579,6 +603,34 @@ async fn over_h2(
 /// The job's request as it goes on the wire: the request line in origin form, the headers
 /// the general path sends too (the job's own replace them), the body's length, and the body.
 fn request(job: &HttpJob) -> Result<Box<[u8]>, http::Error> {
+    let (target, headers) = head_lines(job, &[])?;
+    let mut request = Vec::with_capacity(256 + job.body.len());
+    request.extend_from_slice(job.method.as_str().as_bytes());
+    request.push(b' ');
+    request.extend_from_slice(target.as_bytes());
+    request.extend_from_slice(&headers);
+    if sends_length(job) {
+        length_line(&mut request, job.body.len());
+    }
+    request.extend_from_slice(b"\r\n");
+    request.extend_from_slice(&job.body);
+    Ok(request.into())
+}
+
+/// As hyper writes it: a length whenever there is a body, or the method usually has one.
+fn sends_length(job: &HttpJob) -> bool {
+    !job.body.is_empty() || matches!(job.method, Method::POST | Method::PUT | Method::PATCH)
+}
+
+fn length_line(out: &mut Vec<u8>, len: usize) {
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(len.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The request target as the URL writes it, and the rest of the request line with the
+/// header lines (the body's length aside), leaving out the headers `without` names.
+fn head_lines(job: &HttpJob, without: &[HeaderName]) -> Result<(String, Vec<u8>), http::Error> {
     let url = &job.url;
     let path = match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
@@ -597,24 +649,97 @@ fn request(job: &HttpJob) -> Result<Box<[u8]>, http::Error> {
     if !job.keep_alive {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    // As hyper writes it: a length whenever there is a body, or the method usually has one.
-    if !job.body.is_empty() || matches!(job.method, Method::POST | Method::PUT | Method::PATCH) {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(job.body.len()));
+    for name in without {
+        headers.remove(name);
     }
-    let mut request = Vec::with_capacity(256 + job.body.len());
-    request.extend_from_slice(job.method.as_str().as_bytes());
-    request.push(b' ');
-    request.extend_from_slice(uri.to_string().as_bytes());
-    request.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut lines = Vec::with_capacity(256);
+    lines.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in &headers {
-        request.extend_from_slice(name.as_str().as_bytes());
-        request.extend_from_slice(b": ");
-        request.extend_from_slice(value.as_bytes());
-        request.extend_from_slice(b"\r\n");
+        lines.extend_from_slice(name.as_str().as_bytes());
+        lines.extend_from_slice(b": ");
+        lines.extend_from_slice(value.as_bytes());
+        lines.extend_from_slice(b"\r\n");
     }
-    request.extend_from_slice(b"\r\n");
-    request.extend_from_slice(&job.body);
-    Ok(request.into())
+    Ok((uri.to_string(), lines))
+}
+
+/// Task `seq`'s HTTP/2 request head (`None`: the job's own) and body, with its placeholders
+/// rendered.
+fn h2_request(
+    job: &HttpJob,
+    request: &Prepared,
+    seq: u64,
+) -> (Option<http::request::Parts>, bytes::Bytes) {
+    let Some(t) = &job.templates else {
+        return (None, job.body.clone());
+    };
+    let hop = Hop::rendered(job, seq);
+    let mut head = http::Request::new(()).into_parts().0;
+    head.method = job.method.clone();
+    head.version = http::Version::HTTP_2;
+    head.uri = http::Uri::try_from(hop.url().as_str()).unwrap_or_else(|_| request.h2.uri.clone());
+    head.headers = request.h2.headers.clone();
+    for (name, _) in &t.headers {
+        if let Some(v) = hop.header(name) {
+            head.headers.insert(name.clone(), v.clone());
+        }
+    }
+    (Some(head), hop.body().clone())
+}
+
+/// A job's HTTP/1 request with placeholders, in the pieces that rendering a task's request
+/// appends one after another (the placeholders' segments were parsed when the batch was
+/// accepted).
+struct Wire {
+    templates: Arc<HttpTemplates>,
+    /// The request target when no placeholder is in it.
+    target: Box<[u8]>,
+    /// The rest of the request line and the headers without placeholders.
+    lines: Box<[u8]>,
+    length: bool,
+}
+
+impl Wire {
+    fn new(job: &HttpJob, templates: &Arc<HttpTemplates>) -> Result<Wire, http::Error> {
+        let templated: Vec<HeaderName> = templates.headers.iter().map(|(n, _)| n.clone()).collect();
+        let (target, lines) = head_lines(job, &templated)?;
+        Ok(Wire {
+            templates: templates.clone(),
+            target: target.into_bytes().into(),
+            lines: lines.into(),
+            length: sends_length(job) || templates.body.is_some(),
+        })
+    }
+
+    /// Writes task `seq`'s request into `out` (its body rendered in `body` first).
+    fn render(&self, job: &HttpJob, seq: u64, out: &mut Vec<u8>, body: &mut Vec<u8>) {
+        let t = &*self.templates;
+        let vars = t.vars(seq);
+        out.clear();
+        body.clear();
+        out.extend_from_slice(job.method.as_str().as_bytes());
+        out.push(b' ');
+        match &t.target {
+            Some(target) => target.render(&vars, true, out),
+            None => out.extend_from_slice(&self.target),
+        }
+        out.extend_from_slice(&self.lines);
+        for (name, value) in &t.headers {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            value.render(&vars, false, out);
+            out.extend_from_slice(b"\r\n");
+        }
+        match &t.body {
+            Some(b) => b.render(&vars, false, body),
+            None => body.extend_from_slice(&job.body),
+        }
+        if self.length {
+            length_line(out, body.len());
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body);
+    }
 }
 
 /// The headers every request of the lean path sends, `Accept` and `User-Agent` (as the

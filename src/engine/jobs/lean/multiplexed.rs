@@ -44,6 +44,7 @@ pub(super) async fn exchange(
     conn: &H2Conn,
     job: &HttpJob,
     head: &http::request::Parts,
+    body: bytes::Bytes,
     results: ResultsMode,
     started: Instant,
     clock: &mut PhaseClock,
@@ -60,13 +61,13 @@ pub(super) async fn exchange(
     *request.uri_mut() = head.uri.clone();
     *request.version_mut() = http::Version::HTTP_2;
     *request.headers_mut() = head.headers.clone();
-    let bodiless = job.body.is_empty();
+    let bodiless = body.is_empty();
     let (response, mut stream) = match send.send_request(request, bodiless) {
         Ok(sent) => sent,
         Err(e) => return Ok(Answer::Refused(e)),
     };
     if !bodiless {
-        stream.send_data(job.body.clone(), true).map_err(lost)?;
+        stream.send_data(body, true).map_err(lost)?;
     }
     clock.mark(NetTiming::SEND);
     let response = match response.await {

@@ -467,6 +467,9 @@ pub struct Slot {
     /// connection and keeping it again allocates nothing).
     origin: String,
     conn: Option<Conn>,
+    /// A job with placeholders: its request and body rendered for the task at hand.
+    pub(super) rendered: Vec<u8>,
+    pub(super) body: Vec<u8>,
 }
 
 impl Slot {
