@@ -1,5 +1,7 @@
-//! The command line: `fanout serve`, `fanout run`, `fanout healthcheck` and `fanout openapi`.
+//! The command line: `fanout serve`, `fanout run`, `fanout compare`, `fanout healthcheck` and
+//! `fanout openapi`.
 
+pub mod compare;
 pub mod run;
 
 use std::process::ExitCode;
@@ -27,6 +29,8 @@ enum Command {
     /// Run a batch file (in-process, or on a server) and exit 0 when it passed, 1 when a
     /// threshold failed (or a task did, without thresholds), 2 when the input was invalid.
     Run(Box<run::RunArgs>),
+    /// Compare two runs' figures: two batch ids on `--server`, or two JSON reports.
+    Compare(compare::CompareArgs),
     /// Probe a local server's `/healthz`: exit 0 when it answers 200, 1 otherwise (for a
     /// container's HEALTHCHECK, which then needs no curl in the image).
     Healthcheck(HealthcheckArgs),
@@ -50,6 +54,7 @@ impl Cli {
         match self.command {
             Command::Serve(config) => serve(*config),
             Command::Run(args) => run::run(*args),
+            Command::Compare(args) => compare::run(args),
             Command::Healthcheck(args) => healthcheck(args),
             Command::Openapi => {
                 print!("{}", crate::app::openapi_yaml());

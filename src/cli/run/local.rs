@@ -11,6 +11,8 @@ use crate::config::Config;
 use crate::engine::jobs::Trust;
 use crate::engine::meter::NO_METER;
 use crate::engine::spec::ResultsMode;
+use crate::engine::summary::Summary;
+use crate::engine::verdict::resolve_baseline;
 use crate::engine::{Batch, Busy, Engine, StopReason};
 use crate::guard::{NetGuard, NetPolicy};
 use crate::request::parse_batch;
@@ -42,7 +44,12 @@ fn config(args: &RunArgs, max_jobs: usize) -> Result<Config, Unusable> {
 }
 
 /// Runs the batch here and answers it as the API would once it has finished.
-pub(super) async fn run(args: &RunArgs, body: &[u8]) -> Result<Value, Unusable> {
+/// `baseline`: the summary of the baseline run's report (`--baseline FILE`).
+pub(super) async fn run(
+    args: &RunArgs,
+    body: &[u8],
+    baseline: Option<&Summary>,
+) -> Result<Value, Unusable> {
     let mut config = config(args, args.max_jobs.unwrap_or(SPARSE_MAX_JOBS))?;
     let mut spec = parse_batch(body, &config.limits()).map_err(|e| Unusable(describe(&e)))?;
     if args.max_jobs.is_none() && spec.results == ResultsMode::All {
@@ -54,6 +61,12 @@ pub(super) async fn run(args: &RunArgs, body: &[u8]) -> Result<Value, Unusable> 
                 describe(&e)
             ))
         })?;
+    }
+    if let (Some(summary), Some(b)) = (
+        baseline,
+        spec.thresholds.as_mut().and_then(|t| t.baseline.as_mut()),
+    ) {
+        resolve_baseline(b, summary).map_err(Unusable)?;
     }
     let policy = NetPolicy::parse(&config.allow_net).map_err(Unusable)?;
     let trust = Trust::new(&config.ca_file).map_err(Unusable)?;

@@ -61,6 +61,18 @@ pub struct RunArgs {
     #[arg(long = "threshold")]
     pub thresholds: Vec<String>,
 
+    /// Judge the run against a baseline: a finished batch's id (on `--server`), or the JSON
+    /// report of an earlier run (`--format json --out base.json`). Adds the batch's
+    /// `thresholds.baseline` (its percentages, or `--max-regression`'s).
+    #[arg(long)]
+    pub baseline: Option<String>,
+
+    /// With `--baseline`: how much worse a figure may be, `'p95_ms=10'` (percent;
+    /// repeatable). Default: `p95_ms=10` and `throughput_per_s=10`, unless the batch gives
+    /// its own.
+    #[arg(long = "max-regression")]
+    pub max_regression: Vec<String>,
+
     /// Print the batch the one-liner (or the file) makes, as JSON, instead of running it.
     #[arg(long)]
     pub print_batch: bool,
@@ -253,10 +265,89 @@ fn batch_body(args: &RunArgs) -> Result<Vec<u8>, Unusable> {
 
 async fn obtain(args: &RunArgs) -> Result<Value, Unusable> {
     let body = batch_body(args)?;
+    let (body, baseline) = with_baseline(args, body)?;
     match &args.server {
         Some(server) => remote::run(server, args.token.as_deref(), body).await,
-        None => local::run(args, &body).await,
+        None => local::run(args, &body, baseline.as_ref()).await,
     }
+}
+
+/// `--baseline`: the batch with `thresholds.baseline` naming it, and (for a report file) the
+/// baseline's summary, which an in-process run reads its figures from.
+fn with_baseline(
+    args: &RunArgs,
+    body: Vec<u8>,
+) -> Result<(Vec<u8>, Option<crate::engine::summary::Summary>), Unusable> {
+    let Some(given) = &args.baseline else {
+        if !args.max_regression.is_empty() {
+            return Err(Unusable("--max-regression needs --baseline".into()));
+        }
+        return Ok((body, None));
+    };
+    let (id, summary) = if uuid::Uuid::parse_str(given).is_ok() {
+        if args.server.is_none() {
+            return Err(Unusable(format!(
+                "--baseline {given} names a batch on a server: add --server, or give the \
+                 JSON report of the baseline run (fanout run ... --format json --out base.json)"
+            )));
+        }
+        (given.clone(), None)
+    } else {
+        let text = std::fs::read(given)
+            .map_err(|e| Unusable(format!("cannot read the baseline {given}: {e}")))?;
+        let report: Value = serde_json::from_slice(&text)
+            .map_err(|e| Unusable(format!("the baseline {given} is not JSON: {e}")))?;
+        let id = report["id"].as_str().unwrap_or_default().to_owned();
+        let summary = serde_json::from_value(report["summary"].clone()).map_err(|e| {
+            Unusable(format!(
+                "the baseline {given} is not a fanout JSON report (--format json): {e}"
+            ))
+        })?;
+        if report["finished_at"].is_null() {
+            return Err(Unusable(format!(
+                "the baseline {given} is of a batch that had not finished"
+            )));
+        }
+        (id, Some(summary))
+    };
+    let mut batch: Value = serde_json::from_slice(&body)
+        .map_err(|e| Unusable(format!("the batch is not JSON: {e}")))?;
+    let Some(object) = batch.as_object_mut() else {
+        return Err(Unusable("the batch is not a JSON object".into()));
+    };
+    let thresholds = object
+        .entry("thresholds")
+        .or_insert_with(|| serde_json::json!({}));
+    let Some(thresholds) = thresholds.as_object_mut() else {
+        return Err(Unusable("the batch's thresholds are not an object".into()));
+    };
+    let mut pcts = serde_json::Map::new();
+    for m in &args.max_regression {
+        let (key, pct) = m
+            .split_once('=')
+            .and_then(|(k, v)| {
+                Some((
+                    k.trim(),
+                    v.trim().trim_end_matches('%').parse::<f64>().ok()?,
+                ))
+            })
+            .ok_or_else(|| Unusable(format!("--max-regression {m:?}: write it as p95_ms=10")))?;
+        pcts.insert(key.to_owned(), serde_json::json!(pct));
+    }
+    let given_pcts = thresholds
+        .get("baseline")
+        .and_then(|b| b.get("max_regression_pct"))
+        .cloned();
+    let pcts = match (pcts.is_empty(), given_pcts) {
+        (false, _) => Value::Object(pcts),
+        (true, Some(p)) => p,
+        (true, None) => serde_json::json!({ "p95_ms": 10, "throughput_per_s": 10 }),
+    };
+    thresholds.insert(
+        "baseline".into(),
+        serde_json::json!({ "batch": id, "max_regression_pct": pcts }),
+    );
+    Ok((serde_json::to_vec(&batch).expect("JSON"), summary))
 }
 
 /// The progress bar both ways of running draw on stderr; its length is set as tasks appear.
