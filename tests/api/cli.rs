@@ -540,3 +540,133 @@ async fn print_batch_prints_what_post_batches_runs_the_same() {
     assert_eq!(res.json["summary"]["succeeded"], 40);
     assert_eq!(res.json["verdict"]["passed"], true);
 }
+
+#[tokio::test]
+async fn a_run_slower_than_its_baseline_report_exits_1_naming_the_check() {
+    let target = spawn_target().await;
+    let allow = format!("127.0.0.1:{}", port(&target.base));
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("base.json");
+    let run = |path: &str, extra: &[&str]| {
+        let mut a = args(&[
+            "run",
+            &format!("{}{path}", target.base),
+            "-n",
+            "40",
+            "-c",
+            "4",
+            "--allow-net",
+            &allow,
+        ]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+
+    let base = fanout(run(
+        "/slow/50",
+        &["--format", "json", "--out", &report.display().to_string()],
+    ))
+    .await;
+    assert_eq!(
+        base.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&base.stderr)
+    );
+
+    // 30 % slower than the report, 10 % allowed: 1, the check named with both figures.
+    let slower = fanout(run(
+        "/slow/65",
+        &[
+            "--baseline",
+            &report.display().to_string(),
+            "--max-regression",
+            "p95_ms=10",
+        ],
+    ))
+    .await;
+    let text = String::from_utf8_lossy(&slower.stdout);
+    assert_eq!(slower.status.code(), Some(1), "{text}");
+    assert!(text.contains("baseline.p95_ms"), "{text}");
+
+    // As fast as the report: 0.
+    let same = fanout(run(
+        "/slow/50",
+        &[
+            "--baseline",
+            &report.display().to_string(),
+            "--max-regression",
+            "p95_ms=50",
+        ],
+    ))
+    .await;
+    assert_eq!(
+        same.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&same.stdout)
+    );
+
+    // A baseline that is not a report, or a figure that does not exist: 2.
+    let missing = fanout(run("/hello", &["--baseline", "/nonexistent/base.json"])).await;
+    assert_eq!(missing.status.code(), Some(2));
+    let bad = fanout(run(
+        "/hello",
+        &[
+            "--baseline",
+            &report.display().to_string(),
+            "--max-regression",
+            "p97_ms=10",
+        ],
+    ))
+    .await;
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn compare_prints_the_changes_between_two_batches_on_a_server() {
+    let target = spawn_target().await;
+    let app = crate::helpers::spawn_app().await;
+    let batch = |ms: u32| {
+        json!({ "jobs": [{ "kind": "http", "url": format!("{}/slow/{ms}", target.base) }],
+            "load": { "repeat": 20 }, "concurrency": 4 })
+    };
+    let a = app.post(&batch(20)).await.json["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = app.post(&batch(60)).await.json["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let out = fanout(args(&["compare", &a, &b, "--server", &app.base])).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("p95_ms"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(row.contains('+'), "{row}");
+
+    let json_out = fanout(args(&["compare", &a, &b, "--server", &app.base, "--json"])).await;
+    let cmp: Value = serde_json::from_slice(&json_out.stdout).unwrap();
+    let served = app.get(&format!("/batches/{a}/compare/{b}")).await.json;
+    assert_eq!(cmp, served);
+    assert!(cmp["changes"]["p95_ms"]["change_pct"].as_f64().unwrap() > 50.0);
+
+    let unknown = fanout(args(&[
+        "compare",
+        &a,
+        &uuid::Uuid::now_v7().to_string(),
+        "--server",
+        &app.base,
+    ]))
+    .await;
+    assert_eq!(unknown.status.code(), Some(2));
+}

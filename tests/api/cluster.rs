@@ -614,3 +614,66 @@ async fn a_delete_reaches_every_shard_wherever_it_runs() {
     assert_eq!(ended, 600, "{s}");
     assert!(s["cancelled"].as_u64().unwrap() > 500, "{s}");
 }
+
+#[tokio::test]
+#[cfg_attr(
+    not(fanout_test_backend = "postgres"),
+    ignore = "several instances on one PostgreSQL: run in the PostgreSQL pass"
+)]
+async fn a_staged_weighted_run_on_two_instances_merges_its_stages_and_jobs_exactly() {
+    let Some(db) = database().await else { return };
+    let target = spawn_target().await;
+    let shard = ["--shard-size", "100", "--stale-after", "20s"];
+    let nodes: Vec<Node> = (1..=2)
+        .map(|n| Node::start(&db, &format!("node{n}"), &shard))
+        .collect();
+    all_up(&nodes[0], 2).await;
+    // 0 → 400/s over a second, then 400/s for a second: 200 and 400 tasks, in cycles of
+    // two `hello` and one `missing`.
+    let run = json!({
+        "jobs": [
+            { "id": "hello", "kind": "http", "url": format!("{}/hello", target.base), "weight": 2 },
+            { "id": "missing", "kind": "http", "url": format!("{}/status/404", target.base), "expect_status": "any" }
+        ],
+        "load": { "stages": [
+            { "duration_ms": 1000, "target_rate_per_s": 400 },
+            { "duration_ms": 1000, "target_rate_per_s": 400 }
+        ] },
+        "concurrency": 32, "results": "none",
+        "thresholds": { "by_job": { "missing": { "max_error_rate": 0 } } }
+    });
+
+    let (status, merged) = nodes[0].post(&run, false).await;
+
+    assert_eq!(status, 201, "{merged}");
+    assert_eq!(merged["status"], "completed", "{merged}");
+    assert_eq!(merged["shards"].as_array().unwrap().len(), 6);
+    assert_eq!(instances_of(&merged).len(), 2, "{}", merged["shards"]);
+    let s = &merged["summary"];
+    assert_eq!(s["tasks"], 600);
+    let stages: Vec<&Value> = s["stages"].as_array().unwrap().iter().collect();
+    assert_eq!(stages.len(), 2);
+    assert_eq!(
+        (stages[0]["tasks"].clone(), stages[1]["tasks"].clone()),
+        (json!(200), json!(400))
+    );
+    assert_eq!(s["by_job"]["hello"]["tasks"], 400);
+    assert_eq!(s["by_job"]["hello"]["http_status"], json!({ "200": 400 }));
+    assert_eq!(s["by_job"]["missing"]["http_status"], json!({ "404": 200 }));
+    assert_eq!(s["by_job"]["missing"]["tasks"], 200);
+    assert_eq!(target.hits.load(Ordering::Relaxed), 600);
+    let check = merged["verdict"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "by_job.missing.max_error_rate")
+        .cloned()
+        .unwrap();
+    assert_eq!(check["passed"], true, "{check}");
+    // Every instance reads the same merged figures.
+    let elsewhere = nodes[1]
+        .get(&format!("/batches/{}", merged["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(elsewhere["summary"]["by_job"], s["by_job"]);
+    assert_eq!(elsewhere["summary"]["stages"], s["stages"]);
+}

@@ -16,6 +16,7 @@ mod lifecycle;
 mod limits;
 mod load;
 mod operations;
+mod scenarios;
 mod ssrf;
 mod storage;
 mod tls;
