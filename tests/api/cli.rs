@@ -184,7 +184,13 @@ async fn results_none_answers_carry_no_task_rows() {
 
 #[tokio::test]
 async fn the_examples_are_valid_batches() {
-    for example in ["smoke.json", "load.json", "throughput.json", "gather.json"] {
+    for example in [
+        "smoke.json",
+        "load.json",
+        "throughput.json",
+        "gather.json",
+        "ramp.json",
+    ] {
         let path = format!("{}/examples/{example}", env!("CARGO_MANIFEST_DIR"));
         let body = std::fs::read(&path).unwrap();
         let limits = fanout::request::Limits {

@@ -639,7 +639,7 @@ async fn a_staged_weighted_run_on_two_instances_merges_its_stages_and_jobs_exact
             { "duration_ms": 1000, "target_rate_per_s": 400 },
             { "duration_ms": 1000, "target_rate_per_s": 400 }
         ] },
-        "concurrency": 32, "results": "none",
+        "concurrency": 30, "results": "none",
         "thresholds": { "by_job": { "missing": { "max_error_rate": 0 } } }
     });
 

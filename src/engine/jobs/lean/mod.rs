@@ -197,8 +197,32 @@ enum Exchange {
     Unsent,
     Failed(Failure),
     /// A redirect the job follows: the general path takes it from here.
-    Redirect(Hop),
+    Redirect(Redirect),
     Done(Response),
+}
+
+/// A redirect response's status and `Location`, which names a URL the job's own resolves.
+pub(super) struct Redirect {
+    status: StatusCode,
+    location: Box<str>,
+}
+
+impl Redirect {
+    /// `None` when the job does not follow redirects or `location` names no URL: the
+    /// response is then the answer.
+    pub(super) fn of(job: &HttpJob, status: StatusCode, location: &str) -> Option<Redirect> {
+        (job.follow_redirects > 0 && status.is_redirection() && job.url.join(location).is_ok())
+            .then(|| Redirect {
+                status,
+                location: location.into(),
+            })
+    }
+
+    /// The request it asks for, from task `seq`'s rendered request: a relative `Location`
+    /// resolves against the URL that was sent, and a 307 or 308 sends the same body again.
+    fn hop(&self, job: &HttpJob, seq: u64) -> Option<Hop> {
+        Hop::rendered(job, seq).next(self.status, &self.location)
+    }
 }
 
 /// The target's response, read.
@@ -326,9 +350,9 @@ async fn exchange(
     // The final response came in the same read as an interim one: its first byte is now.
     let ttfb = ttfb.unwrap_or_else(|| started.elapsed());
     if let Some(location) = &head.location
-        && let Some(hop) = Hop::first(job).next(head.status, location)
+        && let Some(redirect) = Redirect::of(job, head.status, location)
     {
-        return Exchange::Redirect(hop);
+        return Exchange::Redirect(redirect);
     }
     let mut body = Body {
         shown: head.headers.is_some(),
@@ -441,8 +465,8 @@ pub async fn run(
                 origins, conn, shared, job, head, body, results, started, clock,
             ));
             return match answer.await? {
-                multiplexed::Answer::Redirect(hop) => {
-                    redirected(ctx, origins, job, hop, started, clock).await
+                multiplexed::Answer::Redirect(to) => {
+                    redirected(ctx, origins, job, to.hop(job, seq), started, clock).await
                 }
                 multiplexed::Answer::Done(out) => outcome(job, out),
                 multiplexed::Answer::Refused(_) => unreachable!("refusals are tried again"),
@@ -488,8 +512,9 @@ pub async fn run(
             Exchange::Done(response) => break (conn, response),
             Exchange::Unsent => continue,
             Exchange::Failed(failure) => return Err(failure),
-            Exchange::Redirect(hop) => {
-                return redirected(ctx, origins, job, hop, started, clock).await;
+            Exchange::Redirect(to) => {
+                (slot.rendered, slot.body) = (rendered, body);
+                return redirected(ctx, origins, job, to.hop(job, seq), started, clock).await;
             }
         }
     };
@@ -528,11 +553,14 @@ async fn redirected(
     ctx: &super::JobContext,
     origins: &Origins,
     job: &HttpJob,
-    hop: Hop,
+    hop: Option<Hop>,
     started: Instant,
     clock: &mut PhaseClock,
 ) -> Result<TaskOutput, Failure> {
     clock.measured = false;
+    // `Redirect::of` saw the job's URL resolve the location; the rendered one, with the same
+    // origin, resolves it too.
+    let hop = hop.ok_or_else(|| failed_before_response("the redirect's Location names no URL"))?;
     Box::pin(follow(
         &ctx.http,
         origins.guard(),

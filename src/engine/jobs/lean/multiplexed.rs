@@ -8,7 +8,7 @@ use http::header;
 use super::pool::H2Conn;
 use super::{Body, failed_before_response, failed_in_body, with_job_headers};
 use crate::engine::jobs::Failure;
-use crate::engine::jobs::http::{Hop, response_output};
+use crate::engine::jobs::http::response_output;
 use crate::engine::spec::{HttpJob, ResultsMode};
 use crate::engine::task::{HttpOutput, HttpVersionName, NetTiming, PhaseClock, ms};
 
@@ -34,7 +34,7 @@ pub(super) enum Answer {
     /// again on another connection, whatever its method (RFC 9113, section 8.7).
     Refused(h2::Error),
     /// A redirect the job follows: the general path takes it from here.
-    Redirect(Hop),
+    Redirect(super::Redirect),
     Done(HttpOutput),
 }
 
@@ -83,15 +83,13 @@ pub(super) async fn exchange(
     let ttfb = started.elapsed();
     let (parts, mut incoming) = response.into_parts();
     let status = parts.status;
-    if job.follow_redirects > 0
-        && status.is_redirection()
-        && let Some(location) = parts
-            .headers
-            .get(header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-        && let Some(hop) = Hop::first(job).next(status, location)
+    if let Some(location) = parts
+        .headers
+        .get(header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        && let Some(redirect) = super::Redirect::of(job, status, location)
     {
-        return Ok(Answer::Redirect(hop));
+        return Ok(Answer::Redirect(redirect));
     }
     let shown = results.shows(!job.expect_status.accepts(status.as_u16()));
     let mut body = Body {
