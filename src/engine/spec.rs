@@ -97,6 +97,51 @@ pub struct BatchSpec {
     pub on_lost: Option<OnLost>,
     /// Made by `rerun` from this batch's stored request.
     pub rerun_of: Option<uuid::Uuid>,
+    /// A load run of several jobs: the keys of `summary.by_job`, from the request's whole job
+    /// list (a shard's list may hold only some of them).
+    pub job_keys: Option<Arc<JobKeys>>,
+}
+
+/// The keys a load run's `summary.by_job` counts under: each job's `id`, else its place in
+/// the request's `jobs`; jobs that share an `id` count together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobKeys {
+    pub names: Vec<String>,
+    /// By a job's `group` (its place in the request): its key's place in `names`.
+    pub of_group: Vec<u32>,
+}
+
+impl JobKeys {
+    /// Most keys a summary breaks down by: each keeps histograms of its own.
+    pub const MAX: usize = 64;
+
+    /// The keys of the request's `jobs` (in request order); `None` for one key or more than
+    /// [`JobKeys::MAX`].
+    pub fn of(jobs: &[JobSpec]) -> Option<JobKeys> {
+        let groups = jobs.iter().map(|j| j.group as usize + 1).max().unwrap_or(0);
+        let mut first: Vec<Option<&JobSpec>> = vec![None; groups];
+        for j in jobs {
+            first[j.group as usize].get_or_insert(j);
+        }
+        let mut names: Vec<String> = Vec::new();
+        let mut of_group = Vec::with_capacity(groups);
+        for (group, job) in first.iter().enumerate() {
+            let key = job
+                .and_then(|j| j.id.clone())
+                .unwrap_or_else(|| group.to_string());
+            let part = match names.iter().position(|n| *n == key) {
+                Some(p) => p,
+                None => {
+                    names.push(key);
+                    names.len() - 1
+                }
+            };
+            of_group.push(part as u32);
+        }
+        (2..=JobKeys::MAX)
+            .contains(&names.len())
+            .then_some(JobKeys { names, of_group })
+    }
 }
 
 impl BatchSpec {

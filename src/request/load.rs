@@ -531,7 +531,7 @@ impl ThresholdsRequest {
                     "thresholds.by_job",
                     format!(
                         "only a load run of 2 to {} jobs has per-job figures",
-                        crate::engine::batch::parts::MAX_BY_JOB
+                        crate::engine::spec::JobKeys::MAX
                     ),
                 )),
                 Some(keys) if !keys.contains(key) => errors.push(FieldError::new(

@@ -260,11 +260,15 @@ impl BatchRequest {
         // Judged once every field is: an invalid request is a 422 whatever its size.
         let too_many = fixed.filter(|&n| n > limits.max_jobs);
         // The keys `thresholds.by_job` may name: those `summary.by_job` will have.
-        let keys = self.load.is_some().then(|| job_keys(&jobs)).flatten();
+        let keys = self
+            .load
+            .is_some()
+            .then(|| crate::engine::spec::JobKeys::of(&jobs))
+            .flatten();
         let thresholds = self
             .thresholds
             .as_ref()
-            .map(|t| t.validate(keys.as_deref(), &mut errors));
+            .map(|t| t.validate(keys.as_ref().map(|k| &k.names[..]), &mut errors));
         // A load run or a verdict needs every task's outcome: nothing stops at a failure.
         let run_all = self.load.is_some() || self.thresholds.is_some();
         if run_all && self.fail_fast {
@@ -351,6 +355,7 @@ impl BatchRequest {
             label: self.label,
             on_lost: self.on_lost,
             rerun_of: None,
+            job_keys: keys.map(Arc::new),
         })
     }
 }
@@ -449,25 +454,6 @@ fn bind_templates(
             }
         }
     }
-}
-
-/// A load run's `by_job` keys: each job's `id`, else its place in `jobs`, once each; `None`
-/// when there would be no `by_job` (one key, or more than the summary breaks down).
-fn job_keys(jobs: &[crate::engine::spec::JobSpec]) -> Option<Vec<String>> {
-    let mut keys: Vec<String> = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for j in jobs {
-        if !seen.insert(j.group) {
-            continue;
-        }
-        let key = j.id.clone().unwrap_or_else(|| j.group.to_string());
-        if !keys.contains(&key) {
-            keys.push(key);
-        }
-    }
-    (2..=crate::engine::batch::parts::MAX_BY_JOB)
-        .contains(&keys.len())
-        .then_some(keys)
 }
 
 pub(crate) fn ms_field(

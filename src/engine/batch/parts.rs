@@ -1,15 +1,11 @@
 //! Which job and which stage a load run's task counts under in `summary.by_job` and
 //! `summary.stages`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::engine::spec::{BatchSpec, Stages, Stripe};
 use crate::engine::summary::{Place, SummaryAcc};
-
-/// Most jobs a load run breaks its summary down by: each one keeps histograms of its own.
-pub const MAX_BY_JOB: usize = 64;
 
 /// What a batch needs to place each task: its job list position's part, its stages and its
 /// stripe of the batch's tasks.
@@ -24,13 +20,21 @@ impl Placing {
     /// The places of `spec`'s tasks, and the accumulator laid out for them; `None` when the
     /// summary has no parts (one job and no stages, or not a load run).
     pub(super) fn of(spec: &BatchSpec, acc: SummaryAcc) -> (Option<Placing>, SummaryAcc) {
-        let keys = job_keys(spec);
+        let keys = spec.job_keys.as_deref().filter(|_| spec.load.is_load);
         let stages = spec.load.stages.clone();
         if keys.is_none() && stages.is_none() {
             return (None, acc);
         }
+        // By place in this list (a load run's list repeats jobs by weight, and a shard's is
+        // turned): the part of its job's key.
         let (names, job_part) = match keys {
-            Some((names, parts)) => (names, parts),
+            Some(k) => (
+                k.names.clone(),
+                spec.jobs
+                    .iter()
+                    .map(|j| k.of_group[j.group as usize])
+                    .collect(),
+            ),
             None => (Vec::new(), Box::default()),
         };
         let bounds = stages.as_ref().map_or_else(Vec::new, |s| {
@@ -67,38 +71,4 @@ impl Placing {
         });
         Place { job, stage }
     }
-}
-
-/// A load run of several jobs: the keys `by_job` uses (each job's `id`, else its place in the
-/// request's `jobs`; jobs that share an `id` count together), and each job list position's
-/// key. `None` for one job, more than [`MAX_BY_JOB`], or a batch without `load`.
-pub fn job_keys(spec: &BatchSpec) -> Option<(Vec<String>, Box<[u32]>)> {
-    if !spec.load.is_load {
-        return None;
-    }
-    // The request's jobs, by their place in it (a load run's list repeats them by weight,
-    // and a shard's list is turned).
-    let mut by_group: BTreeMap<u32, String> = BTreeMap::new();
-    for j in &spec.jobs {
-        by_group
-            .entry(j.group)
-            .or_insert_with(|| j.id.clone().unwrap_or_else(|| j.group.to_string()));
-    }
-    let mut names: Vec<String> = Vec::new();
-    let mut part_of: BTreeMap<u32, u32> = BTreeMap::new();
-    for (group, key) in by_group {
-        let part = match names.iter().position(|n| *n == key) {
-            Some(p) => p,
-            None => {
-                names.push(key);
-                names.len() - 1
-            }
-        };
-        part_of.insert(group, part as u32);
-    }
-    if !(2..=MAX_BY_JOB).contains(&names.len()) {
-        return None;
-    }
-    let parts = spec.jobs.iter().map(|j| part_of[&j.group]).collect();
-    Some((names, parts))
 }
