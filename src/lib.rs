@@ -54,3 +54,4 @@ pub mod metrics;
 pub mod request;
 pub mod store;
 pub mod telemetry;
+pub mod ui;

@@ -31,11 +31,23 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// Compare two runs' figures: two batch ids on `--server`, or two JSON reports.
     Compare(compare::CompareArgs),
+    /// Write the HTML report of saved report data (the JSON object a report embeds, as
+    /// `fanout run --format html` makes it): the page of one batch, drawn again.
+    Report(ReportArgs),
     /// Probe a local server's `/healthz`: exit 0 when it answers 200, 1 otherwise (for a
     /// container's HEALTHCHECK, which then needs no curl in the image).
     Healthcheck(HealthcheckArgs),
     /// Print the OpenAPI document (YAML) that `openapi.yaml` must equal.
     Openapi,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// The report data: `{ batch, timeline, latency }`.
+    data: std::path::PathBuf,
+    /// Where the HTML goes (default: standard output).
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -55,6 +67,7 @@ impl Cli {
             Command::Serve(config) => serve(*config),
             Command::Run(args) => run::run(*args),
             Command::Compare(args) => compare::run(args),
+            Command::Report(args) => report(args),
             Command::Healthcheck(args) => healthcheck(args),
             Command::Openapi => {
                 print!("{}", crate::app::openapi_yaml());
@@ -127,4 +140,41 @@ fn serve(config: Config) -> ExitCode {
             }
         }
     })
+}
+
+/// `fanout report DATA.json`: 0 when written, 2 when the data is unreadable.
+fn report(args: ReportArgs) -> ExitCode {
+    let data = std::fs::read(&args.data)
+        .map_err(|e| format!("cannot read {}: {e}", args.data.display()))
+        .and_then(|bytes| {
+            serde_json::from_slice::<crate::engine::picture::ReportData>(&bytes).map_err(|e| {
+                format!(
+                    "{} is not report data ({{ batch, timeline, latency }}): {e}",
+                    args.data.display()
+                )
+            })
+        });
+    let html = match data {
+        Ok(data) => crate::ui::report(&data),
+        Err(why) => {
+            eprintln!("fanout report: {why}");
+            return ExitCode::from(2);
+        }
+    };
+    let written = match &args.out {
+        Some(path) => {
+            std::fs::write(path, html).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        }
+        None => {
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), html.as_bytes());
+            Ok(())
+        }
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) => {
+            eprintln!("fanout report: {why}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -13,6 +13,7 @@ pub mod batch;
 pub mod compare;
 pub mod jobs;
 pub mod meter;
+pub mod picture;
 pub mod run;
 pub mod spec;
 pub mod summary;

@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::picture::TimeBins;
 use super::task::{ErrorCode, NetTiming, TaskError, TaskOutput, TaskStatus};
 
 /// The latency distribution of a set of tasks, in milliseconds.
@@ -188,6 +189,14 @@ pub struct Late {
     pub concurrency_needed: Option<u64>,
 }
 
+/// The latency figures whose distribution the page draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LatencyMetric {
+    Duration,
+    Ttfb,
+}
+
 /// Lag beyond which an open model task counts as late.
 pub const LATE_AFTER_MS: f64 = 2.0;
 
@@ -216,6 +225,9 @@ pub struct SummaryAcc {
     /// A load run's per-job and per-stage totals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     parts: Option<Box<Parts>>,
+    /// When tasks started and ended, for the page's timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    times: Option<Box<TimeBins>>,
 }
 
 /// The totals behind `by_job` and `stages`.
@@ -365,6 +377,7 @@ impl SummaryAcc {
             lost: None,
             net: None,
             parts: None,
+            times: None,
         }
     }
 
@@ -423,6 +436,12 @@ impl SummaryAcc {
             }
             mine.opened += theirs.opened;
             mine.reused += theirs.reused;
+        }
+        if let Some(theirs) = &other.times {
+            match &mut self.times {
+                None => self.times = Some(theirs.clone()),
+                Some(mine) => mine.merge(theirs),
+            }
         }
         if let Some(theirs) = &other.parts {
             match &mut self.parts {
@@ -564,6 +583,28 @@ impl SummaryAcc {
                 .entry(e.code)
                 .or_insert_with(|| e.message.clone());
         }
+    }
+
+    /// When a task that ended ran (ms since the Unix epoch), for the timeline.
+    pub fn record_times(&mut self, start_ms: u64, end_ms: u64, error: bool) {
+        self.times
+            .get_or_insert_with(|| Box::new(TimeBins::new()))
+            .record(start_ms, end_ms, error);
+    }
+
+    /// The timeline's bins, if a task that ran has ended.
+    pub fn times(&self) -> Option<&TimeBins> {
+        self.times.as_deref()
+    }
+
+    /// The histogram behind a latency figure (`duration` or `ttfb`), in microseconds, with
+    /// its values' sum.
+    pub fn histogram(&self, metric: LatencyMetric) -> (&Histogram<u64>, u128) {
+        let t = match metric {
+            LatencyMetric::Duration => &self.durations,
+            LatencyMetric::Ttfb => &self.ttfb,
+        };
+        (&t.histogram, t.sum_us)
     }
 
     /// Counts a stored task that ended (a warm-up task counts nowhere).

@@ -14,9 +14,12 @@ use super::AppState;
 use super::error::ApiError;
 
 /// Paths that stay open whatever the API tokens: health, the docs and the OpenAPI document,
-/// and `/metrics` (which has a token of its own, `--metrics-token`).
+/// `/metrics` (which has a token of its own, `--metrics-token`), and the page's files (code a
+/// browser must load before it can ask for a token; the data they show is the API's).
 fn is_open(path: &str) -> bool {
-    path == "/healthz"
+    path == "/ui"
+        || path.starts_with("/ui/")
+        || path == "/healthz"
         || path == "/readyz"
         || path == "/metrics"
         || path == "/openapi.json"

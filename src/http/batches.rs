@@ -233,25 +233,58 @@ async fn read_baseline(state: &AppState, spec: &mut BatchSpec) -> Result<(), Api
     path = "/batches/{id}",
     tag = "batches",
     security((), ("bearer" = [])),
-    params(("id" = String, Path, description = "The batch id from `Location`")),
+    params(
+        ("id" = String, Path, description = "The batch id from `Location`"),
+        ("results" = Option<String>, Query, pattern = "^none$", description = "`none`: the batch without its task lists (`results`, `done`, `pending`), however many tasks it has"),
+    ),
     responses(
         (status = 200, description = "The batch", body = BatchView),
         (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "a valid bearer token is required", "code": "unauthorized"})),
         (status = 404, description = "No such batch (`batch_not_found`)", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "about:blank", "title": "Batch not found", "status": 404, "detail": "no batch with id 01939c7e-0000-7000-8000-000000000000", "code": "batch_not_found"})),
+        (status = 422, description = "A bad parameter (`invalid_query`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Invalid query", "status": 422, "detail": "invalid query parameter results", "code": "invalid_query", "errors": [{"field": "results", "message": "none (the batch without its task lists), given once"}]})),
     )
 )]
 pub async fn get_batch(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let uuid = parse_id(&id)?;
+    let mut without_tasks = false;
+    for (name, value) in url::form_urlencoded::parse(raw.as_deref().unwrap_or_default().as_bytes())
+    {
+        match (name.as_ref(), value.as_ref()) {
+            ("results", "none") if !without_tasks => without_tasks = true,
+            ("results", _) => {
+                return Err(ApiError::InvalidQuery(vec![FieldError::new(
+                    "results",
+                    "none (the batch without its task lists), given once",
+                )]));
+            }
+            _ => {
+                return Err(ApiError::InvalidQuery(vec![FieldError::new(
+                    name.as_ref(),
+                    "not a parameter of GET /batches/{id} (results)",
+                )]));
+            }
+        }
+    }
     let batch = state
         .batches
         .get(uuid)
         .await?
         .ok_or_else(|| not_found(&id))?;
+    if without_tasks {
+        let mut response = (StatusCode::OK, batch.to_summary_json()).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return Ok(response);
+    }
     Ok(batch_answer(StatusCode::OK, &batch))
 }
 

@@ -9,7 +9,9 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod instances;
+pub mod picture;
 pub mod rerun;
+pub mod ui;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -119,6 +121,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(events::batch_events))
         .routes(routes!(rerun::rerun_batch))
         .routes(routes!(compare::compare_batches))
+        .routes(routes!(picture::batch_timeline))
+        .routes(routes!(picture::batch_latency))
         .routes(routes!(instances::list_instances));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(batches)
@@ -172,6 +176,7 @@ pub fn router(state: AppState) -> Router {
             auth::require_token,
         ))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .merge(ui::routes())
     } else {
         // A worker serves its health and its metrics, nothing of the API.
         Router::new()

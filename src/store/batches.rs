@@ -19,6 +19,7 @@ use super::{Inserted, KeyHolder, ListFilter, NewBatch, Owner, ShardRun, Store, S
 use crate::config::Role;
 use crate::engine::batch::{ShardInfo, ShardStatus, StopReason};
 use crate::engine::spec::{BatchSpec, Stripe};
+use crate::engine::summary::SummaryAcc;
 use crate::engine::{Admission, Batch, Busy, Engine};
 use crate::request::Limits;
 
@@ -349,6 +350,15 @@ impl Batches {
             return Ok(Some(b.clone()));
         }
         self.store.load(id).await
+    }
+
+    /// A batch's running totals, for its picture: live here, else merged from its shards'
+    /// checkpoints.
+    pub async fn totals(&self, batch: &Batch) -> Result<Option<SummaryAcc>, StoreError> {
+        if let Some(acc) = batch.totals() {
+            return Ok(Some(acc));
+        }
+        self.store.totals(batch.id).await
     }
 
     /// The request body a batch was accepted with.

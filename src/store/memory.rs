@@ -15,6 +15,7 @@ use super::{
     Store, StoreError,
 };
 use crate::engine::Batch;
+use crate::engine::summary::SummaryAcc;
 
 /// Every batch accepted, and the idempotency keys they hold.
 #[derive(Default)]
@@ -74,6 +75,11 @@ impl Store for MemoryStore {
         let body = self.state.lock().requests.get(&id).cloned();
         let text = body.map(|b| String::from_utf8_lossy(&b).into_owned());
         Box::pin(std::future::ready(Ok(text)))
+    }
+
+    fn totals(&self, _id: Uuid) -> BoxFuture<'_, Result<Option<SummaryAcc>, StoreError>> {
+        // Every batch stays in memory with its totals live: nothing is read back.
+        Box::pin(std::future::ready(Ok(None)))
     }
 
     fn list(&self, filter: ListFilter) -> BoxFuture<'_, Result<Vec<Arc<Batch>>, StoreError>> {

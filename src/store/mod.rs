@@ -24,7 +24,7 @@ use crate::engine::BatchStatus;
 use crate::engine::batch::Checkpoint;
 use crate::engine::batch::Rules;
 use crate::engine::spec::{Mode, OnLost, Stripe};
-use crate::engine::summary::Lost;
+use crate::engine::summary::{Lost, SummaryAcc};
 use crate::engine::task::TaskRecord;
 
 pub use batches::{Batches, Cancelled, Cluster, Submitted};
@@ -213,6 +213,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The request body a batch was accepted with (for `rerun`).
     fn request(&self, id: Uuid) -> BoxFuture<'_, Result<Option<String>, StoreError>>;
+
+    /// A batch's running totals merged from its shards' checkpoints (the page's histograms
+    /// and time bins); `None` when no checkpoint carries them.
+    fn totals(&self, id: Uuid) -> BoxFuture<'_, Result<Option<SummaryAcc>, StoreError>>;
 
     /// Batches without their tasks, newest first.
     fn list(&self, filter: ListFilter) -> BoxFuture<'_, Result<Vec<Arc<Batch>>, StoreError>>;

@@ -676,4 +676,16 @@ async fn a_staged_weighted_run_on_two_instances_merges_its_stages_and_jobs_exact
         .await;
     assert_eq!(elsewhere["summary"]["by_job"], s["by_job"]);
     assert_eq!(elsewhere["summary"]["stages"], s["stages"]);
+    // The page's picture, merged from both instances' shards.
+    let id = merged["id"].as_str().unwrap();
+    let timeline = nodes[1].get(&format!("/batches/{id}/timeline")).await;
+    let started: u64 = timeline["bins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["started"].as_u64().unwrap())
+        .sum();
+    assert_eq!(started, 600, "{timeline}");
+    let latency = nodes[0].get(&format!("/batches/{id}/latency")).await;
+    assert_eq!(latency["count"], 600, "{latency}");
 }

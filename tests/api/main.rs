@@ -16,6 +16,7 @@ mod lifecycle;
 mod limits;
 mod load;
 mod operations;
+mod picture;
 mod scenarios;
 mod ssrf;
 mod storage;

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{RunArgs, Unusable, describe, tasks_bar};
+use super::{Picture, REPORT_BINS, RunArgs, Unusable, describe, tasks_bar};
 use crate::config::Config;
 use crate::engine::jobs::Trust;
 use crate::engine::meter::NO_METER;
 use crate::engine::spec::ResultsMode;
-use crate::engine::summary::Summary;
+use crate::engine::summary::{LatencyMetric, Summary};
 use crate::engine::verdict::resolve_baseline;
 use crate::engine::{Batch, Busy, Engine, StopReason};
 use crate::guard::{NetGuard, NetPolicy};
@@ -45,11 +45,13 @@ fn config(args: &RunArgs, max_jobs: usize) -> Result<Config, Unusable> {
 
 /// Runs the batch here and answers it as the API would once it has finished.
 /// `baseline`: the summary of the baseline run's report (`--baseline FILE`).
+/// `picture`: read the finished batch's picture too (an HTML report).
 pub(super) async fn run(
     args: &RunArgs,
     body: &[u8],
     baseline: Option<&Summary>,
-) -> Result<Value, Unusable> {
+    picture: bool,
+) -> Result<(Value, Option<Picture>), Unusable> {
     let mut config = config(args, args.max_jobs.unwrap_or(SPARSE_MAX_JOBS))?;
     let mut spec = parse_batch(body, &config.limits()).map_err(|e| Unusable(describe(&e)))?;
     if args.max_jobs.is_none() && spec.results == ResultsMode::All {
@@ -88,7 +90,27 @@ pub(super) async fn run(
         bar.abort();
         eprint!("\r\x1b[2K");
     }
-    serde_json::from_slice(&batch.to_json()).map_err(|e| Unusable(e.to_string()))
+    let answer = serde_json::from_slice(&batch.to_json()).map_err(|e| Unusable(e.to_string()))?;
+    Ok((answer, picture.then(|| picture_of(&batch))))
+}
+
+/// The finished batch's picture, from its totals in this process.
+fn picture_of(batch: &Batch) -> Picture {
+    let timeline = batch.timeline(None, None, None, REPORT_BINS as usize);
+    let latency = [
+        ("duration", LatencyMetric::Duration),
+        ("ttfb", LatencyMetric::Ttfb),
+    ]
+    .into_iter()
+    .map(|(name, metric)| {
+        let l = batch.latency(None, metric);
+        (name.to_owned(), serde_json::to_value(l).expect("JSON"))
+    })
+    .collect();
+    Picture {
+        timeline: serde_json::to_value(timeline).expect("JSON"),
+        latency,
+    }
 }
 
 /// How long the tasks running at Ctrl-C or SIGTERM may take to end before they are stopped.

@@ -124,7 +124,19 @@ pub enum Format {
     Text,
     Json,
     Junit,
+    /// The batch's page as one self-contained HTML file (nothing fetched when opened).
+    Html,
 }
+
+/// A finished batch's picture, for an HTML report: its timeline over the whole run and its
+/// latency distributions.
+pub(super) struct Picture {
+    timeline: Value,
+    latency: std::collections::BTreeMap<String, Value>,
+}
+
+/// Bins of a report's timeline: enough for a wide screen; zooming re-bins them.
+const REPORT_BINS: u32 = 1000;
 
 /// Why the run could not produce a batch: exit code 2.
 struct Unusable(String);
@@ -157,12 +169,14 @@ pub fn run(mut args: RunArgs) -> ExitCode {
         .enable_all()
         .build()
         .expect("the tokio runtime starts");
-    let obtained = runtime.block_on(obtain(&args)).and_then(|batch| {
-        let report = serde_json::from_value::<Report>(batch.clone())
-            .map_err(|e| Unusable(format!("the batch answer is not one fanout reads: {e}")))?;
-        Ok((batch, report))
-    });
-    let (batch, report) = match obtained {
+    let obtained = runtime
+        .block_on(obtain(&args))
+        .and_then(|(batch, picture)| {
+            let report = serde_json::from_value::<Report>(batch.clone())
+                .map_err(|e| Unusable(format!("the batch answer is not one fanout reads: {e}")))?;
+            Ok((batch, picture, report))
+        });
+    let (batch, picture, report) = match obtained {
         Ok(b) => b,
         Err(Unusable(why)) => {
             eprintln!("fanout run: {why}");
@@ -173,6 +187,7 @@ pub fn run(mut args: RunArgs) -> ExitCode {
         Format::Text => report::text(&report),
         Format::Json => serde_json::to_string_pretty(&batch).expect("JSON") + "\n",
         Format::Junit => report::junit(&report),
+        Format::Html => html_report(batch, picture),
     };
     match &args.out {
         Some(path) => {
@@ -263,13 +278,41 @@ fn batch_body(args: &RunArgs) -> Result<Vec<u8>, Unusable> {
     }
 }
 
-async fn obtain(args: &RunArgs) -> Result<Value, Unusable> {
+/// Runs the batch; with `--format html`, reads its picture too.
+async fn obtain(args: &RunArgs) -> Result<(Value, Option<Picture>), Unusable> {
     let body = batch_body(args)?;
     let (body, baseline) = with_baseline(args, body)?;
+    let html = args.format == Format::Html;
     match &args.server {
-        Some(server) => remote::run(server, args.token.as_deref(), body).await,
-        None => local::run(args, &body, baseline.as_ref()).await,
+        Some(server) => {
+            let batch = remote::run(server, args.token.as_deref(), body).await?;
+            let picture = match html {
+                true => Some(remote::picture(server, args.token.as_deref(), &batch).await?),
+                false => None,
+            };
+            Ok((batch, picture))
+        }
+        None => local::run(args, &body, baseline.as_ref(), html).await,
     }
+}
+
+/// The HTML report: the page with the batch and its picture inlined. The task lists stay
+/// out (the picture has the task rows it draws), so a large run's report stays small.
+fn html_report(mut batch: Value, picture: Option<Picture>) -> String {
+    if let Some(b) = batch.as_object_mut() {
+        for list in ["results", "done", "pending"] {
+            b.remove(list);
+        }
+    }
+    let picture = picture.unwrap_or(Picture {
+        timeline: Value::Null,
+        latency: Default::default(),
+    });
+    crate::ui::report(&crate::engine::picture::ReportData {
+        batch,
+        timeline: picture.timeline,
+        latency: picture.latency,
+    })
 }
 
 /// `--baseline`: the batch with `thresholds.baseline` naming it, and (for a report file) the

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::{Unusable, tasks_bar};
+use super::{Picture, REPORT_BINS, Unusable, tasks_bar};
 
 pub(super) async fn run(
     server: &str,
@@ -68,6 +68,34 @@ pub(super) async fn run(
         }
     }
     read_json(&batch_url, with_token(client.get(&batch_url))).await
+}
+
+/// The finished batch's picture, as the server's page reads it.
+pub(super) async fn picture(
+    server: &str,
+    token: Option<&str>,
+    batch: &Value,
+) -> Result<Picture, Unusable> {
+    let id = batch["id"].as_str().unwrap_or_default();
+    let base = format!("{}/batches/{id}", server.trim_end_matches('/'));
+    let client = reqwest::Client::new();
+    let get = |url: String| {
+        let request = client.get(&url);
+        let request = match token {
+            Some(t) => request.bearer_auth(t),
+            None => request,
+        };
+        async move { read_json(&url, request).await }
+    };
+    let timeline = get(format!("{base}/timeline?bins={REPORT_BINS}")).await?;
+    let mut latency = std::collections::BTreeMap::new();
+    for metric in ["duration", "ttfb"] {
+        latency.insert(
+            metric.to_owned(),
+            get(format!("{base}/latency?metric={metric}")).await?,
+        );
+    }
+    Ok(Picture { timeline, latency })
 }
 
 /// How long a server that does not answer (draining, restarting) is waited for.

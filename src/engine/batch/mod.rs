@@ -8,6 +8,7 @@
 //! - [`stored`]: the batch as storage writes it and reads it back.
 
 pub mod parts;
+mod picture;
 pub mod rules;
 pub mod shard;
 pub mod stored;
@@ -436,6 +437,11 @@ impl Batch {
             );
             if let Some(net) = &outcome.net {
                 acc.record_net(net);
+            }
+            if let (Some(clock), Some((start, end))) = (clock, span) {
+                let at = |t: Instant| wall_time(clock, t).timestamp_millis().max(0) as u64;
+                let error = matches!(status, TaskStatus::Failed | TaskStatus::TimedOut);
+                acc.record_times(at(start), at(end), error);
             }
         }
         let jobs = self.jobs();

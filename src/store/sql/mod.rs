@@ -26,6 +26,7 @@ use super::{
 };
 use crate::engine::Batch;
 use crate::engine::batch::{BatchMeta, Checkpoint};
+use crate::engine::summary::SummaryAcc;
 use crate::engine::task::TaskRecord;
 use db::SqlDb;
 pub use db::SqliteSync;
@@ -103,6 +104,10 @@ impl Store for SqlStore {
 
     fn request(&self, id: Uuid) -> BoxFuture<'_, Result<Option<String>, StoreError>> {
         Box::pin(self.db.request(id))
+    }
+
+    fn totals(&self, id: Uuid) -> BoxFuture<'_, Result<Option<SummaryAcc>, StoreError>> {
+        Box::pin(self.db.totals(id))
     }
 
     fn find_key(&self, key: String) -> BoxFuture<'_, Result<Option<KeyHolder>, StoreError>> {

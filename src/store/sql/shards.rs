@@ -406,6 +406,22 @@ impl SqlDb {
         rows.iter().map(shard_info).collect()
     }
 
+    /// A batch's totals merged from its shards' checkpoints, if any carries them.
+    pub(super) async fn totals(&self, id: Uuid) -> Result<Option<SummaryAcc>, StoreError> {
+        let rows = sqlx::query("SELECT checkpoint FROM shards WHERE batch_id = $1")
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut merged: Option<SummaryAcc> = None;
+        for acc in rows.iter().filter_map(checkpoint_acc) {
+            match &mut merged {
+                None => merged = Some(acc),
+                Some(m) => m.merge(&acc),
+            }
+        }
+        Ok(merged)
+    }
+
     /// A sharded batch's summary so far, from its shards' checkpoints.
     pub(super) async fn live_summary(
         &self,

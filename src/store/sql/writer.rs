@@ -170,8 +170,10 @@ async fn write_loop(
             } = t.batch.changes_since(t.written);
             let finished = meta.finished_at.is_some();
             if finished {
-                // Nothing changes any more: the last checkpoint is complete.
-                checkpoint = Some(t.batch.checkpoint(sharded));
+                // Nothing changes any more: the last checkpoint is complete, and carries the
+                // totals (histograms, time bins) that the page draws once the batch has left
+                // memory.
+                checkpoint = Some(t.batch.checkpoint(true));
             }
             let due = checkpoint.is_some();
             if tasks.is_empty() && !due && t.status == Some(meta.status) {

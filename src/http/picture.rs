@@ -1,0 +1,175 @@
+//! `GET /batches/{id}/timeline` and `GET /batches/{id}/latency`: what the page draws of a
+//! batch, in answers that grow with the pixels asked for, not with the tasks.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+
+use super::AppState;
+use super::batches::{not_found, parse_id};
+use super::error::{ApiError, FieldError, Problem};
+use crate::engine::picture::{Latency, MAX_ANSWER_BINS, Timeline};
+use crate::engine::summary::LatencyMetric;
+
+/// Bins of a timeline when the query does not say.
+const DEFAULT_BINS: usize = 200;
+
+/// A query's parameters, each once, each one `allowed`: anything else is a 422 naming it.
+fn query(
+    raw: Option<&str>,
+    route: &str,
+    allowed: &[&str],
+) -> Result<HashMap<String, String>, ApiError> {
+    let mut found = HashMap::new();
+    let mut errors = Vec::new();
+    for (name, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        if !allowed.contains(&name.as_ref()) {
+            errors.push(FieldError::new(
+                name.as_ref(),
+                format!("not a parameter of {route} ({})", allowed.join(", ")),
+            ));
+        } else if found
+            .insert(name.clone().into_owned(), value.into_owned())
+            .is_some()
+        {
+            errors.push(FieldError::new(name.as_ref(), "given more than once"));
+        }
+    }
+    if errors.is_empty() {
+        Ok(found)
+    } else {
+        Err(ApiError::InvalidQuery(errors))
+    }
+}
+
+/// `from_ms` / `to_ms`: a number of milliseconds, 0 or more.
+fn ms(q: &HashMap<String, String>, name: &str, errors: &mut Vec<FieldError>) -> Option<f64> {
+    let v = q.get(name)?;
+    match v.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Some(x),
+        _ => {
+            errors.push(FieldError::new(
+                name,
+                "milliseconds from the batch's start, 0 or more",
+            ));
+            None
+        }
+    }
+}
+
+/// When a batch's tasks started and ended, in bins over a window of its run.
+///
+/// Times count in milliseconds from the batch's `started_at`. The bins come from totals the
+/// batch keeps as it runs (at most 1,024 bins of a width that doubles as the run grows), or
+/// from its task rows when it keeps one per task; `bin_ms` is the finest the batch recorded
+/// when that is coarser than asked. When at most `row_limit` tasks started in the window,
+/// their rows come too, with their phases: zoom in to see tasks.
+#[utoipa::path(
+    get,
+    path = "/batches/{id}/timeline",
+    tag = "batches",
+    security((), ("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The batch id"),
+        ("from_ms" = Option<f64>, Query, description = "The window's start, ms from the batch's start (default 0)"),
+        ("to_ms" = Option<f64>, Query, description = "The window's end (default: the run so far)"),
+        ("bins" = Option<u32>, Query, description = "How many bins, 1 to 2000 (default 200)", minimum = 1, maximum = 2000),
+    ),
+    responses(
+        (status = 200, description = "The window's bins, and its tasks when few", body = Timeline),
+        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "a valid bearer token is required", "code": "unauthorized"})),
+        (status = 404, description = "No such batch (`batch_not_found`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Batch not found", "status": 404, "detail": "no batch with id 01939c7e-0000-7000-8000-000000000000", "code": "batch_not_found"})),
+        (status = 422, description = "A bad parameter (`invalid_query`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Invalid query", "status": 422, "detail": "invalid query parameter bins", "code": "invalid_query", "errors": [{"field": "bins", "message": "a whole number from 1 to 2000"}]})),
+    )
+)]
+pub async fn batch_timeline(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Timeline>, ApiError> {
+    let uuid = parse_id(&id)?;
+    let q = query(
+        raw.as_deref(),
+        "GET /batches/{id}/timeline",
+        &["from_ms", "to_ms", "bins"],
+    )?;
+    let mut errors = Vec::new();
+    let from = ms(&q, "from_ms", &mut errors);
+    let to = ms(&q, "to_ms", &mut errors);
+    if let (Some(f), Some(t)) = (from, to)
+        && t <= f
+    {
+        errors.push(FieldError::new("to_ms", "must be after from_ms"));
+    }
+    let bins = match q.get("bins").map(|b| b.parse::<usize>()) {
+        None => DEFAULT_BINS,
+        Some(Ok(n)) if (1..=MAX_ANSWER_BINS).contains(&n) => n,
+        Some(_) => {
+            errors.push(FieldError::new("bins", "a whole number from 1 to 2000"));
+            DEFAULT_BINS
+        }
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::InvalidQuery(errors));
+    }
+    let batch = state
+        .batches
+        .get(uuid)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    let totals = state.batches.totals(&batch).await?;
+    Ok(Json(batch.timeline(totals.as_ref(), from, to, bins)))
+}
+
+/// A batch's latency distribution: log-spaced buckets and the percentile spectrum.
+///
+/// From the batch's HDR histograms (3 significant digits): `duration` over every task that
+/// reached its target (the summary's `duration_ms`), `ttfb` over HTTP answers.
+#[utoipa::path(
+    get,
+    path = "/batches/{id}/latency",
+    tag = "batches",
+    security((), ("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The batch id"),
+        ("metric" = Option<LatencyMetric>, Query, description = "`duration` (default) or `ttfb`"),
+    ),
+    responses(
+        (status = 200, description = "The distribution", body = Latency),
+        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "a valid bearer token is required", "code": "unauthorized"})),
+        (status = 404, description = "No such batch (`batch_not_found`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Batch not found", "status": 404, "detail": "no batch with id 01939c7e-0000-7000-8000-000000000000", "code": "batch_not_found"})),
+        (status = 422, description = "A bad parameter (`invalid_query`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "about:blank", "title": "Invalid query", "status": 422, "detail": "invalid query parameter metric", "code": "invalid_query", "errors": [{"field": "metric", "message": "duration or ttfb"}]})),
+    )
+)]
+pub async fn batch_latency(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Latency>, ApiError> {
+    let uuid = parse_id(&id)?;
+    let q = query(raw.as_deref(), "GET /batches/{id}/latency", &["metric"])?;
+    let metric = match q.get("metric").map(String::as_str) {
+        None | Some("duration") => LatencyMetric::Duration,
+        Some("ttfb") => LatencyMetric::Ttfb,
+        Some(_) => {
+            return Err(ApiError::InvalidQuery(vec![FieldError::new(
+                "metric",
+                "duration or ttfb",
+            )]));
+        }
+    };
+    let batch = state
+        .batches
+        .get(uuid)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    let totals = state.batches.totals(&batch).await?;
+    Ok(Json(batch.latency(totals.as_ref(), metric)))
+}

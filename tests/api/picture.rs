@@ -1,0 +1,381 @@
+//! What the page draws: `GET /batches/{id}/timeline` and `/latency` against batches run for
+//! real, their sizes for a large batch, the page's own files, and the HTML report.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{spawn_app, spawn_app_with, spawn_target};
+
+fn sum(bins: &Value, key: &str) -> u64 {
+    bins.as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b[key].as_u64().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_timeline_counts_every_task_and_a_narrow_window_carries_its_rows_and_phases() {
+    let app = spawn_app().await;
+    let target = spawn_target().await;
+    let res = app
+        .post(&json!({
+            "jobs": [{ "kind": "http", "url": format!("{}/slow/5", target.base) },
+                     { "kind": "http", "url": format!("{}/status/500", target.base) }],
+            "load": { "repeat": 1500 }, "concurrency": 16
+        }))
+        .await;
+    assert_eq!(res.status, 201, "{}", res.json);
+    let id = res.json["id"].as_str().unwrap();
+
+    let whole = app.get(&format!("/batches/{id}/timeline?bins=100")).await;
+    assert_eq!(whole.status, 200, "{}", whole.json);
+    let t = &whole.json;
+    assert_eq!(t["started_at"], res.json["started_at"]);
+    let bins = &t["bins"];
+    assert!(bins.as_array().unwrap().len() <= 100);
+    assert_eq!(sum(bins, "started"), 3000);
+    assert_eq!(sum(bins, "ended"), 3000);
+    assert_eq!(sum(bins, "errors"), 1500, "the 500s failed");
+    assert_eq!(t["tasks_in_window"], 3000);
+    // 3,000 tasks are more rows than an answer carries: zoom in.
+    assert_eq!(t["tasks"], Value::Null);
+    assert_eq!(t["row_limit"], 2000);
+    let peak = bins
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["in_flight"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert!(
+        (1..=16).contains(&peak),
+        "in flight at most the concurrency: {peak}"
+    );
+    assert_eq!(bins.as_array().unwrap().last().unwrap()["in_flight"], 0);
+
+    // The first tenth of the run: its tasks' rows, by start, with their phases.
+    let span = t["span_ms"].as_f64().unwrap();
+    let narrow = app
+        .get(&format!(
+            "/batches/{id}/timeline?from_ms=0&to_ms={}&bins=50",
+            span / 10.0
+        ))
+        .await
+        .json;
+    let rows = narrow["tasks"]
+        .as_array()
+        .expect("rows for a narrow window");
+    assert!(!rows.is_empty());
+    assert_eq!(
+        rows.len() as u64,
+        narrow["tasks_in_window"].as_u64().unwrap()
+    );
+    assert_eq!(sum(&narrow["bins"], "started"), rows.len() as u64);
+    let starts: Vec<f64> = rows
+        .iter()
+        .map(|r| r["start_ms"].as_f64().unwrap())
+        .collect();
+    assert!(starts.windows(2).all(|w| w[0] <= w[1]), "by start");
+    assert!(starts.iter().all(|s| *s < span / 10.0));
+    let ok = rows.iter().find(|r| r["status"] == "succeeded").unwrap();
+    assert_eq!(ok["http_status"], 200);
+    assert!(ok["phases"]["wait_ms"].as_f64().unwrap() >= 4.0, "{ok}");
+    assert!(ok["end_ms"].as_f64().unwrap() > ok["start_ms"].as_f64().unwrap());
+    let bad = rows.iter().find(|r| r["status"] == "failed").unwrap();
+    assert_eq!(bad["error"]["code"], "status");
+}
+
+#[tokio::test]
+async fn latency_buckets_count_every_task_and_the_spectrum_agrees_with_the_summary() {
+    let app = spawn_app().await;
+    let target = spawn_target().await;
+    let res = app
+        .post(&json!({
+            "jobs": [{ "kind": "http", "url": format!("{}/slow/2", target.base) },
+                     { "kind": "http", "url": format!("{}/slow/30", target.base) }],
+            "load": { "repeat": 100 }, "concurrency": 8, "results": "none"
+        }))
+        .await;
+    assert_eq!(res.status, 201, "{}", res.json);
+    let id = res.json["id"].as_str().unwrap();
+    let s = &res.json["summary"];
+
+    let l = app.get(&format!("/batches/{id}/latency")).await.json;
+    assert_eq!(l["metric"], "duration");
+    assert_eq!(l["count"], 200);
+    assert_eq!(sum(&l["buckets"], "count"), 200);
+    let buckets = l["buckets"].as_array().unwrap();
+    assert!(buckets.len() <= 200);
+    for w in buckets.windows(2) {
+        assert_eq!(w[0]["to_ms"], w[1]["from_ms"], "contiguous");
+    }
+    assert_eq!(l["min_ms"], s["duration_ms"]["min"]);
+    assert_eq!(l["max_ms"], s["duration_ms"]["max"]);
+    let at = |p: f64| {
+        l["percentiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["percentile"].as_f64() == Some(p))
+            .map(|x| x["ms"].clone())
+    };
+    assert_eq!(at(50.0), Some(s["duration_ms"]["p50"].clone()));
+    assert_eq!(at(100.0), Some(s["duration_ms"]["max"].clone()));
+    // Two peaks, 2 ms and 30 ms, a hundred tasks each: nothing between them.
+    let between = |lo: f64, hi: f64| -> u64 {
+        buckets
+            .iter()
+            .filter(|b| b["from_ms"].as_f64().unwrap() >= lo && b["to_ms"].as_f64().unwrap() <= hi)
+            .map(|b| b["count"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(between(0.0, 20.0), 100, "{buckets:?}");
+    assert_eq!(between(20.0, 1e9), 100, "{buckets:?}");
+
+    let ttfb = app
+        .get(&format!("/batches/{id}/latency?metric=ttfb"))
+        .await
+        .json;
+    assert_eq!(ttfb["metric"], "ttfb");
+    assert_eq!(ttfb["count"], 200);
+}
+
+#[tokio::test]
+async fn a_100000_task_batchs_timeline_and_latency_stay_small() {
+    let app = spawn_app().await;
+    let res = app
+        .post(&json!({
+            "jobs": [{ "kind": "sleep", "duration_ms": 0 }],
+            "load": { "repeat": 100000 }, "concurrency": 64, "results": "all"
+        }))
+        .await;
+    assert_eq!(res.status, 201, "{}", res.json["summary"]);
+    let id = res.json["id"].as_str().unwrap();
+    for path in [
+        format!("/batches/{id}/timeline"),
+        format!("/batches/{id}/timeline?bins=2000"),
+        format!("/batches/{id}/latency"),
+        format!("/batches/{id}?results=none"),
+    ] {
+        let bytes = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert!(bytes.len() < 200 * 1024, "{path}: {} bytes", bytes.len());
+    }
+    let t = app
+        .get(&format!("/batches/{id}/timeline?bins=2000"))
+        .await
+        .json;
+    assert_eq!(sum(&t["bins"], "started"), 100000);
+    let none = app.get(&format!("/batches/{id}?results=none")).await.json;
+    assert_eq!(none["summary"]["tasks"], 100000);
+    assert!(none.get("results").is_none());
+}
+
+#[tokio::test]
+async fn bad_picture_queries_are_422s_naming_the_parameter() {
+    let app = spawn_app().await;
+    let res = app
+        .post(&json!({ "jobs": [{ "kind": "sleep", "duration_ms": 1 }] }))
+        .await;
+    let id = res.json["id"].as_str().unwrap();
+    for (query, field) in [
+        ("timeline?bins=0", "bins"),
+        ("timeline?bins=2001", "bins"),
+        ("timeline?bins=ten", "bins"),
+        ("timeline?from_ms=-1", "from_ms"),
+        ("timeline?from_ms=50&to_ms=10", "to_ms"),
+        ("timeline?zoom=2", "zoom"),
+        ("timeline?bins=5&bins=6", "bins"),
+        ("latency?metric=p99", "metric"),
+        ("latency?metrc=ttfb", "metrc"),
+    ] {
+        let a = app.get(&format!("/batches/{id}/{query}")).await;
+        assert_eq!(a.status, 422, "{query}: {}", a.json);
+        assert_eq!(a.json["code"], "invalid_query");
+        assert_eq!(a.json["errors"][0]["field"], field, "{query}");
+    }
+    let a = app.get(&format!("/batches/{id}?results=all")).await;
+    assert_eq!(a.status, 422, "{}", a.json);
+    let missing = uuid::Uuid::now_v7();
+    assert_eq!(
+        app.get(&format!("/batches/{missing}/timeline"))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        app.get(&format!("/batches/{missing}/latency")).await.status,
+        404
+    );
+}
+
+#[tokio::test]
+#[cfg_attr(
+    fanout_test_backend = "memory",
+    ignore = "needs a durable store: memory:// keeps nothing across a restart"
+)]
+async fn a_batch_read_back_after_a_restart_keeps_its_picture() {
+    let app = spawn_app().await;
+    let res = app
+        .post(&json!({
+            "jobs": [{ "kind": "sleep", "duration_ms": 1 }],
+            "load": { "repeat": 300 }, "concurrency": 8, "results": "errors"
+        }))
+        .await;
+    let id = res.json["id"].as_str().unwrap().to_owned();
+    let before_t = app.get(&format!("/batches/{id}/timeline")).await.json;
+    let before_l = app.get(&format!("/batches/{id}/latency")).await.json;
+
+    let app = app.restart().await;
+
+    let after_t = app.get(&format!("/batches/{id}/timeline")).await.json;
+    let after_l = app.get(&format!("/batches/{id}/latency")).await.json;
+    assert_eq!(sum(&after_t["bins"], "started"), 300, "{after_t}");
+    assert_eq!(after_t["bins"], before_t["bins"]);
+    assert_eq!(after_l, before_l);
+    assert_eq!(after_l["count"], 300);
+}
+
+#[tokio::test]
+async fn the_page_is_served_offline_and_its_data_stays_behind_the_token() {
+    let app = spawn_app_with(|c| c.api_token = vec!["page-token".into()]).await;
+    for (path, kind) in [
+        ("/ui", "text/html"),
+        ("/ui/", "text/html"),
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/style.css", "text/css"),
+    ] {
+        let res = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let h = res.headers();
+        assert!(
+            h["content-type"].to_str().unwrap().starts_with(kind),
+            "{path}"
+        );
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'self'") && csp.contains("connect-src 'self'"),
+            "{csp}"
+        );
+        assert!(!res.text().await.unwrap().is_empty());
+    }
+    let missing = uuid::Uuid::now_v7();
+    assert_eq!(
+        app.get(&format!("/batches/{missing}/timeline"))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        app.get(&format!("/batches/{missing}/latency")).await.status,
+        401
+    );
+    assert_eq!(app.get("/batches").await.status, 401);
+}
+
+/// Runs the binary with `args`.
+async fn fanout(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fanout"))
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// The JSON a report embeds.
+fn embedded(html: &str) -> Value {
+    let tag = "<script type=\"application/json\" id=\"fanout-report\">";
+    let start = html.find(tag).expect("report data") + tag.len();
+    let end = start + html[start..].find("</script>").unwrap();
+    serde_json::from_str(&html[start..end]).unwrap()
+}
+
+#[tokio::test]
+async fn an_html_report_holds_the_page_and_the_batchs_picture_and_loads_nothing() {
+    let target = spawn_target().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report.html");
+    let port = target.base.rsplit(':').next().unwrap().to_owned();
+    let run = fanout(
+        [
+            "run",
+            &format!("{}/hello", target.base),
+            "-n",
+            "300",
+            "-c",
+            "8",
+            "--allow-net",
+            &format!("127.0.0.1:{port}"),
+            "--format",
+            "html",
+            "--out",
+            &out.display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.contains("Content-Security-Policy"));
+    assert!(!html.contains("src=\"/ui/") && !html.contains("href=\"/ui/"));
+    let data = embedded(&html);
+    assert_eq!(data["batch"]["summary"]["succeeded"], 300);
+    assert!(
+        data["batch"].get("results").is_none(),
+        "task lists stay out"
+    );
+    assert_eq!(sum(&data["timeline"]["bins"], "started"), 300);
+    assert_eq!(
+        data["timeline"]["tasks"].as_array().map(Vec::len),
+        Some(0),
+        "results errors: no rows for the 200s"
+    );
+    assert_eq!(data["latency"]["duration"]["count"], 300);
+    assert_eq!(data["latency"]["ttfb"]["count"], 300);
+
+    // The data again, through `fanout report`: the same page.
+    let saved = dir.path().join("data.json");
+    std::fs::write(&saved, data.to_string()).unwrap();
+    let again = dir.path().join("again.html");
+    let report = fanout(
+        [
+            "report",
+            &saved.display().to_string(),
+            "--out",
+            &again.display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    assert_eq!(
+        report.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    assert_eq!(embedded(&std::fs::read_to_string(&again).unwrap()), data);
+    let bad = fanout(["report", "/nonexistent.json"].map(String::from).to_vec()).await;
+    assert_eq!(bad.status.code(), Some(2));
+}
