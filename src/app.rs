@@ -252,10 +252,14 @@ impl App {
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let addr = self.local_addr();
-        tracing::info!(
-            "fanout listening on http://{addr} (API docs at http://{addr}/docs, OpenAPI at http://{addr}/openapi.json)"
-        );
         let cluster = self.state.batches.cluster();
+        if cluster.role.serves_api() {
+            tracing::info!(
+                "fanout listening on http://{addr} (the page at http://{addr}/ui, API docs at http://{addr}/docs, OpenAPI at http://{addr}/openapi.json)"
+            );
+        } else {
+            tracing::info!("fanout listening on http://{addr} (a worker: health and metrics only)");
+        }
         if cluster.shared {
             tracing::info!(
                 instance_id = %cluster.owner.instance_id,

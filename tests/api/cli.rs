@@ -569,7 +569,7 @@ async fn a_run_slower_than_its_baseline_report_exits_1_naming_the_check() {
     };
 
     let base = fanout(run(
-        "/slow/50",
+        "/slow/30",
         &["--format", "json", "--out", &report.display().to_string()],
     ))
     .await;
@@ -580,9 +580,10 @@ async fn a_run_slower_than_its_baseline_report_exits_1_naming_the_check() {
         String::from_utf8_lossy(&base.stderr)
     );
 
-    // 30 % slower than the report, 10 % allowed: 1, the check named with both figures.
+    // Ten times slower than the report (a margin no busy machine blurs), 10 % allowed: 1,
+    // the check named.
     let slower = fanout(run(
-        "/slow/65",
+        "/slow/300",
         &[
             "--baseline",
             &report.display().to_string(),
@@ -595,14 +596,14 @@ async fn a_run_slower_than_its_baseline_report_exits_1_naming_the_check() {
     assert_eq!(slower.status.code(), Some(1), "{text}");
     assert!(text.contains("baseline.p95_ms"), "{text}");
 
-    // As fast as the report: 0.
+    // As fast as the report, with room for a busy machine: 0.
     let same = fanout(run(
-        "/slow/50",
+        "/slow/30",
         &[
             "--baseline",
             &report.display().to_string(),
             "--max-regression",
-            "p95_ms=50",
+            "p95_ms=300",
         ],
     ))
     .await;
