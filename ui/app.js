@@ -213,8 +213,8 @@ function emptyLatency(metric) {
 
 /**
  * A window of a whole-run timeline, as the server would answer it: its bins merged down to at
- * most `bins`, its task rows those running in the window. Bins cannot be split, so a narrow
- * window of a report is as fine as the report's own bins.
+ * most `bins`, its task rows those that started in the window. Bins cannot be split, so a
+ * narrow window of a report is as fine as the report's own bins.
  */
 function windowOf(tl, win, bins) {
   const from = win ? win.from : tl.from_ms ?? 0;
@@ -223,7 +223,7 @@ function windowOf(tl, win, bins) {
   const group = Math.max(1, Math.ceil(inside.length / bins));
   const merged = [];
   for (let i = 0; i < inside.length; i += group) merged.push(mergeBins(inside.slice(i, i + group)));
-  const rows = tl.tasks ? tl.tasks.filter((t) => t.start_ms < to && (t.end_ms ?? tl.span_ms) >= from) : null;
+  const rows = tl.tasks ? tl.tasks.filter((t) => t.start_ms >= from && t.start_ms < to) : null;
   const started = merged.reduce((n, b) => n + b.started, 0);
   return { ...tl, from_ms: from, to_ms: to, bin_ms: tl.bin_ms * group, bins: merged, tasks: rows, tasks_in_window: rows ? rows.length : started };
 }
@@ -411,12 +411,23 @@ async function refresh(gen = generation) {
     source.latency(id, state.metric),
     win ? source.timeline(id, win, VIEW_BINS) : null,
   ]);
-  if (gen !== generation || !sameWindow(win, state.window)) return;
+  if (gen !== generation) return;
   state.batch = batch;
   state.overview = overview;
   state.latency = latency;
-  setView(view ?? overview);
+  // The brush may have moved while this was read: its own answer then sets the view.
+  if (sameWindow(win, state.window)) setView(view ?? (state.window ? state.view : overview));
   render();
+  updateListRow(batch);
+}
+
+/** Keeps the open batch's sidebar row as fresh as its detail, between two reads of the list. */
+function updateListRow(batch) {
+  const i = state.list.findIndex((b) => b.id === batch.id);
+  if (i < 0) return;
+  state.list[i] = batch;
+  const row = [...$("batch-list").children].find((li) => li.dataset.id === batch.id);
+  row?.replaceWith(batchRow(batch));
 }
 
 function setView(view) {
@@ -499,7 +510,8 @@ function renderHeader() {
   const status = $("status");
   status.textContent = b.status;
   status.className = `pill status-${b.status}`;
-  $("batch-id").textContent = b.id;
+  // An unlabelled batch's title is its id already.
+  $("batch-id").textContent = b.label ? b.id : "";
   $("batch-time").textContent = `${b.mode} · ${fmtDateTime(b.started_at ?? b.created_at)} · ${fmtSpan(b.wall_ms)}`;
   const link = $("json-link");
   link.href = source.jsonHref(b);
@@ -816,7 +828,7 @@ function drawAll() {
 /** Time ticks along a horizontal axis at `y`, labels below (or above) it, grid lines over `grid`. */
 function drawTimeAxis(ctx, sx, d0, d1, y, grid, labelsAbove = false) {
   const width = Math.abs(sx(d1) - sx(d0));
-  const { step, values } = ticks(d0, d1, Math.max(2, Math.floor(width / 90)));
+  const { step, values } = ticks(d0, d1, Math.max(2, Math.floor(width / 75)));
   ctx.fillStyle = COLOR.axis;
   ctx.textAlign = "center";
   for (const v of values) {
@@ -1035,7 +1047,8 @@ function drawWaterfall() {
   drawTimeAxis(ctx, L.sx, L.d0, L.d1, WF.axis - 4, { y: WF.axis, h: h - WF.axis }, true);
   // Bins stand in for the rows the server did not send: all of them, or all but the failures.
   const binsOnly = v.tasks == null || (v.results !== "all" && !L.n);
-  if (binsOnly) drawBins(ctx, { ...plot, y: plot.y + 6, h: plot.h - 10 }, v, L.sx);
+  // Lighter than the overview's: here the bars stand in for rows, and must not shout.
+  if (binsOnly) drawBins(ctx, { ...plot, y: plot.y + 6, h: plot.h - 10 }, v, L.sx, 0.7);
   else if (L.band) drawBins(ctx, { ...plot, y: plot.y + 4, h: L.band - 6 }, v, L.sx);
   if (L.band) {
     ctx.fillStyle = "#e6e9ee";
@@ -1279,18 +1292,19 @@ function drawPercentileMarks(ctx, sx, box) {
   ctx.setLineDash([3, 2]);
   ctx.textAlign = "center";
   let lastX = -Infinity;
+  let row = 0;
   for (const [name, color] of [["p50", "#2faa63"], ["p95", "#f0962e"], ["p99", "#e5484d"]]) {
     const x = Math.round(sx(p[name])) + 0.5;
+    // Close percentiles (a narrow distribution) stack their labels rather than overlap them.
+    row = x - lastX > 26 ? 0 : row + 1;
+    lastX = x;
     ctx.strokeStyle = color;
     ctx.beginPath();
-    ctx.moveTo(x, box.y + 10);
+    ctx.moveTo(x, box.y + 10 + row * 11);
     ctx.lineTo(x, box.y + box.h);
     ctx.stroke();
-    if (x - lastX > 26) {
-      ctx.fillStyle = color;
-      ctx.fillText(name, x, box.y + 3);
-      lastX = x;
-    }
+    ctx.fillStyle = color;
+    ctx.fillText(name, x, box.y + 3 + row * 11);
   }
   ctx.restore();
 }
@@ -1462,7 +1476,8 @@ async function followEvents(id, onEvent, signal) {
     let finished = false;
     try {
       const res = await fetch(`/batches/${encodeURIComponent(id)}/events`, { headers, signal, cache: "no-store" });
-      if (res.status === 204) return;
+      // 204: finished, nothing left to send; 404: the batch is gone (deleted, or past retention).
+      if (res.status === 204 || res.status === 404) return;
       if (res.status === 401) {
         showTokenForm();
         return;
@@ -1529,6 +1544,11 @@ function scheduleRefresh(live, gen) {
     live.last = performance.now();
     live.busy = refresh(gen).catch(() => {}).finally(() => {
       live.busy = null;
+      // Read finished while the stream was down (between two reconnects): nothing more will come.
+      if (gen === generation && state.batch?.finished_at) {
+        finishFollowing(live, gen);
+        return;
+      }
       if (live.dirty) {
         live.dirty = false;
         scheduleRefresh(live, gen);
