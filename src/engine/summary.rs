@@ -301,7 +301,7 @@ impl PartAcc {
             failed: self.count(TaskStatus::Failed),
             timed_out: self.count(TaskStatus::TimedOut),
             duration_ms: self.durations.percentiles(),
-            throughput_per_s: per_second(self.durations.histogram.len(), wall),
+            throughput_per_s: per_second(self.durations.len(), wall),
             http_status: self.http_status.clone(),
             errors: self.errors.clone(),
         }
@@ -315,7 +315,7 @@ impl PartAcc {
             end_ms,
             tasks: self.ended(),
             succeeded: self.count(TaskStatus::Succeeded),
-            throughput_per_s: per_second(self.durations.histogram.len(), Some(length)),
+            throughput_per_s: per_second(self.durations.len(), Some(length)),
             duration_ms: self.durations.percentiles(),
             errors: self.errors.clone(),
         }
@@ -599,12 +599,12 @@ impl SummaryAcc {
 
     /// The histogram behind a latency figure (`duration` or `ttfb`), in microseconds, with
     /// its values' sum.
-    pub fn histogram(&self, metric: LatencyMetric) -> (&Histogram<u64>, u128) {
+    pub fn histogram(&self, metric: LatencyMetric) -> Option<(&Histogram<u64>, u128)> {
         let t = match metric {
             LatencyMetric::Duration => &self.durations,
             LatencyMetric::Ttfb => &self.ttfb,
         };
-        (&t.histogram, t.sum_us)
+        t.histogram.as_deref().map(|h| (h, t.sum_us))
     }
 
     /// Counts a stored task that ended (a warm-up task counts nowhere).
@@ -643,7 +643,7 @@ impl SummaryAcc {
         let duration_ms = self.durations.percentiles();
         // Tasks that ran: a task stopped before it started, or refused before it reached its
         // target, did no work to count.
-        let ran = self.durations.histogram.len();
+        let ran = self.durations.len();
         let throughput_per_s = per_second(ran, wall);
         let parts = self.parts.as_deref();
         Summary {
@@ -706,7 +706,10 @@ impl SummaryAcc {
 /// An HDR histogram of durations in microseconds, with their exact sum for the mean.
 #[derive(Debug, Clone)]
 struct Timings {
-    histogram: Histogram<u64>,
+    /// Made at the first value: an empty HDR histogram of 3 significant digits is 16 KB of
+    /// counts, and a batch in flight has recorded nothing yet (a one-job batch would hold three
+    /// of them while its job runs).
+    histogram: Option<Box<Histogram<u64>>>,
     sum_us: u128,
 }
 
@@ -723,8 +726,16 @@ impl Serialize for Timings {
         use base64::Engine as _;
         let mut bytes = Vec::new();
         use hdrhistogram::serialization::Serializer as _;
+        let empty;
+        let histogram = match &self.histogram {
+            Some(h) => h.as_ref(),
+            None => {
+                empty = Timings::empty();
+                &empty
+            }
+        };
         hdrhistogram::serialization::V2Serializer::new()
-            .serialize(&self.histogram, &mut bytes)
+            .serialize(histogram, &mut bytes)
             .map_err(|e| serde::ser::Error::custom(format!("{e:?}")))?;
         StoredTimings {
             hdr: base64::engine::general_purpose::STANDARD.encode(bytes),
@@ -747,7 +758,7 @@ impl<'de> Deserialize<'de> for Timings {
         // Serialized histograms come back without auto-resizing; the live ones grow to fit.
         histogram.auto(true);
         Ok(Timings {
-            histogram,
+            histogram: (!histogram.is_empty()).then(|| Box::new(histogram)),
             sum_us: u128::from(stored.sum_us),
         })
     }
@@ -756,39 +767,54 @@ impl<'de> Deserialize<'de> for Timings {
 impl Timings {
     fn new() -> Timings {
         Timings {
-            // Auto-resizing, so a batch of short tasks keeps a small histogram; 3 significant
-            // digits, as oha and wrk report.
-            histogram: Histogram::new(3).expect("3 significant digits is valid"),
+            histogram: None,
             sum_us: 0,
         }
     }
 
+    /// Auto-resizing, so a batch of short tasks keeps a small histogram; 3 significant
+    /// digits, as oha and wrk report.
+    fn empty() -> Histogram<u64> {
+        Histogram::new(3).expect("3 significant digits is valid")
+    }
+
+    /// Values recorded.
+    fn len(&self) -> u64 {
+        self.histogram.as_ref().map_or(0, |h| h.len())
+    }
+
     fn record(&mut self, d: Duration) {
         let us = (d.as_micros() as u64).max(1);
+        let h = self
+            .histogram
+            .get_or_insert_with(|| Box::new(Timings::empty()));
         // Auto-resizing grows the histogram to fit; past its hard limit, count at the top.
-        if self.histogram.record(us).is_err() {
-            self.histogram.saturating_record(us);
+        if h.record(us).is_err() {
+            h.saturating_record(us);
         }
         self.sum_us += us as u128;
     }
 
     /// Adds another's values (the same configuration: 3 significant digits, auto-resizing).
     fn merge(&mut self, other: &Timings) {
-        if self.histogram.add(&other.histogram).is_err() {
+        self.sum_us += other.sum_us;
+        let Some(theirs) = &other.histogram else {
+            return;
+        };
+        let Some(mine) = &mut self.histogram else {
+            self.histogram = Some(theirs.clone());
+            return;
+        };
+        if mine.add(theirs.as_ref()).is_err() {
             // Cannot happen between histograms this module made; count what fits.
-            for v in other.histogram.iter_recorded() {
-                self.histogram
-                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
+            for v in theirs.iter_recorded() {
+                mine.saturating_record_n(v.value_iterated_to(), v.count_at_value());
             }
         }
-        self.sum_us += other.sum_us;
     }
 
     fn percentiles(&self) -> Option<Percentiles> {
-        let h = &self.histogram;
-        if h.is_empty() {
-            return None;
-        }
+        let h = self.histogram.as_deref().filter(|h| !h.is_empty())?;
         let q = |quantile: f64| h.value_at_quantile(quantile) as f64 / 1000.0;
         Some(Percentiles {
             min: h.min() as f64 / 1000.0,

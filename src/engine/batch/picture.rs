@@ -57,6 +57,6 @@ impl Batch {
             LatencyMetric::Duration => "duration",
             LatencyMetric::Ttfb => "ttfb",
         };
-        latency(name, acc.map(|a| a.histogram(metric)))
+        latency(name, acc.and_then(|a| a.histogram(metric)))
     }
 }
