@@ -151,6 +151,9 @@ pub struct Batch {
 }
 
 /// The summary: accumulated here while the batch runs, or as storage gave it.
+// One per batch, always one variant or the other for its life: boxing either would add an
+// allocation per batch to save a couple of hundred bytes on the other.
+#[allow(clippy::large_enum_variant)]
 enum SummaryState {
     Live(SummaryAcc),
     /// Read back from storage, with the batch's stored `wall_ms`.
