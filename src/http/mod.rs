@@ -84,7 +84,7 @@ Errors are `application/problem+json` with a stable `code`."
         (name = "batches", description = "Run batches and read their results"),
         (name = "operations", description = "Health, readiness and metrics")
     ),
-    components(schemas(error::Problem, events::Progress)),
+    components(schemas(error::Problem, events::Progress, crate::engine::summary::LatencyMetric)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

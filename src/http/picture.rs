@@ -43,15 +43,19 @@ fn query(
     }
 }
 
-/// `from_ms` / `to_ms`: a number of milliseconds, 0 or more.
+/// Latest a window may reach: a year, far past any batch (`--max-batch-duration` is at most
+/// a day in-process), and short of where milliseconds lose their sub-millisecond digits.
+const MAX_WINDOW_MS: f64 = 365.0 * 24.0 * 3600.0 * 1000.0;
+
+/// `from_ms` / `to_ms`: a number of milliseconds, 0 to [`MAX_WINDOW_MS`].
 fn ms(q: &HashMap<String, String>, name: &str, errors: &mut Vec<FieldError>) -> Option<f64> {
     let v = q.get(name)?;
     match v.parse::<f64>() {
-        Ok(x) if x.is_finite() && x >= 0.0 => Some(x),
+        Ok(x) if (0.0..=MAX_WINDOW_MS).contains(&x) => Some(x),
         _ => {
             errors.push(FieldError::new(
                 name,
-                "milliseconds from the batch's start, 0 or more",
+                "milliseconds from the batch's start, from 0 to 31536000000 (a year)",
             ));
             None
         }
@@ -72,8 +76,8 @@ fn ms(q: &HashMap<String, String>, name: &str, errors: &mut Vec<FieldError>) -> 
     security((), ("bearer" = [])),
     params(
         ("id" = String, Path, description = "The batch id"),
-        ("from_ms" = Option<f64>, Query, description = "The window's start, ms from the batch's start (default 0)"),
-        ("to_ms" = Option<f64>, Query, description = "The window's end (default: the run so far)"),
+        ("from_ms" = Option<f64>, Query, description = "The window's start, ms from the batch's start (default 0)", minimum = 0, maximum = 31536000000_u64),
+        ("to_ms" = Option<f64>, Query, description = "The window's end (default: the run so far)", minimum = 0, maximum = 31536000000_u64),
         ("bins" = Option<u32>, Query, description = "How many bins, 1 to 2000 (default 200)", minimum = 1, maximum = 2000),
     ),
     responses(

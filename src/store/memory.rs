@@ -50,7 +50,10 @@ impl Store for MemoryStore {
             _ => Inserted::New,
         };
         if inserted == Inserted::New {
-            st.requests.insert(row.id, row.request);
+            // A copy of its own: the body is a view of the connection's read buffer (8 KB or
+            // more), which keeping the view would keep as long as the batch.
+            st.requests
+                .insert(row.id, bytes::Bytes::copy_from_slice(&row.request));
         }
         Box::pin(std::future::ready(Ok(inserted)))
     }

@@ -190,6 +190,8 @@ async fn bad_picture_queries_are_422s_naming_the_parameter() {
         ("timeline?bins=2001", "bins"),
         ("timeline?bins=ten", "bins"),
         ("timeline?from_ms=-1", "from_ms"),
+        ("timeline?from_ms=1.7976931348623157e308", "from_ms"),
+        ("timeline?to_ms=inf", "to_ms"),
         ("timeline?from_ms=50&to_ms=10", "to_ms"),
         ("timeline?zoom=2", "zoom"),
         ("timeline?bins=5&bins=6", "bins"),
