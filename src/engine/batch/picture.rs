@@ -2,9 +2,11 @@
 
 use chrono::Utc;
 
+use super::tasks::Tasks;
 use super::{Batch, SummaryState};
 use crate::engine::picture::{Latency, Timeline, TimelineInput, latency, timeline};
 use crate::engine::summary::{LatencyMetric, SummaryAcc};
+use crate::engine::task::TaskStatus;
 
 impl Batch {
     /// Its running totals, while this process holds them (a batch run here); `None` for one
@@ -35,10 +37,17 @@ impl Batch {
             SummaryState::Live(acc) => Some(acc),
             SummaryState::Stored(..) => None,
         };
+        let rebuilt = match live.or(totals) {
+            Some(_) => None,
+            None => Some(from_rows(&st.tasks)),
+        };
         let input = TimelineInput {
             started_at,
             span_ms,
-            bins: live.or(totals).and_then(SummaryAcc::times),
+            bins: live
+                .or(totals)
+                .or(rebuilt.as_ref())
+                .and_then(SummaryAcc::times),
             tasks: st.tasks.records().collect(),
             results: self.rules.results,
         };
@@ -46,17 +55,39 @@ impl Batch {
     }
 
     /// The distribution of a latency figure; `totals` as for [`Batch::timeline`]. A batch
-    /// whose totals are nowhere (stored before they were kept) has an empty one.
+    /// whose checkpoints carry no totals has its rows counted again.
     pub fn latency(&self, totals: Option<&SummaryAcc>, metric: LatencyMetric) -> Latency {
         let st = self.state.lock();
         let acc = match &st.summary {
             SummaryState::Live(acc) => Some(acc),
             SummaryState::Stored(..) => totals,
         };
+        let rebuilt = acc.is_none().then(|| from_rows(&st.tasks));
         let name = match metric {
             LatencyMetric::Duration => "duration",
             LatencyMetric::Ttfb => "ttfb",
         };
-        latency(name, acc.and_then(|a| a.histogram(metric)))
+        latency(
+            name,
+            acc.or(rebuilt.as_ref()).and_then(|a| a.histogram(metric)),
+        )
     }
+}
+
+/// Totals made again from a batch's rows: for a batch whose checkpoints carry none, which is
+/// one that keeps a row for every task (one that keeps fewer always checkpoints its totals).
+fn from_rows(tasks: &Tasks) -> SummaryAcc {
+    let mut acc = SummaryAcc::new(0);
+    for t in tasks
+        .records()
+        .filter(|t| t.status.is_finished() && !t.warmup)
+    {
+        acc.record_stored(t);
+        if let (Some(s), Some(e)) = (t.timing.started_at, t.timing.finished_at) {
+            let ms = |d: chrono::DateTime<Utc>| d.timestamp_millis().max(0) as u64;
+            let error = matches!(t.status, TaskStatus::Failed | TaskStatus::TimedOut);
+            acc.record_times(ms(s), ms(e), error);
+        }
+    }
+    acc
 }
