@@ -1,5 +1,7 @@
 //! A batch's picture: its timeline and latency distribution, from its totals and its rows.
 
+use std::borrow::Cow;
+
 use chrono::Utc;
 
 use super::tasks::Tasks;
@@ -9,13 +11,10 @@ use crate::engine::summary::{LatencyMetric, SummaryAcc};
 use crate::engine::task::TaskStatus;
 
 impl Batch {
-    /// Its running totals, while this process holds them (a batch run here); `None` for one
-    /// read back from storage, whose totals are in its shards' checkpoints.
+    /// Its running totals, while this process holds them (a batch run here, live or packed);
+    /// `None` for one read back from storage, whose totals are in its shards' checkpoints.
     pub fn totals(&self) -> Option<SummaryAcc> {
-        match &self.state.lock().summary {
-            SummaryState::Live(acc) => Some(acc.clone()),
-            SummaryState::Stored(..) => None,
-        }
+        own_totals(&self.state.lock().summary).map(Cow::into_owned)
     }
 
     /// The timeline of `[from_ms, to_ms)` (ms from its start) in `bins` bins; `totals` are
@@ -33,18 +32,16 @@ impl Batch {
         let span_ms = started_at.map_or(0.0, |s| {
             (end - s).num_microseconds().unwrap_or(0).max(0) as f64 / 1000.0
         });
-        let live = match &st.summary {
-            SummaryState::Live(acc) => Some(acc),
-            SummaryState::Stored(..) => None,
-        };
-        let rebuilt = match live.or(totals) {
+        let own = own_totals(&st.summary);
+        let rebuilt = match own.as_deref().or(totals) {
             Some(_) => None,
             None => Some(from_rows(&st.tasks)),
         };
         let input = TimelineInput {
             started_at,
             span_ms,
-            bins: live
+            bins: own
+                .as_deref()
                 .or(totals)
                 .or(rebuilt.as_ref())
                 .and_then(SummaryAcc::times),
@@ -58,10 +55,8 @@ impl Batch {
     /// whose checkpoints carry no totals has its rows counted again.
     pub fn latency(&self, totals: Option<&SummaryAcc>, metric: LatencyMetric) -> Latency {
         let st = self.state.lock();
-        let acc = match &st.summary {
-            SummaryState::Live(acc) => Some(acc),
-            SummaryState::Stored(..) => totals,
-        };
+        let own = own_totals(&st.summary);
+        let acc = own.as_deref().or(totals);
         let rebuilt = acc.is_none().then(|| from_rows(&st.tasks));
         let name = match metric {
             LatencyMetric::Duration => "duration",
@@ -71,6 +66,15 @@ impl Batch {
             name,
             acc.or(rebuilt.as_ref()).and_then(|a| a.histogram(metric)),
         )
+    }
+}
+
+/// The totals this process holds: live, or unpacked.
+fn own_totals(summary: &SummaryState) -> Option<Cow<'_, SummaryAcc>> {
+    match summary {
+        SummaryState::Live(acc) => Some(Cow::Borrowed(acc)),
+        SummaryState::Packed { totals, .. } => serde_json::from_str(totals).ok().map(Cow::Owned),
+        SummaryState::Stored(..) => None,
     }
 }
 

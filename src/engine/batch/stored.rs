@@ -133,6 +133,7 @@ impl Batch {
                 done,
                 summary,
                 stop_reason: None,
+                pack_when_finished: false,
             }),
             ended_before: None,
             shards: Mutex::new(record.shards),
