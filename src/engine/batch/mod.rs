@@ -158,9 +158,11 @@ enum SummaryState {
     Live(SummaryAcc),
     /// Read back from storage, with the batch's stored `wall_ms`.
     Stored(Summary, Option<f64>),
-    /// Finished, and kept in memory for good (memory://): the summary as it ended, and the
-    /// totals packed (HDR's compact form, a few hundred bytes where the live histograms of a
-    /// batch of 10 ms tasks hold some 80 KB), unpacked when the page asks for them.
+    /// Finished: the summary as it ended, and the totals packed (HDR's compact form, a few
+    /// hundred bytes where the live histograms of a batch of 10 ms tasks hold some 80 KB),
+    /// unpacked for its last checkpoint or when the page asks for them. memory:// keeps every
+    /// batch, and 1,000 clients keep thousands of finished batches waiting for their last
+    /// write to SQLite.
     Packed {
         summary: Summary,
         wall_ms: Option<f64>,
@@ -186,8 +188,6 @@ struct State {
     started: u64,
     summary: SummaryState,
     stop_reason: Option<StopReason>,
-    /// Pack the totals once finished: the store keeps this batch in memory for good.
-    pack_when_finished: bool,
 }
 
 impl Batch {
@@ -249,7 +249,6 @@ impl Batch {
                 started: 0,
                 tasks,
                 stop_reason: None,
-                pack_when_finished: false,
             }),
             ended_before: None,
             shards: Mutex::new(Vec::new()),
@@ -581,9 +580,9 @@ impl Batch {
             st.finished_at = Some(Utc::now());
             self.ended.send_replace(st.done.len());
             st.status = rules::final_status(st.status, reason);
-            if st.pack_when_finished {
-                st.pack();
-            }
+            // Nothing is counted any more: what stays of the totals, kept in memory (memory://)
+            // or waiting for its last write, is packed.
+            st.pack();
             if st.clock.is_some() {
                 self.meter.batch_finished(self.mode, st.status);
             }
@@ -608,14 +607,6 @@ impl Batch {
 
     pub fn finished_at(&self) -> Option<DateTime<Utc>> {
         self.state.lock().finished_at
-    }
-
-    /// The store keeps this batch in memory for good: once finished, it keeps its summary
-    /// fixed and its totals packed.
-    pub fn keep_packed(&self) {
-        let mut st = self.state.lock();
-        st.pack_when_finished = true;
-        st.pack();
     }
 
     /// The completion number of the last task ended so far. A batch read back from storage

@@ -114,6 +114,10 @@ impl Batch {
             sparse.then(|| bits_to_base64((0..len).map(|i| st.tasks.status(i).is_finished()), len));
         let acc = match &st.summary {
             SummaryState::Live(acc) if with_acc || sparse || acc.has_parts() => Some(acc.clone()),
+            // Finished and packed: the last checkpoint is written from the packed totals.
+            SummaryState::Packed { totals, .. } => serde_json::from_str::<SummaryAcc>(totals)
+                .ok()
+                .filter(|acc| with_acc || sparse || acc.has_parts()),
             _ => None,
         };
         Checkpoint {

@@ -133,7 +133,6 @@ impl Batch {
                 done,
                 summary,
                 stop_reason: None,
-                pack_when_finished: false,
             }),
             ended_before: None,
             shards: Mutex::new(record.shards),
