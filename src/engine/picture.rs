@@ -209,6 +209,19 @@ pub fn timeline(
         .map(|t| t.timestamp_micros() as f64 / 1000.0);
     let from = from_ms.unwrap_or(0.0).max(0.0);
     let to = to_ms.unwrap_or(input.span_ms).max(from + 0.001);
+    // A window from the start (or to the end) of the run takes in what lies before (after)
+    // it: a shard on another instance may start a task a moment before the batch's recorded
+    // start, or end one after its recorded end, by their clocks.
+    let (open_start, open_end) = (from == 0.0, to_ms.is_none());
+    let within = move |at: f64| -> Option<f64> {
+        if at < from {
+            open_start.then_some(from)
+        } else if at >= to {
+            open_end.then_some(to - (to - from) * 1e-9)
+        } else {
+            Some(at)
+        }
+    };
     let bins = bins.clamp(1, MAX_ANSWER_BINS);
     let recorded_width = input.bins.map_or(1.0, |b| b.width_ms as f64);
     let mut rows: Vec<&TaskRecord> = Vec::new();
@@ -218,10 +231,7 @@ pub fn timeline(
         Some(s - origin?)
     };
     for &t in &input.tasks {
-        if let Some(s) = start_of(t)
-            && s >= from
-            && s < to
-        {
+        if start_of(t).and_then(within).is_some() {
             rows.push(t);
         }
     }
@@ -250,7 +260,7 @@ pub fn timeline(
         })
         .collect();
     let place = |at: f64| -> Option<usize> {
-        (at >= from && at < to).then(|| (((at - from) / width) as usize).min(count - 1))
+        within(at).map(|at| (((at - from) / width) as usize).min(count - 1))
     };
     // Running at the window's start: started before it, not ended before it.
     let mut before = 0i64;
@@ -265,7 +275,7 @@ pub fn timeline(
                 .timing
                 .finished_at
                 .map(|e| e.timestamp_micros() as f64 / 1000.0 - origin);
-            if s < from && e.is_none_or(|e| e >= from) {
+            if s < from && !open_start && e.is_none_or(|e| e >= from) {
                 before += 1;
             }
             if let Some(i) = place(s) {
@@ -285,7 +295,7 @@ pub fn timeline(
             let at = at as f64 - origin;
             // A recorded bin counts where it overlaps the window: the first one may begin
             // before the batch's start (bins are aligned to the epoch, not to the batch).
-            if at + w <= from {
+            if at + w <= from && !open_start {
                 before += i64::from(started) - i64::from(ended);
                 continue;
             }
