@@ -4,29 +4,11 @@
 // (FANOUT_BIN); nothing is fetched from another host.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { chromium } from "playwright-core";
+import { CHROMIUM, serve } from "./harness.mjs";
 
-const BIN = process.env.FANOUT_BIN ?? new URL("../../target/debug/fanout", import.meta.url).pathname;
-const CHROMIUM = process.env.FANOUT_CHROMIUM ?? "/usr/bin/chromium";
 const TOKEN = "browser-test-token";
-
-/** Starts `fanout serve` on an ephemeral port; resolves with it and its base URL. Its log is
- * read to the end (a closed pipe would stop the server's writes). */
-function serve(args) {
-  const server = spawn(BIN, ["serve", "--listen", "127.0.0.1:0", "--database-url", "memory://",
-    "--log-format", "json", ...args], { stdio: ["ignore", "ignore", "pipe"] });
-  return new Promise((resolve, reject) => {
-    let log = "";
-    server.stderr.on("data", (chunk) => {
-      log += chunk;
-      const m = log.match(/listening on (http:\/\/[0-9.:]+)/);
-      if (m) resolve({ server, base: m[1] });
-    });
-    server.on("exit", () => reject(new Error(`the server stopped: ${log}`)));
-  });
-}
 
 test("Authorize, then Try it out on POST /batches answers 201", async () => {
   const { server, base } = await serve(["--api-token", TOKEN]);

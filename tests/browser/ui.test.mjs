@@ -12,9 +12,8 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
+import { BIN, CHROMIUM, serve } from "./harness.mjs";
 
-const BIN = process.env.FANOUT_BIN ?? new URL("../../target/debug/fanout", import.meta.url).pathname;
-const CHROMIUM = process.env.FANOUT_CHROMIUM ?? "/usr/bin/chromium";
 const UPDATE = process.env.FANOUT_UPDATE_SCREENSHOTS === "1";
 const FIXTURE = new URL("./fixtures/picture.json", import.meta.url).pathname;
 const PICTURE = new URL("./fixtures/picture.png", import.meta.url).pathname;
@@ -24,22 +23,6 @@ const VIEWPORT = { width: 1280, height: 800 };
 const PIXEL_THRESHOLD = 24;
 /** The share of pixels that may differ before the picture counts as changed. */
 const PIXEL_SHARE = 0.01;
-
-/** Starts `fanout serve` on an ephemeral port; resolves with it and its base URL. Its log is
- * read to the end (a closed pipe would stop the server's writes). */
-function serve(args) {
-  const server = spawn(BIN, ["serve", "--listen", "127.0.0.1:0", "--database-url", "memory://",
-    "--log-format", "json", ...args], { stdio: ["ignore", "ignore", "pipe"] });
-  return new Promise((resolve, reject) => {
-    let log = "";
-    server.stderr.on("data", (chunk) => {
-      log += chunk;
-      const m = log.match(/listening on (http:\/\/[0-9.:]+)/);
-      if (m) resolve({ server, base: m[1] });
-    });
-    server.on("exit", () => reject(new Error(`the server stopped: ${log}`)));
-  });
-}
 
 /** The jobs' target: "ok" after a short wait, a 500 on /fail. */
 function startTarget() {
