@@ -16,21 +16,19 @@ Loopback only.
 import argparse
 import json
 import os
-import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import http.client
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import load as base  # noqa: E402  (free_port)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BODY = json.dumps({"jobs": [{"kind": "sleep", "duration_ms": 10}, {"kind": "sleep", "duration_ms": 10}]})
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid):
@@ -54,7 +52,7 @@ def main():
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="fanout-clients-")
     db = f"sqlite://{tmp}/fanout.db" if args.store == "sqlite" else "memory://"
-    port = free_port()
+    port = base.free_port()
     proc = subprocess.Popen([args.binary, "serve", "--listen", f"127.0.0.1:{port}", "--database-url", db,
                              "--files-root", tmp],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})

@@ -16,10 +16,12 @@ import concurrent.futures
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import load as base  # noqa: E402  (free_port)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,11 +43,6 @@ async def main(n):
 asyncio.run(main(int(sys.argv[1])))
 """
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_kb(pid):
@@ -84,7 +81,7 @@ def main():
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "fanout"))
     args = ap.parse_args()
     n = args.batches
-    port = free_port()
+    port = base.free_port()
     proc = subprocess.Popen([args.binary, "serve", "--listen", f"127.0.0.1:{port}", "--database-url", "memory://",
                              "--max-queue", str(max(n * 2, 20000))],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})

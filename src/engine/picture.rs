@@ -224,23 +224,19 @@ pub fn timeline(
     };
     let bins = bins.clamp(1, MAX_ANSWER_BINS);
     let recorded_width = input.bins.map_or(1.0, |b| b.width_ms as f64);
-    let mut rows: Vec<&TaskRecord> = Vec::new();
     let mut in_window = 0u64;
     let start_of = |t: &TaskRecord| -> Option<f64> {
         let s = t.timing.started_at?.timestamp_micros() as f64 / 1000.0;
         Some(s - origin?)
     };
-    for &t in &input.tasks {
-        if start_of(t).and_then(within).is_some() {
-            rows.push(t);
-        }
-    }
-    rows.sort_by(|a, b| {
-        start_of(a)
-            .partial_cmp(&start_of(b))
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(a.index.cmp(&b.index))
-    });
+    // The window's tasks by start, each start read once.
+    let mut started: Vec<(f64, &TaskRecord)> = input
+        .tasks
+        .iter()
+        .filter_map(|&t| start_of(t).filter(|&s| within(s).is_some()).map(|s| (s, t)))
+        .collect();
+    started.sort_by(|(a, x), (b, y)| a.total_cmp(b).then(x.index.cmp(&y.index)));
+    let rows: Vec<&TaskRecord> = started.into_iter().map(|(_, t)| t).collect();
     // The bins: from every task's row when the batch keeps them all and they are few enough
     // to read, else from the recorded bins.
     let from_rows = input.results == ResultsMode::All && rows.len() <= ROW_LIMIT * 8;

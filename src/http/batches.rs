@@ -253,25 +253,17 @@ pub async fn get_batch(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let uuid = parse_id(&id)?;
-    let mut without_tasks = false;
-    for (name, value) in url::form_urlencoded::parse(raw.as_deref().unwrap_or_default().as_bytes())
-    {
-        match (name.as_ref(), value.as_ref()) {
-            ("results", "none") if !without_tasks => without_tasks = true,
-            ("results", _) => {
-                return Err(ApiError::InvalidQuery(vec![FieldError::new(
-                    "results",
-                    "none (the batch without its task lists), given once",
-                )]));
-            }
-            _ => {
-                return Err(ApiError::InvalidQuery(vec![FieldError::new(
-                    name.as_ref(),
-                    "not a parameter of GET /batches/{id} (results)",
-                )]));
-            }
+    let q = super::query::params(raw.as_deref(), "GET /batches/{id}", &["results"])?;
+    let without_tasks = match q.get("results").map(String::as_str) {
+        None => false,
+        Some("none") => true,
+        Some(_) => {
+            return Err(ApiError::InvalidQuery(vec![FieldError::new(
+                "results",
+                "none (the batch without its task lists)",
+            )]));
         }
-    }
+    };
     let batch = state
         .batches
         .get(uuid)

@@ -10,6 +10,7 @@ pub mod events;
 pub mod health;
 pub mod instances;
 pub mod picture;
+mod query;
 pub mod rerun;
 pub mod ui;
 

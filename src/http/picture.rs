@@ -6,42 +6,14 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 
-use super::AppState;
 use super::batches::{not_found, parse_id};
 use super::error::{ApiError, FieldError, Problem};
+use super::{AppState, query};
 use crate::engine::picture::{Latency, MAX_ANSWER_BINS, Timeline};
 use crate::engine::summary::LatencyMetric;
 
 /// Bins of a timeline when the query does not say.
 const DEFAULT_BINS: usize = 200;
-
-/// A query's parameters, each once, each one `allowed`: anything else is a 422 naming it.
-fn query(
-    raw: Option<&str>,
-    route: &str,
-    allowed: &[&str],
-) -> Result<HashMap<String, String>, ApiError> {
-    let mut found = HashMap::new();
-    let mut errors = Vec::new();
-    for (name, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        if !allowed.contains(&name.as_ref()) {
-            errors.push(FieldError::new(
-                name.as_ref(),
-                format!("not a parameter of {route} ({})", allowed.join(", ")),
-            ));
-        } else if found
-            .insert(name.clone().into_owned(), value.into_owned())
-            .is_some()
-        {
-            errors.push(FieldError::new(name.as_ref(), "given more than once"));
-        }
-    }
-    if errors.is_empty() {
-        Ok(found)
-    } else {
-        Err(ApiError::InvalidQuery(errors))
-    }
-}
 
 /// Latest a window may reach: a year, far past any batch (`--max-batch-duration` is at most
 /// a day in-process), and short of where milliseconds lose their sub-millisecond digits.
@@ -96,7 +68,7 @@ pub async fn batch_timeline(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Timeline>, ApiError> {
     let uuid = parse_id(&id)?;
-    let q = query(
+    let q = query::params(
         raw.as_deref(),
         "GET /batches/{id}/timeline",
         &["from_ms", "to_ms", "bins"],
@@ -158,7 +130,7 @@ pub async fn batch_latency(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Latency>, ApiError> {
     let uuid = parse_id(&id)?;
-    let q = query(raw.as_deref(), "GET /batches/{id}/latency", &["metric"])?;
+    let q = query::params(raw.as_deref(), "GET /batches/{id}/latency", &["metric"])?;
     let metric = match q.get("metric").map(String::as_str) {
         None | Some("duration") => LatencyMetric::Duration,
         Some("ttfb") => LatencyMetric::Ttfb,
