@@ -1,6 +1,8 @@
 //! One turn of the group-commit writer, in one transaction: new batch rows and their shard
 //! rows, the fence of every save (only the attempt that holds a shard writes its outcome),
-//! then each save's task rows (multi-row upserts from one JSON array) and batch fields.
+//! then every save's task rows and batch fields. Each kind of row goes in one statement for
+//! the whole turn, from one JSON array, so that a turn of 500 small batches costs the
+//! database as many statements as a turn of one.
 
 use chrono::Utc;
 use futures::future::BoxFuture;
@@ -9,51 +11,137 @@ use sqlx::{AssertSqlSafe, Row};
 use super::Writes;
 use super::db::{SqlDb, json, ts};
 use crate::engine::BatchStatus;
+use crate::engine::batch::BatchMeta;
 use crate::engine::task::TaskRecord;
 use crate::engine::wire_name as name;
-use crate::store::{Inserted, StoreError};
+use crate::store::{Inserted, NewBatch, ShardRun, StoreError};
 
 /// Task rows per statement. Rows travel as one JSON array bound as a single parameter, which
 /// both databases unpack in C: binding 15 parameters per row through the driver cost seconds
 /// per 100,000 rows.
 const ROWS_PER_STATEMENT: usize = 5_000;
 
-/// Task rows as one JSON array of arrays, in the column order of the upsert below. Written
-/// straight to text (no `serde_json::Value` per row): at 100,000 rows this is most of the
-/// work the writer does besides the database's own.
-fn task_rows_json(tasks: &[TaskRecord], attempt: u64) -> String {
-    struct Row<'a>(&'a TaskRecord, u64);
-    impl serde::Serialize for Row<'_> {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            use serde::ser::SerializeTuple;
-            let t = self.0;
-            let mut row = s.serialize_tuple(16)?;
-            row.serialize_element(&t.index)?;
-            row.serialize_element(&t.id)?;
-            row.serialize_element(&t.kind)?;
-            row.serialize_element(&t.status)?;
-            row.serialize_element(&t.attempts)?;
-            row.serialize_element(&t.seq)?;
-            row.serialize_element(&t.output.as_ref().map(json))?;
-            row.serialize_element(&t.error.as_ref().map(|e| e.code))?;
-            row.serialize_element(&t.error.as_ref().map(|e| e.message.as_str()))?;
-            row.serialize_element(&t.timing.queued_ms)?;
-            row.serialize_element(&t.timing.started_at.as_ref().map(ts))?;
-            row.serialize_element(&t.timing.finished_at.as_ref().map(ts))?;
-            row.serialize_element(&t.timing.duration_ms)?;
-            row.serialize_element(&self.1)?;
-            row.serialize_element(&i64::from(t.warmup))?;
-            row.serialize_element(&t.timing.phases.map(|phases| {
-                json(&crate::engine::task::StoredNet {
-                    phases,
-                    reused: t.timing.reused.unwrap_or(false),
-                })
-            }))?;
-            row.end()
+/// One batch's task rows as a JSON array of arrays, in the column order of the upsert below,
+/// written straight to text (no `serde_json::Value` per row): at 100,000 rows this is most of
+/// the work the writer does besides the database's own.
+struct TaskRows<'a>(&'a [TaskRecord], u64);
+
+impl serde::Serialize for TaskRows<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq, SerializeTuple};
+        struct Row<'a>(&'a TaskRecord, u64);
+        impl serde::Serialize for Row<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let t = self.0;
+                let mut row = s.serialize_tuple(16)?;
+                row.serialize_element(&t.index)?;
+                row.serialize_element(&t.id)?;
+                row.serialize_element(&t.kind)?;
+                row.serialize_element(&t.status)?;
+                row.serialize_element(&t.attempts)?;
+                row.serialize_element(&t.seq)?;
+                row.serialize_element(&t.output.as_ref().map(json))?;
+                row.serialize_element(&t.error.as_ref().map(|e| e.code))?;
+                row.serialize_element(&t.error.as_ref().map(|e| e.message.as_str()))?;
+                row.serialize_element(&t.timing.queued_ms)?;
+                row.serialize_element(&t.timing.started_at.as_ref().map(ts))?;
+                row.serialize_element(&t.timing.finished_at.as_ref().map(ts))?;
+                row.serialize_element(&t.timing.duration_ms)?;
+                row.serialize_element(&self.1)?;
+                row.serialize_element(&i64::from(t.warmup))?;
+                row.serialize_element(&t.timing.phases.map(|phases| {
+                    json(&crate::engine::task::StoredNet {
+                        phases,
+                        reused: t.timing.reused.unwrap_or(false),
+                    })
+                }))?;
+                row.end()
+            }
+        }
+        let mut rows = s.serialize_seq(Some(self.0.len()))?;
+        for t in self.0 {
+            rows.serialize_element(&Row(t, self.1))?;
+        }
+        rows.end()
+    }
+}
+
+/// The task rows of a turn, grouped by batch: `[[batch_id, [row, ...]], ...]`, cut into
+/// statements of about [`ROWS_PER_STATEMENT`] rows (a batch's rows may span two).
+#[derive(Default)]
+struct TaskGroups {
+    /// Finished statements' arguments.
+    done: Vec<String>,
+    /// The statement being filled, and how many rows it holds.
+    open: String,
+    rows: usize,
+}
+
+impl TaskGroups {
+    fn add(&mut self, batch: &str, tasks: &[TaskRecord], attempt: u64) {
+        let mut tasks = tasks;
+        while !tasks.is_empty() {
+            let take = tasks.len().min(ROWS_PER_STATEMENT - self.rows);
+            let (now, later) = tasks.split_at(take);
+            self.open.push(if self.open.is_empty() { '[' } else { ',' });
+            let group = (batch, TaskRows(now, attempt));
+            self.open
+                .push_str(&serde_json::to_string(&group).expect("task rows serialize"));
+            self.rows += take;
+            if self.rows == ROWS_PER_STATEMENT {
+                self.cut();
+            }
+            tasks = later;
         }
     }
-    let rows: Vec<Row<'_>> = tasks.iter().map(|t| Row(t, attempt)).collect();
-    serde_json::to_string(&rows).expect("task rows serialize")
+
+    fn cut(&mut self) {
+        if !self.open.is_empty() {
+            self.open.push(']');
+            self.done.push(std::mem::take(&mut self.open));
+            self.rows = 0;
+        }
+    }
+
+    fn statements(mut self) -> Vec<String> {
+        self.cut();
+        self.done
+    }
+}
+
+/// A new batch's row, in the column order of [`SqlDb::insert_batches_sql`].
+fn batch_row(b: &NewBatch) -> serde_json::Value {
+    serde_json::json!([
+        b.id.to_string(),
+        name(&b.mode),
+        b.label,
+        json(&b.rules),
+        String::from_utf8_lossy(&b.request),
+        b.tasks_total,
+        ts(&b.created_at),
+        b.idempotency_key,
+        b.request_hash,
+        b.answer_status,
+        b.instance_id,
+        b.shards.len(),
+        name(&b.on_lost),
+    ])
+}
+
+/// A whole batch's fields after a save, in the column order of
+/// [`SqlDb::update_batches_sql`]: the summary, `wall_ms` and `finished_at` once it finished.
+fn update_row(id: &str, meta: &BatchMeta) -> serde_json::Value {
+    let finished = meta.summary.is_some();
+    serde_json::json!([
+        id,
+        name(&meta.status),
+        meta.started_at.as_ref().map(ts),
+        meta.error.as_ref().map(json),
+        meta.tasks_total,
+        meta.finished_at.as_ref().filter(|_| finished).map(ts),
+        meta.wall_ms.filter(|_| finished),
+        meta.summary.as_ref().map(json),
+    ])
 }
 
 /// A save's fence row: batch, shard, attempt, owner, then what it writes on the shard row:
@@ -89,8 +177,9 @@ pub struct Written {
 }
 
 impl SqlDb {
-    /// The bulk upsert of task rows: `$1` the batch id, `$2` a JSON array of rows. The two
-    /// databases differ only in how a JSON array becomes rows.
+    /// The bulk upsert of task rows from `$1`, a JSON array of `[batch_id, [row, ...]]`
+    /// groups ([`TaskGroups`]). The two databases differ only in how a JSON array becomes
+    /// rows.
     fn upsert_tasks_sql(&self) -> &'static str {
         /// The statement around the one clause that differs: how a JSON array becomes rows.
         macro_rules! upsert_from {
@@ -98,11 +187,11 @@ impl SqlDb {
                 concat!(
                     "INSERT INTO tasks (batch_id, idx, job_id, kind, status, attempts, seq, output, error_code, ",
                     "error_message, queued_ms, started_at, finished_at, duration_ms, run_attempt, warmup, net) ",
-                    "SELECT $1, CAST(value ->> 0 AS BIGINT), value ->> 1, value ->> 2, value ->> 3, ",
-                    "CAST(value ->> 4 AS BIGINT), CAST(value ->> 5 AS BIGINT), value ->> 6, value ->> 7, value ->> 8, ",
-                    "CAST(value ->> 9 AS DOUBLE PRECISION), value ->> 10, value ->> 11, ",
-                    "CAST(value ->> 12 AS DOUBLE PRECISION), CAST(value ->> 13 AS BIGINT), CAST(value ->> 14 AS BIGINT), ",
-                    "value ->> 15 ",
+                    "SELECT b.value ->> 0, CAST(r.value ->> 0 AS BIGINT), r.value ->> 1, r.value ->> 2, r.value ->> 3, ",
+                    "CAST(r.value ->> 4 AS BIGINT), CAST(r.value ->> 5 AS BIGINT), r.value ->> 6, r.value ->> 7, r.value ->> 8, ",
+                    "CAST(r.value ->> 9 AS DOUBLE PRECISION), r.value ->> 10, r.value ->> 11, ",
+                    "CAST(r.value ->> 12 AS DOUBLE PRECISION), CAST(r.value ->> 13 AS BIGINT), CAST(r.value ->> 14 AS BIGINT), ",
+                    "r.value ->> 15 ",
                     $rows,
                     " ON CONFLICT (batch_id, idx) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, ",
                     "seq = excluded.seq, output = excluded.output, error_code = excluded.error_code, ",
@@ -117,79 +206,69 @@ impl SqlDb {
         if self.backend == "sqlite" {
             // JSONB rows: `->>` then reads each column without parsing the row's text again.
             // (`WHERE true` keeps SQLite's parser from reading ON CONFLICT as part of a join.)
-            upsert_from!("FROM jsonb_each($2) WHERE true")
+            upsert_from!("FROM jsonb_each($1) AS b, jsonb_each(b.value, '$[1]') AS r WHERE true")
         } else {
-            upsert_from!("FROM jsonb_array_elements(CAST($2 AS jsonb))")
+            upsert_from!(
+                "FROM jsonb_array_elements(CAST($1 AS jsonb)) AS b(value), jsonb_array_elements(b.value -> 1) AS r(value)"
+            )
         }
     }
 
+    /// New batch rows from `$1`, a JSON array of [`batch_row`]s, `$2` the heartbeat: returns
+    /// the ids inserted (a row whose idempotency key is taken is not).
+    fn insert_batches_sql(&self) -> &'static str {
+        macro_rules! insert_from {
+            ($rows:literal) => {
+                concat!(
+                    "INSERT INTO batches (id, mode, status, label, options, request, tasks_total, created_at, ",
+                    "idempotency_key, request_hash, answer_status, instance_id, heartbeat_at, shard_count, on_lost) ",
+                    "SELECT value ->> 0, value ->> 1, 'running', value ->> 2, value ->> 3, value ->> 4, ",
+                    "CAST(value ->> 5 AS BIGINT), value ->> 6, value ->> 7, value ->> 8, CAST(value ->> 9 AS BIGINT), ",
+                    "value ->> 10, $2, CAST(value ->> 11 AS BIGINT), value ->> 12 ",
+                    $rows,
+                    " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+                )
+            };
+        }
+        if self.backend == "sqlite" {
+            insert_from!("FROM jsonb_each($1) WHERE true")
+        } else {
+            insert_from!("FROM jsonb_array_elements(CAST($1 AS jsonb))")
+        }
+    }
+
+    /// Whole batches' fields from `$1`, a JSON array of [`update_row`]s, `$2` the heartbeat.
+    /// A field a row leaves null (the summary of a batch still running) keeps its value.
+    fn update_batches_sql(&self) -> &'static str {
+        macro_rules! update_from {
+            ($rows:literal) => {
+                concat!(
+                    "UPDATE batches SET status = j.value ->> 1, started_at = COALESCE(batches.started_at, j.value ->> 2), ",
+                    "error = j.value ->> 3, heartbeat_at = $2, tasks_total = CAST(j.value ->> 4 AS BIGINT), ",
+                    "finished_at = COALESCE(j.value ->> 5, batches.finished_at), ",
+                    "wall_ms = COALESCE(CAST(j.value ->> 6 AS DOUBLE PRECISION), batches.wall_ms), ",
+                    "summary = COALESCE(j.value ->> 7, batches.summary) ",
+                    $rows,
+                    " WHERE batches.id = j.value ->> 0"
+                )
+            };
+        }
+        if self.backend == "sqlite" {
+            update_from!("FROM (SELECT value FROM jsonb_each($1)) AS j")
+        } else {
+            update_from!("FROM jsonb_array_elements(CAST($1 AS jsonb)) AS j(value)")
+        }
+    }
+
+    /// One turn in one transaction, in statements whose number does not grow with the
+    /// batches in it: the new batches, their shards, the fence, the task rows (about one
+    /// statement per [`ROWS_PER_STATEMENT`]), the whole batches' fields. Only a sharded save
+    /// adds statements of its own (its completion numbers, its batch's closing).
     pub fn write(&self, writes: Writes) -> BoxFuture<'_, Result<Written, StoreError>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
             let now = ts(&Utc::now());
-            let mut inserted = Vec::with_capacity(writes.inserts.len());
-            let mut queued = false;
-            let mut new_shards = Vec::new();
-            for b in writes.inserts {
-                // DO NOTHING rather than an error, so that a taken key does not abort the
-                // other writes of this transaction.
-                let done = sqlx::query(
-                    "INSERT INTO batches (id, mode, status, label, options, request, tasks_total, created_at, \
-                     idempotency_key, request_hash, answer_status, instance_id, heartbeat_at, shard_count, on_lost) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-                     ON CONFLICT (idempotency_key) DO NOTHING",
-                )
-                .bind(b.id.to_string())
-                .bind(name(&b.mode))
-                .bind("running")
-                .bind(b.label)
-                .bind(json(&b.rules))
-                .bind(String::from_utf8_lossy(&b.request).into_owned())
-                .bind(b.tasks_total as i64)
-                .bind(ts(&b.created_at))
-                .bind(b.idempotency_key)
-                .bind(b.request_hash)
-                .bind(b.answer_status as i64)
-                .bind(b.instance_id.clone())
-                .bind(now.clone())
-                .bind(b.shards.len() as i64)
-                .bind(name(&b.on_lost))
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() != 1 {
-                    inserted.push(Inserted::KeyTaken);
-                    continue;
-                }
-                inserted.push(Inserted::New);
-                let claimed = b.claimed.as_ref().filter(|_| b.shards.len() == 1);
-                queued |= claimed.is_none();
-                for (index, tasks) in b.shards.iter().enumerate() {
-                    // Its started_at is set by its run's first write: when its first task
-                    // started.
-                    new_shards.push(serde_json::json!([
-                        b.id.to_string(),
-                        index,
-                        tasks,
-                        if claimed.is_some() {
-                            "running"
-                        } else {
-                            "queued"
-                        },
-                        claimed.map(|_| b.instance_id.clone()),
-                        claimed.map(|c| c.0.clone()),
-                        i64::from(claimed.is_some()),
-                        claimed.map(|c| ts(&c.1)),
-                        now.clone(),
-                    ]));
-                }
-            }
-            // Every new shard of this turn in one statement, as task rows are written.
-            if !new_shards.is_empty() {
-                sqlx::query(AssertSqlSafe(self.insert_shards_sql()))
-                    .bind(serde_json::Value::Array(new_shards).to_string())
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            let (inserted, queued) = self.insert_batches(&mut tx, &writes.inserts, &now).await?;
             if queued {
                 self.notify_queued(&mut tx).await?;
             }
@@ -214,16 +293,113 @@ impl SqlDb {
                     .collect()
             };
             let mut fenced = Vec::new();
+            let mut rows = TaskGroups::default();
+            let mut updates = Vec::new();
+            let mut closing = Vec::new();
             for (position, save) in writes.saves.into_iter().enumerate() {
-                if held.contains(&(save.batch.id.to_string(), i64::from(save.run.index))) {
-                    self.save(&mut tx, save, &now).await?;
-                } else {
+                if !held.contains(&(save.batch.id.to_string(), i64::from(save.run.index))) {
                     fenced.push(position);
+                    continue;
                 }
+                let id = save.batch.id.to_string();
+                let mut tasks = save.tasks;
+                if save.run.count > 1 {
+                    self.number_stripe(&mut tx, &id, &save.run, &save.meta, &mut tasks)
+                        .await?;
+                    if save.meta.finished_at.is_some() {
+                        closing.push(save.batch.id);
+                    }
+                } else {
+                    // `tasks_total` too: a load run for a duration counts its tasks as it goes.
+                    updates.push(update_row(&id, &save.meta));
+                }
+                rows.add(&id, &tasks, save.run.attempt);
+            }
+            for statement in rows.statements() {
+                sqlx::query(AssertSqlSafe(self.upsert_tasks_sql()))
+                    .bind(statement)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if !updates.is_empty() {
+                sqlx::query(AssertSqlSafe(self.update_batches_sql()))
+                    .bind(serde_json::Value::Array(updates).to_string())
+                    .bind(now.clone())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            // After the task rows: a closing reads a shard's rows when it kept no totals.
+            for id in closing {
+                self.close_batch(&mut tx, id).await?;
             }
             tx.commit().await?;
             Ok(Written { inserted, fenced })
         })
+    }
+
+    /// A turn's new batch rows and their shard rows, two statements in all: each insert's
+    /// outcome, and whether any shard was queued (rather than claimed by its inserter).
+    async fn insert_batches(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        batches: &[NewBatch],
+        now: &str,
+    ) -> Result<(Vec<Inserted>, bool), StoreError> {
+        if batches.is_empty() {
+            return Ok((Vec::new(), false));
+        }
+        let rows: Vec<serde_json::Value> = batches.iter().map(batch_row).collect();
+        // DO NOTHING rather than an error, so that a taken key does not abort the other
+        // writes of this transaction.
+        let new: std::collections::HashSet<String> =
+            sqlx::query(AssertSqlSafe(self.insert_batches_sql()))
+                .bind(serde_json::Value::Array(rows).to_string())
+                .bind(now.to_owned())
+                .fetch_all(&mut **tx)
+                .await?
+                .iter()
+                .filter_map(|r| r.try_get("id").ok())
+                .collect();
+        let mut inserted = Vec::with_capacity(batches.len());
+        let mut queued = false;
+        let mut new_shards = Vec::new();
+        for b in batches {
+            let id = b.id.to_string();
+            if !new.contains(&id) {
+                inserted.push(Inserted::KeyTaken);
+                continue;
+            }
+            inserted.push(Inserted::New);
+            let claimed = b.claimed.as_ref().filter(|_| b.shards.len() == 1);
+            queued |= claimed.is_none();
+            for (index, tasks) in b.shards.iter().enumerate() {
+                // Its started_at is set by its run's first write: when its first task
+                // started.
+                new_shards.push(serde_json::json!([
+                    id,
+                    index,
+                    tasks,
+                    if claimed.is_some() {
+                        "running"
+                    } else {
+                        "queued"
+                    },
+                    claimed.map(|_| b.instance_id.clone()),
+                    claimed.map(|c| c.0.clone()),
+                    i64::from(claimed.is_some()),
+                    claimed.map(|c| ts(&c.1)),
+                    now,
+                ]));
+            }
+        }
+        // Every new shard of this turn in one statement, as task rows are written.
+        if !new_shards.is_empty() {
+            sqlx::query(AssertSqlSafe(self.insert_shards_sql()))
+                .bind(serde_json::Value::Array(new_shards).to_string())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok((inserted, queued))
     }
 
     /// New shard rows, from one JSON array bound as `$1` (see [`SqlDb::write`]).
@@ -270,74 +446,32 @@ impl SqlDb {
         }
     }
 
-    /// One shard's progress, in the writer's transaction, once its fence passed: its task
-    /// rows and the batch's fields (a sharded batch's closing, when its last shard ended).
-    async fn save(
+    /// A stripe's task rows get the batch's task numbers and the batch's next completion
+    /// numbers, and the batch its first start.
+    async fn number_stripe(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-        save: super::Save,
-        now: &str,
+        id: &str,
+        run: &ShardRun,
+        meta: &BatchMeta,
+        tasks: &mut [TaskRecord],
     ) -> Result<(), StoreError> {
-        let run = &save.run;
-        let meta = &save.meta;
-        let finished = meta.finished_at.is_some();
-        let id = save.batch.id.to_string();
-        let mut tasks = save.tasks;
-        if run.count > 1 {
-            // A stripe of the batch: rows under the batch's task numbers, and the batch's
-            // next completion numbers.
-            let stripe = run.stripe();
-            let row = sqlx::query(
-                "UPDATE batches SET started_at = COALESCE(started_at, $1), last_seq = last_seq + $2 \
-                 WHERE id = $3 RETURNING last_seq",
-            )
-            .bind(meta.started_at.as_ref().map(ts))
-            .bind(tasks.len() as i64)
-            .bind(id.clone())
-            .fetch_one(&mut **tx)
-            .await?;
-            let last: i64 = row.try_get("last_seq")?;
-            let first = last - tasks.len() as i64;
-            for (n, t) in tasks.iter_mut().enumerate() {
-                t.index = stripe.global(t.index as usize) as u32;
-                t.seq = Some((first + n as i64 + 1) as u32);
-            }
-        }
-        for chunk in tasks.chunks(ROWS_PER_STATEMENT) {
-            sqlx::query(AssertSqlSafe(self.upsert_tasks_sql()))
-                .bind(id.clone())
-                .bind(task_rows_json(chunk, run.attempt))
-                .execute(&mut **tx)
-                .await?;
-        }
-        if run.count > 1 {
-            if finished {
-                self.close_batch(tx, save.batch.id).await?;
-            }
-            return Ok(());
-        }
-        // `tasks_total` too: a load run for a duration counts its tasks as it goes.
-        let common = sqlx::query(if meta.summary.is_some() {
-            "UPDATE batches SET status = $1, started_at = COALESCE(started_at, $2), error = $3, heartbeat_at = $4, \
-             tasks_total = $5, finished_at = $6, wall_ms = $7, summary = $8 WHERE id = $9"
-        } else {
-            "UPDATE batches SET status = $1, started_at = COALESCE(started_at, $2), error = $3, heartbeat_at = $4, \
-             tasks_total = $5 WHERE id = $6"
-        })
-        .bind(name(&meta.status))
+        let stripe = run.stripe();
+        let row = sqlx::query(
+            "UPDATE batches SET started_at = COALESCE(started_at, $1), last_seq = last_seq + $2 \
+             WHERE id = $3 RETURNING last_seq",
+        )
         .bind(meta.started_at.as_ref().map(ts))
-        .bind(meta.error.as_ref().map(json))
-        .bind(now.to_owned())
-        .bind(meta.tasks_total as i64);
-        let query = match &meta.summary {
-            Some(summary) => common
-                .bind(meta.finished_at.as_ref().map(ts))
-                .bind(meta.wall_ms)
-                .bind(json(summary))
-                .bind(id),
-            None => common.bind(id),
-        };
-        query.execute(&mut **tx).await?;
+        .bind(tasks.len() as i64)
+        .bind(id.to_owned())
+        .fetch_one(&mut **tx)
+        .await?;
+        let last: i64 = row.try_get("last_seq")?;
+        let first = last - tasks.len() as i64;
+        for (n, t) in tasks.iter_mut().enumerate() {
+            t.index = stripe.global(t.index as usize) as u32;
+            t.seq = Some((first + n as i64 + 1) as u32);
+        }
         Ok(())
     }
 }
