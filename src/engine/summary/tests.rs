@@ -1,0 +1,133 @@
+//! The accumulator's figures, merges and stored form.
+
+use super::*;
+
+#[test]
+fn percentiles_follow_the_recorded_durations() {
+    let mut acc = SummaryAcc::new(100);
+    for ms in 1..=100u64 {
+        acc.record(
+            TaskStatus::Succeeded,
+            Some(Duration::from_millis(ms)),
+            None,
+            None,
+        );
+    }
+    let s = acc.summary(Some(Duration::from_secs(1)));
+    let d = s.duration_ms.expect("durations recorded");
+    assert_eq!(d.min, 1.0);
+    assert!((d.p50 - 50.0).abs() < 0.1, "p50 {}", d.p50);
+    assert!((d.p99 - 99.0).abs() < 0.1, "p99 {}", d.p99);
+    assert!((d.max - 100.0).abs() < 0.1, "max {}", d.max);
+    assert!((d.mean - 50.5).abs() < 0.01, "mean {}", d.mean);
+    assert_eq!(s.throughput_per_s, 100.0);
+    assert_eq!(s.pending, 0);
+}
+
+#[test]
+fn unended_tasks_count_as_pending_and_errors_by_code() {
+    let mut acc = SummaryAcc::new(3);
+    acc.record(
+        TaskStatus::TimedOut,
+        Some(Duration::from_millis(5)),
+        None,
+        Some(&TaskError::new(ErrorCode::Timeout, "too slow")),
+    );
+    let s = acc.summary(None);
+    assert_eq!((s.timed_out, s.pending), (1, 2));
+    assert_eq!(s.errors.get(&ErrorCode::Timeout), Some(&1));
+    assert_eq!(s.first_errors[&ErrorCode::Timeout], "too slow");
+}
+
+#[test]
+fn tasks_that_never_reached_their_target_have_no_latency_and_no_throughput() {
+    let mut acc = SummaryAcc::new(4);
+    for (code, message) in [
+        (ErrorCode::Forbidden, "127.0.0.1:3000 is loopback"),
+        (ErrorCode::Forbidden, "another refusal"),
+        (
+            ErrorCode::Dns,
+            "no-such-host.invalid: name does not resolve",
+        ),
+        (
+            ErrorCode::Connect,
+            "connecting to 127.0.0.1:9: connection refused",
+        ),
+    ] {
+        acc.record(
+            TaskStatus::Failed,
+            Some(Duration::from_micros(60)),
+            None,
+            Some(&TaskError::new(code, message)),
+        );
+    }
+    let s = acc.summary(Some(Duration::from_millis(1)));
+    assert!(s.duration_ms.is_none(), "{:?}", s.duration_ms);
+    assert_eq!(s.throughput_per_s, 0.0);
+    assert_eq!(s.failed, 4);
+    assert_eq!(
+        s.first_errors[&ErrorCode::Forbidden],
+        "127.0.0.1:3000 is loopback"
+    );
+}
+
+#[test]
+fn a_task_that_reached_its_target_and_failed_counts_its_latency() {
+    let mut acc = SummaryAcc::new(1);
+    acc.record(
+        TaskStatus::Failed,
+        Some(Duration::from_millis(3)),
+        None,
+        Some(&TaskError::new(ErrorCode::Status, "500")),
+    );
+    let s = acc.summary(Some(Duration::from_secs(1)));
+    let max = s.duration_ms.map(|d| d.max).unwrap_or_default();
+    assert!((max - 3.0).abs() < 0.01, "max {max}");
+    assert_eq!(s.throughput_per_s, 1.0);
+}
+
+/// Shards' accumulators added together give the percentiles of one histogram fed every
+/// shard's values, and exact counts, also after a round trip through a checkpoint.
+#[test]
+fn merged_shards_equal_one_histogram_of_every_value() {
+    let mut one = SummaryAcc::new(3000);
+    let mut shards = [
+        SummaryAcc::new(1000),
+        SummaryAcc::new(1000),
+        SummaryAcc::new(1000),
+    ];
+    for i in 0..3000u64 {
+        // Each shard sees its own distribution: 1-1000 µs, 2-20 ms and 50-100 ms.
+        let us = match i % 3 {
+            0 => 1 + i % 1000,
+            1 => 2_000 + (i * 7919) % 18_000,
+            _ => 50_000 + (i * 104_729) % 50_000,
+        };
+        let status = if i % 10 == 0 {
+            TaskStatus::Failed
+        } else {
+            TaskStatus::Succeeded
+        };
+        let error =
+            (status == TaskStatus::Failed).then(|| TaskError::new(ErrorCode::Status, "500"));
+        let d = Some(Duration::from_micros(us));
+        one.record(status, d, None, error.as_ref());
+        shards[(i % 3) as usize].record(status, d, None, error.as_ref());
+    }
+    let mut merged = SummaryAcc::new(0);
+    for shard in &shards {
+        let stored = serde_json::to_string(shard).expect("serializes");
+        let back: SummaryAcc = serde_json::from_str(&stored).expect("reads back");
+        merged.merge(&back);
+    }
+    let wall = Some(Duration::from_secs(3));
+    let (a, b) = (one.summary(wall), merged.summary(wall));
+    assert_eq!(
+        serde_json::to_value(&a).unwrap(),
+        serde_json::to_value(&b).unwrap()
+    );
+    assert_eq!((b.tasks, b.failed, b.succeeded), (3000, 300, 2700));
+    // Averaging the shards' p99 would give about 70 ms; the combined histogram's is the
+    // top shard's.
+    assert!(b.duration_ms.unwrap().p99 > 95.0);
+}
