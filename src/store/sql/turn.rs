@@ -21,6 +21,19 @@ use crate::store::{Inserted, NewBatch, ShardRun, StoreError};
 /// per 100,000 rows.
 const ROWS_PER_STATEMENT: usize = 5_000;
 
+/// A statement that reads its rows from a JSON array bound as a parameter: the same text
+/// around the one clause that differs between the databases, how the array becomes rows.
+macro_rules! from_json {
+    ($db:expr, [$($head:literal),* $(,)?], sqlite: $sqlite:literal, postgres: $pg:literal,
+     [$($tail:literal),* $(,)?] $(,)?) => {
+        if $db.backend == "sqlite" {
+            concat!($($head,)* $sqlite, $($tail,)*)
+        } else {
+            concat!($($head,)* $pg, $($tail,)*)
+        }
+    };
+}
+
 /// One batch's task rows as a JSON array of arrays, in the column order of the upsert below,
 /// written straight to text (no `serde_json::Value` per row): at 100,000 rows this is most of
 /// the work the writer does besides the database's own.
@@ -181,83 +194,71 @@ impl SqlDb {
     /// groups ([`TaskGroups`]). The two databases differ only in how a JSON array becomes
     /// rows.
     fn upsert_tasks_sql(&self) -> &'static str {
-        /// The statement around the one clause that differs: how a JSON array becomes rows.
-        macro_rules! upsert_from {
-            ($rows:literal) => {
-                concat!(
-                    "INSERT INTO tasks (batch_id, idx, job_id, kind, status, attempts, seq, output, error_code, ",
-                    "error_message, queued_ms, started_at, finished_at, duration_ms, run_attempt, warmup, net) ",
-                    "SELECT b.value ->> 0, CAST(r.value ->> 0 AS BIGINT), r.value ->> 1, r.value ->> 2, r.value ->> 3, ",
-                    "CAST(r.value ->> 4 AS BIGINT), CAST(r.value ->> 5 AS BIGINT), r.value ->> 6, r.value ->> 7, r.value ->> 8, ",
-                    "CAST(r.value ->> 9 AS DOUBLE PRECISION), r.value ->> 10, r.value ->> 11, ",
-                    "CAST(r.value ->> 12 AS DOUBLE PRECISION), CAST(r.value ->> 13 AS BIGINT), CAST(r.value ->> 14 AS BIGINT), ",
-                    "r.value ->> 15 ",
-                    $rows,
-                    " ON CONFLICT (batch_id, idx) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, ",
-                    "seq = excluded.seq, output = excluded.output, error_code = excluded.error_code, ",
-                    "error_message = excluded.error_message, queued_ms = excluded.queued_ms, ",
-                    "started_at = excluded.started_at, finished_at = excluded.finished_at, ",
-                    "duration_ms = excluded.duration_ms, run_attempt = excluded.run_attempt, warmup = excluded.warmup, ",
-                    "net = excluded.net ",
-                    "WHERE tasks.run_attempt <= excluded.run_attempt"
-                )
-            };
-        }
-        if self.backend == "sqlite" {
+        from_json!(
+            self,
+            [
+                "INSERT INTO tasks (batch_id, idx, job_id, kind, status, attempts, seq, output, error_code, ",
+                "error_message, queued_ms, started_at, finished_at, duration_ms, run_attempt, warmup, net) ",
+                "SELECT b.value ->> 0, CAST(r.value ->> 0 AS BIGINT), r.value ->> 1, r.value ->> 2, r.value ->> 3, ",
+                "CAST(r.value ->> 4 AS BIGINT), CAST(r.value ->> 5 AS BIGINT), r.value ->> 6, r.value ->> 7, r.value ->> 8, ",
+                "CAST(r.value ->> 9 AS DOUBLE PRECISION), r.value ->> 10, r.value ->> 11, ",
+                "CAST(r.value ->> 12 AS DOUBLE PRECISION), CAST(r.value ->> 13 AS BIGINT), CAST(r.value ->> 14 AS BIGINT), ",
+                "r.value ->> 15 ",
+            ],
             // JSONB rows: `->>` then reads each column without parsing the row's text again.
             // (`WHERE true` keeps SQLite's parser from reading ON CONFLICT as part of a join.)
-            upsert_from!("FROM jsonb_each($1) AS b, jsonb_each(b.value, '$[1]') AS r WHERE true")
-        } else {
-            upsert_from!(
-                "FROM jsonb_array_elements(CAST($1 AS jsonb)) AS b(value), jsonb_array_elements(b.value -> 1) AS r(value)"
-            )
-        }
+            sqlite: "FROM jsonb_each($1) AS b, jsonb_each(b.value, '$[1]') AS r WHERE true",
+            postgres: "FROM jsonb_array_elements(CAST($1 AS jsonb)) AS b(value), jsonb_array_elements(b.value -> 1) AS r(value)",
+            [
+                " ON CONFLICT (batch_id, idx) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, ",
+                "seq = excluded.seq, output = excluded.output, error_code = excluded.error_code, ",
+                "error_message = excluded.error_message, queued_ms = excluded.queued_ms, ",
+                "started_at = excluded.started_at, finished_at = excluded.finished_at, ",
+                "duration_ms = excluded.duration_ms, run_attempt = excluded.run_attempt, warmup = excluded.warmup, ",
+                "net = excluded.net ",
+                "WHERE tasks.run_attempt <= excluded.run_attempt",
+            ],
+        )
     }
 
     /// New batch rows from `$1`, a JSON array of [`batch_row`]s, `$2` the heartbeat: returns
     /// the ids inserted (a row whose idempotency key is taken is not).
     fn insert_batches_sql(&self) -> &'static str {
-        macro_rules! insert_from {
-            ($rows:literal) => {
-                concat!(
-                    "INSERT INTO batches (id, mode, status, label, options, request, tasks_total, created_at, ",
-                    "idempotency_key, request_hash, answer_status, instance_id, heartbeat_at, shard_count, on_lost) ",
-                    "SELECT value ->> 0, value ->> 1, 'running', value ->> 2, value ->> 3, value ->> 4, ",
-                    "CAST(value ->> 5 AS BIGINT), value ->> 6, value ->> 7, value ->> 8, CAST(value ->> 9 AS BIGINT), ",
-                    "value ->> 10, $2, CAST(value ->> 11 AS BIGINT), value ->> 12 ",
-                    $rows,
-                    " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
-                )
-            };
-        }
-        if self.backend == "sqlite" {
-            insert_from!("FROM jsonb_each($1) WHERE true")
-        } else {
-            insert_from!("FROM jsonb_array_elements(CAST($1 AS jsonb))")
-        }
+        from_json!(
+            self,
+            [
+                "INSERT INTO batches (id, mode, status, label, options, request, tasks_total, created_at, ",
+                "idempotency_key, request_hash, answer_status, instance_id, heartbeat_at, shard_count, on_lost) ",
+                "SELECT value ->> 0, value ->> 1, 'running', value ->> 2, value ->> 3, value ->> 4, ",
+                "CAST(value ->> 5 AS BIGINT), value ->> 6, value ->> 7, value ->> 8, CAST(value ->> 9 AS BIGINT), ",
+                "value ->> 10, $2, CAST(value ->> 11 AS BIGINT), value ->> 12 ",
+            ],
+            sqlite: "FROM jsonb_each($1) WHERE true",
+            postgres: "FROM jsonb_array_elements(CAST($1 AS jsonb))",
+            [
+                " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+            ],
+        )
     }
 
     /// Whole batches' fields from `$1`, a JSON array of [`update_row`]s, `$2` the heartbeat.
     /// A field a row leaves null (the summary of a batch still running) keeps its value.
     fn update_batches_sql(&self) -> &'static str {
-        macro_rules! update_from {
-            ($rows:literal) => {
-                concat!(
-                    "UPDATE batches SET status = j.value ->> 1, started_at = COALESCE(batches.started_at, j.value ->> 2), ",
-                    "error = j.value ->> 3, heartbeat_at = $2, tasks_total = CAST(j.value ->> 4 AS BIGINT), ",
-                    "finished_at = COALESCE(j.value ->> 5, batches.finished_at), ",
-                    "wall_ms = COALESCE(CAST(j.value ->> 6 AS DOUBLE PRECISION), batches.wall_ms), ",
-                    "summary = COALESCE(j.value ->> 7, batches.summary) ",
-                    $rows,
-                    " WHERE batches.id = j.value ->> 0"
-                )
-            };
-        }
-        if self.backend == "sqlite" {
-            update_from!("FROM (SELECT value FROM jsonb_each($1)) AS j")
-        } else {
-            update_from!("FROM jsonb_array_elements(CAST($1 AS jsonb)) AS j(value)")
-        }
+        from_json!(
+            self,
+            [
+                "UPDATE batches SET status = j.value ->> 1, started_at = COALESCE(batches.started_at, j.value ->> 2), ",
+                "error = j.value ->> 3, heartbeat_at = $2, tasks_total = CAST(j.value ->> 4 AS BIGINT), ",
+                "finished_at = COALESCE(j.value ->> 5, batches.finished_at), ",
+                "wall_ms = COALESCE(CAST(j.value ->> 6 AS DOUBLE PRECISION), batches.wall_ms), ",
+                "summary = COALESCE(j.value ->> 7, batches.summary) ",
+            ],
+            sqlite: "FROM (SELECT value FROM jsonb_each($1)) AS j",
+            postgres: "FROM jsonb_array_elements(CAST($1 AS jsonb)) AS j(value)",
+            [
+                " WHERE batches.id = j.value ->> 0",
+            ],
+        )
     }
 
     /// One turn in one transaction, in statements whose number does not grow with the
@@ -297,11 +298,11 @@ impl SqlDb {
             let mut updates = Vec::new();
             let mut closing = Vec::new();
             for (position, save) in writes.saves.into_iter().enumerate() {
-                if !held.contains(&(save.batch.id.to_string(), i64::from(save.run.index))) {
+                let id = save.batch.id.to_string();
+                if !held.contains(&(id.clone(), i64::from(save.run.index))) {
                     fenced.push(position);
                     continue;
                 }
-                let id = save.batch.id.to_string();
                 let mut tasks = save.tasks;
                 if save.run.count > 1 {
                     self.number_stripe(&mut tx, &id, &save.run, &save.meta, &mut tasks)
@@ -404,46 +405,39 @@ impl SqlDb {
 
     /// New shard rows, from one JSON array bound as `$1` (see [`SqlDb::write`]).
     fn insert_shards_sql(&self) -> &'static str {
-        macro_rules! insert_from {
-            ($rows:literal) => {
-                concat!(
-                    "INSERT INTO shards (batch_id, idx, tasks, status, instance_id, owner, attempt, lease_until, queued_at) ",
-                    "SELECT value ->> 0, CAST(value ->> 1 AS BIGINT), CAST(value ->> 2 AS BIGINT), value ->> 3, ",
-                    "value ->> 4, value ->> 5, CAST(value ->> 6 AS BIGINT), value ->> 7, value ->> 8 ",
-                    $rows
-                )
-            };
-        }
-        if self.backend == "sqlite" {
-            insert_from!("FROM jsonb_each($1)")
-        } else {
-            insert_from!("FROM jsonb_array_elements(CAST($1 AS jsonb))")
-        }
+        from_json!(
+            self,
+            [
+                "INSERT INTO shards (batch_id, idx, tasks, status, instance_id, owner, attempt, lease_until, queued_at) ",
+                "SELECT value ->> 0, CAST(value ->> 1 AS BIGINT), CAST(value ->> 2 AS BIGINT), value ->> 3, ",
+                "value ->> 4, value ->> 5, CAST(value ->> 6 AS BIGINT), value ->> 7, value ->> 8 ",
+            ],
+            sqlite: "FROM jsonb_each($1)",
+            postgres: "FROM jsonb_array_elements(CAST($1 AS jsonb))",
+            [],
+        )
     }
 
     /// The fence of a turn's saves, from one JSON array bound as `$1` (rows of
     /// [`fence_row`]): returns the shards whose attempt still holds them, which alone are
     /// written further.
     fn fence_sql(&self) -> &'static str {
-        macro_rules! fence_from {
-            ($rows:literal) => {
-                concat!(
-                    "UPDATE shards SET status = j.value ->> 4, finished_at = j.value ->> 5, ",
-                    "checkpoint = COALESCE(j.value ->> 6, shards.checkpoint), ",
-                    "checkpoint_at = COALESCE(j.value ->> 7, shards.checkpoint_at), ",
-                    "started_at = COALESCE(shards.started_at, j.value ->> 8) ",
-                    $rows,
-                    " WHERE shards.batch_id = j.value ->> 0 AND shards.idx = CAST(j.value ->> 1 AS BIGINT) ",
-                    "AND shards.attempt = CAST(j.value ->> 2 AS BIGINT) AND shards.owner = j.value ->> 3 ",
-                    "AND shards.status = 'running' RETURNING shards.batch_id, shards.idx"
-                )
-            };
-        }
-        if self.backend == "sqlite" {
-            fence_from!("FROM (SELECT value FROM jsonb_each($1)) AS j")
-        } else {
-            fence_from!("FROM jsonb_array_elements(CAST($1 AS jsonb)) AS j(value)")
-        }
+        from_json!(
+            self,
+            [
+                "UPDATE shards SET status = j.value ->> 4, finished_at = j.value ->> 5, ",
+                "checkpoint = COALESCE(j.value ->> 6, shards.checkpoint), ",
+                "checkpoint_at = COALESCE(j.value ->> 7, shards.checkpoint_at), ",
+                "started_at = COALESCE(shards.started_at, j.value ->> 8) ",
+            ],
+            sqlite: "FROM (SELECT value FROM jsonb_each($1)) AS j",
+            postgres: "FROM jsonb_array_elements(CAST($1 AS jsonb)) AS j(value)",
+            [
+                " WHERE shards.batch_id = j.value ->> 0 AND shards.idx = CAST(j.value ->> 1 AS BIGINT) ",
+                "AND shards.attempt = CAST(j.value ->> 2 AS BIGINT) AND shards.owner = j.value ->> 3 ",
+                "AND shards.status = 'running' RETURNING shards.batch_id, shards.idx",
+            ],
+        )
     }
 
     /// A stripe's task rows get the batch's task numbers and the batch's next completion
