@@ -240,12 +240,16 @@ pub fn timeline(
     // The bins: from every task's row when the batch keeps them all and they are few enough
     // to read, else from the recorded bins.
     let from_rows = input.results == ResultsMode::All && rows.len() <= ROW_LIMIT * 8;
-    let width = if from_rows {
-        (to - from) / bins as f64
+    // The bins asked for, unless the recorded ones are coarser: then as many of those as the
+    // window holds (fewer). Counted, not divided back out: `span / (span / n)` may round to a
+    // hair over `n`, and its ceiling would be one bin more than asked.
+    let asked = (to - from) / bins as f64;
+    let (width, count) = if from_rows || asked >= recorded_width {
+        (asked, bins)
     } else {
-        ((to - from) / bins as f64).max(recorded_width)
+        let count = ((to - from) / recorded_width).ceil() as usize;
+        (recorded_width, count.clamp(1, bins))
     };
-    let count = (((to - from) / width).ceil() as usize).clamp(1, MAX_ANSWER_BINS);
     let mut out: Vec<TimeBin> = (0..count)
         .map(|i| TimeBin {
             start_ms: round3(from + i as f64 * width),
@@ -484,6 +488,26 @@ mod tests {
         assert_eq!(total, [100_000, 100_000, 10_000]);
         // An hour in at most 1024 bins: 4,096 ms each.
         assert_eq!(b.width_ms, 4096);
+    }
+
+    #[test]
+    fn a_timeline_has_no_more_bins_than_asked_whatever_the_span() {
+        // Spans whose `span / (span / n)` rounds above `n` once gave one bin too many.
+        for i in 0..5000u32 {
+            let span_ms = 1.0 + f64::from(i) * 0.731;
+            for (asked, results) in [(100, ResultsMode::All), (37, ResultsMode::None)] {
+                let input = TimelineInput {
+                    started_at: Some(Utc::now()),
+                    span_ms,
+                    bins: None,
+                    tasks: Vec::new(),
+                    results,
+                };
+                let t = timeline(&input, None, None, asked);
+                assert!(t.bins.len() <= asked, "{span_ms}: {}", t.bins.len());
+                assert!(!t.bins.is_empty());
+            }
+        }
     }
 
     #[test]
