@@ -34,84 +34,81 @@ macro_rules! from_json {
     };
 }
 
-/// One batch's task rows as a JSON array of arrays, in the column order of the upsert below,
-/// written straight to text (no `serde_json::Value` per row): at 100,000 rows this is most of
-/// the work the writer does besides the database's own.
-struct TaskRows<'a>(&'a [TaskRecord], u64);
+/// One task row, in the column order of the upsert below, written straight to text (no
+/// `serde_json::Value` per row): at 100,000 rows this is most of the work the writer does
+/// besides the database's own. Each row names its batch: rows nested under their batch's id
+/// made SQLite copy the whole group (megabytes) out of the array for every row's `->>`.
+struct TaskRow<'a> {
+    batch: &'a str,
+    task: &'a TaskRecord,
+    attempt: u64,
+}
 
-impl serde::Serialize for TaskRows<'_> {
+impl serde::Serialize for TaskRow<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{SerializeSeq, SerializeTuple};
-        struct Row<'a>(&'a TaskRecord, u64);
-        impl serde::Serialize for Row<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let t = self.0;
-                let mut row = s.serialize_tuple(16)?;
-                row.serialize_element(&t.index)?;
-                row.serialize_element(&t.id)?;
-                row.serialize_element(&t.kind)?;
-                row.serialize_element(&t.status)?;
-                row.serialize_element(&t.attempts)?;
-                row.serialize_element(&t.seq)?;
-                row.serialize_element(&t.output.as_ref().map(json))?;
-                row.serialize_element(&t.error.as_ref().map(|e| e.code))?;
-                row.serialize_element(&t.error.as_ref().map(|e| e.message.as_str()))?;
-                row.serialize_element(&t.timing.queued_ms)?;
-                row.serialize_element(&t.timing.started_at.as_ref().map(ts))?;
-                row.serialize_element(&t.timing.finished_at.as_ref().map(ts))?;
-                row.serialize_element(&t.timing.duration_ms)?;
-                row.serialize_element(&self.1)?;
-                row.serialize_element(&i64::from(t.warmup))?;
-                row.serialize_element(&t.timing.phases.map(|phases| {
-                    json(&crate::engine::task::StoredNet {
-                        phases,
-                        reused: t.timing.reused.unwrap_or(false),
-                    })
-                }))?;
-                row.end()
-            }
-        }
-        let mut rows = s.serialize_seq(Some(self.0.len()))?;
-        for t in self.0 {
-            rows.serialize_element(&Row(t, self.1))?;
-        }
-        rows.end()
+        use serde::ser::SerializeTuple;
+        let t = self.task;
+        let mut row = s.serialize_tuple(17)?;
+        row.serialize_element(self.batch)?;
+        row.serialize_element(&t.index)?;
+        row.serialize_element(&t.id)?;
+        row.serialize_element(&t.kind)?;
+        row.serialize_element(&t.status)?;
+        row.serialize_element(&t.attempts)?;
+        row.serialize_element(&t.seq)?;
+        row.serialize_element(&t.output.as_ref().map(json))?;
+        row.serialize_element(&t.error.as_ref().map(|e| e.code))?;
+        row.serialize_element(&t.error.as_ref().map(|e| e.message.as_str()))?;
+        row.serialize_element(&t.timing.queued_ms)?;
+        row.serialize_element(&t.timing.started_at.as_ref().map(ts))?;
+        row.serialize_element(&t.timing.finished_at.as_ref().map(ts))?;
+        row.serialize_element(&t.timing.duration_ms)?;
+        row.serialize_element(&self.attempt)?;
+        row.serialize_element(&i64::from(t.warmup))?;
+        row.serialize_element(&t.timing.phases.map(|phases| {
+            json(&crate::engine::task::StoredNet {
+                phases,
+                reused: t.timing.reused.unwrap_or(false),
+            })
+        }))?;
+        row.end()
     }
 }
 
-/// The task rows of a turn, grouped by batch: `[[batch_id, [row, ...]], ...]`, cut into
-/// statements of about [`ROWS_PER_STATEMENT`] rows (a batch's rows may span two).
+/// The task rows of a turn's saves, as JSON arrays of [`TaskRow`]s of at most
+/// [`ROWS_PER_STATEMENT`] rows each: one statement's argument apiece.
 #[derive(Default)]
-struct TaskGroups {
+struct TaskRows {
     /// Finished statements' arguments.
     done: Vec<String>,
     /// The statement being filled, and how many rows it holds.
-    open: String,
+    open: Vec<u8>,
     rows: usize,
 }
 
-impl TaskGroups {
+impl TaskRows {
     fn add(&mut self, batch: &str, tasks: &[TaskRecord], attempt: u64) {
-        let mut tasks = tasks;
-        while !tasks.is_empty() {
-            let take = tasks.len().min(ROWS_PER_STATEMENT - self.rows);
-            let (now, later) = tasks.split_at(take);
-            self.open.push(if self.open.is_empty() { '[' } else { ',' });
-            let group = (batch, TaskRows(now, attempt));
+        for task in tasks {
             self.open
-                .push_str(&serde_json::to_string(&group).expect("task rows serialize"));
-            self.rows += take;
+                .push(if self.open.is_empty() { b'[' } else { b',' });
+            let row = TaskRow {
+                batch,
+                task,
+                attempt,
+            };
+            serde_json::to_writer(&mut self.open, &row).expect("task rows serialize");
+            self.rows += 1;
             if self.rows == ROWS_PER_STATEMENT {
                 self.cut();
             }
-            tasks = later;
         }
     }
 
     fn cut(&mut self) {
         if !self.open.is_empty() {
-            self.open.push(']');
-            self.done.push(std::mem::take(&mut self.open));
+            self.open.push(b']');
+            let text = String::from_utf8(std::mem::take(&mut self.open));
+            self.done.push(text.expect("serde_json writes UTF-8"));
             self.rows = 0;
         }
     }
@@ -190,25 +187,24 @@ pub struct Written {
 }
 
 impl SqlDb {
-    /// The bulk upsert of task rows from `$1`, a JSON array of `[batch_id, [row, ...]]`
-    /// groups ([`TaskGroups`]). The two databases differ only in how a JSON array becomes
-    /// rows.
+    /// The bulk upsert of task rows from `$1`, a JSON array of [`TaskRow`]s. The two
+    /// databases differ only in how a JSON array becomes rows.
     fn upsert_tasks_sql(&self) -> &'static str {
         from_json!(
             self,
             [
                 "INSERT INTO tasks (batch_id, idx, job_id, kind, status, attempts, seq, output, error_code, ",
                 "error_message, queued_ms, started_at, finished_at, duration_ms, run_attempt, warmup, net) ",
-                "SELECT b.value ->> 0, CAST(r.value ->> 0 AS BIGINT), r.value ->> 1, r.value ->> 2, r.value ->> 3, ",
-                "CAST(r.value ->> 4 AS BIGINT), CAST(r.value ->> 5 AS BIGINT), r.value ->> 6, r.value ->> 7, r.value ->> 8, ",
-                "CAST(r.value ->> 9 AS DOUBLE PRECISION), r.value ->> 10, r.value ->> 11, ",
-                "CAST(r.value ->> 12 AS DOUBLE PRECISION), CAST(r.value ->> 13 AS BIGINT), CAST(r.value ->> 14 AS BIGINT), ",
-                "r.value ->> 15 ",
+                "SELECT r.value ->> 0, CAST(r.value ->> 1 AS BIGINT), r.value ->> 2, r.value ->> 3, r.value ->> 4, ",
+                "CAST(r.value ->> 5 AS BIGINT), CAST(r.value ->> 6 AS BIGINT), r.value ->> 7, r.value ->> 8, r.value ->> 9, ",
+                "CAST(r.value ->> 10 AS DOUBLE PRECISION), r.value ->> 11, r.value ->> 12, ",
+                "CAST(r.value ->> 13 AS DOUBLE PRECISION), CAST(r.value ->> 14 AS BIGINT), CAST(r.value ->> 15 AS BIGINT), ",
+                "r.value ->> 16 ",
             ],
             // JSONB rows: `->>` then reads each column without parsing the row's text again.
             // (`WHERE true` keeps SQLite's parser from reading ON CONFLICT as part of a join.)
-            sqlite: "FROM jsonb_each($1) AS b, jsonb_each(b.value, '$[1]') AS r WHERE true",
-            postgres: "FROM jsonb_array_elements(CAST($1 AS jsonb)) AS b(value), jsonb_array_elements(b.value -> 1) AS r(value)",
+            sqlite: "FROM jsonb_each($1) AS r WHERE true",
+            postgres: "FROM jsonb_array_elements(CAST($1 AS jsonb)) AS r(value)",
             [
                 " ON CONFLICT (batch_id, idx) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, ",
                 "seq = excluded.seq, output = excluded.output, error_code = excluded.error_code, ",
@@ -294,7 +290,7 @@ impl SqlDb {
                     .collect()
             };
             let mut fenced = Vec::new();
-            let mut rows = TaskGroups::default();
+            let mut rows = TaskRows::default();
             let mut updates = Vec::new();
             let mut closing = Vec::new();
             for (position, save) in writes.saves.into_iter().enumerate() {
