@@ -87,6 +87,8 @@ async fn an_in_flight_one_job_batch_stays_within_its_budget() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let per = (HELD.load(Ordering::Relaxed) - before) / n as isize;
     server.abort();
+    // Printed for `--nocapture`: the figure to compare a change against.
+    eprintln!("an in-flight one-job batch holds {per} bytes");
     assert!(
         per <= BUDGET,
         "an in-flight one-job batch holds {per} bytes; the budget is {BUDGET}"

@@ -186,6 +186,9 @@ impl Engine {
     /// a client hanging up cancels nobody's jobs.
     pub fn start(&self, batch: Arc<Batch>, spec: BatchSpec, admission: Admission) {
         let inner = self.inner.clone();
+        // Boxed: a future keeps room for what it captured for as long as it lives, and the
+        // spec is needed only to set the batch going (see `coordinate`).
+        let spec = Box::new(spec);
         let span = tracing::info_span!("batch", batch_id = %batch.id);
         self.inner.tracker.spawn(
             async move {
@@ -234,9 +237,63 @@ pub enum Busy {
     Never { tasks: usize, capacity: usize },
 }
 
-async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
-    let jobs: Arc<[JobSpec]> = spec.jobs.into();
+async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: Box<BatchSpec>) {
     let epoch = batch.start();
+    let timeout = spec.timeout;
+    // The drivers, set going before the first await: the spec is gone by then, so that an
+    // in-flight batch's coordinating future holds none of it.
+    let mut set = start_drivers(&inner, &batch, *spec, epoch);
+
+    let deadline = timeout.map(|t| tokio::time::Instant::from_std(epoch + t));
+    let mut deadline_armed = deadline.is_some();
+    // The server's own cap on a batch's life, whatever it asked for.
+    let hard_stop = tokio::time::sleep_until(tokio::time::Instant::from_std(
+        epoch + inner.max_batch_duration,
+    ));
+    tokio::pin!(hard_stop);
+    let mut hard_armed = true;
+    let mut shutdown_seen = false;
+    loop {
+        tokio::select! {
+            joined = set.join_next() => match joined {
+                None => break,
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    // A panicking job must not leave the batch running forever: stop the rest.
+                    tracing::error!(error = %e, "a batch driver panicked");
+                    batch.stop(StopReason::Cancelled);
+                }
+            },
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)),
+                if deadline_armed =>
+            {
+                deadline_armed = false;
+                batch.deadline_passed(timeout.unwrap_or_default());
+            }
+            _ = &mut hard_stop, if hard_armed => {
+                hard_armed = false;
+                let limit_ms = inner.max_batch_duration.as_millis() as u64;
+                tracing::warn!(limit_ms, "batch reached --max-batch-duration");
+                batch.server_limit_passed(inner.max_batch_duration);
+            }
+            _ = inner.shutdown.cancelled(), if !shutdown_seen => {
+                shutdown_seen = true;
+                batch.stop(StopReason::Interrupted);
+            }
+        }
+    }
+    batch.finish();
+    tracing::debug!(status = ?batch.status(), "batch finished");
+}
+
+/// The batch's shard drivers, spawned: each holds its share of the slots.
+fn start_drivers(
+    inner: &Arc<Inner>,
+    batch: &Arc<Batch>,
+    spec: BatchSpec,
+    epoch: std::time::Instant,
+) -> JoinSet<()> {
+    let jobs: Arc<[JobSpec]> = spec.jobs.into();
     let issuer = Arc::new(
         Issuer::new(&spec.load, epoch)
             .until(batch.no_more_starts().clone())
@@ -307,49 +364,7 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: BatchSpec) {
         set.spawn(tokio::task::unconstrained(driver).in_current_span());
     }
     tracing::debug!(tasks = ?spec.load.fixed_tasks(), drivers = count, "batch started");
-
-    let deadline = spec
-        .timeout
-        .map(|t| tokio::time::Instant::from_std(epoch + t));
-    let mut deadline_armed = deadline.is_some();
-    // The server's own cap on a batch's life, whatever it asked for.
-    let hard_stop = tokio::time::sleep_until(tokio::time::Instant::from_std(
-        epoch + inner.max_batch_duration,
-    ));
-    tokio::pin!(hard_stop);
-    let mut hard_armed = true;
-    let mut shutdown_seen = false;
-    loop {
-        tokio::select! {
-            joined = set.join_next() => match joined {
-                None => break,
-                Some(Ok(())) => {}
-                Some(Err(e)) => {
-                    // A panicking job must not leave the batch running forever: stop the rest.
-                    tracing::error!(error = %e, "a batch driver panicked");
-                    batch.stop(StopReason::Cancelled);
-                }
-            },
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)),
-                if deadline_armed =>
-            {
-                deadline_armed = false;
-                batch.deadline_passed(spec.timeout.unwrap_or_default());
-            }
-            _ = &mut hard_stop, if hard_armed => {
-                hard_armed = false;
-                let limit_ms = inner.max_batch_duration.as_millis() as u64;
-                tracing::warn!(limit_ms, "batch reached --max-batch-duration");
-                batch.server_limit_passed(inner.max_batch_duration);
-            }
-            _ = inner.shutdown.cancelled(), if !shutdown_seen => {
-                shutdown_seen = true;
-                batch.stop(StopReason::Interrupted);
-            }
-        }
-    }
-    batch.finish();
-    tracing::debug!(status = ?batch.status(), "batch finished");
+    set
 }
 
 /// Splits a batch's concurrency among drivers: one driver unless the batch is large and its
