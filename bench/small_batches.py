@@ -23,6 +23,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import load as base  # noqa: E402  (free_port)
 
+# A pending task record's own size (`size_of::<TaskRecord>()`, no job id): what a one-job
+# batch holds for its task, and what the goal leaves out.
+TASK_RECORD = 296
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ASYNCIO = r"""
@@ -114,7 +118,9 @@ def main():
     print("|---|---:|---:|---:|")
     print(f"| fanout serve | {idle / 1024:.1f} MB | {held / 1024:.1f} MB | {per / 1024:.2f} KB |")
     print(f"| asyncio, a task per job | {a_idle / 1024:.1f} MB | {a_held / 1024:.1f} MB | {a_per / 1024:.2f} KB |")
-    print(f"\ngoal ≤ 4 KB per batch beyond its task record: {'met' if per <= 4096 + 512 else 'MISSED'}")
+    beyond = per - TASK_RECORD
+    verdict = "met" if beyond <= 4096 else "MISSED"
+    print(f"\nbeyond its task record ({TASK_RECORD} bytes): {beyond / 1024:.2f} KB; goal ≤ 4 KB: {verdict}")
 
 
 if __name__ == "__main__":

@@ -386,7 +386,7 @@ const MAX_BUCKETS: usize = 200;
 const TICKS_PER_HALF: u32 = 5;
 
 /// The distribution of `h` (microseconds; `sum_us` for the mean).
-pub fn latency(metric: &str, h: Option<(&Histogram<u64>, u128)>) -> Latency {
+pub fn latency(metric: &str, h: Option<(&Histogram<u64>, u64)>) -> Latency {
     let empty = Latency {
         metric: metric.into(),
         count: 0,

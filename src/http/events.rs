@@ -187,7 +187,11 @@ impl Follow {
 
     /// Queues what ended since the last turn, or waits until something does.
     async fn fill(&mut self) {
-        let (mut ended_rx, mut phase_rx) = self.batch.subscribe();
+        // Registered before the batch is read: a task that ends in between wakes it.
+        let batch = self.batch.clone();
+        let woken = batch.changed();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         let read = self.batch.events_after(self.after, STRETCH);
         let mut queued = 0;
         for task in &read.tasks {
@@ -253,8 +257,7 @@ impl Follow {
         }
         let progress_timer = tokio::time::sleep_until(due);
         tokio::select! {
-            _ = ended_rx.changed() => {}
-            _ = phase_rx.changed() => {}
+            () = woken => {}
             _ = progress_timer, if changed => {}
         }
     }

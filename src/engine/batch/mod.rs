@@ -16,12 +16,14 @@ mod tasks;
 pub mod view;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -63,12 +65,53 @@ pub struct BatchError {
 
 /// How far a batch has come, for whoever waits on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
 pub enum Phase {
     Running,
     /// The answer condition is met (gather's first failure, wait's `return_when` or timeout).
     Answered,
     /// Every task ended.
     Finished,
+}
+
+/// How far a batch has come, and a wake-up for whoever follows it, without an allocation:
+/// a watch channel was some 350 bytes, a good part of a small batch in flight.
+struct Signal {
+    /// A [`Phase`]; moves forward only.
+    phase: AtomicU8,
+    /// Woken when the phase moves and after each burst of ended tasks.
+    changed: Notify,
+}
+
+impl Signal {
+    fn new(phase: Phase) -> Signal {
+        Signal {
+            phase: AtomicU8::new(phase as u8),
+            changed: Notify::new(),
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Acquire) {
+            0 => Phase::Running,
+            1 => Phase::Answered,
+            _ => Phase::Finished,
+        }
+    }
+
+    /// Resolves once the phase is `at` or later.
+    async fn reached(&self, at: Phase) {
+        loop {
+            // Registered before the phase is read, so a move in between is not missed.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.phase() >= at {
+                return;
+            }
+            changed.await;
+        }
+    }
 }
 
 /// How one task ended, as the runner reports it.
@@ -137,10 +180,9 @@ pub struct Batch {
     cancel: CancellationToken,
     /// Cancelled to start no more tasks and let the running ones end.
     no_more: CancellationToken,
-    /// Moves forward only; watchers wake when the answer is ready and when the batch ends.
-    phase: watch::Sender<Phase>,
-    /// Tasks ended so far, sent after each burst: event streams wake on it.
-    ended: watch::Sender<usize>,
+    /// Watchers wake when the answer is ready, when the batch ends, and after each burst of
+    /// ended tasks (event streams).
+    signal: Signal,
     state: Mutex<State>,
     /// A run resumed after a loss: the tasks that had ended (see [`Batch::resume`]).
     ended_before: Option<Arc<[bool]>>,
@@ -150,21 +192,23 @@ pub struct Batch {
     placing: Option<parts::Placing>,
 }
 
-/// The summary: accumulated here while the batch runs, or as storage gave it.
-// One per batch, always one variant or the other for its life: boxing either would add an
-// allocation per batch to save a couple of hundred bytes on the other.
+/// The summary: accumulated here while the batch runs, or as storage gave it. A finished
+/// summary is boxed: inline, it made every running batch as large as a finished one (the
+/// enum is the size of its largest variant), 240 bytes more than its live totals.
+// The live totals stay inline: every batch in flight has them, and boxing them would cost it
+// an allocation to save a finished batch a few hundred bytes.
 #[allow(clippy::large_enum_variant)]
 enum SummaryState {
     Live(SummaryAcc),
     /// Read back from storage, with the batch's stored `wall_ms`.
-    Stored(Summary, Option<f64>),
+    Stored(Box<Summary>, Option<f64>),
     /// Finished: the summary as it ended, and the totals packed (HDR's compact form, a few
     /// hundred bytes where the live histograms of a batch of 10 ms tasks hold some 80 KB),
     /// unpacked for its last checkpoint or when the page asks for them. memory:// keeps every
     /// batch, and 1,000 clients keep thousands of finished batches waiting for their last
     /// write to SQLite.
     Packed {
-        summary: Summary,
+        summary: Box<Summary>,
         wall_ms: Option<f64>,
         totals: Box<str>,
     },
@@ -223,7 +267,7 @@ impl Batch {
                 results: spec.results,
                 concurrency: spec.concurrency,
                 timeout_ms: spec.timeout.map(|t| t.as_millis() as u64),
-                thresholds: spec.thresholds.clone(),
+                thresholds: spec.thresholds.clone().map(Box::new),
                 rate_per_s: spec.load.rate_per_s,
                 rerun_of: spec.rerun_of,
             },
@@ -234,8 +278,7 @@ impl Batch {
             meter,
             cancel: CancellationToken::new(),
             no_more: CancellationToken::new(),
-            phase: watch::channel(Phase::Running).0,
-            ended: watch::channel(0).0,
+            signal: Signal::new(Phase::Running),
             state: Mutex::new(State {
                 status: BatchStatus::Running,
                 clock: None,
@@ -297,20 +340,17 @@ impl Batch {
     }
 
     pub fn is_finished(&self) -> bool {
-        *self.phase.borrow() == Phase::Finished
+        self.signal.phase() == Phase::Finished
     }
 
     /// Resolves once the batch's answer condition is met (or it finished).
     pub async fn answered(&self) {
-        let mut rx = self.phase.subscribe();
-        // The sender lives as long as `self`, so this cannot fail.
-        let _ = rx.wait_for(|p| *p >= Phase::Answered).await;
+        self.signal.reached(Phase::Answered).await;
     }
 
     /// Resolves once every task ended.
     pub async fn finished(&self) {
-        let mut rx = self.phase.subscribe();
-        let _ = rx.wait_for(|p| *p == Phase::Finished).await;
+        self.signal.reached(Phase::Finished).await;
     }
 
     /// Marks the batch started; returns the instant every task time is measured against.
@@ -365,7 +405,7 @@ impl Batch {
             recorded +=
                 usize::from(self.task_ended(&mut st, e.index, e.started, e.ended, e.outcome));
         }
-        self.ended.send_replace(st.done.len());
+        self.tell_ended();
         // Once per burst: the gauge is shared by every thread.
         self.meter.tasks_ended(recorded);
     }
@@ -510,18 +550,22 @@ impl Batch {
         self.cancel.cancel();
     }
 
-    /// The batch's `timeout_ms` passed.
-    pub(crate) fn deadline_passed(&self, timeout: Duration) {
-        self.apply_deadline(self.rules.on_deadline(self.mode), timeout);
+    /// The batch's `timeout_ms` passed: answers or fails it as its rules say, and returns how
+    /// its unfinished tasks are to be stopped, if they are ([`Batch::stop`], left to the
+    /// caller so that an answer can be read first).
+    #[must_use]
+    pub(crate) fn deadline_passed(&self, timeout: Duration) -> Option<StopReason> {
+        self.apply_deadline(self.rules.on_deadline(self.mode), timeout)
     }
 
-    /// The server's `--max-batch-duration` passed: whatever still runs ends `timed_out`, in
-    /// either mode.
-    pub(crate) fn server_limit_passed(&self, limit: Duration) {
-        self.apply_deadline(self.rules.on_server_limit(self.mode), limit);
+    /// The server's `--max-batch-duration` passed: whatever still runs is to end
+    /// `timed_out`, in either mode.
+    #[must_use]
+    pub(crate) fn server_limit_passed(&self, limit: Duration) -> Option<StopReason> {
+        self.apply_deadline(self.rules.on_server_limit(self.mode), limit)
     }
 
-    fn apply_deadline(&self, decided: rules::OnDeadline, after: Duration) {
+    fn apply_deadline(&self, decided: rules::OnDeadline, after: Duration) -> Option<StopReason> {
         if decided.fails_batch {
             let mut st = self.state.lock();
             if st.status == BatchStatus::Running {
@@ -536,9 +580,7 @@ impl Batch {
         if decided.answers {
             self.advance(Phase::Answered);
         }
-        if let Some(reason) = decided.stops {
-            self.stop(reason);
-        }
+        decided.stops
     }
 
     /// Every task ended or was dropped: record the dropped ones, close the batch.
@@ -578,7 +620,7 @@ impl Batch {
             }
             self.meter.tasks_ended(were_running);
             st.finished_at = Some(Utc::now());
-            self.ended.send_replace(st.done.len());
+            self.tell_ended();
             st.status = rules::final_status(st.status, reason);
             // Nothing is counted any more: what stays of the totals, kept in memory (memory://)
             // or waiting for its last write, is packed.
@@ -591,14 +633,13 @@ impl Batch {
     }
 
     fn advance(&self, to: Phase) {
-        self.phase.send_if_modified(|p| {
-            if *p < to {
-                *p = to;
-                true
-            } else {
-                false
-            }
-        });
+        if self.signal.phase.fetch_max(to as u8, Ordering::AcqRel) < to as u8 {
+            self.signal.changed.notify_waiters();
+        }
+    }
+
+    fn tell_ended(&self) {
+        self.signal.changed.notify_waiters();
     }
 
     pub fn rules(&self) -> Rules {
@@ -647,8 +688,9 @@ impl Batch {
     }
 
     /// Wakes when tasks end (or the batch finishes): for streams that follow the batch.
-    pub fn subscribe(&self) -> (watch::Receiver<usize>, watch::Receiver<Phase>) {
-        (self.ended.subscribe(), self.phase.subscribe())
+    /// Call `enable` on it before reading the batch, and no change after is missed.
+    pub fn changed(&self) -> Notified<'_> {
+        self.signal.changed.notified()
     }
 }
 
@@ -685,7 +727,7 @@ impl State {
                 acc.summary(measured)
             }
             SummaryState::Stored(summary, _) | SummaryState::Packed { summary, .. } => {
-                summary.clone()
+                Summary::clone(summary)
             }
         }
     }
@@ -703,7 +745,7 @@ impl State {
         };
         let wall = self.wall();
         self.summary = SummaryState::Packed {
-            summary: self.summary(wall),
+            summary: Box::new(self.summary(wall)),
             wall_ms: self.wall_ms(wall),
             totals: totals.into_boxed_str(),
         };

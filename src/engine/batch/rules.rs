@@ -19,8 +19,9 @@ pub struct Rules {
     pub results: ResultsMode,
     pub concurrency: usize,
     pub timeout_ms: Option<u64>,
+    /// Boxed: most batches have none, and every batch in flight carries its rules.
     #[serde(default)]
-    pub thresholds: Option<Thresholds>,
+    pub thresholds: Option<Box<Thresholds>>,
     /// Open model: the batch's arrival rate.
     #[serde(default)]
     pub rate_per_s: Option<f64>,

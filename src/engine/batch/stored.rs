@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::tasks::Tasks;
-use super::{Batch, BatchError, BatchStatus, Origin, Phase, Rules, ShardInfo, State, SummaryState};
+use super::{
+    Batch, BatchError, BatchStatus, Origin, Phase, Rules, ShardInfo, Signal, State, SummaryState,
+};
 use crate::engine::meter::NO_METER;
 use crate::engine::spec::Mode;
 use crate::engine::summary::{Summary, SummaryAcc};
@@ -95,9 +96,13 @@ impl Batch {
             .collect();
         done.sort_by_key(|&p| record.tasks[p as usize].seq);
         let summary = match meta.summary {
-            Some(summary) => SummaryState::Stored(summary, meta.wall_ms),
+            Some(summary) => SummaryState::Stored(Box::new(summary), meta.wall_ms),
             None => SummaryState::Stored(
-                rebuilt_summary(&record.tasks, meta.tasks_total, meta.wall_ms),
+                Box::new(rebuilt_summary(
+                    &record.tasks,
+                    meta.tasks_total,
+                    meta.wall_ms,
+                )),
                 meta.wall_ms,
             ),
         };
@@ -113,13 +118,11 @@ impl Batch {
             meter: NO_METER,
             cancel: CancellationToken::new(),
             no_more: CancellationToken::new(),
-            phase: watch::channel(if finished {
+            signal: Signal::new(if finished {
                 Phase::Finished
             } else {
                 Phase::Answered
-            })
-            .0,
-            ended: watch::channel(0).0,
+            }),
             state: Mutex::new(State {
                 status: meta.status,
                 clock: meta.started_at.map(|s| (s, Instant::now())),

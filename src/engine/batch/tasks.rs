@@ -57,7 +57,15 @@ impl Tasks {
     pub(super) fn grow(&mut self, len: usize, jobs: &JobLabels) {
         match self {
             Tasks::All(all) => {
-                all.reserve(len.saturating_sub(all.len()));
+                let more = len.saturating_sub(all.len());
+                if all.is_empty() {
+                    // A batch's whole task list at once: exactly (`reserve` rounds a
+                    // one-task batch up to room for four records, 900 bytes more).
+                    all.reserve_exact(more);
+                } else {
+                    // A run for a duration grows as it goes.
+                    all.reserve(more);
+                }
                 while all.len() < len {
                     all.push(pending(all.len(), jobs));
                 }

@@ -109,8 +109,9 @@ pub(super) async fn drive(
             }
         }
         if !started.is_empty() {
-            batch.tasks_started(&started);
-            started.clear();
+            // Not kept for the next burst: a small batch would hold its capacity as long
+            // as its tasks run.
+            batch.tasks_started(&std::mem::take(&mut started));
         }
         if running.is_empty() && held.is_none() && exhausted {
             return;

@@ -1,6 +1,7 @@
-//! Runs a batch: a coordinator task per batch owns a `JoinSet` of shard drivers; each driver
-//! dispatches its share of the jobs in input order as concurrency slots free up and drives them
-//! as futures in one `FuturesUnordered`.
+//! Runs a batch: a coordinator task per batch runs its shard drivers (a small batch's one
+//! driver inside the coordinator's own future, several in a `JoinSet`); each driver dispatches
+//! its share of the jobs in input order as concurrency slots free up and drives them as
+//! futures in one `FuturesUnordered`.
 //!
 //! Why not a task per job: spawning 100,000 tasks alone takes 65–85 ms on this project's
 //! two-core machines (`shared/STACK.md`), which is most of the 5 % overhead budget of a batch of
@@ -242,39 +243,44 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: Box<BatchSpec>) 
     let timeout = spec.timeout;
     // The drivers, set going before the first await: the spec is gone by then, so that an
     // in-flight batch's coordinating future holds none of it.
-    let mut set = start_drivers(&inner, &batch, *spec, epoch);
+    let drivers = run_drivers(&inner, &batch, spec, epoch);
+    tokio::pin!(drivers);
 
-    let deadline = timeout.map(|t| tokio::time::Instant::from_std(epoch + t));
-    let mut deadline_armed = deadline.is_some();
-    // The server's own cap on a batch's life, whatever it asked for.
-    let hard_stop = tokio::time::sleep_until(tokio::time::Instant::from_std(
-        epoch + inner.max_batch_duration,
+    // The batch's deadline (`timeout_ms`) and the server's cap on its life, on one timer.
+    let mut deadline = timeout.map(|t| epoch + t);
+    let mut hard_stop = Some(epoch + inner.max_batch_duration);
+    let next =
+        |a: Option<std::time::Instant>, b: Option<std::time::Instant>| a.into_iter().chain(b).min();
+    let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(
+        next(deadline, hard_stop).unwrap_or(epoch),
     ));
-    tokio::pin!(hard_stop);
-    let mut hard_armed = true;
+    tokio::pin!(timer);
     let mut shutdown_seen = false;
     loop {
         tokio::select! {
-            joined = set.join_next() => match joined {
-                None => break,
-                Some(Ok(())) => {}
-                Some(Err(e)) => {
-                    // A panicking job must not leave the batch running forever: stop the rest.
-                    tracing::error!(error = %e, "a batch driver panicked");
-                    batch.stop(StopReason::Cancelled);
+            () = &mut drivers => break,
+            () = &mut timer, if deadline.is_some() || hard_stop.is_some() => {
+                let now = std::time::Instant::now();
+                let mut stops = None;
+                if deadline.is_some_and(|d| d <= now) {
+                    deadline = None;
+                    stops = batch.deadline_passed(timeout.unwrap_or_default());
                 }
-            },
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)),
-                if deadline_armed =>
-            {
-                deadline_armed = false;
-                batch.deadline_passed(timeout.unwrap_or_default());
-            }
-            _ = &mut hard_stop, if hard_armed => {
-                hard_armed = false;
-                let limit_ms = inner.max_batch_duration.as_millis() as u64;
-                tracing::warn!(limit_ms, "batch reached --max-batch-duration");
-                batch.server_limit_passed(inner.max_batch_duration);
+                if hard_stop.is_some_and(|h| h <= now) {
+                    hard_stop = None;
+                    let limit_ms = inner.max_batch_duration.as_millis() as u64;
+                    tracing::warn!(limit_ms, "batch reached --max-batch-duration");
+                    stops = stops.or(batch.server_limit_passed(inner.max_batch_duration));
+                }
+                if let Some(at) = next(deadline, hard_stop) {
+                    timer.as_mut().reset(tokio::time::Instant::from_std(at));
+                }
+                if let Some(reason) = stops {
+                    // A turn for whoever the answer woke, so that it reads the batch as it
+                    // was answered, before its unfinished tasks are stopped.
+                    tokio::task::yield_now().await;
+                    batch.stop(reason);
+                }
             }
             _ = inner.shutdown.cancelled(), if !shutdown_seen => {
                 shutdown_seen = true;
@@ -286,13 +292,65 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: Box<BatchSpec>) 
     tracing::debug!(status = ?batch.status(), "batch finished");
 }
 
-/// The batch's shard drivers, spawned: each holds its share of the slots.
+/// The batch's shard drivers, run to their end: a single driver inside the coordinating
+/// task (a task of its own was some 250 bytes more per in-flight batch), several each in a
+/// task of its own on the worker threads. A driver that panics stops the rest of the batch.
+fn run_drivers(
+    inner: &Arc<Inner>,
+    batch: &Arc<Batch>,
+    spec: Box<BatchSpec>,
+    epoch: std::time::Instant,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut drivers = start_drivers(inner, batch, spec, epoch);
+    let batch = batch.clone();
+    if drivers.len() == 1 {
+        let driver = drivers.pop().expect("one driver");
+        Either::Left(run_inline(driver, batch))
+    } else {
+        let mut set = JoinSet::new();
+        for driver in drivers {
+            set.spawn(driver);
+        }
+        Either::Right(async move {
+            while let Some(joined) = set.join_next().await {
+                if let Err(e) = joined {
+                    driver_panicked(&batch, &e);
+                }
+            }
+        })
+    }
+}
+
+/// Runs one driver where it is polled, stopping the batch if it panics (as a `JoinSet` would
+/// tell of a driver task's panic).
+async fn run_inline(driver: impl std::future::Future<Output = ()>, batch: Arc<Batch>) {
+    use futures::FutureExt;
+    if let Err(e) = std::panic::AssertUnwindSafe(driver).catch_unwind().await {
+        let message = e
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| e.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        driver_panicked(&batch, &message);
+    }
+}
+
+fn driver_panicked(batch: &Batch, e: &dyn std::fmt::Display) {
+    // A panicking job must not leave the batch running forever: stop the rest.
+    tracing::error!(error = %e, "a batch driver panicked");
+    batch.stop(StopReason::Cancelled);
+}
+
+/// The batch's shard drivers, to be run: each holds its share of the slots.
 fn start_drivers(
     inner: &Arc<Inner>,
     batch: &Arc<Batch>,
-    spec: BatchSpec,
+    spec: Box<BatchSpec>,
     epoch: std::time::Instant,
-) -> JoinSet<()> {
+) -> Vec<impl std::future::Future<Output = ()> + Send + 'static + use<>> {
+    // Unboxed here, so that the box is freed when this returns (a box moved out of is freed
+    // only where its binding ends).
+    let spec = *spec;
     let jobs: Arc<[JobSpec]> = spec.jobs.into();
     let issuer = Arc::new(
         Issuer::new(&spec.load, epoch)
@@ -330,7 +388,7 @@ fn start_drivers(
     let split = inner.workers * if lean { LEAN_DRIVERS_PER_WORKER } else { 1 };
     let drivers = plan_drivers(large, spec.concurrency, split, min_slots);
     let count = drivers.len();
-    let mut set = JoinSet::new();
+    let mut set = Vec::with_capacity(count);
     for (d, limit) in drivers.into_iter().enumerate() {
         // Driver `d` of `count` holds the slots d, d + count, ... of the run (see
         // `Issuer::slot_rank`).
@@ -361,7 +419,7 @@ fn start_drivers(
                 slots,
             )),
         };
-        set.spawn(tokio::task::unconstrained(driver).in_current_span());
+        set.push(tokio::task::unconstrained(driver).in_current_span());
     }
     tracing::debug!(tasks = ?spec.load.fixed_tasks(), drivers = count, "batch started");
     set
@@ -383,6 +441,20 @@ fn plan_drivers(large: bool, concurrency: usize, workers: usize, min_slots: usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_driver_run_inline_that_panics_stops_its_batch() {
+        let limits = crate::config::Config::defaults().limits();
+        let body = br#"{"jobs":[{"kind":"sleep","duration_ms":1}]}"#;
+        let spec = crate::request::parse_batch(body, &limits).unwrap();
+        let batch = Batch::new(Uuid::now_v7(), &spec, crate::engine::meter::NO_METER);
+        run_inline(async { panic!("a job's bug") }, batch.clone()).await;
+        assert!(batch.cancel_token().is_cancelled());
+        // A driver that ends by itself stops nothing.
+        let calm = Batch::new(Uuid::now_v7(), &spec, crate::engine::meter::NO_METER);
+        run_inline(async {}, calm.clone()).await;
+        assert!(!calm.cancel_token().is_cancelled());
+    }
 
     #[test]
     fn small_batches_get_one_driver_with_all_the_slots() {

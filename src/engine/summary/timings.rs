@@ -14,7 +14,8 @@ pub(super) struct Timings {
     /// counts, and a batch in flight has recorded nothing yet (a one-job batch would hold three
     /// of them while its job runs).
     histogram: Option<Box<Histogram<u64>>>,
-    sum_us: u128,
+    /// Saturating: a u64 of microseconds is over 500,000 years of task time.
+    sum_us: u64,
 }
 
 /// A [`Timings`] as a checkpoint stores it: the histogram in HDR's V2 format (base64), which
@@ -43,7 +44,7 @@ impl Serialize for Timings {
             .map_err(|e| serde::ser::Error::custom(format!("{e:?}")))?;
         StoredTimings {
             hdr: base64::engine::general_purpose::STANDARD.encode(bytes),
-            sum_us: u64::try_from(self.sum_us).unwrap_or(u64::MAX),
+            sum_us: self.sum_us,
         }
         .serialize(s)
     }
@@ -63,7 +64,7 @@ impl<'de> Deserialize<'de> for Timings {
         histogram.auto(true);
         Ok(Timings {
             histogram: (!histogram.is_empty()).then(|| Box::new(histogram)),
-            sum_us: u128::from(stored.sum_us),
+            sum_us: stored.sum_us,
         })
     }
 }
@@ -84,7 +85,7 @@ impl Timings {
 
     /// Values recorded.
     /// The histogram and its values' sum, once a value was recorded.
-    pub(super) fn histogram(&self) -> Option<(&Histogram<u64>, u128)> {
+    pub(super) fn histogram(&self) -> Option<(&Histogram<u64>, u64)> {
         self.histogram.as_deref().map(|h| (h, self.sum_us))
     }
 
@@ -101,12 +102,12 @@ impl Timings {
         if h.record(us).is_err() {
             h.saturating_record(us);
         }
-        self.sum_us += us as u128;
+        self.sum_us = self.sum_us.saturating_add(us);
     }
 
     /// Adds another's values (the same configuration: 3 significant digits, auto-resizing).
     pub(super) fn merge(&mut self, other: &Timings) {
-        self.sum_us += other.sum_us;
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
         let Some(theirs) = &other.histogram else {
             return;
         };
