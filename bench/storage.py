@@ -11,7 +11,9 @@ Usage: bench/storage.py [--binary target/release/fanout] [--postgres postgres://
    holds every task row and the summary.
 With `--baseline`, part 1 alone runs `--rounds` times, the two binaries alternately on each
 backend, and reports each round and the median ratio: a change measured against the code
-before it in the same run. Loopback only. Needs oha (`cargo install oha --locked`) for part 1.
+before it in the same run. Loopback only. Needs oha (`cargo install oha --locked`) for part 1; with Debian's
+`nginx-light` too, it first prints oha's GET rate against a local nginx: the machine figure the
+POST-rate goals are stated against.
 """
 
 import argparse
@@ -29,6 +31,7 @@ import http.client
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sleep as sleepbench  # noqa: E402
+import load as loadbench  # noqa: E402  (start_nginx, oha)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -112,6 +115,17 @@ def stored(url, bid):
     return int(out[1])
 
 
+def machine_figure(tmp):
+    """oha's GETs/s against a local nginx (one worker, `return 200`) at the POST rate's
+    concurrency: the machine's speed, which the POST-rate goals are stated against."""
+    port, conf = loadbench.start_nginx(tmp)
+    try:
+        rps, _, _ = loadbench.oha(f"http://127.0.0.1:{port}/", 100_000, 32)
+        return rps
+    finally:
+        subprocess.run(["nginx", "-c", conf, "-s", "stop"], check=False)
+
+
 def compare_post_rates(args, bk):
     print("| backend | round | this build | baseline | this / baseline |")
     print("|---|---:|---:|---:|---:|")
@@ -138,6 +152,8 @@ def main():
     args = ap.parse_args()
     tmp = tempfile.mkdtemp()
     bk = backends(args, tmp)
+    if shutil.which("oha") and shutil.which("nginx"):
+        print(f"This machine: oha against nginx, 100,000 GETs at c=32: {machine_figure(tmp):,.0f}/s\n", flush=True)
     if args.baseline:
         compare_post_rates(args, bk)
         return
