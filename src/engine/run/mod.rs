@@ -246,21 +246,21 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: Box<BatchSpec>) 
     let drivers = run_drivers(&inner, &batch, spec, epoch);
     tokio::pin!(drivers);
 
-    // The batch's deadline (`timeout_ms`) and the server's cap on its life, on one timer.
-    let mut deadline = timeout.map(|t| epoch + t);
-    let mut hard_stop = Some(epoch + inner.max_batch_duration);
-    let next =
-        |a: Option<std::time::Instant>, b: Option<std::time::Instant>| a.into_iter().chain(b).min();
-    let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(
-        next(deadline, hard_stop).unwrap_or(epoch),
-    ));
+    // The batch's deadline (`timeout_ms`) and the server's cap on its life, on one timer, in
+    // tokio's clock (which a test may pause).
+    use tokio::time::Instant;
+    let began = Instant::from_std(epoch);
+    let mut deadline = timeout.map(|t| began + t);
+    let mut hard_stop = Some(began + inner.max_batch_duration);
+    let next = |a: Option<Instant>, b: Option<Instant>| a.into_iter().chain(b).min();
+    let timer = tokio::time::sleep_until(next(deadline, hard_stop).unwrap_or(began));
     tokio::pin!(timer);
     let mut shutdown_seen = false;
     loop {
         tokio::select! {
             () = &mut drivers => break,
             () = &mut timer, if deadline.is_some() || hard_stop.is_some() => {
-                let now = std::time::Instant::now();
+                let now = Instant::now();
                 let mut stops = None;
                 if deadline.is_some_and(|d| d <= now) {
                     deadline = None;
@@ -273,7 +273,7 @@ async fn coordinate(inner: Arc<Inner>, batch: Arc<Batch>, spec: Box<BatchSpec>) 
                     stops = stops.or(batch.server_limit_passed(inner.max_batch_duration));
                 }
                 if let Some(at) = next(deadline, hard_stop) {
-                    timer.as_mut().reset(tokio::time::Instant::from_std(at));
+                    timer.as_mut().reset(at);
                 }
                 if let Some(reason) = stops {
                     // A turn for whoever the answer woke, so that it reads the batch as it
