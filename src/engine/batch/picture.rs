@@ -62,10 +62,8 @@ impl Batch {
             LatencyMetric::Duration => "duration",
             LatencyMetric::Ttfb => "ttfb",
         };
-        latency(
-            name,
-            acc.or(rebuilt.as_ref()).and_then(|a| a.histogram(metric)),
-        )
+        let histogram = acc.or(rebuilt.as_ref()).and_then(|a| a.histogram(metric));
+        latency(name, histogram.as_ref().map(|(h, sum)| (h.as_ref(), *sum)))
     }
 }
 

@@ -334,7 +334,10 @@ impl SummaryAcc {
 
     /// The histogram behind a latency figure (`duration` or `ttfb`), in microseconds, with
     /// its values' sum.
-    pub fn histogram(&self, metric: LatencyMetric) -> Option<(&Histogram<u64>, u64)> {
+    pub fn histogram(
+        &self,
+        metric: LatencyMetric,
+    ) -> Option<(std::borrow::Cow<'_, Histogram<u64>>, u64)> {
         let t = match metric {
             LatencyMetric::Duration => &self.durations,
             LatencyMetric::Ttfb => &self.ttfb,

@@ -131,3 +131,53 @@ fn merged_shards_equal_one_histogram_of_every_value() {
     // top shard's.
     assert!(b.duration_ms.unwrap().p99 > 95.0);
 }
+
+#[test]
+fn a_few_values_kept_as_they_are_give_the_figures_and_stored_form_of_a_histogram() {
+    // Durations from 37 µs to some seconds, in an order that is not sorted.
+    let all: Vec<Duration> = (0..200u64)
+        .map(|i| Duration::from_micros(37 + (i * 7919 % 200) * (i % 13 + 1) * 997))
+        .collect();
+    // Recorded one by one, merged from halves, and merged from many small pieces: every way
+    // crosses from a few values kept as they are to a histogram at its own moment.
+    let mut one = Timings::new();
+    all.iter().for_each(|&d| one.record(d));
+    let (mut a, mut b) = (Timings::new(), Timings::new());
+    all[..100].iter().for_each(|&d| a.record(d));
+    all[100..].iter().for_each(|&d| b.record(d));
+    a.merge(&b);
+    let mut pieces = Timings::new();
+    for chunk in all.chunks(7) {
+        let mut p = Timings::new();
+        chunk.iter().for_each(|&d| p.record(d));
+        pieces.merge(&p);
+    }
+    let mut hdr = Timings::empty();
+    all.iter()
+        .for_each(|d| hdr.record(d.as_micros() as u64).unwrap());
+    for n in [1, 5, 64, 65, 200] {
+        let mut few = Timings::new();
+        all[..n].iter().for_each(|&d| few.record(d));
+        let mut h = Timings::empty();
+        all[..n]
+            .iter()
+            .for_each(|d| h.record(d.as_micros() as u64).unwrap());
+        let p = few.percentiles().unwrap();
+        assert_eq!(few.len(), n as u64);
+        assert_eq!(p.p99, h.value_at_quantile(0.99) as f64 / 1000.0, "{n} values");
+        assert_eq!(p.p50, h.value_at_quantile(0.50) as f64 / 1000.0, "{n} values");
+        assert_eq!(p.max, h.max() as f64 / 1000.0);
+        // The stored form is the histogram's, however the values were kept.
+        let back: Timings = serde_json::from_value(serde_json::to_value(&few).unwrap()).unwrap();
+        let figures = |t: &Timings| serde_json::to_value(t.percentiles()).unwrap();
+        assert_eq!(figures(&back), figures(&few));
+    }
+    for t in [&one, &a, &pieces] {
+        assert_eq!(t.len(), 200);
+        let figures = |t: &Timings| serde_json::to_value(t.percentiles()).unwrap();
+        assert_eq!(figures(t), figures(&one));
+        let (h, sum) = t.histogram().unwrap();
+        assert_eq!(h.as_ref(), &hdr);
+        assert_eq!(sum, all.iter().map(|d| d.as_micros() as u64).sum::<u64>());
+    }
+}

@@ -1,5 +1,7 @@
-//! An HDR histogram of durations, made at its first value, and how a checkpoint stores it.
+//! Durations as an HDR histogram (the first few kept as they are), and how a checkpoint
+//! stores them.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -7,15 +9,60 @@ use serde::{Deserialize, Serialize};
 
 use super::Percentiles;
 
-/// An HDR histogram of durations in microseconds, with their exact sum for the mean.
+/// Durations in microseconds, with their exact sum for the mean: the first few as recorded,
+/// then an HDR histogram of them.
 #[derive(Debug, Clone)]
 pub(super) struct Timings {
-    /// Made at the first value: an empty HDR histogram of 3 significant digits is 16 KB of
-    /// counts, and a batch in flight has recorded nothing yet (a one-job batch would hold three
-    /// of them while its job runs).
-    histogram: Option<Box<Histogram<u64>>>,
+    /// Made at the first value: a batch in flight has recorded nothing yet (a one-job batch
+    /// would otherwise hold three empty histograms while its job runs).
+    values: Option<Box<Values>>,
     /// Saturating: a u64 of microseconds is over 500,000 years of task time.
     sum_us: u64,
+}
+
+/// Values recorded: up to [`FEW`] of them as they are, past that an HDR histogram. A
+/// histogram of 3 significant digits holds 16 KB of counts from its first value and some
+/// 40 KB for values up to 10 ms, and 1,000 clients keep a thousand small batches with three
+/// each in flight. The figures are the same either way: they come from a histogram of the
+/// same values, made when asked for.
+#[derive(Debug, Clone)]
+enum Values {
+    Few(Vec<u64>),
+    Hdr(Histogram<u64>),
+}
+
+/// Values kept as they are before a histogram is made.
+const FEW: usize = 64;
+
+/// Records `us` in `h`; past its hard limit, at the top.
+fn record_in(h: &mut Histogram<u64>, us: u64) {
+    // Auto-resizing grows the histogram to fit.
+    if h.record(us).is_err() {
+        h.saturating_record(us);
+    }
+}
+
+impl Values {
+    /// The histogram of these values: borrowed once made, else made now.
+    fn histogram(&self) -> Cow<'_, Histogram<u64>> {
+        match self {
+            Values::Hdr(h) => Cow::Borrowed(h),
+            Values::Few(few) => {
+                let mut h = Timings::empty();
+                for &us in few {
+                    record_in(&mut h, us);
+                }
+                Cow::Owned(h)
+            }
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Values::Hdr(h) => h.len(),
+            Values::Few(few) => few.len() as u64,
+        }
+    }
 }
 
 /// A [`Timings`] as a checkpoint stores it: the histogram in HDR's V2 format (base64), which
@@ -31,16 +78,12 @@ impl Serialize for Timings {
         use base64::Engine as _;
         let mut bytes = Vec::new();
         use hdrhistogram::serialization::Serializer as _;
-        let empty;
-        let histogram = match &self.histogram {
-            Some(h) => h.as_ref(),
-            None => {
-                empty = Timings::empty();
-                &empty
-            }
+        let histogram = match &self.values {
+            Some(values) => values.histogram(),
+            None => Cow::Owned(Timings::empty()),
         };
         hdrhistogram::serialization::V2Serializer::new()
-            .serialize(histogram, &mut bytes)
+            .serialize(histogram.as_ref(), &mut bytes)
             .map_err(|e| serde::ser::Error::custom(format!("{e:?}")))?;
         StoredTimings {
             hdr: base64::engine::general_purpose::STANDARD.encode(bytes),
@@ -63,7 +106,7 @@ impl<'de> Deserialize<'de> for Timings {
         // Serialized histograms come back without auto-resizing; the live ones grow to fit.
         histogram.auto(true);
         Ok(Timings {
-            histogram: (!histogram.is_empty()).then(|| Box::new(histogram)),
+            values: (!histogram.is_empty()).then(|| Box::new(Values::Hdr(histogram))),
             sum_us: stored.sum_us,
         })
     }
@@ -72,7 +115,7 @@ impl<'de> Deserialize<'de> for Timings {
 impl Timings {
     pub(super) fn new() -> Timings {
         Timings {
-            histogram: None,
+            values: None,
             sum_us: 0,
         }
     }
@@ -83,48 +126,72 @@ impl Timings {
         Histogram::new(3).expect("3 significant digits is valid")
     }
 
-    /// Values recorded.
     /// The histogram and its values' sum, once a value was recorded.
-    pub(super) fn histogram(&self) -> Option<(&Histogram<u64>, u64)> {
-        self.histogram.as_deref().map(|h| (h, self.sum_us))
+    pub(super) fn histogram(&self) -> Option<(Cow<'_, Histogram<u64>>, u64)> {
+        self.values.as_deref().map(|v| (v.histogram(), self.sum_us))
     }
 
+    /// Values recorded.
     pub(super) fn len(&self) -> u64 {
-        self.histogram.as_ref().map_or(0, |h| h.len())
+        self.values.as_ref().map_or(0, |v| v.len())
     }
 
     pub(super) fn record(&mut self, d: Duration) {
         let us = (d.as_micros() as u64).max(1);
-        let h = self
-            .histogram
-            .get_or_insert_with(|| Box::new(Timings::empty()));
-        // Auto-resizing grows the histogram to fit; past its hard limit, count at the top.
-        if h.record(us).is_err() {
-            h.saturating_record(us);
-        }
         self.sum_us = self.sum_us.saturating_add(us);
+        let values = self
+            .values
+            .get_or_insert_with(|| Box::new(Values::Few(Vec::new())));
+        match values.as_mut() {
+            Values::Hdr(h) => record_in(h, us),
+            Values::Few(few) if few.len() < FEW => few.push(us),
+            Values::Few(_) => {
+                let mut h = values.histogram().into_owned();
+                record_in(&mut h, us);
+                **values = Values::Hdr(h);
+            }
+        }
     }
 
     /// Adds another's values (the same configuration: 3 significant digits, auto-resizing).
     pub(super) fn merge(&mut self, other: &Timings) {
         self.sum_us = self.sum_us.saturating_add(other.sum_us);
-        let Some(theirs) = &other.histogram else {
+        let Some(theirs) = &other.values else {
             return;
         };
-        let Some(mine) = &mut self.histogram else {
-            self.histogram = Some(theirs.clone());
+        let Some(mine) = &mut self.values else {
+            self.values = Some(theirs.clone());
             return;
         };
-        if mine.add(theirs.as_ref()).is_err() {
-            // Cannot happen between histograms this module made; count what fits.
-            for v in theirs.iter_recorded() {
-                mine.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+        if let (Values::Few(a), Values::Few(b)) = (mine.as_mut(), theirs.as_ref())
+            && a.len() + b.len() <= FEW
+        {
+            a.extend_from_slice(b);
+            return;
+        }
+        let mut h = match std::mem::replace(mine.as_mut(), Values::Few(Vec::new())) {
+            Values::Hdr(h) => h,
+            few => few.histogram().into_owned(),
+        };
+        match theirs.as_ref() {
+            Values::Few(b) => b.iter().for_each(|&us| record_in(&mut h, us)),
+            Values::Hdr(t) => {
+                if h.add(t).is_err() {
+                    // Cannot happen between histograms this module made; count what fits.
+                    for v in t.iter_recorded() {
+                        h.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+                    }
+                }
             }
         }
+        **mine = Values::Hdr(h);
     }
 
     pub(super) fn percentiles(&self) -> Option<Percentiles> {
-        let h = self.histogram.as_deref().filter(|h| !h.is_empty())?;
+        let h = self.values.as_deref().map(Values::histogram)?;
+        if h.is_empty() {
+            return None;
+        }
         let q = |quantile: f64| h.value_at_quantile(quantile) as f64 / 1000.0;
         Some(Percentiles {
             min: h.min() as f64 / 1000.0,
