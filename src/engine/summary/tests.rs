@@ -164,8 +164,16 @@ fn a_few_values_kept_as_they_are_give_the_figures_and_stored_form_of_a_histogram
             .for_each(|d| h.record(d.as_micros() as u64).unwrap());
         let p = few.percentiles().unwrap();
         assert_eq!(few.len(), n as u64);
-        assert_eq!(p.p99, h.value_at_quantile(0.99) as f64 / 1000.0, "{n} values");
-        assert_eq!(p.p50, h.value_at_quantile(0.50) as f64 / 1000.0, "{n} values");
+        assert_eq!(
+            p.p99,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+            "{n} values"
+        );
+        assert_eq!(
+            p.p50,
+            h.value_at_quantile(0.50) as f64 / 1000.0,
+            "{n} values"
+        );
         assert_eq!(p.max, h.max() as f64 / 1000.0);
         // The stored form is the histogram's, however the values were kept.
         let back: Timings = serde_json::from_value(serde_json::to_value(&few).unwrap()).unwrap();
