@@ -37,7 +37,7 @@ pub(super) async fn drive(
     driver: Stripe,
 ) {
     let cancel = batch.cancel_token().clone();
-    let mut running: FuturesUnordered<TaskFuture> = FuturesUnordered::new();
+    let mut running = Running::new(limit.min(issuer.max_tasks()));
     // Server-wide permits this driver holds, one per running task; given back in bulk.
     let mut permits = Permits {
         semaphore: &inner.global,
@@ -53,7 +53,7 @@ pub(super) async fn drive(
     let mut rise: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut started = Vec::new();
     let mut ended = Vec::new();
-    let start = |claim: Claim, running: &mut FuturesUnordered<TaskFuture>| {
+    let start = |claim: Claim, running: &mut Running| {
         let now = Instant::now();
         let at = claim.due.unwrap_or(now);
         running.push(TaskFuture::new(
@@ -148,12 +148,12 @@ pub(super) async fn drive(
 /// Waits for at least one task to end, then takes every other one that has ended too, up to
 /// [`BURST`].
 fn next_burst<'a>(
-    running: &'a mut FuturesUnordered<TaskFuture>,
+    running: &'a mut Running,
     ended: &'a mut Vec<Ended>,
 ) -> impl Future<Output = ()> + 'a {
     std::future::poll_fn(move |cx| {
         while ended.len() < BURST {
-            match running.poll_next_unpin(cx) {
+            match running.poll_next(cx) {
                 std::task::Poll::Ready(Some(done)) => ended.push(done),
                 std::task::Poll::Ready(None) | std::task::Poll::Pending => break,
             }
@@ -164,6 +164,61 @@ fn next_burst<'a>(
             std::task::Poll::Ready(())
         }
     })
+}
+
+/// A driver's running tasks. A driver that runs one task at most holds it in a box of its own:
+/// a `FuturesUnordered` costs a queue and a stub task as large as a running one from the
+/// start, some 300 bytes, a good part of a small batch in flight.
+enum Running {
+    One(Option<Pin<Box<TaskFuture>>>),
+    Many(FuturesUnordered<TaskFuture>),
+}
+
+impl Running {
+    /// For a driver that runs at most `most` tasks at once.
+    fn new(most: usize) -> Running {
+        if most <= 1 {
+            Running::One(None)
+        } else {
+            Running::Many(FuturesUnordered::new())
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Running::One(task) => usize::from(task.is_some()),
+            Running::Many(tasks) => tasks.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn push(&mut self, task: TaskFuture) {
+        match self {
+            Running::One(slot) => {
+                // The driver starts a task only below its slots, and this one has one.
+                assert!(slot.is_none(), "a one-slot driver runs one task at a time");
+                *slot = Some(Box::pin(task));
+            }
+            Running::Many(tasks) => tasks.push(task),
+        }
+    }
+
+    fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Ended>> {
+        match self {
+            Running::One(slot) => {
+                let Some(task) = slot.as_mut() else {
+                    return std::task::Poll::Ready(None);
+                };
+                let ended = std::task::ready!(task.as_mut().poll(cx));
+                *slot = None;
+                std::task::Poll::Ready(Some(ended))
+            }
+            Running::Many(tasks) => tasks.poll_next_unpin(cx),
+        }
+    }
 }
 
 /// Server-wide permits held by a driver; whatever is still held when the driver stops (its

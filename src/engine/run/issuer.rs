@@ -86,6 +86,11 @@ impl Issuer {
         }
     }
 
+    /// Tasks this run hands out at most, warm-up included.
+    pub fn max_tasks(&self) -> usize {
+        self.max_tasks
+    }
+
     /// The same, skipping the tasks `ended` marks (a run resumed from a checkpoint).
     pub fn skipping(self, ended: Option<Arc<[bool]>>) -> Issuer {
         Issuer { ended, ..self }
