@@ -737,9 +737,11 @@ impl State {
         if self.finished_at.is_none() {
             return;
         }
-        let SummaryState::Live(acc) = &self.summary else {
+        let SummaryState::Live(acc) = &mut self.summary else {
             return;
         };
+        // The figures and the stored totals below read the same histograms: made once.
+        acc.settle();
         let Ok(totals) = serde_json::to_string(acc) else {
             return;
         };

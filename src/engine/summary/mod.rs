@@ -327,6 +327,21 @@ impl SummaryAcc {
             .record(start_ms, end_ms, error);
     }
 
+    /// Makes every histogram of durations still kept as values (see `Timings`): for an
+    /// accumulator about to give its figures and its stored form at once (a batch's packing).
+    pub fn settle(&mut self) {
+        for t in [&mut self.durations, &mut self.succeeded, &mut self.ttfb] {
+            t.settle();
+        }
+        if let Some(net) = &mut self.net {
+            net.phases.iter_mut().for_each(Timings::settle);
+        }
+        if let Some(parts) = &mut self.parts {
+            parts.jobs.iter_mut().for_each(|(_, p)| p.settle());
+            parts.stages.iter_mut().for_each(|(_, p)| p.settle());
+        }
+    }
+
     /// The timeline's bins, if a task that ran has ended.
     pub fn times(&self) -> Option<&TimeBins> {
         self.times.as_deref()

@@ -37,6 +37,10 @@ impl PartAcc {
         }
     }
 
+    pub(super) fn settle(&mut self) {
+        self.durations.settle();
+    }
+
     pub(super) fn merge(&mut self, other: &PartAcc) {
         for (mine, theirs) in self.by_status.iter_mut().zip(other.by_status) {
             *mine += theirs;

@@ -153,6 +153,16 @@ impl Timings {
         }
     }
 
+    /// Makes the histogram of the values kept as they are, so that the figures and the stored
+    /// form that follow read one histogram rather than each making its own.
+    pub(super) fn settle(&mut self) {
+        if let Some(values) = &mut self.values
+            && let Values::Few(_) = values.as_ref()
+        {
+            **values = Values::Hdr(values.histogram().into_owned());
+        }
+    }
+
     /// Adds another's values (the same configuration: 3 significant digits, auto-resizing).
     pub(super) fn merge(&mut self, other: &Timings) {
         self.sum_us = self.sum_us.saturating_add(other.sum_us);
