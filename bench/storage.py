@@ -17,6 +17,7 @@ POST-rate goals are stated against.
 """
 
 import argparse
+import atexit
 import datetime
 import json
 import os
@@ -39,7 +40,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def fresh_pg(admin):
     name = f"fanout_bench_{int(time.time() * 1000)}"
     subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True)
+    atexit.register(drop_pg, admin, name)
     return admin.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_pg(admin, name):
+    """Drops a database fresh_pg made, once the run is over (its servers have stopped)."""
+    subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+                   check=False)
 
 
 def backends(args, tmp):
