@@ -186,13 +186,62 @@ pub const ROW_LIMIT: usize = 2000;
 /// Most bins a timeline answer has.
 pub const MAX_ANSWER_BINS: usize = 2000;
 
+/// Most rows a timeline counts its bins from (exact at any zoom); past them it counts from
+/// the recorded bins.
+pub const COUNTED_ROWS: usize = ROW_LIMIT * 8;
+
 /// What a timeline is made from: the batch's time bins, its task rows, when it started.
 pub struct TimelineInput<'a> {
     pub started_at: Option<DateTime<Utc>>,
     pub span_ms: f64,
     pub bins: Option<&'a TimeBins>,
     pub tasks: Vec<&'a TaskRecord>,
+    /// Which of the batch's rows `tasks` holds.
+    pub cover: Cover,
     pub results: ResultsMode,
+}
+
+/// Which of a batch's rows a timeline was given: all of them, or, for a batch read back from
+/// storage, those a window needs (see [`window_bounds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cover {
+    /// Every row the batch keeps.
+    All,
+    /// Every row of a task that ran in the window (started before its end, not ended before
+    /// its start): enough to count the bins from rows.
+    Window,
+    /// Every row of a task that started in the window: enough for the task bars.
+    Starts,
+    /// Some rows of tasks that started in the window: neither.
+    Some,
+}
+
+/// The stretch of time, by the clock of the batch's rows, that the rows a window needs lie
+/// in: `(start, end)`, `None` where the window is open (from the run's start, to its end,
+/// which also take in what a shard's clock put outside). A millisecond wider each side than
+/// the window, so rounding never leaves a row out: [`timeline`] places rows exactly.
+pub fn window_bounds(
+    started_at: Option<DateTime<Utc>>,
+    span_ms: f64,
+    from_ms: Option<f64>,
+    to_ms: Option<f64>,
+) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let Some(origin) = started_at else {
+        return (None, None);
+    };
+    let (from, to) = window(span_ms, from_ms, to_ms);
+    let at = |ms: f64| origin + chrono::Duration::microseconds((ms * 1000.0) as i64);
+    let start = (from > 0.0).then(|| at(from - 1.0));
+    let end = to_ms.map(|_| at(to + 1.0));
+    (start, end)
+}
+
+/// A window's start and end, in ms from the batch's start: from 0 and to the run so far
+/// unless given, and never empty.
+fn window(span_ms: f64, from_ms: Option<f64>, to_ms: Option<f64>) -> (f64, f64) {
+    let from = from_ms.unwrap_or(0.0).max(0.0);
+    let to = to_ms.unwrap_or(span_ms).max(from + 0.001);
+    (from, to)
 }
 
 /// The timeline of `[from_ms, to_ms)` in `bins` bins. Bins come from the recorded bins (at
@@ -207,8 +256,7 @@ pub fn timeline(
     let origin = input
         .started_at
         .map(|t| t.timestamp_micros() as f64 / 1000.0);
-    let from = from_ms.unwrap_or(0.0).max(0.0);
-    let to = to_ms.unwrap_or(input.span_ms).max(from + 0.001);
+    let (from, to) = window(input.span_ms, from_ms, to_ms);
     // A window from the start (or to the end) of the run takes in what lies before (after)
     // it: a shard on another instance may start a task a moment before the batch's recorded
     // start, or end one after its recorded end, by their clocks.
@@ -239,7 +287,9 @@ pub fn timeline(
     let rows: Vec<&TaskRecord> = started.into_iter().map(|(_, t)| t).collect();
     // The bins: from every task's row when the batch keeps them all and they are few enough
     // to read, else from the recorded bins.
-    let from_rows = input.results == ResultsMode::All && rows.len() <= ROW_LIMIT * 8;
+    let from_rows = input.results == ResultsMode::All
+        && matches!(input.cover, Cover::All | Cover::Window)
+        && rows.len() <= COUNTED_ROWS;
     // The bins asked for, unless the recorded ones are coarser: then as many of those as the
     // window holds (fewer). Counted, not divided back out: `span / (span / n)` may round to a
     // hair over `n`, and its ceiling would be one bin more than asked.
@@ -312,7 +362,13 @@ pub fn timeline(
         running += b.started as i64 - b.ended as i64;
         b.in_flight = running.max(0) as u64;
     }
-    let shown = in_window as usize <= ROW_LIMIT && rows.len() <= ROW_LIMIT;
+    if input.cover == Cover::Starts && !from_rows {
+        // The rows of every task that started in the window count them exactly, where the
+        // recorded bins count the whole of each bin the window touches.
+        in_window = rows.len() as u64;
+    }
+    let shown =
+        input.cover != Cover::Some && in_window as usize <= ROW_LIMIT && rows.len() <= ROW_LIMIT;
     Timeline {
         started_at: input.started_at,
         span_ms: round3(input.span_ms),
@@ -501,11 +557,107 @@ mod tests {
                     span_ms,
                     bins: None,
                     tasks: Vec::new(),
+                    cover: Cover::All,
                     results,
                 };
                 let t = timeline(&input, None, None, asked);
                 assert!(t.bins.len() <= asked, "{span_ms}: {}", t.bins.len());
                 assert!(!t.bins.is_empty());
+            }
+        }
+    }
+
+    /// Tasks of a run that starts at `t0`: some before it (another shard's clock), some
+    /// still running, some never started, some failed.
+    fn tasks_around(t0: DateTime<Utc>) -> Vec<TaskRecord> {
+        let us = chrono::Duration::microseconds;
+        (0..3000u32)
+            .map(|i| {
+                let mut t = TaskRecord::pending(i, None, crate::engine::spec::Kind::Sleep);
+                if i % 97 == 0 {
+                    return t;
+                }
+                let start = t0 + us(i64::from(i) * 333 - 2_000);
+                t.timing.started_at = Some(start);
+                t.status = TaskStatus::Running;
+                if i % 89 != 0 {
+                    t.timing.finished_at = Some(start + us(i64::from(i % 50) * 1_777));
+                    t.status = if i % 13 == 0 {
+                        TaskStatus::Failed
+                    } else {
+                        TaskStatus::Succeeded
+                    };
+                }
+                t
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_rows_a_window_needs_draw_it_as_every_row_does() {
+        // What the store reads for a window read back (SQL `started_at < end AND (finished_at
+        // IS NULL OR finished_at >= start)`, and the starts in it), against every row.
+        let t0 = DateTime::parse_from_rfc3339("2026-12-06T12:00:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let all = tasks_around(t0);
+        let span_ms = 1_100.0;
+        let windows = [
+            (None, None),
+            (Some(0.0), Some(50.0)),
+            (Some(10.5), Some(10.9)),
+            (Some(100.0), None),
+            (Some(333.333), Some(700.001)),
+            (None, Some(2.0)),
+            (Some(1_050.0), Some(5_000.0)),
+        ];
+        for (from, to) in windows {
+            for bins in [1, 7, 200] {
+                fn input(
+                    tasks: Vec<&TaskRecord>,
+                    cover: Cover,
+                    t0: DateTime<Utc>,
+                ) -> TimelineInput<'_> {
+                    TimelineInput {
+                        started_at: Some(t0),
+                        span_ms: 1_100.0,
+                        bins: None,
+                        tasks,
+                        cover,
+                        results: ResultsMode::All,
+                    }
+                }
+                let every = timeline(&input(all.iter().collect(), Cover::All, t0), from, to, bins);
+                let (start, end) = window_bounds(Some(t0), span_ms, from, to);
+                let ran = all
+                    .iter()
+                    .filter(|t| {
+                        t.timing
+                            .started_at
+                            .is_some_and(|s| end.is_none_or(|e| s < e))
+                            && start.is_none_or(|b| t.timing.finished_at.is_none_or(|f| f >= b))
+                    })
+                    .collect();
+                let needed = timeline(&input(ran, Cover::Window, t0), from, to, bins);
+                let json = |t: &Timeline| serde_json::to_value(t).unwrap();
+                assert_eq!(json(&needed), json(&every), "{from:?}..{to:?} in {bins}");
+                let started = all
+                    .iter()
+                    .filter(|t| {
+                        t.timing.started_at.is_some_and(|s| {
+                            end.is_none_or(|e| s < e) && start.is_none_or(|b| s >= b)
+                        })
+                    })
+                    .collect();
+                let bars = timeline(&input(started, Cover::Starts, t0), from, to, bins);
+                if every.tasks.is_some() {
+                    assert_eq!(bars.tasks_in_window, every.tasks_in_window);
+                }
+                assert_eq!(
+                    serde_json::to_value(&bars.tasks).unwrap(),
+                    serde_json::to_value(&every.tasks).unwrap(),
+                    "{from:?}..{to:?}"
+                );
             }
         }
     }

@@ -264,12 +264,12 @@ pub async fn get_batch(
             )]));
         }
     };
-    let batch = state
-        .batches
-        .get(uuid)
-        .await?
-        .ok_or_else(|| not_found(&id))?;
     if without_tasks {
+        let batch = state
+            .batches
+            .get_without_tasks(uuid)
+            .await?
+            .ok_or_else(|| not_found(&id))?;
         let mut response = (StatusCode::OK, batch.to_summary_json()).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -277,6 +277,11 @@ pub async fn get_batch(
         );
         return Ok(response);
     }
+    let batch = state
+        .batches
+        .get(uuid)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
     Ok(batch_answer(StatusCode::OK, &batch))
 }
 

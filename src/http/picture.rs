@@ -92,13 +92,8 @@ pub async fn batch_timeline(
     if !errors.is_empty() {
         return Err(ApiError::InvalidQuery(errors));
     }
-    let batch = state
-        .batches
-        .get(uuid)
-        .await?
-        .ok_or_else(|| not_found(&id))?;
-    let totals = state.batches.totals(&batch).await?;
-    Ok(Json(batch.timeline(totals.as_ref(), from, to, bins)))
+    let timeline = state.batches.timeline(uuid, from, to, bins).await?;
+    Ok(Json(timeline.ok_or_else(|| not_found(&id))?))
 }
 
 /// A batch's latency distribution: log-spaced buckets and the percentile spectrum.
@@ -141,11 +136,6 @@ pub async fn batch_latency(
             )]));
         }
     };
-    let batch = state
-        .batches
-        .get(uuid)
-        .await?
-        .ok_or_else(|| not_found(&id))?;
-    let totals = state.batches.totals(&batch).await?;
-    Ok(Json(batch.latency(totals.as_ref(), metric)))
+    let latency = state.batches.latency(uuid, metric).await?;
+    Ok(Json(latency.ok_or_else(|| not_found(&id))?))
 }

@@ -11,8 +11,8 @@ use parking_lot::Mutex;
 use uuid::Uuid;
 
 use super::{
-    Claimed, Inserted, InstanceInfo, KeyHolder, ListFilter, NewBatch, Owner, Renewal, ShardRun,
-    Store, StoreError,
+    Claimed, Inserted, InstanceInfo, KeyHolder, ListFilter, NewBatch, Owner, Renewal, RowWindow,
+    Rows, ShardRun, Store, StoreError,
 };
 use crate::engine::Batch;
 use crate::engine::summary::SummaryAcc;
@@ -67,6 +67,19 @@ impl Store for MemoryStore {
     fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>> {
         let batch = self.state.lock().batches.get(&id).cloned();
         Box::pin(std::future::ready(Ok(batch)))
+    }
+
+    fn load_head(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>> {
+        self.load(id)
+    }
+
+    fn rows(
+        &self,
+        _id: Uuid,
+        _window: RowWindow,
+        _limit: usize,
+    ) -> BoxFuture<'_, Result<Option<Rows>, StoreError>> {
+        Box::pin(std::future::ready(Ok(None)))
     }
 
     fn is_finished(&self, id: Uuid) -> BoxFuture<'_, Result<Option<bool>, StoreError>> {

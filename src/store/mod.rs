@@ -10,6 +10,7 @@
 pub mod batches;
 mod idempotency;
 pub mod memory;
+mod picture;
 pub mod sql;
 mod worker;
 
@@ -194,6 +195,24 @@ impl ListFilter {
     }
 }
 
+/// Which task rows [`Store::rows`] reads: those of tasks that started, and of them those that
+/// started at or after `started_from`, before `started_before`, and ended at or after
+/// `ended_from` or have not ended (each bound only when given).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RowWindow {
+    pub started_from: Option<DateTime<Utc>>,
+    pub started_before: Option<DateTime<Utc>>,
+    pub ended_from: Option<DateTime<Utc>>,
+}
+
+/// What [`Store::rows`] found: how many rows matched, and the rows when they were few enough.
+#[derive(Debug, Default)]
+pub struct Rows {
+    pub matched: usize,
+    /// Empty when more than the limit matched.
+    pub records: Vec<TaskRecord>,
+}
+
 /// A backend: SQLite and PostgreSQL ([`sql::SqlStore`], which groups its writes), or this
 /// process's memory ([`memory::MemoryStore`]).
 pub trait Store: Send + Sync + 'static {
@@ -207,6 +226,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// A batch as stored.
     fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>>;
+
+    /// A batch as stored, without its task rows (as [`Store::list`] gives it): for reads
+    /// that show none of them. A store that keeps batches in memory gives them whole.
+    fn load_head(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>>;
+
+    /// A batch's task rows in `window`, in start order, unless more than `limit` match.
+    /// `None` from a store that keeps batches whole in memory (read them with `load`).
+    fn rows(
+        &self,
+        id: Uuid,
+        window: RowWindow,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Option<Rows>, StoreError>>;
 
     /// Whether a batch has finished (`None`: no such batch): a cheap read for polling.
     fn is_finished(&self, id: Uuid) -> BoxFuture<'_, Result<Option<bool>, StoreError>>;

@@ -263,6 +263,165 @@ async fn a_batch_read_back_after_a_restart_keeps_its_picture() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    fanout_test_backend = "memory",
+    ignore = "needs a durable store: memory:// keeps nothing across a restart"
+)]
+async fn a_large_batch_read_back_draws_the_same_picture_from_a_few_of_its_rows() {
+    // 3,000 tasks: read back, the page's reads take the batch's totals from its last
+    // checkpoint and only the rows a window needs; the picture is the one drawn before.
+    let app = spawn_app().await;
+    let res = app
+        .post(&json!({
+            "jobs": [{ "kind": "sleep", "duration_ms": 1 },
+                     { "kind": "file", "path": "missing.txt" }],
+            "load": { "repeat": 1500 }, "concurrency": 32, "return_exceptions": true
+        }))
+        .await;
+    assert_eq!(res.status, 201, "{}", res.json["summary"]);
+    let id = res.json["id"].as_str().unwrap().to_owned();
+    let span = res.json["wall_ms"].as_f64().unwrap();
+    // Windows that end where they say: a run's span read back is to the microsecond, its
+    // span live to the nanosecond.
+    let paths = [
+        format!(
+            "/batches/{id}/timeline?from_ms=0&to_ms={}&bins=100",
+            span + 5.0
+        ),
+        format!(
+            "/batches/{id}/timeline?from_ms=0&to_ms={}&bins=50",
+            span / 10.0
+        ),
+        format!(
+            "/batches/{id}/timeline?from_ms={}&to_ms={}&bins=7",
+            span / 3.0,
+            span / 2.0
+        ),
+        format!(
+            "/batches/{id}/timeline?from_ms={}&to_ms={span}&bins=20",
+            span * 0.9
+        ),
+        format!("/batches/{id}/latency"),
+        format!("/batches/{id}?results=none"),
+    ];
+    let mut before = Vec::new();
+    let spanless = |mut v: Value| {
+        v.as_object_mut().unwrap().remove("span_ms");
+        v
+    };
+    for p in &paths {
+        before.push(spanless(app.get(p).await.json));
+    }
+    let app = app.restart().await;
+    for (p, was) in paths.iter().zip(&before) {
+        let now = app.get(p).await;
+        assert_eq!(now.status, 200, "{p}: {}", now.json);
+        assert_eq!(&spanless(now.json), was, "{p}");
+    }
+    let whole = &before[0];
+    assert_eq!(sum(&whole["bins"], "started"), 3000);
+    assert_eq!(sum(&whole["bins"], "errors"), 1500, "the missing files");
+    let narrow = &before[1];
+    let rows = narrow["tasks"].as_array().expect("a narrow window's rows");
+    assert!(!rows.is_empty());
+    assert_eq!(
+        rows.len() as u64,
+        narrow["tasks_in_window"].as_u64().unwrap()
+    );
+    assert_eq!(before[4]["count"], 3000);
+    assert_eq!(before[5]["summary"]["tasks"], 3000);
+    assert!(before[5].get("results").is_none());
+}
+
+#[tokio::test]
+#[cfg_attr(
+    fanout_test_backend = "memory",
+    ignore = "needs a durable store: memory:// keeps nothing across a restart"
+)]
+async fn a_window_of_a_read_back_batch_with_more_tasks_in_flight_than_it_counts_shows_its_starts() {
+    // 20,000 tasks in flight at once, more than a timeline counts its bins from rows: read
+    // back, its bins come from the checkpointed totals, and a window's bars from the rows of
+    // the tasks that started in it, counted exactly.
+    let app = spawn_app_with(|c| c.max_concurrency = 20_000).await;
+    let res = app
+        .post(&json!({
+            "jobs": [{ "kind": "sleep", "duration_ms": 1500 }],
+            "load": { "repeat": 20000 }, "concurrency": 20000, "results": "all"
+        }))
+        .await;
+    assert_eq!(res.status, 201, "{}", res.json["summary"]);
+    let id = res.json["id"].as_str().unwrap().to_owned();
+    let app = app.restart().await;
+
+    let whole = app
+        .get(&format!("/batches/{id}/timeline?bins=2000"))
+        .await
+        .json;
+    assert_eq!(sum(&whole["bins"], "started"), 20000, "{whole}");
+    assert_eq!(sum(&whole["bins"], "ended"), 20000);
+    assert_eq!(whole["tasks"], Value::Null);
+    let peak = whole["bins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["in_flight"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert_eq!(peak, 20000, "every task in flight at once");
+    // The rows of the batch, to count what each window should show.
+    let all = app.get(&format!("/batches/{id}")).await.json;
+    let origin =
+        chrono::DateTime::parse_from_rfc3339(whole["started_at"].as_str().unwrap()).unwrap();
+    let mut starts: Vec<f64> = all["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let s =
+                chrono::DateTime::parse_from_rfc3339(t["timing"]["started_at"].as_str().unwrap())
+                    .unwrap();
+            (s - origin).num_microseconds().unwrap() as f64 / 1000.0
+        })
+        .collect();
+    starts.sort_by(f64::total_cmp);
+    // A window's edge halfway between two starts at least 2 µs apart, clear of rounding.
+    let cut = |k: usize| -> Option<f64> {
+        (k..starts.len())
+            .find(|&j| starts[j] - starts[j - 1] >= 0.002)
+            .map(|j| (starts[j] + starts[j - 1]) / 2.0)
+    };
+    // Windows of about 500 starts each, all while every earlier task is still in flight.
+    let mut checked = 0;
+    for k in [3_000usize, 10_000, 17_000, 19_000] {
+        let (Some(from), Some(to)) = (cut(k), cut(k + 500)) else {
+            continue;
+        };
+        let expected = starts.iter().filter(|&&s| s >= from && s < to).count();
+        let w = app
+            .get(&format!(
+                "/batches/{id}/timeline?from_ms={from}&to_ms={to}&bins=10"
+            ))
+            .await
+            .json;
+        let rows = w["tasks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("bars for {from}..{to}: {w}"));
+        assert_eq!(rows.len(), expected, "{from}..{to}");
+        assert_eq!(w["tasks_in_window"], expected as u64, "{from}..{to}");
+        assert!(rows.iter().all(|r| {
+            let s = r["start_ms"].as_f64().unwrap();
+            s >= from - 0.001 && s < to + 0.001
+        }));
+        assert!(rows.len() <= 2000);
+        checked += 1;
+    }
+    assert!(
+        checked >= 2,
+        "the starts spread over too little time to cut windows"
+    );
+}
+
+#[tokio::test]
 async fn the_page_is_served_offline_and_its_data_stays_behind_the_token() {
     let app = spawn_app_with(|c| c.api_token = vec!["page-token".into()]).await;
     for (path, kind) in [

@@ -2,13 +2,13 @@
 
 use std::borrow::Cow;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::tasks::Tasks;
 use super::{Batch, SummaryState};
-use crate::engine::picture::{Latency, Timeline, TimelineInput, latency, timeline};
+use crate::engine::picture::{Cover, Latency, Timeline, TimelineInput, latency, timeline};
 use crate::engine::summary::{LatencyMetric, SummaryAcc};
-use crate::engine::task::TaskStatus;
+use crate::engine::task::{TaskRecord, TaskStatus};
 
 impl Batch {
     /// Its running totals, while this process holds them (a batch run here, live or packed);
@@ -26,12 +26,8 @@ impl Batch {
         to_ms: Option<f64>,
         bins: usize,
     ) -> Timeline {
+        let (started_at, span_ms) = self.span();
         let st = self.state.lock();
-        let started_at = st.clock.map(|c| c.0);
-        let end = st.finished_at.unwrap_or_else(Utc::now);
-        let span_ms = started_at.map_or(0.0, |s| {
-            (end - s).num_microseconds().unwrap_or(0).max(0) as f64 / 1000.0
-        });
         let own = own_totals(&st.summary);
         let rebuilt = match own.as_deref().or(totals) {
             Some(_) => None,
@@ -46,6 +42,42 @@ impl Batch {
                 .or(rebuilt.as_ref())
                 .and_then(SummaryAcc::times),
             tasks: st.tasks.records().collect(),
+            cover: Cover::All,
+            results: self.rules.results,
+        };
+        timeline(&input, from_ms, to_ms, bins)
+    }
+
+    /// When it started and how long it ran (to now while it runs), in ms.
+    pub fn span(&self) -> (Option<DateTime<Utc>>, f64) {
+        let st = self.state.lock();
+        let started_at = st.clock.map(|c| c.0);
+        let end = st.finished_at.unwrap_or_else(Utc::now);
+        let span_ms = started_at.map_or(0.0, |s| {
+            (end - s).num_microseconds().unwrap_or(0).max(0) as f64 / 1000.0
+        });
+        (started_at, span_ms)
+    }
+
+    /// [`Batch::timeline`] of a batch read back without its rows, from its merged `totals`
+    /// and the `rows` the window needs, as `cover` says they are (see
+    /// [`crate::engine::picture::window_bounds`]).
+    pub fn timeline_of(
+        &self,
+        totals: &SummaryAcc,
+        rows: &[TaskRecord],
+        cover: Cover,
+        from_ms: Option<f64>,
+        to_ms: Option<f64>,
+        bins: usize,
+    ) -> Timeline {
+        let (started_at, span_ms) = self.span();
+        let input = TimelineInput {
+            started_at,
+            span_ms,
+            bins: totals.times(),
+            tasks: rows.iter().collect(),
+            cover,
             results: self.rules.results,
         };
         timeline(&input, from_ms, to_ms, bins)

@@ -21,8 +21,8 @@ use futures::future::BoxFuture;
 use uuid::Uuid;
 
 use super::{
-    Claimed, Inserted, InstanceInfo, KeyHolder, ListFilter, NewBatch, Owner, Renewal, ShardRun,
-    Store, StoreError,
+    Claimed, Inserted, InstanceInfo, KeyHolder, ListFilter, NewBatch, Owner, Renewal, RowWindow,
+    Rows, ShardRun, Store, StoreError,
 };
 use crate::engine::Batch;
 use crate::engine::batch::{BatchMeta, Checkpoint};
@@ -92,6 +92,19 @@ impl Store for SqlStore {
 
     fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>> {
         self.db.load(id)
+    }
+
+    fn load_head(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>> {
+        Box::pin(self.db.load_head(id))
+    }
+
+    fn rows(
+        &self,
+        id: Uuid,
+        window: RowWindow,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Option<Rows>, StoreError>> {
+        Box::pin(async move { self.db.rows(id, window, limit).await.map(Some) })
     }
 
     fn is_finished(&self, id: Uuid) -> BoxFuture<'_, Result<Option<bool>, StoreError>> {

@@ -14,10 +14,24 @@ use crate::engine::batch::{BatchMeta, BatchRecord, Rules};
 use crate::engine::spec::{Kind, ResultsMode};
 use crate::engine::task::{ErrorCode, StoredNet, TaskError, TaskRecord, TaskStatus, Timing};
 use crate::engine::wire_name as name;
-use crate::store::{KeyHolder, ListFilter, StoreError};
+use crate::store::{KeyHolder, ListFilter, RowWindow, Rows, StoreError};
 
 const BATCH_COLUMNS: &str = "id, mode, status, label, options, tasks_total, created_at, started_at, \
      finished_at, wall_ms, error, summary";
+
+const TASK_COLUMNS: &str = "idx, job_id, kind, status, attempts, seq, output, error_code, \
+     error_message, queued_ms, started_at, finished_at, duration_ms, warmup, net";
+
+/// What had not ended when the process stopped ends as interrupted.
+fn interrupted(t: &mut TaskRecord) {
+    if !t.status.is_finished() {
+        t.status = TaskStatus::Interrupted;
+        t.error = Some(TaskError::new(
+            ErrorCode::Interrupted,
+            "the server stopped while the task ran",
+        ));
+    }
+}
 
 fn batch_record(row: &AnyRow, tasks: Vec<TaskRecord>) -> Result<BatchRecord, StoreError> {
     let bad = |what: &str| StoreError(format!("stored batch has an unreadable {what}"));
@@ -110,10 +124,9 @@ impl SqlDb {
                 return Ok(None);
             };
             let total = row.try_get::<i64, _>("tasks_total")? as usize;
-            let rows = sqlx::query(
-                "SELECT idx, job_id, kind, status, attempts, seq, output, error_code, error_message, queued_ms, \
-                 started_at, finished_at, duration_ms, warmup, net FROM tasks WHERE batch_id = $1 ORDER BY idx",
-            )
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE batch_id = $1 ORDER BY idx"
+            )))
             .bind(id.clone())
             .fetch_all(&self.pool)
             .await?;
@@ -130,17 +143,101 @@ impl SqlDb {
                 record.meta.summary = self.live_summary(&id, total as u64).await?;
             }
             if record.meta.status == crate::engine::BatchStatus::Interrupted {
-                // What had not ended when the process stopped ends as interrupted.
-                for t in record.tasks.iter_mut().filter(|t| !t.status.is_finished()) {
-                    t.status = TaskStatus::Interrupted;
-                    t.error = Some(TaskError::new(
-                        ErrorCode::Interrupted,
-                        "the server stopped while the task ran",
-                    ));
-                }
+                record.tasks.iter_mut().for_each(interrupted);
             }
             Ok(Some(Batch::restore(record)))
         })
+    }
+
+    /// A batch without its task rows (a sharded one's summary so far included).
+    pub async fn load_head(&self, id: Uuid) -> Result<Option<Arc<Batch>>, StoreError> {
+        let id = id.to_string();
+        let Some(row) = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {BATCH_COLUMNS} FROM batches WHERE id = $1"
+        )))
+        .bind(id.clone())
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let mut record = batch_record(&row, Vec::new())?;
+        record.shards = self.shard_infos(&id).await?;
+        if record.shards.len() > 1 && record.meta.summary.is_none() {
+            let total = record.meta.tasks_total as u64;
+            record.meta.summary = self.live_summary(&id, total).await?;
+        }
+        Ok(Some(Batch::restore(record)))
+    }
+
+    /// The task rows of a batch in `window`, by start, unless more than `limit` match: then
+    /// only their number.
+    pub async fn rows(
+        &self,
+        id: Uuid,
+        window: RowWindow,
+        limit: usize,
+    ) -> Result<Rows, StoreError> {
+        let id = id.to_string();
+        let mut filter = String::from("batch_id = $1 AND started_at IS NOT NULL");
+        // Timestamps are fixed-width RFC 3339 text: compared as text, they compare as times.
+        let mut binds = Vec::new();
+        for (bound, test) in [
+            (window.started_from, "started_at >= "),
+            (window.started_before, "started_at < "),
+        ] {
+            if let Some(t) = bound {
+                binds.push(ts(&t));
+                filter.push_str(&format!(" AND {test}${}", binds.len() + 1));
+            }
+        }
+        if let Some(t) = window.ended_from {
+            binds.push(ts(&t));
+            let n = binds.len() + 1;
+            filter.push_str(&format!(
+                " AND (finished_at IS NULL OR finished_at >= ${n})"
+            ));
+        }
+        let query = |sql: String| {
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(id.clone());
+            for b in &binds {
+                q = q.bind(b.clone());
+            }
+            q
+        };
+        // Counted first: reading the rows of a window too full to use costs far more.
+        let matched: i64 = query(format!("SELECT COUNT(*) AS n FROM tasks WHERE {filter}"))
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        let matched = matched.max(0) as usize;
+        if matched > limit {
+            return Ok(Rows {
+                matched,
+                records: Vec::new(),
+            });
+        }
+        let rows = query(format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE {filter} ORDER BY started_at, idx"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        let status: Option<String> = sqlx::query("SELECT status FROM batches WHERE id = $1")
+            .bind(id.clone())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get("status"))
+            .transpose()?;
+        // Rows of a batch the process stopped read as `load` reads them.
+        let stopped = status == Some(name(&crate::engine::BatchStatus::Interrupted));
+        let mut records = rows
+            .iter()
+            .map(task_record)
+            .collect::<Result<Vec<_>, _>>()?;
+        if stopped {
+            records.iter_mut().for_each(interrupted);
+        }
+        Ok(Rows { matched, records })
     }
 
     pub fn list(&self, filter: ListFilter) -> BoxFuture<'_, Result<Vec<Arc<Batch>>, StoreError>> {
