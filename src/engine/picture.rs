@@ -218,8 +218,9 @@ pub enum Cover {
 
 /// The stretch of time, by the clock of the batch's rows, that the rows a window needs lie
 /// in: `(start, end)`, `None` where the window is open (from the run's start, to its end,
-/// which also take in what a shard's clock put outside). A millisecond wider each side than
-/// the window, so rounding never leaves a row out: [`timeline`] places rows exactly.
+/// which also take in what a shard's clock put outside). [`WINDOW_SLACK_MS`] wider each side
+/// than the window, so that rounding never leaves a row out: [`timeline`] places rows
+/// exactly.
 pub fn window_bounds(
     started_at: Option<DateTime<Utc>>,
     span_ms: f64,
@@ -231,10 +232,15 @@ pub fn window_bounds(
     };
     let (from, to) = window(span_ms, from_ms, to_ms);
     let at = |ms: f64| origin + chrono::Duration::microseconds((ms * 1000.0) as i64);
-    let start = (from > 0.0).then(|| at(from - 1.0));
-    let end = to_ms.map(|_| at(to + 1.0));
+    let start = (from > 0.0).then(|| at(from - WINDOW_SLACK_MS));
+    let end = to_ms.map(|_| at(to + WINDOW_SLACK_MS));
     (start, end)
 }
+
+/// How much wider than a window [`window_bounds`] reads: ten microseconds, far above the
+/// error of a row's start in milliseconds since the batch's (about 0.2 µs), and narrow enough
+/// that a dense burst of starts adds few rows.
+const WINDOW_SLACK_MS: f64 = 0.01;
 
 /// A window's start and end, in ms from the batch's start: from 0 and to the run so far
 /// unless given, and never empty.
@@ -610,6 +616,8 @@ mod tests {
             (Some(333.333), Some(700.001)),
             (None, Some(2.0)),
             (Some(1_050.0), Some(5_000.0)),
+            // Edges on starts (tasks 100 and 101): the first in, the second out.
+            (Some(31.3), Some(31.633)),
         ];
         for (from, to) in windows {
             for bins in [1, 7, 200] {

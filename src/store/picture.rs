@@ -14,8 +14,8 @@ use crate::engine::picture::{COUNTED_ROWS, Cover, Latency, ROW_LIMIT, Timeline, 
 use crate::engine::spec::ResultsMode;
 use crate::engine::summary::LatencyMetric;
 
-/// Most rows read for a window's task bars: twice what it shows, for the rows of the
-/// millisecond of slack each side of the window (see [`window_bounds`]).
+/// Most rows read for a window's task bars: twice what it shows, for the rows of the slack
+/// each side of the window (see [`window_bounds`]).
 const BAR_ROWS: usize = ROW_LIMIT * 2;
 
 /// A batch as a read that needs few of its rows finds it.

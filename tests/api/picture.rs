@@ -384,18 +384,33 @@ async fn a_window_of_a_read_back_batch_with_more_tasks_in_flight_than_it_counts_
         })
         .collect();
     starts.sort_by(f64::total_cmp);
-    // A window's edge halfway between two starts at least 2 µs apart, clear of rounding.
-    let cut = |k: usize| -> Option<f64> {
-        (k..starts.len())
-            .find(|&j| starts[j] - starts[j - 1] >= 0.002)
-            .map(|j| (starts[j] + starts[j - 1]) / 2.0)
-    };
-    // Windows of about 500 starts each, all while every earlier task is still in flight.
-    let mut checked = 0;
-    for k in [3_000usize, 10_000, 17_000, 19_000] {
-        let (Some(from), Some(to)) = (cut(k), cut(k + 500)) else {
-            continue;
-        };
+    // Windows' edges: halfway between two starts at least 2 µs apart, clear of rounding;
+    // each edge with the number of starts before it.
+    let cuts: Vec<(usize, f64)> = (1..starts.len())
+        .filter(|&j| starts[j] - starts[j - 1] >= 0.002)
+        .map(|j| (j, (starts[j] + starts[j - 1]) / 2.0))
+        .collect();
+    // Windows of 100 to 1,500 starts that begin once more than 16,000 tasks are in flight
+    // (the sleeps outlast the ramp), so that more tasks ran in them than a timeline counts
+    // its bins from.
+    let windows: Vec<(f64, f64)> = cuts
+        .iter()
+        .filter(|(j, _)| *j > 16_000)
+        .filter_map(|&(j, from)| {
+            cuts.iter()
+                .find(|(k, _)| *k >= j + 100)
+                .filter(|(k, _)| *k <= j + 1_500)
+                .map(|&(_, to)| (from, to))
+        })
+        .step_by(97)
+        .take(3)
+        .collect();
+    assert!(
+        !windows.is_empty(),
+        "no window to cut from {} starts",
+        starts.len()
+    );
+    for (from, to) in windows {
         let expected = starts.iter().filter(|&&s| s >= from && s < to).count();
         let w = app
             .get(&format!(
@@ -413,12 +428,7 @@ async fn a_window_of_a_read_back_batch_with_more_tasks_in_flight_than_it_counts_
             s >= from - 0.001 && s < to + 0.001
         }));
         assert!(rows.len() <= 2000);
-        checked += 1;
     }
-    assert!(
-        checked >= 2,
-        "the starts spread over too little time to cut windows"
-    );
 }
 
 #[tokio::test]
