@@ -13,6 +13,7 @@ use crate::engine::Batch;
 use crate::engine::picture::{COUNTED_ROWS, Cover, Latency, ROW_LIMIT, Timeline, window_bounds};
 use crate::engine::spec::ResultsMode;
 use crate::engine::summary::LatencyMetric;
+use crate::engine::task::TaskRecord;
 
 /// Most rows read for a window's task bars: twice what it shows, for the rows of the slack
 /// each side of the window (see [`window_bounds`]).
@@ -70,14 +71,16 @@ impl Batches {
             Found::Head(head) => head,
         };
         // Without totals (a small batch's last checkpoint keeps none), its rows rebuild them.
-        let (Some(totals), Some(rows)) = (
-            self.store.totals(id).await?,
-            self.window_rows(&head, from_ms, to_ms).await?,
-        ) else {
+        let whole = async {
             let whole = self.store.load(id).await?;
-            return Ok(whole.map(|b| b.timeline(None, from_ms, to_ms, bins)));
+            Ok(whole.map(|b| b.timeline(None, from_ms, to_ms, bins)))
         };
-        let (rows, cover) = rows;
+        let Some(totals) = self.store.totals(id).await? else {
+            return whole.await;
+        };
+        let Some((rows, cover)) = self.window_rows(&head, from_ms, to_ms).await? else {
+            return whole.await;
+        };
         Ok(Some(
             head.timeline_of(&totals, &rows, cover, from_ms, to_ms, bins),
         ))
@@ -91,7 +94,7 @@ impl Batches {
         head: &Batch,
         from_ms: Option<f64>,
         to_ms: Option<f64>,
-    ) -> Result<Option<(Vec<crate::engine::task::TaskRecord>, Cover)>, StoreError> {
+    ) -> Result<Option<(Vec<TaskRecord>, Cover)>, StoreError> {
         let (started_at, span_ms) = head.span();
         let (start, end) = window_bounds(started_at, span_ms, from_ms, to_ms);
         if head.rules().results == ResultsMode::All {
