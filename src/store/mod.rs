@@ -227,8 +227,9 @@ pub trait Store: Send + Sync + 'static {
     /// A batch as stored.
     fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>>;
 
-    /// A batch as stored, without its task rows (as [`Store::list`] gives it): for reads
-    /// that show none of them. A store that keeps batches in memory gives them whole.
+    /// A finished batch as stored, without its task rows (as [`Store::list`] gives it): for
+    /// reads that show none of them. A batch still running, or a store that keeps batches in
+    /// memory, gives it whole, as [`Store::load`] does.
     fn load_head(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>>;
 
     /// A batch's task rows in `window`, in start order, unless more than `limit` match.

@@ -36,12 +36,8 @@ impl Batches {
         Ok(match self.store.load_head(id).await? {
             None => Found::Missing,
             Some(head) if head.is_finished() => Found::Head(head),
-            // Running elsewhere: its summary so far is counted from its rows.
-            Some(_) => self
-                .store
-                .load(id)
-                .await?
-                .map_or(Found::Missing, Found::Whole),
+            // Running elsewhere: read whole, its summary so far counted from its rows.
+            Some(whole) => Found::Whole(whole),
         })
     }
 

@@ -149,9 +149,10 @@ impl SqlDb {
         })
     }
 
-    /// A batch without its task rows (a sharded one's summary so far included).
-    pub async fn load_head(&self, id: Uuid) -> Result<Option<Arc<Batch>>, StoreError> {
-        let id = id.to_string();
+    /// A finished batch without its task rows: its stored summary stands for them. One
+    /// without a summary (still running) comes whole, as [`SqlDb::load`] reads it.
+    pub async fn load_head(&self, uuid: Uuid) -> Result<Option<Arc<Batch>>, StoreError> {
+        let id = uuid.to_string();
         let Some(row) = sqlx::query(AssertSqlSafe(format!(
             "SELECT {BATCH_COLUMNS} FROM batches WHERE id = $1"
         )))
@@ -162,11 +163,10 @@ impl SqlDb {
             return Ok(None);
         };
         let mut record = batch_record(&row, Vec::new())?;
-        record.shards = self.shard_infos(&id).await?;
-        if record.shards.len() > 1 && record.meta.summary.is_none() {
-            let total = record.meta.tasks_total as u64;
-            record.meta.summary = self.live_summary(&id, total).await?;
+        if record.meta.summary.is_none() || record.meta.finished_at.is_none() {
+            return self.load(uuid).await;
         }
+        record.shards = self.shard_infos(&id).await?;
         Ok(Some(Batch::restore(record)))
     }
 
