@@ -111,16 +111,20 @@ impl SqlDb {
         })
     }
 
+    /// A batch's row: [`BATCH_COLUMNS`] and the columns `more` names (`", request"`).
+    async fn batch_row(&self, id: &str, more: &str) -> Result<Option<AnyRow>, StoreError> {
+        Ok(sqlx::query(AssertSqlSafe(format!(
+            "SELECT {BATCH_COLUMNS}{more} FROM batches WHERE id = $1"
+        )))
+        .bind(id.to_owned())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     pub fn load(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>> {
         Box::pin(async move {
             let id = id.to_string();
-            let Some(row) = sqlx::query(AssertSqlSafe(format!(
-                "SELECT {BATCH_COLUMNS}, request FROM batches WHERE id = $1"
-            )))
-            .bind(id.clone())
-            .fetch_optional(&self.pool)
-            .await?
-            else {
+            let Some(row) = self.batch_row(&id, ", request").await? else {
                 return Ok(None);
             };
             let total = row.try_get::<i64, _>("tasks_total")? as usize;
@@ -153,13 +157,7 @@ impl SqlDb {
     /// without a summary (still running) comes whole, as [`SqlDb::load`] reads it.
     pub async fn load_head(&self, uuid: Uuid) -> Result<Option<Arc<Batch>>, StoreError> {
         let id = uuid.to_string();
-        let Some(row) = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {BATCH_COLUMNS} FROM batches WHERE id = $1"
-        )))
-        .bind(id.clone())
-        .fetch_optional(&self.pool)
-        .await?
-        else {
+        let Some(row) = self.batch_row(&id, "").await? else {
             return Ok(None);
         };
         let mut record = batch_record(&row, Vec::new())?;
