@@ -24,16 +24,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sleep as sleepbench  # noqa: E402  (free_port, start_server)
 import storage  # noqa: E402  (fresh_pg)
+from small_batches import rss_kb  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def timed_get(port, path):
@@ -76,7 +69,7 @@ def measure(binary, database_url, tasks, rounds):
         for name, path in paths:
             times = [timed_get(port, path)[0] * 1000 for _ in range(rounds)]
             out.append((name, statistics.median(times)))
-        return out, rss_mb(proc.pid)
+        return out, rss_kb(proc.pid) / 1024
     finally:
         proc.kill()
         proc.wait()

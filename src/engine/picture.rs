@@ -368,7 +368,7 @@ pub fn timeline(
         running += b.started as i64 - b.ended as i64;
         b.in_flight = running.max(0) as u64;
     }
-    if input.cover == Cover::Starts && !from_rows {
+    if input.cover == Cover::Starts {
         // The rows of every task that started in the window count them exactly, where the
         // recorded bins count the whole of each bin the window touches.
         in_window = rows.len() as u64;

@@ -224,6 +224,18 @@ pub struct TaskRecord {
 
 impl TaskRecord {
     /// A task that has not started.
+    /// Ends it `interrupted` unless it had ended: what a task that had not ended when the
+    /// process stopped reads as.
+    pub fn interrupt(&mut self) {
+        if !self.status.is_finished() {
+            self.status = TaskStatus::Interrupted;
+            self.error = Some(TaskError::new(
+                ErrorCode::Interrupted,
+                "the server stopped while the task ran",
+            ));
+        }
+    }
+
     pub fn pending(index: u32, id: Option<String>, kind: Kind) -> TaskRecord {
         TaskRecord {
             index,

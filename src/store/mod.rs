@@ -232,7 +232,8 @@ pub trait Store: Send + Sync + 'static {
     /// memory, gives it whole, as [`Store::load`] does.
     fn load_head(&self, id: Uuid) -> BoxFuture<'_, Result<Option<Arc<Batch>>, StoreError>>;
 
-    /// A batch's task rows in `window`, in start order, unless more than `limit` match.
+    /// A batch's task rows in `window`, in start order, as written (`load` also ends the
+    /// unended tasks of an interrupted batch), unless more than `limit` match.
     /// `None` from a store that keeps batches whole in memory (read them with `load`).
     fn rows(
         &self,

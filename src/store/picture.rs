@@ -9,11 +9,11 @@ use uuid::Uuid;
 
 use super::batches::Batches;
 use super::{RowWindow, StoreError};
-use crate::engine::Batch;
 use crate::engine::picture::{COUNTED_ROWS, Cover, Latency, ROW_LIMIT, Timeline, window_bounds};
 use crate::engine::spec::ResultsMode;
-use crate::engine::summary::LatencyMetric;
+use crate::engine::summary::{LatencyMetric, SummaryAcc};
 use crate::engine::task::TaskRecord;
+use crate::engine::{Batch, BatchStatus};
 
 /// Most rows read for a window's task bars: twice what it shows, for the rows of the slack
 /// each side of the window (see [`window_bounds`]).
@@ -28,6 +28,15 @@ enum Found {
     Head(Arc<Batch>),
 }
 
+/// A batch as its picture is drawn from.
+enum Drawn {
+    Missing,
+    /// With its rows (and its totals, when it has them: see [`Batches::totals`]).
+    Whole(Arc<Batch>),
+    /// Finished, read back without its rows, with its merged totals.
+    Head(Arc<Batch>, Box<SummaryAcc>),
+}
+
 impl Batches {
     async fn find(&self, id: Uuid) -> Result<Found, StoreError> {
         if let Some(b) = self.live.read().get(&id) {
@@ -38,6 +47,24 @@ impl Batches {
             Some(head) if head.is_finished() => Found::Head(head),
             // Running elsewhere: read whole, its summary so far counted from its rows.
             Some(whole) => Found::Whole(whole),
+        })
+    }
+
+    /// [`Batches::find`] for a picture: a head needs its totals, and a batch whose
+    /// checkpoints keep none (fewer than 1,000 tasks, all with rows) is read whole to count
+    /// them from its rows.
+    async fn find_drawn(&self, id: Uuid) -> Result<Drawn, StoreError> {
+        Ok(match self.find(id).await? {
+            Found::Missing => Drawn::Missing,
+            Found::Whole(b) => Drawn::Whole(b),
+            Found::Head(head) => match self.store.totals(id).await? {
+                Some(totals) => Drawn::Head(head, Box::new(totals)),
+                None => self
+                    .store
+                    .load(id)
+                    .await?
+                    .map_or(Drawn::Missing, Drawn::Whole),
+            },
         })
     }
 
@@ -58,71 +85,58 @@ impl Batches {
         to_ms: Option<f64>,
         bins: usize,
     ) -> Result<Option<Timeline>, StoreError> {
-        let head = match self.find(id).await? {
-            Found::Missing => return Ok(None),
-            Found::Whole(b) => {
+        Ok(match self.find_drawn(id).await? {
+            Drawn::Missing => None,
+            Drawn::Whole(b) => {
                 let totals = self.totals(&b).await?;
-                return Ok(Some(b.timeline(totals.as_ref(), from_ms, to_ms, bins)));
+                Some(b.timeline(totals.as_ref(), from_ms, to_ms, bins))
             }
-            Found::Head(head) => head,
-        };
-        // Without totals (a small batch's last checkpoint keeps none), its rows rebuild them.
-        let whole = async {
-            let whole = self.store.load(id).await?;
-            Ok(whole.map(|b| b.timeline(None, from_ms, to_ms, bins)))
-        };
-        let Some(totals) = self.store.totals(id).await? else {
-            return whole.await;
-        };
-        let Some((rows, cover)) = self.window_rows(&head, from_ms, to_ms).await? else {
-            return whole.await;
-        };
-        Ok(Some(
-            head.timeline_of(&totals, &rows, cover, from_ms, to_ms, bins),
-        ))
+            Drawn::Head(head, totals) => {
+                let (rows, cover) = self.window_rows(&head, from_ms, to_ms).await?;
+                Some(head.timeline_of(&totals, &rows, cover, from_ms, to_ms, bins))
+            }
+        })
     }
 
-    /// The rows a window of a finished batch needs: every task that ran in it when they are
-    /// few enough to count its bins from, else the tasks that started in it for its bars.
-    /// `None` when the store keeps its batches whole.
+    /// The rows a window of a finished batch read back needs: every task that ran in it when
+    /// they are few enough to count its bins from, else the tasks that started in it for its
+    /// bars. A store that keeps its batches whole gives none, and none are needed: such a
+    /// batch is never a head with totals.
     async fn window_rows(
         &self,
         head: &Batch,
         from_ms: Option<f64>,
         to_ms: Option<f64>,
-    ) -> Result<Option<(Vec<TaskRecord>, Cover)>, StoreError> {
+    ) -> Result<(Vec<TaskRecord>, Cover), StoreError> {
         let (started_at, span_ms) = head.span();
         let (start, end) = window_bounds(started_at, span_ms, from_ms, to_ms);
-        if head.rules().results == ResultsMode::All {
-            let ran = RowWindow {
+        let (mut records, cover) = 'read: {
+            if head.rules().results == ResultsMode::All {
+                let ran = RowWindow {
+                    started_before: end,
+                    ended_from: start,
+                    ..RowWindow::default()
+                };
+                let rows = self.store.rows(head.id, ran, COUNTED_ROWS).await?;
+                if let Some(rows) = rows.filter(|r| r.matched <= COUNTED_ROWS) {
+                    break 'read (rows.records, Cover::Window);
+                }
+            }
+            let started = RowWindow {
+                started_from: start,
                 started_before: end,
-                ended_from: start,
                 ..RowWindow::default()
             };
-            match self.store.rows(head.id, ran, COUNTED_ROWS).await? {
-                None => return Ok(None),
-                Some(rows) if rows.matched <= COUNTED_ROWS => {
-                    return Ok(Some((rows.records, Cover::Window)));
-                }
-                Some(_) => {}
+            match self.store.rows(head.id, started, BAR_ROWS).await? {
+                Some(rows) if rows.matched <= BAR_ROWS => (rows.records, Cover::Starts),
+                _ => (Vec::new(), Cover::Some),
             }
-        }
-        let started = RowWindow {
-            started_from: start,
-            started_before: end,
-            ..RowWindow::default()
         };
-        Ok(self
-            .store
-            .rows(head.id, started, BAR_ROWS)
-            .await?
-            .map(|rows| {
-                if rows.matched <= BAR_ROWS {
-                    (rows.records, Cover::Starts)
-                } else {
-                    (Vec::new(), Cover::Some)
-                }
-            }))
+        if head.status() == BatchStatus::Interrupted {
+            // As `load` reads them: what had not ended when the process stopped.
+            records.iter_mut().for_each(TaskRecord::interrupt);
+        }
+        Ok((records, cover))
     }
 
     /// A batch's latency distribution (see [`Batch::latency`]).
@@ -131,18 +145,13 @@ impl Batches {
         id: Uuid,
         metric: LatencyMetric,
     ) -> Result<Option<Latency>, StoreError> {
-        let batch = match self.find(id).await? {
-            Found::Missing => return Ok(None),
-            Found::Whole(b) => b,
-            Found::Head(head) => match self.store.totals(id).await? {
-                Some(totals) => return Ok(Some(head.latency(Some(&totals), metric))),
-                None => match self.store.load(id).await? {
-                    Some(b) => b,
-                    None => return Ok(None),
-                },
-            },
-        };
-        let totals = self.totals(&batch).await?;
-        Ok(Some(batch.latency(totals.as_ref(), metric)))
+        Ok(match self.find_drawn(id).await? {
+            Drawn::Missing => None,
+            Drawn::Whole(b) => {
+                let totals = self.totals(&b).await?;
+                Some(b.latency(totals.as_ref(), metric))
+            }
+            Drawn::Head(head, totals) => Some(head.latency(Some(&totals), metric)),
+        })
     }
 }

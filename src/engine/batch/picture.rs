@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 
 use super::tasks::Tasks;
-use super::{Batch, SummaryState};
+use super::{Batch, State, SummaryState};
 use crate::engine::picture::{Cover, Latency, Timeline, TimelineInput, latency, timeline};
 use crate::engine::summary::{LatencyMetric, SummaryAcc};
 use crate::engine::task::{TaskRecord, TaskStatus};
@@ -26,8 +26,8 @@ impl Batch {
         to_ms: Option<f64>,
         bins: usize,
     ) -> Timeline {
-        let (started_at, span_ms) = self.span();
         let st = self.state.lock();
+        let (started_at, span_ms) = span(&st);
         let own = own_totals(&st.summary);
         let rebuilt = match own.as_deref().or(totals) {
             Some(_) => None,
@@ -50,13 +50,7 @@ impl Batch {
 
     /// When it started and how long it ran (to now while it runs), in ms.
     pub fn span(&self) -> (Option<DateTime<Utc>>, f64) {
-        let st = self.state.lock();
-        let started_at = st.clock.map(|c| c.0);
-        let end = st.finished_at.unwrap_or_else(Utc::now);
-        let span_ms = started_at.map_or(0.0, |s| {
-            (end - s).num_microseconds().unwrap_or(0).max(0) as f64 / 1000.0
-        });
-        (started_at, span_ms)
+        span(&self.state.lock())
     }
 
     /// [`Batch::timeline`] of a batch read back without its rows, from its merged `totals`
@@ -97,6 +91,16 @@ impl Batch {
         let histogram = acc.or(rebuilt.as_ref()).and_then(|a| a.histogram(metric));
         latency(name, histogram.as_ref().map(|(h, sum)| (h.as_ref(), *sum)))
     }
+}
+
+/// When a batch started and how long it ran (to now while it runs), in ms.
+fn span(st: &State) -> (Option<DateTime<Utc>>, f64) {
+    let started_at = st.clock.map(|c| c.0);
+    let end = st.finished_at.unwrap_or_else(Utc::now);
+    let span_ms = started_at.map_or(0.0, |s| {
+        (end - s).num_microseconds().unwrap_or(0).max(0) as f64 / 1000.0
+    });
+    (started_at, span_ms)
 }
 
 /// The totals this process holds: live, or unpacked.

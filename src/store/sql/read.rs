@@ -12,7 +12,7 @@ use super::db::{SqlDb, named, parse_ts, ts};
 use crate::engine::Batch;
 use crate::engine::batch::{BatchMeta, BatchRecord, Rules};
 use crate::engine::spec::{Kind, ResultsMode};
-use crate::engine::task::{ErrorCode, StoredNet, TaskError, TaskRecord, TaskStatus, Timing};
+use crate::engine::task::{ErrorCode, StoredNet, TaskError, TaskRecord, Timing};
 use crate::engine::wire_name as name;
 use crate::store::{KeyHolder, ListFilter, RowWindow, Rows, StoreError};
 
@@ -21,17 +21,6 @@ const BATCH_COLUMNS: &str = "id, mode, status, label, options, tasks_total, crea
 
 const TASK_COLUMNS: &str = "idx, job_id, kind, status, attempts, seq, output, error_code, \
      error_message, queued_ms, started_at, finished_at, duration_ms, warmup, net";
-
-/// What had not ended when the process stopped ends as interrupted.
-fn interrupted(t: &mut TaskRecord) {
-    if !t.status.is_finished() {
-        t.status = TaskStatus::Interrupted;
-        t.error = Some(TaskError::new(
-            ErrorCode::Interrupted,
-            "the server stopped while the task ran",
-        ));
-    }
-}
 
 fn batch_record(row: &AnyRow, tasks: Vec<TaskRecord>) -> Result<BatchRecord, StoreError> {
     let bad = |what: &str| StoreError(format!("stored batch has an unreadable {what}"));
@@ -147,7 +136,7 @@ impl SqlDb {
                 record.meta.summary = self.live_summary(&id, total as u64).await?;
             }
             if record.meta.status == crate::engine::BatchStatus::Interrupted {
-                record.tasks.iter_mut().for_each(interrupted);
+                record.tasks.iter_mut().for_each(TaskRecord::interrupt);
             }
             Ok(Some(Batch::restore(record)))
         })
@@ -220,21 +209,10 @@ impl SqlDb {
         ))
         .fetch_all(&self.pool)
         .await?;
-        let status: Option<String> = sqlx::query("SELECT status FROM batches WHERE id = $1")
-            .bind(id.clone())
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| r.try_get("status"))
-            .transpose()?;
-        // Rows of a batch the process stopped read as `load` reads them.
-        let stopped = status == Some(name(&crate::engine::BatchStatus::Interrupted));
-        let mut records = rows
+        let records = rows
             .iter()
             .map(task_record)
             .collect::<Result<Vec<_>, _>>()?;
-        if stopped {
-            records.iter_mut().for_each(interrupted);
-        }
         Ok(Rows { matched, records })
     }
 
