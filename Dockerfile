@@ -6,10 +6,12 @@
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY migrations ./migrations
-# The migrations are embedded in the binary (sqlx::migrate!): the runtime image needs no files.
+COPY ui ./ui
+# The migrations and the page (ui/) are embedded in the binary (sqlx::migrate!, include_str!):
+# the runtime image needs no files. .ci/docker-context.sh builds from exactly these COPY lines.
 RUN cargo build --release --locked && strip target/release/fanout
 
 FROM debian:bookworm-slim

@@ -6,7 +6,7 @@ Usage: bench/load.py [--requests 20000] [--concurrency 64] [--rounds 5] [--milli
 
 Starts nginx (Debian's nginx-light, one worker, `return 200`, no access log) on a loopback
 port, then for each round runs: oha; `fanout run` in-process; fanout through its HTTP API
-(memory://); and ../shared/bench/aiohttp_load.py. Throughput is requests per second of the
+(memory://); and bench/peers/aiohttp_load.py. Throughput is requests per second of the
 run's wall time; p99 is each tool's own figure; ratios are taken within a round, then their
 median over the rounds. `--million` adds 1,000,000 requests with `results: "none"` through
 `fanout run` and reports its peak RSS (that process's own, from wait4). `--baseline` adds another
@@ -29,7 +29,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FANOUT = os.path.join(ROOT, "target", "release", "fanout")
-AIOHTTP = os.path.join(ROOT, "..", "shared", "bench", "aiohttp_load.py")
+AIOHTTP = os.path.join(ROOT, "bench", "peers", "aiohttp_load.py")
 
 
 def free_port():

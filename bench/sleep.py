@@ -10,7 +10,7 @@ loopback port (so peak RSS is per case), POSTs one gather batch of sleep jobs, a
   overhead  wall over the sleep duration
   rss_mb    the server's peak RSS (VmHWM) after the batch
 It checks that every task succeeded and slept at least its duration, then runs
-shared/bench/asyncio_sleep.py with the same N and duration and prints ratios.
+bench/peers/asyncio_sleep.py (asyncio.gather) with the same N and duration and prints ratios.
 Only loopback addresses are used.
 """
 
@@ -26,7 +26,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-ASYNCIO = os.path.join(ROOT, "..", "shared", "bench", "asyncio_sleep.py")
+ASYNCIO = os.path.join(HERE, "peers", "asyncio_sleep.py")
 CASES = [(10_000, 200), (100_000, 1000)]
 
 

@@ -14,8 +14,9 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::guard::{NetGuard, NetPolicy};
 use crate::http::{AppState, auth, router};
+use crate::service::{Batches, Cluster, Role};
 use crate::store;
-use crate::store::{Batches, Cluster, Owner};
+use crate::store::Owner;
 use tokio_util::sync::CancellationToken;
 
 /// A bound, ready-to-serve instance.
@@ -162,7 +163,7 @@ impl App {
                     source,
                 })?;
         let shared = config.database_url.starts_with("postgres");
-        if !shared && config.role != crate::config::Role::All {
+        if !shared && config.role != Role::All {
             return Err(StartError::Config(format!(
                 "--role {} needs a store other instances share (--database-url postgres://...): \
                  on SQLite or memory:// one instance accepts and runs everything",

@@ -14,6 +14,7 @@ use crate::engine::jobs::Trust;
 use crate::engine::meter::Meter;
 use crate::guard::NetGuard;
 use crate::request::Limits;
+use crate::service::Role;
 use crate::store::SqliteSync;
 
 #[derive(Debug, Clone, Args)]
@@ -140,36 +141,6 @@ pub struct Config {
     /// On SIGTERM or Ctrl-C, how long running batches may go on before they are interrupted.
     #[arg(long, env = "FANOUT_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
-}
-
-/// What an instance does (`--role`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Accepts batches and runs work.
-    All,
-    /// Accepts, reads, lists and cancels batches; runs none.
-    Api,
-    /// Claims and runs work; serves only /healthz, /readyz and /metrics.
-    Worker,
-}
-
-impl Role {
-    pub fn runs_work(self) -> bool {
-        self != Role::Api
-    }
-
-    pub fn serves_api(self) -> bool {
-        self != Role::Worker
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::All => "all",
-            Role::Api => "api",
-            Role::Worker => "worker",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -2,11 +2,9 @@
 
 use clap::Parser;
 
-/// jemalloc, as oha uses. It was brought in when a load run's requests allocated inside hyper
-/// (glibc's malloc then took about 12 % of their user-space instructions); the lean path now
-/// counts the same instructions per request with either allocator. It stays for the
-/// server's own allocations: `POST /batches` on memory:// ran at 6.7-7.9k/s with it against
-/// 5.4-6.6k/s with glibc's (README, storage benchmarks).
+/// jemalloc, as oha uses: the server's own allocations are cheaper with it (`POST /batches` on
+/// memory:// ran at 6.7-7.9k/s with it against 5.4-6.6k/s with glibc's malloc); the lean path
+/// counts the same instructions per request with either.
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

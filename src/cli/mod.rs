@@ -1,5 +1,5 @@
-//! The command line: `fanout serve`, `fanout run`, `fanout compare`, `fanout healthcheck` and
-//! `fanout openapi`.
+//! The command line: `fanout serve`, `fanout run`, `fanout compare`, `fanout report`,
+//! `fanout healthcheck` and `fanout openapi`.
 
 pub mod compare;
 pub mod run;

@@ -4,7 +4,7 @@
 //! - [`spec`]: the validated batch and job types it runs.
 //! - [`run`]: the [`Engine`], which admits batches and drives their tasks.
 //! - [`batch`]: a batch's live state and the answer rules applied to it.
-//! - [`jobs`]: one module per job kind, and the lean HTTP path of load runs.
+//! - [`jobs`]: one module per job kind, and the lean HTTP client every batch sends on.
 //! - [`task`], [`summary`], [`verdict`]: a task's record, the batch's figures, and the
 //!   thresholds judged on them.
 //! - [`meter`]: what the engine reports for metrics, as a trait.

@@ -16,11 +16,10 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiError, FieldError, Problem};
-use crate::engine::spec::BatchSpec;
-use crate::engine::verdict::resolve_baseline;
 use crate::engine::{Batch, BatchStatus, BatchView, Busy};
 use crate::request::{BatchRequest, parse_batch};
-use crate::store::{Cancelled, ListFilter, Submitted};
+use crate::service::{Baseline, Cancelled, Submission, Submitted};
+use crate::store::ListFilter;
 
 /// The request body, read whatever its `Content-Type` says (so `curl -d @batch.json` works),
 /// with the size limit reported as a problem.
@@ -138,7 +137,6 @@ pub(super) async fn accept(
     }
     let mut spec = parse_batch(&body, &state.limits)?;
     spec.rerun_of = rerun_of;
-    read_baseline(&state, &mut spec).await?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => match v.to_str() {
@@ -161,9 +159,14 @@ pub(super) async fn accept(
     // stored must not leave a stored batch that never starts.
     let batches = state.batches.clone();
     // In the request's span, so the batch's log lines carry the request id too.
-    let accept = tokio::spawn(
-        async move { batches.submit(spec, body, key, status.as_u16()).await }.in_current_span(),
-    );
+    let submission = Submission {
+        spec,
+        body,
+        key,
+        status: status.as_u16(),
+        baseline: Baseline::Stored,
+    };
+    let accept = tokio::spawn(async move { batches.submit(submission).await }.in_current_span());
     let submitted = accept
         .await
         .map_err(|e| ApiError::Internal(format!("accepting a batch failed: {e}")))??;
@@ -192,6 +195,12 @@ pub(super) async fn accept(
                 limit: capacity,
             });
         }
+        Submitted::BadBaseline(why) => {
+            return Err(ApiError::Invalid(vec![FieldError::new(
+                "thresholds.baseline.batch",
+                why,
+            )]));
+        }
     };
     if status == StatusCode::ACCEPTED {
         let mut response = batch_answer(StatusCode::ACCEPTED, &batch);
@@ -204,27 +213,6 @@ pub(super) async fn accept(
     // If the client hangs up here, only this wait is dropped: the batch runs on.
     batch.answered().await;
     Ok(batch_answer(StatusCode::CREATED, &batch))
-}
-
-/// Reads the baseline batch's figures into the batch's baseline checks: a 422 naming
-/// `thresholds.baseline.batch` when it is unknown, unfinished or measured nothing.
-async fn read_baseline(state: &AppState, spec: &mut BatchSpec) -> Result<(), ApiError> {
-    let Some(baseline) = spec.thresholds.as_mut().and_then(|t| t.baseline.as_mut()) else {
-        return Ok(());
-    };
-    let invalid = |message: String| {
-        ApiError::Invalid(vec![FieldError::new("thresholds.baseline.batch", message)])
-    };
-    let id = baseline.batch;
-    let Some(base) = state.batches.get(id).await? else {
-        return Err(invalid(format!("no batch with id {id}")));
-    };
-    if base.finished_at().is_none() {
-        return Err(invalid(format!(
-            "batch {id} has not finished; a baseline must have"
-        )));
-    }
-    resolve_baseline(baseline, &base.summary_now()).map_err(invalid)
 }
 
 /// A batch as it is now: tasks that ended since the answer are brought up to date.

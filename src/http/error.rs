@@ -158,7 +158,17 @@ impl From<Rejected> for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ApiError::Internal(e.to_string())
+        use crate::store::StoreError as E;
+        match e {
+            // The database does not answer now: a client may retry (503 + Retry-After).
+            E::Unavailable(details) => {
+                tracing::error!(error = %details, "the store did not answer");
+                ApiError::NotReady
+            }
+            E::Conflict(_) | E::Missing(_) | E::Corrupt(_) | E::Setup(_) => {
+                ApiError::Internal(e.to_string())
+            }
+        }
     }
 }
 

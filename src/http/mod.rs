@@ -30,7 +30,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::request::Limits;
-use crate::store::Batches;
+use crate::service::Batches;
 use error::ApiError;
 
 /// Everything a handler needs; cheap to clone (one reference count: every middleware and

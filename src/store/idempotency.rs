@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 /// One lock per idempotency key being accepted, so that a repeat waits for the first.
 #[derive(Default)]
-pub(super) struct KeyLocks {
+pub struct KeyLocks {
     held: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 

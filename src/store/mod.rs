@@ -1,18 +1,14 @@
-//! Where accepted batches live. [`Batches`] is what the HTTP layer talks to: it keeps the
-//! batches this instance runs in memory (always up to date) and writes them through a
-//! [`Store`].
+//! Where accepted batches live: the [`Store`] trait, its rows and statements. It knows rows,
+//! leases and checkpoints, not roles or request types; [`crate::service`] decides what to
+//! store and when.
 //!
-//! - [`batches`]: the registry of batches this instance runs, and submitting one.
-//! - `idempotency`: idempotency keys.
+//! - `idempotency`: idempotency keys (the per-key locks and the request hash).
 //! - [`sql`]: SQLite and PostgreSQL, written through a group-commit writer; [`memory`]:
 //!   `memory://`, which keeps nothing across a restart.
 
-pub mod batches;
-mod idempotency;
+pub mod idempotency;
 pub mod memory;
-mod picture;
 pub mod sql;
-mod worker;
 
 use std::sync::Arc;
 
@@ -28,7 +24,6 @@ use crate::engine::spec::{Mode, OnLost, Stripe};
 use crate::engine::summary::{Lost, SummaryAcc};
 use crate::engine::task::TaskRecord;
 
-pub use batches::{Batches, Cancelled, Cluster, Submitted};
 pub use sql::SqliteSync;
 
 /// Opens the store a `--database-url` names.
@@ -47,7 +42,7 @@ pub async fn open(
         || url.starts_with("postgres://")
         || url.starts_with("postgresql://"))
     {
-        return Err(StoreError(format!(
+        return Err(StoreError::Setup(format!(
             "unsupported database URL (use sqlite://FILE, postgres://..., or memory://): {}",
             url.split('@').next_back().unwrap_or_default()
         )));
@@ -57,10 +52,27 @@ pub async fn open(
     Ok(Arc::new(store))
 }
 
-/// A storage failure; its details are logged, never sent to clients.
-#[derive(Debug, thiserror::Error)]
-#[error("storage: {0}")]
-pub struct StoreError(pub String);
+/// A storage failure, by what a caller can do about it; its details are logged, never sent
+/// to clients.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The database did not answer or refused the statement, or the writer stopped: the
+    /// same call may work later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A write that kept losing to another instance's (an idempotency key taken meanwhile).
+    #[error("storage conflict: {0}")]
+    Conflict(String),
+    /// A row the store had committed is not there.
+    #[error("storage: missing {0}")]
+    Missing(String),
+    /// A stored row that does not read back.
+    #[error("storage: corrupt row: {0}")]
+    Corrupt(String),
+    /// The store cannot be opened as configured (its URL, its file, its schema).
+    #[error("storage: {0}")]
+    Setup(String),
+}
 
 /// The batch holding an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,9 +1,11 @@
-//! `fanout run` in-process: the batch runs on an engine of its own, with the service's
-//! defaults except where a one-off run on one's own machine wants others.
+//! `fanout run` in-process: the batch is submitted to a service of its own on `memory://`,
+//! as `POST /batches` submits it, with the service's defaults except where a one-off run on
+//! one's own machine wants others.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde_json::Value;
 
 use super::{Picture, REPORT_BINS, RunArgs, Unusable, describe, tasks_bar};
@@ -12,10 +14,11 @@ use crate::engine::jobs::Trust;
 use crate::engine::meter::NO_METER;
 use crate::engine::spec::ResultsMode;
 use crate::engine::summary::{LatencyMetric, Summary};
-use crate::engine::verdict::resolve_baseline;
 use crate::engine::{Batch, Busy, Engine, StopReason};
 use crate::guard::{NetGuard, NetPolicy};
 use crate::request::parse_batch;
+use crate::service::{Baseline, Batches, Cluster, Submission, Submitted};
+use crate::store::memory::MemoryStore;
 
 /// `--max-jobs` by default with `results: errors` or `none`: a task costs a few bytes.
 const SPARSE_MAX_JOBS: usize = 10_000_000;
@@ -64,23 +67,32 @@ pub(super) async fn run(
             ))
         })?;
     }
-    if let (Some(summary), Some(b)) = (
-        baseline,
-        spec.thresholds.as_mut().and_then(|t| t.baseline.as_mut()),
-    ) {
-        resolve_baseline(b, summary).map_err(Unusable)?;
-    }
     let policy = NetPolicy::parse(&config.allow_net).map_err(Unusable)?;
     let trust = Trust::new(&config.ca_file).map_err(Unusable)?;
     let engine = Engine::new(config.engine(NetGuard::new(policy), Arc::new(trust), NO_METER));
-    let admission = engine.admit(&spec).map_err(|busy| match busy {
-        Busy::Never { tasks, capacity } => Unusable(format!(
-            "the batch holds {tasks} tasks at once; this run allows {capacity} (--max-jobs)"
-        )),
-        Busy::Full => Unusable("the batch was not accepted".into()),
-    })?;
-    let batch = engine.new_batch(&spec);
-    engine.start(batch.clone(), spec, admission);
+    let batches = Batches::new(
+        engine,
+        Arc::new(MemoryStore::default()),
+        Cluster::alone(Arc::new(config.limits())),
+    );
+    let submission = Submission {
+        spec,
+        body: Bytes::copy_from_slice(body),
+        key: None,
+        status: 201,
+        baseline: baseline.map_or(Baseline::Stored, |s| Baseline::Given(Box::new(s.clone()))),
+    };
+    let batch = match batches.submit(submission).await {
+        Ok(Submitted::New(batch)) => batch,
+        Ok(Submitted::Busy(Busy::Never { tasks, capacity })) => {
+            return Err(Unusable(format!(
+                "the batch holds {tasks} tasks at once; this run allows {capacity} (--max-jobs)"
+            )));
+        }
+        Ok(Submitted::BadBaseline(why)) => return Err(Unusable(why)),
+        Ok(_) => return Err(Unusable("the batch was not accepted".into())),
+        Err(e) => return Err(Unusable(e.to_string())),
+    };
     let bar = progress_bar(&batch);
     tokio::select! {
         () = batch.finished() => {}

@@ -3,8 +3,8 @@
 //! its share of the jobs in input order as concurrency slots free up and drives them as
 //! futures in one `FuturesUnordered`.
 //!
-//! Why not a task per job: spawning 100,000 tasks alone takes 65–85 ms on this project's
-//! two-core machines (`shared/STACK.md`), which is most of the 5 % overhead budget of a batch of
+//! Why not a task per job: spawning 100,000 tasks alone takes 65–85 ms on a two-core machine
+//! (a bare tokio program, measured), which is most of the 5 % overhead budget of a batch of
 //! one-second sleeps. A job future pushed into a driver costs an allocation and no scheduling;
 //! cancelling a batch is dropping its drivers' futures. Large batches are split across as many
 //! drivers as there are worker threads so that both cores start and finish jobs.
@@ -35,7 +35,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::batch::{Batch, StopReason};
+use super::batch::{Batch, Prior, StopReason};
 use super::jobs::JobContext;
 use super::jobs::Trust;
 use super::jobs::lean::{Dialling, LeanPool};
@@ -133,6 +133,25 @@ impl Engine {
     /// A new batch of `spec`, ready to [`start`](Engine::start).
     pub fn new_batch(&self, spec: &BatchSpec) -> Arc<Batch> {
         Batch::new(Uuid::now_v7(), spec, self.inner.meter)
+    }
+
+    /// A batch (or a shard of one) run before, picked up from what was kept of it, ready to
+    /// [`start`](Engine::start) with `spec`, whose open-model schedule is moved on to where
+    /// its first unended task is.
+    pub fn resume_batch(
+        &self,
+        id: Uuid,
+        created_at: chrono::DateTime<chrono::Utc>,
+        spec: &mut BatchSpec,
+        prior: Prior,
+    ) -> Arc<Batch> {
+        let batch = Batch::resume(id, created_at, spec, self.inner.meter, prior);
+        if let (Some(rate), Some(ended)) = (spec.load.rate_per_s, batch.ended_before()) {
+            let first = ended.iter().position(|e| !e).unwrap_or(ended.len());
+            let at = spec.load.stripe.global(first) as f64 / rate;
+            spec.load.resume_at = Duration::from_secs_f64(at);
+        }
+        batch
     }
 
     /// Reserves room for a batch: the tasks it holds at once (see [`LoadPlan::reserve`](super::spec::LoadPlan::reserve)) count

@@ -55,7 +55,7 @@ async fn hold_file(url: &str) -> Result<Option<std::fs::File>, StoreError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .open(path)
-        .map_err(|e| StoreError(format!("cannot open {path}: {e}")))?;
+        .map_err(|e| StoreError::Setup(format!("cannot open {path}: {e}")))?;
     // A process that is stopping (or an instance restarted in the same process) lets go
     // within moments: wait that long before refusing.
     let mut tries = 0;
@@ -77,23 +77,36 @@ fn lock_outcome(
 ) -> Result<Option<std::fs::File>, StoreError> {
     match outcome {
         Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError(format!(
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Setup(format!(
             "{path} is in use by another fanout process: an SQLite file belongs to one instance \
              (stop the other one, give this one another --database-url, or share work on PostgreSQL)"
         ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(StoreError(format!("cannot lock {path}: {e}"))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError::Setup(format!("cannot lock {path}: {e}")))
+        }
     }
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError(e.to_string())
+        use sqlx::Error as E;
+        match e {
+            E::RowNotFound => StoreError::Missing("row".into()),
+            E::ColumnDecode { .. }
+            | E::Decode(_)
+            | E::ColumnNotFound(_)
+            | E::TypeNotFound { .. } => StoreError::Corrupt(e.to_string()),
+            E::Configuration(_) | E::Migrate(_) => StoreError::Setup(e.to_string()),
+            // The connection, the pool, the protocol or the statement: the database may
+            // answer the same call later.
+            _ => StoreError::Unavailable(e.to_string()),
+        }
     }
 }
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
-        StoreError(format!("migrations: {e}"))
+        StoreError::Setup(format!("migrations: {e}"))
     }
 }
 

@@ -5,10 +5,16 @@
 //! - `db`: connecting, migrations, SQLite's one-process lock, values as text.
 //! - `turn`: one turn of the writer in one transaction (inserts, fences, saves).
 //! - `read`: batches read back, lists, idempotency keys.
-//! - `shards`: claims, leases, the rescuer, closing a sharded batch.
+//! - `claims`: the shard queue: claiming, giving back, NOTIFY and LISTEN.
+//! - `leases`: renewals, the rescuer, cancelling everywhere, recovery at start-up.
+//! - `instances`: the instances' heartbeats.
+//! - `shards`: a sharded batch's shards read, merged and closed.
 //! - `writer`: the group-commit writer every write goes through.
 
+mod claims;
 mod db;
+mod instances;
+mod leases;
 mod read;
 mod shards;
 mod turn;
@@ -67,7 +73,7 @@ impl SqlStore {
         lease: std::time::Duration,
     ) -> Result<SqlStore, StoreError> {
         let db = Arc::new(SqlDb::open(url, sync, lease).await?);
-        let queued = (db.backend() == "postgres").then(|| shards::listen(url.to_owned()));
+        let queued = (db.backend() == "postgres").then(|| claims::listen(url.to_owned()));
         Ok(SqlStore {
             writer: Writer::start(db.clone()),
             db,

@@ -23,7 +23,7 @@ const TASK_COLUMNS: &str = "idx, job_id, kind, status, attempts, seq, output, er
      error_message, queued_ms, started_at, finished_at, duration_ms, warmup, net";
 
 fn batch_record(row: &AnyRow, tasks: Vec<TaskRecord>) -> Result<BatchRecord, StoreError> {
-    let bad = |what: &str| StoreError(format!("stored batch has an unreadable {what}"));
+    let bad = |what: &str| StoreError::Corrupt(format!("stored batch has an unreadable {what}"));
     let id: String = row.try_get("id")?;
     let rules: Rules =
         serde_json::from_str(&row.try_get::<String, _>("options")?).map_err(|_| bad("options"))?;
@@ -52,7 +52,7 @@ fn batch_record(row: &AnyRow, tasks: Vec<TaskRecord>) -> Result<BatchRecord, Sto
 }
 
 pub(super) fn task_record(row: &AnyRow) -> Result<TaskRecord, StoreError> {
-    let bad = |what: &str| StoreError(format!("stored task has an unreadable {what}"));
+    let bad = |what: &str| StoreError::Corrupt(format!("stored task has an unreadable {what}"));
     let code: Option<String> = row.try_get("error_code")?;
     let message: Option<String> = row.try_get("error_message")?;
     let net: Option<StoredNet> = row

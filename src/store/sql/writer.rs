@@ -53,7 +53,7 @@ impl Writer {
         self.send(Command::Insert(Box::new(row), waiter))?;
         committed
             .await
-            .map_err(|_| StoreError("the writer stopped".into()))?
+            .map_err(|_| StoreError::Unavailable("the writer stopped".into()))?
     }
 
     /// Writes the shard's progress every turn; resolves once its last write is committed, or
@@ -92,7 +92,7 @@ impl Writer {
     fn send(&self, command: Command) -> Result<(), StoreError> {
         self.queue
             .send(command)
-            .map_err(|_| StoreError("the writer stopped".into()))
+            .map_err(|_| StoreError::Unavailable("the writer stopped".into()))
     }
 }
 
@@ -245,7 +245,7 @@ async fn write_loop(
                 // and is written again next turn.
                 tracing::error!(error = %e, "writing to the store failed; retrying");
                 for done in waiters {
-                    let _ = done.send(Err(StoreError(e.0.clone())));
+                    let _ = done.send(Err(e.clone()));
                 }
                 tokio::time::sleep(FLUSH_EVERY).await;
             }

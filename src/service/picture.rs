@@ -8,12 +8,12 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::batches::Batches;
-use super::{RowWindow, StoreError};
 use crate::engine::picture::{COUNTED_ROWS, Cover, Latency, ROW_LIMIT, Timeline, window_bounds};
 use crate::engine::spec::ResultsMode;
 use crate::engine::summary::{LatencyMetric, SummaryAcc};
 use crate::engine::task::TaskRecord;
 use crate::engine::{Batch, BatchStatus};
+use crate::store::{RowWindow, StoreError};
 
 /// Most rows read for a window's task bars: twice what it shows, for the rows of the slack
 /// each side of the window (see [`window_bounds`]).

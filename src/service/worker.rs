@@ -13,12 +13,12 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::batches::Batches;
-use super::{Claimed, InstanceInfo, ShardRun, StoreError};
+use super::batches::{Batches, Start};
 use crate::engine::Batch;
 use crate::engine::batch::{Prior, StopReason};
 use crate::engine::spec::{BatchSpec, OnLost, Stripe};
 use crate::request::parse_batch;
+use crate::store::{Claimed, InstanceInfo, ShardRun, StoreError};
 
 /// How often an idle worker looks for queued shards when nothing wakes it.
 const POLL_EVERY: Duration = Duration::from_secs(1);
@@ -95,7 +95,11 @@ impl Batches {
         let asked = self.store.renew(self.cluster.owner.clone(), until);
         let answered = tokio::time::timeout(self.cluster.lease / 3, asked)
             .await
-            .unwrap_or_else(|_| Err(StoreError("the store did not answer in time".into())));
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "the store did not answer in time".into(),
+                ))
+            });
         let renewal = match answered {
             Ok(r) => r,
             Err(e) => {
@@ -169,7 +173,11 @@ impl Batches {
         let asked = self.store.rescue(self.cluster.owner.clone(), now, until);
         let answered = tokio::time::timeout(self.cluster.lease / 3, asked)
             .await
-            .unwrap_or_else(|_| Err(StoreError("the store did not answer in time".into())));
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "the store did not answer in time".into(),
+                ))
+            });
         match answered {
             Ok(to_end) => {
                 for claimed in to_end {
@@ -194,10 +202,11 @@ impl Batches {
             let mut room = 1;
             if held > 0 {
                 let asked = tokio::time::timeout(self.cluster.lease / 3, self.fair_share());
-                let share = match asked
-                    .await
-                    .unwrap_or_else(|_| Err(StoreError("the store did not answer in time".into())))
-                {
+                let share = match asked.await.unwrap_or_else(|_| {
+                    Err(StoreError::Unavailable(
+                        "the store did not answer in time".into(),
+                    ))
+                }) {
                     Ok(n) => n,
                     Err(e) => {
                         tracing::debug!(error = %e, "cannot read the queue");
@@ -271,11 +280,11 @@ impl Batches {
             Err(e) => {
                 // Instances with other limits share the store; this one cannot run it.
                 tracing::error!(batch_id = %c.batch_id, shard = c.index, error = ?e, "a claimed batch does not pass this instance's limits; giving it back");
-                self.give_back(&c);
+                self.give_back(c.batch_id, c.index, c.attempt);
                 return false;
             }
         };
-        let mut spec = shard_spec(spec, c.index, c.count, c.tasks);
+        let spec = shard_spec(spec, c.index, c.count, c.tasks);
         let resumable = spec.tasks().is_some();
         let lost_run = c.attempt > 1;
         let stop = if c.cancel_requested {
@@ -285,35 +294,21 @@ impl Batches {
         } else {
             None
         };
-        let admission = if stop.is_some() {
-            self.engine.admit_none()
-        } else {
-            match self.engine.admit(&spec) {
-                Ok(a) => a,
-                Err(_) => {
-                    self.give_back(&c);
-                    return false;
-                }
-            }
+        let start = Start::Claimed {
+            id: c.batch_id,
+            created_at: c.created_at,
+            prior: Box::new(Prior {
+                rows: c.rows,
+                checkpoint: c.checkpoint,
+                lost: c.lost,
+            }),
+            stop,
         };
-        let prior = Prior {
-            rows: c.rows,
-            checkpoint: c.checkpoint,
-            lost: c.lost,
+        let Ok(admitted) = self.admit(spec, start) else {
+            let (batch, index, attempt) = (c.batch_id, c.index, c.attempt);
+            self.give_back(batch, index, attempt);
+            return false;
         };
-        let batch = Batch::resume(
-            c.batch_id,
-            c.created_at,
-            &spec,
-            crate::metrics::meters(),
-            prior,
-        );
-        // An open-model run picks the schedule up where its first unended task is.
-        if let (Some(rate), Some(ended)) = (spec.load.rate_per_s, batch.ended_before()) {
-            let first = ended.iter().position(|e| !e).unwrap_or(ended.len());
-            let at = spec.load.stripe.global(first) as f64 / rate;
-            spec.load.resume_at = Duration::from_secs_f64(at);
-        }
         let run = ShardRun {
             index: c.index,
             attempt: c.attempt,
@@ -321,19 +316,13 @@ impl Batches {
             owner: self.cluster.owner.token.clone(),
             lost: CancellationToken::new(),
         };
-        batch.set_shards(vec![self.shard_info(&run, c.tasks)]);
-        match stop {
-            Some(StopReason::Cancelled) => batch.cancel_by_client(),
-            Some(reason) => batch.stop(reason),
-            None => {}
-        }
         tracing::info!(batch_id = %c.batch_id, shard = c.index, attempt = c.attempt, ending = stop.is_some(), "running a claimed shard");
-        self.run_here(batch, spec, admission, run);
+        self.launch(admitted, run, c.tasks);
         true
     }
 
-    fn give_back(self: &Arc<Self>, c: &Claimed) {
-        let (this, batch, index, attempt) = (self.clone(), c.batch_id, c.index, c.attempt);
+    fn give_back(self: &Arc<Self>, batch: Uuid, index: u32, attempt: u64) {
+        let this = self.clone();
         tokio::spawn(async move {
             if let Err(e) = this.store.release(batch, index, attempt).await {
                 tracing::warn!(error = %e, "giving a shard back failed; its lease will run out");

@@ -1,27 +1,29 @@
 //! [`Batches`]: the batches this instance runs, kept in memory while they run and written
 //! through to the store as they go; a batch leaves memory once its last write is committed,
-//! and reads of it then come from the store. Batches are accepted here; their shards run
-//! where `worker` claims them.
+//! and reads of it then come from the store. Batches are accepted here ([`Batches::submit`]);
+//! their shards run where `worker` claims them, and every shard that runs here, accepted or
+//! claimed, is admitted and started by [`Batches::admit`] and [`Batches::launch`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::idempotency::{KeyLocks, request_hash};
-use super::{Inserted, KeyHolder, ListFilter, NewBatch, Owner, ShardRun, Store, StoreError};
-use crate::config::Role;
-use crate::engine::batch::{ShardInfo, ShardStatus, StopReason};
+use super::Role;
+use super::baseline::Baseline;
+use crate::engine::batch::{Prior, ShardInfo, ShardStatus, StopReason};
 use crate::engine::spec::{BatchSpec, Stripe};
 use crate::engine::summary::SummaryAcc;
 use crate::engine::{Admission, Batch, Busy, Engine};
 use crate::request::Limits;
+use crate::store::idempotency::{KeyLocks, request_hash};
+use crate::store::{Inserted, KeyHolder, ListFilter, NewBatch, Owner, ShardRun, Store, StoreError};
 
 pub struct Batches {
     pub(super) engine: Engine,
@@ -56,6 +58,25 @@ pub struct Cluster {
     pub limits: Arc<Limits>,
 }
 
+impl Cluster {
+    /// One process alone with a store of its own (`fanout run` in-process): it accepts and
+    /// runs everything, and shares nothing.
+    pub fn alone(limits: Arc<Limits>) -> Cluster {
+        Cluster {
+            role: Role::All,
+            owner: Owner {
+                instance_id: "fanout-run".into(),
+                token: Uuid::now_v7().to_string(),
+            },
+            started_at: Utc::now(),
+            lease: Duration::from_secs(30),
+            shard_size: u64::MAX,
+            shared: false,
+            limits,
+        }
+    }
+}
+
 /// How many shards a load run is cut into: at least `needed`, and, when its concurrency allows,
 /// a divisor of it, so that every shard gets the same share. Shards that share unevenly end
 /// unevenly: with 64 slots over 30 shards of 10,000 tasks, the four with 3 slots ended at
@@ -77,6 +98,20 @@ pub(super) struct Held {
     pub since: std::time::Instant,
 }
 
+/// A batch to accept, as the edge parsed it.
+pub struct Submission {
+    pub spec: BatchSpec,
+    /// The request body as accepted: stored for reruns and for the instances that claim its
+    /// shards.
+    pub body: Bytes,
+    pub key: Option<String>,
+    /// The HTTP status its client is answered with (201, or 202 when it asked to be
+    /// answered at once), kept for a repeat of its idempotency key.
+    pub status: u16,
+    /// Where its baseline checks read their figures from.
+    pub baseline: Baseline,
+}
+
 /// What `submit` did.
 pub enum Submitted {
     /// A new batch, now running.
@@ -89,6 +124,31 @@ pub enum Submitted {
     KeyReused,
     /// The server's bound on running and waiting tasks has no room for it.
     Busy(Busy),
+    /// Its baseline cannot be compared with (`thresholds.baseline.batch`), in words.
+    BadBaseline(String),
+}
+
+/// How a shard comes to run here.
+pub(super) enum Start {
+    /// A batch accepted here, new.
+    New,
+    /// A claimed shard, picked up from what the store kept of it, and ended at once when
+    /// `stop` says so.
+    Claimed {
+        id: Uuid,
+        created_at: DateTime<Utc>,
+        prior: Box<Prior>,
+        stop: Option<StopReason>,
+    },
+}
+
+/// A shard admitted here: its batch and its room in the engine, ready to
+/// [`launch`](Batches::launch).
+pub(super) struct Admitted {
+    pub batch: Arc<Batch>,
+    spec: BatchSpec,
+    admission: Admission,
+    stop: Option<StopReason>,
 }
 
 /// What `create` did: `submit`'s outcomes, or a key that another instance took meanwhile.
@@ -149,25 +209,21 @@ impl Batches {
         &self.engine
     }
 
-    /// Accepts a batch: stores it (committed before this returns) and starts it.
-    /// `status` is the HTTP status its client is answered with, kept for a repeat of its
-    /// idempotency key.
-    pub async fn submit(
-        self: &Arc<Self>,
-        spec: BatchSpec,
-        body: Bytes,
-        key: Option<String>,
-        status: u16,
-    ) -> Result<Submitted, StoreError> {
-        let Some(key) = key else {
-            return match self.create(spec, &body, None, status).await? {
+    /// Accepts a batch: stores it (committed before this returns) and starts it. The one
+    /// entry the HTTP handlers and `fanout run` call.
+    pub async fn submit(self: &Arc<Self>, mut sub: Submission) -> Result<Submitted, StoreError> {
+        if let Err(why) = self.resolve_baseline(&mut sub.spec, &sub.baseline).await? {
+            return Ok(Submitted::BadBaseline(why));
+        }
+        let Some(key) = sub.key.take() else {
+            return match self.create(sub.spec, &sub.body, None, sub.status).await? {
                 Created::Done(submitted) => Ok(submitted),
-                Created::KeyTaken => Err(StoreError(
-                    "the store reported a key conflict for a batch without a key".into(),
+                Created::KeyTaken => Err(StoreError::Conflict(
+                    "a key conflict for a batch without a key".into(),
                 )),
             };
         };
-        let hash = request_hash(&body);
+        let hash = request_hash(&sub.body);
         self.keys
             .with(&key, async {
                 // Twice at most: a conflict on insert means another instance took the key
@@ -177,12 +233,15 @@ impl Batches {
                         return self.replay(holder, &hash).await;
                     }
                     let keyed = Some((key.clone(), hash.clone()));
-                    match self.create(spec.clone(), &body, keyed, status).await? {
+                    match self
+                        .create(sub.spec.clone(), &sub.body, keyed, sub.status)
+                        .await?
+                    {
                         Created::KeyTaken => continue,
                         Created::Done(submitted) => return Ok(submitted),
                     }
                 }
-                Err(StoreError(
+                Err(StoreError::Conflict(
                     "idempotency key conflict did not resolve".into(),
                 ))
             })
@@ -196,15 +255,16 @@ impl Batches {
         }
         match self.get(holder.batch).await? {
             Some(batch) => Ok(Submitted::Replay(batch, holder.first_status)),
-            None => Err(StoreError(format!(
-                "batch {} of an idempotency key is gone",
+            None => Err(StoreError::Missing(format!(
+                "batch {} of an idempotency key",
                 holder.batch
             ))),
         }
     }
 
     /// Stores and starts a batch (`KeyTaken` when another instance took its idempotency key
-    /// meanwhile).
+    /// meanwhile). A batch of one shard on an instance that runs work is admitted before it
+    /// is stored, so that a batch with no room is refused, not stored and left unrun.
     async fn create(
         self: &Arc<Self>,
         spec: BatchSpec,
@@ -213,49 +273,50 @@ impl Batches {
         status: u16,
     ) -> Result<Created, StoreError> {
         let shards = self.plan_shards(&spec);
+        let tasks = spec.tasks().unwrap_or(0);
+        let on_lost = spec.on_lost_for(status == 202);
         let here = self.cluster.role.runs_work() && shards.len() == 1;
-        let admission = if here {
-            match self.engine.admit(&spec) {
-                Ok(a) => Some(a),
+        let (batch, admitted) = if here {
+            match self.admit(spec, Start::New) {
+                Ok(admitted) => (admitted.batch.clone(), Some(admitted)),
                 Err(busy) => return Ok(Created::Done(Submitted::Busy(busy))),
             }
         } else {
-            None
+            // Only its row is made here: whichever instances claim its shards run them.
+            (self.engine.new_batch(&spec), None)
         };
-        let batch = self.engine.new_batch(&spec);
         let (idempotency_key, request_hash) = key.unzip();
         let lease_until =
             Utc::now() + chrono::Duration::from_std(self.cluster.lease).unwrap_or_default();
-        let shard_count = shards.len();
         let row = NewBatch {
             id: batch.id,
             mode: batch.mode,
             label: batch.label.clone(),
             rules: batch.rules(),
             request: body.clone(),
-            tasks_total: spec.tasks().unwrap_or(0),
+            tasks_total: tasks,
             created_at: batch.created_at,
             idempotency_key,
             request_hash,
             answer_status: status,
             instance_id: self.instance_id().to_owned(),
-            on_lost: spec.on_lost_for(status == 202),
+            on_lost,
             shards,
             claimed: here.then(|| (self.cluster.owner.token.clone(), lease_until)),
         };
+        let (id, shard_count) = (row.id, row.shards.len());
         if self.store.insert(row).await? == Inserted::KeyTaken {
             return Ok(Created::KeyTaken);
         }
-        tracing::info!(batch_id = %batch.id, tasks = spec.tasks(), mode = ?spec.mode, shards = shard_count, "batch accepted");
-        let Some(admission) = admission else {
+        tracing::info!(batch_id = %id, tasks, shards = shard_count, "batch accepted");
+        let Some(admitted) = admitted else {
             // Its shards are queued for whichever workers have room (this one too).
             self.wake.notify_one();
-            let stored = self.store.load(batch.id).await?.ok_or_else(|| {
-                StoreError(format!(
-                    "batch {} is not in the store after its commit",
-                    batch.id
-                ))
-            })?;
+            let stored = self
+                .store
+                .load(id)
+                .await?
+                .ok_or_else(|| StoreError::Missing(format!("batch {id} after its commit")))?;
             return Ok(Created::Done(Submitted::Queued(stored)));
         };
         let run = ShardRun {
@@ -265,15 +326,66 @@ impl Batches {
             owner: self.cluster.owner.token.clone(),
             lost: CancellationToken::new(),
         };
-        batch.set_shards(vec![
-            self.shard_info(&run, spec.tasks().unwrap_or(0) as u64),
-        ]);
+        Ok(Created::Done(Submitted::New(self.launch(
+            admitted,
+            run,
+            tasks as u64,
+        ))))
+    }
+
+    /// Admits a shard to run here: reserves its room in the engine (none for one that ends
+    /// at once) and makes its batch, new or picked up from the store's.
+    pub(super) fn admit(&self, mut spec: BatchSpec, start: Start) -> Result<Admitted, Busy> {
+        let stop = match &start {
+            Start::New => None,
+            Start::Claimed { stop, .. } => *stop,
+        };
+        let admission = match stop {
+            Some(_) => self.engine.admit_none(),
+            None => self.engine.admit(&spec)?,
+        };
+        let batch = match start {
+            Start::New => self.engine.new_batch(&spec),
+            Start::Claimed {
+                id,
+                created_at,
+                prior,
+                ..
+            } => self.engine.resume_batch(id, created_at, &mut spec, *prior),
+        };
+        Ok(Admitted {
+            batch,
+            spec,
+            admission,
+            stop,
+        })
+    }
+
+    /// Starts an admitted shard of `tasks` tasks as `run` and writes it through.
+    pub(super) fn launch(
+        self: &Arc<Self>,
+        admitted: Admitted,
+        run: ShardRun,
+        tasks: u64,
+    ) -> Arc<Batch> {
+        let Admitted {
+            batch,
+            spec,
+            admission,
+            stop,
+        } = admitted;
+        batch.set_shards(vec![self.shard_info(&run, tasks)]);
+        match stop {
+            Some(StopReason::Cancelled) => batch.cancel_by_client(),
+            Some(reason) => batch.stop(reason),
+            None => {}
+        }
         self.run_here(batch.clone(), spec, admission, run);
-        Ok(Created::Done(Submitted::New(batch)))
+        batch
     }
 
     /// What answers show of a shard this process runs.
-    pub(super) fn shard_info(&self, run: &ShardRun, tasks: u64) -> ShardInfo {
+    fn shard_info(&self, run: &ShardRun, tasks: u64) -> ShardInfo {
         ShardInfo {
             index: run.index,
             tasks,
@@ -288,7 +400,7 @@ impl Batches {
 
     /// Runs a shard here and writes it through, until its last write is committed or it is
     /// lost. A whole batch (one shard) is served from memory meanwhile.
-    pub(super) fn run_here(
+    fn run_here(
         self: &Arc<Self>,
         batch: Arc<Batch>,
         spec: BatchSpec,
