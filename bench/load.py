@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Load benchmark: fanout against oha and asyncio + aiohttp, one local nginx target, same run.
 
-Usage: bench/load.py [--requests 20000] [--concurrency 64] [--rounds 5] [--million]
+Usage: bench/load.py --aiohttp-script PEER.py [--requests 20000] [--concurrency 64] [--rounds 5] [--million]
          [--python PYTHON_WITH_AIOHTTP] [--baseline OTHER_FANOUT_BINARY]
 
 Starts nginx (Debian's nginx-light, one worker, `return 200`, no access log) on a loopback
 port, then for each round runs: oha; `fanout run` in-process; fanout through its HTTP API
-(memory://); and ../shared/bench/aiohttp_load.py. Throughput is requests per second of the
+(memory://); and the peer given by --aiohttp-script, an asyncio + aiohttp script
+(`PEER.py URL N CONCURRENCY`: N GETs under a semaphore, printing `rps=N p50=Xms p99=Yms`). Throughput is requests per second of the
 run's wall time; p99 is each tool's own figure; ratios are taken within a round, then their
 median over the rounds. `--million` adds 1,000,000 requests with `results: "none"` through
 `fanout run` and reports its peak RSS (that process's own, from wait4). `--baseline` adds another
@@ -29,7 +30,6 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FANOUT = os.path.join(ROOT, "target", "release", "fanout")
-AIOHTTP = os.path.join(ROOT, "..", "shared", "bench", "aiohttp_load.py")
 
 
 def free_port():
@@ -125,8 +125,8 @@ def fanout_server(url, port, n, c, binary=FANOUT):
         proc.wait()
 
 
-def aiohttp(python, url, n, c):
-    out = subprocess.run([python, AIOHTTP, url, str(n), str(c)], capture_output=True, text=True, check=True).stdout
+def aiohttp(python, script, url, n, c):
+    out = subprocess.run([python, script, url, str(n), str(c)], capture_output=True, text=True, check=True).stdout
     m = re.search(r"rps=(\d+) p50=([\d.]+)ms p99=([\d.]+)ms", out)
     return float(m.group(1)), float(m.group(3)), None
 
@@ -138,6 +138,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--million", action="store_true")
     ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--aiohttp-script", required=True,
+                    help="an asyncio + aiohttp script: `SCRIPT URL N CONCURRENCY` prints rps= p50= p99=")
     ap.add_argument("--baseline", help="another fanout binary to measure in every round")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp()
@@ -151,7 +153,7 @@ def main():
                 "oha": oha(url, n, c),
                 "fanout run (in-process)": fanout_run(url, port, n, c),
                 "fanout (HTTP API)": fanout_server(url, port, n, c),
-                "asyncio + aiohttp": aiohttp(args.python, url, n, c),
+                "asyncio + aiohttp": aiohttp(args.python, args.aiohttp_script, url, n, c),
             }
             if args.baseline:
                 got["baseline: fanout run (in-process)"] = fanout_run(url, port, n, c, args.baseline)

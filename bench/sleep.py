@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Sleep-batch benchmark: fanout through its HTTP API vs Python's asyncio.gather, same run.
 
-Usage: bench/sleep.py [--binary target/release/fanout] [--rounds 3]
+Usage: bench/sleep.py --asyncio-script PEER.py [--binary target/release/fanout] [--rounds 3]
 
 For each case (10,000 x 200 ms and 100,000 x 1 s) it starts a fresh `fanout serve` on a
 loopback port (so peak RSS is per case), POSTs one gather batch of sleep jobs, and reports:
@@ -9,8 +9,9 @@ loopback port (so peak RSS is per case), POSTs one gather batch of sleep jobs, a
   e2e_ms    request sent to the last byte of the answer read
   overhead  wall over the sleep duration
   rss_mb    the server's peak RSS (VmHWM) after the batch
-It checks that every task succeeded and slept at least its duration, then runs
-shared/bench/asyncio_sleep.py with the same N and duration and prints ratios.
+It checks that every task succeeded and slept at least its duration, then runs the peer, an
+asyncio.gather script given by --asyncio-script (`PEER.py N SECONDS`: gathers N sleeps of SECONDS
+and prints `wall=<seconds>s ... maxrss=<MB>MB`), with the same N and duration, and prints ratios.
 Only loopback addresses are used.
 """
 
@@ -26,7 +27,6 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-ASYNCIO = os.path.join(ROOT, "..", "shared", "bench", "asyncio_sleep.py")
 CASES = [(10_000, 200), (100_000, 1000)]
 
 
@@ -91,8 +91,8 @@ def run_fanout(binary, n, ms, database_url="memory://"):
         proc.wait()
 
 
-def run_asyncio(n, ms):
-    out = subprocess.run([sys.executable, ASYNCIO, str(n), str(ms / 1000)],
+def run_asyncio(script, n, ms):
+    out = subprocess.run([sys.executable, script, str(n), str(ms / 1000)],
                          capture_output=True, text=True, check=True).stdout
     m = re.search(r"wall=([\d.]+)s .* maxrss=(\d+)MB", out)
     return {"wall_ms": float(m.group(1)) * 1000, "rss_mb": float(m.group(2))}
@@ -102,13 +102,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "fanout"))
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--asyncio-script", required=True,
+                    help="an asyncio.gather script: `SCRIPT N SECONDS` prints wall= and maxrss=")
     args = ap.parse_args()
 
     rows = []
     for n, ms in CASES:
         for r in range(args.rounds):
             f = run_fanout(args.binary, n, ms)
-            a = run_asyncio(n, ms)
+            a = run_asyncio(args.asyncio_script, n, ms)
             rows.append((n, ms, r + 1, f, a))
             print(f"# {n} x {ms} ms round {r + 1}: fanout wall {f['wall_ms']:.1f} ms e2e {f['e2e_ms']:.1f} ms "
                   f"rss {f['rss_mb']:.0f} MB | asyncio {a['wall_ms']:.1f} ms rss {a['rss_mb']:.0f} MB",

@@ -3,8 +3,8 @@
 //! its share of the jobs in input order as concurrency slots free up and drives them as
 //! futures in one `FuturesUnordered`.
 //!
-//! Why not a task per job: spawning 100,000 tasks alone takes 65–85 ms on this project's
-//! two-core machines (`shared/STACK.md`), which is most of the 5 % overhead budget of a batch of
+//! Why not a task per job: spawning 100,000 tasks alone takes 65–85 ms on the two-core
+//! machines the benchmarks run on, which is most of the 5 % overhead budget of a batch of
 //! one-second sleeps. A job future pushed into a driver costs an allocation and no scheduling;
 //! cancelling a batch is dropping its drivers' futures. Large batches are split across as many
 //! drivers as there are worker threads so that both cores start and finish jobs.
