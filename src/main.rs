@@ -6,7 +6,7 @@ use clap::Parser;
 /// (glibc's malloc then took about 12 % of their user-space instructions); the lean path now
 /// counts the same instructions per request with either allocator. It stays for the
 /// server's own allocations: `POST /batches` on memory:// ran at 6.7-7.9k/s with it against
-/// 5.4-6.6k/s with glibc's (README, storage benchmarks).
+/// 5.4-6.6k/s with glibc's (alternating runs of `bench/storage.py`'s POST test).
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
