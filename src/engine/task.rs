@@ -68,7 +68,7 @@ pub enum ErrorCode {
     Invalid,
     /// Cancelled before it ended (fail_fast, wait's `on_timeout: cancel`, DELETE).
     Cancelled,
-    /// The server stopped while the task ran.
+    /// The process running the task stopped while it ran.
     Interrupted,
 }
 
@@ -231,7 +231,7 @@ impl TaskRecord {
             self.status = TaskStatus::Interrupted;
             self.error = Some(TaskError::new(
                 ErrorCode::Interrupted,
-                "the server stopped while the task ran",
+                "the process running it stopped while it ran",
             ));
         }
     }

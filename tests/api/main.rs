@@ -15,6 +15,7 @@ mod http_jobs;
 mod lifecycle;
 mod limits;
 mod load;
+mod newcomer;
 mod operations;
 mod picture;
 mod scenarios;

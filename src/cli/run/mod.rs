@@ -285,7 +285,9 @@ async fn obtain(args: &RunArgs) -> Result<(Value, Option<Picture>), Unusable> {
     let html = args.format == Format::Html;
     match &args.server {
         Some(server) => {
-            let batch = remote::run(server, args.token.as_deref(), body).await?;
+            in_process_only(args)?;
+            let mut batch = remote::run(server, args.token.as_deref(), body).await?;
+            remote::hint_at_serve(&mut batch);
             let picture = match html {
                 true => Some(remote::picture(server, args.token.as_deref(), &batch).await?),
                 false => None,
@@ -294,6 +296,38 @@ async fn obtain(args: &RunArgs) -> Result<(Value, Option<Picture>), Unusable> {
         }
         None => local::run(args, &body, baseline.as_ref(), html).await,
     }
+}
+
+/// Flags that set up this process's own engine, given to a run on a server, where the server's
+/// settings decide: a usage error that says where the flag belongs, not one silently ignored.
+/// A value that only echoes the environment (`FANOUT_ALLOW_NET` set for `serve` too) is no
+/// error.
+fn in_process_only(args: &RunArgs) -> Result<(), Unusable> {
+    let from_env = |name: &str| -> Vec<String> {
+        std::env::var(name)
+            .map(|v| v.split(',').map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    if !args.allow_net.is_empty() && args.allow_net != from_env("FANOUT_ALLOW_NET") {
+        return Err(Unusable(format!(
+            "--allow-net opens addresses to jobs run in this process; with --server the server \
+             decides what its jobs reach: start it with `fanout serve --allow-net {}`",
+            args.allow_net.join(",")
+        )));
+    }
+    let ca_files: Vec<String> = args
+        .ca_file
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    if !ca_files.is_empty() && ca_files != from_env("FANOUT_CA_FILE") {
+        return Err(Unusable(format!(
+            "--ca-file adds roots for jobs run in this process; with --server give it to the \
+             server: `fanout serve --ca-file {}`",
+            ca_files.join(",")
+        )));
+    }
+    Ok(())
 }
 
 /// The HTML report: the page with the batch and its picture inlined. The task lists stay

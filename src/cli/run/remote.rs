@@ -150,7 +150,7 @@ async fn poll(
                 }
             }
             Err(e) if !(e.is_connect() || e.is_timeout()) => {
-                return Err(Unusable(format!("cannot reach {batch_url}: {e}")));
+                return Err(unreachable(batch_url, &e));
             }
             _ if answered_at.elapsed() > UNREACHABLE_FOR => {
                 return Err(Unusable(format!(
@@ -221,12 +221,41 @@ async fn follow(request: reqwest::RequestBuilder) -> Result<Value, String> {
     result
 }
 
+/// The guard's advice in a server's answer (`add --allow-net ADDR`) is for whoever starts the
+/// server: a run on a server says so, since `fanout run --server` takes no `--allow-net`.
+pub(super) fn hint_at_serve(answer: &mut Value) {
+    match answer {
+        Value::String(s) if s.contains("add --allow-net ") => {
+            *s = s.replace(
+                "add --allow-net ",
+                "start the server with `fanout serve --allow-net` ",
+            );
+        }
+        Value::Array(items) => items.iter_mut().for_each(hint_at_serve),
+        Value::Object(fields) => fields.values_mut().for_each(hint_at_serve),
+        _ => {}
+    }
+}
+
+/// Why a server could not be reached, in words: reqwest's own message ("error sending
+/// request") names no cause, its innermost source does ("Connection refused").
+fn unreachable(url: &str, e: &reqwest::Error) -> Unusable {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    let why = cause.to_string();
+    let hint = if why.to_lowercase().contains("connection refused") {
+        " (is `fanout serve` running there?)"
+    } else {
+        ""
+    };
+    Unusable(format!("cannot reach {url}: {why}{hint}"))
+}
+
 /// Sends a request and reads its JSON answer; a problem answer becomes the reason.
 async fn read_json(url: &str, request: reqwest::RequestBuilder) -> Result<Value, Unusable> {
-    let response = request
-        .send()
-        .await
-        .map_err(|e| Unusable(format!("cannot reach {url}: {e}")))?;
+    let response = request.send().await.map_err(|e| unreachable(url, &e))?;
     read_answer(url, response).await
 }
 

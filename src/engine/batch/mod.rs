@@ -598,7 +598,7 @@ impl Batch {
                         TaskError::new(ErrorCode::Timeout, "the batch deadline passed")
                     }
                     TaskStatus::Interrupted => {
-                        TaskError::new(ErrorCode::Interrupted, "the server stopped")
+                        TaskError::new(ErrorCode::Interrupted, "the process running it stopped")
                     }
                     _ => TaskError::new(ErrorCode::Cancelled, "cancelled"),
                 };
