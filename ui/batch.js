@@ -54,6 +54,7 @@ export async function zoom(fromMs, toMs) {
   const view = win ? await source.timeline(state.id, win, VIEW_BINS) : state.overview;
   if (gen !== viewGeneration) return;
   setView(view);
+  if (!state.task) renderTaskDetail();
   $("wf-scroll").scrollTop = 0;
   drawWaterfall();
   renderWaterfallNote();

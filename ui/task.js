@@ -8,6 +8,11 @@ export function renderTaskDetail(wanted) {
   const pane = $("task-detail");
   const t = state.task;
   if (!t) {
+    // A window that could hold rows yet holds none has nothing to click: no hint then.
+    if (wanted == null && state.view?.tasks != null && !state.rows.length) {
+      pane.replaceChildren();
+      return;
+    }
     const text = wanted == null ? "Click a task in the waterfall to see its timing." : `Task ${wanted} is not among this window's rows.`;
     pane.replaceChildren(el("p", { class: "muted", text }));
     return;

@@ -49,14 +49,34 @@ export function drawWaterfall() {
     ctx.fillRect(0, WF.axis + L.band, w, 1);
   }
   if (!binsOnly) drawRows(ctx, L, top, w, h);
+  const unkept = unkeptRows();
   if (v.tasks == null) drawBadge(ctx, w, h, source.kind === "report" ? `${v.tasks_in_window} tasks in window; no rows in this report` : `zoom in to see tasks (${v.tasks_in_window} in window)`);
+  else if (unkept) drawBadge(ctx, w, h, unkept);
   else if (!L.n && v.results === "all") centerText(ctx, w, h + WF.axis, "No task ran in this window.");
   countRedraw();
   if (state.firstDrawMs == null && state.batch) state.firstDrawMs = performance.now();
 }
 
-function drawBadge(ctx, w, h, text) {
+/**
+ * Why the window has no task row when the batch keeps rows for some tasks only (`results:
+ * errors` or `none`), in words; null when it has rows, or keeps every task's.
+ */
+function unkeptRows() {
+  const v = state.view;
+  if (!v || v.tasks == null || state.rows.length || v.results === "all") return null;
+  if (v.results === "none") return "No task rows kept: this batch ran with results: none";
+  const s = state.batch?.summary;
+  const failed = s ? s.failed + s.timed_out + (s.cancelled ?? 0) + (s.interrupted ?? 0) : 0;
+  if (failed) return "No failed task in this window: this batch keeps rows for failures only (results: errors)";
+  return state.batch?.finished_at
+    ? "No task rows kept: this batch ran with results: errors and none failed"
+    : "No task rows kept yet: this batch runs with results: errors and none has failed so far";
+}
+
+function drawBadge(ctx, w, h, message) {
   ctx.font = `600 12px ${FONT}`;
+  // A phone's waterfall is narrower than a long reason: the note above the canvas has it whole.
+  const text = fitText(ctx, message, w - 40);
   const tw = ctx.measureText(text).width + 20;
   const x = (w - tw) / 2;
   const y = WF.axis + (h - WF.axis) / 2 - 13;
@@ -238,6 +258,8 @@ export function renderWaterfallNote() {
     text = source.kind === "report"
       ? `This report holds no task rows for this window (${v.tasks_in_window} tasks in window): the bars show how many started.`
       : `zoom in to see tasks (${v.tasks_in_window} in window; rows are drawn up to ${v.row_limit})`;
+  } else if (v && v.results === "errors" && !state.rows.length) {
+    text = `${unkeptRows()}. The bars count every task.`;
   } else if (v && v.results === "errors") {
     text = `This batch keeps rows for failed tasks only (results: "errors"): the bars count every task, the rows are its failures (${state.rows.length} in window).`;
   } else if (v && v.results === "none") {
