@@ -5,12 +5,13 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::ui::{APP_JS, INDEX_HTML, PAGE_POLICY, STYLE_CSS};
+use crate::ui::{INDEX_HTML, PAGE_POLICY, files};
 
-/// The page's routes. They carry no data, only the page's code: the data it shows comes from
-/// the API, behind its tokens (the page asks for one when an answer is a 401).
+/// The page's routes: `/ui` and one per file it loads; any other name under `/ui/` is the API's
+/// 404. They carry no data, only the page's code: the data it shows comes from the API, behind
+/// its tokens (the page asks for one when an answer is a 401).
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
+    let page = Router::new()
         .route(
             "/ui",
             get(|| async { file(INDEX_HTML, "text/html; charset=utf-8") }),
@@ -18,15 +19,13 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/ui/",
             get(|| async { file(INDEX_HTML, "text/html; charset=utf-8") }),
+        );
+    files().fold(page, |router, (name, body, content_type)| {
+        router.route(
+            &format!("/ui/{name}"),
+            get(move || async move { file(body, content_type) }),
         )
-        .route(
-            "/ui/app.js",
-            get(|| async { file(APP_JS, "text/javascript; charset=utf-8") }),
-        )
-        .route(
-            "/ui/style.css",
-            get(|| async { file(STYLE_CSS, "text/css; charset=utf-8") }),
-        )
+    })
 }
 
 fn file(body: &'static str, content_type: &'static str) -> Response {

@@ -431,12 +431,16 @@ async fn a_window_of_a_read_back_batch_with_more_tasks_in_flight_than_it_counts_
 #[tokio::test]
 async fn the_page_is_served_offline_and_its_data_stays_behind_the_token() {
     let app = spawn_app_with(|c| c.api_token = vec!["page-token".into()]).await;
-    for (path, kind) in [
-        ("/ui", "text/html"),
-        ("/ui/", "text/html"),
-        ("/ui/app.js", "text/javascript"),
-        ("/ui/style.css", "text/css"),
-    ] {
+    // Every module the page imports, by the library's own list of them.
+    let modules = fanout::ui::MODULES
+        .iter()
+        .map(|(name, _)| (format!("/ui/{name}"), "text/javascript"));
+    let files = [
+        ("/ui".to_string(), "text/html"),
+        ("/ui/".to_string(), "text/html"),
+        ("/ui/style.css".to_string(), "text/css"),
+    ];
+    for (path, kind) in files.into_iter().chain(modules) {
         let res = app
             .client
             .get(format!("{}{path}", app.base))
@@ -456,6 +460,7 @@ async fn the_page_is_served_offline_and_its_data_stays_behind_the_token() {
         );
         assert!(!res.text().await.unwrap().is_empty());
     }
+    assert_eq!(app.get("/ui/nothing.js").await.status, 404);
     let missing = uuid::Uuid::now_v7();
     assert_eq!(
         app.get(&format!("/batches/{missing}/timeline"))
