@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{spawn_app, spawn_app_with, spawn_target};
+use crate::helpers::{run_binary, spawn_app, spawn_app_with, spawn_target};
 
 fn sum(bins: &Value, key: &str) -> u64 {
     bins.as_array()
@@ -470,18 +470,6 @@ async fn the_page_is_served_offline_and_its_data_stays_behind_the_token() {
     assert_eq!(app.get("/batches").await.status, 401);
 }
 
-/// Runs the binary with `args`.
-async fn fanout(args: Vec<String>) -> std::process::Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_fanout"))
-            .args(args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
 /// The JSON a report embeds.
 fn embedded(html: &str) -> Value {
     let tag = "<script type=\"application/json\" id=\"fanout-report\">";
@@ -496,24 +484,20 @@ async fn an_html_report_holds_the_page_and_the_batchs_picture_and_loads_nothing(
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report.html");
     let port = target.base.rsplit(':').next().unwrap().to_owned();
-    let run = fanout(
-        [
-            "run",
-            &format!("{}/hello", target.base),
-            "-n",
-            "300",
-            "-c",
-            "8",
-            "--allow-net",
-            &format!("127.0.0.1:{port}"),
-            "--format",
-            "html",
-            "--out",
-            &out.display().to_string(),
-        ]
-        .map(String::from)
-        .to_vec(),
-    )
+    let run = run_binary([
+        "run",
+        &format!("{}/hello", target.base),
+        "-n",
+        "300",
+        "-c",
+        "8",
+        "--allow-net",
+        &format!("127.0.0.1:{port}"),
+        "--format",
+        "html",
+        "--out",
+        &out.display().to_string(),
+    ])
     .await;
     assert_eq!(
         run.status.code(),
@@ -543,16 +527,12 @@ async fn an_html_report_holds_the_page_and_the_batchs_picture_and_loads_nothing(
     let saved = dir.path().join("data.json");
     std::fs::write(&saved, data.to_string()).unwrap();
     let again = dir.path().join("again.html");
-    let report = fanout(
-        [
-            "report",
-            &saved.display().to_string(),
-            "--out",
-            &again.display().to_string(),
-        ]
-        .map(String::from)
-        .to_vec(),
-    )
+    let report = run_binary([
+        "report",
+        &saved.display().to_string(),
+        "--out",
+        &again.display().to_string(),
+    ])
     .await;
     assert_eq!(
         report.status.code(),
@@ -561,6 +541,6 @@ async fn an_html_report_holds_the_page_and_the_batchs_picture_and_loads_nothing(
         String::from_utf8_lossy(&report.stderr)
     );
     assert_eq!(embedded(&std::fs::read_to_string(&again).unwrap()), data);
-    let bad = fanout(["report", "/nonexistent.json"].map(String::from).to_vec()).await;
+    let bad = run_binary(["report", "/nonexistent.json"]).await;
     assert_eq!(bad.status.code(), Some(2));
 }
