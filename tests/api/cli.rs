@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{run_batch, run_binary, spawn_target};
+use crate::helpers::{assert_exit, run_batch, run_binary, spawn_target};
 
 fn port(base: &str) -> String {
     base.rsplit(':').next().unwrap().to_owned()
@@ -30,12 +30,7 @@ async fn a_passing_load_exits_0_and_its_percentiles_follow_the_targets_latency()
 
     let out = fanout_run(&batch, &target.base, &["--format", "json"]).await;
 
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let b: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(b["summary"]["tasks"], 24);
     assert_eq!(b["summary"]["succeeded"], 24);
@@ -80,12 +75,7 @@ async fn a_failed_threshold_exits_1_and_junit_names_it() {
     )
     .await;
 
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1);
     let xml = std::fs::read_to_string(&report).unwrap();
     std::fs::remove_file(&report).unwrap();
     let doc = roxmltree::Document::parse(&xml).expect("valid XML");
@@ -122,7 +112,7 @@ async fn without_thresholds_a_failed_task_exits_1() {
 
     let out = fanout_run(&batch, &target.base, &[]).await;
 
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 1);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("503: 1"), "{text}");
 }
@@ -136,10 +126,10 @@ async fn invalid_input_and_an_unreachable_server_exit_2() {
     let unreachable = fanout_run(&ok, &target.base, &["--server", "http://127.0.0.1:1"]).await;
     let missing = run_binary(["run", "/nonexistent/batch.json"]).await;
 
-    assert_eq!(invalid.status.code(), Some(2));
+    assert_exit(&invalid, 2);
     assert!(String::from_utf8_lossy(&invalid.stderr).contains("jobs[0].kind"));
-    assert_eq!(unreachable.status.code(), Some(2));
-    assert_eq!(missing.status.code(), Some(2));
+    assert_exit(&unreachable, 2);
+    assert_exit(&missing, 2);
 }
 
 #[tokio::test]
@@ -208,18 +198,13 @@ async fn against_a_server_the_run_follows_the_batch_and_exits_by_its_verdict() {
     .await;
     let fail = fanout_run(&failing, &target.base, &["--server", &app.base]).await;
 
-    assert_eq!(
-        pass.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&pass.stderr)
-    );
+    assert_exit(&pass, 0);
     let b: Value = serde_json::from_slice(&pass.stdout).unwrap();
     // The finished batch, read from the server after following its events.
     assert_eq!(b["summary"]["succeeded"], 30);
     assert_eq!(b["results"].as_array().unwrap().len(), 30);
     assert_eq!(b["verdict"]["passed"], true);
-    assert_eq!(fail.status.code(), Some(1));
+    assert_exit(&fail, 1);
     assert!(String::from_utf8_lossy(&fail.stdout).contains("p50_ms"));
     assert_eq!(target.hits.load(Ordering::SeqCst), 36);
 }
@@ -235,8 +220,8 @@ async fn healthcheck_exits_0_for_a_healthy_server_and_1_otherwise() {
     let healthy = probe(format!("0.0.0.0:{port}")).await;
     let nobody = probe("127.0.0.1:1".into()).await;
 
-    assert_eq!(healthy.status.code(), Some(0));
-    assert_eq!(nobody.status.code(), Some(1));
+    assert_exit(&healthy, 0);
+    assert_exit(&nobody, 1);
     assert!(!nobody.stderr.is_empty());
 }
 
@@ -253,12 +238,7 @@ async fn the_smoke_example_runs_as_the_readme_shows_against_a_local_app() {
 
     let out = fanout_run(&batch, &target.base, &["--format", "junit"]).await;
 
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_eq!(target.hits.load(Ordering::SeqCst), 200);
     let junit = String::from_utf8(out.stdout).unwrap();
     let doc = roxmltree::Document::parse(&junit).unwrap();
@@ -417,12 +397,7 @@ async fn a_one_liner_runs_without_a_file_and_exits_as_its_thresholds_say() {
         "json",
     ]))
     .await;
-    assert_eq!(
-        passed.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&passed.stderr)
-    );
+    assert_exit(&passed, 0);
     let b: Value = serde_json::from_slice(&passed.stdout).unwrap();
     assert_eq!(b["summary"]["succeeded"], 300);
     assert_eq!(b["verdict"]["passed"], true);
@@ -448,12 +423,7 @@ async fn a_one_liner_runs_without_a_file_and_exits_as_its_thresholds_say() {
         "error_rate<1%",
     ]))
     .await;
-    assert_eq!(
-        failed.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&failed.stdout)
-    );
+    assert_exit(&failed, 1);
     assert!(String::from_utf8_lossy(&failed.stdout).contains("FAILED"));
 
     // Unusable: 2, with a sentence, and nothing sent.
@@ -487,7 +457,7 @@ async fn print_batch_prints_what_post_batches_runs_the_same() {
         "--print-batch",
     ]))
     .await;
-    assert_eq!(printed.status.code(), Some(0));
+    assert_exit(&printed, 0);
     let batch: Value = serde_json::from_slice(&printed.stdout).unwrap();
     assert_eq!(batch["load"]["repeat"], 40);
     assert_eq!(batch["thresholds"]["p99_ms"], 2000.0);
@@ -527,12 +497,7 @@ async fn a_run_slower_than_its_baseline_report_exits_1_naming_the_check() {
         &["--format", "json", "--out", &report.display().to_string()],
     ))
     .await;
-    assert_eq!(
-        base.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&base.stderr)
-    );
+    assert_exit(&base, 0);
 
     // Ten times slower than the report (a margin no busy machine blurs), 10 % allowed: 1,
     // the check named.
@@ -561,16 +526,11 @@ async fn a_run_slower_than_its_baseline_report_exits_1_naming_the_check() {
         ],
     ))
     .await;
-    assert_eq!(
-        same.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&same.stdout)
-    );
+    assert_exit(&same, 0);
 
     // A baseline that is not a report, or a figure that does not exist: 2.
     let missing = run_binary(run("/hello", &["--baseline", "/nonexistent/base.json"])).await;
-    assert_eq!(missing.status.code(), Some(2));
+    assert_exit(&missing, 2);
     let bad = run_binary(run(
         "/hello",
         &[
@@ -581,7 +541,7 @@ async fn a_run_slower_than_its_baseline_report_exits_1_naming_the_check() {
         ],
     ))
     .await;
-    assert_eq!(bad.status.code(), Some(2));
+    assert_exit(&bad, 2);
 }
 
 #[tokio::test]
@@ -603,12 +563,7 @@ async fn compare_prints_the_changes_between_two_batches_on_a_server() {
 
     let out = run_binary(args(&["compare", &a, &b, "--server", &app.base])).await;
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let row = text
         .lines()
         .find(|l| l.trim_start().starts_with("p95_ms"))
@@ -629,5 +584,5 @@ async fn compare_prints_the_changes_between_two_batches_on_a_server() {
         &app.base,
     ]))
     .await;
-    assert_eq!(unknown.status.code(), Some(2));
+    assert_exit(&unknown, 2);
 }

@@ -169,29 +169,15 @@ impl Api {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        answer(req.send().await.expect("request sent")).await
+        send(req).await
     }
 
     pub async fn get(&self, path: &str) -> Answer {
-        answer(
-            self.client
-                .get(format!("{}{path}", self.base))
-                .send()
-                .await
-                .expect("request sent"),
-        )
-        .await
+        send(self.client.get(format!("{}{path}", self.base))).await
     }
 
     pub async fn delete(&self, path: &str) -> Answer {
-        answer(
-            self.client
-                .delete(format!("{}{path}", self.base))
-                .send()
-                .await
-                .expect("request sent"),
-        )
-        .await
+        send(self.client.delete(format!("{}{path}", self.base))).await
     }
 
     /// The batch once it has finished (`finished_at` set).
@@ -309,6 +295,10 @@ impl Answer {
     }
 }
 
+async fn send(req: reqwest::RequestBuilder) -> Answer {
+    answer(req.send().await.expect("request sent")).await
+}
+
 async fn answer(res: reqwest::Response) -> Answer {
     let status = res.status().as_u16();
     let headers = res.headers().clone();
@@ -320,6 +310,20 @@ async fn answer(res: reqwest::Response) -> Answer {
         headers,
         json,
     }
+}
+
+/// How many tasks a batch's summary counts as ended, however each ended.
+pub fn ended(summary: &Value) -> u64 {
+    [
+        "succeeded",
+        "failed",
+        "timed_out",
+        "cancelled",
+        "interrupted",
+    ]
+    .iter()
+    .map(|k| summary[k].as_u64().unwrap())
+    .sum()
 }
 
 pub fn ts(v: &Value) -> DateTime<Utc> {
@@ -459,6 +463,18 @@ pub fn batch_file(batch: &Value) -> (tempfile::TempDir, String) {
 pub async fn run_batch(batch: &Value, extra: &[&str]) -> Output {
     let (_dir, file) = batch_file(batch);
     run_binary(["run", file.as_str()].iter().chain(extra)).await
+}
+
+/// Asserts how the binary exited, showing all it printed when that was not as expected.
+#[track_caller]
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Sends SIGTERM to a process this test started.

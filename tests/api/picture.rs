@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{run_binary, spawn_app, spawn_app_with, spawn_target};
+use crate::helpers::{assert_exit, run_binary, spawn_app, spawn_app_with, spawn_target};
 
 fn sum(bins: &Value, key: &str) -> u64 {
     bins.as_array()
@@ -499,12 +499,7 @@ async fn an_html_report_holds_the_page_and_the_batchs_picture_and_loads_nothing(
         &out.display().to_string(),
     ])
     .await;
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    assert_exit(&run, 0);
     let html = std::fs::read_to_string(&out).unwrap();
     assert!(html.contains("Content-Security-Policy"));
     assert!(!html.contains("src=\"/ui/") && !html.contains("href=\"/ui/"));
@@ -534,13 +529,8 @@ async fn an_html_report_holds_the_page_and_the_batchs_picture_and_loads_nothing(
         &again.display().to_string(),
     ])
     .await;
-    assert_eq!(
-        report.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&report.stderr)
-    );
+    assert_exit(&report, 0);
     assert_eq!(embedded(&std::fs::read_to_string(&again).unwrap()), data);
     let bad = run_binary(["report", "/nonexistent.json"]).await;
-    assert_eq!(bad.status.code(), Some(2));
+    assert_exit(&bad, 2);
 }

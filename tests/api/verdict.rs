@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    batch_file, output_of, poll_until, run_batch, sigterm, spawn_app, spawn_binary, spawn_target,
-    start_binary,
+    assert_exit, batch_file, output_of, poll_until, run_batch, sigterm, spawn_app, spawn_binary,
+    spawn_target, start_binary,
 };
 
 #[tokio::test]
@@ -65,7 +65,7 @@ async fn a_run_refused_by_the_guard_fails_and_says_what_to_add() {
     // Without --allow-net: the target is on loopback, which the guard refuses.
     let out = run_batch(&batch, &[]).await;
 
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 1);
     let text = String::from_utf8_lossy(&out.stdout);
     let fix = format!("add --allow-net 127.0.0.1:{port}");
     assert!(text.contains("hint"), "{text}");
@@ -214,12 +214,7 @@ async fn sigterm_of_a_remote_run_cancels_the_batch_on_the_server_and_exits_1() {
     .await;
 
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1);
     assert!(text.contains("cancelled (gather mode)"), "{text}");
     assert!(text.contains("[FAIL] completed"), "{text}");
     let list = app.get("/batches").await.json;
@@ -289,12 +284,7 @@ async fn a_server_that_drains_while_a_remote_run_follows_it_is_waited_for() {
     server.wait();
 
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert!(text.contains("20 total, 20 succeeded"), "{text}");
 }
 
