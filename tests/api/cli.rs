@@ -1,38 +1,22 @@
 //! `fanout run`: the binary as a CI job calls it, against local targets.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 
-use crate::helpers::spawn_target;
+use crate::helpers::{assert_exit, run_batch, run_binary, spawn_target};
 
 fn port(base: &str) -> String {
     base.rsplit(':').next().unwrap().to_owned()
 }
 
-/// Writes the batch to a file and runs `fanout run` on it (in-process, the target allowed).
-async fn fanout_run(batch: &Value, target: &str, extra: &[&str]) -> (Output, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("batch.json");
-    std::fs::write(&file, batch.to_string()).unwrap();
+/// Runs `fanout run` on the batch (in-process, the target allowed).
+async fn fanout_run(batch: &Value, target: &str, extra: &[&str]) -> Output {
     let allow = format!("127.0.0.1:{}", port(target));
-    let mut args = vec![
-        "run".to_owned(),
-        file.display().to_string(),
-        "--allow-net".into(),
-        allow,
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_fanout"))
-            .args(args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    (out, dir)
+    let mut args = vec!["--allow-net", allow.as_str()];
+    args.extend_from_slice(extra);
+    run_batch(batch, &args).await
 }
 
 #[tokio::test]
@@ -44,14 +28,9 @@ async fn a_passing_load_exits_0_and_its_percentiles_follow_the_targets_latency()
         "thresholds": { "p50_ms": 1000, "max_error_rate": 0 }
     });
 
-    let (out, _dir) = fanout_run(&batch, &target.base, &["--format", "json"]).await;
+    let out = fanout_run(&batch, &target.base, &["--format", "json"]).await;
 
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let b: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(b["summary"]["tasks"], 24);
     assert_eq!(b["summary"]["succeeded"], 24);
@@ -89,19 +68,14 @@ async fn a_failed_threshold_exits_1_and_junit_names_it() {
 
     let report = std::env::temp_dir().join(format!("fanout-report-{}.xml", uuid::Uuid::new_v4()));
     let report_arg = report.display().to_string();
-    let (out, _dir) = fanout_run(
+    let out = fanout_run(
         &batch,
         &target.base,
         &["--format", "junit", "--out", &report_arg],
     )
     .await;
 
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1);
     let xml = std::fs::read_to_string(&report).unwrap();
     std::fs::remove_file(&report).unwrap();
     let doc = roxmltree::Document::parse(&xml).expect("valid XML");
@@ -136,9 +110,9 @@ async fn without_thresholds_a_failed_task_exits_1() {
         { "kind": "http", "url": format!("{}/status/503", target.base) }
     ]});
 
-    let (out, _dir) = fanout_run(&batch, &target.base, &[]).await;
+    let out = fanout_run(&batch, &target.base, &[]).await;
 
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 1);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("503: 1"), "{text}");
 }
@@ -147,26 +121,15 @@ async fn without_thresholds_a_failed_task_exits_1() {
 async fn invalid_input_and_an_unreachable_server_exit_2() {
     let target = spawn_target().await;
     let bad = json!({ "jobs": [{ "kind": "teleport" }] });
-    let (invalid, _d1) = fanout_run(&bad, &target.base, &[]).await;
+    let invalid = fanout_run(&bad, &target.base, &[]).await;
     let ok = json!({ "jobs": [{ "kind": "sleep", "duration_ms": 1 }] });
-    let (unreachable, _d2) =
-        fanout_run(&ok, &target.base, &["--server", "http://127.0.0.1:1"]).await;
-    let (missing, _d3) = {
-        let out = tokio::task::spawn_blocking(|| {
-            Command::new(env!("CARGO_BIN_EXE_fanout"))
-                .args(["run", "/nonexistent/batch.json"])
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
-        (out, ())
-    };
+    let unreachable = fanout_run(&ok, &target.base, &["--server", "http://127.0.0.1:1"]).await;
+    let missing = run_binary(["run", "/nonexistent/batch.json"]).await;
 
-    assert_eq!(invalid.status.code(), Some(2));
+    assert_exit(&invalid, 2);
     assert!(String::from_utf8_lossy(&invalid.stderr).contains("jobs[0].kind"));
-    assert_eq!(unreachable.status.code(), Some(2));
-    assert_eq!(missing.status.code(), Some(2));
+    assert_exit(&unreachable, 2);
+    assert_exit(&missing, 2);
 }
 
 #[tokio::test]
@@ -174,7 +137,7 @@ async fn results_none_answers_carry_no_task_rows() {
     let target = spawn_target().await;
     let batch = json!({ "results": "none", "load": { "repeat": 10 }, "jobs": [{ "kind": "http", "url": format!("{}/hello", target.base) }] });
 
-    let (out, _dir) = fanout_run(&batch, &target.base, &["--format", "json"]).await;
+    let out = fanout_run(&batch, &target.base, &["--format", "json"]).await;
 
     let b: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(b["results"], json!([]));
@@ -227,26 +190,21 @@ async fn against_a_server_the_run_follows_the_batch_and_exits_by_its_verdict() {
         "thresholds": { "p50_ms": 1 }
     });
 
-    let (pass, _d1) = fanout_run(
+    let pass = fanout_run(
         &passing,
         &target.base,
         &["--server", &app.base, "--format", "json"],
     )
     .await;
-    let (fail, _d2) = fanout_run(&failing, &target.base, &["--server", &app.base]).await;
+    let fail = fanout_run(&failing, &target.base, &["--server", &app.base]).await;
 
-    assert_eq!(
-        pass.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&pass.stderr)
-    );
+    assert_exit(&pass, 0);
     let b: Value = serde_json::from_slice(&pass.stdout).unwrap();
     // The finished batch, read from the server after following its events.
     assert_eq!(b["summary"]["succeeded"], 30);
     assert_eq!(b["results"].as_array().unwrap().len(), 30);
     assert_eq!(b["verdict"]["passed"], true);
-    assert_eq!(fail.status.code(), Some(1));
+    assert_exit(&fail, 1);
     assert!(String::from_utf8_lossy(&fail.stdout).contains("p50_ms"));
     assert_eq!(target.hits.load(Ordering::SeqCst), 36);
 }
@@ -255,22 +213,15 @@ async fn against_a_server_the_run_follows_the_batch_and_exits_by_its_verdict() {
 async fn healthcheck_exits_0_for_a_healthy_server_and_1_otherwise() {
     let app = crate::helpers::spawn_app().await;
     let port = port(&app.base);
-    let probe = |listen: String| {
-        tokio::task::spawn_blocking(move || {
-            Command::new(env!("CARGO_BIN_EXE_fanout"))
-                .args(["healthcheck", "--listen", &listen])
-                .env_remove("FANOUT_LISTEN")
-                .output()
-                .unwrap()
-        })
-    };
+    // `FANOUT_LISTEN` (the image sets it) is not seen: the flag alone says where to probe.
+    let probe = |listen: String| run_binary(["healthcheck".to_owned(), "--listen".into(), listen]);
 
     // As the image runs it: the listen address is 0.0.0.0, the probe goes to loopback.
-    let healthy = probe(format!("0.0.0.0:{port}")).await.unwrap();
-    let nobody = probe("127.0.0.1:1".into()).await.unwrap();
+    let healthy = probe(format!("0.0.0.0:{port}")).await;
+    let nobody = probe("127.0.0.1:1".into()).await;
 
-    assert_eq!(healthy.status.code(), Some(0));
-    assert_eq!(nobody.status.code(), Some(1));
+    assert_exit(&healthy, 0);
+    assert_exit(&nobody, 1);
     assert!(!nobody.stderr.is_empty());
 }
 
@@ -285,14 +236,9 @@ async fn the_smoke_example_runs_as_the_readme_shows_against_a_local_app() {
     );
     let batch: Value = serde_json::from_str(&text).unwrap();
 
-    let (out, _dir) = fanout_run(&batch, &target.base, &["--format", "junit"]).await;
+    let out = fanout_run(&batch, &target.base, &["--format", "junit"]).await;
 
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_eq!(target.hits.load(Ordering::SeqCst), 200);
     let junit = String::from_utf8(out.stdout).unwrap();
     let doc = roxmltree::Document::parse(&junit).unwrap();
@@ -398,7 +344,7 @@ async fn json_output_matches_the_documented_batch_schema() {
         "thresholds": { "p95_ms": 1000, "max_error_rate": 0.5 }
     });
 
-    let (out, _dir) = fanout_run(&batch, &target.base, &["--format", "json"]).await;
+    let out = fanout_run(&batch, &target.base, &["--format", "json"]).await;
 
     let b: Value = serde_json::from_slice(&out.stdout).unwrap();
     let doc: Value = serde_json::from_str(&fanout::http::openapi().to_json().unwrap()).unwrap();
@@ -423,18 +369,6 @@ async fn json_output_matches_the_documented_batch_schema() {
     );
 }
 
-/// Runs `fanout run` with these arguments as they are.
-async fn fanout(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_fanout"))
-            .args(args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
 fn args(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| s.to_string()).collect()
 }
@@ -446,7 +380,7 @@ async fn a_one_liner_runs_without_a_file_and_exits_as_its_thresholds_say() {
     let allow = format!("127.0.0.1:{}", port(&target.base));
 
     // As an oha user types it: the URL first.
-    let passed = fanout(args(&[
+    let passed = run_binary(args(&[
         "run",
         &url,
         "-n",
@@ -463,12 +397,7 @@ async fn a_one_liner_runs_without_a_file_and_exits_as_its_thresholds_say() {
         "json",
     ]))
     .await;
-    assert_eq!(
-        passed.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&passed.stderr)
-    );
+    assert_exit(&passed, 0);
     let b: Value = serde_json::from_slice(&passed.stdout).unwrap();
     assert_eq!(b["summary"]["succeeded"], 300);
     assert_eq!(b["verdict"]["passed"], true);
@@ -476,7 +405,7 @@ async fn a_one_liner_runs_without_a_file_and_exits_as_its_thresholds_say() {
     assert!(hits_before >= 300);
 
     // A threshold that fails: 1. With --url and a header and method of its own.
-    let failed = fanout(args(&[
+    let failed = run_binary(args(&[
         "run",
         "--url",
         &format!("{}/status/500", target.base),
@@ -494,12 +423,7 @@ async fn a_one_liner_runs_without_a_file_and_exits_as_its_thresholds_say() {
         "error_rate<1%",
     ]))
     .await;
-    assert_eq!(
-        failed.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&failed.stdout)
-    );
+    assert_exit(&failed, 1);
     assert!(String::from_utf8_lossy(&failed.stdout).contains("FAILED"));
 
     // Unusable: 2, with a sentence, and nothing sent.
@@ -510,7 +434,7 @@ async fn a_one_liner_runs_without_a_file_and_exits_as_its_thresholds_say() {
         args(&["run", "-n", "10"]),
         args(&["run", "--url", &url, "-n", "0", "--allow-net", &allow]),
     ] {
-        let out = fanout(bad.clone()).await;
+        let out = run_binary(bad.clone()).await;
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
         assert!(!out.stderr.is_empty(), "{bad:?}");
     }
@@ -521,7 +445,7 @@ async fn a_one_liner_runs_without_a_file_and_exits_as_its_thresholds_say() {
 async fn print_batch_prints_what_post_batches_runs_the_same() {
     let target = spawn_target().await;
     let url = format!("{}/hello", target.base);
-    let printed = fanout(args(&[
+    let printed = run_binary(args(&[
         "run",
         &url,
         "-n",
@@ -533,7 +457,7 @@ async fn print_batch_prints_what_post_batches_runs_the_same() {
         "--print-batch",
     ]))
     .await;
-    assert_eq!(printed.status.code(), Some(0));
+    assert_exit(&printed, 0);
     let batch: Value = serde_json::from_slice(&printed.stdout).unwrap();
     assert_eq!(batch["load"]["repeat"], 40);
     assert_eq!(batch["thresholds"]["p99_ms"], 2000.0);
@@ -568,21 +492,16 @@ async fn a_run_slower_than_its_baseline_report_exits_1_naming_the_check() {
         a
     };
 
-    let base = fanout(run(
+    let base = run_binary(run(
         "/slow/30",
         &["--format", "json", "--out", &report.display().to_string()],
     ))
     .await;
-    assert_eq!(
-        base.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&base.stderr)
-    );
+    assert_exit(&base, 0);
 
     // Ten times slower than the report (a margin no busy machine blurs), 10 % allowed: 1,
     // the check named.
-    let slower = fanout(run(
+    let slower = run_binary(run(
         "/slow/300",
         &[
             "--baseline",
@@ -597,7 +516,7 @@ async fn a_run_slower_than_its_baseline_report_exits_1_naming_the_check() {
     assert!(text.contains("baseline.p95_ms"), "{text}");
 
     // As fast as the report, with room for a busy machine: 0.
-    let same = fanout(run(
+    let same = run_binary(run(
         "/slow/30",
         &[
             "--baseline",
@@ -607,17 +526,12 @@ async fn a_run_slower_than_its_baseline_report_exits_1_naming_the_check() {
         ],
     ))
     .await;
-    assert_eq!(
-        same.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&same.stdout)
-    );
+    assert_exit(&same, 0);
 
     // A baseline that is not a report, or a figure that does not exist: 2.
-    let missing = fanout(run("/hello", &["--baseline", "/nonexistent/base.json"])).await;
-    assert_eq!(missing.status.code(), Some(2));
-    let bad = fanout(run(
+    let missing = run_binary(run("/hello", &["--baseline", "/nonexistent/base.json"])).await;
+    assert_exit(&missing, 2);
+    let bad = run_binary(run(
         "/hello",
         &[
             "--baseline",
@@ -627,7 +541,7 @@ async fn a_run_slower_than_its_baseline_report_exits_1_naming_the_check() {
         ],
     ))
     .await;
-    assert_eq!(bad.status.code(), Some(2));
+    assert_exit(&bad, 2);
 }
 
 #[tokio::test]
@@ -647,27 +561,22 @@ async fn compare_prints_the_changes_between_two_batches_on_a_server() {
         .unwrap()
         .to_owned();
 
-    let out = fanout(args(&["compare", &a, &b, "--server", &app.base])).await;
+    let out = run_binary(args(&["compare", &a, &b, "--server", &app.base])).await;
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let row = text
         .lines()
         .find(|l| l.trim_start().starts_with("p95_ms"))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(row.contains('+'), "{row}");
 
-    let json_out = fanout(args(&["compare", &a, &b, "--server", &app.base, "--json"])).await;
+    let json_out = run_binary(args(&["compare", &a, &b, "--server", &app.base, "--json"])).await;
     let cmp: Value = serde_json::from_slice(&json_out.stdout).unwrap();
     let served = app.get(&format!("/batches/{a}/compare/{b}")).await.json;
     assert_eq!(cmp, served);
     assert!(cmp["changes"]["p95_ms"]["change_pct"].as_f64().unwrap() > 50.0);
 
-    let unknown = fanout(args(&[
+    let unknown = run_binary(args(&[
         "compare",
         &a,
         &uuid::Uuid::now_v7().to_string(),
@@ -675,5 +584,5 @@ async fn compare_prints_the_changes_between_two_batches_on_a_server() {
         &app.base,
     ]))
     .await;
-    assert_eq!(unknown.status.code(), Some(2));
+    assert_exit(&unknown, 2);
 }

@@ -4,107 +4,22 @@
 //! Skipped without `FANOUT_TEST_POSTGRES_URL`; run once, in the PostgreSQL pass.
 
 use std::collections::{HashMap, HashSet};
-use std::process::Child;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{fresh_postgres, spawn_target, start_binary};
+use crate::helpers::{
+    Server, ended, fresh_postgres, poll_until, spawn_target, start_cluster, start_instance,
+};
 
-/// A `serve` binary sharing the test's database.
-struct Node {
-    child: Child,
-    base: String,
-    logs: std::sync::mpsc::Receiver<String>,
-}
+/// How long a test waits for a run to reach the state it acts in (shards running here and
+/// there): generous, the instances start their shards in their own time.
+const SPREAD_LIMIT: Duration = Duration::from_secs(10);
 
-impl Node {
-    fn start(db: &str, id: &str, extra: &[&str]) -> Node {
-        let mut args = vec![
-            "--database-url",
-            db,
-            "--instance-id",
-            id,
-            "--allow-net",
-            "127.0.0.1",
-        ];
-        // Short leases, so that losses are seen within seconds, unless the test says.
-        if !extra.contains(&"--stale-after") {
-            args.extend_from_slice(&["--stale-after", "2s"]);
-        }
-        args.extend_from_slice(extra);
-        let (child, base, logs) = start_binary(&args, &[]);
-        Node { child, base, logs }
-    }
-
-    /// Whether a log line so far says `what`.
-    fn logged(&self, what: &str) -> bool {
-        self.logs.try_iter().any(|line| line.contains(what))
-    }
-
-    /// SIGKILL: nothing of it runs after this, nothing is flushed.
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    async fn post(&self, batch: &Value, asynchronous: bool) -> (u16, Value) {
-        let mut req = reqwest::Client::new()
-            .post(format!("{}/batches", self.base))
-            .body(batch.to_string());
-        if asynchronous {
-            req = req.header("prefer", "respond-async");
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        (
-            status,
-            serde_json::from_slice(&res.bytes().await.unwrap()).unwrap(),
-        )
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let res = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
-        serde_json::from_slice(&res.bytes().await.unwrap()).unwrap()
-    }
-
-    /// The batch once finished (60 s at most: generous, the runs here take seconds).
-    async fn finished(&self, id: &str) -> Value {
-        for _ in 0..600 {
-            let b = self.get(&format!("/batches/{id}")).await;
-            if !b["finished_at"].is_null() {
-                return b;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "batch {id} did not finish: {}",
-            self.get(&format!("/batches/{id}")).await
-        );
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Waits until `node` lists `n` instances (each writes its heartbeat once it runs).
-async fn all_up(node: &Node, n: usize) {
-    for _ in 0..100 {
-        if node.get("/instances").await["items"]
-            .as_array()
-            .map_or(0, Vec::len)
-            >= n
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("fewer than {n} instances came up");
+/// A batch read from `node`.
+async fn batch(node: &Server, id: &str) -> Value {
+    node.get(&format!("/batches/{id}")).await.json
 }
 
 async fn database() -> Option<String> {
@@ -135,18 +50,16 @@ async fn three_instances_share_a_load_run_and_its_merged_summary_is_exact() {
     // Leases long enough that three debug builds sharing two cores with the target never
     // miss a renewal: nothing here is lost, so every request is sent once.
     let shard = ["--shard-size", "2000", "--stale-after", "20s"];
-    let nodes: Vec<Node> = (1..=3)
-        .map(|n| Node::start(&db, &format!("node{n}"), &shard))
-        .collect();
-    all_up(&nodes[0], 3).await;
+    let nodes = start_cluster(&db, 3, &shard).await;
     let url = format!("{}/hello", target.base);
     let run = json!({ "jobs": [{ "kind": "http", "url": url }, { "kind": "http", "url": format!("{}/status/404", target.base), "expect_status": "any" }],
         "load": { "repeat": 30000 }, "concurrency": 60, "results": "errors",
         "thresholds": { "max_error_rate": 0.01 } });
 
-    let (status, merged) = nodes[0].post(&run, false).await;
+    let res = nodes[0].post(&run).await;
 
-    assert_eq!(status, 201, "{merged}");
+    let merged = res.json;
+    assert_eq!(res.status, 201, "{merged}");
     assert_eq!(merged["status"], "completed");
     assert_eq!(merged["shards"].as_array().unwrap().len(), 30);
     assert_eq!(
@@ -163,15 +76,13 @@ async fn three_instances_share_a_load_run_and_its_merged_summary_is_exact() {
     assert_eq!(target.hits.load(Ordering::Relaxed), 60000);
     assert_eq!(merged["verdict"]["passed"], true, "{}", merged["verdict"]);
     // The accepting instance answers with the batch as every instance reads it.
-    let elsewhere = nodes[2]
-        .get(&format!("/batches/{}", merged["id"].as_str().unwrap()))
-        .await;
+    let elsewhere = batch(&nodes[2], merged["id"].as_str().unwrap()).await;
     assert_eq!(elsewhere["summary"], merged["summary"]);
 
     // One instance alone (its shard size above the run) gives the same counts.
     drop(nodes);
-    let single = Node::start(&db, "alone", &["--shard-size", "100000"]);
-    let (_, one) = single.post(&run, false).await;
+    let single = start_instance(&db, "alone", &["--shard-size", "100000"]);
+    let one = single.post(&run).await.json;
     assert_eq!(one["shards"].as_array().unwrap().len(), 1);
     for key in [
         "tasks",
@@ -183,7 +94,7 @@ async fn three_instances_share_a_load_run_and_its_merged_summary_is_exact() {
     ] {
         assert_eq!(one["summary"][key], s[key], "{key}");
     }
-    let instances = single.get("/instances").await;
+    let instances = single.get("/instances").await.json;
     assert!(
         instances["items"]
             .as_array()
@@ -203,21 +114,15 @@ async fn a_killed_instances_shards_run_elsewhere_and_every_task_counts_once() {
     let Some(db) = database().await else { return };
     let target = spawn_target().await;
     let shard = ["--shard-size", "500"];
-    let mut nodes: Vec<Node> = (1..=3)
-        .map(|n| Node::start(&db, &format!("node{n}"), &shard))
-        .collect();
-    all_up(&nodes[0], 3).await;
+    let mut nodes = start_cluster(&db, 3, &shard).await;
     // The open model: 1,500 requests a second for 4 s, in 12 shards.
     let run = json!({ "jobs": [{ "kind": "http", "url": format!("{}/hello", target.base) }],
         "load": { "repeat": 6000, "rate_per_s": 1500 }, "concurrency": 48, "results": "errors" });
-    let (status, accepted) = nodes[0].post(&run, true).await;
-    assert_eq!(status, 202, "{accepted}");
-    let id = accepted["id"].as_str().unwrap().to_owned();
+    let id = nodes[0].submit(&run).await;
 
     // Once every instance runs some of it, kill one.
-    let mut victim = None;
-    for _ in 0..100 {
-        let b = nodes[0].get(&format!("/batches/{id}")).await;
+    let victim = poll_until(SPREAD_LIMIT, || async {
+        let b = batch(&nodes[0], &id).await;
         let running: HashSet<String> = b["shards"]
             .as_array()
             .unwrap()
@@ -225,12 +130,9 @@ async fn a_killed_instances_shards_run_elsewhere_and_every_task_counts_once() {
             .filter(|s| s["status"] == "running")
             .map(|s| s["instance_id"].as_str().unwrap().to_owned())
             .collect();
-        if running.contains("node3") && running.len() == 3 {
-            victim = Some(2);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (running.contains("node3") && running.len() == 3).then_some(2)
+    })
+    .await;
     let victim = victim.expect("the shards spread over the three instances");
     tokio::time::sleep(Duration::from_millis(500)).await;
     nodes[victim].kill();
@@ -265,8 +167,8 @@ async fn a_killed_instances_shards_run_elsewhere_and_every_task_counts_once() {
 )]
 async fn an_async_batch_whose_instance_dies_after_the_202_completes_on_another() {
     let Some(db) = database().await else { return };
-    let mut a = Node::start(&db, "a", &[]);
-    let b = Node::start(&db, "b", &[]);
+    let mut a = start_instance(&db, "a", &[]);
+    let b = start_instance(&db, "b", &[]);
     let sleeps = |on_lost: Option<&str>| {
         let mut batch = json!({ "return_exceptions": true, "jobs": [
             { "kind": "sleep", "id": "one", "duration_ms": 800 },
@@ -278,8 +180,8 @@ async fn an_async_batch_whose_instance_dies_after_the_202_completes_on_another()
         }
         batch
     };
-    let (_, rerun) = a.post(&sleeps(None), true).await;
-    let (_, interrupt) = a.post(&sleeps(Some("interrupt")), true).await;
+    let rerun = a.post_async(&sleeps(None)).await.json;
+    let interrupt = a.post_async(&sleeps(Some("interrupt"))).await.json;
     // Long enough for the quick task's row to be written (writes are grouped every 100 ms).
     tokio::time::sleep(Duration::from_millis(400)).await;
     a.kill();
@@ -315,7 +217,7 @@ async fn an_async_batch_whose_instance_dies_after_the_202_completes_on_another()
 )]
 async fn after_kill_9_and_a_restart_under_a_new_id_nothing_stays_running() {
     let Some(db) = database().await else { return };
-    let mut old = Node::start(&db, "old-container", &[]);
+    let mut old = start_instance(&db, "old-container", &[]);
     let mut ids = Vec::new();
     for n in 0..20 {
         let mut batch = json!({ "jobs": [{ "kind": "sleep", "duration_ms": 30000 }] });
@@ -330,13 +232,13 @@ async fn after_kill_9_and_a_restart_under_a_new_id_nothing_stays_running() {
                 .push(json!({ "kind": "sleep", "duration_ms": 30000 }));
             batch["timeout_ms"] = json!(1000);
         }
-        let (status, b) = old.post(&batch, true).await;
-        assert_eq!(status, 202);
-        ids.push(b["id"].as_str().unwrap().to_owned());
+        let res = old.post_async(&batch).await;
+        assert_eq!(res.status, 202);
+        ids.push(res.json["id"].as_str().unwrap().to_owned());
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     old.kill();
-    let new = Node::start(&db, "new-container", &[]);
+    let new = start_instance(&db, "new-container", &[]);
 
     for id in &ids {
         let b = new.finished(id).await;
@@ -349,7 +251,7 @@ async fn after_kill_9_and_a_restart_under_a_new_id_nothing_stays_running() {
                 .all(|s| s["status"] != "running")
         );
     }
-    let list = new.get("/batches?status=running&limit=100").await;
+    let list = new.get("/batches?status=running&limit=100").await.json;
     assert_eq!(list["items"], json!([]), "{list}");
 }
 
@@ -437,28 +339,26 @@ async fn an_instance_cut_off_from_the_database_loses_its_shards_and_its_late_wri
     url.set_port(Some(partition.port)).unwrap();
     let target = spawn_target().await;
     let shard = ["--shard-size", "500"];
-    let cut_off = Node::start(url.as_str(), "cut-off", &shard);
-    let other = Node::start(&db, "connected", &shard);
-    all_up(&other, 2).await;
+    let cut_off = start_instance(url.as_str(), "cut-off", &shard);
+    let other = start_instance(&db, "connected", &shard);
+    other.instances_up(2).await;
     let run = json!({ "jobs": [{ "kind": "http", "url": format!("{}/hello", target.base) }],
         "load": { "repeat": 6000, "rate_per_s": 1000 }, "concurrency": 24, "results": "errors" });
-    let (status, accepted) = other.post(&run, true).await;
-    assert_eq!(status, 202, "{accepted}");
-    let id = accepted["id"].as_str().unwrap().to_owned();
-    let mut held = false;
-    for _ in 0..100 {
-        let b = other.get(&format!("/batches/{id}")).await;
-        held = b["shards"]
+    let id = other.submit(&run).await;
+    let held = poll_until(SPREAD_LIMIT, || async {
+        let b = batch(&other, &id).await;
+        b["shards"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|s| s["instance_id"] == "cut-off" && s["status"] == "running");
-        if held {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(held, "the instance behind the proxy runs part of the load");
+            .any(|s| s["instance_id"] == "cut-off" && s["status"] == "running")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        held.is_some(),
+        "the instance behind the proxy runs part of the load"
+    );
     tokio::time::sleep(Duration::from_millis(700)).await;
 
     partition.cut();
@@ -466,7 +366,7 @@ async fn an_instance_cut_off_from_the_database_loses_its_shards_and_its_late_wri
     partition.heal();
     // Its writes held back during the partition now reach the database, and are refused.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = other.get(&format!("/batches/{id}")).await;
+    let after = batch(&other, &id).await;
 
     assert_eq!(done["status"], "completed", "{done}");
     let s = &done["summary"];
@@ -492,7 +392,7 @@ async fn an_instance_cut_off_from_the_database_loses_its_shards_and_its_late_wri
         cut_off.logged("stopping every shard held here"),
         "the cut-off instance noticed it lost its leases and stopped its copy"
     );
-    let seen = cut_off.get("/instances").await;
+    let seen = cut_off.get("/instances").await.json;
     assert!(
         seen["items"].is_array(),
         "the cut-off instance serves again: {seen}"
@@ -506,14 +406,15 @@ async fn an_instance_cut_off_from_the_database_loses_its_shards_and_its_late_wri
 )]
 async fn an_api_instance_accepts_and_a_worker_runs() {
     let Some(db) = database().await else { return };
-    let api = Node::start(&db, "front", &["--role", "api"]);
-    let worker = Node::start(&db, "back", &["--role", "worker"]);
+    let api = start_instance(&db, "front", &["--role", "api"]);
+    let worker = start_instance(&db, "back", &["--role", "worker"]);
 
-    let (status, b) = api
-        .post(&json!({ "jobs": [{ "kind": "sleep", "duration_ms": 20 }, { "kind": "sleep", "duration_ms": 10 }] }), false)
+    let res = api
+        .post(&json!({ "jobs": [{ "kind": "sleep", "duration_ms": 20 }, { "kind": "sleep", "duration_ms": 10 }] }))
         .await;
 
-    assert_eq!(status, 201, "{b}");
+    let b = res.json;
+    assert_eq!(res.status, 201, "{b}");
     assert_eq!(b["status"], "completed", "{b}");
     assert_eq!(b["shards"][0]["instance_id"], "back");
     assert_eq!(b["results"][1]["status"], "succeeded");
@@ -535,7 +436,7 @@ async fn an_api_instance_accepts_and_a_worker_runs() {
         metrics.contains("fanout_shards_claimed_total 1"),
         "{metrics}"
     );
-    let roles: HashSet<(String, String)> = api.get("/instances").await["items"]
+    let roles: HashSet<(String, String)> = api.get("/instances").await.json["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -562,21 +463,18 @@ async fn a_delete_reaches_every_shard_wherever_it_runs() {
     let Some(db) = database().await else { return };
     let target = spawn_target().await;
     let shard = ["--shard-size", "100"];
-    let a = Node::start(&db, "a", &shard);
-    let _b = Node::start(&db, "b", &shard);
-    all_up(&a, 2).await;
+    let nodes = start_cluster(&db, 2, &shard).await;
+    let a = &nodes[0];
     // 600 requests at 10 a second: six shards, a minute of work, spread over both.
     let run = json!({ "jobs": [{ "kind": "http", "url": format!("{}/hello", target.base) }],
         "load": { "repeat": 600, "rate_per_s": 10 }, "concurrency": 6, "results": "none" });
-    let (_, accepted) = a.post(&run, true).await;
+    let accepted = a.post_async(&run).await.json;
     let id = accepted["id"].as_str().unwrap().to_owned();
-    for _ in 0..100 {
-        let b = a.get(&format!("/batches/{id}")).await;
-        if instances_of(&b).len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Deleted once it runs on both, or after the wait in any case.
+    let _ = poll_until(SPREAD_LIMIT, || async {
+        (instances_of(&batch(a, &id).await).len() == 2).then_some(())
+    })
+    .await;
 
     let res = reqwest::Client::new()
         .delete(format!("{}/batches/{id}", a.base))
@@ -601,17 +499,7 @@ async fn a_delete_reaches_every_shard_wherever_it_runs() {
     let s = &done["summary"];
     assert_eq!(s["tasks"], 600);
     assert_eq!(s["pending"], 0);
-    let ended = [
-        "succeeded",
-        "failed",
-        "timed_out",
-        "cancelled",
-        "interrupted",
-    ]
-    .iter()
-    .map(|k| s[k].as_u64().unwrap())
-    .sum::<u64>();
-    assert_eq!(ended, 600, "{s}");
+    assert_eq!(ended(s), 600, "{s}");
     assert!(s["cancelled"].as_u64().unwrap() > 500, "{s}");
 }
 
@@ -624,10 +512,7 @@ async fn a_staged_weighted_run_on_two_instances_merges_its_stages_and_jobs_exact
     let Some(db) = database().await else { return };
     let target = spawn_target().await;
     let shard = ["--shard-size", "100", "--stale-after", "20s"];
-    let nodes: Vec<Node> = (1..=2)
-        .map(|n| Node::start(&db, &format!("node{n}"), &shard))
-        .collect();
-    all_up(&nodes[0], 2).await;
+    let nodes = start_cluster(&db, 2, &shard).await;
     // 0 → 400/s over a second, then 400/s for a second: 200 and 400 tasks, in cycles of
     // two `hello` and one `missing`.
     let run = json!({
@@ -643,9 +528,10 @@ async fn a_staged_weighted_run_on_two_instances_merges_its_stages_and_jobs_exact
         "thresholds": { "by_job": { "missing": { "max_error_rate": 0 } } }
     });
 
-    let (status, merged) = nodes[0].post(&run, false).await;
+    let res = nodes[0].post(&run).await;
 
-    assert_eq!(status, 201, "{merged}");
+    let merged = res.json;
+    assert_eq!(res.status, 201, "{merged}");
     assert_eq!(merged["status"], "completed", "{merged}");
     assert_eq!(merged["shards"].as_array().unwrap().len(), 6);
     assert_eq!(instances_of(&merged).len(), 2, "{}", merged["shards"]);
@@ -671,14 +557,12 @@ async fn a_staged_weighted_run_on_two_instances_merges_its_stages_and_jobs_exact
         .unwrap();
     assert_eq!(check["passed"], true, "{check}");
     // Every instance reads the same merged figures.
-    let elsewhere = nodes[1]
-        .get(&format!("/batches/{}", merged["id"].as_str().unwrap()))
-        .await;
+    let elsewhere = batch(&nodes[1], merged["id"].as_str().unwrap()).await;
     assert_eq!(elsewhere["summary"]["by_job"], s["by_job"]);
     assert_eq!(elsewhere["summary"]["stages"], s["stages"]);
     // The page's picture, merged from both instances' shards.
     let id = merged["id"].as_str().unwrap();
-    let timeline = nodes[1].get(&format!("/batches/{id}/timeline")).await;
+    let timeline = nodes[1].get(&format!("/batches/{id}/timeline")).await.json;
     let started: u64 = timeline["bins"]
         .as_array()
         .unwrap()
@@ -686,6 +570,6 @@ async fn a_staged_weighted_run_on_two_instances_merges_its_stages_and_jobs_exact
         .map(|b| b["started"].as_u64().unwrap())
         .sum();
     assert_eq!(started, 600, "{timeline}");
-    let latency = nodes[0].get(&format!("/batches/{id}/latency")).await;
+    let latency = nodes[0].get(&format!("/batches/{id}/latency")).await.json;
     assert_eq!(latency["count"], 600, "{latency}");
 }

@@ -86,26 +86,16 @@ fn tasks(events: &[Sse]) -> Vec<&Sse> {
     events.iter().filter(|e| e.event == "task").collect()
 }
 
-async fn start_async(app: &TestApp, body: &Value) -> String {
-    let res = app
-        .post_raw(body.to_string(), &[("prefer", "respond-async")])
-        .await;
-    assert_eq!(res.status, 202, "{}", res.json);
-    res.json["id"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn tasks_arrive_in_completion_order_then_the_batch_closes_the_stream() {
     let app = spawn_app().await;
-    let id = start_async(
-        &app,
-        &json!({ "jobs": [
+    let id = app
+        .submit(&json!({ "jobs": [
             { "kind": "sleep", "id": "slow", "duration_ms": 600 },
             { "kind": "sleep", "id": "fast", "duration_ms": 100 },
             { "kind": "sleep", "id": "medium", "duration_ms": 350 }
-        ] }),
-    )
-    .await;
+        ] }))
+        .await;
 
     let events = Stream::open(&app, &id, None).await.all().await;
 
@@ -137,7 +127,7 @@ async fn a_reconnect_with_last_event_id_gets_no_duplicates_and_no_gaps() {
     let jobs: Vec<Value> = (0..40)
         .map(|i| json!({ "kind": "sleep", "duration_ms": 20 + (i * 7) % 50 }))
         .collect();
-    let id = start_async(&app, &json!({ "jobs": jobs, "concurrency": 4 })).await;
+    let id = app.submit(&json!({ "jobs": jobs, "concurrency": 4 })).await;
 
     // Read a few tasks, then hang up mid-batch.
     let mut first = Stream::open(&app, &id, None).await;
@@ -199,14 +189,12 @@ async fn a_consumer_that_never_reads_does_not_stop_the_batch() {
     let app = spawn_app().await;
     // Answers of 4 KiB each: far more than socket buffers hold unread.
     let target = crate::helpers::spawn_target().await;
-    let id = start_async(
-        &app,
-        &json!({
+    let id = app
+        .submit(&json!({
             "jobs": [{ "kind": "http", "url": format!("{}/bytes/4096", target.base) }],
             "load": { "repeat": 3000 }, "concurrency": 32
-        }),
-    )
-    .await;
+        }))
+        .await;
 
     let stalled = app
         .client
@@ -223,14 +211,12 @@ async fn a_consumer_that_never_reads_does_not_stop_the_batch() {
 #[tokio::test]
 async fn results_none_sends_progress_and_the_batch_but_no_tasks() {
     let app = spawn_app().await;
-    let id = start_async(
-        &app,
-        &json!({
+    let id = app
+        .submit(&json!({
             "jobs": [{ "kind": "sleep", "duration_ms": 30 }],
             "load": { "repeat": 20 }, "concurrency": 2, "results": "none"
-        }),
-    )
-    .await;
+        }))
+        .await;
 
     let events = Stream::open(&app, &id, None).await.all().await;
 
@@ -327,15 +313,15 @@ async fn a_reconnect_after_the_batch_event_is_told_204_so_an_event_source_stops(
     let app = spawn_app().await;
     // With results "errors" the last tasks are not sent: the batch event's id still says
     // where the stream ended.
-    let id = start_async(
-        &app,
-        &json!({ "results": "errors", "return_exceptions": true, "jobs": [
-            { "kind": "file", "path": "missing.txt" },
-            { "kind": "sleep", "duration_ms": 30 },
-            { "kind": "sleep", "duration_ms": 60 }
-        ]}),
-    )
-    .await;
+    let id = app
+        .submit(
+            &json!({ "results": "errors", "return_exceptions": true, "jobs": [
+                { "kind": "file", "path": "missing.txt" },
+                { "kind": "sleep", "duration_ms": 30 },
+                { "kind": "sleep", "duration_ms": 60 }
+            ]}),
+        )
+        .await;
     let events = Stream::open(&app, &id, None).await.all().await;
     let last = events.last().unwrap();
     assert_eq!(last.event, "batch");

@@ -3,7 +3,7 @@ use std::os::unix::fs::symlink;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{Server, TestApp, spawn_app};
 
 async fn read(app: &TestApp, job: Value) -> Value {
     let res = app
@@ -321,30 +321,11 @@ async fn a_files_root_that_appears_after_start_is_found_without_a_restart() {
 
 #[test]
 fn log_lines_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fanout"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            "memory://",
-        ])
-        .env_remove("FANOUT_LOG_FORMAT")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
-    let mut seen = Vec::new();
-    for line in lines.map_while(Result::ok) {
-        let done = line.contains("listening on");
-        seen.push(line);
-        if done {
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    // The log format left to its default (and no `FANOUT_LOG_FORMAT`, which the binary never
+    // sees from the tests' shell).
+    let mut server = Server::start(&["--database-url", "memory://"], &[]);
+    let seen = server.log_lines();
+    server.kill();
     assert!(seen.iter().any(|l| l.contains("listening on")), "{seen:?}");
     assert!(seen.iter().all(|l| !l.contains('\u{1b}')), "{seen:?}");
 }

@@ -1,8 +1,13 @@
-//! Test helpers: the real app on port 0, and a local HTTP server standing in for every target.
+//! Test helpers: the real app on port 0 (in this process, or the `fanout` binary), waiting on
+//! what it does, and a local HTTP server standing in for every target.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::ops::Deref;
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use axum::Router;
@@ -15,9 +20,16 @@ use fanout::app::{App, Hooks};
 use fanout::config::Config;
 use serde_json::Value;
 
-pub struct TestApp {
+/// The HTTP side of one running instance, in this process or a binary: its address and a
+/// client.
+pub struct Api {
     pub base: String,
     pub client: reqwest::Client,
+}
+
+/// The app running in this test's process (it reads as its `Api`).
+pub struct TestApp {
+    api: Api,
     pub files: Arc<tempfile::TempDir>,
     pub config: Config,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -112,8 +124,7 @@ async fn start_hooked(config: Config, files: Arc<tempfile::TempDir>, hooks: Hook
         .expect("app runs");
     });
     TestApp {
-        base,
-        client: reqwest::Client::new(),
+        api: Api::new(base),
         files,
         config,
         stop: Some(stop),
@@ -121,13 +132,29 @@ async fn start_hooked(config: Config, files: Arc<tempfile::TempDir>, hooks: Hook
     }
 }
 
-impl TestApp {
-    pub fn root(&self) -> std::path::PathBuf {
-        self.files.path().join("root")
+impl Api {
+    fn new(base: String) -> Api {
+        Api {
+            base,
+            client: reqwest::Client::new(),
+        }
     }
 
     pub async fn post(&self, body: &Value) -> Answer {
         self.post_raw(body.to_string(), &[]).await
+    }
+
+    /// Posts a batch with `Prefer: respond-async`.
+    pub async fn post_async(&self, body: &Value) -> Answer {
+        self.post_raw(body.to_string(), &[("prefer", "respond-async")])
+            .await
+    }
+
+    /// Starts a batch asynchronously (its answer must be a 202) and returns its id.
+    pub async fn submit(&self, body: &Value) -> String {
+        let res = self.post_async(body).await;
+        assert_eq!(res.status, 202, "{}", res.json);
+        res.json["id"].as_str().unwrap().to_owned()
     }
 
     pub async fn post_raw(
@@ -142,30 +169,55 @@ impl TestApp {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        answer(req.send().await.expect("request sent")).await
+        send(req).await
     }
 
     pub async fn get(&self, path: &str) -> Answer {
-        answer(
-            self.client
-                .get(format!("{}{path}", self.base))
-                .send()
-                .await
-                .expect("request sent"),
-        )
-        .await
+        send(self.client.get(format!("{}{path}", self.base))).await
     }
 
-    /// Polls a batch until it is finished (`finished_at` set), for up to 20 s.
+    pub async fn delete(&self, path: &str) -> Answer {
+        send(self.client.delete(format!("{}{path}", self.base))).await
+    }
+
+    /// The batch once it has finished (`finished_at` set).
     pub async fn finished(&self, id: &str) -> Value {
-        for _ in 0..400 {
-            let b = self.get(&format!("/batches/{id}")).await.json;
-            if !b["finished_at"].is_null() {
-                return b;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let path = &format!("/batches/{id}");
+        let done = poll_until(FINISH_LIMIT, || async move {
+            let b = self.get(path).await.json;
+            (!b["finished_at"].is_null()).then_some(b)
+        })
+        .await;
+        match done {
+            Some(b) => b,
+            None => panic!("batch {id} did not finish: {}", self.get(path).await.json),
         }
-        panic!("batch {id} did not finish");
+    }
+
+    /// Waits until this instance lists `n` instances (each writes its heartbeat once it runs).
+    pub async fn instances_up(&self, n: usize) {
+        let up = poll_until(Duration::from_secs(10), || async {
+            let listed = self.get("/instances").await.json["items"]
+                .as_array()
+                .map_or(0, Vec::len);
+            (listed >= n).then_some(())
+        })
+        .await;
+        up.unwrap_or_else(|| panic!("fewer than {n} instances came up"));
+    }
+}
+
+impl Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl TestApp {
+    pub fn root(&self) -> std::path::PathBuf {
+        self.files.path().join("root")
     }
 
     /// Stops the server gracefully and starts it again on the same database.
@@ -180,17 +232,6 @@ impl TestApp {
         let mut config = self.config.clone();
         config.instance_id = Some(instance_id.into());
         start(config, self.files.clone()).await
-    }
-
-    pub async fn delete(&self, path: &str) -> Answer {
-        answer(
-            self.client
-                .delete(format!("{}{path}", self.base))
-                .send()
-                .await
-                .expect("request sent"),
-        )
-        .await
     }
 
     /// Stops serving at once, as a crash would: no drain, no last writes.
@@ -212,10 +253,50 @@ impl TestApp {
     }
 }
 
+/// Two in-process instances on one database (PostgreSQL: the store instances share), `a` with
+/// the default id and `instance-b`. Heartbeats come every second (a third of `stale_after`),
+/// so what one instance asks of the other is seen quickly.
+pub async fn two_instances() -> (TestApp, TestApp) {
+    let a = spawn_app_with(|c| c.stale_after = Duration::from_secs(3)).await;
+    let b = a.sibling("instance-b").await;
+    (a, b)
+}
+
+/// How long a batch may take to finish before a test gives up on it: generous, since the
+/// cluster tests' loads run for seconds on a machine other builds share.
+const FINISH_LIMIT: Duration = Duration::from_secs(120);
+
+/// How often `poll_until` asks.
+const POLL_STEP: Duration = Duration::from_millis(50);
+
+/// Asks `check` every 50 ms until it gives an answer, for `limit` at most; `None` if it never
+/// did. Give a generous limit: a loaded machine is slow, and a test that gives up early fails
+/// for nothing.
+pub async fn poll_until<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(answer) = check().await {
+            return Some(answer);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL_STEP).await;
+    }
+}
+
 impl Answer {
     pub async fn from(res: reqwest::Response) -> Answer {
         answer(res).await
     }
+}
+
+async fn send(req: reqwest::RequestBuilder) -> Answer {
+    answer(req.send().await.expect("request sent")).await
 }
 
 async fn answer(res: reqwest::Response) -> Answer {
@@ -229,6 +310,20 @@ async fn answer(res: reqwest::Response) -> Answer {
         headers,
         json,
     }
+}
+
+/// How many tasks a batch's summary counts as ended, however each ended.
+pub fn ended(summary: &Value) -> u64 {
+    [
+        "succeeded",
+        "failed",
+        "timed_out",
+        "cancelled",
+        "interrupted",
+    ]
+    .iter()
+    .map(|k| summary[k].as_u64().unwrap())
+    .sum()
 }
 
 pub fn ts(v: &Value) -> DateTime<Utc> {
@@ -319,41 +414,194 @@ async fn count_hits(
     response
 }
 
-/// Starts the real binary on an ephemeral port; returns it, its base URL (read from its log),
-/// and its log lines as they come.
-pub fn start_binary(
-    args: &[&str],
-    envs: &[(&str, &str)],
-) -> (
-    std::process::Child,
-    String,
-    std::sync::mpsc::Receiver<String>,
-) {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fanout"));
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
+/// The `fanout` binary with `args`, reading nothing on stdin. It does not see the `FANOUT_*`
+/// settings of the shell the tests run in (an image's `FANOUT_LISTEN`, say): a test passes what
+/// it means.
+fn binary<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fanout"));
+    cmd.args(args).stdin(Stdio::null());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("FANOUT_") {
+            cmd.env_remove(name);
+        }
     }
-    let mut child = cmd.spawn().expect("the binary starts");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
-    let base = loop {
-        let line = lines.next().expect("the server logs its address").unwrap();
-        let _ = tx.send(line.clone());
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break format!(
-                "http://{}",
-                rest.chars().take_while(|c| *c != ' ').collect::<String>()
-            );
+    cmd
+}
+
+/// Runs the binary to its end, off the test's thread: what it printed and how it exited.
+pub async fn run_binary<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Output {
+    output_of(spawn_binary(args)).await
+}
+
+/// Starts the binary with its output captured, for a test that signals it before `output_of`.
+pub fn spawn_binary<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Child {
+    binary(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts")
+}
+
+/// Waits, off the test's thread, for a binary started by `spawn_binary` to exit.
+pub async fn output_of(child: Child) -> Output {
+    tokio::task::spawn_blocking(move || child.wait_with_output().expect("the binary runs"))
+        .await
+        .expect("the waiting thread")
+}
+
+/// `batch` in a file of its own; the folder holding it lives as long as the first half.
+pub fn batch_file(batch: &Value) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("batch.json");
+    std::fs::write(&file, batch.to_string()).expect("batch file written");
+    let file = file.display().to_string();
+    (dir, file)
+}
+
+/// `fanout run` on `batch` with exactly these further arguments (no `--allow-net` unless
+/// given), to its end.
+pub async fn run_batch(batch: &Value, extra: &[&str]) -> Output {
+    let (_dir, file) = batch_file(batch);
+    run_binary(["run", file.as_str()].iter().chain(extra)).await
+}
+
+/// Asserts how the binary exited, showing all it printed when that was not as expected.
+#[track_caller]
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Sends SIGTERM to a process this test started.
+pub fn sigterm(pid: u32) {
+    // SAFETY: a plain kill(2) of a child this test started.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+    }
+}
+
+/// A `serve` binary on an ephemeral port of loopback: its API, its log lines as they come, and
+/// the process, killed when this is dropped so that a failed test leaves none behind.
+pub struct Server {
+    api: Api,
+    pub logs: Receiver<String>,
+    child: Child,
+}
+
+/// `serve` with these arguments, logging JSON, once it has said where it listens.
+pub fn start_binary(args: &[&str], envs: &[(&str, &str)]) -> Server {
+    let mut all = vec!["--log-format", "json"];
+    all.extend_from_slice(args);
+    Server::start(&all, envs)
+}
+
+impl Server {
+    /// `serve` with these arguments (the log format its default unless they say), once it has
+    /// said where it listens: its address is read from that line.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let mut cmd = binary(["serve", "--listen", "127.0.0.1:0"]);
+        cmd.args(args)
+            .envs(envs.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("the binary starts");
+        let (tx, logs) = std::sync::mpsc::channel();
+        let mut lines =
+            std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+        let base = loop {
+            let line = lines.next().expect("the server logs its address").unwrap();
+            let _ = tx.send(line.clone());
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break format!(
+                    "http://{}",
+                    rest.chars().take_while(|c| *c != ' ').collect::<String>()
+                );
+            }
+        };
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Server {
+            api: Api::new(base),
+            logs,
+            child,
         }
-    };
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (child, base, rx)
+    }
+
+    /// The log lines it has written since they were last read.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.logs.try_iter().collect()
+    }
+
+    /// Whether a log line since they were last read says `what`.
+    pub fn logged(&self, what: &str) -> bool {
+        self.logs.try_iter().any(|line| line.contains(what))
+    }
+
+    /// SIGKILL: nothing of it runs after this, nothing is flushed.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM: it drains and exits in its own time (see `wait`).
+    pub fn terminate(&self) {
+        sigterm(self.child.id());
+    }
+
+    /// Waits for it to exit.
+    pub fn wait(&mut self) {
+        self.child.wait().unwrap();
+    }
+}
+
+impl Deref for Server {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One instance of a cluster: a `serve` binary on the shared `db`, named `id`, fetching from
+/// loopback, with leases short enough that a loss is seen within seconds (`extra` may give
+/// its own `--stale-after`).
+pub fn start_instance(db: &str, id: &str, extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--database-url",
+        db,
+        "--instance-id",
+        id,
+        "--allow-net",
+        "127.0.0.1",
+    ];
+    if !extra.contains(&"--stale-after") {
+        args.extend_from_slice(&["--stale-after", "2s"]);
+    }
+    args.extend_from_slice(extra);
+    start_binary(&args, &[])
+}
+
+/// `n` instances, `node1` to `node<n>`, on `db` (see `start_instance`), once every one of them
+/// has written its heartbeat.
+pub async fn start_cluster(db: &str, n: usize, extra: &[&str]) -> Vec<Server> {
+    let nodes: Vec<Server> = (1..=n)
+        .map(|i| start_instance(db, &format!("node{i}"), extra))
+        .collect();
+    nodes[0].instances_up(n).await;
+    nodes
 }

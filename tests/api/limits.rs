@@ -140,7 +140,7 @@ async fn tokens_from_a_digest_file_work_and_no_token_reaches_the_logs() {
         .collect();
     let path = dir.path().join("tokens");
     std::fs::write(&path, format!("# ops team\n{digest}\n")).unwrap();
-    let (mut child, base, logs) = start_binary(
+    let mut server = start_binary(
         &[
             "--database-url",
             "memory://",
@@ -151,7 +151,7 @@ async fn tokens_from_a_digest_file_work_and_no_token_reaches_the_logs() {
         ],
         &[("RUST_LOG", "trace")],
     );
-    let client = reqwest::Client::new();
+    let (client, base) = (&server.client, &server.base);
     let batch = json!({ "jobs": [{ "kind": "sleep", "duration_ms": 1 }] }).to_string();
     let send = |token: Option<&'static str>| {
         let mut req = client.post(format!("{base}/batches")).body(batch.clone());
@@ -172,9 +172,8 @@ async fn tokens_from_a_digest_file_work_and_no_token_reaches_the_logs() {
         .unwrap()
         .status();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let log: Vec<String> = logs.try_iter().collect();
+    server.kill();
+    let log = server.log_lines();
 
     assert_eq!((none.as_u16(), wrong.as_u16()), (401, 401));
     assert_eq!((from_file.as_u16(), from_flag.as_u16()), (201, 201));
@@ -194,7 +193,7 @@ async fn proxy_variables_in_the_environment_are_ignored() {
     let proxy = spawn_target().await;
     let port = target.base.rsplit(':').next().unwrap().to_owned();
     let proxy_url = proxy.base.clone();
-    let (mut child, base, _logs) = start_binary(
+    let mut server = start_binary(
         &[
             "--database-url",
             "memory://",
@@ -209,23 +208,15 @@ async fn proxy_variables_in_the_environment_are_ignored() {
             ("NO_PROXY", ""),
         ],
     );
-    let client = reqwest::Client::new();
 
-    let res = client
-        .post(format!("{base}/batches"))
-        .body(
-            json!({ "return_exceptions": true, "jobs": [
-                { "kind": "http", "url": format!("{}/hello", target.base) },
-                { "kind": "http", "url": "http://169.254.169.254/latest/meta-data/" }
-            ]})
-            .to_string(),
-        )
-        .send()
+    let body = server
+        .post(&json!({ "return_exceptions": true, "jobs": [
+            { "kind": "http", "url": format!("{}/hello", target.base) },
+            { "kind": "http", "url": "http://169.254.169.254/latest/meta-data/" }
+        ]}))
         .await
-        .unwrap();
-    let body: serde_json::Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+        .json;
+    server.kill();
 
     assert_eq!(body["results"][0]["status"], "succeeded", "{body}");
     assert_eq!(body["results"][1]["error"]["code"], "forbidden");

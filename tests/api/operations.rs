@@ -187,10 +187,10 @@ async fn a_request_id_is_echoed_or_made_and_an_unfit_one_replaced() {
 async fn json_logs_parse_and_carry_the_request_and_batch_ids() {
     let db = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", db.path().join("f.db").display());
-    let (mut child, base, logs) = start_binary(&["--database-url", &url], &[]);
-    let client = reqwest::Client::new();
-    let res = client
-        .post(format!("{base}/batches"))
+    let mut server = start_binary(&["--database-url", &url], &[]);
+    let res = server
+        .client
+        .post(format!("{}/batches", server.base))
         .header("x-request-id", "trace-me-1")
         .body(r#"{"jobs":[{"kind":"sleep","duration_ms":5}]}"#)
         .send()
@@ -204,7 +204,7 @@ async fn json_logs_parse_and_carry_the_request_and_batch_ids() {
     let mut lines = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while std::time::Instant::now() < deadline {
-        match logs.recv_timeout(Duration::from_millis(200)) {
+        match server.logs.recv_timeout(Duration::from_millis(200)) {
             Ok(line) => lines.push(line),
             Err(_)
                 if lines
@@ -216,7 +216,7 @@ async fn json_logs_parse_and_carry_the_request_and_batch_ids() {
             Err(_) => {}
         }
     }
-    child.kill().unwrap();
+    server.kill();
     let parsed: Vec<Value> = lines
         .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{spawn_app, spawn_app_with, spawn_target};
+use crate::helpers::{assert_exit, run_binary, spawn_app, spawn_app_with, spawn_target};
 
 fn sum(bins: &Value, key: &str) -> u64 {
     bins.as_array()
@@ -475,18 +475,6 @@ async fn the_page_is_served_offline_and_its_data_stays_behind_the_token() {
     assert_eq!(app.get("/batches").await.status, 401);
 }
 
-/// Runs the binary with `args`.
-async fn fanout(args: Vec<String>) -> std::process::Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_fanout"))
-            .args(args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
 /// The JSON a report embeds.
 fn embedded(html: &str) -> Value {
     let tag = "<script type=\"application/json\" id=\"fanout-report\">";
@@ -501,31 +489,22 @@ async fn an_html_report_holds_the_page_and_the_batchs_picture_and_loads_nothing(
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report.html");
     let port = target.base.rsplit(':').next().unwrap().to_owned();
-    let run = fanout(
-        [
-            "run",
-            &format!("{}/hello", target.base),
-            "-n",
-            "300",
-            "-c",
-            "8",
-            "--allow-net",
-            &format!("127.0.0.1:{port}"),
-            "--format",
-            "html",
-            "--out",
-            &out.display().to_string(),
-        ]
-        .map(String::from)
-        .to_vec(),
-    )
+    let run = run_binary([
+        "run",
+        &format!("{}/hello", target.base),
+        "-n",
+        "300",
+        "-c",
+        "8",
+        "--allow-net",
+        &format!("127.0.0.1:{port}"),
+        "--format",
+        "html",
+        "--out",
+        &out.display().to_string(),
+    ])
     .await;
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    assert_exit(&run, 0);
     let html = std::fs::read_to_string(&out).unwrap();
     assert!(html.contains("Content-Security-Policy"));
     assert!(!html.contains("src=\"/ui/") && !html.contains("href=\"/ui/"));
@@ -548,24 +527,15 @@ async fn an_html_report_holds_the_page_and_the_batchs_picture_and_loads_nothing(
     let saved = dir.path().join("data.json");
     std::fs::write(&saved, data.to_string()).unwrap();
     let again = dir.path().join("again.html");
-    let report = fanout(
-        [
-            "report",
-            &saved.display().to_string(),
-            "--out",
-            &again.display().to_string(),
-        ]
-        .map(String::from)
-        .to_vec(),
-    )
+    let report = run_binary([
+        "report",
+        &saved.display().to_string(),
+        "--out",
+        &again.display().to_string(),
+    ])
     .await;
-    assert_eq!(
-        report.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&report.stderr)
-    );
+    assert_exit(&report, 0);
     assert_eq!(embedded(&std::fs::read_to_string(&again).unwrap()), data);
-    let bad = fanout(["report", "/nonexistent.json"].map(String::from).to_vec()).await;
-    assert_eq!(bad.status.code(), Some(2));
+    let bad = run_binary(["report", "/nonexistent.json"]).await;
+    assert_exit(&bad, 2);
 }

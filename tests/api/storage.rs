@@ -5,21 +5,15 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with, spawn_target, start_binary};
+use crate::helpers::{
+    poll_until, run_binary, spawn_app, spawn_app_with, spawn_target, start_binary, two_instances,
+};
 
 /// Whether the store keeps batches across a restart (memory:// keeps nothing).
 fn durable() -> bool {
     !cfg!(fanout_test_backend = "memory")
-}
-
-async fn submit_async(app: &TestApp, batch: Value) -> String {
-    let res = app
-        .post_raw(batch.to_string(), &[("prefer", "respond-async")])
-        .await;
-    assert_eq!(res.status, 202, "{}", res.json);
-    res.json["id"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -53,14 +47,12 @@ async fn a_batch_and_all_its_results_survive_a_restart() {
 #[tokio::test]
 async fn get_shows_progress_counts_while_a_batch_runs() {
     let app = spawn_app().await;
-    let id = submit_async(
-        &app,
-        json!({ "jobs": [
+    let id = app
+        .submit(&json!({ "jobs": [
             { "kind": "sleep", "duration_ms": 10 },
             { "kind": "sleep", "duration_ms": 3000 }
-        ]}),
-    )
-    .await;
+        ]}))
+        .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
 
     let b = app.get(&format!("/batches/{id}")).await.json;
@@ -74,15 +66,13 @@ async fn get_shows_progress_counts_while_a_batch_runs() {
 #[tokio::test]
 async fn delete_cancels_a_running_batch_and_refuses_a_finished_one() {
     let app = spawn_app().await;
-    let id = submit_async(
-        &app,
-        json!({ "concurrency": 1, "jobs": [
+    let id = app
+        .submit(&json!({ "concurrency": 1, "jobs": [
             { "kind": "sleep", "duration_ms": 20 },
             { "kind": "sleep", "duration_ms": 5000 },
             { "kind": "sleep", "duration_ms": 5000 }
-        ]}),
-    )
-    .await;
+        ]}))
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let cancelled = app.delete(&format!("/batches/{id}")).await;
@@ -266,18 +256,15 @@ async fn listing_filters_by_status_and_checks_its_parameters() {
     ignore = "needs a store two instances share: PostgreSQL"
 )]
 async fn another_instances_restart_leaves_a_running_batch_alone_and_ends_its_own() {
-    let a = spawn_app_with(|c| c.stale_after = Duration::from_secs(3)).await;
-    let b = a.sibling("instance-b").await;
-    let a_batch = submit_async(
-        &a,
-        json!({ "jobs": [{ "kind": "sleep", "duration_ms": 1500 }] }),
-    )
-    .await;
-    let b_batch = submit_async(
-        &b,
-        json!({ "on_lost": "interrupt", "jobs": [{ "kind": "sleep", "duration_ms": 60000 }] }),
-    )
-    .await;
+    let (a, b) = two_instances().await;
+    let a_batch = a
+        .submit(&json!({ "jobs": [{ "kind": "sleep", "duration_ms": 1500 }] }))
+        .await;
+    let b_batch = b
+        .submit(
+            &json!({ "on_lost": "interrupt", "jobs": [{ "kind": "sleep", "duration_ms": 60000 }] }),
+        )
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // B stops hard (its batch left unfinished in the store), then comes back.
@@ -311,22 +298,16 @@ async fn retention_deletes_finished_batches_only() {
         .as_str()
         .unwrap()
         .to_owned();
-    let running = submit_async(
-        &app,
-        json!({ "jobs": [{ "kind": "sleep", "duration_ms": 4000 }] }),
-    )
+    let running = app
+        .submit(&json!({ "jobs": [{ "kind": "sleep", "duration_ms": 4000 }] }))
+        .await;
+
+    let gone = poll_until(Duration::from_secs(10), || async {
+        (app.get(&format!("/batches/{old}")).await.status == 404).then_some(())
+    })
     .await;
 
-    let mut gone = false;
-    for _ in 0..60 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if app.get(&format!("/batches/{old}")).await.status == 404 {
-            gone = true;
-            break;
-        }
-    }
-
-    assert!(gone, "the finished batch outlived its retention");
+    assert!(gone.is_some(), "the finished batch outlived its retention");
     assert_eq!(
         app.get(&format!("/batches/{running}")).await.status,
         200,
@@ -356,37 +337,6 @@ async fn migrations_apply_to_an_empty_database_and_again_harmlessly() {
 }
 
 /// Posts a batch to a `serve` binary with `Prefer: respond-async`; returns its id.
-async fn post_async_to(base: &str, batch: Value) -> String {
-    let res = reqwest::Client::new()
-        .post(format!("{base}/batches"))
-        .header("prefer", "respond-async")
-        .body(batch.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 202);
-    res.json_value().await["id"].as_str().unwrap().to_owned()
-}
-
-/// Reads a batch from a `serve` binary until it has finished (30 s at most).
-async fn finished_at(base: &str, id: &str) -> Value {
-    let client = reqwest::Client::new();
-    for _ in 0..300 {
-        let b = client
-            .get(format!("{base}/batches/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json_value()
-            .await;
-        if !b["finished_at"].is_null() {
-            return b;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("batch {id} did not finish");
-}
-
 #[tokio::test]
 #[cfg_attr(
     not(fanout_test_backend = "sqlite"),
@@ -395,26 +345,20 @@ async fn finished_at(base: &str, id: &str) -> Value {
 async fn kill_9_mid_batch_with_on_lost_interrupt_ends_it_interrupted_with_its_finished_tasks() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("k.db").display());
-    let (mut child, base, _logs) =
-        start_binary(&["--database-url", &db, "--instance-id", "killed"], &[]);
-    let id = post_async_to(
-        &base,
-        json!({ "on_lost": "interrupt", "jobs": [
+    let mut server = start_binary(&["--database-url", &db, "--instance-id", "killed"], &[]);
+    let id = server
+        .submit(&json!({ "on_lost": "interrupt", "jobs": [
             { "kind": "sleep", "id": "quick", "duration_ms": 10 },
             { "kind": "sleep", "id": "long", "duration_ms": 60000 }
-        ]}),
-    )
-    .await;
+        ]}))
+        .await;
     // Long enough for the quick task's row to be written (writes are grouped every 100 ms).
     tokio::time::sleep(Duration::from_millis(600)).await;
 
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let (mut child, base, _logs) =
-        start_binary(&["--database-url", &db, "--instance-id", "killed"], &[]);
-    let b = finished_at(&base, &id).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.kill();
+    let mut server = start_binary(&["--database-url", &db, "--instance-id", "killed"], &[]);
+    let b = server.finished(&id).await;
+    server.kill();
 
     assert_eq!(b["status"], "interrupted", "{b}");
     assert_eq!(b["results"][0]["status"], "succeeded");
@@ -432,35 +376,24 @@ async fn kill_9_mid_batch_with_on_lost_interrupt_ends_it_interrupted_with_its_fi
 async fn kill_9_mid_async_batch_reruns_what_had_not_ended_and_keeps_what_had() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("k.db").display());
-    let (mut child, base, _logs) = start_binary(&["--database-url", &db], &[]);
-    let id = post_async_to(
-        &base,
-        json!({ "jobs": [
+    let mut server = start_binary(&["--database-url", &db], &[]);
+    let id = server
+        .submit(&json!({ "jobs": [
             { "kind": "sleep", "id": "quick", "duration_ms": 10 },
             { "kind": "sleep", "id": "slow", "duration_ms": 1500 }
-        ]}),
-    )
-    .await;
+        ]}))
+        .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let quick_before = reqwest::Client::new()
-        .get(format!("{base}/batches/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json_value()
-        .await["results"][0]
-        .clone();
+    let quick_before = server.get(&format!("/batches/{id}")).await.json["results"][0].clone();
 
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.kill();
     // Another instance id, as a new container would have: the file is what it recovers.
-    let (mut child, base, _logs) = start_binary(
+    let mut server = start_binary(
         &["--database-url", &db, "--instance-id", "replacement"],
         &[],
     );
-    let b = finished_at(&base, &id).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let b = server.finished(&id).await;
+    server.kill();
 
     assert_eq!(b["status"], "completed", "{b}");
     assert_eq!(b["summary"]["succeeded"], 2, "{b}");
@@ -482,27 +415,13 @@ async fn kill_9_mid_async_batch_reruns_what_had_not_ended_and_keeps_what_had() {
 async fn a_second_serve_on_the_same_sqlite_file_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("one.db").display());
-    let (mut first, _base, _logs) = start_binary(&["--database-url", &db], &[]);
-    let second = std::process::Command::new(env!("CARGO_BIN_EXE_fanout"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db])
-        .output()
-        .unwrap();
-    first.kill().unwrap();
-    first.wait().unwrap();
+    let mut first = start_binary(&["--database-url", &db], &[]);
+    let second = run_binary(["serve", "--listen", "127.0.0.1:0", "--database-url", &db]).await;
+    first.kill();
 
     assert!(!second.status.success());
     let said = String::from_utf8_lossy(&second.stderr);
     assert!(said.contains("in use by another fanout process"), "{said}");
-}
-
-trait JsonValue {
-    async fn json_value(self) -> Value;
-}
-
-impl JsonValue for reqwest::Response {
-    async fn json_value(self) -> Value {
-        serde_json::from_slice(&self.bytes().await.unwrap()).unwrap()
-    }
 }
 
 #[tokio::test]
@@ -511,14 +430,11 @@ impl JsonValue for reqwest::Response {
     ignore = "needs a store two instances share: PostgreSQL"
 )]
 async fn a_delete_sent_to_another_instance_cancels_the_batch_where_it_runs() {
-    // Heartbeats every second (a third of stale_after), so the request is seen quickly.
-    let a = spawn_app_with(|c| c.stale_after = Duration::from_secs(3)).await;
-    let b = a.sibling("instance-b").await;
-    let id = submit_async(
-        &a,
-        json!({ "jobs": [{ "kind": "sleep", "duration_ms": 30000 }] }),
-    )
-    .await;
+    // Heartbeats every second, so the request is seen quickly.
+    let (a, b) = two_instances().await;
+    let id = a
+        .submit(&json!({ "jobs": [{ "kind": "sleep", "duration_ms": 30000 }] }))
+        .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let asked = b.delete(&format!("/batches/{id}")).await;

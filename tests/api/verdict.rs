@@ -1,55 +1,33 @@
 //! A verdict CI can trust: a run stopped part-way fails, refusals say how to fix them, and
 //! latency counts only tasks that reached their target.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{spawn_app, spawn_target};
-
-/// Runs `fanout run` on the batch with exactly these extra arguments (no `--allow-net`
-/// unless given).
-async fn run_binary(batch: &Value, extra: &[&str]) -> Output {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("batch.json");
-    std::fs::write(&file, batch.to_string()).unwrap();
-    let mut args = vec!["run".to_owned(), file.display().to_string()];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_fanout"))
-            .args(args)
-            .output()
-            .unwrap();
-        drop(dir);
-        out
-    })
-    .await
-    .unwrap()
-}
+use crate::helpers::{
+    assert_exit, batch_file, output_of, poll_until, run_batch, sigterm, spawn_app, spawn_binary,
+    spawn_target, start_binary,
+};
 
 #[tokio::test]
 async fn a_load_run_cancelled_part_way_fails_its_verdict_with_a_completed_check() {
     let app = spawn_app().await;
     let res = app
-        .post_raw(
-            json!({
-                "jobs": [{ "kind": "sleep", "duration_ms": 20 }],
-                "load": { "repeat": 4000 }, "concurrency": 4,
-                "thresholds": { "p95_ms": 10000, "max_error_rate": 0.5 }
-            })
-            .to_string(),
-            &[("prefer", "respond-async")],
-        )
+        .post_async(&json!({
+            "jobs": [{ "kind": "sleep", "duration_ms": 20 }],
+            "load": { "repeat": 4000 }, "concurrency": 4,
+            "thresholds": { "p95_ms": 10000, "max_error_rate": 0.5 }
+        }))
         .await;
     let id = res.json["id"].as_str().unwrap().to_owned();
-    for _ in 0..200 {
+    // Cancelled once some tasks have run, or after the wait in any case.
+    let _ = poll_until(Duration::from_secs(20), || async {
         let now = app.get(&format!("/batches/{id}")).await.json;
-        if now["summary"]["succeeded"].as_u64().unwrap_or(0) >= 20 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (now["summary"]["succeeded"].as_u64().unwrap_or(0) >= 20).then_some(())
+    })
+    .await;
 
     let cancelled = app.delete(&format!("/batches/{id}")).await;
 
@@ -85,9 +63,9 @@ async fn a_run_refused_by_the_guard_fails_and_says_what_to_add() {
     });
 
     // Without --allow-net: the target is on loopback, which the guard refuses.
-    let out = run_binary(&batch, &[]).await;
+    let out = run_batch(&batch, &[]).await;
 
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 1);
     let text = String::from_utf8_lossy(&out.stdout);
     let fix = format!("add --allow-net 127.0.0.1:{port}");
     assert!(text.contains("hint"), "{text}");
@@ -98,7 +76,7 @@ async fn a_run_refused_by_the_guard_fails_and_says_what_to_add() {
     assert!(!text.contains("[ok]"), "{text}");
     assert!(text.contains("throughput 0 tasks/s"), "{text}");
 
-    let out = run_binary(&batch, &["--format", "junit"]).await;
+    let out = run_batch(&batch, &["--format", "junit"]).await;
     let xml = String::from_utf8_lossy(&out.stdout);
     let doc = roxmltree::Document::parse(&xml).expect("valid XML");
     let failure = doc
@@ -173,31 +151,12 @@ async fn a_refused_connection_reads_as_one_sentence_on_either_path() {
 
 /// Starts `fanout run` on the batch, sends it SIGTERM once `after` has passed, and waits for
 /// it to exit.
-async fn run_and_interrupt(
-    batch: &Value,
-    extra: &[&str],
-    after: Duration,
-) -> (Output, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("batch.json");
-    std::fs::write(&file, batch.to_string()).unwrap();
-    let mut args = vec!["run".to_owned(), file.display().to_string()];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let child = Command::new(env!("CARGO_BIN_EXE_fanout"))
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+async fn run_and_interrupt(batch: &Value, extra: &[&str], after: Duration) -> Output {
+    let (_dir, file) = batch_file(batch);
+    let child = spawn_binary(["run", file.as_str()].iter().chain(extra));
     tokio::time::sleep(after).await;
-    // SAFETY: a plain kill(2) of the child this test started.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    (out, dir)
+    sigterm(child.id());
+    output_of(child).await
 }
 
 #[tokio::test]
@@ -213,7 +172,7 @@ async fn sigterm_stops_an_in_process_run_reports_what_ran_and_exits_1() {
     let report = tempfile::NamedTempFile::new().unwrap();
     let report_path = report.path().display().to_string();
 
-    let (out, _dir) = run_and_interrupt(
+    let out = run_and_interrupt(
         &batch,
         &[
             "--allow-net",
@@ -247,7 +206,7 @@ async fn sigterm_of_a_remote_run_cancels_the_batch_on_the_server_and_exits_1() {
         "thresholds": { "p95_ms": 10000 }
     });
 
-    let (out, _dir) = run_and_interrupt(
+    let out = run_and_interrupt(
         &batch,
         &["--server", &app.base],
         Duration::from_millis(1500),
@@ -255,12 +214,7 @@ async fn sigterm_of_a_remote_run_cancels_the_batch_on_the_server_and_exits_1() {
     .await;
 
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1);
     assert!(text.contains("cancelled (gather mode)"), "{text}");
     assert!(text.contains("[FAIL] completed"), "{text}");
     let list = app.get("/batches").await.json;
@@ -278,7 +232,7 @@ async fn an_open_model_run_short_of_slots_says_the_concurrency_it_would_need() {
     });
     let allow = format!("127.0.0.1:{port}");
 
-    let out = run_binary(&batch, &["--allow-net", &allow, "--format", "json"]).await;
+    let out = run_batch(&batch, &["--allow-net", &allow, "--format", "json"]).await;
     let b: Value = serde_json::from_slice(&out.stdout).unwrap();
     let late = &b["summary"]["late"];
     assert!(late["count"].as_u64().unwrap() > 0, "{late}");
@@ -287,7 +241,7 @@ async fn an_open_model_run_short_of_slots_says_the_concurrency_it_would_need() {
         .expect("a needed concurrency");
     assert!((8..=100).contains(&needed), "{late}");
 
-    let out = run_binary(&batch, &["--allow-net", &allow]).await;
+    let out = run_batch(&batch, &["--allow-net", &allow]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("needs a concurrency of about"), "{text}");
 }
@@ -310,7 +264,7 @@ async fn an_open_model_run_with_slots_to_spare_gives_no_concurrency_hint() {
 
 #[tokio::test]
 async fn a_server_that_drains_while_a_remote_run_follows_it_is_waited_for() {
-    let (mut server, base, _logs) = crate::helpers::start_binary(
+    let mut server = start_binary(
         &["--database-url", "memory://", "--shutdown-grace", "10s"],
         &[],
     );
@@ -319,35 +273,18 @@ async fn a_server_that_drains_while_a_remote_run_follows_it_is_waited_for() {
         "load": { "repeat": 20 }, "concurrency": 2,
         "thresholds": { "max_error_rate": 0 }
     });
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("batch.json");
-    std::fs::write(&file, batch.to_string()).unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_fanout"))
-        .args(["run", &file.display().to_string(), "--server", &base])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (_dir, file) = batch_file(&batch);
+    let run = spawn_binary(["run", &file, "--server", &server.base]);
 
     // The server is told to stop while the run (about a second) follows its batch: it drains,
     // letting the batch end, then exits.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    // SAFETY: a plain kill(2) of the server this test started.
-    unsafe {
-        libc::kill(server.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let out = tokio::task::spawn_blocking(move || run.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    let _ = server.wait();
+    server.terminate();
+    let out = output_of(run).await;
+    server.wait();
 
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert!(text.contains("20 total, 20 succeeded"), "{text}");
 }
 
