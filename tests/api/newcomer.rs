@@ -1,35 +1,21 @@
 //! What a user new to fanout meets first: where a flag belongs, why a server cannot be
 //! reached, and what an interrupted in-process run says.
 
-use std::process::{Command, Output};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{spawn_app, spawn_app_with, spawn_target};
-
-/// Runs the binary with these arguments (blocking, off the runtime's threads).
-async fn fanout(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_fanout"))
-            .args(args)
-            .env_remove("FANOUT_ALLOW_NET")
-            .env_remove("FANOUT_CA_FILE")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
-}
+use crate::helpers::{
+    assert_exit, batch_file, output_of, poll_until, run_binary, sigterm, spawn_app, spawn_app_with,
+    spawn_binary, spawn_target,
+};
 
 #[tokio::test]
 async fn allow_net_given_to_a_run_on_a_server_is_a_usage_error_naming_serve() {
     let app = spawn_app().await;
 
-    let out = fanout(strings(&[
+    let out = run_binary([
         "run",
         "--url",
         "http://127.0.0.1:9/",
@@ -37,10 +23,10 @@ async fn allow_net_given_to_a_run_on_a_server_is_a_usage_error_naming_serve() {
         &app.base,
         "--allow-net",
         "127.0.0.1:9",
-    ]))
+    ])
     .await;
 
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit(&out, 2);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("fanout serve --allow-net 127.0.0.1:9"),
@@ -55,21 +41,14 @@ async fn the_guards_hint_in_a_run_on_a_server_says_to_start_the_server_with_allo
     // A server that opens nothing beyond public addresses.
     let app = spawn_app_with(|c| c.allow_net.clear()).await;
     let target = spawn_target().await;
+    let url = format!("{}/status/200", target.base);
 
-    let out = fanout(strings(&[
-        "run",
-        "--url",
-        &format!("{}/status/200", target.base),
-        "-n",
-        "1",
-        "--server",
-        &app.base,
-        "--format",
-        "json",
-    ]))
+    let out = run_binary([
+        "run", "--url", &url, "-n", "1", "--server", &app.base, "--format", "json",
+    ])
     .await;
 
-    assert_eq!(out.status.code(), Some(1), "the one task was refused");
+    assert_exit(&out, 1);
     let batch: Value = serde_json::from_slice(&out.stdout).unwrap();
     let message = batch["results"][0]["error"]["message"].as_str().unwrap();
     assert!(
@@ -89,57 +68,36 @@ async fn an_unreachable_server_is_named_with_connection_refused() {
         .port();
     let server = format!("http://127.0.0.1:{port}");
 
-    let out = fanout(strings(&[
-        "run",
-        "--url",
-        "http://127.0.0.1:9/",
-        "--server",
-        &server,
-    ]))
-    .await;
+    let out = run_binary(["run", "--url", "http://127.0.0.1:9/", "--server", &server]).await;
 
-    assert_eq!(out.status.code(), Some(2));
+    assert_exit(&out, 2);
     let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
     assert!(stderr.contains("connection refused"), "{stderr}");
     assert!(stderr.contains("fanout serve"), "{stderr}");
     assert!(!stderr.contains("error sending request"), "{stderr}");
 }
 
-#[cfg(unix)]
 #[tokio::test]
 async fn an_in_process_run_stopped_by_sigterm_says_its_process_stopped_not_a_server() {
     let target = spawn_target().await;
     let port = target.base.rsplit(':').next().unwrap().to_owned();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("batch.json");
-    let batch = json!({
+    let (_dir, file) = batch_file(&json!({
         "jobs": [{ "kind": "http", "url": format!("{}/slow/30000", target.base) }],
         "load": { "repeat": 2 }, "concurrency": 2
-    });
-    std::fs::write(&file, batch.to_string()).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_fanout"))
-        .args(["run", &file.display().to_string(), "--format", "json"])
-        .args(["--allow-net", &format!("127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    }));
+    let allow = format!("127.0.0.1:{port}");
+    let child = spawn_binary(["run", &file, "--format", "json", "--allow-net", &allow]);
     // Both requests are in flight once the target has seen them.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while target.hits.load(std::sync::atomic::Ordering::SeqCst) < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run never started"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let started = poll_until(Duration::from_secs(20), || async {
+        (target.hits.load(Ordering::SeqCst) >= 2).then_some(())
+    })
+    .await;
+    assert!(started.is_some(), "the run never started");
 
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    sigterm(child.id());
+    let out = output_of(child).await;
 
-    assert_eq!(out.status.code(), Some(1), "an interrupted run fails");
+    assert_exit(&out, 1);
     let b: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(b["status"], "interrupted", "{b}");
     let message = b["results"][0]["error"]["message"].as_str().unwrap();
