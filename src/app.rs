@@ -111,6 +111,48 @@ pub struct Hooks {
     pub general_client: bool,
 }
 
+/// How this instance shares work: its role, its leases, and whether its store is shared.
+fn cluster(config: &Config) -> Result<Cluster, StartError> {
+    let shared = config.database_url.starts_with("postgres");
+    if !shared && config.role != Role::All {
+        return Err(StartError::Config(format!(
+            "--role {} needs a store other instances share (--database-url postgres://...): \
+             on SQLite or memory:// one instance accepts and runs everything",
+            config.role.name()
+        )));
+    }
+    Ok(Cluster {
+        role: config.role,
+        owner: Owner {
+            instance_id: config.instance_id(),
+            token: uuid::Uuid::now_v7().to_string(),
+        },
+        started_at: chrono::Utc::now(),
+        lease: config.stale_after,
+        shard_size: config.shard_size,
+        shared,
+        limits: Arc::new(config.limits()),
+    })
+}
+
+/// Refuses a listener open to other hosts inside a container without a token, and warns of
+/// one outside a container; says what jobs may reach besides public addresses.
+fn check_exposure(addr: SocketAddr, state: &AppState, config: &Config) -> Result<(), StartError> {
+    if !addr.ip().is_loopback() && state.tokens.is_empty() && in_container() {
+        return Err(StartError::Config(format!(
+            "refusing to listen on {addr} inside a container without a token: set FANOUT_API_TOKEN \
+             (or --api-token / --api-token-file), or listen on 127.0.0.1"
+        )));
+    }
+    if !addr.ip().is_loopback() && state.tokens.is_empty() {
+        tracing::warn!(%addr, "LISTENING ON A NON-LOOPBACK ADDRESS WITHOUT --api-token: anyone who can reach it can make this host send requests and read files");
+    }
+    if !config.allow_net.is_empty() {
+        tracing::info!(allow_net = ?config.allow_net, "HTTP jobs may reach public addresses and these");
+    }
+    Ok(())
+}
+
 impl App {
     pub async fn build(config: Config) -> Result<App, StartError> {
         let policy = NetPolicy::parse(&config.allow_net).map_err(StartError::Config)?;
@@ -162,26 +204,7 @@ impl App {
                     addr: config.listen,
                     source,
                 })?;
-        let shared = config.database_url.starts_with("postgres");
-        if !shared && config.role != Role::All {
-            return Err(StartError::Config(format!(
-                "--role {} needs a store other instances share (--database-url postgres://...): \
-                 on SQLite or memory:// one instance accepts and runs everything",
-                config.role.name()
-            )));
-        }
-        let cluster = Cluster {
-            role: config.role,
-            owner: Owner {
-                instance_id: config.instance_id(),
-                token: uuid::Uuid::now_v7().to_string(),
-            },
-            started_at: chrono::Utc::now(),
-            lease: config.stale_after,
-            shard_size: config.shard_size,
-            shared,
-            limits: Arc::new(config.limits()),
-        };
+        let cluster = cluster(&config)?;
         let batches = Batches::new(engine, store, cluster);
         let recovered = batches.recover().await?;
         if recovered > 0 {
@@ -214,18 +237,7 @@ impl App {
             addr: config.listen,
             source,
         })?;
-        if !addr.ip().is_loopback() && state.tokens.is_empty() && in_container() {
-            return Err(StartError::Config(format!(
-                "refusing to listen on {addr} inside a container without a token: set FANOUT_API_TOKEN \
-                 (or --api-token / --api-token-file), or listen on 127.0.0.1"
-            )));
-        }
-        if !addr.ip().is_loopback() && state.tokens.is_empty() {
-            tracing::warn!(%addr, "LISTENING ON A NON-LOOPBACK ADDRESS WITHOUT --api-token: anyone who can reach it can make this host send requests and read files");
-        }
-        if !config.allow_net.is_empty() {
-            tracing::info!(allow_net = ?config.allow_net, "HTTP jobs may reach public addresses and these");
-        }
+        check_exposure(addr, &state, &config)?;
         Ok(App {
             background,
             router: router(state.clone()),

@@ -190,13 +190,9 @@ async fn against_a_server_the_run_follows_the_batch_and_exits_by_its_verdict() {
         "thresholds": { "p50_ms": 1 }
     });
 
-    let pass = fanout_run(
-        &passing,
-        &target.base,
-        &["--server", &app.base, "--format", "json"],
-    )
-    .await;
-    let fail = fanout_run(&failing, &target.base, &["--server", &app.base]).await;
+    // The server opens the target to its jobs; `--allow-net` here would be a usage error.
+    let pass = run_batch(&passing, &["--server", &app.base, "--format", "json"]).await;
+    let fail = run_batch(&failing, &["--server", &app.base]).await;
 
     assert_exit(&pass, 0);
     let b: Value = serde_json::from_slice(&pass.stdout).unwrap();

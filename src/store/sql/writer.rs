@@ -148,101 +148,31 @@ async fn write_loop(
         if closing.is_cancelled() && followed.is_empty() && inserts.is_empty() {
             return;
         }
-
-        let mut saves = Vec::new();
-        let mut marks = Vec::new();
         let now = std::time::Instant::now();
-        for t in followed.iter_mut().filter(|t| t.run.lost.is_cancelled()) {
-            // Its lease is gone (another attempt holds the shard, or may by now): whatever
-            // this copy did since is not written, not even how it stopped.
-            if let Some(all_written) = t.all_written.take() {
-                let _ = all_written.send(());
-            }
-        }
-        followed.retain(|t| t.all_written.is_some());
-        for (i, t) in followed.iter().enumerate() {
-            // A checkpoint at least once a second, and at the end: what a run that claims
-            // the shard again starts from. Taken before the changes, so that every task it
-            // says ended has its row in this save or an earlier one.
-            let due = t.checkpointed.is_none_or(|at| now - at >= CHECKPOINT_EVERY);
-            let sharded = t.run.count > 1;
-            let mut checkpoint = due.then(|| t.batch.checkpoint(sharded));
-            let Changes {
-                tasks,
-                ended: upto,
-                meta,
-            } = t.batch.changes_since(t.written);
-            let finished = meta.finished_at.is_some();
-            if finished {
-                // Nothing changes any more: the last checkpoint is complete. It carries the
-                // totals (histograms, time bins) when the rows cannot rebuild them, and for a
-                // batch of many tasks, whose page then reads them rather than every row;
-                // writing them for every small batch cost a third of SQLite's POST rate
-                // under 1,000 clients.
-                let many = t.batch.progress().1 >= TOTALS_KEPT_FROM;
-                checkpoint = Some(t.batch.checkpoint(sharded || many));
-            }
-            let due = checkpoint.is_some();
-            if tasks.is_empty() && !due && t.status == Some(meta.status) {
-                continue;
-            }
-            marks.push((i, upto, meta.status, finished, due));
-            saves.push(Save {
-                batch: t.batch.clone(),
-                run: t.run.clone(),
-                meta,
-                tasks,
-                checkpoint,
-            });
-        }
+        release_lost(&mut followed);
+        let (saves, marks) = changes(&followed, now);
         if saves.is_empty() && inserts.is_empty() {
             continue;
         }
         let rows: usize = saves.iter().map(|s| s.tasks.len()).sum();
         let (new, began) = (inserts.len(), std::time::Instant::now());
         let (rows_in, waiters): (Vec<NewBatch>, Vec<Waiter>) = inserts.drain(..).unzip();
-        match db
-            .write(Writes {
-                inserts: rows_in,
-                saves,
-            })
-            .await
-        {
+        let writes = Writes {
+            inserts: rows_in,
+            saves,
+        };
+        match db.write(writes).await {
             Ok(written) => {
                 let took_ms = began.elapsed().as_millis() as u64;
                 tracing::debug!(new, rows, took_ms, "written");
                 for (done, result) in waiters.into_iter().zip(written.inserted) {
                     let _ = done.send(Ok(result));
                 }
-                for (position, (i, upto, status, finished, checkpointed)) in
-                    marks.into_iter().enumerate()
-                {
-                    let t = &mut followed[i];
-                    if written.fenced.contains(&position) {
-                        // Another attempt holds the shard: this run lost its lease, and
-                        // nothing more of it is written.
-                        tracing::warn!(batch_id = %t.batch.id, shard = t.run.index, attempt = t.run.attempt, "lost the shard's lease: its writes are refused");
-                        t.run.lost.cancel();
-                        if let Some(all_written) = t.all_written.take() {
-                            let _ = all_written.send(());
-                        }
-                        continue;
-                    }
-                    t.written = upto;
-                    t.status = Some(status);
-                    if checkpointed {
-                        t.checkpointed = Some(now);
-                    }
-                    if finished && let Some(all_written) = t.all_written.take() {
-                        // Written for good: from now on the database serves it.
-                        let _ = all_written.send(());
-                    }
-                }
-                followed.retain(|t| t.all_written.is_some());
+                settle(&mut followed, marks, &written.fenced, now);
             }
             Err(e) => {
-                // New batches are refused (their clients get a 500); progress stays in memory
-                // and is written again next turn.
+                // New batches are refused (their clients get an error); progress stays in
+                // memory and is written again next turn.
                 tracing::error!(error = %e, "writing to the store failed; retrying");
                 for done in waiters {
                     let _ = done.send(Err(e.clone()));
@@ -251,6 +181,97 @@ async fn write_loop(
             }
         }
     }
+}
+
+/// What a turn wrote of one followed shard: its place in `followed`, the task rows written up
+/// to, its status, whether it finished and whether it was checkpointed.
+type Mark = (usize, usize, BatchStatus, bool, bool);
+
+/// Lets go of the shards whose lease is gone (another attempt holds the shard, or may by
+/// now): whatever such a copy did since is not written, not even how it stopped.
+fn release_lost(followed: &mut Vec<Followed>) {
+    for t in followed.iter_mut().filter(|t| t.run.lost.is_cancelled()) {
+        if let Some(all_written) = t.all_written.take() {
+            let _ = all_written.send(());
+        }
+    }
+    followed.retain(|t| t.all_written.is_some());
+}
+
+/// The turn's saves: each followed shard's changes since its last write, with a checkpoint
+/// when one is due.
+fn changes(followed: &[Followed], now: std::time::Instant) -> (Vec<Save>, Vec<Mark>) {
+    let mut saves = Vec::new();
+    let mut marks = Vec::new();
+    for (i, t) in followed.iter().enumerate() {
+        // A checkpoint at least once a second, and at the end: what a run that claims the
+        // shard again starts from. Taken before the changes, so that every task it says
+        // ended has its row in this save or an earlier one.
+        let due = t.checkpointed.is_none_or(|at| now - at >= CHECKPOINT_EVERY);
+        let sharded = t.run.count > 1;
+        let mut checkpoint = due.then(|| t.batch.checkpoint(sharded));
+        let Changes {
+            tasks,
+            ended: upto,
+            meta,
+        } = t.batch.changes_since(t.written);
+        let finished = meta.finished_at.is_some();
+        if finished {
+            // Nothing changes any more: the last checkpoint is complete. It carries the
+            // totals (histograms, time bins) when the rows cannot rebuild them, and for a
+            // batch of many tasks, whose page then reads them rather than every row; writing
+            // them for every small batch cost a third of SQLite's POST rate under 1,000
+            // clients.
+            let many = t.batch.progress().1 >= TOTALS_KEPT_FROM;
+            checkpoint = Some(t.batch.checkpoint(sharded || many));
+        }
+        let due = checkpoint.is_some();
+        if tasks.is_empty() && !due && t.status == Some(meta.status) {
+            continue;
+        }
+        marks.push((i, upto, meta.status, finished, due));
+        saves.push(Save {
+            batch: t.batch.clone(),
+            run: t.run.clone(),
+            meta,
+            tasks,
+            checkpoint,
+        });
+    }
+    (saves, marks)
+}
+
+/// After a committed turn: each save's shard moves on to what was written, or, when the
+/// write was fenced, learns that it lost its lease; a finished one is let go.
+fn settle(
+    followed: &mut Vec<Followed>,
+    marks: Vec<Mark>,
+    fenced: &[usize],
+    now: std::time::Instant,
+) {
+    for (position, (i, upto, status, finished, checkpointed)) in marks.into_iter().enumerate() {
+        let t = &mut followed[i];
+        if fenced.contains(&position) {
+            // Another attempt holds the shard: this run lost its lease, and nothing more of
+            // it is written.
+            tracing::warn!(batch_id = %t.batch.id, shard = t.run.index, attempt = t.run.attempt, "lost the shard's lease: its writes are refused");
+            t.run.lost.cancel();
+            if let Some(all_written) = t.all_written.take() {
+                let _ = all_written.send(());
+            }
+            continue;
+        }
+        t.written = upto;
+        t.status = Some(status);
+        if checkpointed {
+            t.checkpointed = Some(now);
+        }
+        if finished && let Some(all_written) = t.all_written.take() {
+            // Written for good: from now on the database serves it.
+            let _ = all_written.send(());
+        }
+    }
+    followed.retain(|t| t.all_written.is_some());
 }
 
 /// Adds what a command asks for to the next turn's work.
