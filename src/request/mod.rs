@@ -4,10 +4,12 @@
 //!
 //! - here: the batch's top-level fields, the limits, and [`parse_batch`].
 //! - [`jobs`]: one job of each kind, and its validation.
-//! - [`load`]: `load` and `thresholds`.
+//! - [`load`]: `load`.
+//! - [`thresholds`]: `thresholds`.
 
 pub mod jobs;
 pub mod load;
+pub mod thresholds;
 
 use std::time::Duration;
 
@@ -17,7 +19,8 @@ use utoipa::ToSchema;
 use crate::engine::spec::{BatchSpec, LoadPlan, Mode, OnLost, OnTimeout, ResultsMode, ReturnWhen};
 use crate::engine::template::{DataTable, Template};
 use jobs::{JobRequest, JobSlot, field_of};
-use load::{LoadRequest, ThresholdsRequest};
+use load::LoadRequest;
+use thresholds::ThresholdsRequest;
 use std::sync::Arc;
 
 /// Why a request body is not a batch the server runs.
