@@ -245,6 +245,54 @@ impl LoadRequest {
         limits: &Limits,
         errors: &mut Vec<FieldError>,
     ) -> LoadPlan {
+        self.refuse_beside_stages(errors);
+        if stages.is_empty() || stages.len() > MAX_STAGES {
+            errors.push(FieldError::new(
+                "load.stages",
+                format!("give 1 to {MAX_STAGES} stages"),
+            ));
+        }
+        let kind = if stages
+            .first()
+            .is_none_or(|s| s.target_concurrency.is_none())
+        {
+            StageKind::Rate
+        } else {
+            StageKind::Concurrency
+        };
+        let list = stages
+            .iter()
+            .enumerate()
+            .map(|(i, stage)| stage.validate(&format!("load.stages[{i}]"), kind, limits, errors))
+            .collect();
+        let stages = Stages::new(kind, self.stages_from(kind, errors), list);
+        let total = stages.total();
+        if total > limits.max_batch_duration {
+            errors.push(FieldError::new(
+                "load.stages",
+                format!(
+                    "the stages last {} ms, longer than the server's --max-batch-duration ({} ms)",
+                    total.as_millis(),
+                    limits.max_batch_duration.as_millis()
+                ),
+            ));
+        }
+        LoadPlan {
+            count: staged_count(&stages, errors),
+            duration: (kind == StageKind::Concurrency).then_some(total),
+            rate_per_s: None,
+            warmup: Duration::ZERO,
+            max_tasks: limits.max_jobs,
+            is_load: true,
+            stripe: Stripe::WHOLE,
+            resume_at: Duration::ZERO,
+            connections: self.connections.map(|c| c as usize),
+            stages: Some(Arc::new(stages)),
+        }
+    }
+
+    /// The fields that say how long a run lasts, which stages say instead.
+    fn refuse_beside_stages(&self, errors: &mut Vec<FieldError>) {
         for (field, given) in [
             ("load.repeat", self.repeat.is_some()),
             ("load.duration_ms", self.duration_ms.is_some()),
@@ -257,79 +305,12 @@ impl LoadRequest {
                 ));
             }
         }
-        if stages.is_empty() || stages.len() > MAX_STAGES {
-            errors.push(FieldError::new(
-                "load.stages",
-                format!("give 1 to {MAX_STAGES} stages"),
-            ));
-        }
-        let rate_kind = stages
-            .first()
-            .is_none_or(|s| s.target_concurrency.is_none());
-        let kind = if rate_kind {
-            StageKind::Rate
-        } else {
-            StageKind::Concurrency
-        };
-        let mut list = Vec::with_capacity(stages.len());
-        for (i, stage) in stages.iter().enumerate() {
-            let at = format!("load.stages[{i}]");
-            if !(1..=super::MAX_MS).contains(&stage.duration_ms) {
-                errors.push(FieldError::new(
-                    format!("{at}.duration_ms"),
-                    format!("must be between 1 and {} (one day)", super::MAX_MS),
-                ));
-            }
-            let target = match (kind, stage.target_rate_per_s, stage.target_concurrency) {
-                (StageKind::Rate, Some(r), None) => {
-                    if !(0.0..=MAX_RATE_PER_S).contains(&r) {
-                        errors.push(FieldError::new(
-                            format!("{at}.target_rate_per_s"),
-                            format!("must be between 0 and {MAX_RATE_PER_S}"),
-                        ));
-                    }
-                    r
-                }
-                (StageKind::Concurrency, None, Some(c)) => {
-                    if c > limits.max_concurrency as u64 {
-                        errors.push(FieldError::new(
-                            format!("{at}.target_concurrency"),
-                            format!(
-                                "at most {} (the server's --max-concurrency)",
-                                limits.max_concurrency
-                            ),
-                        ));
-                    }
-                    c as f64
-                }
-                (_, Some(_), Some(_)) => {
-                    errors.push(FieldError::new(
-                        at,
-                        "give target_rate_per_s or target_concurrency, not both",
-                    ));
-                    0.0
-                }
-                (_, None, None) => {
-                    errors.push(FieldError::new(
-                        at,
-                        "give target_rate_per_s or target_concurrency",
-                    ));
-                    0.0
-                }
-                _ => {
-                    errors.push(FieldError::new(
-                        at,
-                        "a batch's stages all ramp the rate or all the concurrency, not both",
-                    ));
-                    0.0
-                }
-            };
-            list.push(Stage {
-                duration: Duration::from_millis(stage.duration_ms.clamp(1, super::MAX_MS)),
-                target,
-            });
-        }
-        let from = match kind {
+    }
+
+    /// Where the first stage ramps from: `rate_per_s` (or 0) for rate stages, 0 slots for
+    /// concurrency stages, which take no rate.
+    fn stages_from(&self, kind: StageKind, errors: &mut Vec<FieldError>) -> f64 {
+        match kind {
             StageKind::Rate => self.rate_per_s.unwrap_or(0.0),
             StageKind::Concurrency => {
                 if self.rate_per_s.is_some() {
@@ -340,51 +321,92 @@ impl LoadRequest {
                 }
                 0.0
             }
-        };
-        let stages = Stages::new(kind, from, list);
-        let total = stages.total();
-        if total > limits.max_batch_duration {
+        }
+    }
+}
+
+impl StageRequest {
+    /// This stage (at `at`) of a run whose stages ramp `kind`.
+    fn validate(
+        &self,
+        at: &str,
+        kind: StageKind,
+        limits: &Limits,
+        errors: &mut Vec<FieldError>,
+    ) -> Stage {
+        if !(1..=super::MAX_MS).contains(&self.duration_ms) {
             errors.push(FieldError::new(
-                "load.stages",
-                format!(
-                    "the stages last {} ms, longer than the server's --max-batch-duration ({} ms)",
-                    total.as_millis(),
-                    limits.max_batch_duration.as_millis()
-                ),
+                format!("{at}.duration_ms"),
+                format!("must be between 1 and {} (one day)", super::MAX_MS),
             ));
         }
-        let count = match kind {
-            StageKind::Rate => {
-                let n = stages.tasks();
-                if n == 0 && !stages.list.is_empty() {
+        Stage {
+            duration: Duration::from_millis(self.duration_ms.clamp(1, super::MAX_MS)),
+            target: self.target(at, kind, limits, errors),
+        }
+    }
+
+    /// The rate or the slots at the stage's end: one of the two, of the run's kind.
+    fn target(
+        &self,
+        at: &str,
+        kind: StageKind,
+        limits: &Limits,
+        errors: &mut Vec<FieldError>,
+    ) -> f64 {
+        let refused = match (kind, self.target_rate_per_s, self.target_concurrency) {
+            (StageKind::Rate, Some(r), None) => {
+                if !(0.0..=MAX_RATE_PER_S).contains(&r) {
                     errors.push(FieldError::new(
-                        "load.stages",
-                        "the stages' rates start no task: give a stage a rate above 0",
+                        format!("{at}.target_rate_per_s"),
+                        format!("must be between 0 and {MAX_RATE_PER_S}"),
                     ));
                 }
-                Some(n)
+                return r;
             }
-            StageKind::Concurrency => {
-                if stages.list.iter().all(|s| s.target < 1.0) {
+            (StageKind::Concurrency, None, Some(c)) => {
+                if c > limits.max_concurrency as u64 {
                     errors.push(FieldError::new(
-                        "load.stages",
-                        "the stages run no slot: give a stage a target_concurrency of 1 or more",
+                        format!("{at}.target_concurrency"),
+                        format!(
+                            "at most {} (the server's --max-concurrency)",
+                            limits.max_concurrency
+                        ),
                     ));
                 }
-                None
+                return c as f64;
             }
+            (_, Some(_), Some(_)) => "give target_rate_per_s or target_concurrency, not both",
+            (_, None, None) => "give target_rate_per_s or target_concurrency",
+            _ => "a batch's stages all ramp the rate or all the concurrency, not both",
         };
-        LoadPlan {
-            count,
-            duration: (kind == StageKind::Concurrency).then_some(total),
-            rate_per_s: None,
-            warmup: Duration::ZERO,
-            max_tasks: limits.max_jobs,
-            is_load: true,
-            stripe: Stripe::WHOLE,
-            resume_at: Duration::ZERO,
-            connections: self.connections.map(|c| c as usize),
-            stages: Some(Arc::new(stages)),
+        errors.push(FieldError::new(at, refused));
+        0.0
+    }
+}
+
+/// A staged run's task count: rate stages start a known number of tasks, concurrency stages
+/// run for their length. Either must start some.
+fn staged_count(stages: &Stages, errors: &mut Vec<FieldError>) -> Option<usize> {
+    match stages.kind {
+        StageKind::Rate => {
+            let n = stages.tasks();
+            if n == 0 && !stages.list.is_empty() {
+                errors.push(FieldError::new(
+                    "load.stages",
+                    "the stages' rates start no task: give a stage a rate above 0",
+                ));
+            }
+            Some(n)
+        }
+        StageKind::Concurrency => {
+            if stages.list.iter().all(|s| s.target < 1.0) {
+                errors.push(FieldError::new(
+                    "load.stages",
+                    "the stages run no slot: give a stage a target_concurrency of 1 or more",
+                ));
+            }
+            None
         }
     }
 }
