@@ -21,6 +21,8 @@ pub mod shard;
 mod signal;
 pub mod stored;
 mod tasks;
+#[cfg(test)]
+mod tests;
 pub mod view;
 
 use std::sync::Arc;
