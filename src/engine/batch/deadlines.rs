@@ -12,40 +12,38 @@ impl Batch {
     /// Starts no more tasks; those running go on to their end. The tasks never started end
     /// as `reason` says once the batch finishes (the first reason given wins).
     pub fn stop_starting(&self, reason: StopReason) {
-        {
-            let mut st = self.state.lock();
-            if st.finished_at.is_some() {
-                return;
-            }
-            st.stop_reason.get_or_insert(reason);
+        if self.note_stop(reason, None) {
+            self.no_more.cancel();
         }
-        self.no_more.cancel();
     }
 
     /// Stops every unfinished task: the runner drops their futures; `Batch::finish` then
     /// records them according to `reason`. The first reason given wins.
     pub fn stop(&self, reason: StopReason) {
-        {
-            let mut st = self.state.lock();
-            if st.finished_at.is_some() {
-                return;
-            }
-            st.stop_reason.get_or_insert(reason);
+        if self.note_stop(reason, None) {
+            self.cancel.cancel();
         }
-        self.cancel.cancel();
     }
 
     /// Marks the batch cancelled by a client (DELETE), then stops it.
     pub fn cancel_by_client(&self) {
-        {
-            let mut st = self.state.lock();
-            if st.finished_at.is_some() {
-                return;
-            }
-            st.status = BatchStatus::Cancelled;
-            st.stop_reason.get_or_insert(StopReason::Cancelled);
+        if self.note_stop(StopReason::Cancelled, Some(BatchStatus::Cancelled)) {
+            self.cancel.cancel();
         }
-        self.cancel.cancel();
+    }
+
+    /// Keeps `reason` (unless one was given before) and sets `status`, if the batch has not
+    /// finished; returns whether it had not (a finished batch has nothing left to stop).
+    fn note_stop(&self, reason: StopReason, status: Option<BatchStatus>) -> bool {
+        let mut st = self.state.lock();
+        if st.finished_at.is_some() {
+            return false;
+        }
+        if let Some(status) = status {
+            st.status = status;
+        }
+        st.stop_reason.get_or_insert(reason);
+        true
     }
 
     /// The batch's `timeout_ms` passed: answers or fails it as its rules say, and returns how
