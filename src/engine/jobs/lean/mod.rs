@@ -21,11 +21,13 @@
 //! connection's use (`Content-Length`, `Transfer-Encoding`, `Connection`, `Upgrade`, `TE`,
 //! `Expect`) go through the general path.
 //!
+//! - `answer`: what an exchange gives back on either version: a response, or a redirect.
 //! - `h1`: the answer's framing, read without I/O.
 //! - `multiplexed`: one exchange on an HTTP/2 connection.
 //! - `pool`: the batch's origins, the connection each slot keeps, the shared HTTP/2 ones.
 //! - here: a request written out once per job, and one exchange on an HTTP/1 connection.
 
+mod answer;
 mod h1;
 mod multiplexed;
 mod pool;
@@ -34,7 +36,7 @@ mod wire;
 use std::time::Instant;
 
 use bytes::Buf;
-use http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use http::{HeaderName, Method, StatusCode, header};
 use tokio::io::AsyncWriteExt;
 
 use super::Failure;
@@ -44,6 +46,7 @@ use crate::engine::task::{
     ErrorCode, HttpOutput, HttpVersionName, NetTiming, PhaseClock, TaskOutput, ms,
 };
 use crate::guard::NetGuard;
+use answer::{Body, Redirect, Response};
 use h1::{Asked, Event, Invalid, Reader};
 use pool::{Conn, Origins};
 pub use pool::{Dialling, Slot};
@@ -189,71 +192,6 @@ enum Exchange {
     /// A redirect the job follows: the general path takes it from here.
     Redirect(Redirect),
     Done(Response),
-}
-
-/// A redirect response's status and `Location`, which names a URL the job's own resolves.
-pub(super) struct Redirect {
-    status: StatusCode,
-    location: Box<str>,
-}
-
-impl Redirect {
-    /// `None` when the job does not follow redirects or `location` names no URL: the
-    /// response is then the answer.
-    pub(super) fn of(job: &HttpJob, status: StatusCode, location: &str) -> Option<Redirect> {
-        (job.follow_redirects > 0 && status.is_redirection() && job.url.join(location).is_ok())
-            .then(|| Redirect {
-                status,
-                location: location.into(),
-            })
-    }
-
-    /// The request it asks for, from task `seq`'s rendered request: a relative `Location`
-    /// resolves against the URL that was sent, and a 307 or 308 sends the same body again.
-    fn hop(&self, job: &HttpJob, seq: u64) -> Option<Hop> {
-        Hop::rendered(job, seq).next(self.status, &self.location)
-    }
-}
-
-/// The target's response, read.
-struct Response {
-    status: StatusCode,
-    /// Kept when the response will be shown.
-    headers: Option<HeaderMap>,
-    body: Body,
-    /// Read to its end, and the connection may carry the next request.
-    reusable: bool,
-    ttfb: std::time::Duration,
-}
-
-/// A response's body as it is read: counted, and kept up to the job's cap when it will be
-/// shown.
-struct Body {
-    shown: bool,
-    cap: usize,
-    kept: Vec<u8>,
-    bytes: usize,
-    truncated: bool,
-}
-
-impl Body {
-    /// Adds the next piece of the body; `false` once the body is longer than the cap.
-    fn append(&mut self, data: &[u8]) -> bool {
-        let room = self.cap - self.bytes;
-        if data.len() > room {
-            if self.shown {
-                self.kept.extend_from_slice(&data[..room]);
-            }
-            self.bytes = self.cap;
-            self.truncated = true;
-            return false;
-        }
-        self.bytes += data.len();
-        if self.shown {
-            self.kept.extend_from_slice(data);
-        }
-        true
-    }
 }
 
 /// Sends the job's request on `conn` and reads its response (keeping the body only when
