@@ -4,8 +4,8 @@
 //!
 //! - here: the batch's top-level fields, the limits, and [`parse_batch`].
 //! - [`jobs`]: one job of each kind, and its validation.
-//! - [`load`]: `load`.
-//! - [`thresholds`]: `thresholds`.
+//! - [`load`]: the `load` field, how many tasks run and when.
+//! - [`thresholds`]: the `thresholds` field, the limits a verdict judges.
 
 pub mod jobs;
 pub mod load;

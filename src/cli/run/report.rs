@@ -82,8 +82,11 @@ impl Part {
     }
 }
 
+/// One phase's figures in a summary's phases.
+type PhaseOf = fn(&PhaseSummary) -> &Option<Percentiles>;
+
 /// The phases of an HTTP request in the order they happen.
-const PHASES: [(&str, fn(&PhaseSummary) -> &Option<Percentiles>); 6] = [
+const PHASES: [(&str, PhaseOf); 6] = [
     ("dns", |p| &p.dns_ms),
     ("connect", |p| &p.connect_ms),
     ("tls", |p| &p.tls_ms),
