@@ -52,6 +52,17 @@ pub(super) struct Body {
 }
 
 impl Body {
+    /// An empty body, kept up to `cap` bytes if `shown`.
+    pub(super) fn new(shown: bool, cap: usize) -> Body {
+        Body {
+            shown,
+            cap,
+            kept: Vec::new(),
+            bytes: 0,
+            truncated: false,
+        }
+    }
+
     /// Adds the next piece of the body; `false` once the body is longer than the cap.
     pub(super) fn append(&mut self, data: &[u8]) -> bool {
         let room = self.cap - self.bytes;

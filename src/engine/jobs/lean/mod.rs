@@ -212,11 +212,7 @@ async fn exchange(
     // idempotent request may go again on a new one (RFC 9110, section 9.2.2); any other fails,
     // as part of it may have been taken.
     let again = reused && idempotent(&job.method);
-    // TLS holds what is written until flushed.
-    let sent = match conn.stream.write_all(request).await {
-        Ok(()) => conn.stream.flush().await,
-        Err(e) => Err(e),
-    };
+    let sent = send(conn, request).await;
     clock.mark(NetTiming::SEND);
     if let Err(e) = sent {
         return if again {
@@ -282,13 +278,7 @@ async fn exchange(
     {
         return Exchange::Redirect(redirect);
     }
-    let mut body = Body {
-        shown: head.headers.is_some(),
-        cap: job.max_response_bytes as usize,
-        kept: Vec::new(),
-        bytes: 0,
-        truncated: false,
-    };
+    let mut body = Body::new(head.headers.is_some(), job.max_response_bytes as usize);
     let complete = read_body(conn, &mut reader, &mut body).await;
     clock.mark(NetTiming::RECEIVE);
     let complete = match complete {
@@ -303,6 +293,13 @@ async fn exchange(
         reusable: complete && head.keep_alive && conn.buf.is_empty() && job.keep_alive,
         ttfb,
     })
+}
+
+/// Writes `request` out on `conn`.
+async fn send(conn: &mut Conn, request: &[u8]) -> std::io::Result<()> {
+    conn.stream.write_all(request).await?;
+    // TLS holds what is written until flushed.
+    conn.stream.flush().await
 }
 
 /// Reads the body the reader delimits into `body`: `Ok(true)` when read to its end,
@@ -365,13 +362,9 @@ pub async fn run(
     // HTTP/2 when the job asks for it or the origin agreed to it (`None`: not known yet, the
     // handshake decides). A slot holding a connection to the origin knows it speaks HTTP/1,
     // without asking the pool (a lock every slot shares).
-    let h2 = if slot.holds(origin) {
-        Some(false)
-    } else {
-        origins.speaks_h2(origin, job)
-    };
+    let h2 = !slot.holds(origin) && origins.speaks_h2(origin, job) != Some(false);
     let mut made = None;
-    if h2 != Some(false) {
+    if h2 {
         let conn = if job.keep_alive {
             Box::pin(origins.h2(origin, job, clock, &mut made))
                 .await?
@@ -411,11 +404,7 @@ pub async fn run(
     if let Some(wire) = &request.wire {
         wire.render(job, seq, &mut rendered, &mut body);
     }
-    let mut idle = made.map(|conn| (conn, false)).or_else(|| {
-        slot.connection_to(origin)
-            .or_else(|| origins.idle(origin))
-            .map(|conn| (conn, true))
-    });
+    let mut idle = first_connection(made, slot, origins, origin);
     let (conn, response) = loop {
         let (mut conn, reused) = match idle.take() {
             Some(held) => held,
@@ -450,8 +439,29 @@ pub async fn run(
         slot.keep(origins, origin, conn);
     }
     (slot.rendered, slot.body) = (rendered, body);
+    outcome(job, h1_output(response))
+}
+
+/// The connection an HTTP/1 request tries first, and whether it carried requests before: one
+/// just made (the origin answered an HTTP/2 try with HTTP/1), else the slot's own, else one
+/// the batch holds idle; `None`: a new one is dialled.
+fn first_connection(
+    made: Option<Conn>,
+    slot: &mut Slot,
+    origins: &Origins,
+    origin: &str,
+) -> Option<(Conn, bool)> {
+    made.map(|conn| (conn, false)).or_else(|| {
+        slot.connection_to(origin)
+            .or_else(|| origins.idle(origin))
+            .map(|conn| (conn, true))
+    })
+}
+
+/// An HTTP/1 response as the task's output: whole when it will be shown, else counted.
+fn h1_output(response: Response) -> HttpOutput {
     let body = response.body;
-    let out = match response.headers {
+    let mut out = match response.headers {
         Some(headers) => response_output(
             response.status,
             &headers,
@@ -470,9 +480,8 @@ pub async fn run(
             version: None,
         },
     };
-    let mut out = out;
     out.version = Some(HttpVersionName::Http1);
-    outcome(job, out)
+    out
 }
 
 /// The hops after a redirect: they go the general way, each checked by the guard again, and
