@@ -50,6 +50,7 @@ macro_rules! job_request {
         }
     };
 }
+
 /// The fields every job has, as sent.
 pub(super) struct CommonFields {
     id: Option<String>,
