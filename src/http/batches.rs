@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::AppState;
-use super::error::{ApiError, FieldError, Problem};
+use super::error::{ApiError, FieldError, Problem, documented};
 use crate::engine::{Batch, BatchStatus, BatchView, Busy};
 use crate::request::{BatchRequest, parse_batch};
 use crate::service::{Baseline, Cancelled, Submission, Submitted};
@@ -103,8 +103,7 @@ impl FromRequest<AppState> for Body {
             headers(("Location" = String, description = "Where to follow the batch"))),
         (status = 400, description = "The body is not JSON (`malformed_json`)", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "about:blank", "title": "Malformed JSON", "status": 400, "detail": "the body is not valid JSON: EOF while parsing a list at line 1 column 10", "code": "malformed_json"})),
-        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "a valid bearer token is required", "code": "unauthorized"})),
+        documented::Unauthorized,
         (status = 413, description = "Body or task count over the server's limits (`body_too_large`, `too_many_jobs`)", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "about:blank", "title": "Too many jobs", "status": 413, "detail": "the batch has 200000 tasks; the server's limit is 100000", "code": "too_many_jobs"})),
         (status = 429, description = "The server's queue is full (`queue_full`); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
@@ -227,10 +226,8 @@ pub(super) async fn accept(
     ),
     responses(
         (status = 200, description = "The batch", body = BatchView),
-        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "a valid bearer token is required", "code": "unauthorized"})),
-        (status = 404, description = "No such batch (`batch_not_found`)", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "about:blank", "title": "Batch not found", "status": 404, "detail": "no batch with id 01939c7e-0000-7000-8000-000000000000", "code": "batch_not_found"})),
+        documented::Unauthorized,
+        documented::BatchNotFound,
         (status = 422, description = "A bad parameter (`invalid_query`)", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "about:blank", "title": "Invalid query", "status": 422, "detail": "invalid query parameter results", "code": "invalid_query", "errors": [{"field": "results", "message": "none (the batch without its task lists), given once"}]})),
     )
@@ -287,10 +284,8 @@ pub async fn get_batch(
     responses(
         (status = 200, description = "Cancelled; every task has ended", body = BatchView),
         (status = 202, description = "Running on another instance, which was asked to cancel it", body = BatchView),
-        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "a valid bearer token is required", "code": "unauthorized"})),
-        (status = 404, description = "No such batch (`batch_not_found`)", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "about:blank", "title": "Batch not found", "status": 404, "detail": "no batch with id 01939c7e-0000-7000-8000-000000000000", "code": "batch_not_found"})),
+        documented::Unauthorized,
+        documented::BatchNotFound,
         (status = 409, description = "The batch already finished (`batch_finished`)", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "about:blank", "title": "Batch finished", "status": 409, "detail": "batch 01939c7e-0000-7000-8000-000000000000 has already finished", "code": "batch_finished"})),
     )
@@ -343,8 +338,7 @@ pub struct BatchPage {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of batches", body = BatchPage),
-        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "a valid bearer token is required", "code": "unauthorized"})),
+        documented::Unauthorized,
         (status = 422, description = "Bad `status`, `limit` or `cursor` (`invalid_query`)", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "about:blank", "title": "Invalid query", "status": 422, "detail": "invalid query parameter limit", "code": "invalid_query", "errors": [{"field": "limit", "message": "a whole number from 1 to 100"}]})),
     )

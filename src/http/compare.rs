@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 
 use super::AppState;
 use super::batches::{not_found, parse_id};
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, documented};
 use crate::engine::compare::{Comparison, compare};
 
 /// Both batches' summaries and each figure's change from `a` to `b`: the duration
@@ -21,10 +21,8 @@ use crate::engine::compare::{Comparison, compare};
     ),
     responses(
         (status = 200, description = "The comparison", body = Comparison),
-        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "a valid bearer token is required", "code": "unauthorized"})),
-        (status = 404, description = "No such batch (`batch_not_found`)", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "about:blank", "title": "Batch not found", "status": 404, "detail": "no batch with id 01939c7e-0000-7000-8000-000000000000", "code": "batch_not_found"})),
+        documented::Unauthorized,
+        documented::BatchNotFound,
     )
 )]
 pub async fn compare_batches(

@@ -146,6 +146,75 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The body it answers.
+    fn into_problem(self) -> Problem {
+        Problem {
+            kind: "about:blank",
+            title: self.title(),
+            status: self.status().as_u16(),
+            detail: self.to_string(),
+            code: self.code(),
+            errors: match self {
+                ApiError::Invalid(errors) | ApiError::InvalidQuery(errors) => errors,
+                _ => Vec::new(),
+            },
+        }
+    }
+}
+
+/// The problem answers that many routes document alike, written once: a route names them in
+/// its `responses(...)`, and each one's example is the body the error really answers.
+pub mod documented {
+    use std::collections::BTreeMap;
+
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+
+    use super::ApiError;
+
+    /// The batch id the examples name.
+    const EXAMPLE_ID: &str = "01939c7e-0000-7000-8000-000000000000";
+
+    /// 401 `unauthorized`.
+    pub struct Unauthorized;
+
+    impl utoipa::IntoResponses for Unauthorized {
+        fn responses() -> BTreeMap<String, RefOr<Response>> {
+            problem(
+                "A bearer token is required (`unauthorized`)",
+                ApiError::Unauthorized,
+            )
+        }
+    }
+
+    /// 404 `batch_not_found`.
+    pub struct BatchNotFound;
+
+    impl utoipa::IntoResponses for BatchNotFound {
+        fn responses() -> BTreeMap<String, RefOr<Response>> {
+            problem(
+                "No such batch (`batch_not_found`)",
+                ApiError::BatchNotFound(EXAMPLE_ID.into()),
+            )
+        }
+    }
+
+    /// `error`'s answer, documented: its status, `description`, and its body as the example.
+    fn problem(description: &str, error: ApiError) -> BTreeMap<String, RefOr<Response>> {
+        let status = error.status().as_u16().to_string();
+        let example = serde_json::to_value(error.into_problem()).expect("a problem serializes");
+        let content = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .example(Some(example))
+            .build();
+        let response = ResponseBuilder::new()
+            .description(description)
+            .content("application/problem+json", content)
+            .build();
+        BTreeMap::from([(status, response.into())])
+    }
+}
+
 impl From<Rejected> for ApiError {
     fn from(e: Rejected) -> Self {
         match e {
@@ -178,17 +247,7 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %details, "internal error");
         }
         let status = self.status();
-        let problem = Problem {
-            kind: "about:blank",
-            title: self.title(),
-            status: status.as_u16(),
-            detail: self.to_string(),
-            code: self.code(),
-            errors: match self {
-                ApiError::Invalid(errors) | ApiError::InvalidQuery(errors) => errors,
-                _ => Vec::new(),
-            },
-        };
+        let problem = self.into_problem();
         let body = serde_json::to_vec(&problem).expect("a problem always serializes");
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();

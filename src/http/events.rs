@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::batches::{not_found, parse_id};
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, Problem, documented};
 use crate::engine::Batch;
 
 /// Completions read from the batch per turn.
@@ -96,10 +96,8 @@ pub struct StreamEvent {
     responses(
         (status = 200, description = "The event stream: `task` events, `progress` events, and `batch` last", content_type = "text/event-stream", body = StreamEvent),
         (status = 204, description = "A reconnect to a finished batch with nothing left to send"),
-        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "a valid bearer token is required", "code": "unauthorized"})),
-        (status = 404, description = "No such batch (`batch_not_found`)", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "about:blank", "title": "Batch not found", "status": 404, "detail": "no batch with id 01939c7e-0000-7000-8000-000000000000", "code": "batch_not_found"})),
+        documented::Unauthorized,
+        documented::BatchNotFound,
         (status = 429, description = "The server follows as many streams as it allows (`too_many_streams`)", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = String, description = "Seconds to wait")),
             example = json!({"type": "about:blank", "title": "Too many event streams", "status": 429, "detail": "the server is serving as many event streams as it allows; retry shortly", "code": "too_many_streams"})),

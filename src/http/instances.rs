@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, documented};
 use crate::store::InstanceInfo;
 
 /// The instances sharing the store.
@@ -24,8 +24,7 @@ pub struct InstanceList {
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Live instances, and those seen within --stale-after", body = InstanceList),
-        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "a valid bearer token is required", "code": "unauthorized"})),
+        documented::Unauthorized,
     )
 )]
 pub async fn list_instances(State(state): State<AppState>) -> Result<Json<InstanceList>, ApiError> {

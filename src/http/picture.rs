@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 
 use super::batches::{not_found, parse_id};
-use super::error::{ApiError, FieldError, Problem};
+use super::error::{ApiError, FieldError, Problem, documented};
 use super::{AppState, query};
 use crate::engine::picture::{Latency, MAX_ANSWER_BINS, Timeline};
 use crate::engine::summary::LatencyMetric;
@@ -54,10 +54,8 @@ fn ms(q: &HashMap<String, String>, name: &str, errors: &mut Vec<FieldError>) -> 
     ),
     responses(
         (status = 200, description = "The window's bins, and its tasks when few", body = Timeline),
-        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "a valid bearer token is required", "code": "unauthorized"})),
-        (status = 404, description = "No such batch (`batch_not_found`)", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "about:blank", "title": "Batch not found", "status": 404, "detail": "no batch with id 01939c7e-0000-7000-8000-000000000000", "code": "batch_not_found"})),
+        documented::Unauthorized,
+        documented::BatchNotFound,
         (status = 422, description = "A bad parameter (`invalid_query`)", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "about:blank", "title": "Invalid query", "status": 422, "detail": "invalid query parameter bins", "code": "invalid_query", "errors": [{"field": "bins", "message": "a whole number from 1 to 2000"}]})),
     )
@@ -111,10 +109,8 @@ pub async fn batch_timeline(
     ),
     responses(
         (status = 200, description = "The distribution", body = Latency),
-        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "a valid bearer token is required", "code": "unauthorized"})),
-        (status = 404, description = "No such batch (`batch_not_found`)", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "about:blank", "title": "Batch not found", "status": 404, "detail": "no batch with id 01939c7e-0000-7000-8000-000000000000", "code": "batch_not_found"})),
+        documented::Unauthorized,
+        documented::BatchNotFound,
         (status = 422, description = "A bad parameter (`invalid_query`)", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "about:blank", "title": "Invalid query", "status": 422, "detail": "invalid query parameter metric", "code": "invalid_query", "errors": [{"field": "metric", "message": "duration or ttfb"}]})),
     )

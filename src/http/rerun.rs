@@ -6,7 +6,7 @@ use axum::response::Response;
 
 use super::AppState;
 use super::batches::{accept, not_found, parse_id};
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, Problem, documented};
 use crate::engine::BatchView;
 
 /// Runs a stored batch's request again as a new batch, which says `rerun_of`.
@@ -28,10 +28,8 @@ use crate::engine::BatchView;
             headers(("Location" = String, description = "Where to read the new batch"))),
         (status = 202, description = "Accepted with `Prefer: respond-async`; running", body = BatchView,
             headers(("Location" = String, description = "Where to follow the new batch"))),
-        (status = 401, description = "A bearer token is required (`unauthorized`)", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "a valid bearer token is required", "code": "unauthorized"})),
-        (status = 404, description = "No such batch (`batch_not_found`)", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "about:blank", "title": "Batch not found", "status": 404, "detail": "no batch with id 01939c7e-0000-7000-8000-000000000000", "code": "batch_not_found"})),
+        documented::Unauthorized,
+        documented::BatchNotFound,
         (status = 422, description = "The stored request is not valid under the server's limits now (`invalid_batch`)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The server's queue is full (`queue_full`)", body = Problem, content_type = "application/problem+json"),
     )

@@ -10,6 +10,55 @@ use utoipa::ToSchema;
 use super::{FieldError, Limits, MAX_BACKOFF_MS, MAX_LABEL, MAX_RETRIES, ms_field};
 use crate::engine::spec::{FileEncoding, FileJob, JobKind, JobSpec, RetryPolicy, SleepJob};
 
+/// Declares a job kind's request: the fields every job has (`id`, `timeout_ms`, `retries`,
+/// `weight`), then the kind's own. A macro, not a shared struct under `#[serde(flatten)]`:
+/// serde cannot flatten into a struct that denies unknown fields, and a job's typo must be
+/// refused.
+macro_rules! job_request {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident { $($own:tt)* }
+    ) => {
+        #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+        $(#[$meta])*
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            /// Echoed back in the result.
+            #[schema(max_length = 256)]
+            pub id: Option<String>,
+            /// Per attempt; default and upper bound: the server's `--max-job-timeout`.
+            #[schema(minimum = 1, maximum = 86_400_000)]
+            pub timeout_ms: Option<u64>,
+            pub retries: Option<$crate::request::jobs::RetriesRequest>,
+            /// In a load run, this job's share of the tasks: a cycle of the jobs holds it `weight`
+            /// times (smooth weighted round robin). Default 1; ignored without `load`.
+            #[schema(minimum = 1, maximum = 1000, example = json!(null))]
+            pub weight: Option<u32>,
+            $($own)*
+        }
+
+        impl $name {
+            /// Takes the fields every job has, leaving the kind's own.
+            pub(super) fn take_common(&mut self) -> $crate::request::jobs::CommonFields {
+                $crate::request::jobs::CommonFields {
+                    id: self.id.take(),
+                    timeout_ms: self.timeout_ms.take(),
+                    retries: self.retries.take(),
+                    weight: self.weight.take(),
+                }
+            }
+        }
+    };
+}
+
+/// The fields every job has, as sent.
+pub(super) struct CommonFields {
+    id: Option<String>,
+    timeout_ms: Option<u64>,
+    retries: Option<RetriesRequest>,
+    weight: Option<u32>,
+}
+
 mod http;
 
 #[cfg(test)]
@@ -221,47 +270,25 @@ fn default_backoff_ms() -> u64 {
 /// Largest `weight` a job may have.
 pub(super) const MAX_WEIGHT: u32 = 1000;
 
-/// Waits `duration_ms`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SleepJobRequest {
-    /// Echoed back in the result.
-    #[schema(max_length = 256)]
-    pub id: Option<String>,
-    /// Per attempt; default and upper bound: the server's `--max-job-timeout`.
-    #[schema(minimum = 1, maximum = 86_400_000)]
-    pub timeout_ms: Option<u64>,
-    pub retries: Option<RetriesRequest>,
-    /// In a load run, this job's share of the tasks: a cycle of the jobs holds it `weight`
-    /// times (smooth weighted round robin). Default 1; ignored without `load`.
-    #[schema(minimum = 1, maximum = 1000, example = json!(null))]
-    pub weight: Option<u32>,
-    #[schema(maximum = 86_400_000, example = 100)]
-    pub duration_ms: u64,
+job_request! {
+    /// Waits `duration_ms`.
+    pub struct SleepJobRequest {
+        #[schema(maximum = 86_400_000, example = 100)]
+        pub duration_ms: u64,
+    }
 }
 
-/// Reads a file beneath the server's files root.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FileJobRequest {
-    /// Echoed back in the result.
-    #[schema(max_length = 256)]
-    pub id: Option<String>,
-    /// Per attempt; default and upper bound: the server's `--max-job-timeout`.
-    #[schema(minimum = 1, maximum = 86_400_000)]
-    pub timeout_ms: Option<u64>,
-    pub retries: Option<RetriesRequest>,
-    /// In a load run, this job's share of the tasks: a cycle of the jobs holds it `weight`
-    /// times (smooth weighted round robin). Default 1; ignored without `load`.
-    #[schema(minimum = 1, maximum = 1000, example = json!(null))]
-    pub weight: Option<u32>,
-    /// Relative to the files root; absolute paths and escapes are refused (`forbidden`).
-    #[schema(example = "hello.txt", min_length = 1)]
-    pub path: String,
-    /// Most bytes read. Capped by the server.
-    pub max_bytes: Option<u64>,
-    #[serde(default)]
-    pub encoding: FileEncoding,
+job_request! {
+    /// Reads a file beneath the server's files root.
+    pub struct FileJobRequest {
+        /// Relative to the files root; absolute paths and escapes are refused (`forbidden`).
+        #[schema(example = "hello.txt", min_length = 1)]
+        pub path: String,
+        /// Most bytes read. Capped by the server.
+        pub max_bytes: Option<u64>,
+        #[serde(default)]
+        pub encoding: FileEncoding,
+    }
 }
 
 impl JobRequest {
@@ -272,79 +299,24 @@ impl JobRequest {
         errors: &mut Vec<FieldError>,
     ) -> Option<JobSpec> {
         let before = errors.len();
-        let (id, timeout_ms, retries, weight, kind) = match self {
-            JobRequest::Http(j) => {
+        let (common, kind) = match self {
+            JobRequest::Http(mut j) => {
                 let kind = j
                     .kind(at, limits, errors)
                     .map(|h| JobKind::Http(Box::new(h)));
-                (j.id, j.timeout_ms, j.retries, j.weight, kind)
+                (j.take_common(), kind)
             }
-            JobRequest::Sleep(j) => {
+            JobRequest::Sleep(mut j) => {
                 let kind = ms_field(errors, &format!("{at}.duration_ms"), Some(j.duration_ms), 0)
                     .map(|duration| JobKind::Sleep(SleepJob { duration }));
-                (j.id, j.timeout_ms, j.retries, j.weight, kind)
+                (j.take_common(), kind)
             }
-            JobRequest::File(j) => {
-                if j.path.is_empty() {
-                    errors.push(FieldError::new(format!("{at}.path"), "must not be empty"));
-                }
-                let kind = JobKind::File(Arc::new(FileJob {
-                    path: j.path,
-                    max_bytes: j
-                        .max_bytes
-                        .unwrap_or(limits.max_file_bytes)
-                        .min(limits.max_file_bytes),
-                    encoding: j.encoding,
-                }));
-                (j.id, j.timeout_ms, j.retries, j.weight, Some(kind))
-            }
+            JobRequest::File(mut j) => (j.take_common(), Some(j.kind(at, limits, errors))),
         };
-        let weight = weight.unwrap_or(1);
-        if !(1..=MAX_WEIGHT).contains(&weight) {
-            errors.push(FieldError::new(
-                format!("{at}.weight"),
-                format!("from 1 to {MAX_WEIGHT}"),
-            ));
-        }
-        if id.as_ref().is_some_and(|i| i.chars().count() > MAX_LABEL) {
-            errors.push(FieldError::new(
-                format!("{at}.id"),
-                format!("at most {MAX_LABEL} characters"),
-            ));
-        }
-        let timeout = ms_field(errors, &format!("{at}.timeout_ms"), timeout_ms, 1);
-        if timeout.is_some_and(|t| t > limits.max_job_timeout) {
-            errors.push(FieldError::new(
-                format!("{at}.timeout_ms"),
-                format!(
-                    "at most {} (the server's --max-job-timeout)",
-                    limits.max_job_timeout.as_millis()
-                ),
-            ));
-        }
-        // Without its own, a job gets the server's cap: nothing runs unbounded.
-        let timeout = timeout.or(Some(limits.max_job_timeout));
-        let retries = match retries {
-            None => RetryPolicy::default(),
-            Some(r) => {
-                if r.max > MAX_RETRIES {
-                    errors.push(FieldError::new(
-                        format!("{at}.retries.max"),
-                        format!("at most {MAX_RETRIES}"),
-                    ));
-                }
-                if r.backoff_ms > MAX_BACKOFF_MS {
-                    errors.push(FieldError::new(
-                        format!("{at}.retries.backoff_ms"),
-                        format!("at most {MAX_BACKOFF_MS}"),
-                    ));
-                }
-                RetryPolicy {
-                    max: r.max,
-                    backoff: Duration::from_millis(r.backoff_ms),
-                }
-            }
-        };
+        let weight = common.weight(at, errors);
+        let id = common.id(at, errors);
+        let timeout = common.timeout(at, limits, errors);
+        let retries = common.retries(at, errors);
         if errors.len() > before {
             return None;
         }
@@ -356,5 +328,87 @@ impl JobRequest {
             weight,
             group: 0,
         })
+    }
+}
+
+impl FileJobRequest {
+    fn kind(self, at: &str, limits: &Limits, errors: &mut Vec<FieldError>) -> JobKind {
+        if self.path.is_empty() {
+            errors.push(FieldError::new(format!("{at}.path"), "must not be empty"));
+        }
+        JobKind::File(Arc::new(FileJob {
+            path: self.path,
+            max_bytes: self
+                .max_bytes
+                .unwrap_or(limits.max_file_bytes)
+                .min(limits.max_file_bytes),
+            encoding: self.encoding,
+        }))
+    }
+}
+
+impl CommonFields {
+    /// `weight`, 1 when absent.
+    fn weight(&self, at: &str, errors: &mut Vec<FieldError>) -> u32 {
+        let weight = self.weight.unwrap_or(1);
+        if !(1..=MAX_WEIGHT).contains(&weight) {
+            errors.push(FieldError::new(
+                format!("{at}.weight"),
+                format!("from 1 to {MAX_WEIGHT}"),
+            ));
+        }
+        weight
+    }
+
+    fn id(&self, at: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+        if self
+            .id
+            .as_ref()
+            .is_some_and(|i| i.chars().count() > MAX_LABEL)
+        {
+            errors.push(FieldError::new(
+                format!("{at}.id"),
+                format!("at most {MAX_LABEL} characters"),
+            ));
+        }
+        self.id.clone()
+    }
+
+    /// `timeout_ms`, at most the server's cap, which is also the default: nothing runs
+    /// unbounded.
+    fn timeout(&self, at: &str, limits: &Limits, errors: &mut Vec<FieldError>) -> Option<Duration> {
+        let timeout = ms_field(errors, &format!("{at}.timeout_ms"), self.timeout_ms, 1);
+        if timeout.is_some_and(|t| t > limits.max_job_timeout) {
+            errors.push(FieldError::new(
+                format!("{at}.timeout_ms"),
+                format!(
+                    "at most {} (the server's --max-job-timeout)",
+                    limits.max_job_timeout.as_millis()
+                ),
+            ));
+        }
+        timeout.or(Some(limits.max_job_timeout))
+    }
+
+    fn retries(&self, at: &str, errors: &mut Vec<FieldError>) -> RetryPolicy {
+        let Some(r) = &self.retries else {
+            return RetryPolicy::default();
+        };
+        if r.max > MAX_RETRIES {
+            errors.push(FieldError::new(
+                format!("{at}.retries.max"),
+                format!("at most {MAX_RETRIES}"),
+            ));
+        }
+        if r.backoff_ms > MAX_BACKOFF_MS {
+            errors.push(FieldError::new(
+                format!("{at}.retries.backoff_ms"),
+                format!("at most {MAX_BACKOFF_MS}"),
+            ));
+        }
+        RetryPolicy {
+            max: r.max,
+            backoff: Duration::from_millis(r.backoff_ms),
+        }
     }
 }

@@ -1,5 +1,4 @@
-//! `load` (how many tasks run, and when) and `thresholds` (the limits a verdict judges), as
-//! clients send them, and their validation.
+//! `load` (how many tasks run, and when) as clients send it, and its validation.
 
 use std::time::Duration;
 
@@ -9,12 +8,7 @@ use utoipa::ToSchema;
 use super::{FieldError, Limits, ms_field};
 use std::sync::Arc;
 
-use std::collections::BTreeMap;
-
-use crate::engine::spec::{
-    Baseline, BaselineCheck, Figure, LoadPlan, Stage, StageKind, Stages, Stripe, Threshold,
-    Thresholds,
-};
+use crate::engine::spec::{LoadPlan, Stage, StageKind, Stages, Stripe};
 use crate::engine::template::DataTable;
 
 /// A load run's shape.
@@ -251,6 +245,54 @@ impl LoadRequest {
         limits: &Limits,
         errors: &mut Vec<FieldError>,
     ) -> LoadPlan {
+        self.refuse_beside_stages(errors);
+        if stages.is_empty() || stages.len() > MAX_STAGES {
+            errors.push(FieldError::new(
+                "load.stages",
+                format!("give 1 to {MAX_STAGES} stages"),
+            ));
+        }
+        let kind = if stages
+            .first()
+            .is_none_or(|s| s.target_concurrency.is_none())
+        {
+            StageKind::Rate
+        } else {
+            StageKind::Concurrency
+        };
+        let list = stages
+            .iter()
+            .enumerate()
+            .map(|(i, stage)| stage.validate(&format!("load.stages[{i}]"), kind, limits, errors))
+            .collect();
+        let stages = Stages::new(kind, self.stages_from(kind, errors), list);
+        let total = stages.total();
+        if total > limits.max_batch_duration {
+            errors.push(FieldError::new(
+                "load.stages",
+                format!(
+                    "the stages last {} ms, longer than the server's --max-batch-duration ({} ms)",
+                    total.as_millis(),
+                    limits.max_batch_duration.as_millis()
+                ),
+            ));
+        }
+        LoadPlan {
+            count: staged_count(&stages, errors),
+            duration: (kind == StageKind::Concurrency).then_some(total),
+            rate_per_s: None,
+            warmup: Duration::ZERO,
+            max_tasks: limits.max_jobs,
+            is_load: true,
+            stripe: Stripe::WHOLE,
+            resume_at: Duration::ZERO,
+            connections: self.connections.map(|c| c as usize),
+            stages: Some(Arc::new(stages)),
+        }
+    }
+
+    /// The fields that say how long a run lasts, which stages say instead.
+    fn refuse_beside_stages(&self, errors: &mut Vec<FieldError>) {
         for (field, given) in [
             ("load.repeat", self.repeat.is_some()),
             ("load.duration_ms", self.duration_ms.is_some()),
@@ -263,79 +305,12 @@ impl LoadRequest {
                 ));
             }
         }
-        if stages.is_empty() || stages.len() > MAX_STAGES {
-            errors.push(FieldError::new(
-                "load.stages",
-                format!("give 1 to {MAX_STAGES} stages"),
-            ));
-        }
-        let rate_kind = stages
-            .first()
-            .is_none_or(|s| s.target_concurrency.is_none());
-        let kind = if rate_kind {
-            StageKind::Rate
-        } else {
-            StageKind::Concurrency
-        };
-        let mut list = Vec::with_capacity(stages.len());
-        for (i, stage) in stages.iter().enumerate() {
-            let at = format!("load.stages[{i}]");
-            if !(1..=super::MAX_MS).contains(&stage.duration_ms) {
-                errors.push(FieldError::new(
-                    format!("{at}.duration_ms"),
-                    format!("must be between 1 and {} (one day)", super::MAX_MS),
-                ));
-            }
-            let target = match (kind, stage.target_rate_per_s, stage.target_concurrency) {
-                (StageKind::Rate, Some(r), None) => {
-                    if !(0.0..=MAX_RATE_PER_S).contains(&r) {
-                        errors.push(FieldError::new(
-                            format!("{at}.target_rate_per_s"),
-                            format!("must be between 0 and {MAX_RATE_PER_S}"),
-                        ));
-                    }
-                    r
-                }
-                (StageKind::Concurrency, None, Some(c)) => {
-                    if c > limits.max_concurrency as u64 {
-                        errors.push(FieldError::new(
-                            format!("{at}.target_concurrency"),
-                            format!(
-                                "at most {} (the server's --max-concurrency)",
-                                limits.max_concurrency
-                            ),
-                        ));
-                    }
-                    c as f64
-                }
-                (_, Some(_), Some(_)) => {
-                    errors.push(FieldError::new(
-                        at,
-                        "give target_rate_per_s or target_concurrency, not both",
-                    ));
-                    0.0
-                }
-                (_, None, None) => {
-                    errors.push(FieldError::new(
-                        at,
-                        "give target_rate_per_s or target_concurrency",
-                    ));
-                    0.0
-                }
-                _ => {
-                    errors.push(FieldError::new(
-                        at,
-                        "a batch's stages all ramp the rate or all the concurrency, not both",
-                    ));
-                    0.0
-                }
-            };
-            list.push(Stage {
-                duration: Duration::from_millis(stage.duration_ms.clamp(1, super::MAX_MS)),
-                target,
-            });
-        }
-        let from = match kind {
+    }
+
+    /// Where the first stage ramps from: `rate_per_s` (or 0) for rate stages, 0 slots for
+    /// concurrency stages, which take no rate.
+    fn stages_from(&self, kind: StageKind, errors: &mut Vec<FieldError>) -> f64 {
+        match kind {
             StageKind::Rate => self.rate_per_s.unwrap_or(0.0),
             StageKind::Concurrency => {
                 if self.rate_per_s.is_some() {
@@ -346,51 +321,92 @@ impl LoadRequest {
                 }
                 0.0
             }
-        };
-        let stages = Stages::new(kind, from, list);
-        let total = stages.total();
-        if total > limits.max_batch_duration {
+        }
+    }
+}
+
+impl StageRequest {
+    /// This stage (at `at`) of a run whose stages ramp `kind`.
+    fn validate(
+        &self,
+        at: &str,
+        kind: StageKind,
+        limits: &Limits,
+        errors: &mut Vec<FieldError>,
+    ) -> Stage {
+        if !(1..=super::MAX_MS).contains(&self.duration_ms) {
             errors.push(FieldError::new(
-                "load.stages",
-                format!(
-                    "the stages last {} ms, longer than the server's --max-batch-duration ({} ms)",
-                    total.as_millis(),
-                    limits.max_batch_duration.as_millis()
-                ),
+                format!("{at}.duration_ms"),
+                format!("must be between 1 and {} (one day)", super::MAX_MS),
             ));
         }
-        let count = match kind {
-            StageKind::Rate => {
-                let n = stages.tasks();
-                if n == 0 && !stages.list.is_empty() {
+        Stage {
+            duration: Duration::from_millis(self.duration_ms.clamp(1, super::MAX_MS)),
+            target: self.target(at, kind, limits, errors),
+        }
+    }
+
+    /// The rate or the slots at the stage's end: one of the two, of the run's kind.
+    fn target(
+        &self,
+        at: &str,
+        kind: StageKind,
+        limits: &Limits,
+        errors: &mut Vec<FieldError>,
+    ) -> f64 {
+        let refused = match (kind, self.target_rate_per_s, self.target_concurrency) {
+            (StageKind::Rate, Some(r), None) => {
+                if !(0.0..=MAX_RATE_PER_S).contains(&r) {
                     errors.push(FieldError::new(
-                        "load.stages",
-                        "the stages' rates start no task: give a stage a rate above 0",
+                        format!("{at}.target_rate_per_s"),
+                        format!("must be between 0 and {MAX_RATE_PER_S}"),
                     ));
                 }
-                Some(n)
+                return r;
             }
-            StageKind::Concurrency => {
-                if stages.list.iter().all(|s| s.target < 1.0) {
+            (StageKind::Concurrency, None, Some(c)) => {
+                if c > limits.max_concurrency as u64 {
                     errors.push(FieldError::new(
-                        "load.stages",
-                        "the stages run no slot: give a stage a target_concurrency of 1 or more",
+                        format!("{at}.target_concurrency"),
+                        format!(
+                            "at most {} (the server's --max-concurrency)",
+                            limits.max_concurrency
+                        ),
                     ));
                 }
-                None
+                return c as f64;
             }
+            (_, Some(_), Some(_)) => "give target_rate_per_s or target_concurrency, not both",
+            (_, None, None) => "give target_rate_per_s or target_concurrency",
+            _ => "a batch's stages all ramp the rate or all the concurrency, not both",
         };
-        LoadPlan {
-            count,
-            duration: (kind == StageKind::Concurrency).then_some(total),
-            rate_per_s: None,
-            warmup: Duration::ZERO,
-            max_tasks: limits.max_jobs,
-            is_load: true,
-            stripe: Stripe::WHOLE,
-            resume_at: Duration::ZERO,
-            connections: self.connections.map(|c| c as usize),
-            stages: Some(Arc::new(stages)),
+        errors.push(FieldError::new(at, refused));
+        0.0
+    }
+}
+
+/// A staged run's task count: rate stages start a known number of tasks, concurrency stages
+/// run for their length. Either must start some.
+fn staged_count(stages: &Stages, errors: &mut Vec<FieldError>) -> Option<usize> {
+    match stages.kind {
+        StageKind::Rate => {
+            let n = stages.tasks();
+            if n == 0 && !stages.list.is_empty() {
+                errors.push(FieldError::new(
+                    "load.stages",
+                    "the stages' rates start no task: give a stage a rate above 0",
+                ));
+            }
+            Some(n)
+        }
+        StageKind::Concurrency => {
+            if stages.list.iter().all(|s| s.target < 1.0) {
+                errors.push(FieldError::new(
+                    "load.stages",
+                    "the stages run no slot: give a stage a target_concurrency of 1 or more",
+                ));
+            }
+            None
         }
     }
 }
@@ -398,231 +414,4 @@ impl LoadRequest {
 /// Tasks intended to start within `d` at `rate` per second (the first at once).
 fn arrivals(rate: f64, d: Duration) -> usize {
     ((rate * d.as_secs_f64()).ceil() as usize).max(1)
-}
-
-/// Pass/fail limits. Durations are in milliseconds over every task's `duration_ms`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({ "p95_ms": 200, "max_error_rate": 0.01 }))]
-pub struct ThresholdsRequest {
-    pub p50_ms: Option<f64>,
-    pub p90_ms: Option<f64>,
-    pub p95_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-    pub p999_ms: Option<f64>,
-    pub max_ms: Option<f64>,
-    pub mean_ms: Option<f64>,
-    /// Most (failed + timed_out) / tasks that ended, from 0 to 1.
-    #[schema(minimum = 0, maximum = 1)]
-    pub max_error_rate: Option<f64>,
-    /// Fewest tasks ended per second of `wall_ms`.
-    pub min_throughput_per_s: Option<f64>,
-    /// A load run of several jobs: limits on one job's figures (`summary.by_job`), by its key
-    /// (the job's `id`, else its place in `jobs`). Checks are named `by_job.KEY.p95_ms`.
-    #[schema(example = json!(null))]
-    pub by_job: Option<BTreeMap<String, JobThresholdsRequest>>,
-    /// How much worse than a finished batch's figures this one's may be. Checks are named
-    /// `baseline.p95_ms`.
-    #[schema(example = json!(null))]
-    pub baseline: Option<BaselineRequest>,
-}
-
-/// Limits on one job's figures.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JobThresholdsRequest {
-    pub p50_ms: Option<f64>,
-    pub p90_ms: Option<f64>,
-    pub p95_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-    pub p999_ms: Option<f64>,
-    pub max_ms: Option<f64>,
-    pub mean_ms: Option<f64>,
-    #[schema(minimum = 0, maximum = 1)]
-    pub max_error_rate: Option<f64>,
-    pub min_throughput_per_s: Option<f64>,
-}
-
-/// `thresholds.baseline`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BaselineRequest {
-    /// A finished batch's id.
-    pub batch: String,
-    /// By figure (`p50_ms` ... `max_ms`, `mean_ms`, `throughput_per_s`, `error_rate`): the
-    /// largest regression allowed, in percent of the baseline's figure.
-    #[schema(value_type = BTreeMap<String, f64>, example = json!({ "p95_ms": 10, "throughput_per_s": 10 }))]
-    pub max_regression_pct: BTreeMap<String, f64>,
-}
-
-/// The nine limits, with their keys.
-fn limit_list(v: [Option<f64>; 9]) -> [(Threshold, &'static str, Option<f64>); 9] {
-    let [p50, p90, p95, p99, p999, max, mean, rate, throughput] = v;
-    [
-        (Threshold::P50Ms, "p50_ms", p50),
-        (Threshold::P90Ms, "p90_ms", p90),
-        (Threshold::P95Ms, "p95_ms", p95),
-        (Threshold::P99Ms, "p99_ms", p99),
-        (Threshold::P999Ms, "p999_ms", p999),
-        (Threshold::MaxMs, "max_ms", max),
-        (Threshold::MeanMs, "mean_ms", mean),
-        (Threshold::MaxErrorRate, "max_error_rate", rate),
-        (
-            Threshold::MinThroughputPerS,
-            "min_throughput_per_s",
-            throughput,
-        ),
-    ]
-}
-
-/// The limits given, each checked; errors name `at.KEY`.
-fn limits(
-    all: [(Threshold, &'static str, Option<f64>); 9],
-    at: &str,
-    errors: &mut Vec<FieldError>,
-) -> Vec<(Threshold, f64)> {
-    let mut checks = Vec::new();
-    for (which, key, value) in all {
-        let Some(v) = value else { continue };
-        let bad = !v.is_finite() || v < 0.0 || (which == Threshold::MaxErrorRate && v > 1.0);
-        if bad {
-            let range = if which == Threshold::MaxErrorRate {
-                "from 0 to 1"
-            } else {
-                "a number, 0 or more"
-            };
-            errors.push(FieldError::new(
-                format!("{at}.{key}"),
-                format!("must be {range}"),
-            ));
-        }
-        checks.push((which, v));
-    }
-    checks
-}
-
-impl ThresholdsRequest {
-    /// `job_keys`: the keys `by_job` may name (none when the summary has no `by_job`).
-    pub(super) fn validate(
-        &self,
-        job_keys: Option<&[String]>,
-        errors: &mut Vec<FieldError>,
-    ) -> Thresholds {
-        let batch = limits(
-            limit_list([
-                self.p50_ms,
-                self.p90_ms,
-                self.p95_ms,
-                self.p99_ms,
-                self.p999_ms,
-                self.max_ms,
-                self.mean_ms,
-                self.max_error_rate,
-                self.min_throughput_per_s,
-            ]),
-            "thresholds",
-            errors,
-        );
-        let mut by_job = Vec::new();
-        for (key, t) in self.by_job.iter().flatten() {
-            let at = format!("thresholds.by_job.{key}");
-            match job_keys {
-                None => errors.push(FieldError::new(
-                    "thresholds.by_job",
-                    format!(
-                        "only a load run of 2 to {} jobs has per-job figures",
-                        crate::engine::spec::JobKeys::MAX
-                    ),
-                )),
-                Some(keys) if !keys.contains(key) => errors.push(FieldError::new(
-                    at.clone(),
-                    format!(
-                        "no job has the key {key:?}; the keys are {}",
-                        keys.join(", ")
-                    ),
-                )),
-                Some(_) => {}
-            }
-            let checks = limits(
-                limit_list([
-                    t.p50_ms,
-                    t.p90_ms,
-                    t.p95_ms,
-                    t.p99_ms,
-                    t.p999_ms,
-                    t.max_ms,
-                    t.mean_ms,
-                    t.max_error_rate,
-                    t.min_throughput_per_s,
-                ]),
-                &at,
-                errors,
-            );
-            if checks.is_empty() {
-                errors.push(FieldError::new(at, "give at least one threshold"));
-            }
-            by_job.push((key.clone(), checks));
-        }
-        let baseline = self.baseline.as_ref().and_then(|b| b.validate(errors));
-        if batch.is_empty() && by_job.is_empty() && baseline.is_none() {
-            errors.push(FieldError::new("thresholds", "give at least one threshold"));
-        }
-        Thresholds {
-            batch,
-            by_job,
-            baseline,
-        }
-    }
-}
-
-impl BaselineRequest {
-    fn validate(&self, errors: &mut Vec<FieldError>) -> Option<Baseline> {
-        let batch = match uuid::Uuid::parse_str(&self.batch) {
-            Ok(id) => Some(id),
-            Err(_) => {
-                errors.push(FieldError::new(
-                    "thresholds.baseline.batch",
-                    "not a batch id",
-                ));
-                None
-            }
-        };
-        let mut checks = Vec::new();
-        for (key, &pct) in &self.max_regression_pct {
-            let at = format!("thresholds.baseline.max_regression_pct.{key}");
-            let Some(figure) = Figure::from_key(key) else {
-                let keys: Vec<&str> = Figure::ALL.iter().map(|f| f.key()).collect();
-                errors.push(FieldError::new(
-                    at,
-                    format!("not a figure; use one of {}", keys.join(", ")),
-                ));
-                continue;
-            };
-            if !pct.is_finite() || pct < 0.0 || (figure.higher_is_better() && pct > 100.0) {
-                errors.push(FieldError::new(
-                    at,
-                    if figure.higher_is_better() {
-                        "must be from 0 to 100"
-                    } else {
-                        "must be a number, 0 or more"
-                    },
-                ));
-            }
-            checks.push(BaselineCheck {
-                figure,
-                max_regression_pct: pct,
-                base: None,
-            });
-        }
-        if checks.is_empty() {
-            errors.push(FieldError::new(
-                "thresholds.baseline.max_regression_pct",
-                "give at least one figure",
-            ));
-        }
-        Some(Baseline {
-            batch: batch?,
-            checks,
-        })
-    }
 }

@@ -4,10 +4,12 @@
 //!
 //! - here: the batch's top-level fields, the limits, and [`parse_batch`].
 //! - [`jobs`]: one job of each kind, and its validation.
-//! - [`load`]: `load` and `thresholds`.
+//! - [`load`]: the `load` field, how many tasks run and when.
+//! - [`thresholds`]: the `thresholds` field, the limits a verdict judges.
 
 pub mod jobs;
 pub mod load;
+pub mod thresholds;
 
 use std::time::Duration;
 
@@ -17,8 +19,9 @@ use utoipa::ToSchema;
 use crate::engine::spec::{BatchSpec, LoadPlan, Mode, OnLost, OnTimeout, ResultsMode, ReturnWhen};
 use crate::engine::template::{DataTable, Template};
 use jobs::{JobRequest, JobSlot, field_of};
-use load::{LoadRequest, ThresholdsRequest};
+use load::LoadRequest;
 use std::sync::Arc;
+use thresholds::ThresholdsRequest;
 
 /// Why a request body is not a batch the server runs.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -209,21 +212,83 @@ impl<J> BatchRequest<J> {
 }
 
 impl BatchRequest {
-    fn validate(self, limits: &Limits) -> Result<BatchSpec, Rejected> {
+    fn validate(mut self, limits: &Limits) -> Result<BatchSpec, Rejected> {
         let mut errors = Vec::new();
-        if self.jobs.is_empty() {
+        // The jobs first: a load run's cycle is as long as their weights add up to. Their
+        // errors are listed after the batch's own fields'.
+        let mut job_errors = Vec::new();
+        let slots = std::mem::take(&mut self.jobs);
+        if slots.is_empty() {
             errors.push(FieldError::new("jobs", "a batch needs at least one job"));
         }
-        // The jobs first: a load run's cycle is as long as their weights add up to.
-        // Their errors are listed after the batch's own fields', as before.
-        let mut job_errors = Vec::new();
-        let mut jobs = Vec::with_capacity(self.jobs.len());
-        for (i, slot) in self.jobs.into_iter().enumerate() {
+        let jobs = self.validate_jobs(slots, limits, &mut errors, &mut job_errors);
+        let load = match &self.load {
+            None => LoadPlan::once(jobs.len()),
+            Some(load) => load.validate(jobs.len().max(1), limits, &mut errors),
+        };
+        let fixed = match (load.count, load.is_open()) {
+            (Some(n), true) => Some(n.saturating_add(load.open_warmup_tasks())),
+            (count, _) => count,
+        };
+        // Judged once every field is: an invalid request is a 422 whatever its size.
+        let too_many = fixed.filter(|&n| n > limits.max_jobs);
+        // The keys `thresholds.by_job` may name: those `summary.by_job` will have.
+        let keys = self
+            .load
+            .is_some()
+            .then(|| crate::engine::spec::JobKeys::of(&jobs))
+            .flatten();
+        let thresholds = self.validate_thresholds(keys.as_ref(), &mut errors);
+        let concurrency = self.validate_concurrency(&load, limits, &mut errors);
+        let timeout = self.validate_timeout(limits, &mut errors);
+        self.validate_label_and_flags(&mut errors);
+        errors.extend(job_errors);
+        if !errors.is_empty() {
+            return Err(Rejected::Invalid(errors));
+        }
+        if let Some(tasks) = too_many {
+            return Err(Rejected::TooManyTasks {
+                tasks,
+                limit: limits.max_jobs,
+            });
+        }
+        let run_all = self.runs_every_task();
+        Ok(BatchSpec {
+            mode: self.mode,
+            jobs,
+            concurrency: concurrency.max(1),
+            timeout,
+            return_exceptions: self.return_exceptions || run_all,
+            fail_fast: self.fail_fast,
+            load,
+            thresholds,
+            return_when: self.return_when,
+            on_timeout: self.on_timeout,
+            results: self.results,
+            label: self.label,
+            on_lost: self.on_lost,
+            rerun_of: None,
+            job_keys: keys.map(Arc::new),
+        })
+    }
+
+    /// Each job of `slots`, validated; their templates bound to `load.data`'s columns; a load
+    /// run's list repeated by weight. The jobs' errors go to `job_errors`, `load.data`'s to
+    /// `errors`.
+    fn validate_jobs(
+        &self,
+        slots: Vec<JobSlot>,
+        limits: &Limits,
+        errors: &mut Vec<FieldError>,
+        job_errors: &mut Vec<FieldError>,
+    ) -> Vec<crate::engine::spec::JobSpec> {
+        let mut jobs = Vec::with_capacity(slots.len());
+        for (i, slot) in slots.into_iter().enumerate() {
             let at = format!("jobs[{i}]");
             match slot.0 {
                 Err(e) => job_errors.push(FieldError::new(format!("{at}{}", e.field), e.message)),
                 Ok(job) => {
-                    if let Some(mut job) = job.validate(&at, limits, &mut job_errors) {
+                    if let Some(mut job) = job.validate(&at, limits, job_errors) {
                         job.group = i as u32;
                         jobs.push(job);
                     }
@@ -242,41 +307,48 @@ impl BatchRequest {
             .load
             .as_ref()
             .and_then(|l| l.data.as_ref())
-            .and_then(|d| d.read(limits, &mut errors));
+            .and_then(|d| d.read(limits, errors));
         if job_errors.is_empty() {
-            bind_templates(&mut jobs, data, &mut job_errors);
+            bind_templates(&mut jobs, data, job_errors);
         }
         if self.load.is_some() && job_errors.is_empty() && jobs.iter().any(|j| j.weight > 1) {
             jobs = crate::engine::spec::weighted_cycle(&jobs);
         }
-        let load = match &self.load {
-            None => LoadPlan::once(jobs.len()),
-            Some(load) => load.validate(jobs.len().max(1), limits, &mut errors),
-        };
-        let fixed = match (load.count, load.is_open()) {
-            (Some(n), true) => Some(n.saturating_add(load.open_warmup_tasks())),
-            (count, _) => count,
-        };
-        // Judged once every field is: an invalid request is a 422 whatever its size.
-        let too_many = fixed.filter(|&n| n > limits.max_jobs);
-        // The keys `thresholds.by_job` may name: those `summary.by_job` will have.
-        let keys = self
-            .load
-            .is_some()
-            .then(|| crate::engine::spec::JobKeys::of(&jobs))
-            .flatten();
+        jobs
+    }
+
+    /// A load run or a verdict needs every task's outcome: nothing stops at a failure.
+    fn runs_every_task(&self) -> bool {
+        self.load.is_some() || self.thresholds.is_some()
+    }
+
+    /// `thresholds`, whose `by_job` may name `keys`; and `fail_fast`, which they rule out.
+    fn validate_thresholds(
+        &self,
+        keys: Option<&crate::engine::spec::JobKeys>,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<crate::engine::spec::Thresholds> {
         let thresholds = self
             .thresholds
             .as_ref()
-            .map(|t| t.validate(keys.as_ref().map(|k| &k.names[..]), &mut errors));
-        // A load run or a verdict needs every task's outcome: nothing stops at a failure.
-        let run_all = self.load.is_some() || self.thresholds.is_some();
-        if run_all && self.fail_fast {
+            .map(|t| t.validate(keys.map(|k| &k.names[..]), errors));
+        if self.runs_every_task() && self.fail_fast {
             errors.push(FieldError::new(
                 "fail_fast",
                 "with load or thresholds every task runs to the end; fail_fast cannot apply",
             ));
         }
+        thresholds
+    }
+
+    /// `concurrency`, clamped to the server's bound; concurrency stages use as many slots as
+    /// the highest stage does.
+    fn validate_concurrency(
+        &self,
+        load: &LoadPlan,
+        limits: &Limits,
+        errors: &mut Vec<FieldError>,
+    ) -> usize {
         let concurrency = match self.concurrency {
             Some(0) => {
                 errors.push(FieldError::new("concurrency", "must be at least 1"));
@@ -285,26 +357,27 @@ impl BatchRequest {
             Some(n) => (n.min(usize::MAX as u64) as usize).min(limits.max_concurrency),
             None => limits.max_concurrency,
         };
-        // Concurrency stages: as many slots as the highest stage uses.
-        let concurrency = match load.concurrency_stages() {
-            Some(stages) => {
-                let top = stages
-                    .list
-                    .iter()
-                    .map(|s| s.target as usize)
-                    .max()
-                    .unwrap_or(1);
-                if self.concurrency.is_some_and(|c| (c as usize) < top) {
-                    errors.push(FieldError::new(
-                        "concurrency",
-                        format!("below the stages' highest target_concurrency ({top})"),
-                    ));
-                }
-                top.clamp(1, limits.max_concurrency)
-            }
-            None => concurrency,
+        let Some(stages) = load.concurrency_stages() else {
+            return concurrency;
         };
-        let timeout = ms_field(&mut errors, "timeout_ms", self.timeout_ms, 1);
+        let top = stages
+            .list
+            .iter()
+            .map(|s| s.target as usize)
+            .max()
+            .unwrap_or(1);
+        if self.concurrency.is_some_and(|c| (c as usize) < top) {
+            errors.push(FieldError::new(
+                "concurrency",
+                format!("below the stages' highest target_concurrency ({top})"),
+            ));
+        }
+        top.clamp(1, limits.max_concurrency)
+    }
+
+    /// `timeout_ms`, at most the server's `--max-batch-duration`.
+    fn validate_timeout(&self, limits: &Limits, errors: &mut Vec<FieldError>) -> Option<Duration> {
+        let timeout = ms_field(errors, "timeout_ms", self.timeout_ms, 1);
         if timeout.is_some_and(|t| t > limits.max_batch_duration) {
             errors.push(FieldError::new(
                 "timeout_ms",
@@ -314,6 +387,11 @@ impl BatchRequest {
                 ),
             ));
         }
+        timeout
+    }
+
+    /// `fail_fast` against `return_exceptions`, and `label`'s length.
+    fn validate_label_and_flags(&self, errors: &mut Vec<FieldError>) {
         if self.fail_fast && self.return_exceptions {
             errors.push(FieldError::new(
                 "fail_fast",
@@ -330,33 +408,6 @@ impl BatchRequest {
                 format!("at most {MAX_LABEL} characters"),
             ));
         }
-        errors.extend(job_errors);
-        if !errors.is_empty() {
-            return Err(Rejected::Invalid(errors));
-        }
-        if let Some(tasks) = too_many {
-            return Err(Rejected::TooManyTasks {
-                tasks,
-                limit: limits.max_jobs,
-            });
-        }
-        Ok(BatchSpec {
-            mode: self.mode,
-            jobs,
-            concurrency: concurrency.max(1),
-            timeout,
-            return_exceptions: self.return_exceptions || run_all,
-            fail_fast: self.fail_fast,
-            load,
-            thresholds,
-            return_when: self.return_when,
-            on_timeout: self.on_timeout,
-            results: self.results,
-            label: self.label,
-            on_lost: self.on_lost,
-            rerun_of: None,
-            job_keys: keys.map(Arc::new),
-        })
     }
 }
 
@@ -474,164 +525,4 @@ pub(crate) fn ms_field(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::jobs::{StatusMatcher, parse_expect};
-    use super::*;
-    use crate::engine::spec::ExpectStatus;
-
-    fn limits() -> Limits {
-        Limits {
-            max_job_timeout: Duration::from_secs(60),
-            max_batch_duration: Duration::from_secs(600),
-            max_body_bytes: 1000,
-            max_jobs: 10,
-            max_concurrency: 100,
-            max_response_bytes: 1000,
-            max_file_bytes: 1000,
-            allow_insecure_tls: false,
-            files_root: None,
-        }
-    }
-
-    fn invalid_fields(body: &str) -> Vec<String> {
-        match parse_batch(body.as_bytes(), &limits()) {
-            Err(Rejected::Invalid(errors)) => errors.into_iter().map(|e| e.field).collect(),
-            other => panic!("expected a 422, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn field_paths_name_the_field_that_is_wrong() {
-        assert_eq!(
-            invalid_fields(r#"{"mode":"race","jobs":[{"kind":"sleep","duration_ms":1}]}"#),
-            vec!["mode"]
-        );
-        assert_eq!(
-            invalid_fields(r#"{"jobs":[{"kind":"sleep","duration_ms":"100"}]}"#),
-            vec!["jobs[0].duration_ms"]
-        );
-        assert_eq!(
-            invalid_fields(
-                r#"{"jobs":[{"kind":"sleep","duration_ms":1},{"kind":"http","url":"http://a.test/","retries":{"max":"x"}}]}"#
-            ),
-            vec!["jobs[1].retries.max"]
-        );
-    }
-
-    #[test]
-    fn a_number_out_of_range_says_the_range() {
-        match parse_batch(
-            br#"{"jobs":[{"kind":"sleep","duration_ms":1e23}]}"#,
-            &limits(),
-        ) {
-            Err(Rejected::Invalid(errors)) => {
-                assert_eq!(errors[0].field, "jobs[0].duration_ms");
-                assert!(
-                    errors[0].message.contains("whole number from 0 to"),
-                    "{}",
-                    errors[0].message
-                );
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn json_that_is_not_an_object_is_invalid_not_malformed() {
-        for body in ["[1,2]", "3", "\"jobs\"", "null"] {
-            match parse_batch(body.as_bytes(), &limits()) {
-                Err(Rejected::Invalid(errors)) => {
-                    assert_eq!(errors[0].field, "", "{body}");
-                    assert!(
-                        errors[0].message.contains("a batch is a JSON object"),
-                        "{body}: {errors:?}"
-                    );
-                }
-                other => panic!("{body}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn header_names_that_differ_only_in_case_are_one_header_twice() {
-        let fields = invalid_fields(
-            r#"{"jobs":[{"kind":"http","url":"http://app.test/","headers":{"Host":"a","host":"b"}}]}"#,
-        );
-        assert_eq!(fields, vec!["jobs[0].headers.host"]);
-    }
-
-    #[test]
-    fn every_invalid_job_is_reported_with_its_path() {
-        let fields = invalid_fields(
-            r#"{"jobs":[{"kind":"sleep","duration_ms":1},{"kind":"teleport"},{"kind":"http"},
-                {"kind":"sleep","duration_ms":1,"colour":"red"},{"kind":"http","url":"ftp://x"}]}"#,
-        );
-        assert_eq!(
-            fields,
-            vec![
-                "jobs[1].kind",
-                "jobs[2].url",
-                "jobs[3].colour",
-                "jobs[4].url"
-            ]
-        );
-    }
-
-    #[test]
-    fn wrong_types_at_the_top_level_point_at_the_field() {
-        assert_eq!(
-            invalid_fields(r#"{"jobs":[{"kind":"sleep","duration_ms":1}],"concurrency":"x"}"#),
-            vec!["concurrency"]
-        );
-        assert_eq!(invalid_fields(r#"{"jobs":[]}"#), vec!["jobs"]);
-        assert_eq!(invalid_fields(r#"{"jbos":[]}"#), vec!["jbos"]);
-    }
-
-    #[test]
-    fn broken_json_is_malformed_not_invalid() {
-        assert!(matches!(
-            parse_batch(b"{\"jobs\": [", &limits()),
-            Err(Rejected::Malformed(_))
-        ));
-        assert!(matches!(
-            parse_batch(b"{} x", &limits()),
-            Err(Rejected::Malformed(_))
-        ));
-    }
-
-    #[test]
-    fn expect_status_takes_codes_classes_and_any() {
-        let e =
-            parse_expect(&[StatusMatcher::Code(201), StatusMatcher::Text("4XX".into())]).unwrap();
-        assert!(e.accepts(201) && e.accepts(404) && !e.accepts(200));
-        assert_eq!(
-            parse_expect(&[StatusMatcher::Text("any".into())]).unwrap(),
-            ExpectStatus::Any
-        );
-        assert!(parse_expect(&[StatusMatcher::Text("6xx".into())]).is_err());
-        assert!(parse_expect(&[StatusMatcher::Code(99)]).is_err());
-    }
-
-    #[test]
-    fn concurrency_is_clamped_to_the_server_bound() {
-        let spec = parse_batch(
-            br#"{"jobs":[{"kind":"sleep","duration_ms":1}],"concurrency":1000000}"#,
-            &limits(),
-        )
-        .unwrap();
-        assert_eq!(spec.concurrency, 100);
-    }
-
-    #[test]
-    fn too_many_jobs_is_413() {
-        let jobs = [r#"{"kind":"sleep","duration_ms":1}"#; 11].join(",");
-        let body = format!(r#"{{"jobs":[{jobs}]}}"#);
-        assert!(matches!(
-            parse_batch(body.as_bytes(), &limits()),
-            Err(Rejected::TooManyTasks {
-                tasks: 11,
-                limit: 10
-            })
-        ));
-    }
-}
+mod tests;

@@ -6,11 +6,13 @@ use std::fmt::Write as _;
 
 use serde::Deserialize;
 
-use crate::engine::summary::Percentiles;
+use crate::engine::summary::{Connections, Late, Percentiles, PhaseSummary};
+use crate::engine::verdict::{Check, Verdict};
 
-/// The parts of a batch answer the reports read. Names and codes are kept as text, and every
-/// field has a default, so that a report reads an answer from a server of another version
-/// (one that knows an error code or a check this build does not).
+/// The parts of a batch answer the reports read: a subset of the API's batch view (which
+/// only serializes). Error codes are kept as text, and every field has a default, so that a
+/// report reads an answer from a server of another version (one that knows an error code this
+/// build does not); the figures without codes are read as the API's own types.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Report {
     pub id: String,
@@ -28,7 +30,8 @@ pub struct Report {
     pub verdict: Option<Verdict>,
 }
 
-/// `summary`, as the reports read it.
+/// `summary`, as the reports read it: the API's [`Summary`](crate::engine::summary::Summary)
+/// with its error codes as text.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct Figures {
@@ -49,13 +52,14 @@ pub struct Figures {
     pub first_errors: BTreeMap<String, String>,
     pub late: Option<Late>,
     pub warmup_tasks: u64,
-    pub phases: Option<BTreeMap<String, Option<Percentiles>>>,
+    pub phases: Option<PhaseSummary>,
     pub connections: Option<Connections>,
     pub by_job: Option<BTreeMap<String, Part>>,
     pub stages: Option<Vec<Part>>,
 }
 
-/// One job's or one stage's figures (`by_job`, `stages`).
+/// One job's or one stage's figures (the API's `JobSummary` and `StageSummary`, with their
+/// error codes as text).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct Part {
@@ -78,32 +82,20 @@ impl Part {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Connections {
-    pub opened: u64,
-    pub reused: u64,
-}
+/// One phase's figures in a summary's phases.
+type PhaseOf = fn(&PhaseSummary) -> &Option<Percentiles>;
 
-/// The phases of an HTTP request in the order they happen, as the summary names them.
-const PHASES: [(&str, &str); 6] = [
-    ("dns_ms", "dns"),
-    ("connect_ms", "connect"),
-    ("tls_ms", "tls"),
-    ("send_ms", "send"),
-    ("wait_ms", "wait"),
-    ("receive_ms", "receive"),
+/// The phases of an HTTP request in the order they happen.
+const PHASES: [(&str, PhaseOf); 6] = [
+    ("dns", |p| &p.dns_ms),
+    ("connect", |p| &p.connect_ms),
+    ("tls", |p| &p.tls_ms),
+    ("send", |p| &p.send_ms),
+    ("wait", |p| &p.wait_ms),
+    ("receive", |p| &p.receive_ms),
 ];
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Late {
-    pub count: u64,
-    pub max_ms: f64,
-    pub concurrency_needed: Option<u64>,
-}
-
-/// `error`: why a gather batch failed.
+/// `error`: why a gather batch failed (the API's `BatchError`, its code as text).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct Failure {
@@ -112,32 +104,13 @@ pub struct Failure {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Verdict {
-    pub passed: bool,
-    pub checks: Vec<Check>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Check {
-    pub name: String,
-    pub limit: f64,
-    pub actual: Option<f64>,
-    pub passed: bool,
-    pub detail: Option<String>,
-}
-
-impl Check {
-    /// A lower bound: the figure must reach the limit (`min_...`, a job's `min_...`,
-    /// `baseline.throughput_per_s`, and `completed`).
-    fn is_minimum(&self) -> bool {
-        let last = self.name.rsplit('.').next().unwrap_or_default();
-        last.starts_with("min_")
-            || self.name == "completed"
-            || self.name == "baseline.throughput_per_s"
-    }
+/// A lower bound: the figure must reach the limit (`min_...`, a job's `min_...`,
+/// `baseline.throughput_per_s`, and `completed`).
+fn is_minimum(check: &Check) -> bool {
+    let last = check.name.rsplit('.').next().unwrap_or_default();
+    last.starts_with("min_")
+        || check.name == "completed"
+        || check.name == "baseline.throughput_per_s"
 }
 
 impl Report {
@@ -172,6 +145,23 @@ fn count(n: u64) -> String {
 pub fn text(b: &Report) -> String {
     let s = &b.summary;
     let mut out = String::new();
+    header(&mut out, b);
+    pace(&mut out, b);
+    distributions(&mut out, s);
+    network(&mut out, s);
+    if let Some(d) = s.duration_ms.as_ref().filter(|d| d.max > 0.0) {
+        latency_bars(&mut out, d);
+    }
+    stages(&mut out, s);
+    by_job(&mut out, s);
+    outcomes(&mut out, b);
+    verdict(&mut out, b);
+    out
+}
+
+/// The batch, its status, and how its tasks ended.
+fn header(out: &mut String, b: &Report) {
+    let s = &b.summary;
     let label = b
         .label
         .as_deref()
@@ -192,6 +182,11 @@ pub fn text(b: &Report) -> String {
         count(s.cancelled),
         count(s.interrupted)
     );
+}
+
+/// The wall time and throughput, the warm-up, and how far an open model run fell behind.
+fn pace(out: &mut String, b: &Report) {
+    let s = &b.summary;
     // Throughput is counted over the measured run: say which stretch that was when a warm-up
     // makes it shorter than the wall time.
     let measured = match (s.measured_ms, b.wall_ms) {
@@ -228,6 +223,10 @@ pub fn text(b: &Report) -> String {
             count(needed)
         );
     }
+}
+
+/// The percentiles of every task's duration, of the successes' and of time to first byte.
+fn distributions(out: &mut String, s: &Figures) {
     for (name, p) in [
         ("duration", &s.duration_ms),
         ("succeeded", &s.duration_ms_succeeded),
@@ -248,14 +247,18 @@ pub fn text(b: &Report) -> String {
             );
         }
     }
+}
+
+/// Where the HTTP requests' time went, and the connections they used.
+fn network(out: &mut String, s: &Figures) {
     if let Some(phases) = &s.phases {
         // Where the time went, as k6 and browsers split it: p50 and p99 of each phase.
         let _ = writeln!(
             out,
             "  phases      p50 / p99 (ms), each over the requests that had it"
         );
-        for (key, name) in PHASES {
-            if let Some(Some(p)) = phases.get(key) {
+        for (name, phase) in PHASES {
+            if let Some(p) = phase(phases) {
                 let _ = writeln!(
                     out,
                     "    {name:<9} {} / {}",
@@ -273,69 +276,65 @@ pub fn text(b: &Report) -> String {
             count(c.reused)
         );
     }
-    if let Some(d) = s.duration_ms.as_ref().filter(|d| d.max > 0.0) {
-        latency_bars(&mut out, d);
-    }
-    if let Some(stages) = s.stages.as_ref().filter(|s| !s.is_empty()) {
-        let _ = writeln!(
-            out,
-            "  stages      {:<13} {:>8} {:>9} {:>9} {:>9} {:>7}",
-            "from-to (s)", "tasks", "per s", "p50 ms", "p95 ms", "errors"
+}
+
+/// A row of a part's figures after its first column: tasks, rate, p50, p95, errors.
+fn part_figures(p: &Part) -> String {
+    format!(
+        "{:>8} {:>9} {:>9} {:>9} {:>7}",
+        count(p.tasks),
+        num(Some(p.throughput_per_s)),
+        num(p.duration_ms.as_ref().map(|d| d.p50)),
+        num(p.duration_ms.as_ref().map(|d| d.p95)),
+        count(p.errors()),
+    )
+}
+
+/// Each stage's figures, numbered from 1 as the page numbers them.
+fn stages(out: &mut String, s: &Figures) {
+    let Some(stages) = s.stages.as_ref().filter(|s| !s.is_empty()) else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "  stages      {:<13} {:>8} {:>9} {:>9} {:>9} {:>7}",
+        "from-to (s)", "tasks", "per s", "p50 ms", "p95 ms", "errors"
+    );
+    for st in stages {
+        let span = format!(
+            "{}-{}",
+            num(st.start_ms.map(|m| m / 1000.0)),
+            num(st.end_ms.map(|m| m / 1000.0))
         );
-        for st in stages {
-            let span = format!(
-                "{}-{}",
-                num(st.start_ms.map(|m| m / 1000.0)),
-                num(st.end_ms.map(|m| m / 1000.0))
-            );
-            let _ = writeln!(
-                out,
-                "    {:<2} {span:<21} {:>8} {:>9} {:>9} {:>9} {:>7}",
-                st.index.unwrap_or_default(),
-                count(st.tasks),
-                num(Some(st.throughput_per_s)),
-                num(st.duration_ms.as_ref().map(|d| d.p50)),
-                num(st.duration_ms.as_ref().map(|d| d.p95)),
-                count(st.errors()),
-            );
-        }
+        let number = st.index.unwrap_or_default() + 1;
+        let _ = writeln!(out, "    {number:<2} {span:<21} {}", part_figures(st));
     }
-    if let Some(jobs) = s.by_job.as_ref().filter(|j| !j.is_empty()) {
-        let _ = writeln!(
-            out,
-            "  by job      {:<16} {:>8} {:>9} {:>9} {:>9} {:>7}",
-            "job", "tasks", "per s", "p50 ms", "p95 ms", "errors"
-        );
-        for (key, j) in jobs {
-            let _ = writeln!(
-                out,
-                "    {key:<26} {:>8} {:>9} {:>9} {:>9} {:>7}",
-                count(j.tasks),
-                num(Some(j.throughput_per_s)),
-                num(j.duration_ms.as_ref().map(|d| d.p50)),
-                num(j.duration_ms.as_ref().map(|d| d.p95)),
-                count(j.errors()),
-            );
-        }
+}
+
+/// Each job's figures, by its key.
+fn by_job(out: &mut String, s: &Figures) {
+    let Some(jobs) = s.by_job.as_ref().filter(|j| !j.is_empty()) else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "  by job      {:<16} {:>8} {:>9} {:>9} {:>9} {:>7}",
+        "job", "tasks", "per s", "p50 ms", "p95 ms", "errors"
+    );
+    for (key, j) in jobs {
+        let _ = writeln!(out, "    {key:<26} {}", part_figures(j));
     }
+}
+
+/// The HTTP statuses and error codes counted, the first message of each code, and what
+/// failed the batch.
+fn outcomes(out: &mut String, b: &Report) {
+    let s = &b.summary;
     if !s.http_status.is_empty() {
-        let table = s
-            .http_status
-            .iter()
-            .map(|(k, v)| format!("{k}: {}", count(*v)));
-        let _ = writeln!(
-            out,
-            "  statuses    {}",
-            table.collect::<Vec<_>>().join("  ")
-        );
+        let _ = writeln!(out, "  statuses    {}", table(&s.http_status));
     }
     if !s.errors.is_empty() {
-        let table = s.errors.iter().map(|(k, v)| format!("{k}: {}", count(*v)));
-        let _ = writeln!(
-            out,
-            "  errors      {}",
-            table.collect::<Vec<_>>().join("  ")
-        );
+        let _ = writeln!(out, "  errors      {}", table(&s.errors));
         for line in first_errors(s) {
             let _ = writeln!(out, "    {line}");
         }
@@ -352,48 +351,57 @@ pub fn text(b: &Report) -> String {
             e.message
         );
     }
-    match &b.verdict {
-        Some(v) => {
-            let _ = writeln!(
-                out,
-                "  verdict     {}",
-                if v.passed { "PASSED" } else { "FAILED" }
-            );
-            for c in &v.checks {
-                let op = match (c.is_minimum(), c.passed) {
-                    (true, true) => ">=",
-                    (true, false) => "<",
-                    (false, true) => "<=",
-                    (false, false) => ">",
-                };
-                let detail = c
-                    .detail
-                    .as_deref()
-                    .map(|d| format!("  ({d})"))
-                    .unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "    [{}] {:<20} {} {op} {}{detail}",
-                    if c.passed { "ok" } else { "FAIL" },
-                    c.name,
-                    num(c.actual),
-                    num(Some(c.limit))
-                );
+}
+
+/// Counts by name on one line: `200: 3  503: 1`.
+fn table(counts: &BTreeMap<String, u64>) -> String {
+    let cells: Vec<String> = counts
+        .iter()
+        .map(|(k, v)| format!("{k}: {}", count(*v)))
+        .collect();
+    cells.join("  ")
+}
+
+/// Each threshold's check, or without thresholds whether every task succeeded.
+fn verdict(out: &mut String, b: &Report) {
+    let Some(v) = &b.verdict else {
+        let _ = writeln!(
+            out,
+            "  result      {}",
+            if b.passed() {
+                "PASSED (every task succeeded)"
+            } else {
+                "FAILED (not every task succeeded)"
             }
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "  result      {}",
-                if b.passed() {
-                    "PASSED (every task succeeded)"
-                } else {
-                    "FAILED (not every task succeeded)"
-                }
-            );
-        }
+        );
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "  verdict     {}",
+        if v.passed { "PASSED" } else { "FAILED" }
+    );
+    for c in &v.checks {
+        let op = match (is_minimum(c), c.passed) {
+            (true, true) => ">=",
+            (true, false) => "<",
+            (false, true) => "<=",
+            (false, false) => ">",
+        };
+        let detail = c
+            .detail
+            .as_deref()
+            .map(|d| format!("  ({d})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "    [{}] {:<20} {} {op} {}{detail}",
+            if c.passed { "ok" } else { "FAIL" },
+            c.name,
+            num(c.actual),
+            num(Some(c.limit))
+        );
     }
-    out
 }
 
 /// The first message of each error code, a line each.
@@ -558,5 +566,31 @@ mod tests {
         assert!(text.contains("quota (first): over quota"), "{text}");
         assert!(text.contains("[FAIL] p42_ms"), "{text}");
         assert!(junit(&report).contains("p42_ms: actual 12 against limit 10"));
+    }
+
+    #[test]
+    fn the_text_report_numbers_stages_from_1_as_the_page_does() {
+        let stage = |index: u32, start_ms: f64| {
+            serde_json::json!({
+                "index": index, "start_ms": start_ms, "end_ms": start_ms + 1000.0,
+                "tasks": 10, "succeeded": 10, "throughput_per_s": 10.0, "errors": {}
+            })
+        };
+        let answer = serde_json::json!({
+            "id": "b1", "status": "completed",
+            "summary": { "tasks": 30, "succeeded": 30,
+                "stages": [stage(0, 0.0), stage(1, 1000.0), stage(2, 2000.0)] }
+        });
+        let report: Report = serde_json::from_value(answer).expect("reads");
+        let text = text(&report);
+        let numbers: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("  stages"))
+            .skip(1)
+            .take(3)
+            .map(|l| l.split_whitespace().next().unwrap_or_default())
+            .collect();
+        assert_eq!(numbers, ["1", "2", "3"], "{text}");
+        assert!(text.contains("    1  0-1 "), "{text}");
     }
 }

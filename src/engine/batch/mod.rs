@@ -6,23 +6,31 @@
 //! - `tasks`: how the task records are kept (all of them, or sparse for a load run).
 //! - [`view`]: the batch as answers show it, and its completions for event streams.
 //! - [`stored`]: the batch as storage writes it and reads it back.
+//! - `signal`: how far the batch has come, and its followers' wake-up.
+//! - `deadlines`: how it stops (a stop reason, a client's cancel, its deadlines).
+//! - `finishing`: how it finishes once every task ended or was dropped.
+//! - `packing`: its summary while it runs, as stored, and packed once finished.
 
+mod deadlines;
+mod finishing;
+mod packing;
 pub mod parts;
 mod picture;
 pub mod rules;
 pub mod shard;
+mod signal;
 pub mod stored;
 mod tasks;
+#[cfg(test)]
+mod tests;
 pub mod view;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
@@ -30,10 +38,13 @@ use uuid::Uuid;
 
 use super::meter::Meter;
 use super::spec::{BatchSpec, Kind, Mode};
-use super::summary::{Summary, SummaryAcc};
+use super::summary::SummaryAcc;
 use super::task::{ErrorCode, NetTiming, TaskError, TaskOutput, TaskStatus, ms};
+use packing::SummaryState;
 pub use rules::{Rules, StopReason};
 pub use shard::{Checkpoint, Prior, ShardInfo, ShardStatus};
+pub use signal::Phase;
+use signal::Signal;
 pub use stored::{BatchMeta, BatchRecord};
 use tasks::{JobLabels, Tasks};
 pub use view::{BatchView, Events};
@@ -61,57 +72,6 @@ pub struct BatchError {
     pub index: Option<u32>,
     pub code: ErrorCode,
     pub message: String,
-}
-
-/// How far a batch has come, for whoever waits on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum Phase {
-    Running,
-    /// The answer condition is met (gather's first failure, wait's `return_when` or timeout).
-    Answered,
-    /// Every task ended.
-    Finished,
-}
-
-/// How far a batch has come, and a wake-up for whoever follows it, without an allocation:
-/// a watch channel was some 350 bytes, a good part of a small batch in flight.
-struct Signal {
-    /// A [`Phase`]; moves forward only.
-    phase: AtomicU8,
-    /// Woken when the phase moves and after each burst of ended tasks.
-    changed: Notify,
-}
-
-impl Signal {
-    fn new(phase: Phase) -> Signal {
-        Signal {
-            phase: AtomicU8::new(phase as u8),
-            changed: Notify::new(),
-        }
-    }
-
-    fn phase(&self) -> Phase {
-        match self.phase.load(Ordering::Acquire) {
-            0 => Phase::Running,
-            1 => Phase::Answered,
-            _ => Phase::Finished,
-        }
-    }
-
-    /// Resolves once the phase is `at` or later.
-    async fn reached(&self, at: Phase) {
-        loop {
-            // Registered before the phase is read, so a move in between is not missed.
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if self.phase() >= at {
-                return;
-            }
-            changed.await;
-        }
-    }
 }
 
 /// How one task ended, as the runner reports it.
@@ -190,28 +150,6 @@ pub struct Batch {
     shards: Mutex<Vec<ShardInfo>>,
     /// A load run whose summary breaks down by job or stage: where each task counts.
     placing: Option<parts::Placing>,
-}
-
-/// The summary: accumulated here while the batch runs, or as storage gave it. A finished
-/// summary is boxed: inline, it made every running batch as large as a finished one (the
-/// enum is the size of its largest variant), 240 bytes more than its live totals.
-// The live totals stay inline: every batch in flight has them, and boxing them would cost it
-// an allocation to save a finished batch a few hundred bytes.
-#[allow(clippy::large_enum_variant)]
-enum SummaryState {
-    Live(SummaryAcc),
-    /// Read back from storage, with the batch's stored `wall_ms`.
-    Stored(Box<Summary>, Option<f64>),
-    /// Finished: the summary as it ended, and the totals packed (HDR's compact form, a few
-    /// hundred bytes where the live histograms of a batch of 10 ms tasks hold some 80 KB),
-    /// unpacked for its last checkpoint or when the page asks for them. memory:// keeps every
-    /// batch, and 1,000 clients keep thousands of finished batches waiting for their last
-    /// write to SQLite.
-    Packed {
-        summary: Box<Summary>,
-        wall_ms: Option<f64>,
-        totals: Box<str>,
-    },
 }
 
 struct State {
@@ -322,19 +260,6 @@ impl Batch {
         &self.no_more
     }
 
-    /// Starts no more tasks; those running go on to their end. The tasks never started end
-    /// as `reason` says once the batch finishes (the first reason given wins).
-    pub fn stop_starting(&self, reason: StopReason) {
-        {
-            let mut st = self.state.lock();
-            if st.finished_at.is_some() {
-                return;
-            }
-            st.stop_reason.get_or_insert(reason);
-        }
-        self.no_more.cancel();
-    }
-
     pub fn status(&self) -> BatchStatus {
         self.state.lock().status
     }
@@ -405,7 +330,7 @@ impl Batch {
             recorded +=
                 usize::from(self.task_ended(&mut st, e.index, e.started, e.ended, e.outcome));
         }
-        self.tell_ended();
+        self.signal.tell();
         // Once per burst: the gauge is shared by every thread.
         self.meter.tasks_ended(recorded);
     }
@@ -443,7 +368,7 @@ impl Batch {
             self.cancel.cancel();
         }
         if decided.answers {
-            self.advance(Phase::Answered);
+            self.signal.advance(Phase::Answered);
         }
         true
     }
@@ -524,124 +449,6 @@ impl Batch {
         }
     }
 
-    /// Stops every unfinished task: the runner drops their futures; `Batch::finish` then
-    /// records them according to `reason`. The first reason given wins.
-    pub fn stop(&self, reason: StopReason) {
-        {
-            let mut st = self.state.lock();
-            if st.finished_at.is_some() {
-                return;
-            }
-            st.stop_reason.get_or_insert(reason);
-        }
-        self.cancel.cancel();
-    }
-
-    /// Marks the batch cancelled by a client (DELETE), then stops it.
-    pub fn cancel_by_client(&self) {
-        {
-            let mut st = self.state.lock();
-            if st.finished_at.is_some() {
-                return;
-            }
-            st.status = BatchStatus::Cancelled;
-            st.stop_reason.get_or_insert(StopReason::Cancelled);
-        }
-        self.cancel.cancel();
-    }
-
-    /// The batch's `timeout_ms` passed: answers or fails it as its rules say, and returns how
-    /// its unfinished tasks are to be stopped, if they are ([`Batch::stop`], left to the
-    /// caller so that an answer can be read first).
-    #[must_use]
-    pub(crate) fn deadline_passed(&self, timeout: Duration) -> Option<StopReason> {
-        self.apply_deadline(self.rules.on_deadline(self.mode), timeout)
-    }
-
-    /// The server's `--max-batch-duration` passed: whatever still runs is to end
-    /// `timed_out`, in either mode.
-    #[must_use]
-    pub(crate) fn server_limit_passed(&self, limit: Duration) -> Option<StopReason> {
-        self.apply_deadline(self.rules.on_server_limit(self.mode), limit)
-    }
-
-    fn apply_deadline(&self, decided: rules::OnDeadline, after: Duration) -> Option<StopReason> {
-        if decided.fails_batch {
-            let mut st = self.state.lock();
-            if st.status == BatchStatus::Running {
-                st.status = BatchStatus::Failed;
-                st.error = Some(BatchError {
-                    index: None,
-                    code: ErrorCode::Timeout,
-                    message: format!("the batch deadline of {} ms passed", after.as_millis()),
-                });
-            }
-        }
-        if decided.answers {
-            self.advance(Phase::Answered);
-        }
-        decided.stops
-    }
-
-    /// Every task ended or was dropped: record the dropped ones, close the batch.
-    pub(crate) fn finish(&self) {
-        {
-            let mut st = self.state.lock();
-            let reason = st.stop_reason;
-            let now = Instant::now();
-            let unfinished = st.tasks.unfinished();
-            let status = rules::stopped_status(reason);
-            let mut were_running = 0;
-            for index in unfinished {
-                let error = match status {
-                    TaskStatus::TimedOut => {
-                        TaskError::new(ErrorCode::Timeout, "the batch deadline passed")
-                    }
-                    TaskStatus::Interrupted => {
-                        TaskError::new(ErrorCode::Interrupted, "the process running it stopped")
-                    }
-                    _ => TaskError::new(ErrorCode::Cancelled, "cancelled"),
-                };
-                // A task that never started has no duration; one that ran is timed to now.
-                let span = st
-                    .clock
-                    .and_then(|clock| st.tasks.started_at(index, clock))
-                    .map(|started| (started, now));
-                let attempts = u32::from(span.is_some());
-                were_running += attempts as usize;
-                let outcome = Outcome {
-                    attempts,
-                    output: None,
-                    error: Some(error),
-                    net: None,
-                };
-                let warmup = st.tasks.is_warmup(index);
-                self.end_task(&mut st, index, status, span, warmup, outcome);
-            }
-            self.meter.tasks_ended(were_running);
-            st.finished_at = Some(Utc::now());
-            self.tell_ended();
-            st.status = rules::final_status(st.status, reason);
-            // Nothing is counted any more: what stays of the totals, kept in memory (memory://)
-            // or waiting for its last write, is packed.
-            st.pack();
-            if st.clock.is_some() {
-                self.meter.batch_finished(self.mode, st.status);
-            }
-        }
-        self.advance(Phase::Finished);
-    }
-
-    fn advance(&self, to: Phase) {
-        if self.signal.phase.fetch_max(to as u8, Ordering::AcqRel) < to as u8 {
-            self.signal.changed.notify_waiters();
-        }
-    }
-
-    fn tell_ended(&self) {
-        self.signal.changed.notify_waiters();
-    }
-
     pub fn rules(&self) -> Rules {
         self.rules.clone()
     }
@@ -704,52 +511,5 @@ impl State {
             };
             end.saturating_duration_since(first)
         })
-    }
-
-    /// `wall_ms` as shown: measured while the batch lives here, as stored once read back.
-    fn wall_ms(&self, wall: Option<Duration>) -> Option<f64> {
-        match &self.summary {
-            SummaryState::Stored(_, wall_ms) | SummaryState::Packed { wall_ms, .. } => *wall_ms,
-            SummaryState::Live(_) => wall.map(ms),
-        }
-    }
-
-    /// The summary; its throughput counts from the first task after the warm-up.
-    fn summary(&self, wall: Option<Duration>) -> Summary {
-        match &self.summary {
-            SummaryState::Live(acc) => {
-                let measured = match (self.measured_from, self.first_start) {
-                    (Some(from), Some(first)) if from > first => {
-                        wall.map(|w| w.saturating_sub(from - first))
-                    }
-                    _ => wall,
-                };
-                acc.summary(measured)
-            }
-            SummaryState::Stored(summary, _) | SummaryState::Packed { summary, .. } => {
-                Summary::clone(summary)
-            }
-        }
-    }
-
-    /// Once finished, fixes the summary and packs the totals (see [`SummaryState::Packed`]).
-    fn pack(&mut self) {
-        if self.finished_at.is_none() {
-            return;
-        }
-        let SummaryState::Live(acc) = &mut self.summary else {
-            return;
-        };
-        // The figures and the stored totals below read the same histograms: made once.
-        acc.settle();
-        let Ok(totals) = serde_json::to_string(acc) else {
-            return;
-        };
-        let wall = self.wall();
-        self.summary = SummaryState::Packed {
-            summary: Box::new(self.summary(wall)),
-            wall_ms: self.wall_ms(wall),
-            totals: totals.into_boxed_str(),
-        };
     }
 }

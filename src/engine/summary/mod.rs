@@ -63,6 +63,47 @@ fn add_counts<K: Ord + Copy>(mine: &mut BTreeMap<K, u64>, theirs: &BTreeMap<K, u
     }
 }
 
+fn add_statuses(mine: &mut [u64; 7], theirs: &[u64; 7]) {
+    for (m, t) in mine.iter_mut().zip(theirs) {
+        *m += t;
+    }
+}
+
+/// What the batch's totals and each part's (a job's, a stage's) count alike for an ended
+/// task, borrowed from either's own fields so that their stored forms stay as they are.
+struct Tally<'a> {
+    by_status: &'a mut [u64; 7],
+    /// Durations of the tasks that reached their target.
+    durations: &'a mut Timings,
+    http_status: &'a mut BTreeMap<u16, u64>,
+    errors: &'a mut BTreeMap<ErrorCode, u64>,
+}
+
+impl Tally<'_> {
+    /// Counts one ended task (`duration` when it had started); returns the duration counted,
+    /// when it reached its target.
+    fn record(
+        self,
+        status: TaskStatus,
+        duration: Option<Duration>,
+        output: Option<&TaskOutput>,
+        error: Option<&TaskError>,
+    ) -> Option<Duration> {
+        self.by_status[status_slot(status)] += 1;
+        let counted = duration.filter(|_| error.is_none_or(TaskError::reached_target));
+        if let Some(d) = counted {
+            self.durations.record(d);
+        }
+        if let Some(TaskOutput::Http(out)) = output {
+            *self.http_status.entry(out.status).or_default() += 1;
+        }
+        if let Some(e) = error {
+            *self.errors.entry(e.code).or_default() += 1;
+        }
+        counted
+    }
+}
+
 /// `n` per second of `wall`, to a tenth.
 fn per_second(n: u64, wall: Option<Duration>) -> f64 {
     match wall {
@@ -138,18 +179,12 @@ impl SummaryAcc {
     /// Adds another accumulator's totals (another shard of the same batch).
     pub fn merge(&mut self, other: &SummaryAcc) {
         self.tasks += other.tasks;
-        for (mine, theirs) in self.by_status.iter_mut().zip(other.by_status) {
-            *mine += theirs;
-        }
+        add_statuses(&mut self.by_status, &other.by_status);
         self.durations.merge(&other.durations);
         self.succeeded.merge(&other.succeeded);
         self.ttfb.merge(&other.ttfb);
-        for (code, n) in &other.http_status {
-            *self.http_status.entry(*code).or_default() += n;
-        }
-        for (code, n) in &other.errors {
-            *self.errors.entry(*code).or_default() += n;
-        }
+        add_counts(&mut self.http_status, &other.http_status);
+        add_counts(&mut self.errors, &other.errors);
         for (code, message) in &other.first_errors {
             self.first_errors
                 .entry(*code)
@@ -296,24 +331,24 @@ impl SummaryAcc {
         output: Option<&TaskOutput>,
         error: Option<&TaskError>,
     ) {
-        self.by_status[status_slot(status)] += 1;
+        let tally = Tally {
+            by_status: &mut self.by_status,
+            durations: &mut self.durations,
+            http_status: &mut self.http_status,
+            errors: &mut self.errors,
+        };
+        let counted = tally.record(status, duration, output, error);
         if duration.is_none() && status == TaskStatus::TimedOut {
             self.never_started += 1;
         }
-        let reached = error.is_none_or(TaskError::reached_target);
-        if let (Some(d), true) = (duration, reached) {
-            self.durations.record(d);
-            if status == TaskStatus::Succeeded {
-                self.succeeded.record(d);
-            }
+        if let (Some(d), TaskStatus::Succeeded) = (counted, status) {
+            self.succeeded.record(d);
         }
         if let Some(TaskOutput::Http(out)) = output {
-            *self.http_status.entry(out.status).or_default() += 1;
             self.ttfb
                 .record(Duration::from_micros((out.ttfb_ms * 1000.0) as u64));
         }
         if let Some(e) = error {
-            *self.errors.entry(e.code).or_default() += 1;
             self.first_errors
                 .entry(e.code)
                 .or_insert_with(|| e.message.clone());

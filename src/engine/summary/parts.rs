@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::timings::Timings;
-use super::{JobSummary, StageSummary, add_counts, per_second, status_slot};
+use super::{JobSummary, StageSummary, Tally, add_counts, add_statuses, per_second, status_slot};
 use crate::engine::task::{ErrorCode, TaskError, TaskOutput, TaskStatus};
 
 /// The totals behind `by_job` and `stages`.
@@ -42,9 +42,7 @@ impl PartAcc {
     }
 
     pub(super) fn merge(&mut self, other: &PartAcc) {
-        for (mine, theirs) in self.by_status.iter_mut().zip(other.by_status) {
-            *mine += theirs;
-        }
+        add_statuses(&mut self.by_status, &other.by_status);
         self.durations.merge(&other.durations);
         add_counts(&mut self.http_status, &other.http_status);
         add_counts(&mut self.errors, &other.errors);
@@ -57,16 +55,13 @@ impl PartAcc {
         output: Option<&TaskOutput>,
         error: Option<&TaskError>,
     ) {
-        self.by_status[status_slot(status)] += 1;
-        if let (Some(d), true) = (duration, error.is_none_or(TaskError::reached_target)) {
-            self.durations.record(d);
-        }
-        if let Some(TaskOutput::Http(out)) = output {
-            *self.http_status.entry(out.status).or_default() += 1;
-        }
-        if let Some(e) = error {
-            *self.errors.entry(e.code).or_default() += 1;
-        }
+        let tally = Tally {
+            by_status: &mut self.by_status,
+            durations: &mut self.durations,
+            http_status: &mut self.http_status,
+            errors: &mut self.errors,
+        };
+        tally.record(status, duration, output, error);
     }
 
     pub(super) fn count(&self, status: TaskStatus) -> u64 {

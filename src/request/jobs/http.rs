@@ -10,57 +10,45 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::super::{FieldError, Limits, MAX_REDIRECTS};
-use super::RetriesRequest;
 use crate::engine::spec::{ClientCert, ExpectStatus, HttpJob, HttpVersion, TlsOptions};
 use crate::engine::template::{HttpTemplates, Template};
 
-/// An HTTP request.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HttpJobRequest {
-    /// Echoed back in the result.
-    #[schema(max_length = 256)]
-    pub id: Option<String>,
-    /// Per attempt; default and upper bound: the server's `--max-job-timeout`.
-    #[schema(minimum = 1, maximum = 86_400_000)]
-    pub timeout_ms: Option<u64>,
-    pub retries: Option<RetriesRequest>,
-    /// In a load run, this job's share of the tasks: a cycle of the jobs holds it `weight`
-    /// times (smooth weighted round robin). Default 1; ignored without `load`.
-    #[schema(minimum = 1, maximum = 1000, example = json!(null))]
-    pub weight: Option<u32>,
-    /// Default `GET`.
-    #[schema(example = "GET")]
-    pub method: Option<String>,
-    /// `http` or `https`.
-    #[schema(
-        example = "http://127.0.0.1:3000/health",
-        pattern = "^[hH][tT][tT][pP][sS]?://[^/?#@]+"
-    )]
-    pub url: String,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Request body as text.
-    pub body: Option<String>,
-    /// Request body as base64 (instead of `body`).
-    pub body_base64: Option<String>,
-    /// Statuses that count as success: codes (`201`), classes (`"2xx"`), or `"any"`.
-    /// Default 200–399.
-    #[schema(schema_with = expect_status_schema, example = json!(["2xx", 304]))]
-    pub expect_status: Option<ExpectStatusRequest>,
-    /// Most body bytes kept; the rest is dropped and `truncated` set. Capped by the server.
-    pub max_response_bytes: Option<u64>,
-    /// Redirect hops to follow. Default 0: a 3xx is the answer.
-    #[serde(default)]
-    #[schema(maximum = 20)]
-    pub follow_redirects: u32,
-    /// How `https` connections are made: trust, client certificate, server name.
-    pub tls: Option<TlsRequest>,
-    /// `auto` (default: HTTP/2 when the server offers it in the TLS handshake, else
-    /// HTTP/1.1), `1.1`, or `2` (on `http`, with prior knowledge).
-    pub http_version: Option<HttpVersion>,
-    /// Default true. `false`: a new connection for every request (and attempt).
-    pub keep_alive: Option<bool>,
+job_request! {
+    /// An HTTP request.
+    pub struct HttpJobRequest {
+        /// Default `GET`.
+        #[schema(example = "GET")]
+        pub method: Option<String>,
+        /// `http` or `https`.
+        #[schema(
+            example = "http://127.0.0.1:3000/health",
+            pattern = "^[hH][tT][tT][pP][sS]?://[^/?#@]+"
+        )]
+        pub url: String,
+        #[serde(default)]
+        pub headers: BTreeMap<String, String>,
+        /// Request body as text.
+        pub body: Option<String>,
+        /// Request body as base64 (instead of `body`).
+        pub body_base64: Option<String>,
+        /// Statuses that count as success: codes (`201`), classes (`"2xx"`), or `"any"`.
+        /// Default 200–399.
+        #[schema(schema_with = expect_status_schema, example = json!(["2xx", 304]))]
+        pub expect_status: Option<ExpectStatusRequest>,
+        /// Most body bytes kept; the rest is dropped and `truncated` set. Capped by the server.
+        pub max_response_bytes: Option<u64>,
+        /// Redirect hops to follow. Default 0: a 3xx is the answer.
+        #[serde(default)]
+        #[schema(maximum = 20)]
+        pub follow_redirects: u32,
+        /// How `https` connections are made: trust, client certificate, server name.
+        pub tls: Option<TlsRequest>,
+        /// `auto` (default: HTTP/2 when the server offers it in the TLS handshake, else
+        /// HTTP/1.1), `1.1`, or `2` (on `http`, with prior knowledge).
+        pub http_version: Option<HttpVersion>,
+        /// Default true. `false`: a new connection for every request (and attempt).
+        pub keep_alive: Option<bool>,
+    }
 }
 
 /// An HTTP job's TLS options.
@@ -141,83 +129,11 @@ impl HttpJobRequest {
         let mut err = |field: &str, message: String| {
             errors.push(FieldError::new(format!("{at}.{field}"), message));
         };
-        let method = match &self.method {
-            None => http::Method::GET,
-            Some(m) => match http::Method::from_str(&m.to_ascii_uppercase()) {
-                Ok(m) => m,
-                Err(_) => {
-                    err("method", format!("not an HTTP method: {m:?}"));
-                    http::Method::GET
-                }
-            },
-        };
-        let url = match url::Url::parse(&self.url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
-            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-                err(
-                    "url",
-                    format!("scheme must be http or https, not {:?}", u.scheme()),
-                );
-                None
-            }
-            Ok(_) => {
-                err("url", "the URL has no host".into());
-                None
-            }
-            Err(e) => {
-                err("url", format!("not a valid URL: {e}"));
-                None
-            }
-        };
-        let mut headers = http::HeaderMap::new();
-        for (name, value) in &self.headers {
-            match (
-                http::HeaderName::from_str(name),
-                http::HeaderValue::from_str(value),
-            ) {
-                // Names differ only in case are one header twice (RFC 9110, section 5.1), which
-                // a server must refuse: say so here instead of sending both.
-                (Ok(n), Ok(_)) if headers.contains_key(&n) => err(
-                    &format!("headers.{name}"),
-                    format!("repeats the header {n} (header names are case-insensitive)"),
-                ),
-                (Ok(n), Ok(v)) => {
-                    headers.append(n, v);
-                }
-                (Err(_), _) => err(&format!("headers.{name}"), "not a valid header name".into()),
-                (_, Err(_)) => err(
-                    &format!("headers.{name}"),
-                    "not a valid header value".into(),
-                ),
-            }
-        }
-        let body = match (&self.body, &self.body_base64) {
-            (Some(_), Some(_)) => {
-                err("body_base64", "give body or body_base64, not both".into());
-                bytes::Bytes::new()
-            }
-            (Some(text), None) => bytes::Bytes::from(text.clone()),
-            (None, Some(b64)) => match base64::engine::general_purpose::STANDARD.decode(b64) {
-                Ok(raw) => bytes::Bytes::from(raw),
-                Err(e) => {
-                    err("body_base64", format!("not valid base64: {e}"));
-                    bytes::Bytes::new()
-                }
-            },
-            (None, None) => bytes::Bytes::new(),
-        };
-        let expect_status = match &self.expect_status {
-            None => ExpectStatus::default(),
-            Some(ExpectStatusRequest::One(m)) => parse_expect(std::slice::from_ref(m))
-                .unwrap_or_else(|m| {
-                    err("expect_status", m);
-                    ExpectStatus::default()
-                }),
-            Some(ExpectStatusRequest::Many(ms)) => parse_expect(ms).unwrap_or_else(|m| {
-                err("expect_status", m);
-                ExpectStatus::default()
-            }),
-        };
+        let method = self.method(&mut err);
+        let url = self.url(&mut err);
+        let headers = self.headers(&mut err);
+        let body = self.body(&mut err);
+        let expect_status = self.expect_status(&mut err);
         if self.follow_redirects > MAX_REDIRECTS {
             err("follow_redirects", format!("at most {MAX_REDIRECTS}"));
         }
@@ -243,6 +159,96 @@ impl HttpJobRequest {
             version: self.http_version.unwrap_or_default(),
             keep_alive: self.keep_alive.unwrap_or(true),
             templates: templates.map(Arc::new),
+        })
+    }
+
+    /// `method`, `GET` when absent.
+    fn method(&self, err: &mut impl FnMut(&str, String)) -> http::Method {
+        let Some(m) = &self.method else {
+            return http::Method::GET;
+        };
+        http::Method::from_str(&m.to_ascii_uppercase()).unwrap_or_else(|_| {
+            err("method", format!("not an HTTP method: {m:?}"));
+            http::Method::GET
+        })
+    }
+
+    /// `url`: absolute, `http` or `https`, with a host.
+    fn url(&self, err: &mut impl FnMut(&str, String)) -> Option<url::Url> {
+        match url::Url::parse(&self.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                err(
+                    "url",
+                    format!("scheme must be http or https, not {:?}", u.scheme()),
+                );
+                None
+            }
+            Ok(_) => {
+                err("url", "the URL has no host".into());
+                None
+            }
+            Err(e) => {
+                err("url", format!("not a valid URL: {e}"));
+                None
+            }
+        }
+    }
+
+    fn headers(&self, err: &mut impl FnMut(&str, String)) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in &self.headers {
+            match (
+                http::HeaderName::from_str(name),
+                http::HeaderValue::from_str(value),
+            ) {
+                // Names differ only in case are one header twice (RFC 9110, section 5.1), which
+                // a server must refuse: say so here instead of sending both.
+                (Ok(n), Ok(_)) if headers.contains_key(&n) => err(
+                    &format!("headers.{name}"),
+                    format!("repeats the header {n} (header names are case-insensitive)"),
+                ),
+                (Ok(n), Ok(v)) => {
+                    headers.append(n, v);
+                }
+                (Err(_), _) => err(&format!("headers.{name}"), "not a valid header name".into()),
+                (_, Err(_)) => err(
+                    &format!("headers.{name}"),
+                    "not a valid header value".into(),
+                ),
+            }
+        }
+        headers
+    }
+
+    /// `body` or `body_base64`, decoded; empty when neither is given.
+    fn body(&self, err: &mut impl FnMut(&str, String)) -> bytes::Bytes {
+        match (&self.body, &self.body_base64) {
+            (Some(_), Some(_)) => {
+                err("body_base64", "give body or body_base64, not both".into());
+                bytes::Bytes::new()
+            }
+            (Some(text), None) => bytes::Bytes::from(text.clone()),
+            (None, Some(b64)) => match base64::engine::general_purpose::STANDARD.decode(b64) {
+                Ok(raw) => bytes::Bytes::from(raw),
+                Err(e) => {
+                    err("body_base64", format!("not valid base64: {e}"));
+                    bytes::Bytes::new()
+                }
+            },
+            (None, None) => bytes::Bytes::new(),
+        }
+    }
+
+    fn expect_status(&self, err: &mut impl FnMut(&str, String)) -> ExpectStatus {
+        let parsed = match &self.expect_status {
+            None => return ExpectStatus::default(),
+            Some(ExpectStatusRequest::One(m)) => parse_expect(std::slice::from_ref(m)),
+            Some(ExpectStatusRequest::Many(ms)) => parse_expect(ms),
+        };
+        parsed.unwrap_or_else(|m| {
+            err("expect_status", m);
+            ExpectStatus::default()
         })
     }
 

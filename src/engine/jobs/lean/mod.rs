@@ -21,11 +21,13 @@
 //! connection's use (`Content-Length`, `Transfer-Encoding`, `Connection`, `Upgrade`, `TE`,
 //! `Expect`) go through the general path.
 //!
+//! - `answer`: what an exchange gives back on either version: a response, or a redirect.
 //! - `h1`: the answer's framing, read without I/O.
 //! - `multiplexed`: one exchange on an HTTP/2 connection.
 //! - `pool`: the batch's origins, the connection each slot keeps, the shared HTTP/2 ones.
 //! - here: a request written out once per job, and one exchange on an HTTP/1 connection.
 
+mod answer;
 mod h1;
 mod multiplexed;
 mod pool;
@@ -34,7 +36,7 @@ mod wire;
 use std::time::Instant;
 
 use bytes::Buf;
-use http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use http::{HeaderName, Method, StatusCode, header};
 use tokio::io::AsyncWriteExt;
 
 use super::Failure;
@@ -44,6 +46,7 @@ use crate::engine::task::{
     ErrorCode, HttpOutput, HttpVersionName, NetTiming, PhaseClock, TaskOutput, ms,
 };
 use crate::guard::NetGuard;
+use answer::{Body, Redirect, Response};
 use h1::{Asked, Event, Invalid, Reader};
 use pool::{Conn, Origins};
 pub use pool::{Dialling, Slot};
@@ -191,71 +194,6 @@ enum Exchange {
     Done(Response),
 }
 
-/// A redirect response's status and `Location`, which names a URL the job's own resolves.
-pub(super) struct Redirect {
-    status: StatusCode,
-    location: Box<str>,
-}
-
-impl Redirect {
-    /// `None` when the job does not follow redirects or `location` names no URL: the
-    /// response is then the answer.
-    pub(super) fn of(job: &HttpJob, status: StatusCode, location: &str) -> Option<Redirect> {
-        (job.follow_redirects > 0 && status.is_redirection() && job.url.join(location).is_ok())
-            .then(|| Redirect {
-                status,
-                location: location.into(),
-            })
-    }
-
-    /// The request it asks for, from task `seq`'s rendered request: a relative `Location`
-    /// resolves against the URL that was sent, and a 307 or 308 sends the same body again.
-    fn hop(&self, job: &HttpJob, seq: u64) -> Option<Hop> {
-        Hop::rendered(job, seq).next(self.status, &self.location)
-    }
-}
-
-/// The target's response, read.
-struct Response {
-    status: StatusCode,
-    /// Kept when the response will be shown.
-    headers: Option<HeaderMap>,
-    body: Body,
-    /// Read to its end, and the connection may carry the next request.
-    reusable: bool,
-    ttfb: std::time::Duration,
-}
-
-/// A response's body as it is read: counted, and kept up to the job's cap when it will be
-/// shown.
-struct Body {
-    shown: bool,
-    cap: usize,
-    kept: Vec<u8>,
-    bytes: usize,
-    truncated: bool,
-}
-
-impl Body {
-    /// Adds the next piece of the body; `false` once the body is longer than the cap.
-    fn append(&mut self, data: &[u8]) -> bool {
-        let room = self.cap - self.bytes;
-        if data.len() > room {
-            if self.shown {
-                self.kept.extend_from_slice(&data[..room]);
-            }
-            self.bytes = self.cap;
-            self.truncated = true;
-            return false;
-        }
-        self.bytes += data.len();
-        if self.shown {
-            self.kept.extend_from_slice(data);
-        }
-        true
-    }
-}
-
 /// Sends the job's request on `conn` and reads its response (keeping the body only when
 /// `results` will show it).
 async fn exchange(
@@ -274,11 +212,7 @@ async fn exchange(
     // idempotent request may go again on a new one (RFC 9110, section 9.2.2); any other fails,
     // as part of it may have been taken.
     let again = reused && idempotent(&job.method);
-    // TLS holds what is written until flushed.
-    let sent = match conn.stream.write_all(request).await {
-        Ok(()) => conn.stream.flush().await,
-        Err(e) => Err(e),
-    };
+    let sent = send(conn, request).await;
     clock.mark(NetTiming::SEND);
     if let Err(e) = sent {
         return if again {
@@ -344,13 +278,7 @@ async fn exchange(
     {
         return Exchange::Redirect(redirect);
     }
-    let mut body = Body {
-        shown: head.headers.is_some(),
-        cap: job.max_response_bytes as usize,
-        kept: Vec::new(),
-        bytes: 0,
-        truncated: false,
-    };
+    let mut body = Body::new(head.headers.is_some(), job.max_response_bytes as usize);
     let complete = read_body(conn, &mut reader, &mut body).await;
     clock.mark(NetTiming::RECEIVE);
     let complete = match complete {
@@ -365,6 +293,13 @@ async fn exchange(
         reusable: complete && head.keep_alive && conn.buf.is_empty() && job.keep_alive,
         ttfb,
     })
+}
+
+/// Writes `request` out on `conn`.
+async fn send(conn: &mut Conn, request: &[u8]) -> std::io::Result<()> {
+    conn.stream.write_all(request).await?;
+    // TLS holds what is written until flushed.
+    conn.stream.flush().await
 }
 
 /// Reads the body the reader delimits into `body`: `Ok(true)` when read to its end,
@@ -427,13 +362,9 @@ pub async fn run(
     // HTTP/2 when the job asks for it or the origin agreed to it (`None`: not known yet, the
     // handshake decides). A slot holding a connection to the origin knows it speaks HTTP/1,
     // without asking the pool (a lock every slot shares).
-    let h2 = if slot.holds(origin) {
-        Some(false)
-    } else {
-        origins.speaks_h2(origin, job)
-    };
+    let h2 = !slot.holds(origin) && origins.speaks_h2(origin, job) != Some(false);
     let mut made = None;
-    if h2 != Some(false) {
+    if h2 {
         let conn = if job.keep_alive {
             Box::pin(origins.h2(origin, job, clock, &mut made))
                 .await?
@@ -473,11 +404,7 @@ pub async fn run(
     if let Some(wire) = &request.wire {
         wire.render(job, seq, &mut rendered, &mut body);
     }
-    let mut idle = made.map(|conn| (conn, false)).or_else(|| {
-        slot.connection_to(origin)
-            .or_else(|| origins.idle(origin))
-            .map(|conn| (conn, true))
-    });
+    let mut idle = first_connection(made, slot, origins, origin);
     let (conn, response) = loop {
         let (mut conn, reused) = match idle.take() {
             Some(held) => held,
@@ -512,8 +439,29 @@ pub async fn run(
         slot.keep(origins, origin, conn);
     }
     (slot.rendered, slot.body) = (rendered, body);
+    outcome(job, h1_output(response))
+}
+
+/// The connection an HTTP/1 request tries first, and whether it carried requests before: one
+/// just made (the origin answered an HTTP/2 try with HTTP/1), else the slot's own, else one
+/// the batch holds idle; `None`: a new one is dialled.
+fn first_connection(
+    made: Option<Conn>,
+    slot: &mut Slot,
+    origins: &Origins,
+    origin: &str,
+) -> Option<(Conn, bool)> {
+    made.map(|conn| (conn, false)).or_else(|| {
+        slot.connection_to(origin)
+            .or_else(|| origins.idle(origin))
+            .map(|conn| (conn, true))
+    })
+}
+
+/// An HTTP/1 response as the task's output: whole when it will be shown, else counted.
+fn h1_output(response: Response) -> HttpOutput {
     let body = response.body;
-    let out = match response.headers {
+    let mut out = match response.headers {
         Some(headers) => response_output(
             response.status,
             &headers,
@@ -532,9 +480,8 @@ pub async fn run(
             version: None,
         },
     };
-    let mut out = out;
     out.version = Some(HttpVersionName::Http1);
-    outcome(job, out)
+    out
 }
 
 /// The hops after a redirect: they go the general way, each checked by the guard again, and

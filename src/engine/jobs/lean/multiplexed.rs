@@ -92,13 +92,7 @@ pub(super) async fn exchange(
         return Ok(Answer::Redirect(redirect));
     }
     let shown = results.shows(!job.expect_status.accepts(status.as_u16()));
-    let mut body = Body {
-        shown,
-        cap: job.max_response_bytes as usize,
-        kept: Vec::new(),
-        bytes: 0,
-        truncated: false,
-    };
+    let mut body = Body::new(shown, job.max_response_bytes as usize);
     while let Some(chunk) = incoming.data().await {
         let chunk = chunk.map_err(|e| failed_in_body(format!("reading the answer: {e}")))?;
         // Lets the server send as much again.

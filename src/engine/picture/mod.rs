@@ -1,0 +1,523 @@
+//! What the page draws of a batch, sized by pixels rather than tasks: when its tasks started
+//! and ended (time bins kept with the summary's totals), and its latency distribution (the
+//! summary's HDR histograms as log-spaced buckets and a percentile spectrum).
+//!
+//! - `bins`: the time bins a batch keeps with its totals.
+//! - `latency`: a latency figure's distribution.
+
+mod bins;
+mod latency;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::engine::spec::ResultsMode;
+use crate::engine::task::{TaskRecord, TaskStatus};
+pub use bins::TimeBins;
+pub use latency::{Latency, LatencyBucket, PercentilePoint, latency};
+
+/// `GET /batches/{id}/timeline`: when tasks started and ended in a window of the run.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Timeline {
+    /// The run's time origin: the batch's `started_at`. Every `_ms` below counts from it.
+    #[serde(serialize_with = "crate::engine::task::micros_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<DateTime<Utc>>,
+    /// The run so far: its wall time once finished, the time since its start while it runs.
+    pub span_ms: f64,
+    pub from_ms: f64,
+    pub to_ms: f64,
+    /// The bins' width: as asked, or the finest the batch recorded when that is coarser.
+    pub bin_ms: f64,
+    pub bins: Vec<TimeBin>,
+    /// Tasks that started in the window.
+    pub tasks_in_window: u64,
+    /// Most task rows an answer carries.
+    pub row_limit: usize,
+    /// Which tasks have rows: `all`, `errors` (only failed ones) or `none`.
+    pub results: ResultsMode,
+    /// The window's tasks that have rows, by start; null when more than `row_limit` started
+    /// in it (zoom in).
+    pub tasks: Option<Vec<TaskBar>>,
+}
+
+/// One bin of a timeline.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TimeBin {
+    pub start_ms: f64,
+    pub started: u64,
+    pub ended: u64,
+    /// Running at the bin's end.
+    pub in_flight: u64,
+    /// Tasks that ended failed or timed out in it.
+    pub errors: u64,
+}
+
+/// One task of a timeline's window, as a waterfall draws it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TaskBar {
+    pub index: u32,
+    pub id: Option<String>,
+    pub status: TaskStatus,
+    pub start_ms: f64,
+    /// Null while it runs.
+    pub end_ms: Option<f64>,
+    pub queued_ms: Option<f64>,
+    pub http_status: Option<u16>,
+    pub reused: Option<bool>,
+    pub warmup: bool,
+    #[schema(value_type = Option<crate::engine::task::Phases>)]
+    pub phases: Option<crate::engine::task::Phases>,
+    #[schema(value_type = Option<crate::engine::task::TaskError>)]
+    pub error: Option<crate::engine::task::TaskError>,
+}
+
+/// Most task rows a timeline answer carries.
+pub const ROW_LIMIT: usize = 2000;
+/// Most bins a timeline answer has.
+pub const MAX_ANSWER_BINS: usize = 2000;
+
+/// Most rows a timeline counts its bins from (exact at any zoom); past them it counts from
+/// the recorded bins.
+pub const COUNTED_ROWS: usize = ROW_LIMIT * 8;
+
+/// What a timeline is made from: the batch's time bins, its task rows, when it started.
+pub struct TimelineInput<'a> {
+    pub started_at: Option<DateTime<Utc>>,
+    pub span_ms: f64,
+    pub bins: Option<&'a TimeBins>,
+    pub tasks: Vec<&'a TaskRecord>,
+    /// Which of the batch's rows `tasks` holds.
+    pub cover: Cover,
+    pub results: ResultsMode,
+}
+
+/// Which of a batch's rows a timeline was given: all of them, or, for a batch read back from
+/// storage, those a window needs (see [`window_bounds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cover {
+    /// Every row the batch keeps.
+    All,
+    /// Every row of a task that ran in the window (started before its end, not ended before
+    /// its start): enough to count the bins from rows.
+    Window,
+    /// Every row of a task that started in the window: enough for the task bars.
+    Starts,
+    /// Some rows of tasks that started in the window: neither.
+    Some,
+}
+
+/// The stretch of time, by the clock of the batch's rows, that the rows a window needs lie
+/// in: `(start, end)`, `None` where the window is open (from the run's start, to its end,
+/// which also take in what a shard's clock put outside). [`WINDOW_SLACK_MS`] wider each side
+/// than the window, so that rounding never leaves a row out: [`timeline`] places rows
+/// exactly.
+pub fn window_bounds(
+    started_at: Option<DateTime<Utc>>,
+    span_ms: f64,
+    from_ms: Option<f64>,
+    to_ms: Option<f64>,
+) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let Some(origin) = started_at else {
+        return (None, None);
+    };
+    let (from, to) = window(span_ms, from_ms, to_ms);
+    let at = |ms: f64| origin + chrono::Duration::microseconds((ms * 1000.0) as i64);
+    let start = (from > 0.0).then(|| at(from - WINDOW_SLACK_MS));
+    let end = to_ms.map(|_| at(to + WINDOW_SLACK_MS));
+    (start, end)
+}
+
+/// How much wider than a window [`window_bounds`] reads: ten microseconds, far above the
+/// error of a row's start in milliseconds since the batch's (about 0.2 µs), and narrow enough
+/// that a dense burst of starts adds few rows.
+const WINDOW_SLACK_MS: f64 = 0.01;
+
+/// A window's start and end, in ms from the batch's start: from 0 and to the run so far
+/// unless given, and never empty.
+fn window(span_ms: f64, from_ms: Option<f64>, to_ms: Option<f64>) -> (f64, f64) {
+    let from = from_ms.unwrap_or(0.0).max(0.0);
+    let to = to_ms.unwrap_or(span_ms).max(from + 0.001);
+    (from, to)
+}
+
+/// The timeline of `[from_ms, to_ms)` in `bins` bins. Bins come from the recorded bins (at
+/// their resolution), or, when the batch keeps a row for every task and the window holds few
+/// enough, from the rows themselves (exact at any zoom).
+pub fn timeline(
+    input: &TimelineInput,
+    from_ms: Option<f64>,
+    to_ms: Option<f64>,
+    bins: usize,
+) -> Timeline {
+    let origin = input.started_at.map(epoch_ms);
+    let window = Window::new(input.span_ms, from_ms, to_ms);
+    let rows = rows_by_start(input, &window, origin);
+    // The bins: from every task's row when the batch keeps them all and they are few enough
+    // to read, else from the recorded bins.
+    let from_rows = input.results == ResultsMode::All
+        && matches!(input.cover, Cover::All | Cover::Window)
+        && rows.len() <= COUNTED_ROWS;
+    let grid = Grid::new(&window, bins, from_rows, input.bins);
+    let mut out = grid.empty_bins();
+    // `before`: running at the window's start (started before it, not ended before it).
+    let (before, mut in_window) = if from_rows {
+        let before = count_rows(&input.tasks, &grid, origin.unwrap_or(0.0), &mut out);
+        (before, rows.len() as u64)
+    } else if let (Some(b), Some(origin)) = (input.bins, origin) {
+        count_recorded(b, &grid, origin, &mut out)
+    } else {
+        (0, 0)
+    };
+    fill_in_flight(&mut out, before);
+    if input.cover == Cover::Starts {
+        // The rows of every task that started in the window count them exactly, where the
+        // recorded bins count the whole of each bin the window touches.
+        in_window = rows.len() as u64;
+    }
+    let shown =
+        input.cover != Cover::Some && in_window as usize <= ROW_LIMIT && rows.len() <= ROW_LIMIT;
+    Timeline {
+        started_at: input.started_at,
+        span_ms: round3(input.span_ms),
+        from_ms: round3(window.from),
+        to_ms: round3(window.to),
+        bin_ms: round3(grid.width),
+        bins: out,
+        tasks_in_window: in_window,
+        row_limit: ROW_LIMIT,
+        results: input.results,
+        tasks: shown.then(|| rows.iter().map(|t| bar(t, origin.unwrap_or(0.0))).collect()),
+    }
+}
+
+/// `t` in ms since the Unix epoch.
+fn epoch_ms(t: DateTime<Utc>) -> f64 {
+    t.timestamp_micros() as f64 / 1000.0
+}
+
+/// A timeline's window, in ms from the batch's start.
+struct Window {
+    from: f64,
+    to: f64,
+    /// From the run's start, or to its end: such a window takes in what lies before (after)
+    /// it, since a shard on another instance may start a task a moment before the batch's
+    /// recorded start, or end one after its recorded end, by their clocks.
+    open_start: bool,
+    open_end: bool,
+}
+
+impl Window {
+    fn new(span_ms: f64, from_ms: Option<f64>, to_ms: Option<f64>) -> Window {
+        let (from, to) = window(span_ms, from_ms, to_ms);
+        Window {
+            from,
+            to,
+            open_start: from == 0.0,
+            open_end: to_ms.is_none(),
+        }
+    }
+
+    /// Where `at` counts in the window, if it does: an open end takes in what lies past it.
+    fn within(&self, at: f64) -> Option<f64> {
+        let (from, to) = (self.from, self.to);
+        if at < from {
+            self.open_start.then_some(from)
+        } else if at >= to {
+            self.open_end.then_some(to - (to - from) * 1e-9)
+        } else {
+            Some(at)
+        }
+    }
+}
+
+/// The window's tasks that started in it, by start (each start read once).
+fn rows_by_start<'a>(
+    input: &TimelineInput<'a>,
+    window: &Window,
+    origin: Option<f64>,
+) -> Vec<&'a TaskRecord> {
+    let start_of =
+        |t: &TaskRecord| -> Option<f64> { Some(epoch_ms(t.timing.started_at?) - origin?) };
+    let mut started: Vec<(f64, &TaskRecord)> = input
+        .tasks
+        .iter()
+        .filter_map(|&t| {
+            start_of(t)
+                .filter(|&s| window.within(s).is_some())
+                .map(|s| (s, t))
+        })
+        .collect();
+    started.sort_by(|(a, x), (b, y)| a.total_cmp(b).then(x.index.cmp(&y.index)));
+    started.into_iter().map(|(_, t)| t).collect()
+}
+
+/// The answer's bins over a window: their width and number.
+struct Grid<'w> {
+    window: &'w Window,
+    width: f64,
+    count: usize,
+}
+
+impl<'w> Grid<'w> {
+    /// The bins asked for, unless the recorded ones are coarser (and the bins are not counted
+    /// from rows): then as many of those as the window holds (fewer). Counted, not divided
+    /// back out: `span / (span / n)` may round to a hair over `n`, and its ceiling would be
+    /// one bin more than asked.
+    fn new(window: &'w Window, bins: usize, from_rows: bool, recorded: Option<&TimeBins>) -> Self {
+        let bins = bins.clamp(1, MAX_ANSWER_BINS);
+        let recorded_width = recorded.map_or(1.0, |b| b.width_ms() as f64);
+        let length = window.to - window.from;
+        let asked = length / bins as f64;
+        let (width, count) = if from_rows || asked >= recorded_width {
+            (asked, bins)
+        } else {
+            let count = (length / recorded_width).ceil() as usize;
+            (recorded_width, count.clamp(1, bins))
+        };
+        Grid {
+            window,
+            width,
+            count,
+        }
+    }
+
+    fn empty_bins(&self) -> Vec<TimeBin> {
+        (0..self.count)
+            .map(|i| TimeBin {
+                start_ms: round3(self.window.from + i as f64 * self.width),
+                started: 0,
+                ended: 0,
+                in_flight: 0,
+                errors: 0,
+            })
+            .collect()
+    }
+
+    /// The bin `at` (ms from the batch's start) falls in, if it falls in the window.
+    fn place(&self, at: f64) -> Option<usize> {
+        let from = self.window.from;
+        self.window
+            .within(at)
+            .map(|at| (((at - from) / self.width) as usize).min(self.count - 1))
+    }
+}
+
+/// Counts every task's start, end and error into `out` from the rows; returns the tasks
+/// running at the window's start.
+fn count_rows(tasks: &[&TaskRecord], grid: &Grid, origin: f64, out: &mut [TimeBin]) -> i64 {
+    let window = grid.window;
+    let mut before = 0;
+    for t in tasks {
+        let Some(s) = t.timing.started_at else {
+            continue;
+        };
+        let s = epoch_ms(s) - origin;
+        let e = t.timing.finished_at.map(|e| epoch_ms(e) - origin);
+        if s < window.from && !window.open_start && e.is_none_or(|e| e >= window.from) {
+            before += 1;
+        }
+        if let Some(i) = grid.place(s) {
+            out[i].started += 1;
+        }
+        if let Some(i) = e.and_then(|e| grid.place(e)) {
+            out[i].ended += 1;
+            if matches!(t.status, TaskStatus::Failed | TaskStatus::TimedOut) {
+                out[i].errors += 1;
+            }
+        }
+    }
+    before
+}
+
+/// Counts the recorded bins into `out`; returns the tasks running at the window's start and
+/// those that started in it.
+fn count_recorded(b: &TimeBins, grid: &Grid, origin: f64, out: &mut [TimeBin]) -> (i64, u64) {
+    let window = grid.window;
+    let w = b.width_ms() as f64;
+    let (mut before, mut in_window) = (0i64, 0u64);
+    for (at, [started, ended, errors]) in b.each() {
+        let at = at as f64 - origin;
+        // A recorded bin counts where it overlaps the window: the first one may begin
+        // before the batch's start (bins are aligned to the epoch, not to the batch).
+        if at + w <= window.from && !window.open_start {
+            before += i64::from(started) - i64::from(ended);
+            continue;
+        }
+        if let Some(i) = grid.place(at.max(window.from)) {
+            out[i].started += u64::from(started);
+            out[i].ended += u64::from(ended);
+            out[i].errors += u64::from(errors);
+            in_window += u64::from(started);
+        }
+    }
+    (before, in_window)
+}
+
+/// Each bin's tasks running at its end, from those running at the window's start.
+fn fill_in_flight(out: &mut [TimeBin], before: i64) {
+    let mut running = before.max(0);
+    for b in out {
+        running += b.started as i64 - b.ended as i64;
+        b.in_flight = running.max(0) as u64;
+    }
+}
+
+fn bar(t: &TaskRecord, origin: f64) -> TaskBar {
+    let at = |d: DateTime<Utc>| round3(d.timestamp_micros() as f64 / 1000.0 - origin);
+    let http_status = match &t.output {
+        Some(crate::engine::task::TaskOutput::Http(h)) => Some(h.status),
+        _ => None,
+    };
+    TaskBar {
+        index: t.index,
+        id: t.id.clone(),
+        status: t.status,
+        start_ms: t.timing.started_at.map_or(0.0, at),
+        end_ms: t.timing.finished_at.map(at),
+        queued_ms: t.timing.queued_ms,
+        http_status,
+        reused: t.timing.reused,
+        warmup: t.warmup,
+        phases: t.timing.phases,
+        error: t.error.clone(),
+    }
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// What the HTML report embeds: the batch and its picture, for a page that fetches nothing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportData {
+    pub batch: serde_json::Value,
+    pub timeline: serde_json::Value,
+    pub latency: BTreeMap<String, serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeline_has_no_more_bins_than_asked_whatever_the_span() {
+        // Spans whose `span / (span / n)` rounds above `n` once gave one bin too many.
+        for i in 0..5000u32 {
+            let span_ms = 1.0 + f64::from(i) * 0.731;
+            for (asked, results) in [(100, ResultsMode::All), (37, ResultsMode::None)] {
+                let input = TimelineInput {
+                    started_at: Some(Utc::now()),
+                    span_ms,
+                    bins: None,
+                    tasks: Vec::new(),
+                    cover: Cover::All,
+                    results,
+                };
+                let t = timeline(&input, None, None, asked);
+                assert!(t.bins.len() <= asked, "{span_ms}: {}", t.bins.len());
+                assert!(!t.bins.is_empty());
+            }
+        }
+    }
+
+    /// Tasks of a run that starts at `t0`: some before it (another shard's clock), some
+    /// still running, some never started, some failed.
+    fn tasks_around(t0: DateTime<Utc>) -> Vec<TaskRecord> {
+        let us = chrono::Duration::microseconds;
+        (0..3000u32)
+            .map(|i| {
+                let mut t = TaskRecord::pending(i, None, crate::engine::spec::Kind::Sleep);
+                if i % 97 == 0 {
+                    return t;
+                }
+                let start = t0 + us(i64::from(i) * 333 - 2_000);
+                t.timing.started_at = Some(start);
+                t.status = TaskStatus::Running;
+                if i % 89 != 0 {
+                    t.timing.finished_at = Some(start + us(i64::from(i % 50) * 1_777));
+                    t.status = if i % 13 == 0 {
+                        TaskStatus::Failed
+                    } else {
+                        TaskStatus::Succeeded
+                    };
+                }
+                t
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_rows_a_window_needs_draw_it_as_every_row_does() {
+        // What the store reads for a window read back (SQL `started_at < end AND (finished_at
+        // IS NULL OR finished_at >= start)`, and the starts in it), against every row.
+        let t0 = DateTime::parse_from_rfc3339("2026-12-06T12:00:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let all = tasks_around(t0);
+        let span_ms = 1_100.0;
+        let windows = [
+            (None, None),
+            (Some(0.0), Some(50.0)),
+            (Some(10.5), Some(10.9)),
+            (Some(100.0), None),
+            (Some(333.333), Some(700.001)),
+            (None, Some(2.0)),
+            (Some(1_050.0), Some(5_000.0)),
+            // Edges on starts (tasks 100 and 101): the first in, the second out.
+            (Some(31.3), Some(31.633)),
+        ];
+        for (from, to) in windows {
+            for bins in [1, 7, 200] {
+                fn input(
+                    tasks: Vec<&TaskRecord>,
+                    cover: Cover,
+                    t0: DateTime<Utc>,
+                ) -> TimelineInput<'_> {
+                    TimelineInput {
+                        started_at: Some(t0),
+                        span_ms: 1_100.0,
+                        bins: None,
+                        tasks,
+                        cover,
+                        results: ResultsMode::All,
+                    }
+                }
+                let every = timeline(&input(all.iter().collect(), Cover::All, t0), from, to, bins);
+                let (start, end) = window_bounds(Some(t0), span_ms, from, to);
+                let ran = all
+                    .iter()
+                    .filter(|t| {
+                        t.timing
+                            .started_at
+                            .is_some_and(|s| end.is_none_or(|e| s < e))
+                            && start.is_none_or(|b| t.timing.finished_at.is_none_or(|f| f >= b))
+                    })
+                    .collect();
+                let needed = timeline(&input(ran, Cover::Window, t0), from, to, bins);
+                let json = |t: &Timeline| serde_json::to_value(t).unwrap();
+                assert_eq!(json(&needed), json(&every), "{from:?}..{to:?} in {bins}");
+                let started = all
+                    .iter()
+                    .filter(|t| {
+                        t.timing.started_at.is_some_and(|s| {
+                            end.is_none_or(|e| s < e) && start.is_none_or(|b| s >= b)
+                        })
+                    })
+                    .collect();
+                let bars = timeline(&input(started, Cover::Starts, t0), from, to, bins);
+                if every.tasks.is_some() {
+                    assert_eq!(bars.tasks_in_window, every.tasks_in_window);
+                }
+                assert_eq!(
+                    serde_json::to_value(&bars.tasks).unwrap(),
+                    serde_json::to_value(&every.tasks).unwrap(),
+                    "{from:?}..{to:?}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The parsing and validation of whole batch requests: field paths, ranges, limits.
+
+use super::jobs::{StatusMatcher, parse_expect};
+use super::*;
+use crate::engine::spec::ExpectStatus;
+
+fn limits() -> Limits {
+    Limits {
+        max_job_timeout: Duration::from_secs(60),
+        max_batch_duration: Duration::from_secs(600),
+        max_body_bytes: 1000,
+        max_jobs: 10,
+        max_concurrency: 100,
+        max_response_bytes: 1000,
+        max_file_bytes: 1000,
+        allow_insecure_tls: false,
+        files_root: None,
+    }
+}
+
+fn invalid_fields(body: &str) -> Vec<String> {
+    match parse_batch(body.as_bytes(), &limits()) {
+        Err(Rejected::Invalid(errors)) => errors.into_iter().map(|e| e.field).collect(),
+        other => panic!("expected a 422, got {other:?}"),
+    }
+}
+
+#[test]
+fn field_paths_name_the_field_that_is_wrong() {
+    assert_eq!(
+        invalid_fields(r#"{"mode":"race","jobs":[{"kind":"sleep","duration_ms":1}]}"#),
+        vec!["mode"]
+    );
+    assert_eq!(
+        invalid_fields(r#"{"jobs":[{"kind":"sleep","duration_ms":"100"}]}"#),
+        vec!["jobs[0].duration_ms"]
+    );
+    assert_eq!(
+        invalid_fields(
+            r#"{"jobs":[{"kind":"sleep","duration_ms":1},{"kind":"http","url":"http://a.test/","retries":{"max":"x"}}]}"#
+        ),
+        vec!["jobs[1].retries.max"]
+    );
+}
+
+#[test]
+fn a_number_out_of_range_says_the_range() {
+    match parse_batch(
+        br#"{"jobs":[{"kind":"sleep","duration_ms":1e23}]}"#,
+        &limits(),
+    ) {
+        Err(Rejected::Invalid(errors)) => {
+            assert_eq!(errors[0].field, "jobs[0].duration_ms");
+            assert!(
+                errors[0].message.contains("whole number from 0 to"),
+                "{}",
+                errors[0].message
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn json_that_is_not_an_object_is_invalid_not_malformed() {
+    for body in ["[1,2]", "3", "\"jobs\"", "null"] {
+        match parse_batch(body.as_bytes(), &limits()) {
+            Err(Rejected::Invalid(errors)) => {
+                assert_eq!(errors[0].field, "", "{body}");
+                assert!(
+                    errors[0].message.contains("a batch is a JSON object"),
+                    "{body}: {errors:?}"
+                );
+            }
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn header_names_that_differ_only_in_case_are_one_header_twice() {
+    let fields = invalid_fields(
+        r#"{"jobs":[{"kind":"http","url":"http://app.test/","headers":{"Host":"a","host":"b"}}]}"#,
+    );
+    assert_eq!(fields, vec!["jobs[0].headers.host"]);
+}
+
+#[test]
+fn every_invalid_job_is_reported_with_its_path() {
+    let fields = invalid_fields(
+        r#"{"jobs":[{"kind":"sleep","duration_ms":1},{"kind":"teleport"},{"kind":"http"},
+            {"kind":"sleep","duration_ms":1,"colour":"red"},{"kind":"http","url":"ftp://x"}]}"#,
+    );
+    assert_eq!(
+        fields,
+        vec![
+            "jobs[1].kind",
+            "jobs[2].url",
+            "jobs[3].colour",
+            "jobs[4].url"
+        ]
+    );
+}
+
+#[test]
+fn wrong_types_at_the_top_level_point_at_the_field() {
+    assert_eq!(
+        invalid_fields(r#"{"jobs":[{"kind":"sleep","duration_ms":1}],"concurrency":"x"}"#),
+        vec!["concurrency"]
+    );
+    assert_eq!(invalid_fields(r#"{"jobs":[]}"#), vec!["jobs"]);
+    assert_eq!(invalid_fields(r#"{"jbos":[]}"#), vec!["jbos"]);
+}
+
+#[test]
+fn broken_json_is_malformed_not_invalid() {
+    assert!(matches!(
+        parse_batch(b"{\"jobs\": [", &limits()),
+        Err(Rejected::Malformed(_))
+    ));
+    assert!(matches!(
+        parse_batch(b"{} x", &limits()),
+        Err(Rejected::Malformed(_))
+    ));
+}
+
+#[test]
+fn expect_status_takes_codes_classes_and_any() {
+    let e = parse_expect(&[StatusMatcher::Code(201), StatusMatcher::Text("4XX".into())]).unwrap();
+    assert!(e.accepts(201) && e.accepts(404) && !e.accepts(200));
+    assert_eq!(
+        parse_expect(&[StatusMatcher::Text("any".into())]).unwrap(),
+        ExpectStatus::Any
+    );
+    assert!(parse_expect(&[StatusMatcher::Text("6xx".into())]).is_err());
+    assert!(parse_expect(&[StatusMatcher::Code(99)]).is_err());
+}
+
+#[test]
+fn concurrency_is_clamped_to_the_server_bound() {
+    let spec = parse_batch(
+        br#"{"jobs":[{"kind":"sleep","duration_ms":1}],"concurrency":1000000}"#,
+        &limits(),
+    )
+    .unwrap();
+    assert_eq!(spec.concurrency, 100);
+}
+
+#[test]
+fn too_many_jobs_is_413() {
+    let jobs = [r#"{"kind":"sleep","duration_ms":1}"#; 11].join(",");
+    let body = format!(r#"{{"jobs":[{jobs}]}}"#);
+    assert!(matches!(
+        parse_batch(body.as_bytes(), &limits()),
+        Err(Rejected::TooManyTasks {
+            tasks: 11,
+            limit: 10
+        })
+    ));
+}
