@@ -6,6 +6,7 @@
 //! - [`jobs`]: one job of each kind, and its validation.
 //! - [`load`]: `load` and `thresholds`.
 
+pub mod checks;
 pub mod jobs;
 pub mod load;
 
