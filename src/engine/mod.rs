@@ -10,6 +10,7 @@
 //! - [`meter`]: what the engine reports for metrics, as a trait.
 
 pub mod batch;
+pub mod check;
 pub mod compare;
 pub mod jobs;
 pub mod meter;

@@ -7,6 +7,7 @@
 //! - [`load`]: the `load` field, how many tasks run and when.
 //! - [`thresholds`]: the `thresholds` field, the limits a verdict judges.
 
+pub mod checks;
 pub mod jobs;
 pub mod load;
 pub mod thresholds;

@@ -3,6 +3,7 @@
 //! when it passed, 1 when a threshold failed (or, without thresholds, a task did not
 //! succeed), 2 when the input was invalid or the server unreachable.
 
+pub mod check_expr;
 mod local;
 mod oneliner;
 mod remote;

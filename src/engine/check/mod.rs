@@ -1,0 +1,275 @@
+//! Checks: was the answer right? A check is a [`Subject`] (what is read from the answer) and a
+//! [`Predicate`] (what it must be), both parsed once when the batch is accepted (JSONPath and
+//! regular expression compiled) and judged per task without parsing either again.
+//!
+//! - here: [`Check`], the [`Answer`] it reads, the per-task [`Judge`] and its [`Judgement`].
+//! - [`subject`]: what a check reads, and how (also what a flow's capture keeps).
+//! - [`predicate`]: what the value read must be.
+//! - `text`: values written out for people, cut to a length.
+
+pub mod predicate;
+pub mod subject;
+mod text;
+
+#[cfg(test)]
+mod jsonpath_cross;
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+pub use predicate::Predicate;
+pub use subject::{Subject, Unread};
+
+/// Most checks one `http` job (or flow step) may carry.
+pub const MAX_CHECKS: usize = 32;
+
+/// Longest `actual` kept in a judgement, in characters.
+pub const MAX_ACTUAL_CHARS: usize = 200;
+
+/// One check, validated: the subject, the predicate, and how a failure counts.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// What results and `summary.checks` call it: the client's `name`, else the check written
+    /// out (`json:$.status equals "ok"`), so that the same check gets the same name in every
+    /// task and across batches.
+    pub name: String,
+    pub subject: Subject,
+    pub predicate: Predicate,
+    /// A soft check only counts (k6's `check()`); a failed hard check fails the task.
+    pub soft: bool,
+}
+
+impl Check {
+    /// A check named `name`, else after itself written out.
+    pub fn new(name: Option<String>, subject: Subject, predicate: Predicate, soft: bool) -> Self {
+        let name = name.unwrap_or_else(|| format!("{subject} {predicate}"));
+        Check {
+            name,
+            subject,
+            predicate,
+            soft,
+        }
+    }
+
+    /// The check written out: `json:$.status equals "ok"`.
+    pub fn describe(&self) -> String {
+        format!("{} {}", self.subject, self.predicate)
+    }
+
+    /// Whether a value the predicate compares with holds a template placeholder (`{{seq}}`,
+    /// `{{data.COL}}`, a flow's capture). Rendering is the caller's: it renders the values per
+    /// task with [`Check::map_values`] before judging. A `matches` pattern is never rendered:
+    /// it is compiled once, when the batch is accepted.
+    pub fn needs_render(&self) -> bool {
+        self.predicate.values().any(holds_placeholder)
+    }
+
+    /// This check with every string in its predicate's values passed through `render` (strings
+    /// nested in lists and objects too). The name stays as it was, so that counts by name add
+    /// up across tasks whose values differ.
+    pub fn map_values(&self, mut render: impl FnMut(&str) -> String) -> Check {
+        Check {
+            predicate: self
+                .predicate
+                .map_values(&mut |v| map_strings(v, &mut render)),
+            ..self.clone()
+        }
+    }
+
+    /// Reads the subject from the answer and judges it.
+    pub fn judge(&self, judge: &Judge<'_>) -> Judgement {
+        let read = self.subject.read(judge);
+        let outcome = self.predicate.test(&self.subject, read.as_ref());
+        let message = (!outcome.passed)
+            .then(|| self.failure_message(&outcome.actual, outcome.why.as_deref()));
+        Judgement {
+            passed: outcome.passed,
+            actual: outcome.actual,
+            message,
+        }
+    }
+
+    /// `check "healthy" failed: json:$.status equals "ok", got "degraded"`; a check without a
+    /// name of its own is named by its description alone.
+    fn failure_message(&self, actual: &str, why: Option<&str>) -> String {
+        let described = self.describe();
+        let head = if self.name == described {
+            "check failed".to_owned()
+        } else {
+            format!("check {} failed", text::quoted(&self.name))
+        };
+        match why {
+            Some(why) => format!("{head}: {described}, {why}"),
+            None => format!("{head}: {described}, got {actual}"),
+        }
+    }
+}
+
+fn holds_placeholder(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains("{{"),
+        Value::Array(items) => items.iter().any(holds_placeholder),
+        Value::Object(map) => map.values().any(holds_placeholder),
+        _ => false,
+    }
+}
+
+fn map_strings(value: &Value, render: &mut impl FnMut(&str) -> String) -> Value {
+    match value {
+        Value::String(s) if s.contains("{{") => Value::String(render(s)),
+        Value::Array(items) => Value::Array(items.iter().map(|v| map_strings(v, render)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), map_strings(v, render)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The verdict on one check in one task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement {
+    pub passed: bool,
+    /// What the subject held, as JSON text (`"degraded"`, `200`, `["a","b"]`), cut at
+    /// [`MAX_ACTUAL_CHARS`]; empty when nothing could be read.
+    pub actual: String,
+    /// Why it failed, naming the check, what it wanted and what came; `None` when it passed.
+    pub message: Option<String>,
+}
+
+/// The first failed hard check's message: what fails the task (`error.code: "check"`). Soft
+/// failures only count.
+pub fn task_failure<'c>(checks: &[Check], judgements: &'c [Judgement]) -> Option<&'c str> {
+    checks
+        .iter()
+        .zip(judgements)
+        .find(|(c, j)| !c.soft && !j.passed)
+        .and_then(|(_, j)| j.message.as_deref())
+}
+
+/// What a check reads: a borrowed view of one answer, as received up to the response cap.
+#[derive(Clone, Copy)]
+pub struct Answer<'a> {
+    pub status: u16,
+    pub headers: &'a dyn Headers,
+    /// The body as received: no more than the job's `max_response_bytes`.
+    pub body: &'a [u8],
+    /// The cap cut the body: it is not all there.
+    pub truncated: bool,
+    pub duration_ms: f64,
+    /// `None` when no first byte came (nothing to time).
+    pub ttfb_ms: Option<f64>,
+    // Streamed answers will add their events here (`events`, `last_event`,
+    // `first_event_ms`), for the stream subjects to read.
+}
+
+impl std::fmt::Debug for Answer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("status", &self.status)
+            .field("body_bytes", &self.body.len())
+            .field("truncated", &self.truncated)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An answer's headers, looked up case-insensitively.
+pub trait Headers: Sync {
+    /// The values of the header `name` (lowercase), joined with `, ` in the order received;
+    /// `None` when the answer has none.
+    fn joined(&self, name: &str) -> Option<Cow<'_, str>>;
+}
+
+impl Headers for http::HeaderMap {
+    fn joined(&self, name: &str) -> Option<Cow<'_, str>> {
+        let mut values = self.get_all(name).iter();
+        let first = String::from_utf8_lossy(values.next()?.as_bytes());
+        let mut rest = values.peekable();
+        if rest.peek().is_none() {
+            return Some(first);
+        }
+        let mut out = first.into_owned();
+        for value in rest {
+            out.push_str(", ");
+            out.push_str(&String::from_utf8_lossy(value.as_bytes()));
+        }
+        Some(Cow::Owned(out))
+    }
+}
+
+/// A task result's headers: names lowercase, repeated values already joined.
+impl Headers for BTreeMap<String, String> {
+    fn joined(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.get(name).map(|v| Cow::Borrowed(v.as_str()))
+    }
+}
+
+/// Headers as a list of pairs in the order received, names in any case.
+impl Headers for &[(&str, &str)] {
+    fn joined(&self, name: &str) -> Option<Cow<'_, str>> {
+        let mut values = self
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v);
+        let first = values.next()?;
+        Some(values.fold(Cow::Borrowed(first), |acc, v| {
+            Cow::Owned(format!("{acc}, {v}"))
+        }))
+    }
+}
+
+/// Judges one answer: holds it and its body parsed as JSON, parsed at most once for all the
+/// task's checks and captures, and only when a `json:` subject asks for it.
+pub struct Judge<'a> {
+    answer: Answer<'a>,
+    json: OnceCell<Result<Value, String>>,
+}
+
+impl<'a> Judge<'a> {
+    pub fn new(answer: Answer<'a>) -> Self {
+        Judge {
+            answer,
+            json: OnceCell::new(),
+        }
+    }
+
+    pub fn answer(&self) -> &Answer<'a> {
+        &self.answer
+    }
+
+    /// Judges every check, not only up to the first failure, in order.
+    pub fn judge_all(&self, checks: &[Check]) -> Vec<Judgement> {
+        checks.iter().map(|c| c.judge(self)).collect()
+    }
+
+    /// The body parsed as JSON, or why it cannot be. The body is bounded by the response cap,
+    /// and nesting by serde_json's recursion limit (128 levels): a deeper body is "not JSON"
+    /// rather than a stack overflow.
+    pub fn json(&self) -> Result<&Value, &str> {
+        self.json
+            .get_or_init(|| {
+                if self.answer.truncated {
+                    return Err(format!(
+                        "the body was truncated at {} bytes",
+                        self.answer.body.len()
+                    ));
+                }
+                serde_json::from_slice(self.answer.body)
+                    .map_err(|e| format!("the body is not JSON: {e}"))
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+
+    /// Whether the body has been parsed (for tests of the laziness).
+    #[cfg(test)]
+    fn parsed(&self) -> bool {
+        self.json.get().is_some()
+    }
+}

@@ -1,0 +1,223 @@
+//! An `http` job's `checks` as clients send them, and their validation into the engine's
+//! compiled [`Check`]s: every invalid check is reported, each with its field's path.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::{FieldError, MAX_LABEL};
+use crate::engine::check::{Check, MAX_CHECKS, Predicate, Subject};
+
+/// Exactly the subjects [`Subject::parse`] reads (a JSONPath's own grammar is checked when it
+/// is compiled). The schema of `on` spells it out again (utoipa takes a literal); a test holds
+/// the two the same.
+pub const SUBJECT_PATTERN: &str = "^(status|body|bytes|duration_ms|ttfb_ms|\
+    header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|json:\\$.*)$";
+
+/// What an answer must be, judged after `expect_status` passed: a subject (`on`) and exactly
+/// one predicate (`equals`, `not_equals`, `contains`, `not_contains`, `matches`, `exists`,
+/// `lt`, `lte`, `gt`, `gte` or `one_of`). Strings in the values of `equals`, `not_equals`,
+/// `contains`, `not_contains` and `one_of` may hold placeholders (`{{seq}}`, `{{data.COL}}`,
+/// a flow's captures); a `matches` pattern may not.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({ "name": "healthy", "on": "json:$.status", "equals": "ok" }))]
+pub struct CheckRequest {
+    /// What results, the summary and thresholds call it. Default: the check written out
+    /// (`json:$.status equals "ok"`).
+    #[schema(min_length = 1, max_length = 256, example = json!(null))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The subject: `status`, `body`, `bytes`, `duration_ms`, `ttfb_ms`, `header:NAME`
+    /// (case-insensitive; repeated values joined with `, `) or `json:PATH`, an RFC 9535
+    /// JSONPath over the body (a path that can select several nodes reads as their list).
+    #[schema(
+        pattern = r"^(status|body|bytes|duration_ms|ttfb_ms|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|json:\$.*)$",
+        max_length = 1024,
+        example = "json:$.status"
+    )]
+    pub on: String,
+    /// JSON equality (`200` is not `"200"`). Strings may hold placeholders.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub equals: Option<Value>,
+    /// Not `equals`.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub not_equals: Option<Value>,
+    /// A substring of text, or an element of a list.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub contains: Option<Value>,
+    /// Not `contains`.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub not_contains: Option<Value>,
+    /// A regular expression (Rust `regex` syntax) found anywhere in the text; compiled once,
+    /// when the batch is accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matches: Option<String>,
+    /// Whether the subject is there (a header sent, a path that selects a node).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exists: Option<bool>,
+    /// Less than this number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lt: Option<f64>,
+    /// At most this number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lte: Option<f64>,
+    /// More than this number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gt: Option<f64>,
+    /// At least this number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gte: Option<f64>,
+    /// Equal to one of these (at least one).
+    #[schema(min_items = 1)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_of: Option<Vec<Value>>,
+    /// Only count a failure (k6's `check()`): the task's status does not change.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub soft: bool,
+}
+
+/// A field that is given, `null` included: `"equals": null` is a check for null, not none.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// Validates a job's `checks`, found at `field` (`jobs[0].checks`): every invalid check is
+/// reported, with its path (`jobs[0].checks[2].on`).
+pub fn parse_checks(raw: &[CheckRequest], field: &str) -> Result<Vec<Check>, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    if raw.len() > MAX_CHECKS {
+        errors.push(FieldError::new(
+            field,
+            format!("{} checks; at most {MAX_CHECKS}", raw.len()),
+        ));
+    }
+    // Each valid check with its index in `raw`, to name the first of two with one name.
+    let mut checks: Vec<(usize, Check)> = Vec::with_capacity(raw.len());
+    for (i, request) in raw.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        if let Some(check) = request.parse(&at, &mut errors) {
+            if let Some((j, _)) = checks.iter().find(|(_, c)| c.name == check.name) {
+                errors.push(FieldError::new(
+                    name_field(request, &at),
+                    format!("repeats the name of {field}[{j}]: {:?}", check.name),
+                ));
+            }
+            checks.push((i, check));
+        }
+    }
+    if errors.is_empty() {
+        Ok(checks.into_iter().map(|(_, c)| c).collect())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Where a repeated name is reported: `name` when given, else the check (named after itself).
+fn name_field(request: &CheckRequest, at: &str) -> String {
+    match request.name {
+        Some(_) => format!("{at}.name"),
+        None => at.to_owned(),
+    }
+}
+
+impl CheckRequest {
+    fn parse(&self, at: &str, errors: &mut Vec<FieldError>) -> Option<Check> {
+        let before = errors.len();
+        if let Some(name) = &self.name
+            && (name.is_empty() || name.chars().count() > MAX_LABEL)
+        {
+            errors.push(FieldError::new(
+                format!("{at}.name"),
+                format!("a name of 1 to {MAX_LABEL} characters"),
+            ));
+        }
+        let subject = Subject::parse(&self.on)
+            .map_err(|m| errors.push(FieldError::new(format!("{at}.on"), m)))
+            .ok();
+        let predicate = self.predicate(at, errors);
+        if errors.len() > before {
+            return None;
+        }
+        Some(Check::new(
+            self.name.clone(),
+            subject?,
+            predicate?,
+            self.soft,
+        ))
+    }
+
+    /// The one predicate given, compiled.
+    fn predicate(&self, at: &str, errors: &mut Vec<FieldError>) -> Option<Predicate> {
+        let mut given = self.given();
+        if given.len() != 1 {
+            let names: Vec<&str> = given.iter().map(|(n, _)| *n).collect();
+            let got = match names.as_slice() {
+                [] => "none".to_owned(),
+                names => names.join(" and "),
+            };
+            errors.push(FieldError::new(
+                at,
+                format!(
+                    "give exactly one predicate (equals, not_equals, contains, not_contains, \
+                     matches, exists, lt, lte, gt, gte or one_of); got {got}"
+                ),
+            ));
+            return None;
+        }
+        let (name, predicate) = given.pop()?;
+        predicate
+            .map_err(|m| errors.push(FieldError::new(format!("{at}.{name}"), m)))
+            .ok()
+    }
+
+    /// Every predicate field given, by name, as a predicate or why it is not one.
+    fn given(&self) -> Vec<(&'static str, Result<Predicate, String>)> {
+        let value = |name, v: &Option<Value>, make: fn(Value) -> Predicate| {
+            v.clone().map(|v| (name, Ok(make(v))))
+        };
+        let number =
+            |name, n: Option<f64>, make: fn(f64) -> Predicate| n.map(|n| (name, Ok(make(n))));
+        let one_of = self.one_of.as_ref().map(|vs| match vs.as_slice() {
+            [] => ("one_of", Err("give at least one value".to_owned())),
+            vs => ("one_of", Ok(Predicate::OneOf(vs.to_vec()))),
+        });
+        [
+            value("equals", &self.equals, Predicate::Equals),
+            value("not_equals", &self.not_equals, Predicate::NotEquals),
+            value("contains", &self.contains, Predicate::Contains),
+            value("not_contains", &self.not_contains, Predicate::NotContains),
+            self.matches
+                .as_deref()
+                .map(|p| ("matches", Predicate::matches(p))),
+            self.exists.map(|b| ("exists", Ok(Predicate::Exists(b)))),
+            number("lt", self.lt, Predicate::Lt),
+            number("lte", self.lte, Predicate::Lte),
+            number("gt", self.gt, Predicate::Gt),
+            number("gte", self.gte, Predicate::Gte),
+            one_of,
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
