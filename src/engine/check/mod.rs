@@ -14,6 +14,10 @@ mod text;
 #[cfg(test)]
 mod jsonpath_cross;
 #[cfg(test)]
+mod making;
+#[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
 
 use std::borrow::Cow;

@@ -1,7 +1,7 @@
 //! Table tests of checks against answers: good JSON, degraded JSON, an HTML error page sent
-//! with a 200, truncated JSON, a missing header and repeated ones; and properties over any body.
+//! with a 200, truncated JSON, a missing header and repeated ones (properties over any body
+//! are in `props`).
 
-use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
@@ -16,14 +16,14 @@ static JSON_HEADERS: &[(&str, &str)] = &[
     ("Content-Length", "42"),
 ];
 static HTML_HEADERS: &[(&str, &str)] = &[("content-type", "text/html; charset=utf-8")];
-static NONE: &[(&str, &str)] = &[];
+pub(super) static NONE: &[(&str, &str)] = &[];
 static REPEATED: &[(&str, &str)] = &[
     ("Content-Type", "application/json"),
     ("X-Tag", "blue"),
     ("x-tag", "green"),
 ];
 
-fn answer<'a>(body: &'a str, headers: &'a dyn Headers) -> Answer<'a> {
+pub(super) fn answer<'a>(body: &'a str, headers: &'a dyn Headers) -> Answer<'a> {
     Answer {
         status: 200,
         headers,
@@ -34,7 +34,7 @@ fn answer<'a>(body: &'a str, headers: &'a dyn Headers) -> Answer<'a> {
     }
 }
 
-fn good() -> Answer<'static> {
+pub(super) fn good() -> Answer<'static> {
     answer(GOOD, &JSON_HEADERS)
 }
 
@@ -61,11 +61,11 @@ fn repeated() -> Answer<'static> {
     answer(GOOD, &REPEATED)
 }
 
-fn check(on: &str, predicate: Predicate) -> Check {
+pub(super) fn check(on: &str, predicate: Predicate) -> Check {
     Check::new(None, Subject::parse(on).unwrap(), predicate, false)
 }
 
-fn matches(pattern: &str) -> Predicate {
+pub(super) fn matches(pattern: &str) -> Predicate {
     Predicate::matches(pattern).unwrap()
 }
 
@@ -581,172 +581,6 @@ fn a_capture_keeps_the_value_a_check_would_read() {
         select("json:$.missing"),
         Err(Unread::Nothing("the path selected nothing".into()))
     );
-}
-
-#[test]
-fn subjects_are_parsed_once_or_refused_with_what_was_expected() {
-    let refused = [
-        ("stauts", "is not a subject"),
-        ("header:", "needs a name"),
-        ("header:bad name", "is not a header name"),
-        ("json:$.a.", "is not an RFC 9535 JSONPath"),
-        ("json:status", "is not an RFC 9535 JSONPath"),
-        ("events", "streamed answer"),
-        ("last_event:json:$.id", "streamed answer"),
-    ];
-    for (text, want) in refused {
-        let err = Subject::parse(text).expect_err(text);
-        assert!(err.contains(want), "{text}: {err}");
-    }
-    assert!(Subject::parse(&format!("json:$.{}", "a".repeat(1100))).is_err());
-    assert_eq!(
-        Subject::parse("header:Content-Type").unwrap().to_string(),
-        "header:content-type"
-    );
-}
-
-#[test]
-fn singular_paths_read_as_their_node_and_others_as_a_list() {
-    let singular = |text: &str| match Subject::parse(text).unwrap() {
-        Subject::Json(q) => q.singular,
-        _ => unreachable!(),
-    };
-    for text in ["json:$", "json:$.a", "json:$['a b'][0]", "json:$.a[-1].b"] {
-        assert!(singular(text), "{text}");
-    }
-    for text in [
-        "json:$.a[*]",
-        "json:$..a",
-        "json:$[0,1]",
-        "json:$[0:1]",
-        "json:$[?@.a]",
-    ] {
-        assert!(!singular(text), "{text}");
-    }
-}
-
-#[test]
-fn a_pattern_too_large_to_compile_is_refused() {
-    for fits in [r"\w{20}", r"[a-z]{1000}", r"(?-u:\w){1000}", r"(?s).{1000}"] {
-        assert!(Predicate::matches(fits).is_ok(), "{fits}");
-    }
-    let err = Predicate::matches(r"\w{100}").unwrap_err();
-    assert!(err.contains("larger than the limit"), "{err}");
-    let err = Predicate::matches("(unclosed").unwrap_err();
-    assert!(err.starts_with("not a regular expression"), "{err}");
-}
-
-#[test]
-fn values_with_placeholders_are_rendered_by_the_caller() {
-    let plain = check("json:$.id", Predicate::Equals(json!("7")));
-    assert!(!plain.needs_render());
-    let templated = check(
-        "json:$.id",
-        Predicate::OneOf(vec![json!(1), json!(["{{seq}}"]), json!("x")]),
-    );
-    assert!(templated.needs_render());
-    let rendered = templated.map_values(|s| s.replace("{{seq}}", "3"));
-    assert_eq!(rendered.predicate.to_string(), r#"one_of [1,["3"],"x"]"#);
-    assert_eq!(rendered.name, templated.name, "counts stay under one name");
-    assert!(!check("body", matches("\\{\\{seq\\}\\}")).needs_render());
-}
-
-#[test]
-fn headers_from_a_header_map_join_repeated_values_in_order() {
-    let mut map = http::HeaderMap::new();
-    map.append("x-tag", "blue".parse().unwrap());
-    map.append("x-tag", "green".parse().unwrap());
-    map.append("x-one", "1".parse().unwrap());
-    assert_eq!(map.joined("x-tag").as_deref(), Some("blue, green"));
-    assert_eq!(map.joined("x-one").as_deref(), Some("1"));
-    assert_eq!(map.joined("x-none"), None);
-}
-
-fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_map(|n| json!(n)),
-        "[a-z ]{0,8}".prop_map(Value::String),
-        any::<String>().prop_map(Value::String),
-    ];
-    leaf.prop_recursive(6, 64, 8, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
-            prop::collection::btree_map("[a-z]{1,3}", inner, 0..8)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
-
-fn any_check() -> impl Strategy<Value = Check> {
-    let subjects = prop::sample::select(vec![
-        "status",
-        "body",
-        "bytes",
-        "duration_ms",
-        "ttfb_ms",
-        "header:content-type",
-        "header:x-none",
-        "json:$",
-        "json:$.a",
-        "json:$[0]",
-        "json:$.*",
-        "json:$..*",
-        "json:$..a",
-        "json:$[?@.a > 1]",
-        "json:$[?length(@) > 2]",
-        "json:$[?match(@, '[a-z]+')]",
-        "json:$[-1:0:-1]",
-    ]);
-    let predicates = prop_oneof![
-        any_json().prop_map(Predicate::Equals),
-        any_json().prop_map(Predicate::NotEquals),
-        any_json().prop_map(Predicate::Contains),
-        any_json().prop_map(Predicate::NotContains),
-        prop::sample::select(vec!["a", "^\\[", "\\d+", "(?i)NULL", ""])
-            .prop_map(|p| Predicate::matches(p).unwrap()),
-        any::<bool>().prop_map(Predicate::Exists),
-        any::<f64>().prop_map(Predicate::Lt),
-        any::<f64>().prop_map(Predicate::Gte),
-        prop::collection::vec(any_json(), 1..4).prop_map(Predicate::OneOf),
-    ];
-    (subjects, predicates, any::<bool>())
-        .prop_map(|(on, p, soft)| Check::new(None, Subject::parse(on).unwrap(), p, soft))
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
-
-    #[test]
-    fn no_body_and_no_check_makes_judging_panic(
-        document in any_json(),
-        checks in prop::collection::vec(any_check(), 1..8),
-        cut in any::<prop::sample::Index>(),
-        truncated in any::<bool>(),
-    ) {
-        let text = document.to_string();
-        let body = if truncated { &text.as_bytes()[..cut.index(text.len() + 1)] } else { text.as_bytes() };
-        let answer = Answer { truncated, body, ..good() };
-        let judge = Judge::new(answer);
-        for (check, got) in checks.iter().zip(judge.judge_all(&checks)) {
-            prop_assert!(got.actual.chars().count() <= MAX_ACTUAL_CHARS);
-            prop_assert_eq!(got.passed, got.message.is_none());
-            let _ = check.subject.select(&judge);
-        }
-    }
-
-    #[test]
-    fn a_check_for_the_value_a_capture_reads_passes(document in any_json(), on in prop::sample::select(vec!["json:$", "json:$.*", "json:$[0]", "json:$..*", "body"])) {
-        let text = document.to_string();
-        let judge = Judge::new(answer(&text, &NONE));
-        let subject = Subject::parse(on).unwrap();
-        if let Ok(value) = subject.select(&judge) {
-            let check = Check::new(None, subject, Predicate::Equals(value), false);
-            prop_assert!(check.judge(&judge).passed);
-        }
-    }
 }
 
 #[test]

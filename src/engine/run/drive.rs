@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use super::Inner;
 use super::attempt::run_job;
 use super::issuer::{Claim, Issuer};
-use crate::engine::batch::{Batch, Ended, Outcome};
+use crate::engine::batch::{Batch, Ended, Outcome, Started};
 use crate::engine::jobs::JobContext;
 use crate::engine::jobs::lean::{LeanPool, Slot};
 use crate::engine::spec::{JobKind, JobSpec, Stripe};
@@ -39,10 +39,7 @@ pub(super) async fn drive(
     let cancel = batch.cancel_token().clone();
     let mut running = Running::new(limit.min(issuer.max_tasks()));
     // Server-wide permits this driver holds, one per running task; given back in bulk.
-    let mut permits = Permits {
-        semaphore: &inner.global,
-        held: 0,
-    };
+    let mut permits = Permits::new(&inner.global);
     // A task taken from the issuer that waits for its time or for a permit.
     let mut held: Option<Claim> = None;
     let mut exhausted = false;
@@ -54,18 +51,7 @@ pub(super) async fn drive(
     let mut started = Vec::new();
     let mut ended = Vec::new();
     let start = |claim: Claim, running: &mut Running| {
-        let now = Instant::now();
-        let at = claim.due.unwrap_or(now);
-        running.push(TaskFuture::new(
-            &inner.ctx,
-            &jobs,
-            &pool,
-            claim.index,
-            issuer.global(claim.index) as u64,
-            at,
-            now,
-        ));
-        claim.started(at, now)
+        start_task(&inner, &jobs, &pool, &issuer, claim, running)
     };
 
     loop {
@@ -98,14 +84,7 @@ pub(super) async fn drive(
                 started.push(start(claim, &mut running));
             } else {
                 held = Some(claim);
-                let global = &inner.global;
-                waiting = Some(Box::pin(async move {
-                    global
-                        .acquire()
-                        .await
-                        .expect("the semaphore is never closed")
-                        .forget();
-                }));
+                waiting = Some(permit_wait(&inner.global));
             }
         }
         if !started.is_empty() {
@@ -143,6 +122,41 @@ pub(super) async fn drive(
             }
         }
     }
+}
+
+/// Starts a claimed task on the driver's set: at its due time in the open model, else now.
+fn start_task(
+    inner: &Inner,
+    jobs: &Arc<[JobSpec]>,
+    pool: &Option<Arc<LeanPool>>,
+    issuer: &Issuer,
+    claim: Claim,
+    running: &mut Running,
+) -> Started {
+    let now = Instant::now();
+    let at = claim.due.unwrap_or(now);
+    running.push(TaskFuture::new(
+        &inner.ctx,
+        jobs,
+        pool,
+        claim.index,
+        issuer.global(claim.index) as u64,
+        at,
+        now,
+    ));
+    claim.started(at, now)
+}
+
+/// A wait for one server-wide permit, kept across a driver's turns so that it keeps its place
+/// in the semaphore's queue.
+fn permit_wait(global: &Semaphore) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    Box::pin(async move {
+        global
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
+            .forget();
+    })
 }
 
 /// Waits for at least one task to end, then takes every other one that has ended too, up to
@@ -228,7 +242,11 @@ struct Permits<'a> {
     held: usize,
 }
 
-impl Permits<'_> {
+impl<'a> Permits<'a> {
+    fn new(semaphore: &'a Semaphore) -> Permits<'a> {
+        Permits { semaphore, held: 0 }
+    }
+
     fn release(&mut self, n: usize) {
         self.held -= n;
         self.semaphore.add_permits(n);

@@ -328,18 +328,7 @@ fn parse_head(
     if framing == Framing::UntilClose || status == StatusCode::SWITCHING_PROTOCOLS {
         keep_alive = false;
     }
-    let headers = keep_headers(status).then(|| {
-        let mut map = HeaderMap::with_capacity(response.headers.len());
-        for h in response.headers.iter() {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(h.name.as_bytes()),
-                HeaderValue::from_bytes(h.value),
-            ) {
-                map.append(name, value);
-            }
-        }
-        map
-    });
+    let headers = keep_headers(status).then(|| header_map(response.headers));
     Ok(Some((
         len,
         Head {
@@ -350,6 +339,21 @@ fn parse_head(
             headers,
         },
     )))
+}
+
+/// An answer's headers as a map, for an answer whose headers are kept: those that are not
+/// valid header names or values are left out.
+fn header_map(headers: &[httparse::Header]) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for h in headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_bytes(h.value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
 }
 
 /// Adds one Content-Length header's value (a number, or a list of the same number) to what

@@ -88,104 +88,105 @@ fn err(bytes: &str) -> Invalid {
     }
 }
 
+/// Answers and how they are delimited: (answer, framing, body, keep-alive, left over).
+const DELIMITED: &[(&str, Framing, &str, bool, &str)] = &[
+    (
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloNEXT",
+        Framing::Length(5),
+        "hello",
+        true,
+        "NEXT",
+    ),
+    (
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        Framing::Length(0),
+        "",
+        true,
+        "",
+    ),
+    (
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-T: 1\r\n\r\n",
+        Framing::Chunked,
+        "hello world",
+        true,
+        "",
+    ),
+    (
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        Framing::Chunked,
+        "",
+        true,
+        "",
+    ),
+    (
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nraw bytes",
+        Framing::UntilClose,
+        "raw bytes",
+        false,
+        "",
+    ),
+    (
+        "HTTP/1.1 200 OK\r\n\r\nuntil the end",
+        Framing::UntilClose,
+        "until the end",
+        false,
+        "",
+    ),
+    (
+        "HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n",
+        Framing::Empty,
+        "",
+        true,
+        "",
+    ),
+    (
+        "HTTP/1.1 304 Not Modified\r\nContent-Length: x\r\n\r\n",
+        Framing::Empty,
+        "",
+        true,
+        "",
+    ),
+    (
+        "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+        Framing::Length(2),
+        "hi",
+        false,
+        "",
+    ),
+    (
+        "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nhi",
+        Framing::Length(2),
+        "hi",
+        true,
+        "",
+    ),
+    (
+        "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi",
+        Framing::Length(2),
+        "hi",
+        false,
+        "",
+    ),
+    (
+        "HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc",
+        Framing::Length(3),
+        "abc",
+        true,
+        "",
+    ),
+    (
+        // Both framings: the coding wins, and the connection is not trusted after.
+        "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n",
+        Framing::Chunked,
+        "a",
+        false,
+        "",
+    ),
+];
+
 #[test]
 fn bodies_are_delimited_as_rfc_9112_says() {
-    // (answer, framing, body, keep-alive, left over)
-    let cases: &[(&str, Framing, &str, bool, &str)] = &[
-        (
-            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloNEXT",
-            Framing::Length(5),
-            "hello",
-            true,
-            "NEXT",
-        ),
-        (
-            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-            Framing::Length(0),
-            "",
-            true,
-            "",
-        ),
-        (
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-T: 1\r\n\r\n",
-            Framing::Chunked,
-            "hello world",
-            true,
-            "",
-        ),
-        (
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
-            Framing::Chunked,
-            "",
-            true,
-            "",
-        ),
-        (
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nraw bytes",
-            Framing::UntilClose,
-            "raw bytes",
-            false,
-            "",
-        ),
-        (
-            "HTTP/1.1 200 OK\r\n\r\nuntil the end",
-            Framing::UntilClose,
-            "until the end",
-            false,
-            "",
-        ),
-        (
-            "HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n",
-            Framing::Empty,
-            "",
-            true,
-            "",
-        ),
-        (
-            "HTTP/1.1 304 Not Modified\r\nContent-Length: x\r\n\r\n",
-            Framing::Empty,
-            "",
-            true,
-            "",
-        ),
-        (
-            "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi",
-            Framing::Length(2),
-            "hi",
-            false,
-            "",
-        ),
-        (
-            "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nhi",
-            Framing::Length(2),
-            "hi",
-            true,
-            "",
-        ),
-        (
-            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi",
-            Framing::Length(2),
-            "hi",
-            false,
-            "",
-        ),
-        (
-            "HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc",
-            Framing::Length(3),
-            "abc",
-            true,
-            "",
-        ),
-        (
-            // Both framings: the coding wins, and the connection is not trusted after.
-            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n",
-            Framing::Chunked,
-            "a",
-            false,
-            "",
-        ),
-    ];
-    for &(answer, framing, body, keep_alive, left) in cases {
+    for &(answer, framing, body, keep_alive, left) in DELIMITED {
         let read = ok(answer);
         assert_eq!(read.framing, framing, "{answer:?}");
         assert_eq!(read.body, body.as_bytes(), "{answer:?}");
