@@ -34,7 +34,9 @@
 //!   client every batch sends on ([`engine::jobs::lean`]: HTTP/1.1 read by its I/O-free `h1`,
 //!   HTTP/2, HTTPS), with the general client (reqwest) left for what it does not cover;
 //!   [`engine::summary`] and [`engine::verdict`] make the figures and judge thresholds;
-//!   [`engine::picture`] draws the page's timeline and latency.
+//!   [`engine::picture`] draws the page's timeline and latency; [`engine::check`] judges an
+//!   answer against checks (subjects and predicates compiled once), which the API does not
+//!   accept yet.
 //! - [`guard`]: what jobs may reach: the outbound address policy and its resolver, and the
 //!   files-root sandbox.
 //! - [`store`]: where batches live once accepted: the [`store::Store`] trait with SQLite and
