@@ -52,7 +52,7 @@ async fn the_guards_hint_in_a_run_on_a_server_says_to_start_the_server_with_allo
     let batch: Value = serde_json::from_slice(&out.stdout).unwrap();
     let message = batch["results"][0]["error"]["message"].as_str().unwrap();
     assert!(
-        message.contains("start the server with `fanout serve --allow-net` 127.0.0.1:"),
+        message.contains("start the server with `fanout serve --allow-net 127.0.0.1:"),
         "{message}"
     );
     assert!(!message.contains("add --allow-net"), "{message}");

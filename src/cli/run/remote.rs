@@ -225,16 +225,32 @@ async fn follow(request: reqwest::RequestBuilder) -> Result<Value, String> {
 /// server: a run on a server says so, since `fanout run --server` takes no `--allow-net`.
 pub(super) fn hint_at_serve(answer: &mut Value) {
     match answer {
-        Value::String(s) if s.contains("add --allow-net ") => {
-            *s = s.replace(
-                "add --allow-net ",
-                "start the server with `fanout serve --allow-net` ",
-            );
-        }
+        Value::String(s) if s.contains("add --allow-net ") => *s = serve_hint(s),
         Value::Array(items) => items.iter_mut().for_each(hint_at_serve),
         Value::Object(fields) => fields.values_mut().for_each(hint_at_serve),
         _ => {}
     }
+}
+
+/// `add --allow-net ADDR` rewritten as `start the server with `fanout serve --allow-net ADDR``.
+fn serve_hint(text: &str) -> String {
+    const ADD: &str = "add --allow-net ";
+    let mut out = String::with_capacity(text.len() + 40);
+    let mut rest = text;
+    while let Some(at) = rest.find(ADD) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + ADD.len()..];
+        let end = after
+            .find(|c: char| c.is_whitespace() || c == ',' || c == ';' || c == ')')
+            .unwrap_or(after.len());
+        out.push_str(&format!(
+            "start the server with `fanout serve --allow-net {}`",
+            &after[..end]
+        ));
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Why a server could not be reached, in words: reqwest's own message ("error sending
