@@ -1,12 +1,14 @@
-//! Two batches' summaries side by side: each figure's change from the first to the second.
+//! Two batches' summaries side by side: each figure's change from the first to the second,
+//! and, for two runs of one request, how much of it sampling alone explains.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::noise::{Sample, noise_pct, quantile_spread_ms, spread};
 use super::spec::Figure;
-use super::summary::{JobSummary, Summary};
+use super::summary::{JobSummary, LatencyMetric, Summary, SummaryAcc};
 use super::verdict::figure;
 
 /// `GET /batches/{a}/compare/{b}`.
@@ -17,6 +19,10 @@ pub struct Comparison {
     /// By figure: `p50_ms` ... `max_ms`, `mean_ms`, `throughput_per_s`, `error_rate`, and
     /// `by_job.KEY.p95_ms` for every job both batches have.
     pub changes: BTreeMap<String, Change>,
+    /// Whether both ran one request (the same stored request, or one a rerun of the other):
+    /// only then is a change held against its `noise_pct`.
+    #[serde(default)]
+    pub same_request: bool,
 }
 
 /// One figure in both batches.
@@ -26,6 +32,14 @@ pub struct Change {
     pub b: Option<f64>,
     /// (b − a) / a × 100, to a tenth; null when either is missing or `a` is 0.
     pub change_pct: Option<f64>,
+    /// Two runs of one request only (`same_request`): the change that sampling alone makes
+    /// likely, ± in percent of `a` (95 %). Each batch's band is read from its own histogram
+    /// (a percentile: its rank uncertainty ±1.96·√(n·p·(1−p)) in ms; the mean: 1.96·sd/√n;
+    /// the error rate: 1.96·√(e·(1−e)/n)) and both add in quadrature. A floor: drift between
+    /// the runs adds to it. Null for `max_ms` and `throughput_per_s`, which have no sampling
+    /// band, and when `a` is 0.
+    #[serde(default)]
+    pub noise_pct: Option<f64>,
 }
 
 impl Change {
@@ -34,7 +48,12 @@ impl Change {
             (Some(a), Some(b)) if a != 0.0 => Some(((b - a) / a * 1000.0).round() / 10.0),
             _ => None,
         };
-        Change { a, b, change_pct }
+        Change {
+            a,
+            b,
+            change_pct,
+            noise_pct: None,
+        }
     }
 }
 
@@ -60,5 +79,55 @@ pub fn compare(a: Summary, b: Summary) -> Comparison {
             }
         }
     }
-    Comparison { a, b, changes }
+    Comparison {
+        a,
+        b,
+        changes,
+        same_request: false,
+    }
+}
+
+impl Comparison {
+    /// Marks the two as runs of one request and sets each change's `noise_pct` from both
+    /// batches' totals (`ta` of `a`, `tb` of `b`).
+    pub fn with_noise(mut self, ta: &SummaryAcc, tb: &SummaryAcc) -> Comparison {
+        let (ha, hb) = (durations(ta), durations(tb));
+        let (sa, sb) = (sample(&self.a, ha.as_deref()), sample(&self.b, hb.as_deref()));
+        for f in Figure::ALL {
+            let noise = self.changes[f.key()]
+                .a
+                .zip(spread(f, &sa).zip(spread(f, &sb)))
+                .and_then(|(a, (x, y))| noise_pct(a, x, y));
+            if let Some(c) = self.changes.get_mut(f.key()) {
+                c.noise_pct = noise;
+            }
+        }
+        for (name, change) in &mut self.changes {
+            let Some(key) = name
+                .strip_prefix("by_job.")
+                .and_then(|n| n.strip_suffix(".p95_ms"))
+            else {
+                continue;
+            };
+            let p95 = |t: &SummaryAcc| t.job_histogram(key).map(|h| quantile_spread_ms(&h, 0.95));
+            change.noise_pct = change
+                .a
+                .zip(p95(ta).zip(p95(tb)))
+                .and_then(|(a, (x, y))| noise_pct(a, x, y));
+        }
+        self.same_request = true;
+        self
+    }
+}
+
+fn durations(t: &SummaryAcc) -> Option<std::borrow::Cow<'_, hdrhistogram::Histogram<u64>>> {
+    t.histogram(LatencyMetric::Duration).map(|(h, _)| h)
+}
+
+fn sample<'a>(s: &Summary, durations: Option<&'a hdrhistogram::Histogram<u64>>) -> Sample<'a> {
+    Sample {
+        durations,
+        bad: s.failed + s.timed_out,
+        ended: s.tasks - s.pending,
+    }
 }
