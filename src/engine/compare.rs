@@ -92,7 +92,10 @@ impl Comparison {
     /// batches' totals (`ta` of `a`, `tb` of `b`).
     pub fn with_noise(mut self, ta: &SummaryAcc, tb: &SummaryAcc) -> Comparison {
         let (ha, hb) = (durations(ta), durations(tb));
-        let (sa, sb) = (sample(&self.a, ha.as_deref()), sample(&self.b, hb.as_deref()));
+        let (sa, sb) = (
+            sample(&self.a, ha.as_deref()),
+            sample(&self.b, hb.as_deref()),
+        );
         for f in Figure::ALL {
             let noise = self.changes[f.key()]
                 .a

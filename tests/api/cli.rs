@@ -598,7 +598,10 @@ async fn compare_prints_the_changes_between_two_batches_on_a_server() {
         .lines()
         .find(|l| l.trim_start().starts_with("p95_ms"))
         .unwrap_or_else(|| panic!("{text}"));
-    assert!(row.contains("(noise ±") && row.contains("at 20 tasks)"), "{row}");
+    assert!(
+        row.contains("(noise ±") && row.contains("at 20 tasks)"),
+        "{row}"
+    );
 
     let json_out = run_binary(args(&["compare", &a, &b, "--server", &app.base, "--json"])).await;
     let cmp: Value = serde_json::from_slice(&json_out.stdout).unwrap();

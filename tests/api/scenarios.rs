@@ -664,7 +664,10 @@ async fn compare_of_two_runs_of_one_request_gives_each_changes_noise() {
     assert_eq!(rerun.status, 201, "{}", rerun.json);
     let b = rerun.json["id"].as_str().unwrap().to_owned();
     // The same request posted again is a run of it too.
-    let again = app.post(&batch).await.json["id"].as_str().unwrap().to_owned();
+    let again = app.post(&batch).await.json["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let mut other_body = batch.clone();
     other_body["load"]["repeat"] = json!(100);
     let other = app.post(&other_body).await.json["id"]
@@ -684,7 +687,10 @@ async fn compare_of_two_runs_of_one_request_gives_each_changes_noise() {
         }
         // An extreme and the pace have no sampling band.
         assert!(changes["max_ms"]["noise_pct"].is_null(), "{changes}");
-        assert!(changes["throughput_per_s"]["noise_pct"].is_null(), "{changes}");
+        assert!(
+            changes["throughput_per_s"]["noise_pct"].is_null(),
+            "{changes}"
+        );
     }
 
     let unrelated = app.get(&format!("/batches/{a}/compare/{other}")).await;
@@ -715,7 +721,10 @@ async fn a_baseline_check_on_a_tiny_batch_warns_that_it_is_weak() {
     assert_eq!(warnings.len(), 1, "{verdict}");
     assert_eq!(warnings[0]["code"], "weak_baseline");
     let detail = warnings[0]["detail"].as_str().unwrap();
-    assert!(detail.contains("20") && detail.contains("10000"), "{detail}");
+    assert!(
+        detail.contains("20") && detail.contains("10000"),
+        "{detail}"
+    );
 }
 
 #[tokio::test]
