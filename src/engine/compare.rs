@@ -91,20 +91,26 @@ impl Comparison {
     /// Marks the two as runs of one request and sets each change's `noise_pct` from both
     /// batches' totals (`ta` of `a`, `tb` of `b`).
     pub fn with_noise(mut self, ta: &SummaryAcc, tb: &SummaryAcc) -> Comparison {
+        self.figures_noise(ta, tb);
+        self.jobs_noise(ta, tb);
+        self.same_request = true;
+        self
+    }
+
+    /// The batch figures' noise.
+    fn figures_noise(&mut self, ta: &SummaryAcc, tb: &SummaryAcc) {
         let (ha, hb) = (durations(ta), durations(tb));
-        let (sa, sb) = (
-            sample(&self.a, ha.as_deref()),
-            sample(&self.b, hb.as_deref()),
-        );
+        let sa = sample(&self.a, ha.as_deref());
+        let sb = sample(&self.b, hb.as_deref());
         for f in Figure::ALL {
-            let noise = self.changes[f.key()]
-                .a
-                .zip(spread(f, &sa).zip(spread(f, &sb)))
-                .and_then(|(a, (x, y))| noise_pct(a, x, y));
             if let Some(c) = self.changes.get_mut(f.key()) {
-                c.noise_pct = noise;
+                c.noise_pct = c.with_spreads(spread(f, &sa), spread(f, &sb));
             }
         }
+    }
+
+    /// Each shared job's p95 noise (`by_job.KEY.p95_ms`), from its own histograms.
+    fn jobs_noise(&mut self, ta: &SummaryAcc, tb: &SummaryAcc) {
         for (name, change) in &mut self.changes {
             let Some(key) = name
                 .strip_prefix("by_job.")
@@ -113,13 +119,16 @@ impl Comparison {
                 continue;
             };
             let p95 = |t: &SummaryAcc| t.job_histogram(key).map(|h| quantile_spread_ms(&h, 0.95));
-            change.noise_pct = change
-                .a
-                .zip(p95(ta).zip(p95(tb)))
-                .and_then(|(a, (x, y))| noise_pct(a, x, y));
+            change.noise_pct = change.with_spreads(p95(ta), p95(tb));
         }
-        self.same_request = true;
-        self
+    }
+}
+
+impl Change {
+    /// The noise of this change given each batch's spread of the figure.
+    fn with_spreads(&self, a: Option<f64>, b: Option<f64>) -> Option<f64> {
+        let (x, y) = a.zip(b)?;
+        noise_pct(self.a?, x, y)
     }
 }
 
@@ -132,5 +141,55 @@ fn sample<'a>(s: &Summary, durations: Option<&'a hdrhistogram::Histogram<u64>>) 
         durations,
         bad: s.failed + s.timed_out,
         ended: s.tasks - s.pending,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::summary::Place;
+    use crate::engine::task::TaskStatus;
+
+    /// Two jobs' tasks, `n` each, of 1 ms to `n` ms (`slow` ms more for job `y`).
+    fn totals(n: u64, slow: u64) -> SummaryAcc {
+        let mut acc = SummaryAcc::new(2 * n).with_parts(vec!["x".into(), "y".into()], vec![]);
+        for ms in 1..=n {
+            for (job, extra) in [(0, 0), (1, slow)] {
+                let place = Place {
+                    job: Some(job),
+                    stage: None,
+                };
+                let d = Some(Duration::from_millis(ms + extra));
+                acc.record_in(place, TaskStatus::Succeeded, d, None, None);
+            }
+        }
+        acc
+    }
+
+    #[test]
+    fn runs_of_one_request_get_noise_for_the_batch_and_each_jobs_p95() {
+        let (ta, tb) = (totals(500, 0), totals(500, 10));
+        let wall = Some(Duration::from_secs(1));
+        let plain = compare(ta.summary(wall), tb.summary(wall));
+        assert!(!plain.same_request);
+        assert!(plain.changes.values().all(|c| c.noise_pct.is_none()));
+
+        let c = plain.with_noise(&ta, &tb);
+
+        assert!(c.same_request);
+        for key in [
+            "p50_ms",
+            "p95_ms",
+            "mean_ms",
+            "by_job.x.p95_ms",
+            "by_job.y.p95_ms",
+        ] {
+            let noise = c.changes[key].noise_pct;
+            assert!(noise.is_some_and(|n| n > 0.0), "{key}: {noise:?}");
+        }
+        assert_eq!(c.changes["max_ms"].noise_pct, None);
+        assert_eq!(c.changes["throughput_per_s"].noise_pct, None);
     }
 }
