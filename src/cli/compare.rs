@@ -104,7 +104,63 @@ fn table(c: &Comparison, a: &str, b: &str) -> String {
         let pct = ch
             .change_pct
             .map_or("-".to_owned(), |p| format!("{p:+.1} %"));
-        let _ = writeln!(out, "  {name:<24} {:>12} {:>12} {pct:>9}", f(ch.a), f(ch.b));
+        let noise = ch.noise_pct.map_or(String::new(), |n| {
+            format!("  (noise ±{n:.1} % at {})", tasks(c))
+        });
+        let _ = writeln!(
+            out,
+            "  {name:<24} {:>12} {:>12} {pct:>9}{noise}",
+            f(ch.a),
+            f(ch.b)
+        );
+    }
+    let _ = writeln!(out, "\n{}", noise_note(c));
+    out
+}
+
+/// What the noise column means, or why there is none.
+fn noise_note(c: &Comparison) -> &'static str {
+    if c.same_request {
+        "noise: the change sampling alone makes likely (95 %), from both runs' histograms; \
+         drift between the runs adds to it"
+    } else {
+        "noise: not shown, the two did not run one request (a rerun, or the same stored \
+         request, on a server)"
+    }
+}
+
+/// The task counts the noise was read at: `3,000 tasks`, or `3,000 and 2,950 tasks`.
+fn tasks(c: &Comparison) -> String {
+    let ended = |s: &Summary| thousands(s.tasks.saturating_sub(s.pending));
+    let (a, b) = (ended(&c.a), ended(&c.b));
+    if a == b {
+        format!("{a} tasks")
+    } else {
+        format!("{a} and {b} tasks")
+    }
+}
+
+/// `3000` as `3,000`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thousands;
+
+    #[test]
+    fn counts_read_with_thousands_separators() {
+        assert_eq!(thousands(7), "7");
+        assert_eq!(thousands(3_000), "3,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
 }

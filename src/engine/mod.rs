@@ -8,12 +8,15 @@
 //! - [`task`], [`summary`], [`verdict`]: a task's record, the batch's figures, and the
 //!   thresholds judged on them.
 //! - [`meter`]: what the engine reports for metrics, as a trait.
+//! - [`compare`], [`noise`]: two batches side by side, and how much of a change sampling
+//!   alone explains.
 
 pub mod batch;
 pub mod check;
 pub mod compare;
 pub mod jobs;
 pub mod meter;
+pub mod noise;
 pub mod picture;
 pub mod run;
 pub mod spec;

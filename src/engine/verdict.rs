@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::batch::BatchStatus;
+use super::noise::weak_baseline;
 use super::spec::{Baseline, BaselineCheck, Figure, Threshold, Thresholds};
 use super::summary::{JobSummary, Percentiles, Summary};
 use super::wire_name;
@@ -13,6 +14,18 @@ use super::wire_name;
 pub struct Verdict {
     pub passed: bool,
     pub checks: Vec<Check>,
+    /// What the reader should know about the checks that passes or fails none of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
+}
+
+/// A caution about the verdict, which `passed` does not count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Warning {
+    /// `weak_baseline`: the run or its baseline ended fewer tasks than
+    /// `MIN_BASELINE_TASKS` (10,000), so a baseline check may pass or fail on noise.
+    pub code: String,
+    pub detail: String,
 }
 
 /// One threshold: its limit, the figure it was held against, and the outcome.
@@ -197,7 +210,22 @@ pub fn judge(thresholds: &Thresholds, s: &Summary, status: BatchStatus) -> Verdi
     Verdict {
         passed: checks.iter().all(|c| c.passed),
         checks,
+        warnings: warnings(thresholds, s),
     }
+}
+
+/// The verdict's warnings: a baseline judged on too few tasks.
+fn warnings(thresholds: &Thresholds, s: &Summary) -> Vec<Warning> {
+    let Some(baseline) = &thresholds.baseline else {
+        return Vec::new();
+    };
+    weak_baseline(s.tasks.saturating_sub(s.pending), baseline.tasks)
+        .map(|detail| Warning {
+            code: "weak_baseline".to_owned(),
+            detail,
+        })
+        .into_iter()
+        .collect()
 }
 
 /// A batch summary's figure (`error_rate`: failed and timed out over the tasks that ended).
@@ -209,6 +237,7 @@ pub fn figure(s: &Summary, f: Figure) -> Option<f64> {
 /// `summary`; the error names the first figure it lacks.
 pub fn resolve_baseline(baseline: &mut Baseline, summary: &Summary) -> Result<(), String> {
     let figures = Figures::of_batch(summary);
+    baseline.tasks = Some(summary.tasks.saturating_sub(summary.pending));
     for c in &mut baseline.checks {
         match figures.figure(c.figure) {
             Some(v) => c.base = Some(v),
@@ -265,6 +294,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::engine::noise::MIN_BASELINE_TASKS;
     use crate::engine::summary::SummaryAcc;
     use crate::engine::task::{ErrorCode, TaskError, TaskStatus};
 
@@ -373,6 +403,65 @@ mod tests {
             v.checks[1].detail.as_deref(),
             Some("100 of 100 tasks ran, then the batch was cancelled")
         );
+    }
+
+    /// A summary of `n` tasks of 1 ms each, judged against a baseline of `base` tasks.
+    fn judged_against_baseline(n: u64, base: u64) -> Verdict {
+        let mut acc = SummaryAcc::new(n);
+        for _ in 0..n {
+            acc.record(
+                TaskStatus::Succeeded,
+                Some(Duration::from_millis(1)),
+                None,
+                None,
+            );
+        }
+        let s = acc.summary(Some(Duration::from_secs(1)));
+        let mut baseline = Baseline {
+            batch: uuid::Uuid::nil(),
+            checks: vec![BaselineCheck {
+                figure: Figure::P95Ms,
+                max_regression_pct: 10.0,
+                base: None,
+            }],
+            tasks: None,
+        };
+        let mut base_acc = SummaryAcc::new(base);
+        for _ in 0..base {
+            base_acc.record(
+                TaskStatus::Succeeded,
+                Some(Duration::from_millis(1)),
+                None,
+                None,
+            );
+        }
+        resolve_baseline(&mut baseline, &base_acc.summary(None)).unwrap();
+        let t = Thresholds {
+            baseline: Some(baseline),
+            ..Thresholds::default()
+        };
+        judge(&t, &s, BatchStatus::Completed)
+    }
+
+    #[test]
+    fn a_baseline_check_on_too_few_tasks_warns_without_failing() {
+        let short = judged_against_baseline(3_000, MIN_BASELINE_TASKS);
+        assert!(short.passed);
+        assert_eq!(short.warnings.len(), 1, "{short:?}");
+        assert_eq!(short.warnings[0].code, "weak_baseline");
+        assert!(short.warnings[0].detail.contains("3000"), "{short:?}");
+
+        let short_baseline = judged_against_baseline(MIN_BASELINE_TASKS, 500);
+        assert_eq!(short_baseline.warnings.len(), 1, "{short_baseline:?}");
+    }
+
+    #[test]
+    fn a_baseline_check_on_enough_tasks_has_no_warning() {
+        let long = judged_against_baseline(MIN_BASELINE_TASKS, MIN_BASELINE_TASKS);
+        assert!(long.passed);
+        assert!(long.warnings.is_empty(), "{long:?}");
+        let json = serde_json::to_value(&long).unwrap();
+        assert!(json.get("warnings").is_none(), "{json}");
     }
 
     #[test]

@@ -6,10 +6,12 @@ use axum::extract::{Path, State};
 use super::AppState;
 use super::batches::{not_found, parse_id};
 use super::error::{ApiError, documented};
-use crate::engine::compare::{Comparison, compare};
+use crate::engine::compare::Comparison;
 
 /// Both batches' summaries and each figure's change from `a` to `b`: the duration
-/// percentiles, mean, throughput, error rate and every shared job's p95.
+/// percentiles, mean, throughput, error rate and every shared job's p95. When both ran one
+/// request (`same_request`: the same stored request, or one a rerun of the other), each
+/// change carries `noise_pct`, the change sampling alone makes likely at their task counts.
 #[utoipa::path(
     get,
     path = "/batches/{a}/compare/{b}",
@@ -36,5 +38,5 @@ pub async fn compare_batches(
     let Some(second) = state.batches.get(idb).await? else {
         return Err(not_found(&b));
     };
-    Ok(Json(compare(first.summary_now(), second.summary_now())))
+    Ok(Json(state.batches.compare(&first, &second).await?))
 }

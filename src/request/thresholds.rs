@@ -225,6 +225,7 @@ impl BaselineRequest {
         Some(Baseline {
             batch: batch?,
             checks,
+            tasks: None,
         })
     }
 }

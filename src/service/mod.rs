@@ -8,9 +8,12 @@
 //! - `worker`: claiming queued shards, lease renewals, heartbeats and the rescuer.
 //! - `picture`: reads that need few of a batch's rows (`?results=none`, timeline, latency).
 //! - `baseline`: the figures a batch's baseline checks compare with.
+//! - `compare`: two batches side by side, with each change's noise for two runs of one
+//!   request.
 
 mod baseline;
 pub mod batches;
+mod compare;
 mod picture;
 mod worker;
 

@@ -523,6 +523,12 @@ async fn a_run_slower_than_its_baseline_report_exits_1_naming_the_check() {
     ))
     .await;
     assert_exit(&same, 0);
+    // 40 tasks are too few for a baseline to tell a change from noise: said on stderr and
+    // under the verdict, without failing the run.
+    let stderr = String::from_utf8_lossy(&same.stderr);
+    assert!(stderr.contains("warning: weak_baseline"), "{stderr}");
+    let text = String::from_utf8_lossy(&same.stdout);
+    assert!(text.contains("warning     weak_baseline"), "{text}");
 
     // A baseline that is not a report, or a figure that does not exist: 2.
     let missing = run_binary(run("/hello", &["--baseline", "/nonexistent/base.json"])).await;
@@ -565,6 +571,37 @@ async fn compare_prints_the_changes_between_two_batches_on_a_server() {
         .find(|l| l.trim_start().starts_with("p95_ms"))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(row.contains('+'), "{row}");
+
+    assert!(!row.contains("noise"), "{row}");
+
+    // A rerun of `a` ran its request again: each row gives its noise at 20 tasks.
+    let rerun = crate::helpers::Answer::from(
+        app.client
+            .post(format!("{}/batches/{a}/rerun", app.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(rerun.status, 201, "{}", rerun.json);
+    let r = rerun.json;
+    let out = run_binary(args(&[
+        "compare",
+        &a,
+        r["id"].as_str().unwrap(),
+        "--server",
+        &app.base,
+    ]))
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("p95_ms"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        row.contains("(noise ±") && row.contains("at 20 tasks)"),
+        "{row}"
+    );
 
     let json_out = run_binary(args(&["compare", &a, &b, "--server", &app.base, "--json"])).await;
     let cmp: Value = serde_json::from_slice(&json_out.stdout).unwrap();

@@ -646,6 +646,88 @@ async fn a_baseline_check_fails_a_slower_run_and_compare_shows_the_change() {
 }
 
 #[tokio::test]
+async fn compare_of_two_runs_of_one_request_gives_each_changes_noise() {
+    let app = spawn_app().await;
+    let batch = json!({ "jobs": [{ "kind": "sleep", "duration_ms": 2 }],
+        "load": { "repeat": 200 }, "concurrency": 20, "results": "none" });
+    let first = app.post(&batch).await;
+    assert_eq!(first.status, 201, "{}", first.json);
+    let a = first.json["id"].as_str().unwrap().to_owned();
+    let rerun = crate::helpers::Answer::from(
+        app.client
+            .post(format!("{}/batches/{a}/rerun", app.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(rerun.status, 201, "{}", rerun.json);
+    let b = rerun.json["id"].as_str().unwrap().to_owned();
+    // The same request posted again is a run of it too.
+    let again = app.post(&batch).await.json["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut other_body = batch.clone();
+    other_body["load"]["repeat"] = json!(100);
+    let other = app.post(&other_body).await.json["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    for (x, y) in [(&a, &b), (&b, &a), (&a, &again)] {
+        let cmp = app.get(&format!("/batches/{x}/compare/{y}")).await;
+        assert_eq!(cmp.status, 200, "{}", cmp.json);
+        assert_eq!(cmp.json["same_request"], true, "{}", cmp.json);
+        let changes = &cmp.json["changes"];
+        // (The error rate is 0 in both: a change from 0 has no percentage, nor noise.)
+        for figure in ["p50_ms", "p95_ms", "p99_ms", "mean_ms"] {
+            let noise = changes[figure]["noise_pct"].as_f64();
+            assert!(noise.is_some_and(|n| n >= 0.0), "{figure}: {changes}");
+        }
+        // An extreme and the pace have no sampling band.
+        assert!(changes["max_ms"]["noise_pct"].is_null(), "{changes}");
+        assert!(
+            changes["throughput_per_s"]["noise_pct"].is_null(),
+            "{changes}"
+        );
+    }
+
+    let unrelated = app.get(&format!("/batches/{a}/compare/{other}")).await;
+    assert_eq!(unrelated.json["same_request"], false, "{}", unrelated.json);
+    assert!(unrelated.json["changes"]["p95_ms"]["noise_pct"].is_null());
+}
+
+#[tokio::test]
+async fn a_baseline_check_on_a_tiny_batch_warns_that_it_is_weak() {
+    let app = spawn_app().await;
+    let job = json!([{ "kind": "sleep", "duration_ms": 1 }]);
+    let base = app
+        .post(&json!({ "jobs": job, "load": { "repeat": 20 } }))
+        .await;
+    assert_eq!(base.status, 201, "{}", base.json);
+
+    let res = app
+        .post(&json!({ "jobs": job, "load": { "repeat": 20 },
+            "thresholds": { "baseline": { "batch": base.json["id"],
+                "max_regression_pct": { "p95_ms": 100000 } } } }))
+        .await;
+
+    assert_eq!(res.status, 201, "{}", res.json);
+    let verdict = &res.json["verdict"];
+    // A warning, not a failure: the check itself passed.
+    assert_eq!(verdict["passed"], true, "{verdict}");
+    let warnings = verdict["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{verdict}");
+    assert_eq!(warnings[0]["code"], "weak_baseline");
+    let detail = warnings[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("20") && detail.contains("10000"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
 async fn an_unknown_or_unfinished_baseline_is_a_422_and_rerun_of_nothing_a_404() {
     let app = spawn_app().await;
     let job = json!([{ "kind": "sleep", "duration_ms": 1 }]);

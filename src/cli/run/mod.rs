@@ -205,6 +205,10 @@ pub fn run(mut args: RunArgs) -> ExitCode {
             let _ = std::io::Write::write_all(&mut std::io::stdout(), output.as_bytes());
         }
     }
+    // On stderr too, so that a CI log shows it whatever `--format` wrote.
+    for w in report.verdict.iter().flat_map(|v| &v.warnings) {
+        eprintln!("fanout run: warning: {}: {}", w.code, w.detail);
+    }
     if report.passed() {
         ExitCode::SUCCESS
     } else {

@@ -402,6 +402,9 @@ fn verdict(out: &mut String, b: &Report) {
             num(Some(c.limit))
         );
     }
+    for w in &v.warnings {
+        let _ = writeln!(out, "  warning     {}: {}", w.code, w.detail);
+    }
 }
 
 /// The first message of each error code, a line each.

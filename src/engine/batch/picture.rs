@@ -17,6 +17,14 @@ impl Batch {
         own_totals(&self.state.lock().summary).map(Cow::into_owned)
     }
 
+    /// Its totals for a comparison's noise: `totals` (merged from its checkpoints) when
+    /// given, else its own, else counted again from its rows.
+    pub fn counted_totals(&self, totals: Option<SummaryAcc>) -> SummaryAcc {
+        totals
+            .or_else(|| self.totals())
+            .unwrap_or_else(|| from_rows(&self.state.lock().tasks))
+    }
+
     /// The timeline of `[from_ms, to_ms)` (ms from its start) in `bins` bins; `totals` are
     /// its merged totals when it was read back from storage.
     pub fn timeline(

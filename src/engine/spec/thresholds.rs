@@ -95,6 +95,10 @@ impl From<StoredThresholds> for Thresholds {
 pub struct Baseline {
     pub batch: uuid::Uuid,
     pub checks: Vec<BaselineCheck>,
+    /// The baseline's tasks that ended, read with its figures: a verdict warns when they
+    /// are too few to tell a change from noise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<u64>,
 }
 
 /// One figure held against the baseline's.

@@ -395,6 +395,13 @@ impl SummaryAcc {
         t.histogram()
     }
 
+    /// The histogram of one job's durations (`by_job.KEY`), in microseconds.
+    pub fn job_histogram(&self, key: &str) -> Option<std::borrow::Cow<'_, Histogram<u64>>> {
+        let parts = self.parts.as_deref()?;
+        let (_, part) = parts.jobs.iter().find(|(k, _)| k == key)?;
+        part.durations().histogram().map(|(h, _)| h)
+    }
+
     /// Counts a stored task that ended (a warm-up task counts nowhere).
     pub fn record_stored(&mut self, t: &crate::engine::task::TaskRecord) {
         if t.warmup {

@@ -72,6 +72,10 @@ impl PartAcc {
         self.by_status.iter().sum()
     }
 
+    pub(super) fn durations(&self) -> &Timings {
+        &self.durations
+    }
+
     pub(super) fn job(&self, wall: Option<Duration>) -> JobSummary {
         JobSummary {
             tasks: self.ended(),
