@@ -151,20 +151,20 @@ pub struct Connections {
 /// What losing shards cost a batch: the shards claimed again after their instance was lost,
 /// the tasks that instance had started and not seen end by its last checkpoint (each was run
 /// again, or ended `interrupted`, as `on_lost` says), and the longest time a lost shard had
-/// no runner (from its last checkpoint to the next claim). Every field has a default, so that
-/// a checkpoint stored before the newer fields still reads.
+/// no runner (from its last checkpoint to the next claim). The fields after `window_ms` have
+/// defaults, so that a checkpoint stored before them still reads.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(default)]
 pub struct Lost {
     pub shards: u64,
     pub tasks: u64,
     pub window_ms: f64,
     /// The instances that were running the lost shards when they were lost.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub instances: Vec<String>,
     /// When the gap `window_ms` measures began: the lost shard's last checkpoint (else its
     /// start).
     #[serde(
+        default,
         serialize_with = "crate::engine::task::micros_opt",
         skip_serializing_if = "Option::is_none"
     )]
@@ -174,7 +174,7 @@ pub struct Lost {
     /// read from the batch's time bins of the tasks that ended (so to a bin's width, and
     /// without the tasks the lost instance started and never finished). Absent when the
     /// bins are missing.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_per_s: Option<f64>,
 }
 
