@@ -396,7 +396,11 @@ mod tests {
             BatchStatus::Completed,
         );
 
-        let lost = v.checks.iter().find(|c| c.name == "lost").expect("a lost check");
+        let lost = v
+            .checks
+            .iter()
+            .find(|c| c.name == "lost")
+            .expect("a lost check");
         assert_eq!((lost.limit, lost.actual), (0.0, Some(0.0)));
         assert!(lost.passed && lost.detail.is_none());
         assert!(v.passed);
@@ -413,7 +417,10 @@ mod tests {
         assert!(!v.passed);
         assert!(v.checks[0].passed, "the latency itself was fine");
         let lost = v.checks.iter().find(|c| c.name == "lost").unwrap();
-        assert_eq!((lost.limit, lost.actual, lost.passed), (0.0, Some(4915.0), false));
+        assert_eq!(
+            (lost.limit, lost.actual, lost.passed),
+            (0.0, Some(4915.0), false)
+        );
         assert_eq!(
             lost.detail.as_deref(),
             Some(
@@ -464,6 +471,10 @@ mod tests {
             &empty,
             BatchStatus::Completed,
         );
-        assert!(v.checks[..2].iter().all(|c| c.actual.is_none() && !c.passed));
+        assert!(
+            v.checks[..2]
+                .iter()
+                .all(|c| c.actual.is_none() && !c.passed)
+        );
     }
 }

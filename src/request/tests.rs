@@ -162,7 +162,9 @@ fn too_many_jobs_is_413() {
 #[test]
 fn max_lost_window_ms_is_a_threshold_of_its_own_and_never_negative() {
     let with = |v: &str| {
-        format!(r#"{{"jobs":[{{"kind":"sleep","duration_ms":1}}],"thresholds":{{"max_lost_window_ms":{v}}}}}"#)
+        format!(
+            r#"{{"jobs":[{{"kind":"sleep","duration_ms":1}}],"thresholds":{{"max_lost_window_ms":{v}}}}}"#
+        )
     };
 
     let spec = parse_batch(with("2500").as_bytes(), &limits()).unwrap();

@@ -593,10 +593,19 @@ mod tests {
         let text = text(&report);
         let xml = junit(&report);
 
-        assert!(text.contains(&format!("  lost        {detail}\n")), "{text}");
+        assert!(
+            text.contains(&format!("  lost        {detail}\n")),
+            "{text}"
+        );
         assert!(text.contains("[FAIL] lost"), "{text}");
-        assert!(xml.contains("<testcase classname=\"fanout.thresholds\" name=\"lost\""), "{xml}");
-        assert!(xml.contains(&format!("message=\"lost: {detail}\"")), "{xml}");
+        assert!(
+            xml.contains("<testcase classname=\"fanout.thresholds\" name=\"lost\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(&format!("message=\"lost: {detail}\"")),
+            "{xml}"
+        );
     }
 
     #[test]
@@ -609,7 +618,8 @@ mod tests {
         let report: Report = serde_json::from_value(answer).expect("reads");
 
         assert!(
-            text(&report).contains("  lost        an instance lost: 1 shard had no runner for 250 ms\n"),
+            text(&report)
+                .contains("  lost        an instance lost: 1 shard had no runner for 250 ms\n"),
             "{}",
             text(&report)
         );

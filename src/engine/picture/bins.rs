@@ -116,7 +116,9 @@ impl TimeBins {
         let started: f64 = self
             .each()
             .map(|(start, b)| {
-                let overlap = (start + width).min(to_ms).saturating_sub(start.max(from_ms));
+                let overlap = (start + width)
+                    .min(to_ms)
+                    .saturating_sub(start.max(from_ms));
                 f64::from(b[0]) * overlap as f64 / width as f64
             })
             .sum();

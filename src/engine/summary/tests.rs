@@ -223,5 +223,8 @@ fn a_merged_loss_says_who_when_and_the_rate_the_batch_fell_to() {
     assert_eq!(lost.at, at, "the start of the longest gap");
     // To a bin's width (16 ms here) at either end of the gap.
     let rate = lost.rate_per_s.expect("a rate");
-    assert!((99.0..=101.0).contains(&rate), "one shard of two ran meanwhile: {rate}");
+    assert!(
+        (99.0..=101.0).contains(&rate),
+        "one shard of two ran meanwhile: {rate}"
+    );
 }

@@ -281,7 +281,11 @@ mod tests {
         assert_eq!(claimed[0].attempt, 2);
         let lost = claimed[0].lost.as_ref().expect("a claim after a loss");
         assert_eq!(lost.shards, 1);
-        assert_eq!(lost.instances, ["a"], "the claim names the instance it was lost by");
+        assert_eq!(
+            lost.instances,
+            ["a"],
+            "the claim names the instance it was lost by"
+        );
         assert!(lost.at.is_some());
         assert!(
             store.claim(b.clone(), lease, 10).await.unwrap().is_empty(),
