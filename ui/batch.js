@@ -1,6 +1,6 @@
 // The open batch: reading it (again), zooming its waterfall, picking a task, and drawing it all.
 
-import { renderCards, renderHeader, renderMaps } from "./cards.js";
+import { renderCards, renderHeader, renderLost, renderMaps } from "./cards.js";
 import { $ } from "./dom.js";
 import { drawLatency, renderLatencyText } from "./latency.js";
 import { updateListRow } from "./sidebar.js";
@@ -97,6 +97,7 @@ function render() {
   renderHeader();
   renderCards();
   renderMaps();
+  renderLost();
   renderVerdict();
   renderTables();
   renderWindowText();

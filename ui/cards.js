@@ -1,4 +1,4 @@
-// The batch's header, its progress bar, its cards of figures, and its HTTP status and error chips.
+// The batch's header, its progress bar, its cards of figures, its HTTP status and error chips, and a lost instance.
 
 import { $, el } from "./dom.js";
 import { errorRate, fmtDateTime, fmtInt, fmtMs, fmtPct, fmtRate, fmtSpan } from "./format.js";
@@ -65,6 +65,20 @@ export function renderMaps() {
   $("errors").replaceChildren(...(errors.length
     ? errors.slice(0, 20).map(([code, n]) => chip(code, n, "error", s.first_errors?.[code]))
     : [el("span", { class: "muted", text: "none" })]));
+}
+
+/** A line naming the instance a sharded run lost, when, for how long, and what the rate fell to. */
+export function renderLost() {
+  const lost = state.batch.summary.lost;
+  const node = $("lost");
+  node.hidden = !lost;
+  if (!lost) return;
+  const who = lost.instances?.length ? `${lost.instances.length > 1 ? "Instances" : "Instance"} ${lost.instances.join(", ")}` : "An instance";
+  const when = lost.at ? ` at ${fmtDateTime(lost.at)}` : "";
+  const shards = `${fmtInt(lost.shards)} shard${lost.shards === 1 ? "" : "s"}`;
+  const rate = lost.rate_per_s == null ? "" : `; the batch started ${fmtRate(lost.rate_per_s)} tasks/s meanwhile`;
+  node.textContent = `${who} lost${when}: ${shards} had no runner for ${fmtSpan(lost.window_ms)}${rate}.`;
+  node.dataset.windowMs = String(lost.window_ms);
 }
 
 function chip(key, count, cls, title) {

@@ -32,7 +32,8 @@ pub struct Warning {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Check {
     /// The threshold's key: `p95_ms` for the batch's figure, `by_job.KEY.p95_ms` for a
-    /// job's, `baseline.p95_ms` against the baseline, `completed` when not every task ran.
+    /// job's, `baseline.p95_ms` against the baseline, `completed` when not every task ran,
+    /// `lost` (always there) for the longest time a lost shard had no runner.
     pub name: String,
     pub limit: f64,
     /// Null when there is nothing to measure (no task ended): the check then fails.
@@ -207,6 +208,7 @@ pub fn judge(thresholds: &Thresholds, s: &Summary, status: BatchStatus) -> Verdi
             )),
         });
     }
+    checks.push(lost(thresholds, s));
     Verdict {
         passed: checks.iter().all(|c| c.passed),
         checks,
@@ -226,6 +228,17 @@ fn warnings(thresholds: &Thresholds, s: &Summary) -> Vec<Warning> {
         })
         .into_iter()
         .collect()
+}
+
+/// The `lost` check every verdict has: a run whose shards went without a runner for longer
+/// than allowed did not apply the load it promised, whatever its figures.
+fn lost(thresholds: &Thresholds, s: &Summary) -> Check {
+    let limit = thresholds.max_lost_window_ms.unwrap_or(0.0);
+    let actual = s.lost.as_ref().map_or(0.0, |l| l.window_ms);
+    Check {
+        detail: s.lost.as_ref().map(|l| l.words()),
+        ..check("lost".to_owned(), limit, Some(actual), false)
+    }
 }
 
 /// A batch summary's figure (`error_rate`: failed and timed out over the tasks that ended).
@@ -295,7 +308,7 @@ mod tests {
 
     use super::*;
     use crate::engine::noise::MIN_BASELINE_TASKS;
-    use crate::engine::summary::SummaryAcc;
+    use crate::engine::summary::{Lost, SummaryAcc};
     use crate::engine::task::{ErrorCode, TaskError, TaskStatus};
 
     fn summary() -> Summary {
@@ -338,7 +351,7 @@ mod tests {
         ]);
         let v = judge(&t, &summary(), BatchStatus::Completed);
         let passed: Vec<bool> = v.checks.iter().map(|c| c.passed).collect();
-        assert_eq!(passed, vec![true, false, true, false, true, false]);
+        assert_eq!(passed, vec![true, false, true, false, true, false, true]);
         assert!(!v.passed);
         assert_eq!(v.checks[2].actual, Some(0.02));
         assert_eq!(v.checks[4].actual, Some(50.0));
@@ -387,8 +400,80 @@ mod tests {
             &summary(),
             BatchStatus::Completed,
         );
-        assert_eq!(v.checks.len(), 1);
+        assert_eq!(v.checks.len(), 2, "the limit and `lost`");
         assert!(v.passed);
+    }
+
+    /// A summary whose run lost node3's shards for 4.9 s.
+    fn lost_for(window_ms: f64) -> Summary {
+        let mut s = summary();
+        s.lost = Some(Lost {
+            shards: 2,
+            tasks: 0,
+            window_ms,
+            instances: vec!["node3".into()],
+            at: "2025-05-01T10:00:07.21Z".parse().ok(),
+            rate_per_s: Some(1000.5),
+        });
+        s
+    }
+
+    #[test]
+    fn a_run_with_thresholds_and_no_loss_passes_its_lost_check_at_0() {
+        let v = judge(
+            &Thresholds::batch(vec![(Threshold::P95Ms, 1000.0)]),
+            &summary(),
+            BatchStatus::Completed,
+        );
+
+        let lost = v
+            .checks
+            .iter()
+            .find(|c| c.name == "lost")
+            .expect("a lost check");
+        assert_eq!((lost.limit, lost.actual), (0.0, Some(0.0)));
+        assert!(lost.passed && lost.detail.is_none());
+        assert!(v.passed);
+    }
+
+    #[test]
+    fn a_loss_fails_the_lost_check_and_says_which_instance_when_and_the_rate() {
+        let v = judge(
+            &Thresholds::batch(vec![(Threshold::P95Ms, 1000.0)]),
+            &lost_for(4915.0),
+            BatchStatus::Completed,
+        );
+
+        assert!(!v.passed);
+        assert!(v.checks[0].passed, "the latency itself was fine");
+        let lost = v.checks.iter().find(|c| c.name == "lost").unwrap();
+        assert_eq!(
+            (lost.limit, lost.actual, lost.passed),
+            (0.0, Some(4915.0), false)
+        );
+        assert_eq!(
+            lost.detail.as_deref(),
+            Some(
+                "instance node3 lost at 2025-05-01T10:00:07.210Z: 2 shards had no runner for \
+                 4915 ms; the batch started 1000.5 tasks/s meanwhile"
+            )
+        );
+    }
+
+    #[test]
+    fn a_loss_within_max_lost_window_ms_passes() {
+        let t = Thresholds {
+            max_lost_window_ms: Some(5000.0),
+            ..Thresholds::batch(vec![(Threshold::P95Ms, 1000.0)])
+        };
+
+        let within = judge(&t, &lost_for(4915.0), BatchStatus::Completed);
+        let beyond = judge(&t, &lost_for(5001.0), BatchStatus::Completed);
+
+        assert!(within.passed, "{within:?}");
+        assert!(!beyond.passed);
+        assert_eq!(beyond.checks[1].name, "lost");
+        assert_eq!(beyond.checks[1].limit, 5000.0);
     }
 
     #[test]
@@ -475,6 +560,10 @@ mod tests {
             &empty,
             BatchStatus::Completed,
         );
-        assert!(v.checks.iter().all(|c| c.actual.is_none() && !c.passed));
+        assert!(
+            v.checks[..2]
+                .iter()
+                .all(|c| c.actual.is_none() && !c.passed)
+        );
     }
 }

@@ -158,3 +158,21 @@ fn too_many_jobs_is_413() {
         })
     ));
 }
+
+#[test]
+fn max_lost_window_ms_is_a_threshold_of_its_own_and_never_negative() {
+    let with = |v: &str| {
+        format!(
+            r#"{{"jobs":[{{"kind":"sleep","duration_ms":1}}],"thresholds":{{"max_lost_window_ms":{v}}}}}"#
+        )
+    };
+
+    let spec = parse_batch(with("2500").as_bytes(), &limits()).unwrap();
+
+    let thresholds = spec.thresholds.expect("thresholds");
+    assert_eq!(thresholds.max_lost_window_ms, Some(2500.0));
+    assert_eq!(
+        invalid_fields(&with("-1")),
+        ["thresholds.max_lost_window_ms"]
+    );
+}

@@ -75,6 +75,11 @@ limits_request! {
         /// `baseline.p95_ms`.
         #[schema(example = json!(null))]
         pub baseline: Option<BaselineRequest>,
+        /// The longest a lost shard may have gone without a runner, in ms: the verdict's
+        /// `lost` check (there whenever a batch has thresholds, with a limit of 0 unless
+        /// this says otherwise) fails when `summary.lost.window_ms` is longer.
+        #[schema(minimum = 0, example = json!(null))]
+        pub max_lost_window_ms: Option<f64>,
     }
 }
 
@@ -131,13 +136,22 @@ impl ThresholdsRequest {
         let batch = self.checks("thresholds", errors);
         let by_job = self.by_job_checks(job_keys, errors);
         let baseline = self.baseline.as_ref().and_then(|b| b.validate(errors));
-        if batch.is_empty() && by_job.is_empty() && baseline.is_none() {
+        let max_lost_window_ms = self.max_lost_window_ms;
+        if max_lost_window_ms.is_some_and(|v| !v.is_finite() || v < 0.0) {
+            errors.push(FieldError::new(
+                "thresholds.max_lost_window_ms",
+                "must be a number, 0 or more",
+            ));
+        }
+        let none = batch.is_empty() && by_job.is_empty() && baseline.is_none();
+        if none && max_lost_window_ms.is_none() {
             errors.push(FieldError::new("thresholds", "give at least one threshold"));
         }
         Thresholds {
             batch,
             by_job,
             baseline,
+            max_lost_window_ms,
         }
     }
 

@@ -83,7 +83,10 @@ async fn a_failed_threshold_exits_1_and_junit_names_it() {
         .descendants()
         .filter(|n| n.has_tag_name("testcase"))
         .collect();
-    assert_eq!(cases.len(), 2);
+    // The two limits, and the `lost` check every verdict has (nothing was lost here).
+    assert_eq!(cases.len(), 3);
+    assert_eq!(cases[2].attribute("name"), Some("lost"));
+    assert!(cases[2].children().all(|c| !c.has_tag_name("failure")));
     assert_eq!(cases[0].attribute("name"), Some("p99_ms"));
     assert!(cases[0].children().all(|c| !c.has_tag_name("failure")));
     assert_eq!(cases[1].attribute("name"), Some("max_error_rate"));

@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Server, ended, fresh_postgres, poll_until, spawn_target, start_cluster, start_instance,
+    Server, assert_exit, batch_file, ended, fresh_postgres, output_of, poll_until, spawn_binary,
+    spawn_target, start_cluster, start_instance,
 };
 
 /// How long a test waits for a run to reach the state it acts in (shards running here and
@@ -120,22 +121,7 @@ async fn a_killed_instances_shards_run_elsewhere_and_every_task_counts_once() {
         "load": { "repeat": 6000, "rate_per_s": 1500 }, "concurrency": 48, "results": "errors" });
     let id = nodes[0].submit(&run).await;
 
-    // Once every instance runs some of it, kill one.
-    let victim = poll_until(SPREAD_LIMIT, || async {
-        let b = batch(&nodes[0], &id).await;
-        let running: HashSet<String> = b["shards"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|s| s["status"] == "running")
-            .map(|s| s["instance_id"].as_str().unwrap().to_owned())
-            .collect();
-        (running.contains("node3") && running.len() == 3).then_some(2)
-    })
-    .await;
-    let victim = victim.expect("the shards spread over the three instances");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    nodes[victim].kill();
+    kill_node3_once_spread(&mut nodes, &id).await;
 
     let done = nodes[0].finished(&id).await;
 
@@ -158,6 +144,84 @@ async fn a_killed_instances_shards_run_elsewhere_and_every_task_counts_once() {
         "the lost shards ran on the live instances"
     );
     assert!(shards.iter().all(|s| s["status"] == "completed"));
+}
+
+/// Once every one of the three instances runs some of batch `id`, kills node3 (SIGKILL).
+async fn kill_node3_once_spread(nodes: &mut [Server], id: &str) {
+    let spread = poll_until(SPREAD_LIMIT, || async {
+        let b = batch(&nodes[0], id).await;
+        let running: HashSet<String> = b["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["status"] == "running")
+            .map(|s| s["instance_id"].as_str().unwrap().to_owned())
+            .collect();
+        (running.contains("node3") && running.len() == 3).then_some(())
+    })
+    .await;
+    spread.expect("the shards spread over the three instances");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nodes[2].kill();
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(fanout_test_backend = "postgres"),
+    ignore = "several instances on one PostgreSQL: run in the PostgreSQL pass"
+)]
+async fn a_killed_instance_fails_the_lost_check_and_fanout_run_names_it() {
+    let Some(db) = database().await else { return };
+    let target = spawn_target().await;
+    let mut nodes = start_cluster(&db, 3, &["--shard-size", "500"]).await;
+    // As the kill test's run, with thresholds the run meets: only the loss fails it.
+    let run = json!({ "jobs": [{ "kind": "http", "url": format!("{}/hello", target.base) }],
+        "load": { "repeat": 6000, "rate_per_s": 1500 }, "concurrency": 48, "results": "errors",
+        "thresholds": { "max_error_rate": 0.5 } });
+    let (_dir, file) = batch_file(&run);
+    let cli = spawn_binary(["run", file.as_str(), "--server", nodes[0].base.as_str()]);
+    let id = poll_until(SPREAD_LIMIT, || async {
+        let listed = nodes[0].get("/batches").await.json;
+        listed["items"][0]["id"].as_str().map(str::to_owned)
+    })
+    .await
+    .expect("fanout run submitted the batch");
+
+    kill_node3_once_spread(&mut nodes, &id).await;
+    let out = output_of(cli).await;
+
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_exit(&out, 1);
+    let done = batch(&nodes[0], &id).await;
+    assert_eq!(done["summary"]["succeeded"], 6000, "{}", done["summary"]);
+    let lost = &done["summary"]["lost"];
+    assert_eq!(lost["instances"], json!(["node3"]), "{lost}");
+    assert!(lost["at"].is_string(), "{lost}");
+    assert!(lost["rate_per_s"].as_f64().is_some(), "{lost}");
+    let window = lost["window_ms"].as_f64().unwrap();
+    assert!(window > 0.0, "{lost}");
+    let verdict = &done["verdict"];
+    assert_eq!(verdict["passed"], false, "{verdict}");
+    let check = verdict["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "lost")
+        .expect("a lost check");
+    assert_eq!(
+        (check["limit"].as_f64(), check["actual"].as_f64()),
+        (Some(0.0), Some(window))
+    );
+    assert_eq!(check["passed"], false);
+    let detail = check["detail"].as_str().unwrap();
+    assert!(detail.starts_with("instance node3 lost at "), "{detail}");
+    assert!(
+        detail.contains(&format!("no runner for {window} ms")),
+        "{detail}"
+    );
+    assert!(text.contains(&format!("  lost        {detail}")), "{text}");
+    assert!(text.contains("[FAIL] lost"), "{text}");
+    assert!(text.contains("[ok] max_error_rate"), "{text}");
 }
 
 #[tokio::test]

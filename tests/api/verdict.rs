@@ -73,7 +73,7 @@ async fn a_run_refused_by_the_guard_fails_and_says_what_to_add() {
     assert!(text.contains("forbidden (first): 127.0.0.1:"), "{text}");
     // Nothing reached the target, so there is no latency to pass a latency threshold with.
     assert!(text.contains("[FAIL] p95_ms"), "{text}");
-    assert!(!text.contains("[ok]"), "{text}");
+    assert!(!text.contains("[ok] p95_ms"), "{text}");
     assert!(text.contains("throughput 0 tasks/s"), "{text}");
 
     let out = run_batch(&batch, &["--format", "junit"]).await;

@@ -471,3 +471,26 @@ test("the report of the fixture looks as it did, and a real run's report makes n
     await second.page.close();
   }
 });
+
+test("a report of a run that lost an instance says which, when, for how long and the rate it fell to", { timeout: 60000 }, async () => {
+  const fixture = JSON.parse(fs.readFileSync(FIXTURE, "utf8"));
+  fixture.batch.summary.lost = { shards: 2, tasks: 0, window_ms: 4915, instances: ["node3"], at: "2026-12-03T06:00:01.250Z", rate_per_s: 1000.5 };
+  const json = path.join(tmp, "lost.json");
+  fs.writeFileSync(json, JSON.stringify(fixture));
+  const html = path.join(tmp, "lost.html");
+  const made = await run(["report", json, "--out", html]);
+  assert.equal(made.code, 0, made.out);
+  const url = `file://${html}`;
+  const { page, seen } = await openPage(url);
+  try {
+    await page.goto(url);
+    await drawn(page, fixture.batch.id);
+    const note = page.locator('[data-testid="lost"]');
+    assert.ok(await note.isVisible(), "the loss is shown");
+    assert.equal(await note.innerText(),
+      "Instance node3 lost at Dec 3 06:00:01 UTC: 2 shards had no runner for 4.92 s; the batch started 1000.5 tasks/s meanwhile.");
+    assert.deepEqual(seen.problems, [], "no console error");
+  } finally {
+    await page.close();
+  }
+});

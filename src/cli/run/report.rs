@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Deserialize;
 
-use crate::engine::summary::{Connections, Late, Percentiles, PhaseSummary};
+use crate::engine::summary::{Connections, Late, Lost, Percentiles, PhaseSummary};
 use crate::engine::verdict::{Check, Verdict};
 
 /// The parts of a batch answer the reports read: a subset of the API's batch view (which
@@ -52,6 +52,7 @@ pub struct Figures {
     pub first_errors: BTreeMap<String, String>,
     pub late: Option<Late>,
     pub warmup_tasks: u64,
+    pub lost: Option<Lost>,
     pub phases: Option<PhaseSummary>,
     pub connections: Option<Connections>,
     pub by_job: Option<BTreeMap<String, Part>>,
@@ -184,7 +185,8 @@ fn header(out: &mut String, b: &Report) {
     );
 }
 
-/// The wall time and throughput, the warm-up, and how far an open model run fell behind.
+/// The wall time and throughput, the warm-up, how far an open model run fell behind, and
+/// what a lost instance cost it.
 fn pace(out: &mut String, b: &Report) {
     let s = &b.summary;
     // Throughput is counted over the measured run: say which stretch that was when a warm-up
@@ -215,6 +217,10 @@ fn pace(out: &mut String, b: &Report) {
             count(late.count),
             num(Some(late.max_ms))
         );
+    }
+    // Said whether or not a threshold judges it: the load was not applied as asked.
+    if let Some(lost) = &s.lost {
+        let _ = writeln!(out, "  lost        {}", lost.words());
     }
     if let Some(needed) = s.late.as_ref().and_then(|l| l.concurrency_needed) {
         let _ = writeln!(
@@ -569,6 +575,57 @@ mod tests {
         assert!(text.contains("quota (first): over quota"), "{text}");
         assert!(text.contains("[FAIL] p42_ms"), "{text}");
         assert!(junit(&report).contains("p42_ms: actual 12 against limit 10"));
+    }
+
+    #[test]
+    fn a_lost_instance_is_named_in_the_text_and_fails_the_junit_lost_case() {
+        let detail = "instance node3 lost at 2025-05-01T10:00:07.210Z: 2 shards had no runner \
+                      for 4915 ms; the batch started 1000.5 tasks/s meanwhile";
+        let answer = serde_json::json!({
+            "id": "b1", "status": "completed",
+            "summary": { "tasks": 40000, "succeeded": 40000,
+                "lost": { "shards": 2, "tasks": 0, "window_ms": 4915.0, "instances": ["node3"],
+                    "at": "2025-05-01T10:00:07.210000Z", "rate_per_s": 1000.5 } },
+            "verdict": { "passed": false, "checks": [
+                { "name": "p95_ms", "limit": 200, "actual": 12, "passed": true },
+                { "name": "lost", "limit": 0, "actual": 4915, "passed": false, "detail": detail }
+            ] }
+        });
+        let report: Report = serde_json::from_value(answer).expect("reads");
+
+        let text = text(&report);
+        let xml = junit(&report);
+
+        assert!(
+            text.contains(&format!("  lost        {detail}\n")),
+            "{text}"
+        );
+        assert!(text.contains("[FAIL] lost"), "{text}");
+        assert!(
+            xml.contains("<testcase classname=\"fanout.thresholds\" name=\"lost\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(&format!("message=\"lost: {detail}\"")),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn a_loss_reported_by_an_older_server_still_reads() {
+        let answer = serde_json::json!({
+            "id": "b1", "status": "completed",
+            "summary": { "tasks": 10, "succeeded": 10,
+                "lost": { "shards": 1, "tasks": 3, "window_ms": 250.0 } }
+        });
+        let report: Report = serde_json::from_value(answer).expect("reads");
+
+        assert!(
+            text(&report)
+                .contains("  lost        an instance lost: 1 shard had no runner for 250 ms\n"),
+            "{}",
+            text(&report)
+        );
     }
 
     #[test]

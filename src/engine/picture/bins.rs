@@ -106,6 +106,25 @@ impl TimeBins {
         }
     }
 
+    /// Tasks started per second from `from_ms` to `to_ms` (ms since the epoch), each bin
+    /// counted in proportion to its overlap with that span; `None` for an empty span.
+    pub fn started_per_s(&self, from_ms: u64, to_ms: u64) -> Option<f64> {
+        if to_ms <= from_ms {
+            return None;
+        }
+        let width = self.width_ms.max(1);
+        let started: f64 = self
+            .each()
+            .map(|(start, b)| {
+                let overlap = (start + width)
+                    .min(to_ms)
+                    .saturating_sub(start.max(from_ms));
+                f64::from(b[0]) * overlap as f64 / width as f64
+            })
+            .sum();
+        Some(started * 1000.0 / (to_ms - from_ms) as f64)
+    }
+
     /// The bins' width, in ms.
     pub(super) fn width_ms(&self) -> u64 {
         self.width_ms

@@ -41,6 +41,10 @@ pub struct Thresholds {
     pub by_job: Vec<(String, Vec<(Threshold, f64)>)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<Baseline>,
+    /// The longest a lost shard may have had no runner (`summary.lost.window_ms`) for the
+    /// `lost` check to pass; none given means 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lost_window_ms: Option<f64>,
 }
 
 impl Thresholds {
@@ -65,6 +69,8 @@ enum StoredThresholds {
         by_job: Vec<(String, Vec<(Threshold, f64)>)>,
         #[serde(default)]
         baseline: Option<Baseline>,
+        #[serde(default)]
+        max_lost_window_ms: Option<f64>,
     },
 }
 
@@ -79,10 +85,12 @@ impl From<StoredThresholds> for Thresholds {
                 batch,
                 by_job,
                 baseline,
+                max_lost_window_ms,
             } => Thresholds {
                 batch,
                 by_job,
                 baseline,
+                max_lost_window_ms,
             },
         }
     }

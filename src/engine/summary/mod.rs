@@ -196,8 +196,8 @@ impl SummaryAcc {
         };
         self.never_started += other.never_started;
         self.warmup_tasks += other.warmup_tasks;
-        if let Some(lost) = other.lost {
-            self.lose(lost);
+        if let Some(lost) = &other.lost {
+            self.lose(lost.clone());
         }
         if let Some(theirs) = &other.net {
             let mine = self.net.get_or_insert_with(|| Box::new(NetAcc::new()));
@@ -262,6 +262,18 @@ impl SummaryAcc {
     /// Counts a loss this run resumed after.
     pub fn lose(&mut self, lost: Lost) {
         self.lost.get_or_insert_with(Lost::default).add(lost);
+    }
+
+    /// A loss with the rate the batch fell to in its gap, read from the time bins.
+    fn lost_with_rate(&self, mut lost: Lost) -> Lost {
+        if let (Some(times), Some(at)) = (self.times.as_deref(), lost.at) {
+            let from = at.timestamp_millis().max(0) as u64;
+            let to = from + lost.window_ms as u64;
+            lost.rate_per_s = times
+                .started_per_s(from, to)
+                .map(|r| (r * 10.0).round() / 10.0);
+        }
+        lost
     }
 
     /// Counts `n` tasks that ended without running, as `status` (a shard ended
@@ -464,7 +476,7 @@ impl SummaryAcc {
             }),
             warmup_tasks: self.warmup_tasks,
             never_started: self.never_started,
-            lost: self.lost,
+            lost: self.lost.clone().map(|l| self.lost_with_rate(l)),
             phases: self.net.as_ref().map(|n| {
                 let [dns, connect, tls, send, wait, receive] =
                     n.phases.each_ref().map(Timings::percentiles);

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -150,19 +151,79 @@ pub struct Connections {
 /// What losing shards cost a batch: the shards claimed again after their instance was lost,
 /// the tasks that instance had started and not seen end by its last checkpoint (each was run
 /// again, or ended `interrupted`, as `on_lost` says), and the longest time a lost shard had
-/// no runner (from its last checkpoint to the next claim).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+/// no runner (from its last checkpoint to the next claim). The fields after `window_ms` have
+/// defaults, so that a checkpoint stored before them still reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Lost {
     pub shards: u64,
     pub tasks: u64,
     pub window_ms: f64,
+    /// The instances that were running the lost shards when they were lost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<String>,
+    /// When the gap `window_ms` measures began: the lost shard's last checkpoint (else its
+    /// start).
+    #[serde(
+        default,
+        serialize_with = "crate::engine::task::micros_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub at: Option<DateTime<Utc>>,
+    /// What the rate fell to: tasks of the whole batch started per second during that gap,
+    /// read from the batch's time bins of the tasks that ended (so to a bin's width, and
+    /// without the tasks the lost instance started and never finished). Absent when the
+    /// bins are missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_s: Option<f64>,
 }
 
 impl Lost {
     pub fn add(&mut self, other: Lost) {
         self.shards += other.shards;
         self.tasks += other.tasks;
-        self.window_ms = self.window_ms.max(other.window_ms);
+        // `at` goes with the window it starts.
+        let longer = other.window_ms > self.window_ms;
+        if longer || (other.window_ms == self.window_ms && self.at.is_none()) {
+            self.window_ms = other.window_ms;
+            self.at = other.at;
+        }
+        for i in other.instances {
+            if !self.instances.contains(&i) {
+                self.instances.push(i);
+            }
+        }
+        self.instances.sort();
+    }
+
+    /// The loss in words, for reports: which instance, when, for how long, and what the
+    /// rate fell to (`instance node3 lost at 2025-05-01T10:00:07.210Z: 2 shards had no
+    /// runner for 4915 ms; the batch started 1000.5 tasks/s meanwhile`).
+    pub fn words(&self) -> String {
+        let who = match self.instances.as_slice() {
+            [] => "an instance".to_owned(),
+            [one] => format!("instance {one}"),
+            many => format!("instances {}", many.join(", ")),
+        };
+        let when = self
+            .at
+            .map(|at| {
+                let at = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                format!(" at {at}")
+            })
+            .unwrap_or_default();
+        let shards = match self.shards {
+            1 => "1 shard".to_owned(),
+            n => format!("{n} shards"),
+        };
+        let rate = self
+            .rate_per_s
+            .map(|r| format!("; the batch started {r} tasks/s meanwhile"))
+            .unwrap_or_default();
+        format!(
+            "{who} lost{when}: {shards} had no runner for {} ms{rate}",
+            self.window_ms
+        )
     }
 }
 

@@ -189,3 +189,42 @@ fn a_few_values_kept_as_they_are_give_the_figures_and_stored_form_of_a_histogram
         assert_eq!(sum, all.iter().map(|d| d.as_micros() as u64).sum::<u64>());
     }
 }
+
+/// Two shards at 100 tasks/s each for 10 s; the second was lost from 3 s to 5 s.
+#[test]
+fn a_merged_loss_says_who_when_and_the_rate_the_batch_fell_to() {
+    let t0 = 1_700_000_000_000u64;
+    let gap = (t0 + 3000)..(t0 + 5000);
+    let (mut a, mut b) = (SummaryAcc::new(1000), SummaryAcc::new(1000));
+    for i in 0..1000u64 {
+        let at = t0 + i * 10;
+        a.record_times(at, at + 5, false);
+        if !gap.contains(&at) {
+            b.record_times(at, at + 5, false);
+        }
+    }
+    let at = chrono::DateTime::from_timestamp_millis(gap.start as i64);
+    b.lose(Lost {
+        shards: 1,
+        tasks: 4,
+        window_ms: 2000.0,
+        instances: vec!["node3".into()],
+        at,
+        rate_per_s: None,
+    });
+    // A stored loss from before the instance and the gap's start were kept.
+    a.lose(serde_json::from_str(r#"{"shards":1,"tasks":0,"window_ms":800}"#).unwrap());
+
+    a.merge(&b);
+    let lost = a.summary(None).lost.expect("a loss");
+
+    assert_eq!((lost.shards, lost.tasks, lost.window_ms), (2, 4, 2000.0));
+    assert_eq!(lost.instances, ["node3"]);
+    assert_eq!(lost.at, at, "the start of the longest gap");
+    // To a bin's width (16 ms here) at either end of the gap.
+    let rate = lost.rate_per_s.expect("a rate");
+    assert!(
+        (99.0..=101.0).contains(&rate),
+        "one shard of two ran meanwhile: {rate}"
+    );
+}

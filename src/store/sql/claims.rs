@@ -38,7 +38,8 @@ impl SqlDb {
 
     /// The claim statement: the queued shards of the oldest batches, taken by one statement
     /// so that no two instances take the same one (SKIP LOCKED on PostgreSQL; SQLite has one
-    /// writer at a time). The pick is a materialized CTE: as `IN (SELECT ... LIMIT n FOR
+    /// writer at a time). It keeps the instance it takes each shard from (the old
+    /// `instance_id`: SET reads the row as it was), which a claim after the first lost. The pick is a materialized CTE: as `IN (SELECT ... LIMIT n FOR
     /// UPDATE SKIP LOCKED)`, PostgreSQL may run the subquery once per candidate row, each run
     /// skipping the rows the last one locked, and claim far more than `n`.
     pub(super) fn claim_sql(&self, which: &str, limit: &str) -> String {
@@ -56,9 +57,9 @@ impl SqlDb {
             "WITH picked AS MATERIALIZED (SELECT batch_id, idx FROM shards WHERE {which} \
              ORDER BY batch_id, idx LIMIT {limit}{lock}) \
              UPDATE shards SET status = 'running', owner = $1, instance_id = $2, attempt = attempt + 1, \
-             lease_until = $3, started_at = COALESCE(started_at, $4) \
+             lease_until = $3, started_at = COALESCE(started_at, $4), lost_instance_id = shards.instance_id \
              FROM picked WHERE shards.batch_id = picked.batch_id AND shards.idx = picked.idx \
-             RETURNING {columns}"
+             RETURNING {columns}, shards.lost_instance_id"
         )
     }
 
@@ -116,14 +117,21 @@ impl SqlDb {
                 .collect();
             // A claim after the first is a loss being made good: the shard had no runner
             // from its last checkpoint until now.
+            let gap_from = checkpoint_at.or(info.started_at);
             let lost = (info.attempt > 1).then(|| Lost {
                 shards: 1,
                 tasks: checkpoint
                     .as_ref()
                     .map_or(0, |c| c.started.saturating_sub(c.ended)),
-                window_ms: checkpoint_at
-                    .or(info.started_at)
-                    .map_or(0.0, |at| (now - at).num_milliseconds().max(0) as f64),
+                window_ms: gap_from.map_or(0.0, |at| (now - at).num_milliseconds().max(0) as f64),
+                instances: row
+                    .try_get::<Option<String>, _>("lost_instance_id")
+                    .ok()
+                    .flatten()
+                    .into_iter()
+                    .collect(),
+                at: gap_from,
+                rate_per_s: None,
             });
             claimed.push(Claimed {
                 batch_id: Uuid::parse_str(&batch_id).map_err(|_| {
@@ -178,10 +186,11 @@ impl SqlDb {
     }
 
     pub async fn release(&self, batch: Uuid, index: u32, attempt: u64) -> Result<(), StoreError> {
-        // The claim did not count: the attempt goes back too, so a later claim is not taken
-        // for a loss.
+        // The claim did not count: the attempt and the instance go back too, so a later
+        // claim is not taken for a loss, nor names this instance as the one lost.
         sqlx::query(
-            "UPDATE shards SET status = 'queued', owner = NULL, attempt = attempt - 1 \
+            "UPDATE shards SET status = 'queued', owner = NULL, attempt = attempt - 1, \
+             instance_id = lost_instance_id \
              WHERE batch_id = $1 AND idx = $2 AND attempt = $3 AND status = 'running'",
         )
         .bind(batch.to_string())

@@ -279,7 +279,14 @@ mod tests {
         let claimed = store.claim(b.clone(), lease, 10).await.unwrap();
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].attempt, 2);
-        assert_eq!(claimed[0].lost.map(|l| l.shards), Some(1));
+        let lost = claimed[0].lost.as_ref().expect("a claim after a loss");
+        assert_eq!(lost.shards, 1);
+        assert_eq!(
+            lost.instances,
+            ["a"],
+            "the claim names the instance it was lost by"
+        );
+        assert!(lost.at.is_some());
         assert!(
             store.claim(b.clone(), lease, 10).await.unwrap().is_empty(),
             "claimed once"
