@@ -186,12 +186,13 @@ impl<'de> Visitor<'de> for Strict<'_> {
 /// each replaced or removed so that the next one is found. `None` when it still does not read
 /// after every repair tried.
 pub(super) fn read<T: DeserializeOwned>(mut value: Value, at: &str) -> (Option<T>, Vec<Flaw>) {
-    /// Enough for every field of a request several times over; a bound, not a limit met.
-    const MAX_ROUNDS: usize = 1000;
+    /// Each round notes at most one flaw: more than a request has fields, and a bound on the
+    /// work a body can cause (each round reads the whole value).
+    const MAX_ROUNDS: usize = 100;
     let mut flaws: Vec<Flaw> = Vec::new();
     let mut repairs: HashMap<Vec<Step>, u8> = HashMap::new();
     for _ in 0..MAX_ROUNDS {
-        let error = match serde_path_to_error::deserialize::<_, T>(Node(value.clone())) {
+        let error = match serde_path_to_error::deserialize::<_, T>(Node(&value)) {
             Ok(read) => return (Some(read), flaws),
             Err(e) => e,
         };
@@ -364,8 +365,8 @@ impl Want {
         })
     }
 
-    fn message(&self, found: Found) -> &'static str {
-        match (self, found) {
+    fn message(&self, found: Found) -> String {
+        let said = match (self, found) {
             (Want::Whole { .. }, Found::Negative) => "must be a whole number, 0 or more",
             (Want::Whole { .. }, Found::TooLarge) => {
                 "must be a whole number; this one is too large"
@@ -376,8 +377,10 @@ impl Want {
             (Want::Bool, _) => "must be true or false",
             (Want::Array, _) => "must be an array",
             (Want::Object, _) => "must be an object",
-            (Want::OneOf(_), _) | (Want::Other, _) => "not a valid value",
-        }
+            (Want::OneOf(names), _) => return format!("must be one of: {}", names.join(", ")),
+            (Want::Other, _) => "not a valid value",
+        };
+        said.to_owned()
     }
 }
 
@@ -399,17 +402,10 @@ impl Problem {
 
     /// The message, and whether the validation's own message for the field replaces it.
     fn message(&self) -> (String, bool) {
-        let one_of = |names: &[&str]| format!("must be one of: {}", names.join(", "));
         match self {
-            Problem::Wrong {
-                want: Want::OneOf(names),
-                ..
-            }
-            | Problem::UnknownVariant { known: names } => (one_of(names), false),
-            Problem::Wrong { found, want } => {
-                (want.message(*found).to_owned(), *found != Found::Other)
-            }
-            Problem::UnknownField { name, known } if known.is_empty() => (
+            Problem::Wrong { found, want } => (want.message(*found), *found != Found::Other),
+            Problem::UnknownVariant { known } => (Want::OneOf(known).message(Found::Other), false),
+            Problem::UnknownField { name, known: [] } => (
                 format!("unknown field {name:?}; this object has none"),
                 false,
             ),
@@ -482,19 +478,19 @@ impl de::Error for Problem {
 /// A JSON value as serde reads it, with [`Problem`] as the error so that every error keeps
 /// its parts. Structs read only from objects (not arrays of their fields in order), enums
 /// only from their names.
-struct Node(Value);
+struct Node<'v>(&'v Value);
 
-impl<'de> IntoDeserializer<'de, Problem> for Node {
-    type Deserializer = Node;
+impl<'de, 'v> IntoDeserializer<'de, Problem> for Node<'v> {
+    type Deserializer = Node<'v>;
 
-    fn into_deserializer(self) -> Node {
+    fn into_deserializer(self) -> Node<'v> {
         self
     }
 }
 
-impl Node {
-    fn unexpected(&self) -> Unexpected<'_> {
-        match &self.0 {
+impl<'v> Node<'v> {
+    fn unexpected(&self) -> Unexpected<'v> {
+        match self.0 {
             Value::Null => Unexpected::Unit,
             Value::Bool(b) => Unexpected::Bool(*b),
             Value::Number(n) => match (n.as_u64(), n.as_i64()) {
@@ -509,24 +505,22 @@ impl Node {
     }
 }
 
-impl<'de> Deserializer<'de> for Node {
+impl<'de> Deserializer<'de> for Node<'_> {
     type Error = Problem;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Problem> {
         match self.0 {
             Value::Null => visitor.visit_unit(),
-            Value::Bool(b) => visitor.visit_bool(b),
+            Value::Bool(b) => visitor.visit_bool(*b),
             Value::Number(n) => match (n.as_u64(), n.as_i64()) {
                 (Some(u), _) => visitor.visit_u64(u),
                 (None, Some(i)) => visitor.visit_i64(i),
                 _ => visitor.visit_f64(n.as_f64().unwrap_or_default()),
             },
-            Value::String(s) => visitor.visit_string(s),
-            Value::Array(items) => {
-                visitor.visit_seq(SeqDeserializer::new(items.into_iter().map(Node)))
-            }
+            Value::String(s) => visitor.visit_str(s),
+            Value::Array(items) => visitor.visit_seq(SeqDeserializer::new(items.iter().map(Node))),
             Value::Object(fields) => visitor.visit_map(MapDeserializer::new(
-                fields.into_iter().map(|(k, v)| (k, Node(v))),
+                fields.iter().map(|(k, v)| (k.as_str(), Node(v))),
             )),
         }
     }
@@ -557,7 +551,7 @@ impl<'de> Deserializer<'de> for Node {
         visitor: V,
     ) -> Result<V::Value, Problem> {
         match self.0 {
-            Value::String(name) => visitor.visit_enum(name.into_deserializer()),
+            Value::String(name) => visitor.visit_enum(name.as_str().into_deserializer()),
             _ => Err(Problem::wrong(self.unexpected(), Want::OneOf(variants))),
         }
     }
