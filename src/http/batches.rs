@@ -110,7 +110,7 @@ impl FromRequest<AppState> for Body {
             headers(("Retry-After" = String, description = "Seconds to wait")),
             example = json!({"type": "about:blank", "title": "Queue full", "status": 429, "detail": "the server's queue is full; retry shortly", "code": "queue_full"})),
         (status = 422, description = "Not a valid batch (`invalid_batch`, every invalid field listed), or an Idempotency-Key reused with another body (`idempotency_key_reused`)", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "about:blank", "title": "Invalid batch", "status": 422, "detail": "the batch has 1 invalid field", "code": "invalid_batch", "errors": [{"field": "jobs[1].url", "message": "not a valid URL: relative URL without a base"}]})),
+            example = json!({"type": "about:blank", "title": "Invalid batch", "status": 422, "detail": "the batch has 3 invalid fields", "code": "invalid_batch", "errors": [{"field": "colour", "message": "unknown field \"colour\"; expected one of: mode, jobs, concurrency, timeout_ms, return_exceptions, fail_fast, return_when, on_timeout, results, label, load, thresholds, on_lost"}, {"field": "jobs[0].duration_ms", "message": "must be between 0 and 86400000 (one day)"}, {"field": "jobs[1].url", "message": "not a valid URL: relative URL without a base"}]})),
         (status = 503, description = "Shutting down (`shutting_down`)", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "about:blank", "title": "Shutting down", "status": 503, "detail": "the server is shutting down and takes no new batches", "code": "shutting_down"})),
     )

@@ -1,12 +1,13 @@
 //! One job as clients send it (`http`, `sleep`, `file`), and its validation into the engine's
-//! [`JobSpec`]. Each job is parsed on its own, so every invalid job is reported.
+//! [`JobSpec`]. Each job is read on its own, so every invalid job is reported.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::shape::{self, Flaw};
 use super::{FieldError, Limits, MAX_BACKOFF_MS, MAX_LABEL, MAX_RETRIES, ms_field};
 use crate::engine::spec::{FileEncoding, FileJob, JobKind, JobSpec, RetryPolicy, SleepJob};
 
@@ -65,9 +66,23 @@ mod http;
 pub(super) use http::parse_expect;
 pub use http::{ExpectStatusRequest, HttpJobRequest, StatusMatcher, TlsRequest};
 
-/// One job, parsed on its own so that every invalid job is reported, not only the first.
+/// One job, read on its own so that every invalid job is reported, not only the first: the
+/// request as read (`None` when it could not be, e.g. of an unknown kind) and what was wrong
+/// with its shape.
 #[derive(Debug)]
-pub struct JobSlot(pub(super) Result<JobRequest, FieldError>);
+pub struct JobSlot {
+    pub(super) request: Option<JobRequest>,
+    pub(super) flaws: Vec<Flaw>,
+}
+
+impl From<JobRequest> for JobSlot {
+    fn from(request: JobRequest) -> Self {
+        JobSlot {
+            request: Some(request),
+            flaws: Vec::new(),
+        }
+    }
+}
 
 /// Documented as the job it holds.
 impl utoipa::PartialSchema for JobSlot {
@@ -91,87 +106,45 @@ impl ToSchema for JobSlot {
     }
 }
 
-impl<'de> Deserialize<'de> for JobSlot {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = serde_json::Value::deserialize(d)?;
-        match serde_path_to_error::deserialize(value.clone()) {
-            Ok(job) => Ok(JobSlot(Ok(job))),
-            Err(e) => {
-                let path = e.path().to_string();
-                let message = e.into_inner().to_string();
-                let (path, message) = kind_error(value).unwrap_or((path, message));
-                Ok(JobSlot(Err(FieldError::new(
-                    field_of(&path, &message),
-                    plain(&message),
-                ))))
+impl JobSlot {
+    /// The job `value` at `at` (`jobs[2]`). Its kind's own request type is read, not the
+    /// tagged [`JobRequest`]: serde reads a tagged enum's fields from a buffer, which loses
+    /// their paths.
+    pub(super) fn read(value: serde_json::Value, at: &str) -> JobSlot {
+        let failed = |flaw| JobSlot {
+            request: None,
+            flaws: vec![flaw],
+        };
+        let serde_json::Value::Object(mut fields) = value else {
+            return failed(Flaw::at(at, "must be an object"));
+        };
+        let kind = fields.remove("kind");
+        let fields = serde_json::Value::Object(fields);
+        let (request, flaws) = match kind.as_ref().and_then(|k| k.as_str()) {
+            Some("http") => of(shape::read(fields, at), |j| JobRequest::Http(Box::new(j))),
+            Some("sleep") => of(shape::read(fields, at), JobRequest::Sleep),
+            Some("file") => of(shape::read(fields, at), JobRequest::File),
+            _ => {
+                let kinds: Vec<&str> = KINDS.iter().map(|k| k.0).collect();
+                let said = if kind.is_none() {
+                    "required; "
+                } else {
+                    "must be "
+                };
+                let message = format!("{said}one of: {}", kinds.join(", "));
+                return failed(Flaw::at(format!("{at}.kind"), message));
             }
-        }
+        };
+        JobSlot { request, flaws }
     }
 }
 
-/// Where a job of a known kind is wrong: an internally tagged enum reads a job's fields from
-/// a buffer, which loses their path, so the named kind's own fields are read again.
-fn kind_error(value: serde_json::Value) -> Option<(String, String)> {
-    fn error_of<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Option<(String, String)> {
-        serde_path_to_error::deserialize::<_, T>(v)
-            .err()
-            .map(|e| (e.path().to_string(), e.into_inner().to_string()))
-    }
-    let serde_json::Value::Object(mut fields) = value else {
-        return None;
-    };
-    let kind = fields.remove("kind")?;
-    let fields = serde_json::Value::Object(fields);
-    match kind.as_str()? {
-        "http" => error_of::<HttpJobRequest>(fields),
-        "sleep" => error_of::<SleepJobRequest>(fields),
-        "file" => error_of::<FileJobRequest>(fields),
-        _ => None,
-    }
-}
-
-/// serde's message for a number out of its type's range, in the request's terms.
-pub(super) fn plain(message: &str) -> String {
-    for (ty, max) in [("u64", u64::MAX as u128), ("u32", u32::MAX as u128)] {
-        let out_of_range = message.starts_with("invalid type: floating point")
-            || message.starts_with("invalid value: integer");
-        if out_of_range && message.ends_with(&format!("expected {ty}")) {
-            let found = message
-                .split('`')
-                .nth(1)
-                .map(|n| format!(" (found {n})"))
-                .unwrap_or_default();
-            return format!("must be a whole number from 0 to {max}{found}");
-        }
-    }
-    message.to_owned()
-}
-
-/// Where an error inside one job points, relative to the job: serde names the field in the
-/// message when the path cannot (missing, unknown, or tag fields).
-pub(super) fn field_of(path: &str, message: &str) -> String {
-    let quoted = |prefix: &str| {
-        message
-            .strip_prefix(prefix)
-            .and_then(|rest| rest.split('`').next())
-            .map(str::to_owned)
-    };
-    let named = quoted("missing field `").or_else(|| quoted("unknown field `"));
-    let base = if path == "." {
-        String::new()
-    } else {
-        format!(".{path}")
-    };
-    match named {
-        // serde_path_to_error already ends the path with an unknown field's name.
-        Some(name) if base.ends_with(&format!(".{name}")) => base,
-        Some(name) => format!("{base}.{name}"),
-        // A job's own `kind` (its tag has no path of its own).
-        None if base.is_empty() && (message.contains("variant") || message.contains("`kind`")) => {
-            ".kind".to_owned()
-        }
-        None => base,
-    }
+/// A kind's request as read, made a [`JobRequest`].
+fn of<T>(
+    (read, flaws): (Option<T>, Vec<Flaw>),
+    make: impl FnOnce(T) -> JobRequest,
+) -> (Option<JobRequest>, Vec<Flaw>) {
+    (read.map(make), flaws)
 }
 
 /// A job: `kind` says which.

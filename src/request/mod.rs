@@ -6,10 +6,13 @@
 //! - [`jobs`]: one job of each kind, and its validation.
 //! - [`load`]: the `load` field, how many tasks run and when.
 //! - [`thresholds`]: the `thresholds` field, the limits a verdict judges.
+//! - [`shape`]: every field of the wrong shape (unknown, missing, mistyped), where serde
+//!   alone stops at the first.
 
 pub mod checks;
 pub mod jobs;
 pub mod load;
+mod shape;
 pub mod thresholds;
 
 use std::time::Duration;
@@ -19,8 +22,9 @@ use utoipa::ToSchema;
 
 use crate::engine::spec::{BatchSpec, LoadPlan, Mode, OnLost, OnTimeout, ResultsMode, ReturnWhen};
 use crate::engine::template::{DataTable, Template};
-use jobs::{JobRequest, JobSlot, field_of};
+use jobs::{JobRequest, JobSlot};
 use load::LoadRequest;
+use shape::Flaw;
 use std::sync::Arc;
 use thresholds::ThresholdsRequest;
 
@@ -157,46 +161,52 @@ pub fn parse_batch(body: &[u8], limits: &Limits) -> Result<BatchSpec, Rejected> 
         )]));
     }
     // Fast path: a well-formed batch parses in one pass, straight into typed jobs.
-    match serde_json::from_slice::<BatchRequest<JobRequest>>(body) {
-        Ok(request) => return request.map_jobs(|job| JobSlot(Ok(job))).validate(limits),
-        Err(e) if e.is_syntax() || e.is_eof() => {
-            return Err(Rejected::Malformed(e.to_string()));
-        }
-        Err(_) => {}
+    if let Ok(mut request) = serde_json::from_slice::<BatchRequest<JobRequest>>(body) {
+        let jobs = std::mem::take(&mut request.jobs);
+        let slots = jobs.into_iter().map(JobSlot::from).collect();
+        return request.with_jobs(slots).validate(Vec::new(), limits);
     }
-    // Slow path, for a body that is wrong somewhere. Syntax first, so that broken JSON is a 400
-    // whatever its content says; then each job on its own, so that every invalid field is
-    // reported, each with its path.
-    serde_json::from_slice::<serde::de::IgnoredAny>(body)
-        .map_err(|e| Rejected::Malformed(e.to_string()))?;
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let request: BatchRequest = match serde_path_to_error::deserialize(&mut de) {
-        Ok(r) => r,
-        Err(e) => {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            return Err(match inner.classify() {
-                serde_json::error::Category::Data => {
-                    let message = inner.to_string();
-                    let field = field_of(&path, &message);
-                    Rejected::Invalid(vec![FieldError::new(
-                        field.trim_start_matches('.'),
-                        jobs::plain(&message),
-                    )])
-                }
-                _ => Rejected::Malformed(inner.to_string()),
-            });
+    // Slow path, for a body that is wrong somewhere: its syntax (serde_json calls some values
+    // of the wrong type, a number for an enum, a syntax error: only a plain parse tells), then
+    // the batch's own fields and each job on its own, each read for every field of the wrong
+    // shape; then the validation of what read.
+    let (value, mut flaws) = shape::parse(body)?;
+    let (top, slots) = split_jobs(value);
+    let (request, top_flaws) = shape::read::<BatchRequest<serde::de::IgnoredAny>>(top, "");
+    flaws.extend(top_flaws);
+    match request {
+        Some(request) => request.with_jobs(slots).validate(flaws, limits),
+        None => {
+            let mut errors = shape::merge(flaws, Vec::new());
+            for slot in slots {
+                errors.extend(shape::merge(slot.flaws, Vec::new()));
+            }
+            Err(Rejected::Invalid(errors))
         }
+    }
+}
+
+/// The batch without its jobs (an empty list in their place, so that the list's type is still
+/// checked), and each job read on its own.
+fn split_jobs(mut value: serde_json::Value) -> (serde_json::Value, Vec<JobSlot>) {
+    let jobs = match value.get_mut("jobs") {
+        Some(serde_json::Value::Array(jobs)) => std::mem::take(jobs),
+        _ => return (value, Vec::new()),
     };
-    de.end().map_err(|e| Rejected::Malformed(e.to_string()))?;
-    request.validate(limits)
+    let slots = jobs
+        .into_iter()
+        .enumerate()
+        .map(|(i, job)| JobSlot::read(job, &format!("jobs[{i}]")))
+        .collect();
+    (value, slots)
 }
 
 impl<J> BatchRequest<J> {
-    fn map_jobs<K>(self, f: impl FnMut(J) -> K) -> BatchRequest<K> {
+    /// This batch with `jobs` in place of its own.
+    fn with_jobs<K>(self, jobs: Vec<K>) -> BatchRequest<K> {
         BatchRequest {
             mode: self.mode,
-            jobs: self.jobs.into_iter().map(f).collect(),
+            jobs,
             concurrency: self.concurrency,
             timeout_ms: self.timeout_ms,
             return_exceptions: self.return_exceptions,
@@ -213,7 +223,8 @@ impl<J> BatchRequest<J> {
 }
 
 impl BatchRequest {
-    fn validate(mut self, limits: &Limits) -> Result<BatchSpec, Rejected> {
+    /// `flaws`: what was wrong with the shape of the batch's own fields.
+    fn validate(mut self, flaws: Vec<Flaw>, limits: &Limits) -> Result<BatchSpec, Rejected> {
         let mut errors = Vec::new();
         // The jobs first: a load run's cycle is as long as their weights add up to. Their
         // errors are listed after the batch's own fields'.
@@ -243,6 +254,7 @@ impl BatchRequest {
         let concurrency = self.validate_concurrency(&load, limits, &mut errors);
         let timeout = self.validate_timeout(limits, &mut errors);
         self.validate_label_and_flags(&mut errors);
+        let mut errors = shape::merge(flaws, errors);
         errors.extend(job_errors);
         if !errors.is_empty() {
             return Err(Rejected::Invalid(errors));
@@ -286,15 +298,15 @@ impl BatchRequest {
         let mut jobs = Vec::with_capacity(slots.len());
         for (i, slot) in slots.into_iter().enumerate() {
             let at = format!("jobs[{i}]");
-            match slot.0 {
-                Err(e) => job_errors.push(FieldError::new(format!("{at}{}", e.field), e.message)),
-                Ok(job) => {
-                    if let Some(mut job) = job.validate(&at, limits, job_errors) {
-                        job.group = i as u32;
-                        jobs.push(job);
-                    }
-                }
+            let mut found = Vec::new();
+            let job = slot
+                .request
+                .and_then(|job| job.validate(&at, limits, &mut found));
+            if let Some(mut job) = job.filter(|_| slot.flaws.is_empty()) {
+                job.group = i as u32;
+                jobs.push(job);
             }
+            job_errors.extend(shape::merge(slot.flaws, found));
         }
         let cycle: u64 = jobs.iter().map(|j| u64::from(j.weight)).sum();
         if self.load.is_some() && cycle > MAX_CYCLE {

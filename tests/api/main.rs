@@ -22,6 +22,7 @@ mod scenarios;
 mod ssrf;
 mod storage;
 mod tls;
+mod validation;
 mod verdict;
 mod wait;
 mod wire;

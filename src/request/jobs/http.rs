@@ -109,6 +109,9 @@ fn expect_status_schema() -> utoipa::openapi::schema::Schema {
 pub enum ExpectStatusRequest {
     One(StatusMatcher),
     Many(Vec<StatusMatcher>),
+    /// Anything else, refused by the validation in the API's words (serde would only say that
+    /// no variant matched).
+    Unreadable(serde::de::IgnoredAny),
 }
 
 #[derive(Debug, Deserialize)]
@@ -245,6 +248,9 @@ impl HttpJobRequest {
             None => return ExpectStatus::default(),
             Some(ExpectStatusRequest::One(m)) => parse_expect(std::slice::from_ref(m)),
             Some(ExpectStatusRequest::Many(ms)) => parse_expect(ms),
+            Some(ExpectStatusRequest::Unreadable(_)) => {
+                Err("must be a status (201), a class (\"2xx\"), \"any\", or a list of those".into())
+            }
         };
         parsed.unwrap_or_else(|m| {
             err("expect_status", m);
