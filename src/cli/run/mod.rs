@@ -4,6 +4,7 @@
 //! succeed), 2 when the input was invalid or the server unreachable.
 
 pub mod check_expr;
+pub mod junit;
 mod local;
 mod oneliner;
 mod remote;
@@ -187,7 +188,7 @@ pub fn run(mut args: RunArgs) -> ExitCode {
     let output = match args.format {
         Format::Text => report::text(&report),
         Format::Json => serde_json::to_string_pretty(&batch).expect("JSON") + "\n",
-        Format::Junit => report::junit(&report),
+        Format::Junit => junit::junit(&report),
         Format::Html => html_report(batch, picture),
     };
     match &args.out {

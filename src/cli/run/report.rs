@@ -1,5 +1,5 @@
-//! What `fanout run` prints of a finished batch: a summary for people (`text`) and a JUnit
-//! file for CI dashboards (`junit`), both read from the batch as the API answers it.
+//! What `fanout run` prints of a finished batch for people (`text`), read from the batch as
+//! the API answers it; `junit` writes the same batch for CI dashboards.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -126,7 +126,7 @@ impl Report {
 
 /// A figure as people read it: whole numbers without decimals, others to 2 digits (4 below
 /// one), trailing zeros dropped; `-` for none.
-fn num(v: Option<f64>) -> String {
+pub(super) fn num(v: Option<f64>) -> String {
     match v {
         Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
         Some(f) => {
@@ -138,7 +138,7 @@ fn num(v: Option<f64>) -> String {
     }
 }
 
-fn count(n: u64) -> String {
+pub(super) fn count(n: u64) -> String {
     num(Some(n as f64))
 }
 
@@ -414,7 +414,7 @@ fn verdict(out: &mut String, b: &Report) {
 }
 
 /// The first message of each error code, a line each.
-fn first_errors(s: &Figures) -> Vec<String> {
+pub(super) fn first_errors(s: &Figures) -> Vec<String> {
     s.first_errors
         .iter()
         .map(|(code, message)| format!("{code} (first): {message}"))
@@ -423,7 +423,7 @@ fn first_errors(s: &Figures) -> Vec<String> {
 
 /// When most tasks were refused by the guard, why and what to do: such a run measured
 /// nothing of its target.
-fn refused_by_the_guard(s: &Figures) -> Option<String> {
+pub(super) fn refused_by_the_guard(s: &Figures) -> Option<String> {
     let refused = s.errors.get("forbidden").copied()?;
     let ended = s.tasks.saturating_sub(s.pending);
     if ended == 0 || refused * 2 < ended {
@@ -457,102 +457,10 @@ fn latency_bars(out: &mut String, d: &Percentiles) {
     }
 }
 
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
-}
-
-/// JUnit XML: one test case per threshold (or, without thresholds, one for "every task
-/// succeeded"), so CI dashboards show which limit failed.
-pub fn junit(b: &Report) -> String {
-    let name = b.label.as_deref().unwrap_or(&b.id);
-    let time = b.wall_ms.unwrap_or(0.0) / 1000.0;
-    let mut cases = Vec::new();
-    match &b.verdict {
-        Some(v) => {
-            for c in &v.checks {
-                let check = c.name.clone();
-                let failure = (!c.passed).then(|| match &c.detail {
-                    Some(detail) => format!("{check}: {detail}"),
-                    None => format!(
-                        "{check}: actual {} against limit {}",
-                        num(c.actual),
-                        num(Some(c.limit))
-                    ),
-                });
-                cases.push((check, failure));
-            }
-        }
-        None => {
-            let failure = (!b.passed()).then(|| {
-                format!(
-                    "{} of {} tasks succeeded; batch {}",
-                    count(b.summary.succeeded),
-                    count(b.summary.tasks),
-                    b.status
-                )
-            });
-            cases.push(("every task succeeded".to_owned(), failure));
-        }
-    }
-    let failures = cases.iter().filter(|c| c.1.is_some()).count();
-    // What went wrong, in words, beside each failure: the first message of each error code,
-    // and the guard's refusal when it stopped most tasks.
-    let mut why: Vec<String> = refused_by_the_guard(&b.summary).into_iter().collect();
-    why.extend(first_errors(&b.summary));
-    let why = why.join("\n");
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        out,
-        "<testsuites name=\"fanout\" tests=\"{}\" failures=\"{failures}\" time=\"{time:.3}\">",
-        cases.len()
-    );
-    let _ = writeln!(
-        out,
-        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"{time:.3}\">",
-        xml(name),
-        cases.len()
-    );
-    for (case, failure) in cases {
-        match failure {
-            None => {
-                let _ = writeln!(
-                    out,
-                    "    <testcase classname=\"fanout.thresholds\" name=\"{}\" time=\"{time:.3}\"/>",
-                    xml(&case)
-                );
-            }
-            Some(message) => {
-                let _ = writeln!(
-                    out,
-                    "    <testcase classname=\"fanout.thresholds\" name=\"{}\" time=\"{time:.3}\">",
-                    xml(&case)
-                );
-                let body = if why.is_empty() {
-                    message.clone()
-                } else {
-                    format!("{message}\n{why}")
-                };
-                let _ = writeln!(
-                    out,
-                    "      <failure type=\"threshold\" message=\"{}\">{}</failure>",
-                    xml(&message),
-                    xml(&body)
-                );
-                let _ = writeln!(out, "    </testcase>");
-            }
-        }
-    }
-    out.push_str("  </testsuite>\n</testsuites>\n");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::run::junit::junit;
 
     #[test]
     fn an_answer_from_another_version_still_reads_and_reports() {
