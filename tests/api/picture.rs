@@ -219,6 +219,24 @@ async fn bad_picture_queries_are_422s_naming_the_parameter() {
 }
 
 #[tokio::test]
+async fn an_empty_timeline_window_answers_no_bins() {
+    let app = spawn_app().await;
+    let res = app
+        .post(&json!({ "jobs": [{ "kind": "sleep", "duration_ms": 1 }] }))
+        .await;
+    let id = res.json["id"].as_str().unwrap();
+    for query in ["from_ms=0.5&to_ms=0.5", "from_ms=0&to_ms=0", "to_ms=0"] {
+        let a = app.get(&format!("/batches/{id}/timeline?{query}")).await;
+        assert_eq!(a.status, 200, "{query}: {}", a.json);
+        assert_eq!(a.json["bins"], json!([]), "{query}");
+        assert_eq!(a.json["bin_ms"], 0.0, "{query}");
+        assert_eq!(a.json["tasks_in_window"], 0, "{query}");
+        assert_eq!(a.json["tasks"], json!([]), "{query}");
+        assert_eq!(a.json["from_ms"], a.json["to_ms"], "{query}");
+    }
+}
+
+#[tokio::test]
 #[cfg_attr(
     fanout_test_backend = "memory",
     ignore = "needs a durable store: memory:// keeps nothing across a restart"

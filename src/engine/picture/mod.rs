@@ -146,13 +146,17 @@ fn window(span_ms: f64, from_ms: Option<f64>, to_ms: Option<f64>) -> (f64, f64) 
 
 /// The timeline of `[from_ms, to_ms)` in `bins` bins. Bins come from the recorded bins (at
 /// their resolution), or, when the batch keeps a row for every task and the window holds few
-/// enough, from the rows themselves (exact at any zoom).
+/// enough, from the rows themselves (exact at any zoom). An empty window (`to_ms` given and
+/// not after `from_ms`) has no bins.
 pub fn timeline(
     input: &TimelineInput,
     from_ms: Option<f64>,
     to_ms: Option<f64>,
     bins: usize,
 ) -> Timeline {
+    if let Some(to) = to_ms.filter(|&to| to <= from_ms.unwrap_or(0.0)) {
+        return empty_timeline(input, to);
+    }
     let origin = input.started_at.map(epoch_ms);
     let window = Window::new(input.span_ms, from_ms, to_ms);
     let rows = rows_by_start(input, &window, origin);
@@ -191,6 +195,23 @@ pub fn timeline(
         row_limit: ROW_LIMIT,
         results: input.results,
         tasks: shown.then(|| rows.iter().map(|t| bar(t, origin.unwrap_or(0.0))).collect()),
+    }
+}
+
+/// The answer for an empty window at `at`: nothing started, ended or ran in no time, so no
+/// bins (one bin would have to be 0 ms wide) and no rows.
+fn empty_timeline(input: &TimelineInput, at: f64) -> Timeline {
+    Timeline {
+        started_at: input.started_at,
+        span_ms: round3(input.span_ms),
+        from_ms: round3(at),
+        to_ms: round3(at),
+        bin_ms: 0.0,
+        bins: Vec::new(),
+        tasks_in_window: 0,
+        row_limit: ROW_LIMIT,
+        results: input.results,
+        tasks: Some(Vec::new()),
     }
 }
 
