@@ -417,7 +417,7 @@ impl Batch {
                 acc.record_net(net);
             }
             if let (Some(clock), Some((start, end))) = (clock, span) {
-                let at = |t: Instant| wall_time(clock, t).timestamp_millis().max(0) as u64;
+                let at = |t: Instant| wall_time(clock, t).timestamp_micros().max(0) as u64;
                 let error = matches!(status, TaskStatus::Failed | TaskStatus::TimedOut);
                 acc.record_times(at(start), at(end), error);
             }
