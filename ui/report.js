@@ -62,7 +62,8 @@ function mergeBins(part) {
     merged.started += b.started;
     merged.ended += b.ended;
     merged.errors += b.errors;
-    // The peak, not the mean: a spike of in-flight tasks must survive the zoom-out.
+    // The highest bin's mean, not the mean of the means: a spike of in-flight tasks must
+    // survive the zoom-out.
     merged.in_flight = Math.max(merged.in_flight, b.in_flight);
   }
   return merged;

@@ -30,7 +30,9 @@ export function drawOverview() {
   ctx.fillStyle = COLOR.axis;
   ctx.fillText(`≤ ${peaks.maxStarted} started / ${fmtSpan(tl.bin_ms)} bin`, OV.left, 7);
   ctx.textAlign = "right";
-  ctx.fillText(`in flight ≤ ${peaks.maxFlight}`, w - OV.right, 7);
+  // `in_flight` is a bin's mean (tasks running on average over it), rarely a whole number.
+  const flight = Number(peaks.maxFlight.toFixed(peaks.maxFlight < 10 ? 2 : 0));
+  ctx.fillText(`mean in flight ≤ ${flight}`, w - OV.right, 7);
   ctx.textAlign = "left";
   drawBrush(ctx, sx, box);
 }

@@ -94,7 +94,7 @@ impl FromRequest<AppState> for Body {
         description = "Read as JSON whatever the Content-Type says."),
     params(
         ("Prefer" = Option<String>, Header, description = "`respond-async` answers 202 at once"),
-        ("Idempotency-Key" = Option<String>, Header, description = "A repeat with the same key and the same JSON answers the first batch without running it again; another body with that key is a 422 `idempotency_key_reused`"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters. A repeat with the same key and the same JSON answers the first batch without running it again; another body with that key is a 422 `idempotency_key_reused`", pattern = "^[!-~]{1,255}$", min_length = 1, max_length = 255),
     ),
     responses(
         (status = 201, description = "The batch answered (whatever its jobs did)", body = BatchView,
@@ -109,7 +109,7 @@ impl FromRequest<AppState> for Body {
         (status = 429, description = "The server's queue is full (`queue_full`); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = String, description = "Seconds to wait")),
             example = json!({"type": "about:blank", "title": "Queue full", "status": 429, "detail": "the server's queue is full; retry shortly", "code": "queue_full"})),
-        (status = 422, description = "Not a valid batch (`invalid_batch`, every invalid field listed), or an Idempotency-Key reused with another body (`idempotency_key_reused`)", body = Problem, content_type = "application/problem+json",
+        (status = 422, description = "Not a valid batch (`invalid_batch`, every invalid field listed), an Idempotency-Key reused with another body (`idempotency_key_reused`), or one that is not 1 to 255 visible ASCII characters (`invalid_batch`)", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "about:blank", "title": "Invalid batch", "status": 422, "detail": "the batch has 3 invalid fields", "code": "invalid_batch", "errors": [{"field": "colour", "message": "unknown field \"colour\"; expected one of: mode, jobs, concurrency, timeout_ms, return_exceptions, fail_fast, return_when, on_timeout, results, label, load, thresholds, on_lost"}, {"field": "jobs[0].duration_ms", "message": "must be between 0 and 86400000 (one day)"}, {"field": "jobs[1].url", "message": "not a valid URL: relative URL without a base"}]})),
         (status = 503, description = "Shutting down (`shutting_down`)", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "about:blank", "title": "Shutting down", "status": 503, "detail": "the server is shutting down and takes no new batches", "code": "shutting_down"})),
@@ -121,6 +121,23 @@ pub async fn create_batch(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     accept(state, headers, body, None).await
+}
+
+/// The `Idempotency-Key` header, when sent: 1 to 255 visible ASCII characters, exactly what
+/// the OpenAPI parameter's `pattern` (`^[!-~]{1,255}$`) tells clients.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bytes = v.as_bytes();
+    if (1..=255).contains(&bytes.len()) && bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        // Visible ASCII is UTF-8.
+        return Ok(Some(String::from_utf8_lossy(bytes).into_owned()));
+    }
+    Err(ApiError::Invalid(vec![FieldError::new(
+        "Idempotency-Key",
+        "must be 1 to 255 visible ASCII characters",
+    )]))
 }
 
 /// Accepts a batch from a request body (`rerun_of`: the batch whose stored request it is)
@@ -136,18 +153,7 @@ pub(super) async fn accept(
     }
     let mut spec = parse_batch(&body, &state.limits)?;
     spec.rerun_of = rerun_of;
-    let key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => match v.to_str() {
-            Ok(k) if !k.is_empty() && k.len() <= 255 => Some(k.to_owned()),
-            _ => {
-                return Err(ApiError::Invalid(vec![FieldError::new(
-                    "Idempotency-Key",
-                    "must be 1 to 255 visible ASCII characters",
-                )]));
-            }
-        },
-    };
+    let key = idempotency_key(&headers)?;
     let asynchronous = prefers_async(&headers);
     let status = if asynchronous {
         StatusCode::ACCEPTED

@@ -40,7 +40,9 @@ fn ms(q: &HashMap<String, String>, name: &str, errors: &mut Vec<FieldError>) -> 
 /// batch keeps as it runs (at most 1,024 bins of a width that doubles as the run grows), or
 /// from its task rows when it keeps one per task; `bin_ms` is the finest the batch recorded
 /// when that is coarser than asked. When at most `row_limit` tasks started in the window,
-/// their rows come too, with their phases: zoom in to see tasks.
+/// their rows come too, with their phases: zoom in to see tasks. An empty window (`to_ms`
+/// equal to `from_ms`) answers no bins, `bin_ms` 0 and no tasks; `to_ms` before `from_ms` is
+/// a 422.
 #[utoipa::path(
     get,
     path = "/batches/{id}/timeline",
@@ -49,7 +51,7 @@ fn ms(q: &HashMap<String, String>, name: &str, errors: &mut Vec<FieldError>) -> 
     params(
         ("id" = String, Path, description = "The batch id"),
         ("from_ms" = Option<f64>, Query, description = "The window's start, ms from the batch's start (default 0)", minimum = 0, maximum = 31536000000_u64),
-        ("to_ms" = Option<f64>, Query, description = "The window's end (default: the run so far)", minimum = 0, maximum = 31536000000_u64),
+        ("to_ms" = Option<f64>, Query, description = "The window's end (default: the run so far); equal to `from_ms`, an empty window (no bins); before it, a 422", minimum = 0, maximum = 31536000000_u64),
         ("bins" = Option<u32>, Query, description = "How many bins, 1 to 2000 (default 200)", minimum = 1, maximum = 2000),
     ),
     responses(
@@ -74,10 +76,11 @@ pub async fn batch_timeline(
     let mut errors = Vec::new();
     let from = ms(&q, "from_ms", &mut errors);
     let to = ms(&q, "to_ms", &mut errors);
+    // An empty window (`to_ms == from_ms`) is a question with an answer: no bins.
     if let (Some(f), Some(t)) = (from, to)
-        && t <= f
+        && t < f
     {
-        errors.push(FieldError::new("to_ms", "must be after from_ms"));
+        errors.push(FieldError::new("to_ms", "must not be before from_ms"));
     }
     let bins = match q.get("bins").map(|b| b.parse::<usize>()) {
         None => DEFAULT_BINS,

@@ -21,7 +21,7 @@ use crate::engine::BatchView;
     params(
         ("id" = String, Path, description = "The batch whose request runs again"),
         ("Prefer" = Option<String>, Header, description = "`respond-async` answers 202 at once"),
-        ("Idempotency-Key" = Option<String>, Header, description = "As for `POST /batches`"),
+        ("Idempotency-Key" = Option<String>, Header, description = "As for `POST /batches`: 1 to 255 visible ASCII characters", pattern = "^[!-~]{1,255}$", min_length = 1, max_length = 255),
     ),
     responses(
         (status = 201, description = "The new batch answered", body = BatchView,
@@ -30,7 +30,7 @@ use crate::engine::BatchView;
             headers(("Location" = String, description = "Where to follow the new batch"))),
         documented::Unauthorized,
         documented::BatchNotFound,
-        (status = 422, description = "The stored request is not valid under the server's limits now (`invalid_batch`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The stored request is not valid under the server's limits now, or the `Idempotency-Key` is not 1 to 255 visible ASCII characters (`invalid_batch`); a key reused with another body (`idempotency_key_reused`)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "The server's queue is full (`queue_full`)", body = Problem, content_type = "application/problem+json"),
     )
 )]

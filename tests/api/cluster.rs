@@ -235,8 +235,8 @@ async fn an_async_batch_whose_instance_dies_after_the_202_completes_on_another()
     let b = start_instance(&db, "b", &[]);
     let sleeps = |on_lost: Option<&str>| {
         let mut batch = json!({ "return_exceptions": true, "jobs": [
-            { "kind": "sleep", "id": "one", "duration_ms": 800 },
-            { "kind": "sleep", "id": "two", "duration_ms": 800 },
+            { "kind": "sleep", "id": "one", "duration_ms": 3000 },
+            { "kind": "sleep", "id": "two", "duration_ms": 3000 },
             { "kind": "sleep", "id": "quick", "duration_ms": 1 }
         ]});
         if let Some(v) = on_lost {
@@ -246,8 +246,9 @@ async fn an_async_batch_whose_instance_dies_after_the_202_completes_on_another()
     };
     let rerun = a.post_async(&sleeps(None)).await.json;
     let interrupt = a.post_async(&sleeps(Some("interrupt"))).await.json;
-    // Long enough for the quick task's row to be written (writes are grouped every 100 ms).
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Long enough for the quick task's row to be written (writes are grouped every 100 ms),
+    // and for a checkpoint (one a second) taken while the long ones ran.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     a.kill();
 
     let rerun = b.finished(rerun["id"].as_str().unwrap()).await;
@@ -262,7 +263,11 @@ async fn an_async_batch_whose_instance_dies_after_the_202_completes_on_another()
         .map(|t| (t["id"].as_str().unwrap(), t))
         .collect();
     assert_eq!(by_id["quick"]["status"], "succeeded");
-    assert!(by_id["one"]["output"]["slept_ms"].as_f64().unwrap() >= 800.0);
+    assert!(by_id["one"]["output"]["slept_ms"].as_f64().unwrap() >= 3000.0);
+    // `attempts` counts on: the lost run's, then the one that finished.
+    assert_eq!(by_id["one"]["attempts"], 2, "{rerun}");
+    assert_eq!(by_id["two"]["attempts"], 2, "{rerun}");
+    assert_eq!(by_id["quick"]["attempts"], 1, "ended before the loss");
     assert_eq!(rerun["shards"][0]["instance_id"], "b");
     assert_eq!(rerun["shards"][0]["attempt"], 2);
 
@@ -271,6 +276,7 @@ async fn an_async_batch_whose_instance_dies_after_the_202_completes_on_another()
     assert_eq!(tasks[2]["status"], "succeeded", "the ended task is kept");
     assert_eq!(tasks[0]["status"], "interrupted");
     assert_eq!(tasks[1]["status"], "interrupted");
+    assert_eq!(tasks[0]["attempts"], 1, "it ran in the lost run");
     assert_eq!(interrupt["summary"]["interrupted"], 2);
 }
 

@@ -135,6 +135,54 @@ async fn concurrent_repeats_of_an_idempotency_key_share_one_batch() {
 }
 
 #[tokio::test]
+async fn the_server_takes_exactly_the_idempotency_keys_the_openapi_document_describes() {
+    let app = spawn_app().await;
+    let doc = app.get("/openapi.json").await.json;
+    let mut pattern = None;
+    for (path, what) in [("/batches", "post"), ("/batches/{id}/rerun", "post")] {
+        let params = doc["paths"][path][what]["parameters"].as_array().unwrap();
+        let key = params
+            .iter()
+            .find(|p| p["name"] == "Idempotency-Key")
+            .unwrap_or_else(|| panic!("{path}: no Idempotency-Key"));
+        let schema = &key["schema"];
+        assert_eq!(schema["minLength"], 1, "{path}: {schema}");
+        assert_eq!(schema["maxLength"], 255, "{path}: {schema}");
+        let stated = schema["pattern"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{path}: {schema}"));
+        pattern = Some(regex::Regex::new(stated).unwrap());
+    }
+    let pattern = pattern.unwrap();
+    let body = json!({ "jobs": [{ "kind": "sleep", "duration_ms": 1 }] });
+    let longest = "~".repeat(255);
+    let too_long = "k".repeat(256);
+    for key in [
+        "k",
+        "!\"#$%&'()*+,-./09:;<=>?@AZ[\\]^_`az{|}~",
+        &longest,
+        "a b",
+        &too_long,
+    ] {
+        let res = app
+            .post_raw(body.to_string(), &[("idempotency-key", key)])
+            .await;
+        let accepted = pattern.is_match(key);
+        assert_eq!(
+            res.status == 201,
+            accepted,
+            "{key:?}: {} {}",
+            res.status,
+            res.json
+        );
+        if !accepted {
+            assert_eq!(res.status, 422, "{key:?}");
+            assert_eq!(res.json["errors"][0]["field"], "Idempotency-Key");
+        }
+    }
+}
+
+#[tokio::test]
 async fn an_idempotency_key_reused_with_another_body_is_a_422() {
     let app = spawn_app().await;
 

@@ -25,6 +25,7 @@ mod tasks;
 mod tests;
 pub mod view;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -146,6 +147,9 @@ pub struct Batch {
     state: Mutex<State>,
     /// A run resumed after a loss: the tasks that had ended (see [`Batch::resume`]).
     ended_before: Option<Arc<[bool]>>,
+    /// A run resumed after a loss: the attempts that tasks it runs again had in lost runs,
+    /// which their `attempts` count on from (SPEC: a re-run's `attempts` counts on).
+    attempts_before: HashMap<u32, u32>,
     /// The batch's shards, as answers list them.
     shards: Mutex<Vec<ShardInfo>>,
     /// A load run whose summary breaks down by job or stage: where each task counts.
@@ -232,6 +236,7 @@ impl Batch {
                 stop_reason: None,
             }),
             ended_before: None,
+            attempts_before: HashMap::new(),
             shards: Mutex::new(Vec::new()),
             placing,
         }
@@ -417,7 +422,7 @@ impl Batch {
                 acc.record_net(net);
             }
             if let (Some(clock), Some((start, end))) = (clock, span) {
-                let at = |t: Instant| wall_time(clock, t).timestamp_millis().max(0) as u64;
+                let at = |t: Instant| wall_time(clock, t).timestamp_micros().max(0) as u64;
                 let error = matches!(status, TaskStatus::Failed | TaskStatus::TimedOut);
                 acc.record_times(at(start), at(end), error);
             }
@@ -432,7 +437,7 @@ impl Batch {
         };
         task.status = status;
         task.seq = Some(seq);
-        task.attempts = outcome.attempts;
+        task.attempts = outcome.attempts + self.attempts_before(index);
         if shown {
             task.output = outcome.output;
             task.error = outcome.error;
@@ -447,6 +452,12 @@ impl Batch {
             task.timing.phases = Some(net.phases());
             task.timing.reused = Some(net.reused);
         }
+    }
+
+    /// The attempts task `index` had in lost runs of its shard (0 but in a resumed run).
+    fn attempts_before(&self, index: usize) -> u32 {
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        self.attempts_before.get(&index).copied().unwrap_or(0)
     }
 
     pub fn rules(&self) -> Rules {

@@ -130,9 +130,9 @@ fn from_rows(tasks: &Tasks) -> SummaryAcc {
     {
         acc.record_stored(t);
         if let (Some(s), Some(e)) = (t.timing.started_at, t.timing.finished_at) {
-            let ms = |d: chrono::DateTime<Utc>| d.timestamp_millis().max(0) as u64;
+            let us = |d: chrono::DateTime<Utc>| d.timestamp_micros().max(0) as u64;
             let error = matches!(t.status, TaskStatus::Failed | TaskStatus::TimedOut);
-            acc.record_times(ms(s), ms(e), error);
+            acc.record_times(us(s), us(e), error);
         }
     }
     acc

@@ -1,6 +1,7 @@
 //! A batch's shards as the engine sees them: what answers show of each, the checkpoint a
 //! running shard leaves in storage, and a run resumed from one after its instance was lost.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -11,9 +12,9 @@ use utoipa::ToSchema;
 use super::tasks::Tasks;
 use super::{Batch, SummaryState};
 use crate::engine::meter::Meter;
-use crate::engine::spec::BatchSpec;
+use crate::engine::spec::{BatchSpec, ResultsMode};
 use crate::engine::summary::{Lost, SummaryAcc};
-use crate::engine::task::{TaskRecord, micros_opt};
+use crate::engine::task::{TaskRecord, TaskStatus, micros_opt};
 use uuid::Uuid;
 
 /// Where a shard is.
@@ -72,6 +73,15 @@ pub struct Checkpoint {
     /// of a sharded batch, whose totals are added to the others'.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acc: Option<SummaryAcc>,
+    /// Which tasks were running, one bit each (base64), when some were and `results` shows
+    /// any task: a run that claims the shard again runs them again, and their `attempts`
+    /// count on from this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_bits: Option<String>,
+    /// `[task, attempts]` of the run's tasks not ended yet that ran in earlier, lost runs of
+    /// the shard: what their `attempts` count on from, through further losses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts_before: Vec<[u32; 2]>,
 }
 
 /// What a resumed run starts from: the shard's stored rows (positions within the run) and
@@ -103,6 +113,26 @@ fn base64_to_bits(text: &str, len: usize) -> Vec<bool> {
         .collect()
 }
 
+/// What the tasks a resumed run starts again had run before (see [`Batch::resume`]): the
+/// attempts of earlier lost runs, plus one for each task running at the checkpoint.
+fn attempts_before(c: &Checkpoint, ended: &[bool]) -> HashMap<u32, u32> {
+    let unended = |i: usize| ended.get(i).is_some_and(|e| !e);
+    let mut before: HashMap<u32, u32> = c
+        .attempts_before
+        .iter()
+        .filter(|[i, _]| unended(*i as usize))
+        .map(|[i, n]| (*i, *n))
+        .collect();
+    if let Some(bits) = &c.running_bits {
+        for (i, running) in base64_to_bits(bits, ended.len()).into_iter().enumerate() {
+            if running && unended(i) {
+                *before.entry(i as u32).or_default() += 1;
+            }
+        }
+    }
+    before
+}
+
 impl Batch {
     /// The run's checkpoint now, under one lock. `with_acc`: include the summary's totals
     /// (always included when the task rows cannot rebuild them).
@@ -120,16 +150,33 @@ impl Batch {
                 .filter(|acc| with_acc || sparse || acc.has_parts()),
             _ => None,
         };
+        let running = |i: usize| st.tasks.status(i) == TaskStatus::Running;
+        // With `results: none` no answer shows a task's attempts.
+        let running_bits = (self.rules.results != ResultsMode::None && (0..len).any(running))
+            .then(|| bits_to_base64((0..len).map(running), len));
+        let attempts_before = self
+            .attempts_before
+            .iter()
+            .filter(|(i, _)| !st.tasks.status(**i as usize).is_finished())
+            .map(|(i, n)| [*i, *n])
+            .collect();
         Checkpoint {
             started: st.started,
             ended: st.done.len() as u64,
             ended_bits,
             acc,
+            running_bits,
+            attempts_before,
         }
     }
 
     /// A run of `spec` that picks up where a lost one left off: the tasks that ended keep
-    /// their outcome (and are not run or counted again); the run starts the others.
+    /// their outcome (and are not run or counted again); the run starts the others. Those the
+    /// lost run had started (running at its last checkpoint) count their `attempts` on from
+    /// it: one more for the lost run, on top of what earlier lost runs gave them. A task
+    /// that started after that checkpoint is not known to have run, and starts from 0 (or
+    /// from its earlier runs'); retries within the lost run are not known either, so the lost
+    /// run counts as one attempt.
     pub fn resume(
         id: Uuid,
         created_at: DateTime<Utc>,
@@ -139,12 +186,12 @@ impl Batch {
     ) -> Arc<Batch> {
         let mut batch = Batch::make(id, spec, meter);
         batch.created_at = created_at;
+        let mut checkpoint = prior.checkpoint;
         let mut ended = vec![false; spec.tasks().unwrap_or(0)];
         {
             let st = batch.state.get_mut();
             let len = st.tasks.len();
-            let bits = prior
-                .checkpoint
+            let bits = checkpoint
                 .as_ref()
                 .and_then(|c| c.ended_bits.as_deref())
                 .map(|b| base64_to_bits(b, len));
@@ -161,7 +208,7 @@ impl Batch {
                 .filter(|t| covered(t.index as usize))
                 .collect();
             rows.sort_by_key(|t| t.seq);
-            let acc = prior.checkpoint.and_then(|c| c.acc);
+            let acc = checkpoint.as_mut().and_then(|c| c.acc.take());
             let rebuild = acc.is_none();
             if let (SummaryState::Live(live), Some(acc)) = (&mut st.summary, acc) {
                 *live = acc;
@@ -187,6 +234,9 @@ impl Batch {
             if let (SummaryState::Live(acc), Some(lost)) = (&mut st.summary, prior.lost) {
                 acc.lose(lost);
             }
+        }
+        if let Some(c) = &checkpoint {
+            batch.attempts_before = attempts_before(c, &ended);
         }
         batch.ended_before = Some(ended.into());
         Arc::new(batch)

@@ -138,6 +138,7 @@ impl Batch {
                 stop_reason: None,
             }),
             ended_before: None,
+            attempts_before: std::collections::HashMap::new(),
             shards: Mutex::new(record.shards),
             placing: None,
         })

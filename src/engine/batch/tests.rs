@@ -258,3 +258,75 @@ fn own_totals_of(st: &State) -> Option<SummaryAcc> {
         _ => None,
     }
 }
+
+/// The batch of [`batch`] resumed from `b`'s last checkpoint and stored rows, as a run that
+/// claims its shard after its instance was lost.
+fn resumed(b: &Batch) -> Arc<Batch> {
+    let sleep = r#"{"kind":"sleep","duration_ms":1}"#;
+    let body = format!(r#"{{"jobs":[{sleep},{sleep},{sleep}]}}"#);
+    let limits = crate::config::Config::defaults().limits();
+    let spec = crate::request::parse_batch(body.as_bytes(), &limits).expect("a valid batch");
+    let prior = Prior {
+        rows: records(b)
+            .into_iter()
+            .filter(|t| t.status.is_finished())
+            .collect(),
+        checkpoint: Some(b.checkpoint(false)),
+        lost: None,
+    };
+    Batch::resume(b.id, b.created_at, &spec, NO_METER, prior)
+}
+
+/// Starts task `index` of `b` and ends it succeeded after `attempts` attempts.
+fn run_task(b: &Batch, index: usize, attempts: u32) {
+    let at = Instant::now();
+    b.tasks_started(&[Started {
+        index,
+        at,
+        lag: None,
+        warmup: false,
+    }]);
+    b.tasks_ended(&mut vec![Ended {
+        index,
+        started: at,
+        ended: Instant::now(),
+        outcome: Outcome {
+            attempts,
+            output: None,
+            error: None,
+            net: None,
+        },
+    }]);
+}
+
+#[test]
+fn a_task_run_again_after_its_shard_was_lost_counts_its_attempts_on() {
+    // Task 0 ended and task 1 was running when the instance was lost; task 2 never started.
+    let lost = batch("");
+    run_first(&lost, &[0, 1]);
+
+    // Claimed again: task 1 starts again and is lost once more while it runs.
+    let again = resumed(&lost);
+    again.start();
+    again.tasks_started(&[Started {
+        index: 1,
+        at: Instant::now(),
+        lag: None,
+        warmup: false,
+    }]);
+    let last = resumed(&again);
+    last.start();
+    run_task(&last, 1, 2);
+    run_task(&last, 2, 1);
+
+    let tasks = records(&last);
+    assert_eq!(
+        tasks[0].attempts, 1,
+        "ended before the loss: kept as it was"
+    );
+    assert_eq!(
+        tasks[1].attempts, 4,
+        "one run in each lost run, then two attempts"
+    );
+    assert_eq!(tasks[2].attempts, 1, "never started before");
+}

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use crate::engine::spec::ResultsMode;
 use crate::engine::task::{TaskRecord, TaskStatus};
-pub use bins::TimeBins;
+pub use bins::{RecordedBin, TimeBins};
 pub use latency::{Latency, LatencyBucket, PercentilePoint, latency};
 
 /// `GET /batches/{id}/timeline`: when tasks started and ended in a window of the run.
@@ -50,8 +50,12 @@ pub struct TimeBin {
     pub start_ms: f64,
     pub started: u64,
     pub ended: u64,
-    /// Running at the bin's end.
-    pub in_flight: u64,
+    /// Tasks running, on average over the bin (time-weighted: two tasks that each ran half of
+    /// it make 1.0), to 3 decimals. Exact when the bins are counted from rows; from the
+    /// recorded bins, the mean over the recorded bins that fall in it (those recorded before
+    /// fanout kept what a mean needs give the number running at their end instead).
+    #[schema(minimum = 0)]
+    pub in_flight: f64,
     /// Tasks that ended failed or timed out in it.
     pub errors: u64,
 }
@@ -146,13 +150,17 @@ fn window(span_ms: f64, from_ms: Option<f64>, to_ms: Option<f64>) -> (f64, f64) 
 
 /// The timeline of `[from_ms, to_ms)` in `bins` bins. Bins come from the recorded bins (at
 /// their resolution), or, when the batch keeps a row for every task and the window holds few
-/// enough, from the rows themselves (exact at any zoom).
+/// enough, from the rows themselves (exact at any zoom). An empty window (`to_ms` given and
+/// not after `from_ms`) has no bins.
 pub fn timeline(
     input: &TimelineInput,
     from_ms: Option<f64>,
     to_ms: Option<f64>,
     bins: usize,
 ) -> Timeline {
+    if let Some(to) = to_ms.filter(|&to| to <= from_ms.unwrap_or(0.0)) {
+        return empty_timeline(input, to);
+    }
     let origin = input.started_at.map(epoch_ms);
     let window = Window::new(input.span_ms, from_ms, to_ms);
     let rows = rows_by_start(input, &window, origin);
@@ -163,16 +171,19 @@ pub fn timeline(
         && rows.len() <= COUNTED_ROWS;
     let grid = Grid::new(&window, bins, from_rows, input.bins);
     let mut out = grid.empty_bins();
+    let mut busy = vec![Busy::default(); out.len()];
     // `before`: running at the window's start (started before it, not ended before it).
     let (before, mut in_window) = if from_rows {
-        let before = count_rows(&input.tasks, &grid, origin.unwrap_or(0.0), &mut out);
+        let origin = origin.unwrap_or(0.0);
+        let before = count_rows(&input.tasks, &grid, origin, &mut out);
+        busy_from_rows(&input.tasks, &grid, origin, &mut busy);
         (before, rows.len() as u64)
     } else if let (Some(b), Some(origin)) = (input.bins, origin) {
-        count_recorded(b, &grid, origin, &mut out)
+        count_recorded(b, &grid, origin, &mut out, &mut busy)
     } else {
         (0, 0)
     };
-    fill_in_flight(&mut out, before);
+    fill_in_flight(&mut out, before, &busy);
     if input.cover == Cover::Starts {
         // The rows of every task that started in the window count them exactly, where the
         // recorded bins count the whole of each bin the window touches.
@@ -191,6 +202,23 @@ pub fn timeline(
         row_limit: ROW_LIMIT,
         results: input.results,
         tasks: shown.then(|| rows.iter().map(|t| bar(t, origin.unwrap_or(0.0))).collect()),
+    }
+}
+
+/// The answer for an empty window at `at`: nothing started, ended or ran in no time, so no
+/// bins (one bin would have to be 0 ms wide) and no rows.
+fn empty_timeline(input: &TimelineInput, at: f64) -> Timeline {
+    Timeline {
+        started_at: input.started_at,
+        span_ms: round3(input.span_ms),
+        from_ms: round3(at),
+        to_ms: round3(at),
+        bin_ms: 0.0,
+        bins: Vec::new(),
+        tasks_in_window: 0,
+        row_limit: ROW_LIMIT,
+        results: input.results,
+        tasks: Some(Vec::new()),
     }
 }
 
@@ -291,7 +319,7 @@ impl<'w> Grid<'w> {
                 start_ms: round3(self.window.from + i as f64 * self.width),
                 started: 0,
                 ended: 0,
-                in_flight: 0,
+                in_flight: 0.0,
                 errors: 0,
             })
             .collect()
@@ -333,36 +361,111 @@ fn count_rows(tasks: &[&TaskRecord], grid: &Grid, origin: f64, out: &mut [TimeBi
     before
 }
 
-/// Counts the recorded bins into `out`; returns the tasks running at the window's start and
-/// those that started in it.
-fn count_recorded(b: &TimeBins, grid: &Grid, origin: f64, out: &mut [TimeBin]) -> (i64, u64) {
+/// The time tasks ran in an answer bin (ms of tasks), over how much of it that time was
+/// known for (ms of the bin).
+#[derive(Debug, Clone, Copy, Default)]
+struct Busy {
+    task_ms: f64,
+    known_ms: f64,
+}
+
+/// Adds the time every task ran in each bin of the window, from the rows: a task runs from its
+/// start to its end (to the window's end while it runs), cut to the window.
+fn busy_from_rows(tasks: &[&TaskRecord], grid: &Grid, origin: f64, busy: &mut [Busy]) {
+    let (from, to, width) = (grid.window.from, grid.window.to, grid.width);
+    // Whole bins a task spans, as a difference array: O(tasks + bins), not their product.
+    let mut whole = vec![0i64; busy.len() + 1];
+    let last_bin = busy.len() - 1;
+    let bin_of = |at: f64| (((at - from) / width) as usize).min(last_bin);
+    for t in tasks {
+        let Some(s) = t.timing.started_at else {
+            continue;
+        };
+        let s = (epoch_ms(s) - origin).max(from);
+        let e = t
+            .timing
+            .finished_at
+            .map_or(to, |e| epoch_ms(e) - origin)
+            .min(to);
+        if e <= s {
+            continue;
+        }
+        let (first, last) = (bin_of(s), bin_of(e));
+        if first == last {
+            busy[first].task_ms += e - s;
+            continue;
+        }
+        busy[first].task_ms += from + (first + 1) as f64 * width - s;
+        busy[last].task_ms += e - (from + last as f64 * width);
+        whole[first + 1] += 1;
+        whole[last] -= 1;
+    }
+    let mut spanning = 0;
+    for (b, d) in busy.iter_mut().zip(&whole) {
+        spanning += d;
+        b.task_ms += spanning as f64 * width;
+        b.known_ms = width;
+    }
+}
+
+/// Counts the recorded bins into `out`, and the time tasks ran in them into `busy`; returns
+/// the tasks running at the window's start and those that started in it.
+fn count_recorded(
+    b: &TimeBins,
+    grid: &Grid,
+    origin: f64,
+    out: &mut [TimeBin],
+    busy: &mut [Busy],
+) -> (i64, u64) {
     let window = grid.window;
     let w = b.width_ms() as f64;
     let (mut before, mut in_window) = (0i64, 0u64);
-    for (at, [started, ended, errors]) in b.each() {
-        let at = at as f64 - origin;
+    // Running at the start of each recorded bin: every bin since the first counts.
+    let mut running = 0i64;
+    for r in b.each() {
+        let ran_ms = r.into_us.map(|into| ran_in(running, &r, into, w));
+        running += i64::from(r.started) - i64::from(r.ended);
+        let at = r.start_ms as f64 - origin;
         // A recorded bin counts where it overlaps the window: the first one may begin
         // before the batch's start (bins are aligned to the epoch, not to the batch).
         if at + w <= window.from && !window.open_start {
-            before += i64::from(started) - i64::from(ended);
+            before += i64::from(r.started) - i64::from(r.ended);
             continue;
         }
         if let Some(i) = grid.place(at.max(window.from)) {
-            out[i].started += u64::from(started);
-            out[i].ended += u64::from(ended);
-            out[i].errors += u64::from(errors);
-            in_window += u64::from(started);
+            out[i].started += u64::from(r.started);
+            out[i].ended += u64::from(r.ended);
+            out[i].errors += u64::from(r.errors);
+            in_window += u64::from(r.started);
+            if let Some(ran) = ran_ms {
+                busy[i].task_ms += ran;
+                busy[i].known_ms += w;
+            }
         }
     }
     (before, in_window)
 }
 
-/// Each bin's tasks running at its end, from those running at the window's start.
-fn fill_in_flight(out: &mut [TimeBin], before: i64) {
+/// The time tasks ran in recorded bin `r` (ms of tasks, `w` ms wide), from those `running` at
+/// its start and how far into it its starts and ends came (`into`, µs summed): each start
+/// adds the rest of the bin, each end takes away what was left of it.
+fn ran_in(running: i64, r: &RecordedBin, into: [u64; 2], w: f64) -> f64 {
+    let rest = |n: u32, into_us: u64| f64::from(n) * w - into_us as f64 / 1000.0;
+    (running.max(0) as f64 * w + rest(r.started, into[0]) - rest(r.ended, into[1])).max(0.0)
+}
+
+/// Each bin's mean number of tasks running: the time they ran in it over its known time; a
+/// bin with none known takes the number running at its end, from those running at the
+/// window's start.
+fn fill_in_flight(out: &mut [TimeBin], before: i64, busy: &[Busy]) {
     let mut running = before.max(0);
-    for b in out {
+    for (b, t) in out.iter_mut().zip(busy) {
         running += b.started as i64 - b.ended as i64;
-        b.in_flight = running.max(0) as u64;
+        b.in_flight = if t.known_ms > 0.0 {
+            round3(t.task_ms / t.known_ms)
+        } else {
+            running.max(0) as f64
+        };
     }
 }
 
@@ -422,6 +525,86 @@ mod tests {
                 assert!(!t.bins.is_empty());
             }
         }
+    }
+
+    /// A task that ran from `from` to `to` µs after `t0` and succeeded.
+    fn ran(index: u32, t0: DateTime<Utc>, from: i64, to: i64) -> TaskRecord {
+        let us = chrono::Duration::microseconds;
+        let mut t = TaskRecord::pending(index, None, crate::engine::spec::Kind::Sleep);
+        t.timing.started_at = Some(t0 + us(from));
+        t.timing.finished_at = Some(t0 + us(to));
+        t.status = TaskStatus::Succeeded;
+        t
+    }
+
+    /// The timeline of `tasks` from their rows (`from_rows`) or from bins recorded as a run
+    /// records them.
+    fn drawn(
+        tasks: &[TaskRecord],
+        t0: DateTime<Utc>,
+        from_rows: bool,
+        window: (f64, f64),
+        bins: usize,
+    ) -> Timeline {
+        let mut recorded = TimeBins::new();
+        for t in tasks {
+            let us = |d: DateTime<Utc>| d.timestamp_micros() as u64;
+            recorded.record(
+                us(t.timing.started_at.unwrap()),
+                us(t.timing.finished_at.unwrap()),
+                false,
+            );
+        }
+        let input = TimelineInput {
+            started_at: Some(t0),
+            span_ms: window.1,
+            bins: Some(&recorded),
+            tasks: tasks.iter().collect(),
+            cover: Cover::All,
+            results: if from_rows {
+                ResultsMode::All
+            } else {
+                ResultsMode::None
+            },
+        };
+        timeline(&input, Some(window.0), Some(window.1), bins)
+    }
+
+    #[test]
+    fn two_tasks_each_running_half_a_bin_make_one_in_flight_on_average() {
+        let t0 = DateTime::parse_from_rfc3339("2026-12-06T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        // Bins of 1 ms: two tasks that each run half of the second one, and both end in it,
+        // so none runs at its end.
+        let tasks = [ran(0, t0, 1_000, 1_500), ran(1, t0, 1_250, 1_750)];
+        for from_rows in [true, false] {
+            let t = drawn(&tasks, t0, from_rows, (0.0, 3.0), 3);
+            let means: Vec<f64> = t.bins.iter().map(|b| b.in_flight).collect();
+            assert_eq!(means, [0.0, 1.0, 0.0], "from rows: {from_rows}");
+        }
+    }
+
+    #[test]
+    fn the_mean_in_flight_from_recorded_bins_agrees_with_the_rows() {
+        let t0 = DateTime::parse_from_rfc3339("2026-12-06T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        // 4 s of overlapping tasks: the recorded bins coarsen to 4 ms, the answer's are 16.
+        let tasks: Vec<TaskRecord> = (0..3000u32)
+            .map(|i| {
+                let start = i64::from(i) * 1_333 + i64::from(i % 7) * 91;
+                ran(i, t0, start, start + 300 + i64::from(i % 23) * 2_017)
+            })
+            .collect();
+        let rows = drawn(&tasks, t0, true, (0.0, 4096.0), 256);
+        let recorded = drawn(&tasks, t0, false, (0.0, 4096.0), 256);
+        assert_eq!(recorded.bin_ms, 16.0);
+        assert_eq!(rows.bins.len(), recorded.bins.len());
+        for (a, b) in rows.bins.iter().zip(&recorded.bins) {
+            assert!((a.in_flight - b.in_flight).abs() < 0.002, "{a:?} {b:?}");
+        }
+        assert!(rows.bins.iter().any(|b| b.in_flight.fract() != 0.0));
     }
 
     /// Tasks of a run that starts at `t0`: some before it (another shard's clock), some

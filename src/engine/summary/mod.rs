@@ -367,11 +367,11 @@ impl SummaryAcc {
         }
     }
 
-    /// When a task that ended ran (ms since the Unix epoch), for the timeline.
-    pub fn record_times(&mut self, start_ms: u64, end_ms: u64, error: bool) {
+    /// When a task that ended ran (µs since the Unix epoch), for the timeline.
+    pub fn record_times(&mut self, start_us: u64, end_us: u64, error: bool) {
         self.times
             .get_or_insert_with(|| Box::new(TimeBins::new()))
-            .record(start_ms, end_ms, error);
+            .record(start_us, end_us, error);
     }
 
     /// Makes every histogram of durations still kept as values (see `Timings`): for an

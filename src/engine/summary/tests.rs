@@ -198,9 +198,10 @@ fn a_merged_loss_says_who_when_and_the_rate_the_batch_fell_to() {
     let (mut a, mut b) = (SummaryAcc::new(1000), SummaryAcc::new(1000));
     for i in 0..1000u64 {
         let at = t0 + i * 10;
-        a.record_times(at, at + 5, false);
+        // Bins record µs.
+        a.record_times(at * 1000, (at + 5) * 1000, false);
         if !gap.contains(&at) {
-            b.record_times(at, at + 5, false);
+            b.record_times(at * 1000, (at + 5) * 1000, false);
         }
     }
     let at = chrono::DateTime::from_timestamp_millis(gap.start as i64);
