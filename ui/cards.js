@@ -77,7 +77,8 @@ export function renderLost() {
   const when = lost.at ? ` at ${fmtDateTime(lost.at)}` : "";
   const shards = `${fmtInt(lost.shards)} shard${lost.shards === 1 ? "" : "s"}`;
   const rate = lost.rate_per_s == null ? "" : `; the batch started ${fmtRate(lost.rate_per_s)} tasks/s meanwhile`;
-  node.textContent = `${who} lost${when}: ${shards} had no runner for ${fmtSpan(lost.window_ms)}${rate}.`;
+  const taken = lost.tasks ? `; ${fmtInt(lost.tasks)} of its unfinished tasks were run again or ended as on_lost says` : "";
+  node.textContent = `${who} lost${when}: ${shards} had no runner for ${fmtSpan(lost.window_ms)}${rate}${taken}.`;
   node.dataset.windowMs = String(lost.window_ms);
 }
 

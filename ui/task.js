@@ -29,6 +29,7 @@ export function renderTaskDetail(wanted) {
     ["reused", "connection", t.reused == null ? "—" : t.reused ? "reused" : "new"],
   ];
   if (t.warmup) fields.push(["warmup", "warm-up", "yes"]);
+  if (t.attempts > 1) fields.push(["attempts", "ran", ranAgain(t.attempts)]);
   const list = el("dl", { class: "fields" });
   for (const [key, label, value] of fields) list.append(el("dt", { text: label }), el("dd", { "data-field": key, text: value }));
   const parts = [
@@ -41,6 +42,15 @@ export function renderTaskDetail(wanted) {
       el("span", { class: "error-code", text: t.error.code }), el("span", { text: t.error.message })));
   }
   pane.replaceChildren(...parts);
+}
+
+/** How often a task ran, and why it may have run again: a lost instance names itself. */
+function ranAgain(attempts) {
+  const lost = state.batch?.summary?.lost;
+  const who = lost?.instances?.length ? lost.instances.join(", ") : "an instance";
+  return lost
+    ? `${attempts} times: retried, or run again after ${who} was lost`
+    : `${attempts} times (retried)`;
 }
 
 function phaseList(phases) {

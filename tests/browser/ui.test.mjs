@@ -475,6 +475,9 @@ test("the report of the fixture looks as it did, and a real run's report makes n
 test("a report of a run that lost an instance says which, when, for how long and the rate it fell to", { timeout: 60000 }, async () => {
   const fixture = JSON.parse(fs.readFileSync(FIXTURE, "utf8"));
   fixture.batch.summary.lost = { shards: 2, tasks: 0, window_ms: 4915, instances: ["node3"], at: "2026-12-03T06:00:01.250Z", rate_per_s: 1000.5 };
+  // A task the lost instance had started, run again.
+  const again = fixture.timeline.tasks[0];
+  again.attempts = 2;
   const json = path.join(tmp, "lost.json");
   fs.writeFileSync(json, JSON.stringify(fixture));
   const html = path.join(tmp, "lost.html");
@@ -489,6 +492,9 @@ test("a report of a run that lost an instance says which, when, for how long and
     assert.ok(await note.isVisible(), "the loss is shown");
     assert.equal(await note.innerText(),
       "Instance node3 lost at Dec 3 06:00:01 UTC: 2 shards had no runner for 4.92 s; the batch started 1000.5 tasks/s meanwhile.");
+    assert.equal(await page.evaluate((i) => window.__fanout.selectTask(i), again.index), true);
+    const ran = page.locator('[data-testid="task-detail"] [data-field="attempts"]');
+    assert.equal(await ran.innerText(), "2 times: retried, or run again after node3 was lost");
     assert.deepEqual(seen.problems, [], "no console error");
   } finally {
     await page.close();

@@ -73,6 +73,10 @@ pub struct TaskBar {
     pub http_status: Option<u16>,
     pub reused: Option<bool>,
     pub warmup: bool,
+    /// How many times it ran, when more than once: retries, or a run again after the instance
+    /// running it was lost (absent: once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
     #[schema(value_type = Option<crate::engine::task::Phases>)]
     pub phases: Option<crate::engine::task::Phases>,
     #[schema(value_type = Option<crate::engine::task::TaskError>)]
@@ -485,6 +489,7 @@ fn bar(t: &TaskRecord, origin: f64) -> TaskBar {
         http_status,
         reused: t.timing.reused,
         warmup: t.warmup,
+        attempts: (t.attempts > 1).then_some(t.attempts),
         phases: t.timing.phases,
         error: t.error.clone(),
     }
