@@ -59,7 +59,7 @@ pub struct RunArgs {
     pub body: Option<String>,
 
     /// One-liner: a pass/fail limit (repeatable): `'p95<200ms'`, `'p99<1s'`, `'mean<50ms'`,
-    /// `'error_rate<1%'`, `'throughput>500/s'`.
+    /// `'error_rate<1%'`, `'throughput>500/s'`, `'lost<5s'`.
     #[arg(long = "threshold")]
     pub thresholds: Vec<String>,
 

@@ -85,7 +85,8 @@ impl OneLiner {
 }
 
 /// One `--threshold` expression as a `thresholds` key and limit: `p95<200ms`, `p99<=1s`,
-/// `mean<50ms`, `max<2s`, `error_rate<1%` (or `<0.01`), `throughput>500/s`.
+/// `mean<50ms`, `max<2s`, `error_rate<1%` (or `<0.01`), `throughput>500/s`, `lost<5s` (the
+/// longest a lost instance's shards may go without a runner).
 pub fn threshold(expr: &str) -> Result<(&'static str, f64), String> {
     let bad = |why: &str| {
         format!(
@@ -111,6 +112,9 @@ pub fn threshold(expr: &str) -> Result<(&'static str, f64), String> {
         "p999" | "p99.9" => Some("p999_ms"),
         "max" => Some("max_ms"),
         "mean" | "avg" => Some("mean_ms"),
+        // Not a latency, but a stretch of time bounded the same way: how long a run that lost
+        // an instance may go without applying part of its load.
+        "lost" | "lost_window" => Some("max_lost_window_ms"),
         _ => None,
     };
     let number = |text: &str| -> Result<f64, String> {
@@ -176,6 +180,8 @@ mod tests {
         assert_eq!(threshold("p99.9<=1.5s"), Ok(("p999_ms", 1500.0)));
         assert_eq!(threshold("mean<50ms"), Ok(("mean_ms", 50.0)));
         assert_eq!(threshold("error_rate<1%"), Ok(("max_error_rate", 0.01)));
+        assert_eq!(threshold("lost<5s"), Ok(("max_lost_window_ms", 5000.0)));
+        assert_eq!(threshold("lost < 0ms"), Ok(("max_lost_window_ms", 0.0)));
         assert_eq!(threshold("error_rate<0.05"), Ok(("max_error_rate", 0.05)));
         assert_eq!(
             threshold("throughput>500/s"),
