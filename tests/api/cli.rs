@@ -578,14 +578,7 @@ async fn compare_prints_the_changes_between_two_batches_on_a_server() {
     assert!(!row.contains("noise"), "{row}");
 
     // A rerun of `a` ran its request again: each row gives its noise at 20 tasks.
-    let rerun = crate::helpers::Answer::from(
-        app.client
-            .post(format!("{}/batches/{a}/rerun", app.base))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let rerun = app.rerun(&a).await;
     assert_eq!(rerun.status, 201, "{}", rerun.json);
     let r = rerun.json;
     let out = run_binary(args(&[

@@ -150,6 +150,15 @@ impl Api {
             .await
     }
 
+    /// `POST /batches/{id}/rerun`: the batch's stored request run again.
+    pub async fn rerun(&self, id: &str) -> Answer {
+        send(
+            self.client
+                .post(format!("{}/batches/{id}/rerun", self.base)),
+        )
+        .await
+    }
+
     /// Starts a batch asynchronously (its answer must be a 202) and returns its id.
     pub async fn submit(&self, body: &Value) -> String {
         let res = self.post_async(body).await;

@@ -598,14 +598,7 @@ async fn a_baseline_check_fails_a_slower_run_and_compare_shows_the_change() {
     let slow_id = b["id"].as_str().unwrap().to_owned();
 
     // A rerun is a new batch from the stored request, baseline and all.
-    let rerun = crate::helpers::Answer::from(
-        app.client
-            .post(format!("{}/batches/{slow_id}/rerun", app.base))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let rerun = app.rerun(&slow_id).await;
     assert_eq!(rerun.status, 201, "{}", rerun.json);
     assert_eq!(rerun.json["rerun_of"], slow_id.as_str());
     assert_ne!(rerun.json["id"], slow_id.as_str());
@@ -653,14 +646,7 @@ async fn compare_of_two_runs_of_one_request_gives_each_changes_noise() {
     let first = app.post(&batch).await;
     assert_eq!(first.status, 201, "{}", first.json);
     let a = first.json["id"].as_str().unwrap().to_owned();
-    let rerun = crate::helpers::Answer::from(
-        app.client
-            .post(format!("{}/batches/{a}/rerun", app.base))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let rerun = app.rerun(&a).await;
     assert_eq!(rerun.status, 201, "{}", rerun.json);
     let b = rerun.json["id"].as_str().unwrap().to_owned();
     // The same request posted again is a run of it too.
