@@ -148,8 +148,9 @@ pub struct Batch {
     /// A run resumed after a loss: the tasks that had ended (see [`Batch::resume`]).
     ended_before: Option<Arc<[bool]>>,
     /// A run resumed after a loss: the attempts that tasks it runs again had in lost runs,
-    /// which their `attempts` count on from (SPEC: a re-run's `attempts` counts on).
-    attempts_before: HashMap<u32, u32>,
+    /// which their `attempts` count on from (SPEC: a re-run's `attempts` counts on). Boxed,
+    /// and absent but in such a run: every in-flight batch carries the field.
+    attempts_before: Option<Box<HashMap<u32, u32>>>,
     /// The batch's shards, as answers list them.
     shards: Mutex<Vec<ShardInfo>>,
     /// A load run whose summary breaks down by job or stage: where each task counts.
@@ -236,7 +237,7 @@ impl Batch {
                 stop_reason: None,
             }),
             ended_before: None,
-            attempts_before: HashMap::new(),
+            attempts_before: None,
             shards: Mutex::new(Vec::new()),
             placing,
         }
@@ -457,7 +458,10 @@ impl Batch {
     /// The attempts task `index` had in lost runs of its shard (0 but in a resumed run).
     fn attempts_before(&self, index: usize) -> u32 {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
-        self.attempts_before.get(&index).copied().unwrap_or(0)
+        self.attempts_before
+            .as_ref()
+            .and_then(|before| before.get(&index).copied())
+            .unwrap_or(0)
     }
 
     pub fn rules(&self) -> Rules {

@@ -157,6 +157,7 @@ impl Batch {
         let attempts_before = self
             .attempts_before
             .iter()
+            .flat_map(|before| before.iter())
             .filter(|(i, _)| !st.tasks.status(**i as usize).is_finished())
             .map(|(i, n)| [*i, *n])
             .collect();
@@ -236,7 +237,8 @@ impl Batch {
             }
         }
         if let Some(c) = &checkpoint {
-            batch.attempts_before = attempts_before(c, &ended);
+            let before = attempts_before(c, &ended);
+            batch.attempts_before = (!before.is_empty()).then(|| Box::new(before));
         }
         batch.ended_before = Some(ended.into());
         Arc::new(batch)

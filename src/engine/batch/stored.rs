@@ -138,7 +138,7 @@ impl Batch {
                 stop_reason: None,
             }),
             ended_before: None,
-            attempts_before: std::collections::HashMap::new(),
+            attempts_before: None,
             shards: Mutex::new(record.shards),
             placing: None,
         })
