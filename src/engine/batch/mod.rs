@@ -150,6 +150,7 @@ pub struct Batch {
     /// A run resumed after a loss: the attempts that tasks it runs again had in lost runs,
     /// which their `attempts` count on from (SPEC: a re-run's `attempts` counts on). Boxed,
     /// and absent but in such a run: every in-flight batch carries the field.
+    #[allow(clippy::box_collection)] // 8 bytes in every batch, not a HashMap's 48
     attempts_before: Option<Box<HashMap<u32, u32>>>,
     /// The batch's shards, as answers list them.
     shards: Mutex<Vec<ShardInfo>>,
