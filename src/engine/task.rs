@@ -58,6 +58,8 @@ pub enum ErrorCode {
     Tls,
     /// The HTTP answer's status is outside `expect_status`.
     Status,
+    /// A check on the answer failed (`checks`); not retried.
+    Check,
     /// Reading failed for another reason.
     Io,
     /// The file does not exist.
@@ -80,6 +82,7 @@ impl ErrorCode {
             ErrorCode::Dns => "dns",
             ErrorCode::Tls => "tls",
             ErrorCode::Status => "status",
+            ErrorCode::Check => "check",
             ErrorCode::Io => "io",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Forbidden => "forbidden",
@@ -152,6 +155,15 @@ pub struct HttpOutput {
     /// The HTTP version the answer came in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<HttpVersionName>,
+    /// Each of the job's checks, judged (in the job's order): when the job has checks and the
+    /// status was one `expect_status` accepts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::engine::check::CheckResult>,
+    /// Which of the job's checks passed, one bit each (check `i`: bit `i`), for the summary's
+    /// counts; `None` when none was judged. Never shown: `checks` says it.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub checks_passed: Option<u32>,
 }
 
 /// An answer's HTTP version, as `output.version` names it.

@@ -259,11 +259,19 @@ pub struct HttpTemplates {
     /// By header, as the job gives them.
     pub headers: Vec<(http::HeaderName, Template)>,
     pub body: Option<Template>,
+    /// The placeholders in its checks' values: bound to `load.data`'s columns when the batch
+    /// is accepted, to find a column that is not there (the checks render their own values).
+    pub checks: Vec<Template>,
     /// `load.data`, when a placeholder names a column.
     pub data: Option<Arc<DataTable>>,
 }
 
 impl HttpTemplates {
+    /// Whether the request itself has placeholders (not only the checks' values).
+    pub fn renders_request(&self) -> bool {
+        self.target.is_some() || !self.headers.is_empty() || self.body.is_some()
+    }
+
     /// The variables of task `seq`.
     pub fn vars(&self, seq: u64) -> Vars<'_> {
         Vars {

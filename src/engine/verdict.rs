@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use super::batch::BatchStatus;
 use super::noise::weak_baseline;
 use super::spec::{Baseline, BaselineCheck, Figure, Threshold, Thresholds};
-use super::summary::{JobSummary, Percentiles, Summary};
+use super::summary::{CheckCount, JobSummary, Percentiles, Summary};
 use super::wire_name;
 
 /// Whether the batch met every threshold; a CI job fails the build on `passed: false`.
@@ -33,7 +33,8 @@ pub struct Warning {
 pub struct Check {
     /// The threshold's key: `p95_ms` for the batch's figure, `by_job.KEY.p95_ms` for a
     /// job's, `baseline.p95_ms` against the baseline, `completed` when not every task ran,
-    /// `lost` (always there) for the longest time a lost shard had no runner.
+    /// `lost` (always there) for the longest time a lost shard had no runner, `check_rate`
+    /// and `checks.NAME` for the share of check judgements that passed.
     pub name: String,
     pub limit: f64,
     /// Null when there is nothing to measure (no task ended): the check then fails.
@@ -208,12 +209,51 @@ pub fn judge(thresholds: &Thresholds, s: &Summary, status: BatchStatus) -> Verdi
             )),
         });
     }
+    checks.extend(check_rates(thresholds, s));
     checks.push(lost(thresholds, s));
     Verdict {
         passed: checks.iter().all(|c| c.passed),
         checks,
         warnings: warnings(thresholds, s),
     }
+}
+
+/// `check_rate` over every check's judgements, and `checks.NAME` for each check named: the
+/// share that passed, at least the limit. A check never judged fails (nothing was shown
+/// right).
+fn check_rates(thresholds: &Thresholds, s: &Summary) -> Vec<Check> {
+    let counts = s.checks.as_ref();
+    let mut out = Vec::new();
+    if let Some(limit) = thresholds.min_check_rate {
+        let all = counts.map_or_else(CheckCount::default, |c| {
+            c.values().fold(CheckCount::default(), |a, c| CheckCount {
+                passed: a.passed + c.passed,
+                failed: a.failed + c.failed,
+            })
+        });
+        let mut c = check("check_rate".to_owned(), limit, all.rate(), true);
+        c.detail = Some(rate_words(&all));
+        out.push(c);
+    }
+    for (name, limit) in &thresholds.checks {
+        let count = counts
+            .and_then(|c| c.get(name))
+            .copied()
+            .unwrap_or_default();
+        let mut c = check(format!("checks.{name}"), *limit, count.rate(), true);
+        c.detail = Some(rate_words(&count));
+        out.push(c);
+    }
+    out
+}
+
+/// `998 of 1000 judgements passed`.
+fn rate_words(count: &CheckCount) -> String {
+    let judged = count.passed + count.failed;
+    if judged == 0 {
+        return "never judged: no task's answer reached its checks".to_owned();
+    }
+    format!("{} of {judged} judgements passed", count.passed)
 }
 
 /// The verdict's warnings: a baseline judged on too few tasks.

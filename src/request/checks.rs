@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use super::{FieldError, MAX_LABEL};
 use crate::engine::check::{Check, MAX_CHECKS, Predicate, Subject};
+use crate::engine::template::Template;
 
 /// Exactly the subjects [`Subject::parse`] reads (a JSONPath's own grammar is checked when it
 /// is compiled). The schema of `on` spells it out again (utoipa takes a literal); a test holds
@@ -126,6 +127,47 @@ pub fn parse_checks(raw: &[CheckRequest], field: &str) -> Result<Vec<Check>, Vec
         Ok(checks.into_iter().map(|(_, c)| c).collect())
     } else {
         Err(errors)
+    }
+}
+
+/// The placeholders in the values of `raw`'s checks (`{{seq}}`, `{{data.COL}}`), parsed to
+/// find those that do not parse; `err` names the field (`checks[1].equals`).
+pub fn value_templates(
+    raw: &[CheckRequest],
+    field: &str,
+    err: &mut impl FnMut(&str, String),
+) -> Vec<Template> {
+    let mut found = Vec::new();
+    for (i, check) in raw.iter().enumerate() {
+        let values = [
+            ("equals", check.equals.as_ref()),
+            ("not_equals", check.not_equals.as_ref()),
+            ("contains", check.contains.as_ref()),
+            ("not_contains", check.not_contains.as_ref()),
+        ];
+        let one_of = check.one_of.iter().flatten().map(|v| ("one_of", Some(v)));
+        for (name, value) in values.into_iter().chain(one_of) {
+            let mut texts = Vec::new();
+            strings(value, &mut texts);
+            for text in texts {
+                match Template::parse(text) {
+                    Ok(Some(t)) => found.push(t),
+                    Ok(None) => {}
+                    Err(message) => err(&format!("{field}[{i}].{name}"), message),
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Every string in a JSON value, nested ones too.
+fn strings<'v>(value: Option<&'v Value>, out: &mut Vec<&'v str>) {
+    match value {
+        Some(Value::String(s)) => out.push(s),
+        Some(Value::Array(items)) => items.iter().for_each(|v| strings(Some(v), out)),
+        Some(Value::Object(map)) => map.values().for_each(|v| strings(Some(v), out)),
+        _ => {}
     }
 }
 

@@ -250,7 +250,12 @@ impl BatchRequest {
             .is_some()
             .then(|| crate::engine::spec::JobKeys::of(&jobs))
             .flatten();
-        let thresholds = self.validate_thresholds(keys.as_ref(), &mut errors);
+        // The names `thresholds.checks` may name, when every job is valid.
+        let check_names = job_errors
+            .is_empty()
+            .then(|| crate::engine::spec::check_names(&jobs));
+        let thresholds =
+            self.validate_thresholds(keys.as_ref(), check_names.as_deref(), &mut errors);
         let concurrency = self.validate_concurrency(&load, limits, &mut errors);
         let timeout = self.validate_timeout(limits, &mut errors);
         self.validate_label_and_flags(&mut errors);
@@ -339,12 +344,13 @@ impl BatchRequest {
     fn validate_thresholds(
         &self,
         keys: Option<&crate::engine::spec::JobKeys>,
+        check_names: Option<&[&str]>,
         errors: &mut Vec<FieldError>,
     ) -> Option<crate::engine::spec::Thresholds> {
         let thresholds = self
             .thresholds
             .as_ref()
-            .map(|t| t.validate(keys.map(|k| &k.names[..]), errors));
+            .map(|t| t.validate(keys.map(|k| &k.names[..]), check_names, errors));
         if self.runs_every_task() && self.fail_fast {
             errors.push(FieldError::new(
                 "fail_fast",
@@ -481,6 +487,9 @@ fn bind_templates(
         if let Some(body) = &mut t.body {
             ok &= bind(errors, "body".into(), body);
         }
+        for check in &mut t.checks {
+            ok &= bind(errors, "checks".into(), check);
+        }
         if !ok {
             continue;
         }
@@ -489,6 +498,7 @@ fn bind_templates(
                 .iter()
                 .chain(t.body.iter())
                 .chain(t.headers.iter().map(|h| &h.1))
+                .chain(t.checks.iter())
                 .any(|x| x.columns().next().is_some())
         });
         // What task 0 would send must be a request.

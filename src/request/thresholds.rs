@@ -80,7 +80,24 @@ limits_request! {
         /// this says otherwise) fails when `summary.lost.window_ms` is longer.
         #[schema(minimum = 0, example = json!(null))]
         pub max_lost_window_ms: Option<f64>,
+        /// The least share of all checks' judgements that passed (`summary.checks`), from 0
+        /// to 1. The verdict's check is named `check_rate`.
+        #[schema(minimum = 0, maximum = 1, example = json!(null))]
+        pub min_check_rate: Option<f64>,
+        /// By check name: the least share of that check's judgements that passed. Checks are
+        /// named `checks.NAME`.
+        #[schema(example = json!(null))]
+        pub checks: Option<BTreeMap<String, CheckThresholdRequest>>,
     }
+}
+
+/// A limit on one check's pass rate.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckThresholdRequest {
+    /// Passed over judged, from 0 to 1.
+    #[schema(minimum = 0, maximum = 1, example = 0.99)]
+    pub min_rate: f64,
 }
 
 limits_request! {
@@ -127,10 +144,12 @@ fn checks(
 }
 
 impl ThresholdsRequest {
-    /// `job_keys`: the keys `by_job` may name (none when the summary has no `by_job`).
+    /// `job_keys`: the keys `by_job` may name (none when the summary has no `by_job`);
+    /// `check_names`: the names `checks` may name (`None`: the jobs were invalid, so not known).
     pub(super) fn validate(
         &self,
         job_keys: Option<&[String]>,
+        check_names: Option<&[&str]>,
         errors: &mut Vec<FieldError>,
     ) -> Thresholds {
         let batch = self.checks("thresholds", errors);
@@ -143,8 +162,9 @@ impl ThresholdsRequest {
                 "must be a number, 0 or more",
             ));
         }
+        let (min_check_rate, checks) = self.check_limits(check_names, errors);
         let none = batch.is_empty() && by_job.is_empty() && baseline.is_none();
-        if none && max_lost_window_ms.is_none() {
+        if none && max_lost_window_ms.is_none() && min_check_rate.is_none() && checks.is_empty() {
             errors.push(FieldError::new("thresholds", "give at least one threshold"));
         }
         Thresholds {
@@ -152,7 +172,60 @@ impl ThresholdsRequest {
             by_job,
             baseline,
             max_lost_window_ms,
+            min_check_rate,
+            checks,
         }
+    }
+
+    /// `min_check_rate` and `checks`, on checks the jobs have.
+    fn check_limits(
+        &self,
+        names: Option<&[&str]>,
+        errors: &mut Vec<FieldError>,
+    ) -> (Option<f64>, Vec<(String, f64)>) {
+        let mut rate = |field: String, v: f64| {
+            if !(0.0..=1.0).contains(&v) {
+                errors.push(FieldError::new(field, "must be from 0 to 1"));
+            }
+        };
+        if let Some(v) = self.min_check_rate {
+            rate("thresholds.min_check_rate".into(), v);
+        }
+        let mut checks = Vec::new();
+        for (name, limit) in self.checks.iter().flatten() {
+            rate(format!("thresholds.checks.{name}.min_rate"), limit.min_rate);
+            checks.push((name.clone(), limit.min_rate));
+        }
+        let Some(names) = names else {
+            return (self.min_check_rate, checks);
+        };
+        if names.is_empty() && (self.min_check_rate.is_some() || !checks.is_empty()) {
+            let field = match self.min_check_rate {
+                Some(_) => "thresholds.min_check_rate",
+                None => "thresholds.checks",
+            };
+            errors.push(FieldError::new(
+                field,
+                "no job has checks: give an http job checks to judge their pass rate",
+            ));
+            return (self.min_check_rate, checks);
+        }
+        for (name, _) in &checks {
+            if !names.contains(&name.as_str()) {
+                errors.push(FieldError::new(
+                    format!("thresholds.checks.{name}"),
+                    format!(
+                        "no check is named {name:?}; the checks are {}",
+                        names
+                            .iter()
+                            .map(|n| format!("{n:?}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        (self.min_check_rate, checks)
     }
 
     /// `by_job`: each job's limits, under a key `job_keys` holds.

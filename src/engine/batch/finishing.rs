@@ -50,6 +50,7 @@ impl Batch {
                 output: None,
                 error: Some(error),
                 net: None,
+                checks: None,
             };
             let warmup = st.tasks.is_warmup(index);
             self.end_task(st, index, status, span, warmup, outcome);

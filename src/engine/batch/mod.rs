@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::check::JobChecks;
 use super::meter::Meter;
 use super::spec::{BatchSpec, Kind, Mode};
 use super::summary::SummaryAcc;
@@ -83,6 +84,8 @@ pub struct Outcome {
     pub error: Option<TaskError>,
     /// An HTTP attempt's phases, when they were timed.
     pub net: Option<NetTiming>,
+    /// The job's checks, when the answer was judged by them (its output says which passed).
+    pub checks: Option<Arc<JobChecks>>,
 }
 
 /// A task that just started, as its driver reports it.
@@ -197,6 +200,7 @@ impl Batch {
         if spec.load.is_open() {
             acc = acc.open();
         }
+        acc = acc.with_checks(spec.check_names());
         let (placing, acc) = parts::Placing::of(spec, acc);
         Batch {
             id,
@@ -422,6 +426,11 @@ impl Batch {
             );
             if let Some(net) = &outcome.net {
                 acc.record_net(net);
+            }
+            if let (Some(checks), Some(TaskOutput::Http(out))) = (&outcome.checks, &outcome.output)
+                && let Some(passed) = out.checks_passed
+            {
+                acc.record_checks(&checks.list, passed);
             }
             if let (Some(clock), Some((start, end))) = (clock, span) {
                 let at = |t: Instant| wall_time(clock, t).timestamp_micros().max(0) as u64;

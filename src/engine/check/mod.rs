@@ -136,6 +136,94 @@ fn map_strings(value: &Value, render: &mut impl FnMut(&str) -> String) -> Value 
     }
 }
 
+/// A job's checks, and what judging them needs kept of an answer (found once, when the batch
+/// is accepted): a run whose checks read only the status keeps no header and no body.
+#[derive(Debug)]
+pub struct JobChecks {
+    pub list: Vec<Check>,
+    /// A `header:` subject reads the answer's headers.
+    pub needs_headers: bool,
+    /// A `body`, `bytes` or `json:` subject reads its body.
+    pub needs_body: bool,
+    /// A value holds a placeholder: the checks are rendered per task.
+    pub rendered: bool,
+}
+
+impl JobChecks {
+    pub fn new(list: Vec<Check>) -> JobChecks {
+        let reads = |f: fn(&Subject) -> bool| list.iter().any(|c| f(&c.subject));
+        JobChecks {
+            needs_headers: reads(|s| matches!(s, Subject::Header(_))),
+            needs_body: reads(|s| matches!(s, Subject::Body | Subject::Bytes | Subject::Json(_))),
+            rendered: list.iter().any(Check::needs_render),
+            list,
+        }
+    }
+
+    /// Judges every check on the answer; `show`: keep each one's verdict for the task's
+    /// output (`actual` included), else only which passed.
+    pub fn judge(
+        &self,
+        judge: &Judge<'_>,
+        render: impl FnMut(&str) -> String,
+        show: bool,
+    ) -> Judged {
+        let mut render = render;
+        let mut judged = Judged {
+            passed: 0,
+            failure: None,
+            results: Vec::new(),
+        };
+        if show {
+            judged.results.reserve_exact(self.list.len());
+        }
+        for (i, check) in self.list.iter().enumerate() {
+            let rendered;
+            let check = if self.rendered && check.needs_render() {
+                rendered = check.map_values(&mut render);
+                &rendered
+            } else {
+                check
+            };
+            let j = check.judge(judge);
+            if j.passed {
+                judged.passed |= 1 << i;
+            } else if !check.soft && judged.failure.is_none() {
+                judged.failure = j.message.clone();
+            }
+            if show {
+                judged.results.push(CheckResult {
+                    name: check.name.clone(),
+                    passed: j.passed,
+                    actual: j.actual,
+                });
+            }
+        }
+        judged
+    }
+}
+
+/// A task's checks, judged.
+#[derive(Debug, Default)]
+pub struct Judged {
+    /// Which passed: bit `i` for the job's check `i` (at most [`MAX_CHECKS`], 32).
+    pub passed: u32,
+    /// The first failed hard check's message: what fails the task (`error.code: "check"`).
+    pub failure: Option<String>,
+    /// Each check's verdict, when the task will be shown.
+    pub results: Vec<CheckResult>,
+}
+
+/// One check's verdict in a task's output (`output.checks`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct CheckResult {
+    pub name: String,
+    pub passed: bool,
+    /// What the subject held, as JSON text, cut at 200 characters; empty when nothing could
+    /// be read.
+    pub actual: String,
+}
+
 /// The verdict on one check in one task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Judgement {

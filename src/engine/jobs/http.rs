@@ -13,9 +13,11 @@ use std::collections::HashMap;
 
 use parking_lot::Mutex;
 
+use super::judging::{self, Received};
 use super::tls::{Alpn, Trust};
 use super::{Failure, FilesRoot};
-use crate::engine::spec::{HttpJob, HttpVersion};
+use crate::engine::check::Judged;
+use crate::engine::spec::{HttpJob, HttpVersion, ResultsMode};
 use crate::engine::task::{CONNECTING, ErrorCode, HttpOutput, HttpVersionName, TaskOutput, ms};
 use crate::guard::{GuardedResolver, NetGuard, Refusal, TARGET};
 
@@ -91,7 +93,7 @@ pub async fn run(
         &clients.guard,
         job,
         Hop::rendered(job, seq),
-        started,
+        (started, seq),
         files,
     )
     .await
@@ -179,15 +181,15 @@ impl Hop {
     }
 }
 
-/// Sends `hop` and the redirects that follow it (as many as the job allows), and reads the
-/// last answer. `started` is when the job's first request went out (time to first byte counts
-/// from there).
+/// Sends `hop` and the redirects that follow it (as many as the job allows), and reads and
+/// judges the last answer. `started` is when task `seq`'s first request went out (time to
+/// first byte counts from there).
 pub async fn follow(
     clients: &Clients,
     guard: &NetGuard,
     job: &HttpJob,
     mut hop: Hop,
-    started: Instant,
+    (started, seq): (Instant, u64),
     files: &FilesRoot,
 ) -> Result<TaskOutput, Failure> {
     let client = clients.client(job, files)?;
@@ -220,7 +222,7 @@ pub async fn follow(
                 }
             }
             Some(location) if job.follow_redirects > 0 && hop.url.join(&location).is_ok() => {
-                let out = read_answer(response, job, started).await?;
+                let (out, _) = read_answer(response, job, started, seq).await?;
                 return Err(Failure {
                     error: crate::engine::task::TaskError::new(
                         ErrorCode::Status,
@@ -236,26 +238,8 @@ pub async fn follow(
             _ => break response,
         }
     };
-    let out = read_answer(response, job, started).await?;
-    outcome(job, out)
-}
-
-/// The answer as the job's result: a failure when its status is not one `expect_status`
-/// accepts.
-pub fn outcome(job: &HttpJob, out: HttpOutput) -> Result<TaskOutput, Failure> {
-    if job.expect_status.accepts(out.status) {
-        Ok(TaskOutput::Http(out))
-    } else {
-        let status = out.status;
-        Err(Failure {
-            error: crate::engine::task::TaskError::new(
-                ErrorCode::Status,
-                format!("status {status}, expected {}", job.expect_status.describe()),
-            ),
-            output: Some(Box::new(TaskOutput::Http(out))),
-            retryable: status >= 500 || status == 429,
-        })
-    }
+    let (out, judged) = read_answer(response, job, started, seq).await?;
+    judging::outcome(job, out, judged)
 }
 
 /// 303 always, and 301/302 after a POST, turn into a GET without a body (as browsers do).
@@ -265,12 +249,14 @@ fn changes_to_get(status: StatusCode, method: &Method) -> bool {
             && *method == Method::POST)
 }
 
-/// Reads the answer's body up to the job's cap, never buffering more than the cap.
+/// Reads the answer's body up to the job's cap, never buffering more than the cap, and judges
+/// the job's checks on it (this path keeps every answer whole: what a check saw is kept too).
 async fn read_answer(
     mut response: reqwest::Response,
     job: &HttpJob,
     started: Instant,
-) -> Result<HttpOutput, Failure> {
+    seq: u64,
+) -> Result<(HttpOutput, Option<Judged>), Failure> {
     let ttfb = started.elapsed();
     let version = HttpVersionName::of(response.version());
     let status = response.status().as_u16();
@@ -298,15 +284,18 @@ async fn read_answer(
             break;
         }
     }
-    let mut out = response_output(
-        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-        &headers,
-        &buf,
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let received = Received {
+        status,
+        headers: Some(&headers),
+        body: &buf,
         truncated,
         ttfb,
-    );
+    };
+    let judged = judging::judge(job, &received, started, seq, ResultsMode::All);
+    let mut out = response_output(status, &headers, &buf, truncated, ttfb);
     out.version = version;
-    Ok(out)
+    Ok((out, judged))
 }
 
 /// A response as a result: its body as text when it is UTF-8 (up to a character the cap cut in
@@ -339,6 +328,8 @@ pub fn response_output(
         truncated,
         ttfb_ms: ms(ttfb),
         version: None,
+        checks: Vec::new(),
+        checks_passed: None,
     }
 }
 

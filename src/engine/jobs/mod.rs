@@ -2,6 +2,7 @@
 
 mod file;
 mod http;
+pub(crate) mod judging;
 pub mod lean;
 mod sleep;
 pub mod tls;

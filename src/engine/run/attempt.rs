@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::engine::batch::Outcome;
 use crate::engine::jobs::lean::Lean;
 use crate::engine::jobs::{self, JobContext};
-use crate::engine::spec::{JobSpec, RetryPolicy};
+use crate::engine::spec::{JobKind, JobSpec, RetryPolicy};
 use crate::engine::task::{PhaseClock, TaskOutput};
 
 /// One job with its per-attempt timeout and retries, timed by `timer` (which a lean slot
@@ -42,6 +42,10 @@ pub(super) async fn run_job(
         });
         let result = Limited { attempt, limit }.await;
         let net = clock.measured.then_some(clock.timing);
+        let checks = || match &job.kind {
+            JobKind::Http(h) => h.checks.clone(),
+            _ => None,
+        };
         match result {
             Ok(output) => {
                 return Outcome {
@@ -49,6 +53,7 @@ pub(super) async fn run_job(
                     output: Some(output),
                     error: None,
                     net,
+                    checks: checks(),
                 };
             }
             Err(failure) if failure.retryable && attempts <= job.retries.max => {
@@ -62,6 +67,7 @@ pub(super) async fn run_job(
                     output: failure.output.map(|o| *o),
                     error: Some(failure.error),
                     net,
+                    checks: checks(),
                 };
             }
         }

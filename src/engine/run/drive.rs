@@ -333,6 +333,7 @@ impl Future for TaskFuture {
                     })),
                     error: None,
                     net: None,
+                    checks: None,
                 }
             }
             Either::Right(job) => std::task::ready!(job.poll(cx)),

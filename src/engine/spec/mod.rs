@@ -151,6 +151,11 @@ impl JobKeys {
 }
 
 impl BatchSpec {
+    /// The names of its jobs' checks, each once, in the jobs' order.
+    pub fn check_names(&self) -> Vec<&str> {
+        check_names(&self.jobs)
+    }
+
     /// How many tasks the batch runs, when that is known before it starts (not for a closed
     /// model run for a duration, nor with a warm-up, whose length only the run decides).
     pub fn tasks(&self) -> Option<usize> {
@@ -366,6 +371,23 @@ pub struct RetryPolicy {
     pub backoff: Duration,
 }
 
+/// The names of `jobs`' checks, each once, in the jobs' order.
+pub fn check_names(jobs: &[JobSpec]) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for job in jobs {
+        if let JobKind::Http(h) = &job.kind
+            && let Some(checks) = &h.checks
+        {
+            for c in &checks.list {
+                if !names.contains(&c.name.as_str()) {
+                    names.push(&c.name);
+                }
+            }
+        }
+    }
+    names
+}
+
 #[derive(Debug, Clone)]
 pub enum JobKind {
     /// Boxed: an HTTP job is much larger than the others, and a batch may hold 100,000 sleeps.
@@ -411,9 +433,23 @@ pub struct HttpJob {
     pub keep_alive: bool,
     /// Placeholders in its URL's path and query, header values or body, rendered per task.
     pub templates: Option<Arc<crate::engine::template::HttpTemplates>>,
+    /// What its answer must be (`checks`), judged after `expect_status` passed.
+    pub checks: Option<Arc<crate::engine::check::JobChecks>>,
 }
 
 impl HttpJob {
+    /// Whether an answer with `status` is kept whole (headers and body) as it is read: when
+    /// `results` would show it as it stands, or when the job's checks read either.
+    pub fn keeps_answer(&self, results: ResultsMode, status: u16) -> bool {
+        let accepted = self.expect_status.accepts(status);
+        results.shows(!accepted)
+            || (accepted
+                && self
+                    .checks
+                    .as_ref()
+                    .is_some_and(|c| c.needs_headers || c.needs_body))
+    }
+
     /// The URL up to its path, as the job wrote it: `scheme://host[:port]`.
     pub fn origin_prefix(&self) -> String {
         let u = &self.url;

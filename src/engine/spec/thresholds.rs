@@ -45,6 +45,13 @@ pub struct Thresholds {
     /// `lost` check to pass; none given means 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_lost_window_ms: Option<f64>,
+    /// The least share of every check's judgements that passed (`check_rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_check_rate: Option<f64>,
+    /// By check name, in the request's order: the least share of its judgements that passed
+    /// (`checks.NAME`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<(String, f64)>,
 }
 
 impl Thresholds {
@@ -71,6 +78,10 @@ enum StoredThresholds {
         baseline: Option<Baseline>,
         #[serde(default)]
         max_lost_window_ms: Option<f64>,
+        #[serde(default)]
+        min_check_rate: Option<f64>,
+        #[serde(default)]
+        checks: Vec<(String, f64)>,
     },
 }
 
@@ -86,11 +97,15 @@ impl From<StoredThresholds> for Thresholds {
                 by_job,
                 baseline,
                 max_lost_window_ms,
+                min_check_rate,
+                checks,
             } => Thresholds {
                 batch,
                 by_job,
                 baseline,
                 max_lost_window_ms,
+                min_check_rate,
+                checks,
             },
         }
     }

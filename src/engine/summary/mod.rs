@@ -17,13 +17,14 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use super::check::Check;
 use super::picture::TimeBins;
 use super::task::{ErrorCode, NetTiming, TaskError, TaskOutput, TaskStatus};
 
 use parts::{PartAcc, Parts};
 pub use report::{
-    Connections, JobSummary, LATE_AFTER_MS, Late, LatencyMetric, Lost, Percentiles, PhaseSummary,
-    Place, StageSummary, Summary,
+    CheckCount, Connections, JobSummary, LATE_AFTER_MS, Late, LatencyMetric, Lost, Percentiles,
+    PhaseSummary, Place, StageSummary, Summary,
 };
 use timings::Timings;
 
@@ -55,6 +56,9 @@ pub struct SummaryAcc {
     /// When tasks started and ended, for the page's timeline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     times: Option<Box<TimeBins>>,
+    /// A batch with checks: each one's judgements, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checks: Option<Box<BTreeMap<String, CheckCount>>>,
 }
 
 fn add_counts<K: Ord + Copy>(mine: &mut BTreeMap<K, u64>, theirs: &BTreeMap<K, u64>) {
@@ -130,6 +134,19 @@ impl NetAcc {
     }
 }
 
+/// Counts one judgement of the check `name` (found without allocating, the usual case).
+fn count_check(counts: &mut BTreeMap<String, CheckCount>, name: &str, passed: bool) {
+    let count = match counts.get_mut(name) {
+        Some(count) => count,
+        None => counts.entry(name.to_owned()).or_default(),
+    };
+    if passed {
+        count.passed += 1;
+    } else {
+        count.failed += 1;
+    }
+}
+
 fn status_slot(status: TaskStatus) -> usize {
     status as usize
 }
@@ -154,6 +171,29 @@ impl SummaryAcc {
             net: None,
             parts: None,
             times: None,
+            checks: None,
+        }
+    }
+
+    /// The same, counting the judgements of the checks `names` (each at 0 until judged, so
+    /// that a check no task reached still shows, and its thresholds judge it).
+    pub fn with_checks<'n>(mut self, names: impl IntoIterator<Item = &'n str>) -> Self {
+        let counts: BTreeMap<String, CheckCount> = names
+            .into_iter()
+            .map(|n| (n.to_owned(), CheckCount::default()))
+            .collect();
+        if !counts.is_empty() {
+            self.checks = Some(Box::new(counts));
+        }
+        self
+    }
+
+    /// Counts one task's judgements of `checks`: bit `i` of `passed` for check `i`.
+    pub fn record_checks(&mut self, checks: &[Check], passed: u32) {
+        let counts = self.checks.get_or_insert_with(Default::default);
+        for (i, check) in checks.iter().enumerate() {
+            let ok = passed & (1 << i) != 0;
+            count_check(counts, &check.name, ok);
         }
     }
 
@@ -170,10 +210,10 @@ impl SummaryAcc {
         self
     }
 
-    /// Whether it keeps per-job or per-stage totals, which a checkpoint must then carry (the
-    /// task rows cannot rebuild them).
+    /// Whether it keeps per-job or per-stage totals or check counts, which a checkpoint must
+    /// then carry (the task rows cannot rebuild them).
     pub fn has_parts(&self) -> bool {
-        self.parts.is_some()
+        self.parts.is_some() || self.checks.is_some()
     }
 
     /// Adds another accumulator's totals (another shard of the same batch).
@@ -206,6 +246,14 @@ impl SummaryAcc {
             }
             mine.opened += theirs.opened;
             mine.reused += theirs.reused;
+        }
+        if let Some(theirs) = &other.checks {
+            let mine = self.checks.get_or_insert_with(Default::default);
+            for (name, count) in theirs.iter() {
+                let m = mine.entry(name.clone()).or_default();
+                m.passed += count.passed;
+                m.failed += count.failed;
+            }
         }
         if let Some(theirs) = &other.times {
             match &mut self.times {
@@ -424,6 +472,14 @@ impl SummaryAcc {
             .duration_ms
             .map(|d| Duration::from_micros((d * 1000.0) as u64));
         self.record(t.status, duration, t.output.as_ref(), t.error.as_ref());
+        if let Some(TaskOutput::Http(out)) = &t.output
+            && !out.checks.is_empty()
+        {
+            let counts = self.checks.get_or_insert_with(Default::default);
+            for c in &out.checks {
+                count_check(counts, &c.name, c.passed);
+            }
+        }
         if let Some(phases) = &t.timing.phases {
             self.record_net(&NetTiming::from_phases(
                 phases,
@@ -506,6 +562,7 @@ impl SummaryAcc {
                     .map(|(i, (bounds, acc))| acc.stage(i, *bounds))
                     .collect()
             }),
+            checks: self.checks.as_deref().cloned(),
         }
     }
 }

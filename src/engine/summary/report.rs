@@ -87,6 +87,25 @@ pub struct Summary {
     /// (rate stages: that were due in it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stages: Option<Vec<StageSummary>>,
+    /// A batch whose jobs have `checks`: each check's judgements, by name (a name two jobs
+    /// share counts once, for both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<BTreeMap<String, CheckCount>>,
+}
+
+/// How often one check passed and failed, over every task that judged it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CheckCount {
+    pub passed: u64,
+    pub failed: u64,
+}
+
+impl CheckCount {
+    /// Passed over judged; `None` when it was never judged.
+    pub fn rate(&self) -> Option<f64> {
+        let judged = self.passed + self.failed;
+        (judged > 0).then(|| self.passed as f64 / judged as f64)
+    }
 }
 
 /// One job's share of a load run.

@@ -1,5 +1,5 @@
 //! An HTTP job as clients send it, and its validation: the URL and method, headers and body,
-//! templates, TLS options and `expect_status`.
+//! templates, TLS options, `expect_status` and `checks`.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -9,7 +9,9 @@ use base64::Engine as _;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::super::checks::{CheckRequest, parse_checks, value_templates};
 use super::super::{FieldError, Limits, MAX_REDIRECTS};
+use crate::engine::check::JobChecks;
 use crate::engine::spec::{ClientCert, ExpectStatus, HttpJob, HttpVersion, TlsOptions};
 use crate::engine::template::{HttpTemplates, Template};
 
@@ -48,6 +50,12 @@ job_request! {
         pub http_version: Option<HttpVersion>,
         /// Default true. `false`: a new connection for every request (and attempt).
         pub keep_alive: Option<bool>,
+        /// What the answer must be, judged after `expect_status` passed (at most 32). A failed
+        /// check fails the task with `error.code: "check"` (not retried); a `soft` one only
+        /// counts. Counted in `summary.checks`.
+        #[serde(default)]
+        #[schema(max_items = 32)]
+        pub checks: Vec<CheckRequest>,
     }
 }
 
@@ -142,6 +150,7 @@ impl HttpJobRequest {
         }
         let tls = self.tls_options(limits, &mut err);
         let templates = self.templates(&mut err);
+        let checks = self.checks(at, errors);
         if errors.len() > before {
             return None;
         }
@@ -162,7 +171,22 @@ impl HttpJobRequest {
             version: self.http_version.unwrap_or_default(),
             keep_alive: self.keep_alive.unwrap_or(true),
             templates: templates.map(Arc::new),
+            checks,
         })
+    }
+
+    /// `checks`, compiled (JSONPaths and patterns), with every invalid one reported.
+    fn checks(&self, at: &str, errors: &mut Vec<FieldError>) -> Option<Arc<JobChecks>> {
+        if self.checks.is_empty() {
+            return None;
+        }
+        match parse_checks(&self.checks, &format!("{at}.checks")) {
+            Ok(list) => Some(Arc::new(JobChecks::new(list))),
+            Err(mut found) => {
+                errors.append(&mut found);
+                None
+            }
+        }
     }
 
     /// `method`, `GET` when absent.
@@ -302,12 +326,16 @@ impl HttpJobRequest {
             }
         }
         let body = self.body.as_deref().and_then(|b| parse("body", b));
-        (target.is_some() || !headers.is_empty() || body.is_some()).then_some(HttpTemplates {
-            target,
-            headers,
-            body,
-            data: None,
-        })
+        let checks = value_templates(&self.checks, "checks", &mut *err);
+        (target.is_some() || !headers.is_empty() || body.is_some() || !checks.is_empty()).then_some(
+            HttpTemplates {
+                target,
+                headers,
+                body,
+                checks,
+                data: None,
+            },
+        )
     }
 
     fn tls_options(&self, limits: &Limits, err: &mut impl FnMut(&str, String)) -> TlsOptions {

@@ -40,7 +40,8 @@ use http::{HeaderName, Method, StatusCode, header};
 use tokio::io::AsyncWriteExt;
 
 use super::Failure;
-use super::http::{Hop, follow, outcome, response_output};
+use super::http::{Hop, follow, response_output};
+use super::judging::{self, Received};
 use crate::engine::spec::{HttpJob, JobKind, JobSpec, ResultsMode};
 use crate::engine::task::{
     ErrorCode, HttpOutput, HttpVersionName, NetTiming, PhaseClock, TaskOutput, ms,
@@ -95,8 +96,8 @@ impl LeanPool {
                         h1: request(h).ok()?,
                         h2: multiplexed::head(h).ok()?,
                         wire: match &h.templates {
-                            Some(t) => Some(Wire::new(h, t).ok()?),
-                            None => None,
+                            Some(t) if t.renders_request() => Some(Wire::new(h, t).ok()?),
+                            _ => None,
                         },
                     })
                 }
@@ -228,7 +229,7 @@ async fn exchange(
         follows_redirects: job.follow_redirects > 0,
     };
     let mut reader = Reader::new(asked, |status: StatusCode| {
-        results.shows(!job.expect_status.accepts(status.as_u16()))
+        job.keeps_answer(results, status.as_u16())
     });
     // Whether any of the response came, and the time to the final response's first byte.
     let mut received = false;
@@ -383,13 +384,21 @@ pub async fn run(
             let (rendered, body) = h2_request(job, request, seq);
             let head = rendered.as_ref().unwrap_or(&request.h2);
             let answer = Box::pin(over_h2(
-                origins, conn, shared, job, head, body, results, started, clock,
+                origins,
+                conn,
+                shared,
+                job,
+                head,
+                body,
+                results,
+                (started, seq),
+                clock,
             ));
             return match answer.await? {
                 multiplexed::Answer::Redirect(to) => {
-                    redirected(ctx, origins, job, to.hop(job, seq), started, clock).await
+                    redirected(ctx, origins, job, to.hop(job, seq), (started, seq), clock).await
                 }
-                multiplexed::Answer::Done(out) => outcome(job, out),
+                multiplexed::Answer::Done(out, judged) => judging::outcome(job, out, judged),
                 multiplexed::Answer::Refused(_) => unreachable!("refusals are tried again"),
             };
         }
@@ -431,7 +440,8 @@ pub async fn run(
             Exchange::Failed(failure) => return Err(failure),
             Exchange::Redirect(to) => {
                 (slot.rendered, slot.body) = (rendered, body);
-                return redirected(ctx, origins, job, to.hop(job, seq), started, clock).await;
+                return redirected(ctx, origins, job, to.hop(job, seq), (started, seq), clock)
+                    .await;
             }
         }
     };
@@ -439,7 +449,16 @@ pub async fn run(
         slot.keep(origins, origin, conn);
     }
     (slot.rendered, slot.body) = (rendered, body);
-    outcome(job, h1_output(response))
+    let received = Received {
+        status: response.status,
+        headers: response.headers.as_ref(),
+        body: &response.body.kept,
+        truncated: response.body.truncated,
+        ttfb: response.ttfb,
+    };
+    let judged = judging::judge(job, &received, started, seq, results);
+    let shown = judging::shown(job, results, response.status.as_u16(), judged.as_ref());
+    judging::outcome(job, h1_output(response, shown), judged)
 }
 
 /// The connection an HTTP/1 request tries first, and whether it carried requests before: one
@@ -459,9 +478,9 @@ fn first_connection(
 }
 
 /// An HTTP/1 response as the task's output: whole when it will be shown, else counted.
-fn h1_output(response: Response) -> HttpOutput {
+fn h1_output(response: Response, shown: bool) -> HttpOutput {
     let body = response.body;
-    let mut out = match response.headers {
+    let mut out = match response.headers.filter(|_| shown) {
         Some(headers) => response_output(
             response.status,
             &headers,
@@ -469,19 +488,26 @@ fn h1_output(response: Response) -> HttpOutput {
             body.truncated,
             response.ttfb,
         ),
-        None => HttpOutput {
-            status: response.status.as_u16(),
-            headers: Default::default(),
-            body: None,
-            body_base64: None,
-            bytes: body.bytes as u64,
-            truncated: body.truncated,
-            ttfb_ms: ms(response.ttfb),
-            version: None,
-        },
+        None => counted(response.status, &body, response.ttfb),
     };
     out.version = Some(HttpVersionName::Http1);
     out
+}
+
+/// An answer `results` will not show, as the task's output: its status and body counted.
+fn counted(status: StatusCode, body: &Body, ttfb: std::time::Duration) -> HttpOutput {
+    HttpOutput {
+        status: status.as_u16(),
+        headers: Default::default(),
+        body: None,
+        body_base64: None,
+        bytes: body.bytes as u64,
+        truncated: body.truncated,
+        ttfb_ms: ms(ttfb),
+        version: None,
+        checks: Vec::new(),
+        checks_passed: None,
+    }
 }
 
 /// The hops after a redirect: they go the general way, each checked by the guard again, and
@@ -491,7 +517,7 @@ async fn redirected(
     origins: &Origins,
     job: &HttpJob,
     hop: Option<Hop>,
-    started: Instant,
+    started: (Instant, u64),
     clock: &mut PhaseClock,
 ) -> Result<TaskOutput, Failure> {
     clock.measured = false;
@@ -521,7 +547,7 @@ async fn over_h2(
     head: &http::request::Parts,
     body: bytes::Bytes,
     results: ResultsMode,
-    started: Instant,
+    started: (Instant, u64),
     clock: &mut PhaseClock,
 ) -> Result<multiplexed::Answer, Failure> {
     let origin = job.origin.as_str();

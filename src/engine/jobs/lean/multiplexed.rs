@@ -6,11 +6,13 @@ use std::time::Instant;
 use http::header;
 
 use super::pool::H2Conn;
-use super::{Body, failed_before_response, failed_in_body, with_job_headers};
+use super::{Body, counted, failed_before_response, failed_in_body, with_job_headers};
+use crate::engine::check::Judged;
 use crate::engine::jobs::Failure;
 use crate::engine::jobs::http::response_output;
+use crate::engine::jobs::judging::{self, Received};
 use crate::engine::spec::{HttpJob, ResultsMode};
-use crate::engine::task::{HttpOutput, HttpVersionName, NetTiming, PhaseClock, ms};
+use crate::engine::task::{HttpOutput, HttpVersionName, NetTiming, PhaseClock};
 
 /// The head of a job's HTTP/2 request: the headers the HTTP/1 path sends (the job's own
 /// replace them), the authority in the URI rather than a `Host` header.
@@ -35,18 +37,19 @@ pub(super) enum Answer {
     Refused(h2::Error),
     /// A redirect the job follows: the general path takes it from here.
     Redirect(super::Redirect),
-    Done(HttpOutput),
+    /// The answer, with the job's checks judged on it.
+    Done(HttpOutput, Option<Judged>),
 }
 
-/// Sends the job's request as a new stream on `conn` and reads its answer (keeping the body
-/// only when `results` will show it).
+/// Sends the job's request as a new stream on `conn` for task `seq`, reads its answer
+/// (keeping the body only when `results` will show it or a check reads it) and judges it.
 pub(super) async fn exchange(
     conn: &H2Conn,
     job: &HttpJob,
     head: &http::request::Parts,
     body: bytes::Bytes,
     results: ResultsMode,
-    started: Instant,
+    (started, seq): (Instant, u64),
     clock: &mut PhaseClock,
 ) -> Result<Answer, Failure> {
     let lost = |e: h2::Error| failed_before_response(format!("the HTTP/2 connection failed: {e}"));
@@ -91,8 +94,8 @@ pub(super) async fn exchange(
     {
         return Ok(Answer::Redirect(redirect));
     }
-    let shown = results.shows(!job.expect_status.accepts(status.as_u16()));
-    let mut body = Body::new(shown, job.max_response_bytes as usize);
+    let kept = job.keeps_answer(results, status.as_u16());
+    let mut body = Body::new(kept, job.max_response_bytes as usize);
     while let Some(chunk) = incoming.data().await {
         let chunk = chunk.map_err(|e| failed_in_body(format!("reading the answer: {e}")))?;
         // Lets the server send as much again.
@@ -103,22 +106,21 @@ pub(super) async fn exchange(
         }
     }
     clock.mark(NetTiming::RECEIVE);
-    let mut out = if shown {
+    let received = Received {
+        status,
+        headers: Some(&parts.headers),
+        body: &body.kept,
+        truncated: body.truncated,
+        ttfb,
+    };
+    let judged = judging::judge(job, &received, started, seq, results);
+    let mut out = if judging::shown(job, results, status.as_u16(), judged.as_ref()) {
         response_output(status, &parts.headers, &body.kept, body.truncated, ttfb)
     } else {
-        HttpOutput {
-            status: status.as_u16(),
-            headers: Default::default(),
-            body: None,
-            body_base64: None,
-            bytes: body.bytes as u64,
-            truncated: body.truncated,
-            ttfb_ms: ms(ttfb),
-            version: None,
-        }
+        counted(status, &body, ttfb)
     };
     out.version = Some(HttpVersionName::Http2);
-    Ok(Answer::Done(out))
+    Ok(Answer::Done(out, judged))
 }
 
 /// Whether the server said it did not process the stream: refused it, or is going away

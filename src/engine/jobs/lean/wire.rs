@@ -93,7 +93,7 @@ pub(super) fn h2_request(
     request: &Prepared,
     seq: u64,
 ) -> (Option<http::request::Parts>, bytes::Bytes) {
-    let Some(t) = &job.templates else {
+    let Some(t) = job.templates.as_ref().filter(|t| t.renders_request()) else {
         return (None, job.body.clone());
     };
     let hop = Hop::rendered(job, seq);
