@@ -220,10 +220,30 @@ pub fn judge(thresholds: &Thresholds, s: &Summary, status: BatchStatus) -> Verdi
 
 /// `check_rate` over every check's judgements, and `checks.NAME` for each check named: the
 /// share that passed, at least the limit. A check never judged fails (nothing was shown
-/// right).
+/// right). A batch whose thresholds name no check rate but whose jobs have hard checks gets
+/// `check_rate` over those, with a limit of 1: a hard check fails its task, and a gate that
+/// judged only latency would pass a run whose every answer was wrong.
 fn check_rates(thresholds: &Thresholds, s: &Summary) -> Vec<Check> {
     let counts = s.checks.as_ref();
     let mut out = Vec::new();
+    let hard = &thresholds.hard_checks;
+    if thresholds.min_check_rate.is_none() && thresholds.checks.is_empty() && !hard.is_empty() {
+        let all = counts.map_or_else(CheckCount::default, |c| {
+            c.iter().filter(|(name, _)| hard.contains(name)).fold(
+                CheckCount::default(),
+                |a, (_, c)| CheckCount {
+                    passed: a.passed + c.passed,
+                    failed: a.failed + c.failed,
+                },
+            )
+        });
+        let mut c = check("check_rate".to_owned(), 1.0, all.rate(), true);
+        c.detail = Some(format!(
+            "{}; every hard check must pass unless thresholds.min_check_rate says otherwise",
+            rate_words(&all)
+        ));
+        out.push(c);
+    }
     if let Some(limit) = thresholds.min_check_rate {
         let all = counts.map_or_else(CheckCount::default, |c| {
             c.values().fold(CheckCount::default(), |a, c| CheckCount {

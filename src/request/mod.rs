@@ -253,9 +253,11 @@ impl BatchRequest {
         // The names `thresholds.checks` may name, when every job is valid.
         let check_names = job_errors
             .is_empty()
-            .then(|| crate::engine::spec::check_names(&jobs));
+            .then(|| crate::engine::spec::check_names(&jobs, true));
+        let hard = crate::engine::spec::check_names(&jobs, false);
+        let hard = hard.into_iter().map(str::to_owned).collect();
         let thresholds =
-            self.validate_thresholds(keys.as_ref(), check_names.as_deref(), &mut errors);
+            self.validate_thresholds(keys.as_ref(), (check_names.as_deref(), hard), &mut errors);
         let concurrency = self.validate_concurrency(&load, limits, &mut errors);
         let timeout = self.validate_timeout(limits, &mut errors);
         self.validate_label_and_flags(&mut errors);
@@ -344,13 +346,13 @@ impl BatchRequest {
     fn validate_thresholds(
         &self,
         keys: Option<&crate::engine::spec::JobKeys>,
-        check_names: Option<&[&str]>,
+        (check_names, hard_checks): (Option<&[&str]>, Vec<String>),
         errors: &mut Vec<FieldError>,
     ) -> Option<crate::engine::spec::Thresholds> {
         let thresholds = self
             .thresholds
             .as_ref()
-            .map(|t| t.validate(keys.map(|k| &k.names[..]), check_names, errors));
+            .map(|t| t.validate(keys.map(|k| &k.names[..]), check_names, hard_checks, errors));
         if self.runs_every_task() && self.fail_fast {
             errors.push(FieldError::new(
                 "fail_fast",

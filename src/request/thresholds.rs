@@ -150,6 +150,7 @@ impl ThresholdsRequest {
         &self,
         job_keys: Option<&[String]>,
         check_names: Option<&[&str]>,
+        hard_checks: Vec<String>,
         errors: &mut Vec<FieldError>,
     ) -> Thresholds {
         let batch = self.checks("thresholds", errors);
@@ -174,6 +175,7 @@ impl ThresholdsRequest {
             max_lost_window_ms,
             min_check_rate,
             checks,
+            hard_checks,
         }
     }
 

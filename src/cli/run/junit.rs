@@ -1,6 +1,6 @@
 //! The JUnit file `fanout run --format junit` writes for CI dashboards: a test case per
-//! verdict check (or per failed task, without thresholds), read from the batch as the API
-//! answers it.
+//! verdict check (or one for "every task succeeded", without thresholds) and one per check on
+//! the answers, read from the batch as the API answers it.
 
 use std::fmt::Write as _;
 
@@ -32,7 +32,7 @@ pub fn junit(b: &Report) -> String {
                         num(Some(c.limit))
                     ),
                 });
-                cases.push((check, failure));
+                cases.push(("fanout.thresholds", check, failure));
             }
         }
         None => {
@@ -44,10 +44,15 @@ pub fn junit(b: &Report) -> String {
                     b.status
                 )
             });
-            cases.push(("every task succeeded".to_owned(), failure));
+            cases.push((
+                "fanout.thresholds",
+                "every task succeeded".to_owned(),
+                failure,
+            ));
         }
     }
-    let failures = cases.iter().filter(|c| c.1.is_some()).count();
+    cases.extend(check_cases(b));
+    let failures = cases.iter().filter(|c| c.2.is_some()).count();
     // What went wrong, in words, beside each failure: the first message of each error code,
     // and the guard's refusal when it stopped most tasks.
     let mut why: Vec<String> = refused_by_the_guard(&b.summary).into_iter().collect();
@@ -65,19 +70,19 @@ pub fn junit(b: &Report) -> String {
         xml(name),
         cases.len()
     );
-    for (case, failure) in cases {
+    for (class, case, failure) in cases {
         match failure {
             None => {
                 let _ = writeln!(
                     out,
-                    "    <testcase classname=\"fanout.thresholds\" name=\"{}\" time=\"{time:.3}\"/>",
+                    "    <testcase classname=\"{class}\" name=\"{}\" time=\"{time:.3}\"/>",
                     xml(&case)
                 );
             }
             Some(message) => {
                 let _ = writeln!(
                     out,
-                    "    <testcase classname=\"fanout.thresholds\" name=\"{}\" time=\"{time:.3}\">",
+                    "    <testcase classname=\"{class}\" name=\"{}\" time=\"{time:.3}\">",
                     xml(&case)
                 );
                 let body = if why.is_empty() {
@@ -97,4 +102,41 @@ pub fn junit(b: &Report) -> String {
     }
     out.push_str("  </testsuite>\n</testsuites>\n");
     out
+}
+
+/// A test case per check on the answers (`fanout.checks`), failed when its failures failed
+/// the run: its own `checks.NAME` limit failed, or `check_rate` failed and it had failures
+/// (without thresholds: it had failures and not every task succeeded). A soft check's
+/// failures that the verdict allows leave its case passed, with the counts in its name.
+fn check_cases(b: &Report) -> Vec<(&'static str, String, Option<String>)> {
+    let Some(checks) = &b.summary.checks else {
+        return Vec::new();
+    };
+    let verdict = |name: &str| {
+        b.verdict
+            .as_ref()
+            .and_then(|v| v.checks.iter().find(|c| c.name == name))
+    };
+    let rate_failed = match &b.verdict {
+        Some(_) => verdict("check_rate").is_some_and(|c| !c.passed),
+        None => !b.passed(),
+    };
+    checks
+        .iter()
+        .map(|(name, c)| {
+            let judged = c.passed + c.failed;
+            let failed = match verdict(&format!("checks.{name}")) {
+                Some(own) => !own.passed,
+                None => rate_failed && c.failed > 0,
+            };
+            let message = failed.then(|| {
+                format!(
+                    "check {name:?}: {} of {} judgements failed",
+                    count(c.failed),
+                    count(judged)
+                )
+            });
+            ("fanout.checks", name.clone(), message)
+        })
+        .collect()
 }

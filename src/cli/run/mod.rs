@@ -59,9 +59,17 @@ pub struct RunArgs {
     pub body: Option<String>,
 
     /// One-liner: a pass/fail limit (repeatable): `'p95<200ms'`, `'p99<1s'`, `'mean<50ms'`,
-    /// `'error_rate<1%'`, `'throughput>500/s'`, `'lost<5s'`.
+    /// `'error_rate<1%'`, `'throughput>500/s'`, `'lost<5s'`, `'checks>99%'`.
     #[arg(long = "threshold")]
     pub thresholds: Vec<String>,
+
+    /// One-liner: what each answer must be (repeatable): `'status == 200'`,
+    /// `'json:$.status == "ok"'`, `'header:content-type ~ json'`, `'body contains "ok"'`,
+    /// `'json:$.items exists'`; operators `==`, `!=`, `~`, `contains`, `!contains`, `<`, `<=`,
+    /// `>`, `>=`, `exists`, `!exists`. A failed check fails the request (`error.code:
+    /// "check"`).
+    #[arg(long = "check")]
+    pub checks: Vec<String>,
 
     /// Judge the run against a baseline: a finished batch's id (on `--server`), or the JSON
     /// report of an earlier run (`--format json --out base.json`). Adds the batch's
@@ -246,7 +254,8 @@ fn batch_body(args: &RunArgs) -> Result<Vec<u8>, Unusable> {
         || args.method.is_some()
         || !args.headers.is_empty()
         || args.body.is_some()
-        || !args.thresholds.is_empty();
+        || !args.thresholds.is_empty()
+        || !args.checks.is_empty();
     if let Some(url) = url {
         let line = oneliner::OneLiner {
             url,
@@ -258,14 +267,15 @@ fn batch_body(args: &RunArgs) -> Result<Vec<u8>, Unusable> {
             headers: args.headers.clone(),
             body: args.body.clone(),
             thresholds: args.thresholds.clone(),
+            checks: args.checks.clone(),
         };
         let batch = line.batch().map_err(Unusable)?;
         return Ok(serde_json::to_vec(&batch).expect("a batch serializes"));
     }
     if one_liner_flags {
         return Err(Unusable(
-            "-n, -c, --rate, --duration, --method, -H, --body and --threshold describe a \
-             one-liner: give its URL (--url URL, or the URL in place of the batch file)"
+            "-n, -c, --rate, --duration, --method, -H, --body, --threshold and --check \
+             describe a one-liner: give its URL (--url URL, or the URL in place of the batch file)"
                 .into(),
         ));
     }

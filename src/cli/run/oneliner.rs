@@ -21,6 +21,8 @@ pub struct OneLiner {
     pub headers: Vec<String>,
     pub body: Option<String>,
     pub thresholds: Vec<String>,
+    /// `--check` expressions (`status == 200`).
+    pub checks: Vec<String>,
 }
 
 impl OneLiner {
@@ -48,6 +50,14 @@ impl OneLiner {
         }
         if let Some(body) = &self.body {
             job.insert("body".into(), json!(body));
+        }
+        if !self.checks.is_empty() {
+            let checks = self
+                .checks
+                .iter()
+                .map(|c| super::check_expr::parse_check_expr(c))
+                .collect::<Result<Vec<Value>, String>>()?;
+            job.insert("checks".into(), Value::Array(checks));
         }
         let mut load = Map::new();
         let requests = match (self.requests, self.duration_ms) {
@@ -86,7 +96,8 @@ impl OneLiner {
 
 /// One `--threshold` expression as a `thresholds` key and limit: `p95<200ms`, `p99<=1s`,
 /// `mean<50ms`, `max<2s`, `error_rate<1%` (or `<0.01`), `throughput>500/s`, `lost<5s` (the
-/// longest a lost instance's shards may go without a runner).
+/// longest a lost instance's shards may go without a runner), `checks>99%` (the share of
+/// check judgements that passed).
 pub fn threshold(expr: &str) -> Result<(&'static str, f64), String> {
     let bad = |why: &str| {
         format!(
@@ -152,6 +163,19 @@ pub fn threshold(expr: &str) -> Result<(&'static str, f64), String> {
             }
             Ok(("max_error_rate", rate))
         }
+        "checks" | "check_rate" | "check-rate" => {
+            if upper {
+                return Err(bad("a check rate is bounded from below: use >"));
+            }
+            let rate = match value.strip_suffix('%') {
+                Some(pct) => number(pct)? / 100.0,
+                None => number(&value)?,
+            };
+            if rate > 1.0 {
+                return Err(bad("a check rate is at most 100%"));
+            }
+            Ok(("min_check_rate", rate))
+        }
         "throughput" | "rps" | "rate" => {
             if upper {
                 return Err(bad("a throughput is bounded from below: use >"));
@@ -183,6 +207,10 @@ mod tests {
         assert_eq!(threshold("lost<5s"), Ok(("max_lost_window_ms", 5000.0)));
         assert_eq!(threshold("lost < 0ms"), Ok(("max_lost_window_ms", 0.0)));
         assert_eq!(threshold("error_rate<0.05"), Ok(("max_error_rate", 0.05)));
+        assert_eq!(threshold("checks>99%"), Ok(("min_check_rate", 0.99)));
+        assert_eq!(threshold("check_rate >= 0.5"), Ok(("min_check_rate", 0.5)));
+        assert!(threshold("checks<99%").is_err());
+        assert!(threshold("checks>101%").is_err());
         assert_eq!(
             threshold("throughput>500/s"),
             Ok(("min_throughput_per_s", 500.0))

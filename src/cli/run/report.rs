@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Deserialize;
 
-use crate::engine::summary::{Connections, Late, Lost, Percentiles, PhaseSummary};
+use crate::engine::summary::{CheckCount, Connections, Late, Lost, Percentiles, PhaseSummary};
 use crate::engine::verdict::{Check, Verdict};
 
 /// The parts of a batch answer the reports read: a subset of the API's batch view (which
@@ -57,6 +57,7 @@ pub struct Figures {
     pub connections: Option<Connections>,
     pub by_job: Option<BTreeMap<String, Part>>,
     pub stages: Option<Vec<Part>>,
+    pub checks: Option<BTreeMap<String, CheckCount>>,
 }
 
 /// One job's or one stage's figures (the API's `JobSummary` and `StageSummary`, with their
@@ -106,12 +107,14 @@ pub struct Failure {
 }
 
 /// A lower bound: the figure must reach the limit (`min_...`, a job's `min_...`,
-/// `baseline.throughput_per_s`, and `completed`).
+/// `baseline.throughput_per_s`, `completed`, and check pass rates).
 fn is_minimum(check: &Check) -> bool {
     let last = check.name.rsplit('.').next().unwrap_or_default();
     last.starts_with("min_")
         || check.name == "completed"
         || check.name == "baseline.throughput_per_s"
+        || check.name == "check_rate"
+        || check.name.starts_with("checks.")
 }
 
 impl Report {
@@ -156,8 +159,29 @@ pub fn text(b: &Report) -> String {
     stages(&mut out, s);
     by_job(&mut out, s);
     outcomes(&mut out, b);
+    checks(&mut out, s);
     verdict(&mut out, b);
     out
+}
+
+/// A line per check: its pass rate and counts, failures marked.
+fn checks(out: &mut String, s: &Figures) {
+    let Some(checks) = s.checks.as_ref().filter(|c| !c.is_empty()) else {
+        return;
+    };
+    let _ = writeln!(out, "  checks      passed / judged");
+    for (name, c) in checks {
+        let rate = c
+            .rate()
+            .map_or_else(|| "-".to_owned(), |r| format!("{}%", num(Some(r * 100.0))));
+        let mark = if c.failed > 0 { "✗" } else { "✓" };
+        let _ = writeln!(
+            out,
+            "    {mark} {rate:>7}  {} / {}  {name}",
+            count(c.passed),
+            count(c.passed + c.failed)
+        );
+    }
 }
 
 /// The batch, its status, and how its tasks ended.

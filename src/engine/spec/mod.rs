@@ -153,7 +153,7 @@ impl JobKeys {
 impl BatchSpec {
     /// The names of its jobs' checks, each once, in the jobs' order.
     pub fn check_names(&self) -> Vec<&str> {
-        check_names(&self.jobs)
+        check_names(&self.jobs, true)
     }
 
     /// How many tasks the batch runs, when that is known before it starts (not for a closed
@@ -371,14 +371,14 @@ pub struct RetryPolicy {
     pub backoff: Duration,
 }
 
-/// The names of `jobs`' checks, each once, in the jobs' order.
-pub fn check_names(jobs: &[JobSpec]) -> Vec<&str> {
+/// The names of `jobs`' checks (`soft`: soft ones too), each once, in the jobs' order.
+pub fn check_names(jobs: &[JobSpec], soft: bool) -> Vec<&str> {
     let mut names: Vec<&str> = Vec::new();
     for job in jobs {
         if let JobKind::Http(h) = &job.kind
             && let Some(checks) = &h.checks
         {
-            for c in &checks.list {
+            for c in checks.list.iter().filter(|c| soft || !c.soft) {
                 if !names.contains(&c.name.as_str()) {
                     names.push(&c.name);
                 }

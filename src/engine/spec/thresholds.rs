@@ -52,6 +52,10 @@ pub struct Thresholds {
     /// (`checks.NAME`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<(String, f64)>,
+    /// The names of the batch's checks that are not soft: without a check rate of its own,
+    /// the verdict holds every one of them to a pass rate of 1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hard_checks: Vec<String>,
 }
 
 impl Thresholds {
@@ -82,6 +86,8 @@ enum StoredThresholds {
         min_check_rate: Option<f64>,
         #[serde(default)]
         checks: Vec<(String, f64)>,
+        #[serde(default)]
+        hard_checks: Vec<String>,
     },
 }
 
@@ -99,6 +105,7 @@ impl From<StoredThresholds> for Thresholds {
                 max_lost_window_ms,
                 min_check_rate,
                 checks,
+                hard_checks,
             } => Thresholds {
                 batch,
                 by_job,
@@ -106,6 +113,7 @@ impl From<StoredThresholds> for Thresholds {
                 max_lost_window_ms,
                 min_check_rate,
                 checks,
+                hard_checks,
             },
         }
     }
