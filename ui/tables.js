@@ -1,4 +1,4 @@
-// The tables: the thresholds' verdict, and the batch by job, by stage and by shard.
+// The tables: the thresholds' verdict, the checks' counts, and the batch by job, by stage and by shard.
 
 import { $, el } from "./dom.js";
 import { errorRate, fmtClock, fmtInt, fmtMs, fmtPct, fmtRate, fmtSpan } from "./format.js";
@@ -18,15 +18,39 @@ export function renderVerdict() {
     : `Thresholds failed: ${failed} of ${v.checks.length} checks failed`;
   fillTable($("verdict-checks"), [
     { key: "name", label: "check", value: (c) => c.name, text: true },
-    { key: "limit", label: "limit", value: (c) => c.limit, fmt: (v) => String(+v.toFixed(3)) },
-    { key: "actual", label: "actual", value: (c) => c.actual, fmt: (v) => (v == null ? "—" : String(+v.toFixed(3))) },
+    { key: "limit", label: "limit", value: (c) => c.limit, fmt: (v, c) => `${isLowerBound(c.name) ? "≥" : "≤"} ${figure(v)}` },
+    { key: "actual", label: "actual", value: (c) => c.actual, fmt: (v, c) => figure(v, c) },
     { key: "passed", label: "result", value: (c) => (c.passed ? "passed" : "failed"), text: true, cls: (c) => (c.passed ? "good" : "bad") },
     { key: "detail", label: "detail", value: (c) => c.detail ?? "", text: true, cls: () => "wrap" },
   ], v.checks.map((c) => [c.name, c]));
 }
 
+/**
+ * A lower bound: the figure must reach the limit (`min_...`, a job's `min_...`,
+ * `baseline.throughput_per_s`, `completed`, and the checks' pass rates); the others must not
+ * pass it. The page's copy of the text report's rule (src/cli/run/report.rs).
+ */
+function isLowerBound(name) {
+  const last = name.split(".").pop();
+  return last.startsWith("min_") || name === "completed" || name === "baseline.throughput_per_s"
+    || name === "check_rate" || name.startsWith("checks.");
+}
+
+/**
+ * A verdict's figure to three decimals; a failed check's actual in full when rounding would
+ * show it equal to its limit (a pass rate of 0.9996 against 1 must not read "1").
+ */
+function figure(v, check) {
+  if (v == null) return "—";
+  const shown = String(+v.toFixed(3));
+  return check && !check.passed && shown === String(+check.limit.toFixed(3)) ? String(v) : shown;
+}
+
 export function renderTables() {
   const s = state.batch.summary;
+  const checks = checkRows(s.checks);
+  $("checks-panel").hidden = !checks.length;
+  if (checks.length) fillTable($("checks"), CHECK_COLUMNS, checks);
   const jobs = s.by_job ? Object.entries(s.by_job) : [];
   $("by-job-panel").hidden = !jobs.length;
   if (jobs.length) fillTable($("by-job"), JOB_COLUMNS, jobs);
@@ -38,8 +62,27 @@ export function renderTables() {
   if (shards.length) fillTable($("shards"), SHARD_COLUMNS, shards.map((sh) => [String(sh.index), sh]));
 }
 
+/** The checks' counts as rows [name, {passed, failed}]: failing checks first, then by name. */
+function checkRows(map) {
+  const failing = ([, c]) => (c.failed > 0 ? 0 : 1);
+  return Object.entries(map ?? {}).sort((a, b) => failing(a) - failing(b) || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+}
+
+/** Passed over judged; null when the check was never judged. */
+function passRate(c) {
+  const judged = c.passed + c.failed;
+  return judged ? c.passed / judged : null;
+}
+
 const pct = (key) => (r) => r.duration_ms?.[key];
 const codes = (map) => Object.entries(map ?? {}).map(([k, n]) => `${k}: ${n}`).join(", ");
+
+const CHECK_COLUMNS = [
+  { key: "check", label: "check", value: (_c, name) => name, text: true, cls: (c) => (c.failed ? "name bad" : "name") },
+  { key: "passed", label: "passed", value: (c) => c.passed, fmt: fmtInt },
+  { key: "failed", label: "failed", value: (c) => c.failed, fmt: fmtInt, cls: (c) => (c.failed ? "bad" : null) },
+  { key: "pass_rate", label: "pass rate", value: passRate, fmt: fmtPct, cls: (c) => (c.failed ? "bad" : null) },
+];
 
 const JOB_COLUMNS = [
   { key: "job", label: "job", value: (_r, key) => key, text: true, cls: () => "name" },
@@ -80,14 +123,15 @@ const SHARD_COLUMNS = [
   { key: "finished_at", label: "finished", value: (r) => fmtClock(r.finished_at), text: true },
 ];
 
-/** Fills a table: rows are [key, record]; each cell says its column and its raw value. */
+/** Fills a table: rows are [key, record]; each cell says its column and its raw value. A
+ * column's `fmt` is given the record too. */
 function fillTable(table, columns, rows) {
   const head = el("thead", {}, el("tr", {}, ...columns.map((c) => el("th", { class: c.text ? "text" : null, text: c.label }))));
   const body = el("tbody");
   for (const [key, r] of rows.slice(0, TABLE_ROWS)) {
     const cells = columns.map((c) => {
       const v = c.value(r, key);
-      const shown = c.text ? String(v) : c.fmt(v);
+      const shown = c.text ? String(v) : c.fmt(v, r);
       const cls = [c.text ? "text" : null, c.cls?.(r)].filter(Boolean).join(" ") || null;
       return el("td", { "data-col": c.key, "data-value": v == null ? "" : v, class: cls, title: c.text && shown.length > 24 ? shown : null, text: shown });
     });

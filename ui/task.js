@@ -1,4 +1,4 @@
-// The task pane: one task's fields, its phases and its error.
+// The task pane: one task's fields, its phases, its checks and its error.
 
 import { $, el, statusPill } from "./dom.js";
 import { PHASES, fmtMs } from "./format.js";
@@ -37,6 +37,9 @@ export function renderTaskDetail(wanted) {
     list,
   ];
   if (t.phases) parts.push(phaseList(t.phases));
+  // A task's check results are its output's `checks`; a timeline row may carry them flat.
+  const checks = t.checks ?? t.output?.checks;
+  if (checks?.length) parts.push(checkList(checks));
   if (t.error) {
     parts.push(el("div", { class: "task-error", "data-field": "error" },
       el("span", { class: "error-code", text: t.error.code }), el("span", { text: t.error.message })));
@@ -62,6 +65,18 @@ function phaseList(phases) {
     bar.firstChild.style.width = `${Math.max(ms > 0 ? 2 : 0, (100 * ms) / total)}%`;
     list.append(el("li", { "data-phase": p, "data-value": ms },
       el("span", { class: "phase-name", text: p.replace("_ms", "") }), bar, el("span", { class: "phase-ms", text: fmtMs(ms) })));
+  }
+  return list;
+}
+
+/** Each check's verdict on the task's answer: ✓ or ✗, its name, and what the answer held. */
+function checkList(checks) {
+  const list = el("ul", { class: "task-checks", "data-field": "checks" });
+  for (const c of checks) {
+    list.append(el("li", { "data-check": c.name, "data-passed": String(c.passed) },
+      el("span", { class: `check-mark ${c.passed ? "good" : "bad"}`, title: c.passed ? "passed" : "failed", text: c.passed ? "✓" : "✗" }),
+      el("span", { class: "check-name", text: c.name }),
+      el("span", { class: "check-actual mono", text: c.actual || "nothing read" })));
   }
   return list;
 }
