@@ -45,9 +45,48 @@ pub enum StartError {
 
 /// The service's OpenAPI document as YAML: what `openapi.yaml` must equal.
 pub fn openapi_yaml() -> String {
-    crate::http::openapi()
+    let yaml = crate::http::openapi()
         .to_yaml()
-        .expect("the OpenAPI document serializes")
+        .expect("the OpenAPI document serializes");
+    quote_yaml11_booleans(&yaml)
+}
+
+/// Quotes the keys and list items YAML 1.1 reads as booleans (`on`, a check's subject, is
+/// `true` to PyYAML and the tools built on it); the YAML 1.2 writer leaves them bare.
+fn quote_yaml11_booleans(yaml: &str) -> String {
+    const WORDS: [&str; 6] = ["on", "off", "yes", "no", "y", "n"];
+    let mut out = String::with_capacity(yaml.len() + 64);
+    for line in yaml.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        let indent = &body[..body.len() - body.trim_start().len()];
+        let rest = body.trim_start();
+        let (item, word) = match rest.strip_prefix("- ") {
+            Some(w) => ("- ", w),
+            None => ("", rest),
+        };
+        let key = word
+            .split_once(':')
+            .filter(|(_, v)| v.is_empty() || v.starts_with(' '));
+        let quoted = match key {
+            Some((k, v)) if item.is_empty() && WORDS.contains(&k) => {
+                Some(format!("{indent}'{k}':{v}"))
+            }
+            None if !item.is_empty() && WORDS.contains(&word) => {
+                Some(format!("{indent}- '{word}'"))
+            }
+            _ => None,
+        };
+        match quoted {
+            Some(q) => {
+                out.push_str(&q);
+                if line.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
 }
 
 /// Docker and Podman leave these behind; Kubernetes and others set `container`.

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod checks;
 mod cli;
 mod cluster;
 mod docs;

@@ -43,6 +43,7 @@ fn run_first(b: &Batch, running: &[usize]) {
             output: None,
             error: None,
             net: None,
+            checks: None,
         },
     }]);
 }
@@ -295,6 +296,7 @@ fn run_task(b: &Batch, index: usize, attempts: u32) {
             output: None,
             error: None,
             net: None,
+            checks: None,
         },
     }]);
 }

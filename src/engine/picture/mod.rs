@@ -85,6 +85,9 @@ pub struct TaskBar {
     pub phases: Option<crate::engine::task::Phases>,
     #[schema(value_type = Option<crate::engine::task::TaskError>)]
     pub error: Option<crate::engine::task::TaskError>,
+    /// Its checks, judged, when the batch kept its answer (`output.checks`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::engine::check::CheckResult>,
 }
 
 /// Most task rows a timeline answer carries.
@@ -293,9 +296,9 @@ fn rows_by_start<'a>(
 
 fn bar(t: &TaskRecord, origin: f64) -> TaskBar {
     let at = |d: DateTime<Utc>| round3(d.timestamp_micros() as f64 / 1000.0 - origin);
-    let http_status = match &t.output {
-        Some(crate::engine::task::TaskOutput::Http(h)) => Some(h.status),
-        _ => None,
+    let (http_status, checks) = match &t.output {
+        Some(crate::engine::task::TaskOutput::Http(h)) => (Some(h.status), h.checks.clone()),
+        _ => (None, Vec::new()),
     };
     TaskBar {
         index: t.index,
@@ -310,6 +313,7 @@ fn bar(t: &TaskRecord, origin: f64) -> TaskBar {
         attempts: (t.attempts > 1).then_some(t.attempts),
         phases: t.timing.phases,
         error: t.error.clone(),
+        checks,
     }
 }
 

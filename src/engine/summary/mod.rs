@@ -58,7 +58,7 @@ pub struct SummaryAcc {
     times: Option<Box<TimeBins>>,
     /// A batch with checks: each one's judgements, by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    checks: Option<Box<BTreeMap<String, CheckCount>>>,
+    checks: Option<BTreeMap<String, CheckCount>>,
 }
 
 fn add_counts<K: Ord + Copy>(mine: &mut BTreeMap<K, u64>, theirs: &BTreeMap<K, u64>) {
@@ -183,7 +183,7 @@ impl SummaryAcc {
             .map(|n| (n.to_owned(), CheckCount::default()))
             .collect();
         if !counts.is_empty() {
-            self.checks = Some(Box::new(counts));
+            self.checks = Some(counts);
         }
         self
     }
@@ -562,7 +562,7 @@ impl SummaryAcc {
                     .map(|(i, (bounds, acc))| acc.stage(i, *bounds))
                     .collect()
             }),
-            checks: self.checks.as_deref().cloned(),
+            checks: self.checks.clone(),
         }
     }
 }

@@ -170,11 +170,24 @@ fn the_subject_pattern_accepts_exactly_what_parses() {
 }
 
 #[test]
-fn the_schema_documents_the_subject_pattern() {
+fn the_schema_is_one_closed_object_per_predicate_with_the_subject_pattern() {
     let schema = serde_json::to_value(<CheckRequest as utoipa::PartialSchema>::schema()).unwrap();
-    assert_eq!(
-        schema["properties"]["on"]["pattern"],
-        json!(SUBJECT_PATTERN)
-    );
-    assert_eq!(schema["required"], json!(["on"]));
+    let variants = schema["oneOf"].as_array().unwrap();
+    assert_eq!(variants.len(), 11);
+    for v in variants {
+        let predicate = v["title"].as_str().unwrap();
+        assert_eq!(v["required"], json!(["on", predicate]));
+        assert_eq!(v["additionalProperties"], json!(false));
+        assert_eq!(v["properties"]["on"]["pattern"], json!(SUBJECT_PATTERN));
+        // What the schema names is what the server reads.
+        let mut request = json!({ "on": "status", "soft": true, "name": "n" });
+        request[predicate] = match v["properties"][predicate]["type"].as_str() {
+            Some("boolean") => json!(true),
+            Some("number") => json!(1.5),
+            Some("array") => json!([1]),
+            _ => json!("x"),
+        };
+        let parsed: CheckRequest = serde_json::from_value(request).unwrap();
+        assert!(parse_checks(&[parsed], "checks").is_ok(), "{predicate}");
+    }
 }
