@@ -14,8 +14,8 @@ export function renderVerdict() {
   const failed = v.checks.filter((c) => !c.passed).length;
   $("verdict").className = `verdict ${v.passed ? "passed" : "failed"}`;
   $("verdict-head").textContent = v.passed
-    ? `Thresholds met: ${v.checks.length} of ${v.checks.length} checks passed`
-    : `Thresholds failed: ${failed} of ${v.checks.length} checks failed`;
+    ? `Thresholds met: ${v.checks.length} of ${v.checks.length} passed`
+    : `Thresholds failed: ${failed} of ${v.checks.length} failed`;
   fillTable($("verdict-checks"), [
     { key: "name", label: "check", value: (c) => c.name, text: true },
     { key: "limit", label: "limit", value: (c) => c.limit, fmt: (v, c) => `${isLowerBound(c.name) ? "≥" : "≤"} ${figure(v)}` },

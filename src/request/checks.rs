@@ -5,7 +5,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::{FieldError, MAX_LABEL};
-use crate::engine::check::{Check, MAX_CHECKS, Predicate, Subject};
+use crate::engine::check::{Check, MAX_CHECKS, Patterns, Predicate, Subject};
 use crate::engine::template::Template;
 
 /// Exactly the subjects [`Subject::parse`] reads (a JSONPath's own grammar is checked when it
@@ -92,8 +92,13 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
 }
 
 /// Validates a job's `checks`, found at `field` (`jobs[0].checks`): every invalid check is
-/// reported, with its path (`jobs[0].checks[2].on`).
-pub fn parse_checks(raw: &[CheckRequest], field: &str) -> Result<Vec<Check>, Vec<FieldError>> {
+/// reported, with its path (`jobs[0].checks[2].on`). `patterns`: the batch's, which its
+/// `matches` patterns join.
+pub fn parse_checks(
+    raw: &[CheckRequest],
+    field: &str,
+    patterns: &mut Patterns,
+) -> Result<Vec<Check>, Vec<FieldError>> {
     let mut errors = Vec::new();
     if raw.len() > MAX_CHECKS {
         errors.push(FieldError::new(
@@ -105,7 +110,7 @@ pub fn parse_checks(raw: &[CheckRequest], field: &str) -> Result<Vec<Check>, Vec
     let mut checks: Vec<(usize, Check)> = Vec::with_capacity(raw.len());
     for (i, request) in raw.iter().enumerate() {
         let at = format!("{field}[{i}]");
-        if let Some(check) = request.parse(&at, &mut errors) {
+        if let Some(check) = request.parse(&at, patterns, &mut errors) {
             if let Some((j, _)) = checks.iter().find(|(_, c)| c.name == check.name) {
                 errors.push(FieldError::new(
                     name_field(request, &at),
@@ -172,7 +177,12 @@ fn name_field(request: &CheckRequest, at: &str) -> String {
 }
 
 impl CheckRequest {
-    fn parse(&self, at: &str, errors: &mut Vec<FieldError>) -> Option<Check> {
+    fn parse(
+        &self,
+        at: &str,
+        patterns: &mut Patterns,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<Check> {
         let before = errors.len();
         if let Some(name) = &self.name
             && (name.is_empty() || name.chars().count() > MAX_LABEL)
@@ -185,7 +195,7 @@ impl CheckRequest {
         let subject = Subject::parse(&self.on)
             .map_err(|m| errors.push(FieldError::new(format!("{at}.on"), m)))
             .ok();
-        let predicate = self.predicate(at, errors);
+        let predicate = self.predicate(at, patterns, errors);
         if errors.len() > before {
             return None;
         }
@@ -198,8 +208,13 @@ impl CheckRequest {
     }
 
     /// The one predicate given, compiled.
-    fn predicate(&self, at: &str, errors: &mut Vec<FieldError>) -> Option<Predicate> {
-        let mut given = self.given();
+    fn predicate(
+        &self,
+        at: &str,
+        patterns: &mut Patterns,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<Predicate> {
+        let mut given = self.given(patterns);
         if given.len() != 1 {
             let names: Vec<&str> = given.iter().map(|(n, _)| *n).collect();
             let got = match names.as_slice() {
@@ -222,7 +237,7 @@ impl CheckRequest {
     }
 
     /// Every predicate field given, by name, as a predicate or why it is not one.
-    fn given(&self) -> Vec<(&'static str, Result<Predicate, String>)> {
+    fn given(&self, patterns: &mut Patterns) -> Vec<(&'static str, Result<Predicate, String>)> {
         let value = |name, v: &Option<Value>, make: fn(Value) -> Predicate| {
             v.clone().map(|v| (name, Ok(make(v))))
         };
@@ -239,7 +254,7 @@ impl CheckRequest {
             value("not_contains", &self.not_contains, Predicate::NotContains),
             self.matches
                 .as_deref()
-                .map(|p| ("matches", Predicate::matches(p))),
+                .map(|p| ("matches", patterns.matches(p))),
             self.exists.map(|b| ("exists", Ok(Predicate::Exists(b)))),
             number("lt", self.lt, Predicate::Lt),
             number("lte", self.lte, Predicate::Lte),

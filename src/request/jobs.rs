@@ -265,17 +265,18 @@ job_request! {
 }
 
 impl JobRequest {
+    /// The job, validated; its `matches` patterns join the batch's `patterns`.
     pub(super) fn validate(
         self,
         at: &str,
-        limits: &Limits,
+        (limits, patterns): (&Limits, &mut crate::engine::check::Patterns),
         errors: &mut Vec<FieldError>,
     ) -> Option<JobSpec> {
         let before = errors.len();
         let (common, kind) = match self {
             JobRequest::Http(mut j) => {
                 let kind = j
-                    .kind(at, limits, errors)
+                    .kind(at, (limits, patterns), errors)
                     .map(|h| JobKind::Http(Box::new(h)));
                 (j.take_common(), kind)
             }

@@ -303,12 +303,13 @@ impl BatchRequest {
         job_errors: &mut Vec<FieldError>,
     ) -> Vec<crate::engine::spec::JobSpec> {
         let mut jobs = Vec::with_capacity(slots.len());
+        let mut patterns = crate::engine::check::Patterns::default();
         for (i, slot) in slots.into_iter().enumerate() {
             let at = format!("jobs[{i}]");
             let mut found = Vec::new();
             let job = slot
                 .request
-                .and_then(|job| job.validate(&at, limits, &mut found));
+                .and_then(|job| job.validate(&at, (limits, &mut patterns), &mut found));
             if let Some(mut job) = job.filter(|_| slot.flaws.is_empty()) {
                 job.group = i as u32;
                 jobs.push(job);

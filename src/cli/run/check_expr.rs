@@ -234,7 +234,7 @@ mod tests {
             .iter()
             .map(|e| serde_json::from_value(parse_check_expr(e).unwrap()).unwrap())
             .collect();
-        let checks = parse_checks(&raw, "checks").unwrap();
+        let checks = parse_checks(&raw, "checks", &mut Default::default()).unwrap();
         let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names[0], "status equals 200");
         assert_eq!(names[2], "header:content-type matches \"json\"");

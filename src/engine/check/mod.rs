@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-pub use predicate::Predicate;
+pub use predicate::{Patterns, Predicate};
 pub use subject::{Subject, Unread};
 
 /// Most checks one `http` job (or flow step) may carry.

@@ -41,6 +41,38 @@ pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// rebuilds states more often, and each worker thread holding one per pattern is what adds up.
 pub const REGEX_DFA_SIZE_LIMIT: usize = 1 << 20;
 
+/// Most distinct `matches` patterns one batch compiles. Each program is bounded by
+/// [`REGEX_SIZE_LIMIT`], so a batch's patterns take at most 32 MiB however many jobs and
+/// checks it has; a pattern several checks share is compiled once.
+pub const MAX_PATTERNS: usize = 32;
+
+/// The `matches` patterns of one batch, each compiled once.
+#[derive(Debug, Default)]
+pub struct Patterns {
+    compiled: std::collections::HashMap<String, Regex>,
+}
+
+impl Patterns {
+    /// The `matches` predicate of `pattern`: compiled, or the program an earlier check of the
+    /// batch compiled from the same text.
+    pub fn matches(&mut self, pattern: &str) -> Result<Predicate, String> {
+        if let Some(re) = self.compiled.get(pattern) {
+            return Ok(Predicate::Matches(re.clone()));
+        }
+        if self.compiled.len() >= MAX_PATTERNS {
+            return Err(format!(
+                "the batch has {MAX_PATTERNS} different patterns already, the most it may \
+                 compile (each takes up to 1 MiB): share patterns between checks"
+            ));
+        }
+        let predicate = Predicate::matches(pattern)?;
+        if let Predicate::Matches(re) = &predicate {
+            self.compiled.insert(pattern.to_owned(), re.clone());
+        }
+        Ok(predicate)
+    }
+}
+
 /// What the value read must be.
 #[derive(Debug, Clone)]
 pub enum Predicate {

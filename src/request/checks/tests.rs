@@ -6,7 +6,7 @@ use super::*;
 
 fn parse(raw: Value) -> Result<Vec<Check>, Vec<FieldError>> {
     let raw: Vec<CheckRequest> = serde_json::from_value(raw).expect("well-formed checks");
-    parse_checks(&raw, "jobs[0].checks")
+    parse_checks(&raw, "jobs[0].checks", &mut Patterns::default())
 }
 
 fn fields(errors: &[FieldError]) -> Vec<&str> {
@@ -188,6 +188,33 @@ fn the_schema_is_one_closed_object_per_predicate_with_the_subject_pattern() {
             _ => json!("x"),
         };
         let parsed: CheckRequest = serde_json::from_value(request).unwrap();
-        assert!(parse_checks(&[parsed], "checks").is_ok(), "{predicate}");
+        let mut patterns = Patterns::default();
+        assert!(
+            parse_checks(&[parsed], "checks", &mut patterns).is_ok(),
+            "{predicate}"
+        );
     }
+}
+
+#[test]
+fn a_batch_compiles_each_pattern_once_and_at_most_32_of_them() {
+    let mut patterns = Patterns::default();
+    let check = |p: &str| -> CheckRequest {
+        serde_json::from_value(json!({ "on": "body", "matches": p })).unwrap()
+    };
+    for i in 0..32 {
+        let mut twin = check(&format!("^a{i}"));
+        twin.name = Some(format!("twin {i}"));
+        let raw = [check(&format!("^a{i}")), twin];
+        assert!(parse_checks(&raw, "checks", &mut patterns).is_ok(), "{i}");
+    }
+    // A pattern compiled before is shared, however many checks repeat it.
+    assert!(parse_checks(&[check("^a0")], "checks", &mut patterns).is_ok());
+    let errors = parse_checks(&[check("^b")], "jobs[40].checks", &mut patterns).unwrap_err();
+    assert_eq!(errors[0].field, "jobs[40].checks[0].matches");
+    assert!(
+        errors[0].message.contains("32 different patterns"),
+        "{}",
+        errors[0].message
+    );
 }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::super::checks::{CheckRequest, parse_checks, value_templates};
 use super::super::{FieldError, Limits, MAX_REDIRECTS};
-use crate::engine::check::JobChecks;
+use crate::engine::check::{JobChecks, Patterns};
 use crate::engine::spec::{ClientCert, ExpectStatus, HttpJob, HttpVersion, TlsOptions};
 use crate::engine::template::{HttpTemplates, Template};
 
@@ -133,7 +133,7 @@ impl HttpJobRequest {
     pub(super) fn kind(
         &self,
         at: &str,
-        limits: &Limits,
+        (limits, patterns): (&Limits, &mut Patterns),
         errors: &mut Vec<FieldError>,
     ) -> Option<HttpJob> {
         let before = errors.len();
@@ -150,7 +150,7 @@ impl HttpJobRequest {
         }
         let tls = self.tls_options(limits, &mut err);
         let templates = self.templates(&mut err);
-        let checks = self.checks(at, errors);
+        let checks = self.checks(at, patterns, errors);
         if errors.len() > before {
             return None;
         }
@@ -176,11 +176,16 @@ impl HttpJobRequest {
     }
 
     /// `checks`, compiled (JSONPaths and patterns), with every invalid one reported.
-    fn checks(&self, at: &str, errors: &mut Vec<FieldError>) -> Option<Arc<JobChecks>> {
+    fn checks(
+        &self,
+        at: &str,
+        patterns: &mut Patterns,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<Arc<JobChecks>> {
         if self.checks.is_empty() {
             return None;
         }
-        match parse_checks(&self.checks, &format!("{at}.checks")) {
+        match parse_checks(&self.checks, &format!("{at}.checks"), patterns) {
             Ok(list) => Some(Arc::new(JobChecks::new(list))),
             Err(mut found) => {
                 errors.append(&mut found);
