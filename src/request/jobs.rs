@@ -244,10 +244,15 @@ fn default_backoff_ms() -> u64 {
 pub(super) const MAX_WEIGHT: u32 = 1000;
 
 job_request! {
-    /// Waits `duration_ms`.
+    /// Waits `duration_ms` (with `max_ms`: a uniformly random time from `duration_ms` to
+    /// `max_ms`, a think time).
     pub struct SleepJobRequest {
         #[schema(maximum = 86_400_000, example = 100)]
         pub duration_ms: u64,
+        /// Think time: each task sleeps a uniformly random time from `duration_ms` to this
+        /// (at least `duration_ms`).
+        #[schema(maximum = 86_400_000, example = json!(null))]
+        pub max_ms: Option<u64>,
     }
 }
 
@@ -281,8 +286,7 @@ impl JobRequest {
                 (j.take_common(), kind)
             }
             JobRequest::Sleep(mut j) => {
-                let kind = ms_field(errors, &format!("{at}.duration_ms"), Some(j.duration_ms), 0)
-                    .map(|duration| JobKind::Sleep(SleepJob { duration }));
+                let kind = j.kind(at, errors);
                 (j.take_common(), kind)
             }
             JobRequest::File(mut j) => (j.take_common(), Some(j.kind(at, limits, errors))),
@@ -302,6 +306,32 @@ impl JobRequest {
             weight,
             group: 0,
         })
+    }
+}
+
+impl SleepJobRequest {
+    /// `duration_ms`, and `max_ms` when given (not below `duration_ms`).
+    fn kind(&self, at: &str, errors: &mut Vec<FieldError>) -> Option<JobKind> {
+        let duration = ms_field(
+            errors,
+            &format!("{at}.duration_ms"),
+            Some(self.duration_ms),
+            0,
+        );
+        let max = ms_field(errors, &format!("{at}.max_ms"), self.max_ms, 0);
+        if let Some(m) = self.max_ms
+            && m < self.duration_ms
+        {
+            errors.push(FieldError::new(
+                format!("{at}.max_ms"),
+                format!("at least duration_ms ({})", self.duration_ms),
+            ));
+            return None;
+        }
+        Some(JobKind::Sleep(SleepJob {
+            duration: duration?,
+            max,
+        }))
     }
 }
 

@@ -287,8 +287,8 @@ impl TaskFuture {
         let run = match (&job.kind, job.timeout) {
             // A sleep that no timeout can cut short cannot fail, so it needs no retry
             // machinery: one timer, its deadline fixed from this job's own start.
-            (JobKind::Sleep(sleep), timeout) if timeout.is_none_or(|t| t >= sleep.duration) => {
-                Either::Left(tokio::time::sleep_until((began + sleep.duration).into()))
+            (JobKind::Sleep(sleep), timeout) if timeout.is_none_or(|t| t >= sleep.longest()) => {
+                Either::Left(tokio::time::sleep_until((began + sleep.pick()).into()))
             }
             _ => {
                 let (ctx, jobs, pool) = (ctx.clone(), jobs.clone(), pool.clone());

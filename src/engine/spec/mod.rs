@@ -496,6 +496,26 @@ pub enum HttpVersion {
 #[derive(Debug, Clone, Copy)]
 pub struct SleepJob {
     pub duration: Duration,
+    /// Think time: each task sleeps a uniformly random time from `duration` to this.
+    pub max: Option<Duration>,
+}
+
+impl SleepJob {
+    /// How long one task sleeps: `duration`, or a uniformly random time up to `max`.
+    pub fn pick(&self) -> Duration {
+        match self.max {
+            Some(max) if max > self.duration => {
+                let span = (max - self.duration).as_micros() as u64;
+                self.duration + Duration::from_micros(rand::random_range(0..=span))
+            }
+            _ => self.duration,
+        }
+    }
+
+    /// The longest one task sleeps.
+    pub fn longest(&self) -> Duration {
+        self.max.unwrap_or(self.duration).max(self.duration)
+    }
 }
 
 #[derive(Debug, Clone)]
