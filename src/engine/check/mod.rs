@@ -85,10 +85,15 @@ impl Check {
         }
     }
 
-    /// Reads the subject from the answer and judges it.
+    /// Reads the subject from the answer and judges it, with what it read written out.
     pub fn judge(&self, judge: &Judge<'_>) -> Judgement {
+        self.judge_keeping(judge, true)
+    }
+
+    /// The same; `keep`: write out what a passed check read (a failed one's always is).
+    pub fn judge_keeping(&self, judge: &Judge<'_>, keep: bool) -> Judgement {
         let read = self.subject.read(judge);
-        let outcome = self.predicate.test(&self.subject, read.as_ref());
+        let outcome = self.predicate.test(&self.subject, read.as_ref(), keep);
         let message = (!outcome.passed)
             .then(|| self.failure_message(&outcome.actual, outcome.why.as_deref()));
         Judgement {
@@ -185,7 +190,7 @@ impl JobChecks {
             } else {
                 check
             };
-            let j = check.judge(judge);
+            let j = check.judge_keeping(judge, show);
             if j.passed {
                 judged.passed |= 1 << i;
             } else if !check.soft && judged.failure.is_none() {

@@ -157,8 +157,15 @@ impl Predicate {
         }
     }
 
-    /// Tests what the subject read (or why it read nothing).
-    pub(super) fn test(&self, subject: &Subject, read: Result<&Seen<'_>, &Unread>) -> Outcome {
+    /// Tests what the subject read (or why it read nothing). `actual` is written out when the
+    /// test fails, or when `keep` asks for it (a task whose checks are shown): a run whose
+    /// answers pass and are not shown never writes a value out.
+    pub(super) fn test(
+        &self,
+        subject: &Subject,
+        read: Result<&Seen<'_>, &Unread>,
+        keep: bool,
+    ) -> Outcome {
         let seen = match read {
             Ok(seen) => seen,
             Err(Unread::Nothing(_)) if matches!(self, Predicate::Exists(false)) => {
@@ -176,8 +183,12 @@ impl Predicate {
                 };
             }
         };
-        let actual = seen.actual();
-        let (passed, why) = self.test_seen(subject, seen, &actual);
+        let (passed, why) = self.test_seen(subject, seen);
+        let actual = if passed && !keep {
+            String::new()
+        } else {
+            seen.actual()
+        };
         Outcome {
             passed,
             actual,
@@ -185,16 +196,11 @@ impl Predicate {
         }
     }
 
-    fn test_seen(
-        &self,
-        subject: &Subject,
-        seen: &Seen<'_>,
-        actual: &str,
-    ) -> (bool, Option<String>) {
-        let not_a = |what: &str| Some(format!("got {actual}, which is not {what}"));
+    fn test_seen(&self, subject: &Subject, seen: &Seen<'_>) -> (bool, Option<String>) {
+        let not_a = |what: &str| Some(format!("got {}, which is not {what}", seen.actual()));
         match self {
             Predicate::Equals(v) if seen.equals(v) => (true, None),
-            Predicate::Equals(v) => (false, kind_hint(seen, v, actual)),
+            Predicate::Equals(v) => (false, kind_hint(seen, v)),
             Predicate::NotEquals(v) => (!seen.equals(v), None),
             Predicate::OneOf(vs) => (vs.iter().any(|v| seen.equals(v)), None),
             Predicate::Contains(v) => match seen.contains(v) {
@@ -233,10 +239,11 @@ fn compare(
 }
 
 /// Says why a value that reads the same did not equal: `got "42" (a string, not a number)`.
-fn kind_hint(seen: &Seen<'_>, wanted: &Value, actual: &str) -> Option<String> {
+fn kind_hint(seen: &Seen<'_>, wanted: &Value) -> Option<String> {
     let seen_kind = seen.kind();
     let wanted_kind = kind(wanted);
-    (seen_kind != wanted_kind).then(|| format!("got {actual} ({seen_kind}, not {wanted_kind})"))
+    (seen_kind != wanted_kind)
+        .then(|| format!("got {} ({seen_kind}, not {wanted_kind})", seen.actual()))
 }
 
 fn kind(value: &Value) -> &'static str {
