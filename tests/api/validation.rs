@@ -279,8 +279,10 @@ fn the_batches_mangled_are_valid_to_begin_with() {
 async fn a_think_time_sleeps_within_its_range_and_a_range_upside_down_is_refused() {
     let app = spawn_app().await;
     let res = app
-        .post(&json!({ "jobs": [{ "kind": "sleep", "duration_ms": 20, "max_ms": 60 }],
-            "load": { "repeat": 40 }, "concurrency": 40, "results": "all" }))
+        .post(
+            &json!({ "jobs": [{ "kind": "sleep", "duration_ms": 20, "max_ms": 60 }],
+            "load": { "repeat": 40 }, "concurrency": 40, "results": "all" }),
+        )
         .await;
     assert_eq!(res.status, 201, "{}", res.json);
     let slept: Vec<f64> = res.json["results"]
@@ -291,7 +293,10 @@ async fn a_think_time_sleeps_within_its_range_and_a_range_upside_down_is_refused
         .collect();
     assert_eq!(slept.len(), 40);
     // Never below its least; its most plus a generous margin for a loaded machine's timers.
-    assert!(slept.iter().all(|s| (20.0..1060.0).contains(s)), "{slept:?}");
+    assert!(
+        slept.iter().all(|s| (20.0..1060.0).contains(s)),
+        "{slept:?}"
+    );
 
     let res = app
         .post(&json!({ "jobs": [{ "kind": "sleep", "duration_ms": 50, "max_ms": 10 }] }))

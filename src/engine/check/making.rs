@@ -84,3 +84,37 @@ fn headers_from_a_header_map_join_repeated_values_in_order() {
     assert_eq!(map.joined("x-one").as_deref(), Some("1"));
     assert_eq!(map.joined("x-none"), None);
 }
+
+#[test]
+fn plain_singular_paths_are_read_for_a_pruned_parse_and_others_are_not() {
+    use super::pick::{Step, steps};
+    assert_eq!(
+        steps("$.items[0]['a b'][\"c\"]"),
+        Some(vec![
+            Step::Name("items".into()),
+            Step::Index(0),
+            Step::Name("a b".into()),
+            Step::Name("c".into())
+        ])
+    );
+    assert_eq!(steps("$"), Some(vec![]));
+    for other in [
+        "$[-1]",
+        "$['a\\'b']",
+        "$[01]",
+        "$.a[ 0 ]",
+        "$..a",
+        "$.1a",
+        "$.a.",
+        "$[*]",
+    ] {
+        assert_eq!(steps(other), None, "{other}");
+    }
+    // Only singular paths have steps: a filter, a wildcard or a slice reads the whole body.
+    let q = |p: &str| match Subject::parse(&format!("json:{p}")).unwrap() {
+        Subject::Json(q) => q.steps.is_some(),
+        _ => unreachable!(),
+    };
+    assert!(q("$.status") && q("$.items[2].id"));
+    assert!(!q("$.items[*].id") && !q("$.a[-1]"));
+}

@@ -7,6 +7,7 @@
 //! - [`predicate`]: what the value read must be.
 //! - `text`: values written out for people, cut to a length.
 
+pub mod pick;
 pub mod predicate;
 pub mod subject;
 mod text;
@@ -152,12 +153,25 @@ pub struct JobChecks {
     pub needs_body: bool,
     /// A value holds a placeholder: the checks are rendered per task.
     pub rendered: bool,
+    /// When every `json:` subject is a plain singular path: what a body is read for (the rest
+    /// of it skipped, not built).
+    pub keep: Option<pick::Keep>,
 }
 
 impl JobChecks {
     pub fn new(list: Vec<Check>) -> JobChecks {
         let reads = |f: fn(&Subject) -> bool| list.iter().any(|c| f(&c.subject));
+        let paths: Vec<Option<&[pick::Step]>> = list
+            .iter()
+            .filter_map(|c| match &c.subject {
+                Subject::Json(q) => Some(q.steps.as_deref()),
+                _ => None,
+            })
+            .collect();
+        let keep = (!paths.is_empty() && paths.iter().all(Option::is_some))
+            .then(|| pick::Keep::of(paths.into_iter().flatten()));
         JobChecks {
+            keep,
             needs_headers: reads(|s| matches!(s, Subject::Header(_))),
             needs_body: reads(|s| matches!(s, Subject::Body | Subject::Bytes | Subject::Json(_))),
             rendered: list.iter().any(Check::needs_render),
@@ -326,6 +340,8 @@ impl Headers for &[(&str, &str)] {
 pub struct Judge<'a> {
     answer: Answer<'a>,
     json: OnceCell<Result<Value, String>>,
+    /// What the body is read for, when the checks' paths are all plain singular ones.
+    keep: Option<&'a pick::Keep>,
 }
 
 impl<'a> Judge<'a> {
@@ -333,6 +349,15 @@ impl<'a> Judge<'a> {
         Judge {
             answer,
             json: OnceCell::new(),
+            keep: None,
+        }
+    }
+
+    /// The same, reading the body only for what `keep` names (a job's checks' singular paths).
+    pub fn pruned(answer: Answer<'a>, keep: Option<&'a pick::Keep>) -> Self {
+        Judge {
+            keep,
+            ..Judge::new(answer)
         }
     }
 
@@ -357,8 +382,11 @@ impl<'a> Judge<'a> {
                         self.answer.body.len()
                     ));
                 }
-                serde_json::from_slice(self.answer.body)
-                    .map_err(|e| format!("the body is not JSON: {e}"))
+                let parsed = match self.keep {
+                    Some(keep) => keep.read(self.answer.body),
+                    None => serde_json::from_slice(self.answer.body),
+                };
+                parsed.map_err(|e| format!("the body is not JSON: {e}"))
             })
             .as_ref()
             .map_err(String::as_str)

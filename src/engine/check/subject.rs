@@ -46,6 +46,9 @@ pub struct JsonQuery {
     /// reads as that node. Any other query reads as the list of what it selected, even of one
     /// node, so the value's shape does not depend on how many nodes the answer happens to hold.
     pub singular: bool,
+    /// A singular path's steps, when written in the plain forms a pruned read takes
+    /// ([`pick`](super::pick)).
+    pub steps: Option<Vec<super::pick::Step>>,
 }
 
 /// What a subject read: borrowed from the answer or its parsed body where it can be.
@@ -180,6 +183,7 @@ impl JsonQuery {
             path,
             source: source.to_owned(),
             singular,
+            steps: singular.then(|| super::pick::steps(source)).flatten(),
         })
     }
 

@@ -37,14 +37,17 @@ pub fn judge(
         return None;
     }
     let none = HeaderMap::new();
-    let judge = Judge::new(Answer {
-        status: got.status.as_u16(),
-        headers: got.headers.unwrap_or(&none),
-        body: got.body,
-        truncated: got.truncated,
-        duration_ms: ms(started.elapsed()),
-        ttfb_ms: Some(ms(got.ttfb)),
-    });
+    let judge = Judge::pruned(
+        Answer {
+            status: got.status.as_u16(),
+            headers: got.headers.unwrap_or(&none),
+            body: got.body,
+            truncated: got.truncated,
+            duration_ms: ms(started.elapsed()),
+            ttfb_ms: Some(ms(got.ttfb)),
+        },
+        checks.keep.as_ref(),
+    );
     let render = |text: &str| render(job, text, seq);
     let judged = checks.judge(&judge, render, results.shows(false));
     if judged.failure.is_some() && !results.shows(false) && results.shows(true) {
