@@ -38,6 +38,8 @@ enum Segment {
         name: Box<str>,
         column: usize,
     },
+    /// What an earlier step of a flow captured: its place among the flow's captures.
+    Capture(usize),
 }
 
 /// The names a placeholder may use, for messages.
@@ -47,6 +49,12 @@ impl Template {
     /// Parses `text`; `None` when it has no placeholder. The error says what is wrong, in
     /// words, for the field it came from.
     pub fn parse(text: &str) -> Result<Option<Template>, String> {
+        Template::parse_with(text, &[])
+    }
+
+    /// The same, where `captures` (a flow's, captured by the steps before this one) may be
+    /// named too: `{{token}}` becomes the capture's place among them.
+    pub fn parse_with(text: &str, captures: &[&str]) -> Result<Option<Template>, String> {
         if !text.contains("{{") {
             return Ok(None);
         }
@@ -60,7 +68,7 @@ impl Template {
             let close = after.find("}}").ok_or_else(|| {
                 format!("a placeholder opened with {{{{ is not closed with }}}}: use {KNOWN}")
             })?;
-            segments.push(placeholder(after[..close].trim())?);
+            segments.push(placeholder(after[..close].trim(), captures)?);
             rest = &after[close + 2..];
         }
         if !rest.is_empty() {
@@ -131,6 +139,7 @@ impl Template {
                     .row
                     .and_then(|r| r.get(*column))
                     .map_or("", String::as_str),
+                Segment::Capture(i) => vars.captures.get(*i).map_or("", String::as_str),
             };
             if url {
                 for piece in utf8_percent_encode(value, URL_VALUE) {
@@ -150,7 +159,7 @@ impl Template {
     }
 }
 
-fn placeholder(inner: &str) -> Result<Segment, String> {
+fn placeholder(inner: &str, captures: &[&str]) -> Result<Segment, String> {
     let mut words = inner.split_whitespace();
     let name = words.next().unwrap_or_default();
     let args: Vec<&str> = words.collect();
@@ -180,16 +189,28 @@ fn placeholder(inner: &str) -> Result<Segment, String> {
                 name: column.into(),
                 column: usize::MAX,
             }),
-            _ => Err(format!("unknown placeholder {{{{{inner}}}}}: use {KNOWN}")),
+            _ => match captures.iter().position(|c| *c == inner) {
+                Some(i) => Ok(Segment::Capture(i)),
+                None if captures.is_empty() => {
+                    Err(format!("unknown placeholder {{{{{inner}}}}}: use {KNOWN}"))
+                }
+                None => Err(format!(
+                    "unknown placeholder {{{{{inner}}}}}: use {KNOWN}, or what an earlier step \
+                     captured ({})",
+                    captures.join(", ")
+                )),
+            },
         },
     }
 }
 
-/// What one task renders with: its number and its row of `load.data`.
+/// What one task renders with: its number, its row of `load.data`, and in a flow what its
+/// earlier steps captured.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Vars<'a> {
     pub seq: u64,
     pub row: Option<&'a [String]>,
+    pub captures: &'a [String],
 }
 
 /// `load.data`: the rows of a CSV file with a header row, read once when the batch is
@@ -277,6 +298,7 @@ impl HttpTemplates {
         Vars {
             seq,
             row: self.data.as_ref().map(|d| d.row(seq)),
+            captures: &[],
         }
     }
 }
@@ -293,8 +315,38 @@ mod tests {
     }
 
     #[test]
+    fn a_flows_captures_are_placeholders_of_the_steps_after_them() {
+        let t = Template::parse_with(
+            "/cart/{{order}}?t={{ token }}&n={{seq}}",
+            &["token", "order"],
+        )
+        .unwrap()
+        .unwrap();
+        let captured = ["a b/c".to_owned(), "981".to_owned()];
+        let vars = Vars {
+            seq: 7,
+            row: None,
+            captures: &captured,
+        };
+        assert_eq!(t.render_string(&vars, true), "/cart/981?t=a%20b%2Fc&n=7");
+        assert_eq!(t.render_string(&vars, false), "/cart/981?t=a b/c&n=7");
+        let err = Template::parse_with("{{tokn}}", &["token"]).unwrap_err();
+        assert!(
+            err.contains("what an earlier step captured (token)"),
+            "{err}"
+        );
+        assert!(
+            Template::parse("{{token}}").is_err(),
+            "no capture outside a flow"
+        );
+    }
+
+    #[test]
     fn placeholders_render_per_task() {
-        let vars = Vars { seq: 41, row: None };
+        let vars = Vars {
+            seq: 41,
+            ..Vars::default()
+        };
         assert_eq!(render("/items/{{seq}}?x=1", &vars, true), "/items/41?x=1");
         assert_eq!(render("{{ seq }}-{{seq}}", &vars, false), "41-41");
         let n: i64 = render("{{random_int 3 5}}", &vars, false).parse().unwrap();
@@ -318,6 +370,7 @@ mod tests {
         let row = Vars {
             seq: 0,
             row: Some(table.row(0)),
+            ..Vars::default()
         };
         assert_eq!(t.render_string(&row, true), "/u/ann%20smith?t=a%2Fb");
         assert_eq!(t.render_string(&row, false), "/u/ann smith?t=a/b");

@@ -4,9 +4,12 @@
 //!
 //! - here: [`Check`], the [`Answer`] it reads, the per-task [`Judge`] and its [`Judgement`].
 //! - [`subject`]: what a check reads, and how (also what a flow's capture keeps).
+//! - [`capture`]: what a flow's step keeps of its answer for the steps after it.
+//! - [`pick`]: a body read only for what plain singular JSONPaths name.
 //! - [`predicate`]: what the value read must be.
 //! - `text`: values written out for people, cut to a length.
 
+pub mod capture;
 pub mod pick;
 pub mod predicate;
 pub mod subject;

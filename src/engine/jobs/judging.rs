@@ -76,7 +76,13 @@ fn render(job: &HttpJob, text: &str, seq: u64) -> String {
     if template.bind(columns).is_err() {
         return text.to_owned();
     }
-    let vars = templates.map_or(Vars { seq, row: None }, |t| t.vars(seq));
+    let vars = templates.map_or(
+        Vars {
+            seq,
+            ..Vars::default()
+        },
+        |t| t.vars(seq),
+    );
     template.render_string(&vars, false)
 }
 
