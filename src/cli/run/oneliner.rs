@@ -149,32 +149,29 @@ pub fn threshold(expr: &str) -> Result<(&'static str, f64), String> {
         };
         return Ok((key, ms));
     }
+    // A share of the tasks or judgements: `1%` or `0.01`, at most all of them.
+    let share = |text: &str, what: &str| -> Result<f64, String> {
+        let rate = match text.strip_suffix('%') {
+            Some(pct) => number(pct)? / 100.0,
+            None => number(text)?,
+        };
+        if rate > 1.0 {
+            return Err(bad(&format!("{what} is at most 100%")));
+        }
+        Ok(rate)
+    };
     match name.as_str() {
         "error_rate" | "errors" | "error-rate" => {
             if !upper {
                 return Err(bad("an error rate is bounded from above: use <"));
             }
-            let rate = match value.strip_suffix('%') {
-                Some(pct) => number(pct)? / 100.0,
-                None => number(&value)?,
-            };
-            if rate > 1.0 {
-                return Err(bad("an error rate is at most 100%"));
-            }
-            Ok(("max_error_rate", rate))
+            Ok(("max_error_rate", share(&value, "an error rate")?))
         }
         "checks" | "check_rate" | "check-rate" => {
             if upper {
                 return Err(bad("a check rate is bounded from below: use >"));
             }
-            let rate = match value.strip_suffix('%') {
-                Some(pct) => number(pct)? / 100.0,
-                None => number(&value)?,
-            };
-            if rate > 1.0 {
-                return Err(bad("a check rate is at most 100%"));
-            }
-            Ok(("min_check_rate", rate))
+            Ok(("min_check_rate", share(&value, "a check rate")?))
         }
         "throughput" | "rps" | "rate" => {
             if upper {
