@@ -462,7 +462,8 @@ async fn two_instances_sharing_a_load_run_count_every_judgement_once() {
 
     assert_eq!(res.status, 201, "{}", res.json);
     let merged = &res.json;
-    assert_eq!(merged["shards"].as_array().unwrap().len(), 12);
+    let shards = merged["shards"].as_array().unwrap();
+    assert!(shards.len() > 1, "{}", merged["shards"]);
     let s = &merged["summary"];
     assert_eq!(
         s["checks"]["healthy"],
