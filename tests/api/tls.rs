@@ -671,3 +671,41 @@ async fn requests_an_http_2_connection_going_away_did_not_take_go_on_another() {
     // Each connection serves its 100 and those already under way when it said so.
     assert!(target.accepted() >= 5, "{}", target.accepted());
 }
+
+#[tokio::test]
+async fn checks_are_judged_on_https_answers_over_http_1_1_and_http_2() {
+    let pki = Pki::new("private CA");
+    let app = trusting_app(&pki).await;
+    let target = https_target(&pki, &["h2", "http/1.1"]).await;
+    for version in ["1.1", "2"] {
+        let res = app
+            .post(&json!({
+                "jobs": [{ "kind": "http", "url": target.url("https", "127.0.0.1", "/hello"),
+                    "http_version": version,
+                    "checks": [
+                        { "name": "greets", "on": "body", "equals": "hello" },
+                        { "name": "marked", "on": "header:x-target", "equals": "yes" },
+                        { "name": "wrong", "on": "body", "contains": "bye", "soft": true }
+                    ] }],
+                "load": { "repeat": 300 }, "concurrency": 16, "results": "none"
+            }))
+            .await;
+        let s = &res.json["summary"];
+        assert_eq!(s["succeeded"], 300, "HTTP/{version}: {s}");
+        assert_eq!(
+            s["checks"]["greets"],
+            json!({ "passed": 300, "failed": 0 }),
+            "{s}"
+        );
+        assert_eq!(
+            s["checks"]["marked"],
+            json!({ "passed": 300, "failed": 0 }),
+            "{s}"
+        );
+        assert_eq!(
+            s["checks"]["wrong"],
+            json!({ "passed": 0, "failed": 300 }),
+            "{s}"
+        );
+    }
+}
