@@ -92,7 +92,7 @@ fn describe() {
     );
 }
 
-const KINDS: [Kind; 3] = [Kind::Http, Kind::Sleep, Kind::File];
+const KINDS: [Kind; 4] = [Kind::Http, Kind::Sleep, Kind::File, Kind::Flow];
 const ENDED: [TaskStatus; 5] = TaskStatus::ENDED;
 
 const MODES: [Mode; 2] = [Mode::Gather, Mode::Wait];
@@ -106,8 +106,8 @@ const FINAL: [BatchStatus; 4] = [
 /// The engine's metric handles.
 pub struct Meters {
     batches: [[Counter; 4]; 2],
-    tasks: [[Counter; 5]; 3],
-    durations: [Histogram; 3],
+    tasks: [[Counter; 5]; 4],
+    durations: [Histogram; 4],
     tasks_in_flight: Gauge,
     batches_in_flight: Gauge,
 }

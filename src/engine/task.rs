@@ -97,11 +97,21 @@ impl ErrorCode {
 pub const CONNECTING: &str = "connecting to ";
 
 /// Why a task did not succeed.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TaskError {
     pub code: ErrorCode,
     /// For people; not stable.
     pub message: String,
+    /// A flow: the step that failed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepRef>,
+}
+
+/// A flow's step, by its place and its `id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StepRef {
+    pub index: u32,
+    pub id: Option<String>,
 }
 
 impl TaskError {
@@ -109,6 +119,7 @@ impl TaskError {
         TaskError {
             code,
             message: message.into(),
+            step: None,
         }
     }
 
@@ -132,6 +143,47 @@ pub enum TaskOutput {
     Http(HttpOutput),
     Sleep(SleepOutput),
     File(FileOutput),
+    Flow(FlowOutput),
+}
+
+/// What a flow's steps did, in order: those after the first that failed are `skipped`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FlowOutput {
+    pub steps: Vec<StepResult>,
+}
+
+/// One step of a flow: how it ended, its attempts, its answer and its time. Captured values
+/// are in its answer only (never in the summary, logs or metrics).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StepResult {
+    pub index: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub kind: Kind,
+    pub status: StepStatus,
+    pub attempts: u32,
+    /// The step's own output (an `http`, `sleep` or `file` job's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub output: Option<Box<TaskOutput>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<TaskError>,
+    /// From its start to its end, its attempts and backoff included; null when skipped.
+    pub duration_ms: Option<f64>,
+    /// What its `capture` took, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub captured: BTreeMap<String, String>,
+}
+
+/// How a flow's step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Succeeded,
+    Failed,
+    TimedOut,
+    /// An earlier step failed: it did not run.
+    Skipped,
 }
 
 /// The answer to an `http` job.
@@ -164,6 +216,11 @@ pub struct HttpOutput {
     #[serde(skip)]
     #[schema(ignore)]
     pub checks_passed: Option<u32>,
+    /// A flow's step: what its `capture` took, in order, for the steps after it. Never shown
+    /// (captured values appear in no answer but the step's own body).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub captured: Vec<String>,
 }
 
 /// An answer's HTTP version, as `output.version` names it.

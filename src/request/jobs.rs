@@ -1,5 +1,5 @@
-//! One job as clients send it (`http`, `sleep`, `file`), and its validation into the engine's
-//! [`JobSpec`]. Each job is read on its own, so every invalid job is reported.
+//! One job as clients send it (`http`, `sleep`, `file`, `flow`), and its validation into the
+//! engine's [`JobSpec`]. Each job is read on its own, so every invalid job is reported.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,8 +60,10 @@ pub(super) struct CommonFields {
     weight: Option<u32>,
 }
 
+mod flow;
 mod http;
 
+pub use flow::FlowJobRequest;
 #[cfg(test)]
 pub(super) use http::parse_expect;
 pub use http::{ExpectStatusRequest, HttpJobRequest, StatusMatcher, TlsRequest};
@@ -124,6 +126,7 @@ impl JobSlot {
             Some("http") => of(shape::read(fields, at), |j| JobRequest::Http(Box::new(j))),
             Some("sleep") => of(shape::read(fields, at), JobRequest::Sleep),
             Some("file") => of(shape::read(fields, at), JobRequest::File),
+            Some("flow") => of(shape::read(fields, at), JobRequest::Flow),
             _ => {
                 let kinds: Vec<&str> = KINDS.iter().map(|k| k.0).collect();
                 let said = if kind.is_none() {
@@ -154,13 +157,25 @@ pub enum JobRequest {
     Http(Box<HttpJobRequest>),
     Sleep(SleepJobRequest),
     File(FileJobRequest),
+    Flow(FlowJobRequest),
+}
+
+/// What validating a job draws on beyond its own fields.
+pub(super) struct Scope<'a> {
+    pub limits: &'a Limits,
+    /// The batch's compiled `matches` patterns, which the job's join.
+    pub patterns: &'a mut crate::engine::check::Patterns,
+    /// In a flow: the names its earlier steps capture, which a step's own join; `None`
+    /// outside a flow, where nothing captures.
+    pub captures: Option<&'a mut Vec<String>>,
 }
 
 /// The job kinds as the OpenAPI document names them: `HttpJob`, `SleepJob`, `FileJob`.
-const KINDS: [(&str, &str); 3] = [
+const KINDS: [(&str, &str); 4] = [
     ("http", "HttpJob"),
     ("sleep", "SleepJob"),
     ("file", "FileJob"),
+    ("flow", "FlowJob"),
 ];
 
 /// One kind's request schema, with its `kind` tag among its properties.
@@ -170,6 +185,7 @@ fn job_variant(kind: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Sc
     let schema = match kind {
         "http" => <HttpJobRequest as utoipa::PartialSchema>::schema(),
         "sleep" => <SleepJobRequest as utoipa::PartialSchema>::schema(),
+        "flow" => <FlowJobRequest as utoipa::PartialSchema>::schema(),
         _ => <FileJobRequest as utoipa::PartialSchema>::schema(),
     };
     let RefOr::T(Schema::Object(mut object)) = schema else {
@@ -219,6 +235,7 @@ impl ToSchema for JobRequest {
         <HttpJobRequest as ToSchema>::schemas(schemas);
         <SleepJobRequest as ToSchema>::schemas(schemas);
         <FileJobRequest as ToSchema>::schemas(schemas);
+        <FlowJobRequest as ToSchema>::schemas(schemas);
     }
 }
 
@@ -270,19 +287,24 @@ job_request! {
 }
 
 impl JobRequest {
-    /// The job, validated; its `matches` patterns join the batch's `patterns`.
+    /// The job, validated; what it draws on beyond its own fields is in `scope`.
     pub(super) fn validate(
         self,
         at: &str,
-        (limits, patterns): (&Limits, &mut crate::engine::check::Patterns),
+        scope: &mut Scope<'_>,
         errors: &mut Vec<FieldError>,
     ) -> Option<JobSpec> {
         let before = errors.len();
+        let limits = scope.limits;
         let (common, kind) = match self {
             JobRequest::Http(mut j) => {
                 let kind = j
-                    .kind(at, (limits, patterns), errors)
+                    .kind(at, scope, errors)
                     .map(|h| JobKind::Http(Box::new(h)));
+                (j.take_common(), kind)
+            }
+            JobRequest::Flow(mut j) => {
+                let kind = j.kind(at, scope, errors);
                 (j.take_common(), kind)
             }
             JobRequest::Sleep(mut j) => {

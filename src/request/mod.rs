@@ -304,12 +304,17 @@ impl BatchRequest {
     ) -> Vec<crate::engine::spec::JobSpec> {
         let mut jobs = Vec::with_capacity(slots.len());
         let mut patterns = crate::engine::check::Patterns::default();
+        let mut scope = jobs::Scope {
+            limits,
+            patterns: &mut patterns,
+            captures: None,
+        };
         for (i, slot) in slots.into_iter().enumerate() {
             let at = format!("jobs[{i}]");
             let mut found = Vec::new();
             let job = slot
                 .request
-                .and_then(|job| job.validate(&at, (limits, &mut patterns), &mut found));
+                .and_then(|job| job.validate(&at, &mut scope, &mut found));
             if let Some(mut job) = job.filter(|_| slot.flaws.is_empty()) {
                 job.group = i as u32;
                 jobs.push(job);
@@ -442,93 +447,111 @@ fn bind_templates(
     errors: &mut Vec<FieldError>,
 ) {
     use crate::engine::spec::JobKind;
-    let columns = data.as_ref().map_or(&[][..], |d| &d.columns[..]);
     for (i, job) in jobs.iter_mut().enumerate() {
-        let JobKind::Http(http) = &mut job.kind else {
-            continue;
-        };
-        let prefix = http.origin_prefix();
-        let Some(arc) = http.templates.as_mut() else {
-            continue;
-        };
-        let t = Arc::get_mut(arc).expect("made by this request's validation, not shared yet");
-        let at = format!("jobs[{i}]");
-        let bind = |errors: &mut Vec<FieldError>, field: String, template: &mut Template| {
-            let bound = template.bind(columns);
-            if let Err(message) = &bound {
-                errors.push(FieldError::new(format!("{at}.{field}"), message.clone()));
-            }
-            bound.is_ok()
-        };
-        let mut ok = t
-            .target
-            .as_mut()
-            .is_none_or(|x| bind(errors, "url".into(), x));
-        for (name, value) in &mut t.headers {
-            if !bind(errors, format!("headers.{name}"), value) {
-                ok = false;
-                continue;
-            }
-            // A value from the data file with a line break would end the header early.
-            for column in value
-                .columns()
-                .filter_map(|c| columns.iter().position(|x| x == c))
-            {
-                if let Some(row) = data.as_ref().and_then(|d| d.unfit_for_header(column)) {
-                    errors.push(FieldError::new(
-                        format!("{at}.headers.{name}"),
-                        format!(
-                            "load.data row {} has a line break or NUL in column {:?}, which a header cannot carry",
-                            row + 1,
-                            columns[column]
-                        ),
-                    ));
-                    ok = false;
+        match &mut job.kind {
+            JobKind::Http(http) => bind_http(http, &format!("jobs[{i}]"), &data, errors),
+            JobKind::Flow(flow) => {
+                let flow = Arc::get_mut(flow).expect("made by this request's validation");
+                for (s, step) in flow.steps.iter_mut().enumerate() {
+                    if let JobKind::Http(http) = &mut step.kind {
+                        let at = format!("jobs[{i}].steps[{s}]");
+                        bind_http(http, &at, &data, errors);
+                    }
                 }
             }
+            _ => {}
         }
-        if let Some(body) = &mut t.body {
-            ok &= bind(errors, "body".into(), body);
+    }
+}
+
+/// [`bind_templates`] for one HTTP job (or flow step) at `at`.
+fn bind_http(
+    http: &mut crate::engine::spec::HttpJob,
+    at: &str,
+    data: &Option<Arc<DataTable>>,
+    errors: &mut Vec<FieldError>,
+) {
+    let columns = data.as_ref().map_or(&[][..], |d| &d.columns[..]);
+    let prefix = http.origin_prefix();
+    let Some(arc) = http.templates.as_mut() else {
+        return;
+    };
+    let t = Arc::get_mut(arc).expect("made by this request's validation, not shared yet");
+    let bind = |errors: &mut Vec<FieldError>, field: String, template: &mut Template| {
+        let bound = template.bind(columns);
+        if let Err(message) = &bound {
+            errors.push(FieldError::new(format!("{at}.{field}"), message.clone()));
         }
-        for check in &mut t.checks {
-            ok &= bind(errors, "checks".into(), check);
-        }
-        if !ok {
+        bound.is_ok()
+    };
+    let mut ok = t
+        .target
+        .as_mut()
+        .is_none_or(|x| bind(errors, "url".into(), x));
+    for (name, value) in &mut t.headers {
+        if !bind(errors, format!("headers.{name}"), value) {
+            ok = false;
             continue;
         }
-        t.data = data.clone().filter(|_| {
-            t.target
-                .iter()
-                .chain(t.body.iter())
-                .chain(t.headers.iter().map(|h| &h.1))
-                .chain(t.checks.iter())
-                .any(|x| x.columns().next().is_some())
-        });
-        // What task 0 would send must be a request.
-        let vars = t.vars(0);
-        if let Some(target) = &t.target {
-            let url = format!("{prefix}{}", target.render_string(&vars, true));
-            if let Err(e) = url::Url::parse(&url)
-                .map_err(|e| e.to_string())
-                .and_then(|_| {
-                    http::Uri::try_from(target.render_string(&vars, true))
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                })
-            {
-                errors.push(FieldError::new(
-                    format!("{at}.url"),
-                    format!("with its placeholders filled in, not a valid URL ({url}): {e}"),
-                ));
-            }
-        }
-        for (name, value) in &t.headers {
-            if http::HeaderValue::from_str(&value.render_string(&vars, false)).is_err() {
+        // A value from the data file with a line break would end the header early.
+        for column in value
+            .columns()
+            .filter_map(|c| columns.iter().position(|x| x == c))
+        {
+            if let Some(row) = data.as_ref().and_then(|d| d.unfit_for_header(column)) {
                 errors.push(FieldError::new(
                     format!("{at}.headers.{name}"),
-                    "with its placeholders filled in, not a valid header value",
+                    format!(
+                        "load.data row {} has a line break or NUL in column {:?}, which a header cannot carry",
+                        row + 1,
+                        columns[column]
+                    ),
                 ));
+                ok = false;
             }
+        }
+    }
+    if let Some(body) = &mut t.body {
+        ok &= bind(errors, "body".into(), body);
+    }
+    for check in &mut t.checks {
+        ok &= bind(errors, "checks".into(), check);
+    }
+    if !ok {
+        return;
+    }
+    t.data = data.clone().filter(|_| {
+        t.target
+            .iter()
+            .chain(t.body.iter())
+            .chain(t.headers.iter().map(|h| &h.1))
+            .chain(t.checks.iter())
+            .any(|x| x.columns().next().is_some())
+    });
+    // What task 0 would send must be a request.
+    let vars = t.vars(0);
+    if let Some(target) = &t.target {
+        let url = format!("{prefix}{}", target.render_string(&vars, true));
+        if let Err(e) = url::Url::parse(&url)
+            .map_err(|e| e.to_string())
+            .and_then(|_| {
+                http::Uri::try_from(target.render_string(&vars, true))
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+        {
+            errors.push(FieldError::new(
+                format!("{at}.url"),
+                format!("with its placeholders filled in, not a valid URL ({url}): {e}"),
+            ));
+        }
+    }
+    for (name, value) in &t.headers {
+        if http::HeaderValue::from_str(&value.render_string(&vars, false)).is_err() {
+            errors.push(FieldError::new(
+                format!("{at}.headers.{name}"),
+                "with its placeholders filled in, not a valid header value",
+            ));
         }
     }
 }

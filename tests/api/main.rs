@@ -11,6 +11,7 @@ mod docs;
 mod errors;
 mod events;
 mod file_jobs;
+mod flows;
 mod gather;
 mod http_jobs;
 mod lifecycle;

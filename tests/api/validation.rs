@@ -71,7 +71,7 @@ async fn an_unknown_field_does_not_hide_the_bad_values_elsewhere() {
     );
     assert_eq!(errors[1].1, "must be a number");
     assert_eq!(errors[2].1, "must be between 0 and 86400000 (one day)");
-    assert_eq!(errors[3].1, "must be one of: http, sleep, file");
+    assert_eq!(errors[3].1, "must be one of: http, sleep, file, flow");
     assert!(
         errors[4].1.starts_with("not a valid URL"),
         "{}",

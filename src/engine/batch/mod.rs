@@ -432,6 +432,9 @@ impl Batch {
             {
                 acc.record_checks(&checks.list, passed);
             }
+            if let Some(TaskOutput::Flow(flow)) = &outcome.output {
+                acc.record_step_checks(flow);
+            }
             if let (Some(clock), Some((start, end))) = (clock, span) {
                 let at = |t: Instant| wall_time(clock, t).timestamp_micros().max(0) as u64;
                 let error = matches!(status, TaskStatus::Failed | TaskStatus::TimedOut);

@@ -191,11 +191,7 @@ impl JobChecks {
         show: bool,
     ) -> Judged {
         let mut render = render;
-        let mut judged = Judged {
-            passed: 0,
-            failure: None,
-            results: Vec::new(),
-        };
+        let mut judged = Judged::default();
         if show {
             judged.results.reserve_exact(self.list.len());
         }
@@ -234,6 +230,8 @@ pub struct Judged {
     pub failure: Option<String>,
     /// Each check's verdict, when the task will be shown.
     pub results: Vec<CheckResult>,
+    /// A flow's step: what its captures took, in order, once its checks passed.
+    pub captured: Vec<String>,
 }
 
 /// One check's verdict in a task's output (`output.checks`).

@@ -80,23 +80,16 @@ impl Clients {
     }
 }
 
-/// One attempt, begun at `started` (time to first byte counts from there).
+/// One attempt sending `hop` (the job's request as task `seq` renders it), begun at
+/// `started` (time to first byte counts from there).
 pub async fn run(
     clients: &Clients,
     files: &FilesRoot,
     job: &HttpJob,
-    started: Instant,
-    seq: u64,
+    hop: Hop,
+    (started, seq): (Instant, u64),
 ) -> Result<TaskOutput, Failure> {
-    follow(
-        clients,
-        &clients.guard,
-        job,
-        Hop::rendered(job, seq),
-        (started, seq),
-        files,
-    )
-    .await
+    follow(clients, &clients.guard, job, hop, (started, seq), files).await
 }
 
 /// One request of a job's chain of redirects: where it goes and what it sends.
@@ -123,11 +116,19 @@ impl Hop {
 
     /// The job's own request for task `seq`, its placeholders rendered.
     pub fn rendered(job: &HttpJob, seq: u64) -> Hop {
+        Hop::rendered_with(job, seq, &[])
+    }
+
+    /// The same for a flow's step, whose placeholders may name what earlier steps captured.
+    pub fn rendered_with(job: &HttpJob, seq: u64, captures: &[String]) -> Hop {
         let mut hop = Hop::first(job);
         let Some(t) = &job.templates else {
             return hop;
         };
-        let vars = t.vars(seq);
+        let vars = crate::engine::template::Vars {
+            captures,
+            ..t.vars(seq)
+        };
         if let Some(target) = &t.target {
             let mut url = job.origin_prefix();
             url.push_str(&target.render_string(&vars, true));
@@ -330,6 +331,7 @@ pub fn response_output(
         version: None,
         checks: Vec::new(),
         checks_passed: None,
+        captured: Vec::new(),
     }
 }
 

@@ -32,10 +32,14 @@ pub fn judge(
     seq: u64,
     results: ResultsMode,
 ) -> Option<Judged> {
-    let checks = job.checks.as_deref()?;
+    if job.checks.is_none() && job.captures.is_none() {
+        return None;
+    }
     if !job.expect_status.accepts(got.status.as_u16()) {
         return None;
     }
+    let no_checks = crate::engine::check::JobChecks::new(Vec::new());
+    let checks = job.checks.as_deref().unwrap_or(&no_checks);
     let none = HeaderMap::new();
     let judge = Judge::pruned(
         Answer {
@@ -46,12 +50,24 @@ pub fn judge(
             duration_ms: ms(started.elapsed()),
             ttfb_ms: Some(ms(got.ttfb)),
         },
-        checks.keep.as_ref(),
+        // A capture may read a path the checks do not: the whole body then.
+        checks.keep.as_ref().filter(|_| job.captures.is_none()),
     );
     let render = |text: &str| render(job, text, seq);
-    let judged = checks.judge(&judge, render, results.shows(false));
+    let mut judged = checks.judge(&judge, render, results.shows(false));
     if judged.failure.is_some() && !results.shows(false) && results.shows(true) {
-        return Some(checks.judge(&judge, render, true));
+        judged = checks.judge(&judge, render, true);
+    }
+    if judged.failure.is_none() {
+        for capture in job.captures.iter().flat_map(|c| c.iter()) {
+            match capture.take(&judge) {
+                Ok(value) => judged.captured.push(value),
+                Err(why) => {
+                    judged.failure = Some(why);
+                    break;
+                }
+            }
+        }
     }
     Some(judged)
 }
@@ -108,8 +124,11 @@ pub fn outcome(
     let Some(judged) = judged else {
         return Ok(TaskOutput::Http(out));
     };
-    out.checks_passed = Some(judged.passed);
-    out.checks = judged.results;
+    if job.checks.is_some() {
+        out.checks_passed = Some(judged.passed);
+        out.checks = judged.results;
+    }
+    out.captured = judged.captured;
     match judged.failure {
         Some(message) => Err(Failure {
             error: TaskError::new(ErrorCode::Check, message),

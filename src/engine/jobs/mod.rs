@@ -113,13 +113,14 @@ impl Failure {
 
 /// Runs one attempt of a job, begun at `started`; HTTP requests take the batch's lean path
 /// (`lean` is there when the job is sent on it), whose phases are timed on `clock`.
+/// `captures`: in a flow, what its earlier steps captured (a step's placeholders name them).
 pub async fn run_once(
     ctx: &JobContext,
     kind: &JobKind,
     lean: Option<lean::Lean<'_>>,
     started: Instant,
     clock: &mut PhaseClock,
-    seq: u64,
+    (seq, captures): (u64, &[String]),
 ) -> Result<TaskOutput, Failure> {
     match (kind, lean) {
         (JobKind::Http(job), Some(lean)) => {
@@ -129,9 +130,15 @@ pub async fn run_once(
         // Boxed: the general path's future is large, and every task's future would be as
         // large as the largest arm (and copied whole as it is set up), lean ones included.
         (JobKind::Http(job), None) => {
-            Box::pin(http::run(&ctx.http, &ctx.files, job, started, seq)).await
+            let hop = http::Hop::rendered_with(job, seq, captures);
+            Box::pin(http::run(&ctx.http, &ctx.files, job, hop, (started, seq))).await
         }
         (JobKind::Sleep(job), _) => Ok(sleep::run(job).await),
         (JobKind::File(job), _) => file::run(ctx.files.dir(), job).await,
+        // A flow runs its steps one by one (`run::flow`), each an attempt of its own.
+        (JobKind::Flow(_), _) => Err(Failure::new(
+            ErrorCode::Invalid,
+            "a flow is run by its steps, not as one attempt",
+        )),
     }
 }

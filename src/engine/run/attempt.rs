@@ -14,13 +14,28 @@ use crate::engine::task::{PhaseClock, TaskOutput};
 /// One job with its per-attempt timeout and retries, timed by `timer` (which a lean slot
 /// keeps from task to task: moving a registered timer's deadline later costs an atomic
 /// update, where a new timer per request is an allocation and two trips into the timer
-/// wheel). `seq`: the task's number in the batch, which placeholders render.
+/// wheel). `seq`: the task's number in the batch, which placeholders render. A flow runs its
+/// steps, each so.
 pub(super) async fn run_job(
+    ctx: &JobContext,
+    job: &JobSpec,
+    lean: Option<Lean<'_>>,
+    timer: Pin<&mut tokio::time::Sleep>,
+    seq: u64,
+) -> Outcome {
+    match &job.kind {
+        JobKind::Flow(flow) => Box::pin(super::flow::run(ctx, job, flow, timer, seq)).await,
+        _ => run_attempts(ctx, job, lean, timer, (seq, &[])).await,
+    }
+}
+
+/// A job's attempts (`captures`: in a flow, what the steps before this one captured).
+pub(super) async fn run_attempts(
     ctx: &JobContext,
     job: &JobSpec,
     mut lean: Option<Lean<'_>>,
     mut timer: Pin<&mut tokio::time::Sleep>,
-    seq: u64,
+    (seq, captures): (u64, &[String]),
 ) -> Outcome {
     let mut attempts = 0;
     loop {
@@ -33,7 +48,7 @@ pub(super) async fn run_job(
             lean.as_mut().map(Lean::reborrow),
             begun,
             &mut clock,
-            seq,
+            (seq, captures),
         );
         // One await point for both cases: the attempt's future is stored (and copied) once.
         let limit = job.timeout.map(|limit| {

@@ -19,6 +19,7 @@
 
 mod attempt;
 mod drive;
+mod flow;
 mod issuer;
 mod slots;
 

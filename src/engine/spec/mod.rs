@@ -371,10 +371,15 @@ pub struct RetryPolicy {
     pub backoff: Duration,
 }
 
-/// The names of `jobs`' checks (`soft`: soft ones too), each once, in the jobs' order.
+/// The names of `jobs`' checks (`soft`: soft ones too), each once, in the jobs' order (a
+/// flow's, its steps').
 pub fn check_names(jobs: &[JobSpec], soft: bool) -> Vec<&str> {
     let mut names: Vec<&str> = Vec::new();
-    for job in jobs {
+    let steps = jobs.iter().flat_map(|job| match &job.kind {
+        JobKind::Flow(flow) => flow.steps.iter().collect::<Vec<_>>(),
+        _ => vec![job],
+    });
+    for job in steps {
         if let JobKind::Http(h) = &job.kind
             && let Some(checks) = &h.checks
         {
@@ -394,6 +399,8 @@ pub enum JobKind {
     Http(Box<HttpJob>),
     Sleep(SleepJob),
     File(Arc<FileJob>),
+    /// Steps run one after another in one task, later ones using what earlier ones captured.
+    Flow(Arc<FlowJob>),
 }
 
 /// The `kind` names of the job kinds, as they appear in requests and results.
@@ -403,6 +410,7 @@ pub enum Kind {
     Http,
     Sleep,
     File,
+    Flow,
 }
 
 impl JobKind {
@@ -411,6 +419,7 @@ impl JobKind {
             JobKind::Http(_) => Kind::Http,
             JobKind::Sleep(_) => Kind::Sleep,
             JobKind::File(_) => Kind::File,
+            JobKind::Flow(_) => Kind::Flow,
         }
     }
 }
@@ -435,6 +444,9 @@ pub struct HttpJob {
     pub templates: Option<Arc<crate::engine::template::HttpTemplates>>,
     /// What its answer must be (`checks`), judged after `expect_status` passed.
     pub checks: Option<Arc<crate::engine::check::JobChecks>>,
+    /// A flow's step: what it keeps of its answer for the steps after it (`capture`), taken
+    /// after its checks passed, in the order of the flow's captures.
+    pub captures: Option<Arc<[crate::engine::check::capture::Capture]>>,
 }
 
 impl HttpJob {
@@ -516,6 +528,13 @@ impl SleepJob {
     pub fn longest(&self) -> Duration {
         self.max.unwrap_or(self.duration).max(self.duration)
     }
+}
+
+/// A flow: its steps (`http`, `sleep` or `file` jobs), run in order in one task; the first
+/// that fails ends it.
+#[derive(Debug, Clone)]
+pub struct FlowJob {
+    pub steps: Vec<JobSpec>,
 }
 
 #[derive(Debug, Clone)]

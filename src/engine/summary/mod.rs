@@ -210,6 +210,20 @@ impl SummaryAcc {
         self
     }
 
+    /// Counts a flow's steps' judgements, as each step's output lists them.
+    pub fn record_step_checks(&mut self, flow: &crate::engine::task::FlowOutput) {
+        for step in &flow.steps {
+            if let Some(TaskOutput::Http(out)) = step.output.as_deref()
+                && !out.checks.is_empty()
+            {
+                let counts = self.checks.get_or_insert_with(Default::default);
+                for c in &out.checks {
+                    count_check(counts, &c.name, c.passed);
+                }
+            }
+        }
+    }
+
     /// Whether it keeps per-job or per-stage totals or check counts, which a checkpoint must
     /// then carry (the task rows cannot rebuild them).
     pub fn has_parts(&self) -> bool {
@@ -479,6 +493,9 @@ impl SummaryAcc {
             for c in &out.checks {
                 count_check(counts, &c.name, c.passed);
             }
+        }
+        if let Some(TaskOutput::Flow(flow)) = &t.output {
+            self.record_step_checks(flow);
         }
         if let Some(phases) = &t.timing.phases {
             self.record_net(&NetTiming::from_phases(

@@ -11,7 +11,9 @@ use utoipa::ToSchema;
 
 use super::super::checks::{CheckRequest, parse_checks, value_templates};
 use super::super::{FieldError, Limits, MAX_REDIRECTS};
-use crate::engine::check::{JobChecks, Patterns};
+use super::Scope;
+use crate::engine::check::capture::{self, Capture};
+use crate::engine::check::{JobChecks, Patterns, Predicate, Subject};
 use crate::engine::spec::{ClientCert, ExpectStatus, HttpJob, HttpVersion, TlsOptions};
 use crate::engine::template::{HttpTemplates, Template};
 
@@ -56,7 +58,31 @@ job_request! {
         #[serde(default)]
         #[schema(max_items = 32)]
         pub checks: Vec<CheckRequest>,
+        /// In a flow's step: what to keep of the answer for the steps after it, by name (used
+        /// there as `{{NAME}}`): a subject as checks read it (`"json:$.access_token"`), or
+        /// `{ "on": SUBJECT, "regex": "order-(\\d+)" }` (its first group, else the whole
+        /// match). A capture that selects nothing fails the step (`check`).
+        #[serde(default)]
+        #[schema(value_type = Object, example = json!(null))]
+        pub capture: BTreeMap<String, CaptureRequest>,
     }
+}
+
+/// One capture: a subject, or a subject and a pattern that cuts its value.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum CaptureRequest {
+    Subject(String),
+    Cut(CutRequest),
+    /// Anything else, refused in the API's words.
+    Unreadable(serde::de::IgnoredAny),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CutRequest {
+    on: String,
+    regex: String,
 }
 
 /// An HTTP job's TLS options.
@@ -133,9 +159,13 @@ impl HttpJobRequest {
     pub(super) fn kind(
         &self,
         at: &str,
-        (limits, patterns): (&Limits, &mut Patterns),
+        scope: &mut Scope<'_>,
         errors: &mut Vec<FieldError>,
     ) -> Option<HttpJob> {
+        let limits = scope.limits;
+        // What the flow's earlier steps capture, which this step's placeholders may name.
+        let earlier: Vec<String> = scope.captures.as_deref().cloned().unwrap_or_default();
+        let earlier: Vec<&str> = earlier.iter().map(String::as_str).collect();
         let before = errors.len();
         let mut err = |field: &str, message: String| {
             errors.push(FieldError::new(format!("{at}.{field}"), message));
@@ -149,8 +179,9 @@ impl HttpJobRequest {
             err("follow_redirects", format!("at most {MAX_REDIRECTS}"));
         }
         let tls = self.tls_options(limits, &mut err);
-        let templates = self.templates(&mut err);
-        let checks = self.checks(at, patterns, errors);
+        let templates = self.templates(&earlier, &mut err);
+        let checks = self.checks(at, scope.patterns, errors);
+        let captures = self.captures(at, scope, errors);
         if errors.len() > before {
             return None;
         }
@@ -172,6 +203,7 @@ impl HttpJobRequest {
             keep_alive: self.keep_alive.unwrap_or(true),
             templates: templates.map(Arc::new),
             checks,
+            captures,
         })
     }
 
@@ -287,9 +319,76 @@ impl HttpJobRequest {
         })
     }
 
+    /// `capture`, in a flow's step: each name new to the flow, each subject and pattern
+    /// compiled; the names join the flow's for the steps after this one.
+    fn captures(
+        &self,
+        at: &str,
+        scope: &mut Scope<'_>,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<Arc<[Capture]>> {
+        if self.capture.is_empty() {
+            return None;
+        }
+        let Some(names) = scope.captures.as_deref_mut() else {
+            errors.push(FieldError::new(
+                format!("{at}.capture"),
+                "only a flow's steps capture: put this job in a flow's steps",
+            ));
+            return None;
+        };
+        let mut captures = Vec::with_capacity(self.capture.len());
+        for (name, request) in &self.capture {
+            let field = format!("{at}.capture.{name}");
+            let mut refuse = |message: String| errors.push(FieldError::new(field.clone(), message));
+            if let Some(why) = capture::bad_name(name) {
+                refuse(why);
+                continue;
+            }
+            if names.contains(name) {
+                refuse(format!("an earlier step captures {name:?} already"));
+                continue;
+            }
+            let (on, pattern) = match request {
+                CaptureRequest::Subject(on) => (on, None),
+                CaptureRequest::Cut(cut) => (&cut.on, Some(cut.regex.as_str())),
+                CaptureRequest::Unreadable(_) => {
+                    refuse(
+                        "a subject (\"json:$.token\"), or { \"on\": SUBJECT, \"regex\": \"...\" }"
+                            .into(),
+                    );
+                    continue;
+                }
+            };
+            let subject = Subject::parse(on).map_err(&mut refuse).ok();
+            let pattern = match pattern.map(|p| scope.patterns.matches(p)) {
+                Some(Ok(Predicate::Matches(re))) => Some(re),
+                Some(Err(why)) => {
+                    refuse(why);
+                    None
+                }
+                _ => None,
+            };
+            if let Some(subject) = subject {
+                names.push(name.clone());
+                captures.push(Capture {
+                    name: name.clone(),
+                    subject,
+                    pattern,
+                });
+            }
+        }
+        Some(captures.into())
+    }
+
     /// The placeholders in the URL's path and query, the header values and the text body,
-    /// parsed into segments; `None` when there are none. `load.data` columns are bound later.
-    fn templates(&self, err: &mut impl FnMut(&str, String)) -> Option<HttpTemplates> {
+    /// parsed into segments (in a flow's step, `earlier` names what the steps before it
+    /// capture); `None` when there are none. `load.data` columns are bound later.
+    fn templates(
+        &self,
+        earlier: &[&str],
+        err: &mut impl FnMut(&str, String),
+    ) -> Option<HttpTemplates> {
         // The origin is what connections are made to and what the guard judges: it must be
         // as written. Placeholders go in the path and the query.
         let authority_end = self
@@ -306,7 +405,7 @@ impl HttpJobRequest {
                     .into(),
             );
         }
-        let mut parse = |field: &str, text: &str| match Template::parse(text) {
+        let mut parse = |field: &str, text: &str| match Template::parse_with(text, earlier) {
             Ok(t) => t,
             Err(message) => {
                 err(field, message);

@@ -12,7 +12,9 @@ use super::db::{SqlDb, named, parse_ts, ts};
 use crate::engine::Batch;
 use crate::engine::batch::{BatchMeta, BatchRecord, Rules};
 use crate::engine::spec::{Kind, ResultsMode};
-use crate::engine::task::{ErrorCode, StoredNet, TaskError, TaskRecord, Timing};
+use crate::engine::task::{
+    ErrorCode, StepRef, StepStatus, StoredNet, TaskError, TaskOutput, TaskRecord, Timing,
+};
 use crate::engine::wire_name as name;
 use crate::store::{KeyHolder, ListFilter, RowWindow, Rows, StoreError};
 
@@ -58,6 +60,10 @@ pub(super) fn task_record(row: &AnyRow) -> Result<TaskRecord, StoreError> {
     let net: Option<StoredNet> = row
         .try_get::<Option<String>, _>("net")?
         .and_then(|n| serde_json::from_str(&n).ok());
+    let output: Option<TaskOutput> = row
+        .try_get::<Option<String>, _>("output")?
+        .and_then(|o| serde_json::from_str(&o).ok());
+    let step = output.as_ref().and_then(failed_step);
     Ok(TaskRecord {
         index: row.try_get::<i64, _>("idx")? as u32,
         id: row.try_get("job_id")?,
@@ -65,14 +71,17 @@ pub(super) fn task_record(row: &AnyRow) -> Result<TaskRecord, StoreError> {
         status: named(&row.try_get::<String, _>("status")?).ok_or_else(|| bad("status"))?,
         attempts: row.try_get::<i64, _>("attempts")? as u32,
         seq: row.try_get::<Option<i64>, _>("seq")?.map(|s| s as u32),
-        output: row
-            .try_get::<Option<String>, _>("output")?
-            .and_then(|o| serde_json::from_str(&o).ok()),
+        output,
         error: match code {
-            Some(code) => Some(TaskError::new(
-                named::<ErrorCode>(&code).ok_or_else(|| bad("error code"))?,
-                message.unwrap_or_default(),
-            )),
+            Some(code) => Some(TaskError {
+                // A flow's failed step is its first one that did not succeed (the others
+                // after it were skipped), as its stored output says.
+                step,
+                ..TaskError::new(
+                    named::<ErrorCode>(&code).ok_or_else(|| bad("error code"))?,
+                    message.unwrap_or_default(),
+                )
+            }),
             None => None,
         },
         timing: Timing {
@@ -85,6 +94,20 @@ pub(super) fn task_record(row: &AnyRow) -> Result<TaskRecord, StoreError> {
         },
         warmup: row.try_get::<i64, _>("warmup")? != 0,
     })
+}
+
+/// The step a flow's stored output says failed it.
+fn failed_step(output: &TaskOutput) -> Option<StepRef> {
+    let TaskOutput::Flow(flow) = output else {
+        return None;
+    };
+    flow.steps
+        .iter()
+        .find(|s| matches!(s.status, StepStatus::Failed | StepStatus::TimedOut))
+        .map(|s| StepRef {
+            index: s.index,
+            id: s.id.clone(),
+        })
 }
 
 impl SqlDb {

@@ -507,6 +507,7 @@ fn counted(status: StatusCode, body: &Body, ttfb: std::time::Duration) -> HttpOu
         version: None,
         checks: Vec::new(),
         checks_passed: None,
+        captured: Vec::new(),
     }
 }
 
