@@ -221,6 +221,10 @@ pub struct HttpOutput {
     #[serde(skip)]
     #[schema(ignore)]
     pub captured: Vec<String>,
+    /// A flow's step with cookies: the answer's `Set-Cookie` values, for the task's jar.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub set_cookies: Vec<String>,
 }
 
 /// An answer's HTTP version, as `output.version` names it.

@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::spawn_app;
 
-/// The app: `POST /login`, `GET /cart/{order}` (needs `Authorization: Bearer tok-123`),
-/// `GET /order/{order}`; `hits` counts every request.
+/// The app: `POST /login` (sets the cookie `session=s1`), `GET /cart/{order}` (needs
+/// `Authorization: Bearer tok-123` and the cookie), `GET /order/{order}`; `hits` counts every
+/// request.
 struct Shop {
     base: String,
     hits: Arc<AtomicUsize>,
@@ -27,7 +28,10 @@ async fn shop() -> Shop {
         .route(
             "/login",
             post(|| async {
-                axum::Json(json!({ "access_token": "tok-123", "note": "order-981 made" }))
+                (
+                    [("set-cookie", "session=s1; Path=/; HttpOnly")],
+                    axum::Json(json!({ "access_token": "tok-123", "note": "order-981 made" })),
+                )
             }),
         )
         .route(
@@ -35,7 +39,10 @@ async fn shop() -> Shop {
             get(|Path(order): Path<String>, headers: HeaderMap| async move {
                 let authorized = headers
                     .get("authorization")
-                    .is_some_and(|v| v == "Bearer tok-123");
+                    .is_some_and(|v| v == "Bearer tok-123")
+                    && headers
+                        .get("cookie")
+                        .is_some_and(|v| v.to_str().unwrap_or_default().contains("session=s1"));
                 if !authorized {
                     return (
                         StatusCode::UNAUTHORIZED,
@@ -146,7 +153,15 @@ async fn a_flow_ends_at_its_first_failed_step_and_names_it() {
     assert_eq!(status, ["failed", "skipped", "skipped", "skipped"]);
     assert_eq!(shop.hits.load(Ordering::SeqCst), 1);
 
-    // Without the token the cart answers 401: the flow fails there, on its status.
+    // Without the cookie jar the cart answers 401: the flow fails there, on its status.
+    let mut flow = checkout(&shop.base, "json:$.access_token");
+    flow["cookies"] = json!(false);
+    let res = app.post(&json!({ "jobs": [flow] })).await;
+    let task = &res.json["results"][0];
+    assert_eq!(task["error"]["code"], "status", "{task}");
+    assert_eq!(task["error"]["step"], json!({ "index": 2, "id": "cart" }));
+
+    // Without the token, likewise.
     let mut flow = checkout(&shop.base, "json:$.access_token");
     flow["steps"][2]["headers"] = json!({});
     let res = app.post(&json!({ "jobs": [flow] })).await;

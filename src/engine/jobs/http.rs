@@ -153,6 +153,17 @@ impl Hop {
         &self.url
     }
 
+    /// Sends `cookie` (`a=1; b=2`, a flow's jar) after the cookies the job sets itself.
+    pub fn add_cookie(&mut self, cookie: &str) {
+        let joined = match self.headers.get(header::COOKIE).map(|v| v.to_str()) {
+            Some(Ok(own)) => format!("{own}; {cookie}"),
+            _ => cookie.to_owned(),
+        };
+        if let Ok(value) = http::HeaderValue::from_str(&joined) {
+            self.headers.insert(header::COOKIE, value);
+        }
+    }
+
     pub fn header(&self, name: &http::HeaderName) -> Option<&http::HeaderValue> {
         self.headers.get(name)
     }
@@ -296,6 +307,13 @@ async fn read_answer(
     let judged = judging::judge(job, &received, started, seq, ResultsMode::All);
     let mut out = response_output(status, &headers, &buf, truncated, ttfb);
     out.version = version;
+    if job.cookies {
+        out.set_cookies = headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+    }
     Ok((out, judged))
 }
 
@@ -332,6 +350,7 @@ pub fn response_output(
         checks: Vec::new(),
         checks_passed: None,
         captured: Vec::new(),
+        set_cookies: Vec::new(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The job kinds, one module each, behind one entry point: [`run_once`] runs a single attempt.
 
 mod file;
-mod http;
+pub mod http;
 pub(crate) mod judging;
 pub mod lean;
 mod sleep;
@@ -111,16 +111,23 @@ impl Failure {
     }
 }
 
+/// What a flow's step sends with besides the task's number: what its earlier steps captured
+/// (its placeholders name them) and the `Cookie` header the task's jar holds for it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FlowState<'a> {
+    pub captures: &'a [String],
+    pub cookie: Option<&'a str>,
+}
+
 /// Runs one attempt of a job, begun at `started`; HTTP requests take the batch's lean path
 /// (`lean` is there when the job is sent on it), whose phases are timed on `clock`.
-/// `captures`: in a flow, what its earlier steps captured (a step's placeholders name them).
 pub async fn run_once(
     ctx: &JobContext,
     kind: &JobKind,
     lean: Option<lean::Lean<'_>>,
     started: Instant,
     clock: &mut PhaseClock,
-    (seq, captures): (u64, &[String]),
+    (seq, flow): (u64, FlowState<'_>),
 ) -> Result<TaskOutput, Failure> {
     match (kind, lean) {
         (JobKind::Http(job), Some(lean)) => {
@@ -130,7 +137,10 @@ pub async fn run_once(
         // Boxed: the general path's future is large, and every task's future would be as
         // large as the largest arm (and copied whole as it is set up), lean ones included.
         (JobKind::Http(job), None) => {
-            let hop = http::Hop::rendered_with(job, seq, captures);
+            let mut hop = http::Hop::rendered_with(job, seq, flow.captures);
+            if let Some(cookie) = flow.cookie {
+                hop.add_cookie(cookie);
+            }
             Box::pin(http::run(&ctx.http, &ctx.files, job, hop, (started, seq))).await
         }
         (JobKind::Sleep(job), _) => Ok(sleep::run(job).await),

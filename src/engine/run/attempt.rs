@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::batch::Outcome;
 use crate::engine::jobs::lean::Lean;
-use crate::engine::jobs::{self, JobContext};
+use crate::engine::jobs::{self, FlowState, JobContext};
 use crate::engine::spec::{JobKind, JobSpec, RetryPolicy};
 use crate::engine::task::{PhaseClock, TaskOutput};
 
@@ -25,17 +25,17 @@ pub(super) async fn run_job(
 ) -> Outcome {
     match &job.kind {
         JobKind::Flow(flow) => Box::pin(super::flow::run(ctx, job, flow, timer, seq)).await,
-        _ => run_attempts(ctx, job, lean, timer, (seq, &[])).await,
+        _ => run_attempts(ctx, job, lean, timer, (seq, FlowState::default())).await,
     }
 }
 
-/// A job's attempts (`captures`: in a flow, what the steps before this one captured).
+/// A job's attempts (`flow`: in a flow, what the steps before this one left it).
 pub(super) async fn run_attempts(
     ctx: &JobContext,
     job: &JobSpec,
     mut lean: Option<Lean<'_>>,
     mut timer: Pin<&mut tokio::time::Sleep>,
-    (seq, captures): (u64, &[String]),
+    (seq, flow): (u64, FlowState<'_>),
 ) -> Outcome {
     let mut attempts = 0;
     loop {
@@ -48,7 +48,7 @@ pub(super) async fn run_attempts(
             lean.as_mut().map(Lean::reborrow),
             begun,
             &mut clock,
-            (seq, captures),
+            (seq, flow),
         );
         // One await point for both cases: the attempt's future is stored (and copied) once.
         let limit = job.timeout.map(|limit| {

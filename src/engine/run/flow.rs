@@ -7,9 +7,12 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use cookie_store::CookieStore;
+
 use super::attempt::run_attempts;
 use crate::engine::batch::Outcome;
-use crate::engine::jobs::JobContext;
+use crate::engine::jobs::http::Hop;
+use crate::engine::jobs::{FlowState, JobContext};
 use crate::engine::spec::{FlowJob, JobKind, JobSpec};
 use crate::engine::task::{
     ErrorCode, FlowOutput, StepRef, StepResult, StepStatus, TaskError, TaskOutput, ms,
@@ -67,22 +70,38 @@ async fn walk(
     steps: &mut Vec<StepResult>,
 ) -> Result<(), TaskError> {
     let mut captured: Vec<String> = Vec::new();
+    // The task's own jar: it starts empty every task, as a new virtual user's would.
+    let mut jar = flow.cookies.then(CookieStore::default);
     for (index, step) in flow.steps.iter().enumerate() {
         let begun = Instant::now();
-        let mut outcome = run_attempts(ctx, step, None, timer.as_mut(), (seq, &captured)).await;
+        // Where the step sends: the cookies that go there, and where those it gets back are
+        // from.
+        let url = match &step.kind {
+            JobKind::Http(http) => Some(Hop::rendered_with(http, seq, &captured).url().clone()),
+            _ => None,
+        };
+        let cookie = jar.as_ref().zip(url.as_ref()).and_then(cookie_for);
+        let state = FlowState {
+            captures: &captured,
+            cookie: cookie.as_deref(),
+        };
+        let mut outcome = run_attempts(ctx, step, None, timer.as_mut(), (seq, state)).await;
         let mut named = BTreeMap::new();
         if let (Some(TaskOutput::Http(out)), JobKind::Http(http)) =
             (&mut outcome.output, &step.kind)
         {
-            for (capture, value) in http
-                .captures
-                .iter()
-                .flat_map(|c| c.iter())
-                .zip(&out.captured)
-            {
+            let names = http.captures.iter().flat_map(|c| c.iter());
+            for (capture, value) in names.zip(&out.captured) {
                 named.insert(capture.name.clone(), value.clone());
             }
             captured.append(&mut out.captured);
+            if let (Some(jar), Some(url)) = (jar.as_mut(), url.as_ref()) {
+                for set in out.set_cookies.drain(..) {
+                    // One the jar refuses (another domain's, say) is left out, as a browser
+                    // leaves it out.
+                    let _ = jar.parse(&set, url);
+                }
+            }
         }
         let status = match &outcome.error {
             None => StepStatus::Succeeded,
@@ -106,6 +125,15 @@ async fn walk(
         }
     }
     Ok(())
+}
+
+/// The `Cookie` header the jar holds for `url`; `None` when it holds none.
+fn cookie_for((jar, url): (&CookieStore, &url::Url)) -> Option<String> {
+    let pairs: Vec<String> = jar
+        .get_request_values(url)
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    (!pairs.is_empty()).then(|| pairs.join("; "))
 }
 
 fn step_ref(flow: &FlowJob, index: usize) -> StepRef {

@@ -447,6 +447,8 @@ pub struct HttpJob {
     /// A flow's step: what it keeps of its answer for the steps after it (`capture`), taken
     /// after its checks passed, in the order of the flow's captures.
     pub captures: Option<Arc<[crate::engine::check::capture::Capture]>>,
+    /// A step of a flow with `cookies`: its answer's `Set-Cookie` values go to the task's jar.
+    pub cookies: bool,
 }
 
 impl HttpJob {
@@ -535,6 +537,8 @@ impl SleepJob {
 #[derive(Debug, Clone)]
 pub struct FlowJob {
     pub steps: Vec<JobSpec>,
+    /// A cookie jar of the task's own, carried across its steps (RFC 6265, `cookie_store`).
+    pub cookies: bool,
 }
 
 #[derive(Debug, Clone)]

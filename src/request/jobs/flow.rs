@@ -21,6 +21,9 @@ job_request! {
         /// 1 to 64 jobs of kind `http`, `sleep` or `file` (not `flow`).
         #[schema(value_type = Vec<Object>, min_items = 1, max_items = 64)]
         pub steps: Vec<serde_json::Value>,
+        /// Default true: a cookie jar of the task's own (RFC 6265), carried across its steps:
+        /// what a step's answer sets, the later steps send where it applies.
+        pub cookies: Option<bool>,
     }
 }
 
@@ -70,6 +73,12 @@ impl FlowJobRequest {
             }
             errors.extend(shape::merge(slot.flaws, found));
         }
-        (errors.len() == before).then(|| JobKind::Flow(Arc::new(FlowJob { steps })))
+        let cookies = self.cookies.unwrap_or(true);
+        for step in &mut steps {
+            if let JobKind::Http(http) = &mut step.kind {
+                http.cookies = cookies;
+            }
+        }
+        (errors.len() == before).then(|| JobKind::Flow(Arc::new(FlowJob { steps, cookies })))
     }
 }

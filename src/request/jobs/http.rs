@@ -204,6 +204,7 @@ impl HttpJobRequest {
             templates: templates.map(Arc::new),
             checks,
             captures,
+            cookies: false,
         })
     }
 

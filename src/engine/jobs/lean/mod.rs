@@ -508,6 +508,7 @@ fn counted(status: StatusCode, body: &Body, ttfb: std::time::Duration) -> HttpOu
         checks: Vec::new(),
         checks_passed: None,
         captured: Vec::new(),
+        set_cookies: Vec::new(),
     }
 }
 
