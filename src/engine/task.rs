@@ -150,6 +150,19 @@ pub enum TaskOutput {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FlowOutput {
     pub steps: Vec<StepResult>,
+    /// What `summary.by_step` calls the flow: its `id`, else its place in `jobs`.
+    #[serde(default)]
+    pub flow: String,
+}
+
+impl FlowOutput {
+    /// A step's key in `summary.by_step`: `FLOW/STEP`, each its `id`, else its place.
+    pub fn step_key(&self, step: &StepResult) -> String {
+        match &step.id {
+            Some(id) => format!("{}/{id}", self.flow),
+            None => format!("{}/{}", self.flow, step.index),
+        }
+    }
 }
 
 /// One step of a flow: how it ended, its attempts, its answer and its time. Captured values

@@ -250,14 +250,17 @@ impl BatchRequest {
             .is_some()
             .then(|| crate::engine::spec::JobKeys::of(&jobs))
             .flatten();
-        // The names `thresholds.checks` may name, when every job is valid.
-        let check_names = job_errors
-            .is_empty()
-            .then(|| crate::engine::spec::check_names(&jobs, true));
+        // What `thresholds` may name: known only when every job is valid.
+        let valid = job_errors.is_empty();
+        let check_names = valid.then(|| crate::engine::spec::check_names(&jobs, true));
         let hard = crate::engine::spec::check_names(&jobs, false);
-        let hard = hard.into_iter().map(str::to_owned).collect();
-        let thresholds =
-            self.validate_thresholds(keys.as_ref(), (check_names.as_deref(), hard), &mut errors);
+        let named = thresholds::Named {
+            job_keys: keys.as_ref().map(|k| &k.names[..]),
+            check_names: check_names.as_deref(),
+            hard_checks: hard.into_iter().map(str::to_owned).collect(),
+            step_keys: valid.then(|| crate::engine::spec::step_keys(&jobs)),
+        };
+        let thresholds = self.validate_thresholds(named, &mut errors);
         let concurrency = self.validate_concurrency(&load, limits, &mut errors);
         let timeout = self.validate_timeout(limits, &mut errors);
         self.validate_label_and_flags(&mut errors);
@@ -348,17 +351,13 @@ impl BatchRequest {
         self.load.is_some() || self.thresholds.is_some()
     }
 
-    /// `thresholds`, whose `by_job` may name `keys`; and `fail_fast`, which they rule out.
+    /// `thresholds`, naming what `named` holds; and `fail_fast`, which they rule out.
     fn validate_thresholds(
         &self,
-        keys: Option<&crate::engine::spec::JobKeys>,
-        (check_names, hard_checks): (Option<&[&str]>, Vec<String>),
+        named: thresholds::Named<'_>,
         errors: &mut Vec<FieldError>,
     ) -> Option<crate::engine::spec::Thresholds> {
-        let thresholds = self
-            .thresholds
-            .as_ref()
-            .map(|t| t.validate(keys.map(|k| &k.names[..]), check_names, hard_checks, errors));
+        let thresholds = self.thresholds.as_ref().map(|t| t.validate(named, errors));
         if self.runs_every_task() && self.fail_fast {
             errors.push(FieldError::new(
                 "fail_fast",

@@ -88,7 +88,23 @@ limits_request! {
         /// named `checks.NAME`.
         #[schema(example = json!(null))]
         pub checks: Option<BTreeMap<String, CheckThresholdRequest>>,
+        /// Flows: limits on one step's figures (`summary.by_step`), by `FLOW/STEP`. Checks are
+        /// named `by_step.FLOW/STEP.p95_ms`. A step has no throughput of its own.
+        #[schema(example = json!(null))]
+        pub by_step: Option<BTreeMap<String, JobThresholdsRequest>>,
     }
+}
+
+/// What a batch's jobs let its thresholds name.
+pub(super) struct Named<'a> {
+    /// The keys `by_job` may name (none when the summary has no `by_job`).
+    pub job_keys: Option<&'a [String]>,
+    /// The names `checks` may name; `None` when the jobs were invalid, so not known.
+    pub check_names: Option<&'a [&'a str]>,
+    /// The checks that are not soft.
+    pub hard_checks: Vec<String>,
+    /// The `FLOW/STEP` keys `by_step` may name; `None` when not known.
+    pub step_keys: Option<Vec<String>>,
 }
 
 /// A limit on one check's pass rate.
@@ -144,17 +160,11 @@ fn checks(
 }
 
 impl ThresholdsRequest {
-    /// `job_keys`: the keys `by_job` may name (none when the summary has no `by_job`);
-    /// `check_names`: the names `checks` may name (`None`: the jobs were invalid, so not known).
-    pub(super) fn validate(
-        &self,
-        job_keys: Option<&[String]>,
-        check_names: Option<&[&str]>,
-        hard_checks: Vec<String>,
-        errors: &mut Vec<FieldError>,
-    ) -> Thresholds {
+    /// The limits, each on something `named` holds.
+    pub(super) fn validate(&self, named: Named<'_>, errors: &mut Vec<FieldError>) -> Thresholds {
         let batch = self.checks("thresholds", errors);
-        let by_job = self.by_job_checks(job_keys, errors);
+        let by_job = self.by_job_checks(named.job_keys, errors);
+        let by_step = self.by_step_checks(named.step_keys.as_deref(), errors);
         let baseline = self.baseline.as_ref().and_then(|b| b.validate(errors));
         let max_lost_window_ms = self.max_lost_window_ms;
         if max_lost_window_ms.is_some_and(|v| !v.is_finite() || v < 0.0) {
@@ -163,8 +173,9 @@ impl ThresholdsRequest {
                 "must be a number, 0 or more",
             ));
         }
-        let (min_check_rate, checks) = self.check_limits(check_names, errors);
-        let none = batch.is_empty() && by_job.is_empty() && baseline.is_none();
+        let (min_check_rate, checks) = self.check_limits(named.check_names, errors);
+        let none =
+            batch.is_empty() && by_job.is_empty() && by_step.is_empty() && baseline.is_none();
         if none && max_lost_window_ms.is_none() && min_check_rate.is_none() && checks.is_empty() {
             errors.push(FieldError::new("thresholds", "give at least one threshold"));
         }
@@ -175,8 +186,50 @@ impl ThresholdsRequest {
             max_lost_window_ms,
             min_check_rate,
             checks,
-            hard_checks,
+            hard_checks: named.hard_checks,
+            by_step,
         }
+    }
+
+    /// `by_step`: each flow step's limits, under a `FLOW/STEP` key `keys` holds.
+    fn by_step_checks(
+        &self,
+        keys: Option<&[String]>,
+        errors: &mut Vec<FieldError>,
+    ) -> Vec<(String, Vec<(Threshold, f64)>)> {
+        let mut by_step = Vec::new();
+        for (key, t) in self.by_step.iter().flatten() {
+            let at = format!("thresholds.by_step.{key}");
+            match keys {
+                Some([]) => errors.push(FieldError::new(
+                    "thresholds.by_step",
+                    "only a batch of flows has per-step figures",
+                )),
+                Some(keys) if !keys.contains(key) => errors.push(FieldError::new(
+                    at.clone(),
+                    format!(
+                        "no step has the key {key:?}; the keys are {}",
+                        keys.join(", ")
+                    ),
+                )),
+                _ => {}
+            }
+            let checks = t.checks(&at, errors);
+            if checks.is_empty() {
+                errors.push(FieldError::new(at.clone(), "give at least one threshold"));
+            }
+            if checks
+                .iter()
+                .any(|(t, _)| *t == Threshold::MinThroughputPerS)
+            {
+                errors.push(FieldError::new(
+                    format!("{at}.min_throughput_per_s"),
+                    "a step has no throughput of its own: judge its flow's",
+                ));
+            }
+            by_step.push((key.clone(), checks));
+        }
+        by_step
     }
 
     /// `min_check_rate` and `checks`, on checks the jobs have.

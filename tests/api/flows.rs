@@ -175,23 +175,57 @@ async fn a_flow_ends_at_its_first_failed_step_and_names_it() {
 async fn a_load_run_of_flows_counts_flows_as_tasks_and_sends_every_step() {
     let app = spawn_app().await;
     let shop = shop().await;
+    // Two flows weighted 3:1, one of which fails at its cart (no token).
+    let mut tokenless = checkout(&shop.base, "json:$.access_token");
+    tokenless["id"] = json!("anonymous");
+    tokenless["steps"][2]["headers"] = json!({});
+    let mut checkout = checkout(&shop.base, "json:$.access_token");
+    checkout["weight"] = json!(3);
     let res = app
-        .post(
-            &json!({ "jobs": [checkout(&shop.base, "json:$.access_token")],
-            "load": { "repeat": 200 }, "concurrency": 20, "results": "none",
-            "thresholds": { "max_error_rate": 0 } }),
-        )
+        .post(&json!({ "jobs": [checkout, tokenless],
+            "load": { "repeat": 50 }, "concurrency": 20, "results": "none",
+            "thresholds": { "by_step": {
+                "checkout/cart": { "max_error_rate": 0, "p99_ms": 60000 },
+                "anonymous/cart": { "max_error_rate": 0 } } } }))
         .await;
     assert_eq!(res.status, 201, "{}", res.json);
     let s = &res.json["summary"];
     assert_eq!(s["tasks"], 200);
-    assert_eq!(s["succeeded"], 200, "{s}");
-    assert_eq!(shop.hits.load(Ordering::SeqCst), 600);
+    assert_eq!(s["succeeded"], 150, "{s}");
+    // 150 flows of 3 requests, 50 of 2 (the cart refused, the order skipped).
+    assert_eq!(shop.hits.load(Ordering::SeqCst), 550);
+    let steps = &s["by_step"];
+    assert_eq!(steps["checkout/login"]["succeeded"], 150, "{steps}");
+    assert_eq!(steps["checkout/cart"]["succeeded"], 150);
+    assert_eq!(steps["checkout/1"]["tasks"], 150, "the sleep, by its place");
+    assert_eq!(steps["anonymous/cart"]["failed"], 50);
+    assert_eq!(steps["anonymous/cart"]["http_status"], json!({ "401": 50 }));
+    assert_eq!(steps["anonymous/order"]["skipped"], 50);
+    assert_eq!(steps["anonymous/order"]["tasks"], 0);
     assert_eq!(
-        s["checks"]["json:$.items exists true"]["passed"], 200,
+        s["checks"]["json:$.items exists true"]["passed"], 150,
         "{s}"
     );
-    assert_eq!(res.json["verdict"]["passed"], true);
+    let verdict = &res.json["verdict"];
+    let check = |name: &str| {
+        verdict["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {verdict}"))
+    };
+    assert_eq!(
+        check("by_step.checkout/cart.max_error_rate")["passed"],
+        true
+    );
+    assert_eq!(check("by_step.checkout/cart.p99_ms")["passed"], true);
+    assert_eq!(
+        check("by_step.anonymous/cart.max_error_rate")["actual"],
+        1.0
+    );
+    assert_eq!(verdict["passed"], false);
 }
 
 #[tokio::test]
@@ -273,5 +307,24 @@ async fn a_flows_timeout_bounds_all_its_steps_and_a_stored_flow_still_names_its_
         stored["results"][0]["error"]["step"],
         json!({ "index": 1, "id": "long" }),
         "{stored}"
+    );
+}
+
+#[tokio::test]
+async fn a_step_threshold_names_a_step_the_flows_have() {
+    let app = spawn_app().await;
+    let flow = json!({ "kind": "flow", "id": "f", "steps": [
+        { "kind": "sleep", "id": "nap", "duration_ms": 1 } ] });
+    let res = app
+        .post(&json!({ "jobs": [flow], "thresholds": { "by_step": {
+            "f/naps": { "p95_ms": 10 }, "f/nap": { "min_throughput_per_s": 1 } } } }))
+        .await;
+    assert_eq!(res.status, 422, "{}", res.json);
+    let text = res.json["errors"].to_string();
+    assert!(text.contains("thresholds.by_step.f/naps"), "{text}");
+    assert!(text.contains("the keys are f/nap"), "{text}");
+    assert!(
+        text.contains("thresholds.by_step.f/nap.min_throughput_per_s"),
+        "{text}"
     );
 }

@@ -200,7 +200,9 @@ impl Batch {
         if spec.load.is_open() {
             acc = acc.open();
         }
-        acc = acc.with_checks(spec.check_names());
+        acc = acc
+            .with_checks(spec.check_names())
+            .with_flows(spec.jobs.iter().any(|j| j.kind.kind() == Kind::Flow));
         let (placing, acc) = parts::Placing::of(spec, acc);
         Batch {
             id,
@@ -433,7 +435,7 @@ impl Batch {
                 acc.record_checks(&checks.list, passed);
             }
             if let Some(TaskOutput::Flow(flow)) = &outcome.output {
-                acc.record_step_checks(flow);
+                acc.record_steps(flow);
             }
             if let (Some(clock), Some((start, end))) = (clock, span) {
                 let at = |t: Instant| wall_time(clock, t).timestamp_micros().max(0) as u64;

@@ -54,7 +54,10 @@ pub(super) async fn run(
     }
     Outcome {
         attempts: 1,
-        output: Some(TaskOutput::Flow(FlowOutput { steps })),
+        output: Some(TaskOutput::Flow(FlowOutput {
+            steps,
+            flow: job.id.clone().unwrap_or_else(|| job.group.to_string()),
+        })),
         error,
         net: None,
         checks: None,

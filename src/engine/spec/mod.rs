@@ -371,6 +371,26 @@ pub struct RetryPolicy {
     pub backoff: Duration,
 }
 
+/// The `FLOW/STEP` keys of `jobs`' flows (as `summary.by_step` names them), in order.
+pub fn step_keys(jobs: &[JobSpec]) -> Vec<String> {
+    let mut keys = Vec::new();
+    for job in jobs {
+        if let JobKind::Flow(flow) = &job.kind {
+            let name = job.id.clone().unwrap_or_else(|| job.group.to_string());
+            for (i, step) in flow.steps.iter().enumerate() {
+                let key = match &step.id {
+                    Some(id) => format!("{name}/{id}"),
+                    None => format!("{name}/{i}"),
+                };
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+    }
+    keys
+}
+
 /// The names of `jobs`' checks (`soft`: soft ones too), each once, in the jobs' order (a
 /// flow's, its steps').
 pub fn check_names(jobs: &[JobSpec], soft: bool) -> Vec<&str> {

@@ -56,6 +56,9 @@ pub struct Thresholds {
     /// the verdict holds every one of them to a pass rate of 1.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hard_checks: Vec<String>,
+    /// By `FLOW/STEP` key, in the request's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_step: Vec<(String, Vec<(Threshold, f64)>)>,
 }
 
 impl Thresholds {
@@ -88,6 +91,8 @@ enum StoredThresholds {
         checks: Vec<(String, f64)>,
         #[serde(default)]
         hard_checks: Vec<String>,
+        #[serde(default)]
+        by_step: Vec<(String, Vec<(Threshold, f64)>)>,
     },
 }
 
@@ -106,6 +111,7 @@ impl From<StoredThresholds> for Thresholds {
                 min_check_rate,
                 checks,
                 hard_checks,
+                by_step,
             } => Thresholds {
                 batch,
                 by_job,
@@ -114,6 +120,7 @@ impl From<StoredThresholds> for Thresholds {
                 min_check_rate,
                 checks,
                 hard_checks,
+                by_step,
             },
         }
     }

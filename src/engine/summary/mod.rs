@@ -21,10 +21,10 @@ use super::check::Check;
 use super::picture::TimeBins;
 use super::task::{ErrorCode, NetTiming, TaskError, TaskOutput, TaskStatus};
 
-use parts::{PartAcc, Parts};
+use parts::{PartAcc, Parts, StepAcc};
 pub use report::{
     CheckCount, Connections, JobSummary, LATE_AFTER_MS, Late, LatencyMetric, Lost, Percentiles,
-    PhaseSummary, Place, StageSummary, Summary,
+    PhaseSummary, Place, StageSummary, StepSummary, Summary,
 };
 use timings::Timings;
 
@@ -59,6 +59,9 @@ pub struct SummaryAcc {
     /// A batch with checks: each one's judgements, by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     checks: Option<BTreeMap<String, CheckCount>>,
+    /// A batch of flows: each step's totals, by `FLOW/STEP`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    steps: Option<BTreeMap<String, StepAcc>>,
 }
 
 fn add_counts<K: Ord + Copy>(mine: &mut BTreeMap<K, u64>, theirs: &BTreeMap<K, u64>) {
@@ -172,6 +175,7 @@ impl SummaryAcc {
             parts: None,
             times: None,
             checks: None,
+            steps: None,
         }
     }
 
@@ -184,6 +188,15 @@ impl SummaryAcc {
             .collect();
         if !counts.is_empty() {
             self.checks = Some(counts);
+        }
+        self
+    }
+
+    /// The same, for a batch with flows: `by_step` is there from the start (and checkpoints
+    /// carry it), filled as flows end.
+    pub fn with_flows(mut self, flows: bool) -> Self {
+        if flows {
+            self.steps = Some(BTreeMap::new());
         }
         self
     }
@@ -210,8 +223,39 @@ impl SummaryAcc {
         self
     }
 
+    /// Counts a flow's steps under `by_step`, and their judgements.
+    pub fn record_steps(&mut self, flow: &crate::engine::task::FlowOutput) {
+        use crate::engine::task::StepStatus;
+        let steps = self.steps.get_or_insert_with(Default::default);
+        for step in &flow.steps {
+            let acc = steps.entry(flow.step_key(step)).or_insert_with(|| StepAcc {
+                ran: PartAcc::new(),
+                skipped: 0,
+            });
+            let status = match step.status {
+                StepStatus::Skipped => {
+                    acc.skipped += 1;
+                    continue;
+                }
+                StepStatus::Succeeded => TaskStatus::Succeeded,
+                StepStatus::Failed => TaskStatus::Failed,
+                StepStatus::TimedOut => TaskStatus::TimedOut,
+            };
+            let duration = step
+                .duration_ms
+                .map(|d| Duration::from_micros((d * 1000.0) as u64));
+            acc.ran.record(
+                status,
+                duration,
+                step.output.as_deref(),
+                step.error.as_ref(),
+            );
+        }
+        self.record_step_checks(flow);
+    }
+
     /// Counts a flow's steps' judgements, as each step's output lists them.
-    pub fn record_step_checks(&mut self, flow: &crate::engine::task::FlowOutput) {
+    fn record_step_checks(&mut self, flow: &crate::engine::task::FlowOutput) {
         for step in &flow.steps {
             if let Some(TaskOutput::Http(out)) = step.output.as_deref()
                 && !out.checks.is_empty()
@@ -227,7 +271,7 @@ impl SummaryAcc {
     /// Whether it keeps per-job or per-stage totals or check counts, which a checkpoint must
     /// then carry (the task rows cannot rebuild them).
     pub fn has_parts(&self) -> bool {
-        self.parts.is_some() || self.checks.is_some()
+        self.parts.is_some() || self.checks.is_some() || self.steps.is_some()
     }
 
     /// Adds another accumulator's totals (another shard of the same batch).
@@ -267,6 +311,20 @@ impl SummaryAcc {
                 let m = mine.entry(name.clone()).or_default();
                 m.passed += count.passed;
                 m.failed += count.failed;
+            }
+        }
+        if let Some(theirs) = &other.steps {
+            let mine = self.steps.get_or_insert_with(Default::default);
+            for (key, step) in theirs {
+                match mine.get_mut(key) {
+                    Some(m) => {
+                        m.ran.merge(&step.ran);
+                        m.skipped += step.skipped;
+                    }
+                    None => {
+                        mine.insert(key.clone(), step.clone());
+                    }
+                }
             }
         }
         if let Some(theirs) = &other.times {
@@ -449,6 +507,9 @@ impl SummaryAcc {
             parts.jobs.iter_mut().for_each(|(_, p)| p.settle());
             parts.stages.iter_mut().for_each(|(_, p)| p.settle());
         }
+        if let Some(steps) = &mut self.steps {
+            steps.values_mut().for_each(|s| s.ran.settle());
+        }
     }
 
     /// The timeline's bins, if a task that ran has ended.
@@ -495,7 +556,7 @@ impl SummaryAcc {
             }
         }
         if let Some(TaskOutput::Flow(flow)) = &t.output {
-            self.record_step_checks(flow);
+            self.record_steps(flow);
         }
         if let Some(phases) = &t.timing.phases {
             self.record_net(&NetTiming::from_phases(
@@ -580,6 +641,12 @@ impl SummaryAcc {
                     .collect()
             }),
             checks: self.checks.clone(),
+            by_step: self.steps.as_ref().map(|steps| {
+                steps
+                    .iter()
+                    .map(|(key, acc)| (key.clone(), acc.ran.step(acc.skipped)))
+                    .collect()
+            }),
         }
     }
 }

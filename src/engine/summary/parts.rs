@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::timings::Timings;
-use super::{JobSummary, StageSummary, Tally, add_counts, add_statuses, per_second, status_slot};
+use super::{
+    JobSummary, StageSummary, StepSummary, Tally, add_counts, add_statuses, per_second, status_slot,
+};
 use crate::engine::task::{ErrorCode, TaskError, TaskOutput, TaskStatus};
 
 /// The totals behind `by_job` and `stages`.
@@ -16,6 +18,13 @@ pub(super) struct Parts {
     pub(super) jobs: Vec<(String, PartAcc)>,
     /// Each stage's start and end (ms from the run's start) and totals.
     pub(super) stages: Vec<((f64, f64), PartAcc)>,
+}
+
+/// One flow step's totals: its runs, and the flows that ended before it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct StepAcc {
+    pub(super) ran: PartAcc,
+    pub(super) skipped: u64,
 }
 
 /// The totals of one job's or one stage's tasks.
@@ -84,6 +93,19 @@ impl PartAcc {
             timed_out: self.count(TaskStatus::TimedOut),
             duration_ms: self.durations.percentiles(),
             throughput_per_s: per_second(self.durations.len(), wall),
+            http_status: self.http_status.clone(),
+            errors: self.errors.clone(),
+        }
+    }
+
+    pub(super) fn step(&self, skipped: u64) -> StepSummary {
+        StepSummary {
+            tasks: self.ended(),
+            succeeded: self.count(TaskStatus::Succeeded),
+            failed: self.count(TaskStatus::Failed),
+            timed_out: self.count(TaskStatus::TimedOut),
+            skipped,
+            duration_ms: self.durations.percentiles(),
             http_status: self.http_status.clone(),
             errors: self.errors.clone(),
         }

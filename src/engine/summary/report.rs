@@ -91,6 +91,9 @@ pub struct Summary {
     /// share counts once, for both).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checks: Option<BTreeMap<String, CheckCount>>,
+    /// A batch of flows: each step's figures, by `FLOW/STEP` (each its `id`, else its place).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_step: Option<BTreeMap<String, StepSummary>>,
 }
 
 /// How often one check passed and failed, over every task that judged it.
@@ -120,6 +123,24 @@ pub struct JobSummary {
     pub duration_ms: Option<Percentiles>,
     /// Its tasks that ran, per second of the batch's `measured_ms`.
     pub throughput_per_s: f64,
+    #[schema(value_type = BTreeMap<String, u64>)]
+    pub http_status: BTreeMap<u16, u64>,
+    #[schema(value_type = BTreeMap<String, u64>)]
+    pub errors: BTreeMap<ErrorCode, u64>,
+}
+
+/// One step of a flow, over every task of the flow (`summary.by_step`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StepSummary {
+    /// Its runs that ended (a skipped step did not run).
+    pub tasks: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    /// Flows that ended before reaching it.
+    pub skipped: u64,
+    /// Its own durations, attempts and backoff included.
+    pub duration_ms: Option<Percentiles>,
     #[schema(value_type = BTreeMap<String, u64>)]
     pub http_status: BTreeMap<u16, u64>,
     #[schema(value_type = BTreeMap<String, u64>)]

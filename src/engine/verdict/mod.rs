@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use super::batch::BatchStatus;
 use super::noise::weak_baseline;
 use super::spec::{Baseline, BaselineCheck, Figure, Threshold, Thresholds};
-use super::summary::{CheckCount, JobSummary, Percentiles, Summary};
+use super::summary::{CheckCount, JobSummary, Percentiles, StepSummary, Summary};
 use super::wire_name;
 
 /// Whether the batch met every threshold; a CI job fails the build on `passed: false`.
@@ -65,6 +65,15 @@ impl<'a> Figures<'a> {
             bad: s.failed + s.timed_out,
             ended: s.tasks - s.pending,
             throughput: s.throughput_per_s,
+        }
+    }
+
+    fn of_step(j: &'a StepSummary) -> Figures<'a> {
+        Figures {
+            durations: j.duration_ms.as_ref(),
+            bad: j.failed + j.timed_out,
+            ended: j.tasks,
+            throughput: 0.0,
         }
     }
 
@@ -148,6 +157,22 @@ pub fn judge(thresholds: &Thresholds, s: &Summary, status: BatchStatus) -> Verdi
             );
             if job.is_none() {
                 c.detail = Some(format!("no task of job {key} ended"));
+            }
+            checks.push(c);
+        }
+    }
+    for (key, limits) in &thresholds.by_step {
+        let step = s.by_step.as_ref().and_then(|j| j.get(key));
+        for &(name, limit) in limits {
+            let actual = step.and_then(|j| Figures::of_step(j).threshold(name));
+            let mut c = check(
+                format!("by_step.{key}.{}", wire_name(&name)),
+                limit,
+                actual,
+                name.is_minimum(),
+            );
+            if step.is_none_or(|s| s.tasks == 0) {
+                c.detail = Some(format!("step {key} never ran"));
             }
             checks.push(c);
         }
