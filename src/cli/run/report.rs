@@ -58,6 +58,7 @@ pub struct Figures {
     pub by_job: Option<BTreeMap<String, Part>>,
     pub stages: Option<Vec<Part>>,
     pub checks: Option<BTreeMap<String, CheckCount>>,
+    pub by_step: Option<BTreeMap<String, Part>>,
 }
 
 /// One job's or one stage's figures (the API's `JobSummary` and `StageSummary`, with their
@@ -75,6 +76,8 @@ pub struct Part {
     pub throughput_per_s: f64,
     pub duration_ms: Option<Percentiles>,
     pub errors: BTreeMap<String, u64>,
+    /// A flow's step: the flows that ended before it.
+    pub skipped: u64,
 }
 
 impl Part {
@@ -158,6 +161,7 @@ pub fn text(b: &Report) -> String {
     }
     stages(&mut out, s);
     by_job(&mut out, s);
+    by_step(&mut out, s);
     outcomes(&mut out, b);
     checks(&mut out, s);
     verdict(&mut out, b);
@@ -353,6 +357,30 @@ fn by_job(out: &mut String, s: &Figures) {
     );
     for (key, j) in jobs {
         let _ = writeln!(out, "    {key:<26} {}", part_figures(j));
+    }
+}
+
+/// Each flow step's figures: its runs, its latency, how many failed and how many flows never
+/// reached it.
+fn by_step(out: &mut String, s: &Figures) {
+    let Some(steps) = s.by_step.as_ref().filter(|j| !j.is_empty()) else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "  by step     {:<16} {:>8} {:>9} {:>9} {:>7} {:>8}",
+        "flow/step", "ran", "p50 ms", "p95 ms", "failed", "skipped"
+    );
+    for (key, p) in steps {
+        let _ = writeln!(
+            out,
+            "    {key:<26} {:>8} {:>9} {:>9} {:>7} {:>8}",
+            count(p.tasks),
+            num(p.duration_ms.as_ref().map(|d| d.p50)),
+            num(p.duration_ms.as_ref().map(|d| d.p95)),
+            count(p.failed + p.timed_out),
+            count(p.skipped),
+        );
     }
 }
 
