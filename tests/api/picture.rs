@@ -129,8 +129,9 @@ async fn latency_buckets_count_every_task_and_the_spectrum_agrees_with_the_summa
     };
     assert_eq!(at(50.0), Some(s["duration_ms"]["p50"].clone()));
     assert_eq!(at(100.0), Some(s["duration_ms"]["max"].clone()));
-    // Two peaks, 2 ms and 200 ms, a hundred tasks each: nothing between them (the split at
-    // 100 ms leaves a loaded machine room to run the 2 ms ones slow).
+    // Two peaks, 2 ms and 200 ms, a hundred tasks each. A 200 ms task never takes less, so
+    // all of them sit past 180 ms (a bucket is a few percent wide); a 2 ms one may run slow on a
+    // machine that other builds load, so most of them, not every one, sit below 100 ms.
     let between = |lo: f64, hi: f64| -> u64 {
         buckets
             .iter()
@@ -138,8 +139,8 @@ async fn latency_buckets_count_every_task_and_the_spectrum_agrees_with_the_summa
             .map(|b| b["count"].as_u64().unwrap())
             .sum()
     };
-    assert_eq!(between(0.0, 100.0), 100, "{buckets:?}");
-    assert_eq!(between(100.0, 1e9), 100, "{buckets:?}");
+    assert!(between(0.0, 100.0) >= 90, "{buckets:?}");
+    assert!(between(180.0, 1e9) >= 100, "{buckets:?}");
 
     let ttfb = app
         .get(&format!("/batches/{id}/latency?metric=ttfb"))
