@@ -1,4 +1,4 @@
-// The task pane: one task's fields, its phases, its checks and its error.
+// The task pane: one task's fields, its phases, its checks, a flow's steps and its error.
 
 import { $, el, statusPill } from "./dom.js";
 import { PHASES, fmtMs } from "./format.js";
@@ -40,6 +40,7 @@ export function renderTaskDetail(wanted) {
   // A task's check results are its output's `checks`; a timeline row may carry them flat.
   const checks = t.checks ?? t.output?.checks;
   if (checks?.length) parts.push(checkList(checks));
+  if (t.steps?.length) parts.push(stepList(t.steps));
   if (t.error) {
     parts.push(el("div", { class: "task-error", "data-field": "error" },
       el("span", { class: "error-code", text: t.error.code }), el("span", { text: t.error.message })));
@@ -65,6 +66,21 @@ function phaseList(phases) {
     bar.firstChild.style.width = `${Math.max(ms > 0 ? 2 : 0, (100 * ms) / total)}%`;
     list.append(el("li", { "data-phase": p, "data-value": ms },
       el("span", { class: "phase-name", text: p.replace("_ms", "") }), bar, el("span", { class: "phase-ms", text: fmtMs(ms) })));
+  }
+  return list;
+}
+
+/** A flow's steps in order: how each ended, its name (its id, else its place) and its time. */
+function stepList(steps) {
+  const list = el("ul", { class: "task-checks", "data-field": "steps" });
+  for (const s of steps) {
+    const ok = s.status === "succeeded";
+    const mark = ok ? "✓" : s.status === "skipped" ? "–" : "✗";
+    const said = s.error ? `${s.status} (${s.error})` : s.status;
+    list.append(el("li", { "data-step": String(s.index), "data-status": s.status },
+      el("span", { class: `check-mark ${ok ? "good" : s.status === "skipped" ? "hint" : "bad"}`, title: s.status, text: mark }),
+      el("span", { class: "check-name", text: s.id ?? `step ${s.index}` }),
+      el("span", { class: "check-actual mono", text: s.duration_ms == null ? said : `${said} · ${fmtMs(s.duration_ms)} ms` })));
   }
   return list;
 }

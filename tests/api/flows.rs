@@ -152,6 +152,16 @@ async fn a_flow_ends_at_its_first_failed_step_and_names_it() {
         .collect();
     assert_eq!(status, ["failed", "skipped", "skipped", "skipped"]);
     assert_eq!(shop.hits.load(Ordering::SeqCst), 1);
+    // The page's rows carry the steps, for the task pane to list.
+    let id = res.json["id"].as_str().unwrap();
+    let rows = app.get(&format!("/batches/{id}/timeline")).await.json;
+    let steps = &rows["tasks"][0]["steps"];
+    assert_eq!(steps[0]["status"], "failed", "{rows}");
+    assert_eq!(steps[0]["error"], "check");
+    assert_eq!(
+        steps[3],
+        json!({ "index": 3, "id": "order", "status": "skipped", "duration_ms": null })
+    );
 
     // Without the cookie jar the cart answers 401: the flow fails there, on its status.
     let mut flow = checkout(&shop.base, "json:$.access_token");

@@ -88,6 +88,22 @@ pub struct TaskBar {
     /// Its checks, judged, when the batch kept its answer (`output.checks`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<crate::engine::check::CheckResult>,
+    /// A flow's steps, when the batch kept its answer: each one's place, `id`, status, time and
+    /// error code.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepBar>,
+}
+
+/// One step of a flow task's row.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StepBar {
+    pub index: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub status: crate::engine::task::StepStatus,
+    pub duration_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::engine::task::ErrorCode>,
 }
 
 /// Most task rows a timeline answer carries.
@@ -300,6 +316,20 @@ fn bar(t: &TaskRecord, origin: f64) -> TaskBar {
         Some(crate::engine::task::TaskOutput::Http(h)) => (Some(h.status), h.checks.clone()),
         _ => (None, Vec::new()),
     };
+    let steps = match &t.output {
+        Some(crate::engine::task::TaskOutput::Flow(f)) => f
+            .steps
+            .iter()
+            .map(|s| StepBar {
+                index: s.index,
+                id: s.id.clone(),
+                status: s.status,
+                duration_ms: s.duration_ms,
+                error: s.error.as_ref().map(|e| e.code),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     TaskBar {
         index: t.index,
         id: t.id.clone(),
@@ -314,6 +344,7 @@ fn bar(t: &TaskRecord, origin: f64) -> TaskBar {
         phases: t.timing.phases,
         error: t.error.clone(),
         checks,
+        steps,
     }
 }
 
