@@ -5,6 +5,7 @@
 //! - `timings`: one HDR histogram of durations and how a checkpoint stores it.
 //! - `parts`: a load run's per-job and per-stage totals.
 
+mod judged;
 mod parts;
 mod report;
 #[cfg(test)]
@@ -17,7 +18,6 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::check::Check;
 use super::picture::TimeBins;
 use super::task::{ErrorCode, NetTiming, TaskError, TaskOutput, TaskStatus};
 
@@ -137,19 +137,6 @@ impl NetAcc {
     }
 }
 
-/// Counts one judgement of the check `name` (found without allocating, the usual case).
-fn count_check(counts: &mut BTreeMap<String, CheckCount>, name: &str, passed: bool) {
-    let count = match counts.get_mut(name) {
-        Some(count) => count,
-        None => counts.entry(name.to_owned()).or_default(),
-    };
-    if passed {
-        count.passed += 1;
-    } else {
-        count.failed += 1;
-    }
-}
-
 fn status_slot(status: TaskStatus) -> usize {
     status as usize
 }
@@ -179,37 +166,6 @@ impl SummaryAcc {
         }
     }
 
-    /// The same, counting the judgements of the checks `names` (each at 0 until judged, so
-    /// that a check no task reached still shows, and its thresholds judge it).
-    pub fn with_checks<'n>(mut self, names: impl IntoIterator<Item = &'n str>) -> Self {
-        let counts: BTreeMap<String, CheckCount> = names
-            .into_iter()
-            .map(|n| (n.to_owned(), CheckCount::default()))
-            .collect();
-        if !counts.is_empty() {
-            self.checks = Some(counts);
-        }
-        self
-    }
-
-    /// The same, for a batch with flows: `by_step` is there from the start (and checkpoints
-    /// carry it), filled as flows end.
-    pub fn with_flows(mut self, flows: bool) -> Self {
-        if flows {
-            self.steps = Some(BTreeMap::new());
-        }
-        self
-    }
-
-    /// Counts one task's judgements of `checks`: bit `i` of `passed` for check `i`.
-    pub fn record_checks(&mut self, checks: &[Check], passed: u32) {
-        let counts = self.checks.get_or_insert_with(Default::default);
-        for (i, check) in checks.iter().enumerate() {
-            let ok = passed & (1 << i) != 0;
-            count_check(counts, &check.name, ok);
-        }
-    }
-
     /// The same, counting each task again under its job (`jobs`: their keys, more than one)
     /// and its stage (`stages`: each one's start and end, in ms from the run's start).
     pub fn with_parts(mut self, jobs: Vec<String>, stages: Vec<(f64, f64)>) -> Self {
@@ -221,51 +177,6 @@ impl SummaryAcc {
             }));
         }
         self
-    }
-
-    /// Counts a flow's steps under `by_step`, and their judgements.
-    pub fn record_steps(&mut self, flow: &crate::engine::task::FlowOutput) {
-        use crate::engine::task::StepStatus;
-        let steps = self.steps.get_or_insert_with(Default::default);
-        for step in &flow.steps {
-            let acc = steps.entry(flow.step_key(step)).or_insert_with(|| StepAcc {
-                ran: PartAcc::new(),
-                skipped: 0,
-            });
-            let status = match step.status {
-                StepStatus::Skipped => {
-                    acc.skipped += 1;
-                    continue;
-                }
-                StepStatus::Succeeded => TaskStatus::Succeeded,
-                StepStatus::Failed => TaskStatus::Failed,
-                StepStatus::TimedOut => TaskStatus::TimedOut,
-            };
-            let duration = step
-                .duration_ms
-                .map(|d| Duration::from_micros((d * 1000.0) as u64));
-            acc.ran.record(
-                status,
-                duration,
-                step.output.as_deref(),
-                step.error.as_ref(),
-            );
-        }
-        self.record_step_checks(flow);
-    }
-
-    /// Counts a flow's steps' judgements, as each step's output lists them.
-    fn record_step_checks(&mut self, flow: &crate::engine::task::FlowOutput) {
-        for step in &flow.steps {
-            if let Some(TaskOutput::Http(out)) = step.output.as_deref()
-                && !out.checks.is_empty()
-            {
-                let counts = self.checks.get_or_insert_with(Default::default);
-                for c in &out.checks {
-                    count_check(counts, &c.name, c.passed);
-                }
-            }
-        }
     }
 
     /// Whether it keeps per-job or per-stage totals or check counts, which a checkpoint must
@@ -547,16 +458,10 @@ impl SummaryAcc {
             .duration_ms
             .map(|d| Duration::from_micros((d * 1000.0) as u64));
         self.record(t.status, duration, t.output.as_ref(), t.error.as_ref());
-        if let Some(TaskOutput::Http(out)) = &t.output
-            && !out.checks.is_empty()
-        {
-            let counts = self.checks.get_or_insert_with(Default::default);
-            for c in &out.checks {
-                count_check(counts, &c.name, c.passed);
-            }
-        }
-        if let Some(TaskOutput::Flow(flow)) = &t.output {
-            self.record_steps(flow);
+        match &t.output {
+            Some(TaskOutput::Http(out)) => self.record_results(&out.checks),
+            Some(TaskOutput::Flow(flow)) => self.record_steps(flow),
+            _ => {}
         }
         if let Some(phases) = &t.timing.phases {
             self.record_net(&NetTiming::from_phases(
