@@ -200,7 +200,7 @@ pub enum StepStatus {
 }
 
 /// The answer to an `http` job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HttpOutput {
     pub status: u16,
     /// Response headers; repeated headers are joined with `, `.

@@ -10,7 +10,9 @@ use axum::Router;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_exit, fresh_postgres, run_binary, spawn_app, start_cluster};
+use crate::helpers::{
+    assert_exit, fresh_postgres, run_binary, serve_counted, spawn_app, start_cluster,
+};
 
 /// The app under test: `/good` (JSON, a version header), `/degraded` (JSON whose status is
 /// not ok), `/html` (an error page served with 200), `/big` (a 4 KB JSON document),
@@ -21,8 +23,6 @@ struct Shapes {
 }
 
 async fn shapes() -> Shapes {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counted = hits.clone();
     let json = |body: Value| {
         (
             [("content-type", "application/json"), ("x-version", "1.4.2")],
@@ -56,19 +56,8 @@ async fn shapes() -> Shapes {
         .route(
             "/bare",
             get(|| async { ([("content-type", "application/json")], r#"{"status":"ok"}"#) }),
-        )
-        .layer(axum::middleware::from_fn(
-            move |req: axum::extract::Request, next: axum::middleware::Next| {
-                let hits = counted.clone();
-                async move {
-                    hits.fetch_add(1, Ordering::SeqCst);
-                    next.run(req).await
-                }
-            },
-        ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        );
+    let (base, hits) = serve_counted(app).await;
     Shapes { base, hits }
 }
 

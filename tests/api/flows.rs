@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{serve_counted, spawn_app};
 
 /// The app: `POST /login` (sets the cookie `session=s1`), `GET /cart/{order}` (needs
 /// `Authorization: Bearer tok-123` and the cookie), `GET /order/{order}`; `hits` counts every
@@ -22,8 +22,6 @@ struct Shop {
 }
 
 async fn shop() -> Shop {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counted = hits.clone();
     let app = Router::new()
         .route(
             "/login",
@@ -58,19 +56,8 @@ async fn shop() -> Shop {
         .route(
             "/order/{order}",
             get(|Path(order): Path<String>| async move { format!("order {order}") }),
-        )
-        .layer(axum::middleware::from_fn(
-            move |req: axum::extract::Request, next: axum::middleware::Next| {
-                let hits = counted.clone();
-                async move {
-                    hits.fetch_add(1, Ordering::SeqCst);
-                    next.run(req).await
-                }
-            },
-        ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        );
+    let (base, hits) = serve_counted(app).await;
     Shop { base, hits }
 }
 

@@ -357,6 +357,27 @@ struct TargetState {
     peak: Arc<AtomicUsize>,
 }
 
+/// Serves `app` on 127.0.0.1, counting every request it is sent: its base URL and the count.
+pub async fn serve_counted(app: Router) -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let app = app.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let hits = counted.clone();
+            async move {
+                hits.fetch_add(1, Ordering::SeqCst);
+                next.run(req).await
+            }
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind target");
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, hits)
+}
+
 pub async fn spawn_target() -> Target {
     let state = TargetState {
         hits: Arc::default(),

@@ -255,16 +255,6 @@ pub struct Judgement {
     pub message: Option<String>,
 }
 
-/// The first failed hard check's message: what fails the task (`error.code: "check"`). Soft
-/// failures only count.
-pub fn task_failure<'c>(checks: &[Check], judgements: &'c [Judgement]) -> Option<&'c str> {
-    checks
-        .iter()
-        .zip(judgements)
-        .find(|(c, j)| !c.soft && !j.passed)
-        .and_then(|(_, j)| j.message.as_deref())
-}
-
 /// What a check reads: a borrowed view of one answer, as received up to the response cap.
 #[derive(Clone, Copy)]
 pub struct Answer<'a> {

@@ -535,14 +535,21 @@ fn every_check_is_judged_and_soft_failures_do_not_fail_the_task() {
         check("status", Predicate::Equals(json!(200))),
         check("json:$.count", Predicate::Gt(0.0)),
     ];
-    let judgements = Judge::new(degraded()).judge_all(&checks);
-    let passed: Vec<bool> = judgements.iter().map(|j| j.passed).collect();
+    let judge = Judge::new(degraded());
+    let judged = JobChecks::new(checks.clone()).judge(&judge, str::to_owned, true);
+    let passed: Vec<bool> = judged.results.iter().map(|j| j.passed).collect();
     assert_eq!(passed, [false, false, true, false]);
+    assert_eq!(judged.passed, 0b0100);
     assert_eq!(
-        task_failure(&checks, &judgements),
+        judged.failure.as_deref(),
         Some(r#"check failed: json:$.status equals "ok", got "degraded""#)
     );
-    assert_eq!(task_failure(&checks[1..3], &judgements[1..3]), None);
+    let soft_and_passed = JobChecks::new(checks[1..3].to_vec()).judge(&judge, str::to_owned, false);
+    assert_eq!(soft_and_passed.failure, None);
+    assert!(
+        soft_and_passed.results.is_empty(),
+        "not shown: no verdicts kept"
+    );
 }
 
 #[test]

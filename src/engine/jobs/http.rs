@@ -346,11 +346,7 @@ pub fn response_output(
         bytes: buf.len() as u64,
         truncated,
         ttfb_ms: ms(ttfb),
-        version: None,
-        checks: Vec::new(),
-        checks_passed: None,
-        captured: Vec::new(),
-        set_cookies: Vec::new(),
+        ..HttpOutput::default()
     }
 }
 

@@ -498,17 +498,10 @@ fn h1_output(response: Response, shown: bool) -> HttpOutput {
 fn counted(status: StatusCode, body: &Body, ttfb: std::time::Duration) -> HttpOutput {
     HttpOutput {
         status: status.as_u16(),
-        headers: Default::default(),
-        body: None,
-        body_base64: None,
         bytes: body.bytes as u64,
         truncated: body.truncated,
         ttfb_ms: ms(ttfb),
-        version: None,
-        checks: Vec::new(),
-        checks_passed: None,
-        captured: Vec::new(),
-        set_cookies: Vec::new(),
+        ..HttpOutput::default()
     }
 }
 
